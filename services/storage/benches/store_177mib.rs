@@ -1,0 +1,177 @@
+//! `store_177mib`: store a 177 MiB model through the service (write + verify + fsync + rename +
+//! registry commit) and read it back, next to raw `sha2` throughput measured in the same run.
+//!
+//! Targets (issue 2): write ≥ 0.7× raw sha2, read ≥ 2 GiB/s from the page cache, peak extra
+//! memory < 32 MiB. Run: `cargo bench -p cos_storage_service --bench store_177mib`.
+//! `COS_BENCH_MIB=<n>` changes the size (e.g. 16 for a quick run).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use cos_common::{CallerContext, ContentHash, Origin, Partition};
+use cos_storage_service::{CreateOptions, HandleRequest, ServiceConfig, StorageService};
+use criterion::{Criterion, SamplingMode, Throughput};
+use sha2::{Digest, Sha256};
+
+const CHUNK: usize = 1 << 20;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    service: StorageService,
+    caller: CallerContext,
+    data: Vec<u8>,
+    hash: ContentHash,
+}
+
+impl Fixture {
+    fn new(mib: usize) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let service = StorageService::open(ServiceConfig::new(dir.path())).expect("open service").0;
+        // Incompressible, deterministic bytes (xorshift), fully touched before measuring.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let data: Vec<u8> = (0..mib * CHUNK / 8)
+            .flat_map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state.to_le_bytes()
+            })
+            .collect();
+        let hash = ContentHash::from_bytes(Sha256::digest(&data).into());
+        let caller = CallerContext::top_level(Origin::from_url("https://whisper.example").unwrap());
+        Self { _dir: dir, service, caller, data, hash }
+    }
+
+    /// One full store, as the service will see it: 1 MiB chunks, then close.
+    fn store(&self) -> Duration {
+        let start = Instant::now();
+        let handle = self
+            .service
+            .get_file_handle(&self.caller, self.hash, HandleRequest::Create(CreateOptions::same_site()))
+            .unwrap();
+        let mut writer = handle.create_writable().unwrap();
+        for chunk in self.data.chunks(CHUNK) {
+            writer.write(chunk).unwrap();
+        }
+        let outcome = writer.close().unwrap();
+        let elapsed = start.elapsed();
+        assert!(outcome.new_blob, "each sample must store a new blob");
+        elapsed
+    }
+
+    /// Deletes the entry again (not timed) so the next store writes a new blob.
+    fn forget(&self) {
+        self.service.clear_site_data(Partition::Regular, self.caller.origin()).unwrap();
+    }
+
+    /// One full read into a reused 1 MiB buffer.
+    fn read(&self, buffer: &mut [u8]) -> Duration {
+        let start = Instant::now();
+        let file =
+            self.service.get_file_handle(&self.caller, self.hash, HandleRequest::Read).unwrap().get_file().unwrap();
+        let mut offset = 0u64;
+        loop {
+            let n = file.read_at(offset, buffer).unwrap();
+            if n == 0 {
+                break;
+            }
+            black_box(&buffer[..n]);
+            offset += n as u64;
+        }
+        assert_eq!(offset, self.data.len() as u64);
+        start.elapsed()
+    }
+}
+
+fn hash_raw(data: &[u8]) -> Duration {
+    let start = Instant::now();
+    black_box(Sha256::digest(black_box(data)));
+    start.elapsed()
+}
+
+/// Peak resident memory (VmHWM) in bytes after resetting the high-water mark to the current RSS.
+fn measure_peak_extra_memory(f: impl FnOnce()) -> Option<u64> {
+    let read_kib = |key: &str| -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    std::fs::write("/proc/self/clear_refs", "5").ok()?;
+    let baseline = read_kib("VmRSS:")?;
+    f();
+    let peak = read_kib("VmHWM:")?;
+    Some(peak.saturating_sub(baseline) * 1024)
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn mib_per_s(bytes: usize, time: Duration) -> f64 {
+    bytes as f64 / (1u64 << 20) as f64 / time.as_secs_f64()
+}
+
+fn main() {
+    let mib: usize = std::env::var("COS_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(177);
+    let fixture = Fixture::new(mib);
+    let bytes = fixture.data.len();
+    let mut buffer = vec![0u8; CHUNK];
+
+    let mut criterion = Criterion::default().sample_size(10).configure_from_args();
+    let mut group = criterion.benchmark_group(format!("store_{mib}mib"));
+    group.sampling_mode(SamplingMode::Flat).throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function("raw_sha2", |b| b.iter_custom(|iters| (0..iters).map(|_| hash_raw(&fixture.data)).sum()));
+    group.bench_function("cos_store_verified_durable", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let t = fixture.store();
+                    fixture.forget();
+                    t
+                })
+                .sum()
+        })
+    });
+    fixture.store();
+    group.bench_function("cos_read_page_cache", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| fixture.read(&mut buffer)).sum())
+    });
+    group.finish();
+    fixture.forget();
+
+    // The same three, interleaved (so all see the same machine state), for the ratio summary.
+    const ROUNDS: usize = 7;
+    let (mut sha, mut store, mut read) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        sha.push(hash_raw(&fixture.data));
+        store.push(fixture.store());
+        read.push(fixture.read(&mut buffer));
+        fixture.forget();
+    }
+    let peak = measure_peak_extra_memory(|| {
+        fixture.store();
+    });
+    let (sha, store, read) = (median(sha), median(store), median(read));
+    let (sha_rate, store_rate, read_rate) = (mib_per_s(bytes, sha), mib_per_s(bytes, store), mib_per_s(bytes, read));
+    println!("\nstore_{mib}mib summary (median of {ROUNDS} interleaved rounds)");
+    println!("  raw sha2 SHA-256        {sha_rate:8.0} MiB/s  ({:.1} ms)", sha.as_secs_f64() * 1e3);
+    println!(
+        "  COS store (verified,    {store_rate:8.0} MiB/s  ({:.1} ms)  = {:.2}x raw sha2   [target >= 0.70x]",
+        store.as_secs_f64() * 1e3,
+        store_rate / sha_rate
+    );
+    println!("   durable, committed)");
+    println!(
+        "  COS read (page cache)   {read_rate:8.0} MiB/s  ({:.1} ms)  = {:.2} GiB/s        [target >= 2 GiB/s]",
+        read.as_secs_f64() * 1e3,
+        read_rate / 1024.0
+    );
+    match peak {
+        Some(peak) => println!(
+            "  peak extra memory of one store: {:.1} MiB   [target < 32 MiB]",
+            peak as f64 / (1u64 << 20) as f64
+        ),
+        None => println!("  peak extra memory: not measurable here (/proc/self/clear_refs unavailable)"),
+    }
+}

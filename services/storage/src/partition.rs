@@ -1,0 +1,331 @@
+//! One partition of the store: a registry plus a blob store with its limits. The regular
+//! profile has one on disk; each off-the-record profile has its own in memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cos_common::{ContentHash, CosError, Origin, OriginsOption, QuotaScope};
+use parking_lot::Mutex;
+
+use crate::blob_store::disk::DiskBlobs;
+use crate::blob_store::memory::MemoryBlobs;
+use crate::blob_store::{BlobSink, BlobSource, BlobStore, StagedBlob};
+use crate::config::StorageLimits;
+use crate::error::{Failure, StoreError};
+use crate::registry::records::MAX_PROVENANCE_RECORDS;
+use crate::registry::{EntryRecord, OriginRecord, Provenance, Registry, RegistryWrite};
+use crate::visibility::{VisibilityChange, apply_verified_write};
+
+/// Read times are kept in memory and written with the next registry transaction, or once this
+/// many distinct entries were read: a read never waits for a durable write.
+const PENDING_READS_FLUSH_AT: usize = 256;
+
+/// What recovery found and repaired when the on-disk store was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Entries in the registry.
+    pub entries: usize,
+    /// Swap files left by writers that never finished (deleted).
+    pub stale_swap_files: usize,
+    /// Registry rows whose blob was missing or had the wrong size (dropped).
+    pub rows_without_blob: usize,
+    /// Registry rows that could not be decoded (dropped, with their blob).
+    pub corrupt_rows: usize,
+    /// Blob files no registry row names (deleted).
+    pub orphan_blobs: usize,
+    /// Whether per-origin charges or the total had to be recomputed.
+    pub accounting_repaired: bool,
+}
+
+/// What a verified write did to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitOutcome {
+    /// The bytes were new to the store (a blob was installed); otherwise they confirmed an
+    /// existing entry and the swap copy was discarded.
+    pub new_blob: bool,
+    /// How the entry's visibility changed.
+    pub visibility: VisibilityChange,
+}
+
+/// What clearing one origin's site data removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClearSiteDataReport {
+    /// Entries the origin no longer stores or is listed on, but that other storers keep.
+    pub entries_released: usize,
+    /// Entries deleted because no storing origin remained.
+    pub entries_deleted: usize,
+    /// Bytes freed on disk (or in memory).
+    pub bytes_freed: u64,
+}
+
+#[derive(Clone, Copy)]
+struct PendingRead {
+    last_ms: u64,
+    count: u64,
+}
+
+pub(crate) struct PartitionStore {
+    registry: Registry,
+    blobs: BlobStore,
+    limits: StorageLimits,
+    /// Serialises registry commits with the blob renames and unlinks that go with them, so a
+    /// file operation never races the row that describes it.
+    commit_lock: Mutex<()>,
+    pending_reads: Mutex<HashMap<ContentHash, PendingRead>>,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl PartitionStore {
+    /// Opens the on-disk store under `root`, repairing what a crash may have left.
+    pub(crate) fn open_disk(root: &Path, limits: StorageLimits) -> Result<(Self, RecoveryReport), StoreError> {
+        std::fs::create_dir_all(root).map_err(|e| StoreError::io("create store directory", root, e))?;
+        // The registry's file lock makes this process the store's only owner before any file is touched.
+        let registry = Registry::open_file(&root.join("registry.redb"))?;
+        let blobs = DiskBlobs::open_root(root)?;
+        let report = recover(&registry, &blobs)?;
+        let store = Self::new(registry, BlobStore::Disk(blobs), limits);
+        Ok((store, report))
+    }
+
+    /// A fresh in-memory store.
+    pub(crate) fn in_memory(limits: StorageLimits) -> Result<Self, StoreError> {
+        Ok(Self::new(Registry::in_memory()?, BlobStore::Memory(MemoryBlobs::default()), limits))
+    }
+
+    fn new(registry: Registry, blobs: BlobStore, limits: StorageLimits) -> Self {
+        Self { registry, blobs, limits, commit_lock: Mutex::new(()), pending_reads: Mutex::new(HashMap::new()) }
+    }
+
+    pub(crate) fn limits(&self) -> StorageLimits {
+        self.limits
+    }
+
+    pub(crate) fn entry(&self, hash: &ContentHash) -> Result<Option<EntryRecord>, StoreError> {
+        self.registry.entry(hash)
+    }
+
+    pub(crate) fn origin_record(&self, origin: &Origin) -> Result<OriginRecord, StoreError> {
+        self.registry.origin(origin)
+    }
+
+    pub(crate) fn total_bytes(&self) -> Result<u64, StoreError> {
+        self.registry.total_bytes()
+    }
+
+    pub(crate) fn begin_write(&self) -> Result<BlobSink, StoreError> {
+        self.blobs.begin_write()
+    }
+
+    /// Opens the blob of a disclosed entry and notes the read for LRU bookkeeping.
+    pub(crate) fn open_blob(&self, hash: &ContentHash) -> Result<Option<BlobSource>, StoreError> {
+        let source = self.blobs.open(hash)?;
+        if source.is_some() {
+            let flush_now = {
+                let mut pending = self.pending_reads.lock();
+                let slot = pending.entry(*hash).or_insert(PendingRead { last_ms: 0, count: 0 });
+                slot.last_ms = now_ms();
+                slot.count += 1;
+                pending.len() >= PENDING_READS_FLUSH_AT
+            };
+            if flush_now && let Err(error) = self.flush_reads() {
+                tracing::warn!(%error, "could not record read times");
+            }
+        }
+        Ok(source)
+    }
+
+    /// Writes batched read times to the registry.
+    pub(crate) fn flush_reads(&self) -> Result<(), StoreError> {
+        let _commit = self.commit_lock.lock();
+        let txn = self.registry.write()?;
+        self.apply_pending_reads(&txn)?;
+        txn.commit()
+    }
+
+    fn apply_pending_reads(&self, txn: &RegistryWrite) -> Result<(), StoreError> {
+        let pending = std::mem::take(&mut *self.pending_reads.lock());
+        for (hash, read) in pending {
+            if let Some(mut entry) = txn.entry(&hash)? {
+                entry.last_read_ms = entry.last_read_ms.max(read.last_ms);
+                entry.read_count = entry.read_count.saturating_add(read.count);
+                txn.put_entry(&hash, &entry)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes verified bytes an entry (or confirms the existing one) in one registry transaction:
+    /// quota checks, blob install, entry and accounting rows.
+    pub(crate) fn commit_verified(
+        &self,
+        staged: StagedBlob,
+        hash: &ContentHash,
+        size: u64,
+        writer: &Origin,
+        requested: &OriginsOption,
+        document_url: Option<&str>,
+    ) -> Result<CommitOutcome, Failure> {
+        let _commit = self.commit_lock.lock();
+        let txn = self.registry.write()?;
+        let now = now_ms();
+        let mut account = txn.origin(writer)?;
+        let existing = txn.entry(hash)?;
+        let new_blob = existing.is_none();
+        let mut entry = existing.unwrap_or_else(|| EntryRecord {
+            size,
+            storing_origins: Default::default(),
+            listed_origins: Vec::new(),
+            global: false,
+            created_ms: now,
+            last_read_ms: 0,
+            read_count: 0,
+            provenance: Vec::new(),
+        });
+        let newly_storing = !entry.storing_origins.contains(writer);
+        if newly_storing && account.charged_bytes.saturating_add(entry.size) > self.limits.per_origin_bytes {
+            return Err(Failure::Refused(CosError::QuotaExceeded(QuotaScope::Origin)));
+        }
+        let total = txn.total_bytes()?;
+        if new_blob && total.saturating_add(size) > self.limits.total_bytes {
+            return Err(Failure::Refused(CosError::QuotaExceeded(QuotaScope::Global)));
+        }
+
+        let visibility = apply_verified_write(&mut entry, writer, requested);
+        if visibility.newly_storing {
+            account.charged_bytes += entry.size;
+            account.entries += 1;
+            if entry.provenance.len() < MAX_PROVENANCE_RECORDS {
+                entry.provenance.push(Provenance {
+                    origin: writer.clone(),
+                    document_url: document_url.map(str::to_owned),
+                    time_ms: now,
+                });
+            }
+        }
+        txn.put_entry(hash, &entry)?;
+        txn.put_origin(writer, &account)?;
+        // Only now: a refused commit must not swallow the batched read times.
+        self.apply_pending_reads(&txn)?;
+        if new_blob {
+            txn.set_total_bytes(total + size)?;
+            self.blobs.install(staged, hash)?;
+            if let Err(error) = txn.commit() {
+                // The row never landed: take the blob back out (recovery would, too).
+                if let Err(cleanup) = self.blobs.remove(hash) {
+                    tracing::warn!(error = %cleanup, "could not remove a blob after a failed commit");
+                }
+                return Err(error.into());
+            }
+        } else {
+            txn.commit()?;
+            drop(staged);
+        }
+        Ok(CommitOutcome { new_blob, visibility })
+    }
+
+    /// Clear-site-data for one origin (SPEC §7): it stops being a storing origin and leaves every
+    /// list; entries nobody stores any more are deleted with their blobs (revoke-and-GC).
+    pub(crate) fn clear_origin(&self, origin: &Origin) -> Result<ClearSiteDataReport, StoreError> {
+        let _commit = self.commit_lock.lock();
+        let txn = self.registry.write()?;
+        self.apply_pending_reads(&txn)?;
+        let mut report = ClearSiteDataReport::default();
+        let mut doomed = Vec::new();
+        let mut total = txn.total_bytes()?;
+        for (hash, mut entry) in txn.entries()? {
+            let was_storing = entry.storing_origins.remove(origin);
+            let listed_before = entry.listed_origins.len();
+            entry.listed_origins.retain(|o| o != origin);
+            if !was_storing && entry.listed_origins.len() == listed_before {
+                continue;
+            }
+            entry.provenance.retain(|p| &p.origin != origin);
+            if entry.storing_origins.is_empty() {
+                txn.remove_entry(&hash)?;
+                total = total.saturating_sub(entry.size);
+                report.entries_deleted += 1;
+                report.bytes_freed += entry.size;
+                doomed.push(hash);
+            } else {
+                txn.put_entry(&hash, &entry)?;
+                report.entries_released += 1;
+            }
+        }
+        txn.put_origin(origin, &OriginRecord::default())?;
+        txn.set_total_bytes(total)?;
+        txn.commit()?;
+        for hash in doomed {
+            self.blobs.remove(&hash)?;
+        }
+        Ok(report)
+    }
+}
+
+impl Drop for PartitionStore {
+    fn drop(&mut self) {
+        let pending = !self.pending_reads.lock().is_empty();
+        if pending && let Err(error) = self.flush_reads() {
+            tracing::warn!(%error, "could not record read times at shutdown");
+        }
+    }
+}
+
+/// Brings registry and blob files back into agreement after a crash: swap files go; rows whose
+/// blob is missing (or has another size) go; blobs without a row go; accounting is recomputed
+/// from the surviving rows.
+fn recover(registry: &Registry, blobs: &DiskBlobs) -> Result<RecoveryReport, StoreError> {
+    let mut report = RecoveryReport { stale_swap_files: blobs.clear_swap()?, ..Default::default() };
+    let mut on_disk = blobs.scan()?;
+    let txn = registry.write()?;
+    let mut charges: BTreeMap<String, OriginRecord> = BTreeMap::new();
+    let mut total = 0u64;
+    for (hash, decoded) in registry.all_entries()? {
+        let entry = match decoded {
+            Ok(entry) => entry,
+            Err(error) => {
+                tracing::warn!(%error, "dropping an undecodable registry row");
+                report.corrupt_rows += 1;
+                txn.remove_entry(&hash)?;
+                continue;
+            }
+        };
+        if on_disk.remove(&hash) != Some(entry.size) {
+            report.rows_without_blob += 1;
+            txn.remove_entry(&hash)?;
+            blobs.remove(&hash)?;
+            continue;
+        }
+        report.entries += 1;
+        total += entry.size;
+        for origin in &entry.storing_origins {
+            let account = charges.entry(origin.to_string()).or_default();
+            account.charged_bytes += entry.size;
+            account.entries += 1;
+        }
+    }
+    for hash in on_disk.keys() {
+        blobs.remove(hash)?;
+        report.orphan_blobs += 1;
+    }
+    for (key, stored) in registry.all_origins()? {
+        let expected = charges.remove(&key).unwrap_or_default();
+        if stored != Some(expected) {
+            report.accounting_repaired = true;
+            txn.put_origin_key(&key, &expected)?;
+        }
+    }
+    for (key, expected) in charges {
+        report.accounting_repaired = true;
+        txn.put_origin_key(&key, &expected)?;
+    }
+    if txn.total_bytes()? != total {
+        report.accounting_repaired = true;
+        txn.set_total_bytes(total)?;
+    }
+    txn.commit()?;
+    Ok(report)
+}

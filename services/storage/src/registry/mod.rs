@@ -1,0 +1,210 @@
+//! The registry: which entries exist, who may read them, and what each origin is charged.
+//!
+//! A redb database (`<profile>/cos/registry.redb`, or redb's in-memory backend for off-the-record
+//! profiles). Tables:
+//!
+//! | table     | key                  | value                          |
+//! |-----------|----------------------|--------------------------------|
+//! | `entries` | 32-byte SHA-256      | [`EntryRecord`] (versioned)    |
+//! | `origins` | origin serialisation | [`OriginRecord`] (versioned)   |
+//! | `meta`    | name                 | `u64` (`schema`, `total_bytes`) |
+//!
+//! Every committed write is one transaction that updates all three consistently.
+
+pub mod records;
+
+use std::path::Path;
+
+use cos_common::{ContentHash, Origin};
+use redb::backends::InMemoryBackend;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+pub use records::{EntryRecord, OriginRecord, Provenance};
+
+use crate::error::StoreError;
+
+const ENTRIES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("entries");
+const ORIGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("origins");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const SCHEMA_KEY: &str = "schema";
+const TOTAL_BYTES_KEY: &str = "total_bytes";
+const SCHEMA_VERSION: u64 = 1;
+
+/// A row of the `entries` table, decoded or not.
+pub(crate) type StoredEntry = (ContentHash, Result<EntryRecord, StoreError>);
+
+/// The registry database.
+pub(crate) struct Registry {
+    db: Database,
+}
+
+impl Registry {
+    /// Opens (creating) the registry file. Fails if another process holds it.
+    pub(crate) fn open_file(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::RegistryLocked { path: path.to_owned() },
+            other => other.into(),
+        })?;
+        Self::init(db)
+    }
+
+    /// A registry that lives in memory only.
+    pub(crate) fn in_memory() -> Result<Self, StoreError> {
+        Self::init(Database::builder().create_with_backend(InMemoryBackend::new())?)
+    }
+
+    fn init(db: Database) -> Result<Self, StoreError> {
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(ENTRIES)?;
+            txn.open_table(ORIGINS)?;
+            let mut meta = txn.open_table(META)?;
+            let schema = meta.get(SCHEMA_KEY)?.map(|v| v.value());
+            match schema {
+                None => {
+                    meta.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+                    meta.insert(TOTAL_BYTES_KEY, 0)?;
+                }
+                Some(SCHEMA_VERSION) => {}
+                Some(other) => {
+                    return Err(StoreError::CorruptRecord {
+                        table: "meta",
+                        reason: format!(
+                            "registry schema {other} is newer than this build understands ({SCHEMA_VERSION})"
+                        ),
+                    });
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(Self { db })
+    }
+
+    /// Reads one entry.
+    pub(crate) fn entry(&self, hash: &ContentHash) -> Result<Option<EntryRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ENTRIES)?;
+        let value = table.get(hash.as_bytes())?;
+        value.map(|v| EntryRecord::decode(v.value())).transpose()
+    }
+
+    /// Reads one origin's accounting.
+    pub(crate) fn origin(&self, origin: &Origin) -> Result<OriginRecord, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ORIGINS)?;
+        let value = table.get(origin.to_string().as_str())?;
+        Ok(value.map(|v| OriginRecord::decode(v.value())).transpose()?.unwrap_or_default())
+    }
+
+    /// Bytes of all blobs.
+    pub(crate) fn total_bytes(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(META)?;
+        Ok(table.get(TOTAL_BYTES_KEY)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// Every entry, decoded or not (undecodable ones come back as errors beside their key).
+    pub(crate) fn all_entries(&self) -> Result<Vec<StoredEntry>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ENTRIES)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (key, value) = row?;
+            out.push((ContentHash::from_bytes(*key.value()), EntryRecord::decode(value.value())));
+        }
+        Ok(out)
+    }
+
+    /// Every origin's accounting row (rows that do not decode, or whose key is not an origin,
+    /// come back as `None` so that recovery can rewrite them).
+    pub(crate) fn all_origins(&self) -> Result<Vec<(String, Option<OriginRecord>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ORIGINS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (key, value) = row?;
+            let valid = key.value().parse::<Origin>().is_ok();
+            out.push((key.value().to_owned(), OriginRecord::decode(value.value()).ok().filter(|_| valid)));
+        }
+        Ok(out)
+    }
+
+    /// Starts a write transaction. redb runs one at a time; others wait.
+    pub(crate) fn write(&self) -> Result<RegistryWrite, StoreError> {
+        Ok(RegistryWrite { txn: self.db.begin_write()? })
+    }
+}
+
+/// One write transaction with typed accessors. Dropping it without [`commit`](Self::commit)
+/// aborts it.
+pub(crate) struct RegistryWrite {
+    txn: redb::WriteTransaction,
+}
+
+impl RegistryWrite {
+    pub(crate) fn entry(&self, hash: &ContentHash) -> Result<Option<EntryRecord>, StoreError> {
+        let table = self.txn.open_table(ENTRIES)?;
+        let value = table.get(hash.as_bytes())?;
+        value.map(|v| EntryRecord::decode(v.value())).transpose()
+    }
+
+    pub(crate) fn put_entry(&self, hash: &ContentHash, record: &EntryRecord) -> Result<(), StoreError> {
+        self.txn.open_table(ENTRIES)?.insert(hash.as_bytes(), record.encode().as_slice())?;
+        Ok(())
+    }
+
+    pub(crate) fn remove_entry(&self, hash: &ContentHash) -> Result<(), StoreError> {
+        self.txn.open_table(ENTRIES)?.remove(hash.as_bytes())?;
+        Ok(())
+    }
+
+    pub(crate) fn origin(&self, origin: &Origin) -> Result<OriginRecord, StoreError> {
+        let table = self.txn.open_table(ORIGINS)?;
+        let value = table.get(origin.to_string().as_str())?;
+        Ok(value.map(|v| OriginRecord::decode(v.value())).transpose()?.unwrap_or_default())
+    }
+
+    /// Stores an origin's accounting; an origin that stores nothing has no row.
+    pub(crate) fn put_origin(&self, origin: &Origin, record: &OriginRecord) -> Result<(), StoreError> {
+        self.put_origin_key(&origin.to_string(), record)
+    }
+
+    pub(crate) fn put_origin_key(&self, key: &str, record: &OriginRecord) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(ORIGINS)?;
+        if *record == OriginRecord::default() {
+            table.remove(key)?;
+        } else {
+            table.insert(key, record.encode().as_slice())?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn total_bytes(&self) -> Result<u64, StoreError> {
+        Ok(self.txn.open_table(META)?.get(TOTAL_BYTES_KEY)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    pub(crate) fn set_total_bytes(&self, total: u64) -> Result<(), StoreError> {
+        self.txn.open_table(META)?.insert(TOTAL_BYTES_KEY, total)?;
+        Ok(())
+    }
+
+    /// Every entry key and record (for clear-site-data and recovery).
+    pub(crate) fn entries(&self) -> Result<Vec<(ContentHash, EntryRecord)>, StoreError> {
+        let table = self.txn.open_table(ENTRIES)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (key, value) = row?;
+            // Undecodable rows are recovery's business; clear-site-data skips them.
+            if let Ok(record) = EntryRecord::decode(value.value()) {
+                out.push((ContentHash::from_bytes(*key.value()), record));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn commit(self) -> Result<(), StoreError> {
+        self.txn.commit()?;
+        Ok(())
+    }
+}

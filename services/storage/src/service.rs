@@ -1,0 +1,449 @@
+//! The service's public API: handles, writers and readers over the partitions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use cos_common::{
+    AllowOriginCeiling, CallerContext, ContentHash, CosError, DataErrorKind, NotAllowedKind, OffTheRecordProfileId,
+    Origin, OriginsOption, Partition, QuotaScope,
+};
+use parking_lot::RwLock;
+
+use crate::blob_store::{BlobSink, BlobSource, PrefixHasher};
+use crate::config::ServiceConfig;
+use crate::error::{Failure, StoreError};
+use crate::gate::GlobalDisclosureGate;
+use crate::partition::{ClearSiteDataReport, CommitOutcome, PartitionStore, RecoveryReport};
+use crate::registry::{EntryRecord, OriginRecord};
+use crate::visibility::read_grant;
+
+/// The Cross-Origin Storage service: owns the store of the regular profile and the in-memory
+/// stores of off-the-record profiles. Cheap to clone; every method may be called from any thread.
+#[derive(Clone)]
+pub struct StorageService {
+    inner: Arc<ServiceInner>,
+}
+
+struct ServiceInner {
+    config: ServiceConfig,
+    regular: Arc<PartitionStore>,
+    off_the_record: RwLock<HashMap<OffTheRecordProfileId, Arc<PartitionStore>>>,
+}
+
+/// What a `getFileHandle` call asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandleRequest {
+    /// `create: false`: a read, answered only if the caller may see the entry.
+    Read,
+    /// `create: true`: always answered with a write handle.
+    Create(CreateOptions),
+}
+
+/// The parts of a create request the service needs, as the broker supplies them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateOptions {
+    /// The validated `origins` option.
+    pub origins: OriginsOption,
+    /// The writing document's `Cross-Origin-Storage-Allow-Origin` ceiling (known to the browser
+    /// process, never taken from the renderer).
+    pub allow_origin_ceiling: AllowOriginCeiling,
+    /// The writing document's URL, kept as private provenance.
+    pub document_url: Option<String>,
+}
+
+impl CreateOptions {
+    /// A create request with no `origins` (the same-site baseline).
+    pub fn same_site() -> Self {
+        Self { origins: OriginsOption::Omitted, allow_origin_ceiling: AllowOriginCeiling::empty(), document_url: None }
+    }
+
+    /// A create request with the given `origins` and ceiling.
+    pub fn with_origins(origins: OriginsOption, allow_origin_ceiling: AllowOriginCeiling) -> Self {
+        Self { origins, allow_origin_ceiling, document_url: None }
+    }
+}
+
+impl StorageService {
+    /// Opens the store of `config.profile_dir`, recovering from any crash first. Fails if another
+    /// process owns the profile or the directory is unusable.
+    pub fn open(config: ServiceConfig) -> Result<(Self, RecoveryReport), StoreError> {
+        let root = config.profile_dir.join("cos");
+        let (regular, report) = PartitionStore::open_disk(&root, config.limits)?;
+        if report != RecoveryReport::default() {
+            tracing::info!(?report, "storage service recovered the store");
+        }
+        let inner = ServiceInner { config, regular: Arc::new(regular), off_the_record: RwLock::new(HashMap::new()) };
+        Ok((Self { inner: Arc::new(inner) }, report))
+    }
+
+    fn partition(&self, partition: Partition) -> Result<Arc<PartitionStore>, Failure> {
+        match partition {
+            Partition::Regular => Ok(self.inner.regular.clone()),
+            Partition::OffTheRecord(id) => {
+                if let Some(store) = self.inner.off_the_record.read().get(&id) {
+                    return Ok(store.clone());
+                }
+                let mut map = self.inner.off_the_record.write();
+                if let Some(store) = map.get(&id) {
+                    return Ok(store.clone());
+                }
+                let store = Arc::new(PartitionStore::in_memory(self.inner.config.off_the_record_limits)?);
+                map.insert(id, store.clone());
+                Ok(store)
+            }
+        }
+    }
+
+    /// `getFileHandle(hash, options)` once the broker has checked the caller and validated the
+    /// input. A read that fails for any reason is [`CosError::NotFound`].
+    pub fn get_file_handle(
+        &self,
+        caller: &CallerContext,
+        hash: ContentHash,
+        request: HandleRequest,
+    ) -> Result<FileHandle, CosError> {
+        let _span = tracing::debug_span!(
+            "get_file_handle",
+            top_level_site = %caller.nik().top_level_site,
+            frame_site = %caller.nik().frame_site,
+            create = matches!(request, HandleRequest::Create(_)),
+        )
+        .entered();
+        let partition = self.partition(caller.partition()).map_err(Failure::into_web)?;
+        let mode = match request {
+            HandleRequest::Read => {
+                if !self.may_disclose(&partition, caller, &hash) {
+                    return Err(CosError::NotFound);
+                }
+                HandleMode::Read
+            }
+            HandleRequest::Create(options) => {
+                let (origins, dropped) = options.allow_origin_ceiling.apply(options.origins);
+                if dropped > 0 {
+                    tracing::info!(dropped, "origins outside the Allow-Origin ceiling were dropped");
+                }
+                HandleMode::Create(Arc::new(WriteIntent { origins, document_url: options.document_url }))
+            }
+        };
+        let may_read = matches!(mode, HandleMode::Read);
+        Ok(FileHandle { partition, caller: caller.clone(), hash, mode, may_read: Arc::new(AtomicBool::new(may_read)) })
+    }
+
+    /// Every failure (miss, scope, gate, registry error) ends here as `false`: one path, one answer.
+    fn may_disclose(&self, partition: &PartitionStore, caller: &CallerContext, hash: &ContentHash) -> bool {
+        let entry = match partition.entry(hash) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return false,
+            Err(error) => {
+                tracing::warn!(%error, "registry lookup failed; answering NotFound");
+                return false;
+            }
+        };
+        match read_grant(&entry, caller.origin()) {
+            None => false,
+            Some(grant) if grant.is_gated() => self.inner.config.global_gate.allows(hash, &entry, caller),
+            Some(_) => true,
+        }
+    }
+
+    /// Clears one origin's Cross-Origin Storage data in a partition (a user action in the browser,
+    /// never triggered by the site itself).
+    pub fn clear_site_data(&self, partition: Partition, origin: &Origin) -> Result<ClearSiteDataReport, StoreError> {
+        match self.partition(partition) {
+            Ok(store) => store.clear_origin(origin),
+            Err(Failure::Store(error)) => Err(error),
+            Err(Failure::Refused(_)) => unreachable!("opening a partition is never refused"),
+        }
+    }
+
+    /// Discards an off-the-record profile's store. Handles still open keep working on their
+    /// detached copy until dropped; nothing of it is ever visible again.
+    pub fn close_off_the_record(&self, id: OffTheRecordProfileId) {
+        self.inner.off_the_record.write().remove(&id);
+    }
+
+    /// Browser-side inspection: the registry record of an entry (never exposed to renderers).
+    pub fn inspect_entry(&self, partition: Partition, hash: &ContentHash) -> Result<Option<EntryRecord>, StoreError> {
+        self.partition_for_inspection(partition)?.map_or(Ok(None), |p| p.entry(hash))
+    }
+
+    /// Browser-side inspection: what an origin is charged.
+    pub fn inspect_origin(&self, partition: Partition, origin: &Origin) -> Result<OriginRecord, StoreError> {
+        self.partition_for_inspection(partition)?.map_or(Ok(OriginRecord::default()), |p| p.origin_record(origin))
+    }
+
+    /// Browser-side inspection: bytes of all blobs in a partition.
+    pub fn inspect_total_bytes(&self, partition: Partition) -> Result<u64, StoreError> {
+        self.partition_for_inspection(partition)?.map_or(Ok(0), |p| p.total_bytes())
+    }
+
+    fn partition_for_inspection(&self, partition: Partition) -> Result<Option<Arc<PartitionStore>>, StoreError> {
+        Ok(match partition {
+            Partition::Regular => Some(self.inner.regular.clone()),
+            Partition::OffTheRecord(id) => self.inner.off_the_record.read().get(&id).cloned(),
+        })
+    }
+
+    /// Writes batched bookkeeping (read times) to the registry now.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.regular.flush_reads()
+    }
+
+    /// The global gate in use.
+    pub fn global_gate(&self) -> &Arc<dyn GlobalDisclosureGate> {
+        &self.inner.config.global_gate
+    }
+}
+
+/// What a create handle will request when its write verifies.
+#[derive(Debug)]
+struct WriteIntent {
+    origins: OriginsOption,
+    document_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+enum HandleMode {
+    Read,
+    Create(Arc<WriteIntent>),
+}
+
+/// A `FileSystemFileHandle` for one hash, as returned to one caller.
+///
+/// *May read* is per handle (SPEC §4): a read handle may read; a create handle may read only
+/// after one of its own writers verified.
+pub struct FileHandle {
+    partition: Arc<PartitionStore>,
+    caller: CallerContext,
+    hash: ContentHash,
+    mode: HandleMode,
+    may_read: Arc<AtomicBool>,
+}
+
+impl FileHandle {
+    /// The entry's hash (`name` is its hex form).
+    pub fn hash(&self) -> &ContentHash {
+        &self.hash
+    }
+
+    /// Whether this handle came from a create request.
+    pub fn is_create(&self) -> bool {
+        matches!(self.mode, HandleMode::Create(_))
+    }
+
+    /// Whether `getFile()` would be allowed now.
+    pub fn may_read(&self) -> bool {
+        self.may_read.load(Ordering::Acquire)
+    }
+
+    /// `isSameEntry()`: handles name the same entry exactly when their hashes are equal.
+    pub fn is_same_entry(&self, other: &FileHandle) -> bool {
+        self.hash == other.hash
+    }
+
+    /// `getFile()`: opens the entry for reading.
+    pub fn get_file(&self) -> Result<FileReader, CosError> {
+        if !self.may_read() {
+            return Err(CosError::NotAllowed(NotAllowedKind::HandleNotReadable));
+        }
+        match self.partition.open_blob(&self.hash) {
+            Ok(Some(source)) => Ok(FileReader { source }),
+            Ok(None) => Err(CosError::NotFound),
+            Err(error) => {
+                tracing::warn!(%error, "opening a blob failed; answering NotFound");
+                Err(CosError::NotFound)
+            }
+        }
+    }
+
+    /// `createWritable()`: a new, empty writer (even with `keepExistingData: true`).
+    pub fn create_writable(&self) -> Result<WritableFile, CosError> {
+        let HandleMode::Create(intent) = &self.mode else {
+            return Err(CosError::NotAllowed(NotAllowedKind::HandleNotWritable));
+        };
+        let sink = self.partition.begin_write().map_err(|e| e.to_web_error())?;
+        Ok(WritableFile {
+            partition: self.partition.clone(),
+            writer: self.caller.origin().clone(),
+            target: self.hash,
+            intent: intent.clone(),
+            may_read: self.may_read.clone(),
+            max_size: self.partition.limits().max_entry_bytes(),
+            state: WriterState::Open { sink: Box::new(sink), prefix: PrefixHasher::new() },
+            cursor: 0,
+            size: 0,
+        })
+    }
+}
+
+enum WriterState {
+    Open {
+        sink: Box<BlobSink>,
+        prefix: PrefixHasher,
+    },
+    /// A write failed; the swap area is gone and every later call reports this error.
+    Errored(CosError),
+}
+
+/// A `FileSystemWritableFileStream` for one create handle. Bytes go to a private swap area;
+/// nothing is visible to anyone until [`close`](Self::close) verifies them. Dropping it without
+/// closing aborts it.
+pub struct WritableFile {
+    partition: Arc<PartitionStore>,
+    writer: Origin,
+    target: ContentHash,
+    intent: Arc<WriteIntent>,
+    may_read: Arc<AtomicBool>,
+    max_size: u64,
+    state: WriterState,
+    cursor: u64,
+    size: u64,
+}
+
+impl WritableFile {
+    /// The current size of the written data.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The position the next plain `write` goes to.
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// `write(data)`: writes at the cursor and advances it.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), CosError> {
+        self.write_at(self.cursor, data)
+    }
+
+    /// `write({type: "write", position, data})`: moves the cursor to `position`, then writes.
+    /// Writing past the end fills the gap with zeros.
+    pub fn write_at(&mut self, position: u64, data: &[u8]) -> Result<(), CosError> {
+        let end = position.checked_add(data.len() as u64).ok_or(CosError::QuotaExceeded(QuotaScope::Origin))?;
+        self.guard_size(end)?;
+        let WriterState::Open { sink, prefix } = &mut self.state else { return Err(self.stored_error()) };
+        prefix.observe_write(position, data);
+        if let Err(error) = sink.write_at(position, data) {
+            return Err(self.fail(error.to_web_error()));
+        }
+        self.cursor = end;
+        self.size = self.size.max(end);
+        Ok(())
+    }
+
+    /// `seek(position)`: moves the cursor (past the end is allowed).
+    pub fn seek(&mut self, position: u64) -> Result<(), CosError> {
+        if let WriterState::Errored(error) = &self.state {
+            return Err(error.clone());
+        }
+        self.cursor = position;
+        Ok(())
+    }
+
+    /// `truncate(size)`: resizes, zero-filling when growing; the cursor stays within the file.
+    pub fn truncate(&mut self, size: u64) -> Result<(), CosError> {
+        self.guard_size(size)?;
+        let WriterState::Open { sink, prefix } = &mut self.state else { return Err(self.stored_error()) };
+        prefix.observe_truncate(size);
+        if let Err(error) = sink.set_len(size) {
+            return Err(self.fail(error.to_web_error()));
+        }
+        self.size = size;
+        self.cursor = self.cursor.min(size);
+        Ok(())
+    }
+
+    /// `close()`: verifies the final bytes against the hash and, if they match, commits them.
+    /// On a mismatch nothing is stored and `DataError` is returned.
+    pub fn close(mut self) -> Result<CommitOutcome, CosError> {
+        let state = std::mem::replace(&mut self.state, WriterState::Errored(CosError::Unknown));
+        let WriterState::Open { sink, prefix } = state else {
+            let WriterState::Errored(error) = state else { unreachable!() };
+            return Err(error);
+        };
+        let (staged, digest) = (*sink).finish(prefix, self.size).map_err(|e| e.to_web_error())?;
+        if digest != self.target {
+            return Err(CosError::Data(if self.size == 0 {
+                DataErrorKind::NothingWritten
+            } else {
+                DataErrorKind::HashMismatch
+            }));
+        }
+        let outcome = self
+            .partition
+            .commit_verified(
+                staged,
+                &self.target,
+                self.size,
+                &self.writer,
+                &self.intent.origins,
+                self.intent.document_url.as_deref(),
+            )
+            .map_err(Failure::into_web)?;
+        self.may_read.store(true, Ordering::Release);
+        Ok(outcome)
+    }
+
+    /// `abort()`: discards everything written.
+    pub fn abort(self) {}
+
+    fn guard_size(&mut self, size: u64) -> Result<(), CosError> {
+        if let WriterState::Errored(error) = &self.state {
+            return Err(error.clone());
+        }
+        if size > self.max_size {
+            // This write could never commit; fail now rather than fill the disk first.
+            return Err(self.fail(CosError::QuotaExceeded(QuotaScope::Origin)));
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, error: CosError) -> CosError {
+        self.state = WriterState::Errored(error.clone());
+        error
+    }
+
+    fn stored_error(&self) -> CosError {
+        match &self.state {
+            WriterState::Errored(error) => error.clone(),
+            WriterState::Open { .. } => CosError::Unknown,
+        }
+    }
+}
+
+/// An open entry (`File`): immutable bytes, readable at any offset. Keeps its bytes even if the
+/// entry is deleted while it is open.
+#[derive(Clone)]
+pub struct FileReader {
+    source: BlobSource,
+}
+
+impl FileReader {
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.source.len()
+    }
+
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many (0 at the end).
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, CosError> {
+        self.source.read_at(offset, buf).map_err(|error| {
+            tracing::warn!(%error, "reading a blob failed");
+            CosError::NotFound
+        })
+    }
+
+    /// Reads `len` bytes (fewer at the end) from `offset` into a new buffer.
+    pub fn read_range(&self, offset: u64, len: usize) -> Result<Vec<u8>, CosError> {
+        let available = usize::try_from(self.size().saturating_sub(offset)).unwrap_or(usize::MAX);
+        let mut buf = vec![0u8; len.min(available)];
+        let n = self.read_at(offset, &mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// Reads the whole entry.
+    pub fn read_all(&self) -> Result<Vec<u8>, CosError> {
+        self.read_range(0, usize::try_from(self.size()).map_err(|_| CosError::NotFound)?)
+    }
+}

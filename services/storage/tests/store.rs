@@ -1,0 +1,647 @@
+//! End-to-end behaviour of the in-process storage service on a real directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cos_common::{
+    AllowOriginCeiling, CallerContext, ContentHash, CosError, DataErrorKind, NotAllowedKind, OffTheRecordProfileId,
+    Origin, OriginsOption, Partition, QuotaScope,
+};
+use cos_storage_service::{
+    CreateOptions, HandleRequest, PublicHashList, ServiceConfig, StorageLimits, StorageService, StoreError,
+};
+use sha2::{Digest, Sha256};
+
+fn hash_of(bytes: &[u8]) -> ContentHash {
+    ContentHash::from_bytes(Sha256::digest(bytes).into())
+}
+
+fn origin(url: &str) -> Origin {
+    Origin::from_url(url).unwrap()
+}
+
+fn caller(url: &str) -> CallerContext {
+    CallerContext::top_level(origin(url))
+}
+
+struct Profile {
+    dir: tempfile::TempDir,
+}
+
+impl Profile {
+    fn new() -> Self {
+        Self { dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn config(&self) -> ServiceConfig {
+        ServiceConfig::new(self.dir.path())
+    }
+
+    fn open(&self) -> StorageService {
+        StorageService::open(self.config()).unwrap().0
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("cos")
+    }
+
+    fn blob_path(&self, hash: &ContentHash) -> PathBuf {
+        self.root().join("blobs").join(hash.shard()).join(hash.to_hex())
+    }
+
+    fn swap_files(&self) -> usize {
+        std::fs::read_dir(self.root().join("swap")).unwrap().count()
+    }
+}
+
+fn store(service: &StorageService, who: &CallerContext, bytes: &[u8], options: CreateOptions) -> Result<(), CosError> {
+    let handle = service.get_file_handle(who, hash_of(bytes), HandleRequest::Create(options))?;
+    let mut writer = handle.create_writable()?;
+    writer.write(bytes)?;
+    writer.close()?;
+    assert!(handle.may_read());
+    Ok(())
+}
+
+fn store_same_site(service: &StorageService, who: &CallerContext, bytes: &[u8]) {
+    store(service, who, bytes, CreateOptions::same_site()).unwrap();
+}
+
+fn read(service: &StorageService, who: &CallerContext, hash: ContentHash) -> Result<Vec<u8>, CosError> {
+    service.get_file_handle(who, hash, HandleRequest::Read)?.get_file()?.read_all()
+}
+
+fn list(origins: &[&str]) -> OriginsOption {
+    OriginsOption::List(origins.iter().map(|o| origin(o)).collect())
+}
+
+fn ceiling(origins: &[&str]) -> AllowOriginCeiling {
+    AllowOriginCeiling::from_origins(origins.iter().map(|o| origin(o)))
+}
+
+const A: &str = "https://app.a.example";
+
+// --- Checklist 2, 3, 10: round trip, misses, in-flight writes -------------------------------
+
+#[test]
+fn never_stored_hash_is_not_found() {
+    let profile = Profile::new();
+    let service = profile.open();
+    assert_eq!(read(&service, &caller(A), hash_of(b"nothing")).unwrap_err(), CosError::NotFound);
+}
+
+#[test]
+fn create_write_close_read_round_trips_exact_bytes() {
+    let profile = Profile::new();
+    let service = profile.open();
+    let bytes: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    store_same_site(&service, &caller(A), &bytes);
+    let file = service.get_file_handle(&caller(A), hash_of(&bytes), HandleRequest::Read).unwrap().get_file().unwrap();
+    assert_eq!(file.size(), bytes.len() as u64);
+    assert_eq!(file.read_all().unwrap(), bytes);
+    assert_eq!(file.read_range(99_990, 100).unwrap(), &bytes[99_990..]);
+    assert_eq!(profile.swap_files(), 0);
+    assert!(profile.blob_path(&hash_of(&bytes)).is_file());
+}
+
+#[test]
+fn read_during_in_flight_write_is_not_found_then_readable_after_close() {
+    let profile = Profile::new();
+    let service = profile.open();
+    let bytes = b"model weights".as_slice();
+    let handle =
+        service.get_file_handle(&caller(A), hash_of(bytes), HandleRequest::Create(CreateOptions::same_site())).unwrap();
+    let mut writer = handle.create_writable().unwrap();
+    writer.write(bytes).unwrap();
+    assert_eq!(read(&service, &caller(A), hash_of(bytes)).unwrap_err(), CosError::NotFound);
+    writer.close().unwrap();
+    assert_eq!(read(&service, &caller(A), hash_of(bytes)).unwrap(), bytes);
+}
+
+// --- Checklist 9: per-handle "may read" ------------------------------------------------------
+
+#[test]
+fn create_handles_are_unreadable_until_their_own_write_verifies() {
+    let profile = Profile::new();
+    let service = profile.open();
+    let bytes = b"per-handle".as_slice();
+    let create = || {
+        service.get_file_handle(&caller(A), hash_of(bytes), HandleRequest::Create(CreateOptions::same_site())).unwrap()
+    };
+    let first = create();
+    let second = create();
+    let not_readable = CosError::NotAllowed(NotAllowedKind::HandleNotReadable);
+    assert_eq!(first.get_file().err(), Some(not_readable.clone()));
+    let mut writer = first.create_writable().unwrap();
+    writer.write(bytes).unwrap();
+    writer.close().unwrap();
+    assert_eq!(first.get_file().unwrap().read_all().unwrap(), bytes);
+    assert_eq!(second.get_file().err(), Some(not_readable.clone()), "the entry exists, but this handle never wrote");
+    // Another origin's create handle cannot read an entry it did not write.
+    let other = service
+        .get_file_handle(
+            &caller("https://b.example"),
+            hash_of(bytes),
+            HandleRequest::Create(CreateOptions::same_site()),
+        )
+        .unwrap();
+    assert_eq!(other.get_file().err(), Some(not_readable));
+}
+
+#[test]
+fn read_handles_cannot_write() {
+    let profile = Profile::new();
+    let service = profile.open();
+    store_same_site(&service, &caller(A), b"x");
+    let handle = service.get_file_handle(&caller(A), hash_of(b"x"), HandleRequest::Read).unwrap();
+    assert!(!handle.is_create());
+    assert_eq!(handle.create_writable().err(), Some(CosError::NotAllowed(NotAllowedKind::HandleNotWritable)));
+    assert!(handle.is_same_entry(&service.get_file_handle(&caller(A), hash_of(b"x"), HandleRequest::Read).unwrap()));
+}
+
+// --- Checklist 11-16: verification ---------------------------------------------------------
+
+#[test]
+fn mismatch_is_data_error_stores_nothing_and_a_later_correct_write_succeeds() {
+    let profile = Profile::new();
+    let service = profile.open();
+    let good = b"the real bytes".as_slice();
+    let handle =
+        service.get_file_handle(&caller(A), hash_of(good), HandleRequest::Create(CreateOptions::same_site())).unwrap();
+    let mut writer = handle.create_writable().unwrap();
+    writer.write(b"the fake bytes").unwrap();
+    assert_eq!(writer.close().unwrap_err(), CosError::Data(DataErrorKind::HashMismatch));
+    assert!(!handle.may_read());
+    assert_eq!(read(&service, &caller(A), hash_of(good)).unwrap_err(), CosError::NotFound);
+    assert_eq!(profile.swap_files(), 0);
+    assert_eq!(service.inspect_total_bytes(Partition::Regular).unwrap(), 0);
+    let mut retry = handle.create_writable().unwrap();
+    retry.write(good).unwrap();
+    retry.close().unwrap();
+    assert_eq!(read(&service, &caller(A), hash_of(good)).unwrap(), good);
+}
+
+#[test]
+fn concurrent_wrong_and_right_writers_are_judged_alone() {
+    let profile = Profile::new();
+    let service = profile.open();
+    let good = vec![42u8; 3 << 20];
+    let mut bad = good.clone();
+    bad[1_000_000] ^= 1;
+    let handle = |who: &str| {
+        service
+            .get_file_handle(&caller(who), hash_of(&good), HandleRequest::Create(CreateOptions::same_site()))
+            .unwrap()
+    };
+    let (right, wrong) = (handle(A), handle("https://b.example"));
+    let mut right_writer = right.create_writable().unwrap();
+    let mut wrong_writer = wrong.create_writable().unwrap();
+    for (r, w) in good.chunks(1 << 20).zip(bad.chunks(1 << 20)) {
+        wrong_writer.write(w).unwrap();
+        right_writer.write(r).unwrap();
+    }
+    let threads = std::thread::scope(|s| {
+        let a = s.spawn(move || right_writer.close());
+        let b = s.spawn(move || wrong_writer.close());
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(threads.0.is_ok());
+    assert_eq!(threads.1.unwrap_err(), CosError::Data(DataErrorKind::HashMismatch));
+    assert_eq!(read(&service, &caller(A), hash_of(&good)).unwrap(), good);
+    assert_eq!(read(&service, &caller("https://b.example"), hash_of(&good)).unwrap_err(), CosError::NotFound);
+    assert_eq!(profile.swap_files(), 0);
+}
+
+#[test]
+fn two_right_writers_of_one_hash_both_succeed_and_one_blob_exists() {
+    let profile = Profile::new();
+    let service = profile.open();
+    let bytes = vec![7u8; 5 << 20];
+    std::thread::scope(|s| {
+        for who in [A, "https://b.example", "https://c.example"] {
+            let (service, bytes) = (&service, &bytes);
+            s.spawn(move || store_same_site(service, &caller(who), bytes));
+        }
+    });
+    assert_eq!(service.inspect_total_bytes(Partition::Regular).unwrap(), bytes.len() as u64);
+    let entry = service.inspect_entry(Partition::Regular, &hash_of(&bytes)).unwrap().unwrap();
+    assert_eq!(entry.storing_origins.len(), 3);
+    assert_eq!(profile.swap_files(), 0);
+}
+
+#[test]
+fn abandoned_create_handles_and_dropped_writers_block_nothing_and_leave_nothing() {
+    let profile = Profile::new();
+    let service = profile.open();
+    let bytes = vec![1u8; 4 << 20];
+    let abandoned = service
+        .get_file_handle(&caller(A), hash_of(&bytes), HandleRequest::Create(CreateOptions::same_site()))
+        .unwrap();
+    let mut dropped = abandoned.create_writable().unwrap();
+    dropped.write(&bytes[..3 << 20]).unwrap();
+    let mut aborted = abandoned.create_writable().unwrap();
+    aborted.write(&bytes).unwrap();
+    assert_eq!(profile.swap_files(), 2);
+    aborted.abort();
+    drop(dropped);
+    assert_eq!(profile.swap_files(), 0);
+    store_same_site(&service, &caller("https://b.example"), &bytes);
+    assert_eq!(read(&service, &caller("https://b.example"), hash_of(&bytes)).unwrap().len(), bytes.len());
+}
+
+#[test]
+fn verification_hashes_the_final_bytes_after_seeks_overwrites_and_truncates() {
+    let profile = Profile::new();
+    let service = profile.open();
+    // Large enough that the I/O thread is running when the overwrites arrive.
+    let target: Vec<u8> = (0..6u32 << 20).map(|i| (i % 253) as u8).collect();
+    let handle = service
+        .get_file_handle(&caller(A), hash_of(&target), HandleRequest::Create(CreateOptions::same_site()))
+        .unwrap();
+    let mut writer = handle.create_writable().unwrap();
+    writer.write(&target[..4 << 20]).unwrap();
+    writer.write(&[0xff; 1000]).unwrap(); // junk past the end, truncated away below
+    writer.truncate(4 << 20).unwrap();
+    writer.write_at(1 << 20, &[0u8; 4096]).unwrap(); // overwrite inside the hashed prefix
+    writer.seek(5 << 20).unwrap();
+    writer.write(&target[5 << 20..]).unwrap(); // leaves a zero gap, filled next
+    writer.write_at(1 << 20, &target[1 << 20..(1 << 20) + 4096]).unwrap();
+    writer.write_at(4 << 20, &target[4 << 20..5 << 20]).unwrap();
+    assert_eq!(writer.size(), target.len() as u64);
+    writer.close().unwrap();
+    assert_eq!(read(&service, &caller(A), hash_of(&target)).unwrap(), target);
+}
+
+#[test]
+fn truncate_clamps_the_cursor_and_grows_with_zeros() {
+    let profile = Profile::new();
+    let service = profile.open();
+    let expected = b"abc\0\0".as_slice();
+    let handle = service
+        .get_file_handle(&caller(A), hash_of(expected), HandleRequest::Create(CreateOptions::same_site()))
+        .unwrap();
+    let mut writer = handle.create_writable().unwrap();
+    writer.write(b"abcdef").unwrap();
+    writer.truncate(3).unwrap();
+    assert_eq!(writer.cursor(), 3);
+    writer.truncate(5).unwrap();
+    assert_eq!(writer.cursor(), 3);
+    writer.close().unwrap();
+    assert_eq!(read(&service, &caller(A), hash_of(expected)).unwrap(), expected);
+}
+
+#[test]
+fn closing_with_nothing_written_is_data_error_except_for_the_empty_hash() {
+    let profile = Profile::new();
+    let service = profile.open();
+    let handle =
+        service.get_file_handle(&caller(A), hash_of(b"x"), HandleRequest::Create(CreateOptions::same_site())).unwrap();
+    assert_eq!(handle.create_writable().unwrap().close().unwrap_err(), CosError::Data(DataErrorKind::NothingWritten));
+    let empty =
+        service.get_file_handle(&caller(A), hash_of(b""), HandleRequest::Create(CreateOptions::same_site())).unwrap();
+    empty.create_writable().unwrap().close().unwrap();
+    assert_eq!(read(&service, &caller(A), hash_of(b"")).unwrap(), b"");
+}
+
+#[test]
+fn identical_rewrite_is_free_and_a_new_storer_is_charged_once() {
+    let profile = Profile::new();
+    let service = profile.open();
+    let bytes = vec![3u8; 1000];
+    store_same_site(&service, &caller(A), &bytes);
+    store_same_site(&service, &caller(A), &bytes);
+    assert_eq!(service.inspect_origin(Partition::Regular, &origin(A)).unwrap().charged_bytes, 1000);
+    store_same_site(&service, &caller("https://b.example"), &bytes);
+    store_same_site(&service, &caller("https://b.example"), &bytes);
+    assert_eq!(service.inspect_origin(Partition::Regular, &origin("https://b.example")).unwrap().charged_bytes, 1000);
+    assert_eq!(service.inspect_total_bytes(Partition::Regular).unwrap(), 1000);
+}
+
+// --- Checklist 19-28: visibility -----------------------------------------------------------
+
+#[test]
+fn storing_and_same_site_origins_read_cross_site_never_does() {
+    let profile = Profile::new();
+    let service = profile.open();
+    store_same_site(&service, &caller(A), b"same-site");
+    let hash = hash_of(b"same-site");
+    assert!(read(&service, &caller(A), hash).is_ok());
+    assert!(read(&service, &caller("https://other.a.example:8443"), hash).is_ok());
+    for outsider in ["https://b.example", "http://app.a.example", "https://a.example.evil"] {
+        for _ in 0..3 {
+            assert_eq!(read(&service, &caller(outsider), hash).unwrap_err(), CosError::NotFound, "{outsider}");
+        }
+    }
+}
+
+#[test]
+fn listed_origins_inside_the_ceiling_read_others_do_not() {
+    let profile = Profile::new();
+    let service = profile.open();
+    let options =
+        CreateOptions::with_origins(list(&["https://b.example", "https://c.example"]), ceiling(&["https://b.example"]));
+    store(&service, &caller(A), b"listed", options).unwrap();
+    assert!(read(&service, &caller("https://b.example"), hash_of(b"listed")).is_ok());
+    assert_eq!(read(&service, &caller("https://c.example"), hash_of(b"listed")).unwrap_err(), CosError::NotFound);
+    assert_eq!(read(&service, &caller("https://d.example"), hash_of(b"listed")).unwrap_err(), CosError::NotFound);
+}
+
+#[test]
+fn an_empty_ceiling_authorises_nobody_but_the_write_succeeds() {
+    let profile = Profile::new();
+    let service = profile.open();
+    for header in [None, Some("*"), Some("https://b.example, garbage")] {
+        let bytes = format!("ceiling {header:?}");
+        let options =
+            CreateOptions::with_origins(list(&["https://b.example"]), AllowOriginCeiling::from_header(header));
+        store(&service, &caller(A), bytes.as_bytes(), options).unwrap();
+        assert_eq!(
+            read(&service, &caller("https://b.example"), hash_of(bytes.as_bytes())).unwrap_err(),
+            CosError::NotFound
+        );
+        assert!(read(&service, &caller(A), hash_of(bytes.as_bytes())).is_ok());
+    }
+}
+
+#[test]
+fn global_entries_need_the_public_hash_list() {
+    let profile = Profile::new();
+    let on_list = b"on the public hash list".as_slice();
+    let off_list = b"not on the list".as_slice();
+    let phl = PublicHashList::from_hashes([hash_of(on_list)]);
+    let service = StorageService::open(profile.config().with_global_gate(Arc::new(phl))).unwrap().0;
+    for bytes in [on_list, off_list] {
+        store(
+            &service,
+            &caller(A),
+            bytes,
+            CreateOptions::with_origins(OriginsOption::Global, AllowOriginCeiling::empty()),
+        )
+        .unwrap();
+    }
+    assert_eq!(read(&service, &caller("https://b.example"), hash_of(on_list)).unwrap(), on_list);
+    assert_eq!(read(&service, &caller("https://b.example"), hash_of(off_list)).unwrap_err(), CosError::NotFound);
+    // Without a list the global grant fails closed.
+    drop(service);
+    let fail_closed = profile.open();
+    assert_eq!(read(&fail_closed, &caller("https://b.example"), hash_of(on_list)).unwrap_err(), CosError::NotFound);
+    assert!(read(&fail_closed, &caller("https://x.a.example"), hash_of(on_list)).is_ok());
+}
+
+#[test]
+fn later_writes_widen_and_never_narrow() {
+    let profile = Profile::new();
+    let bytes = b"upgrade only".as_slice();
+    let phl = PublicHashList::from_hashes([hash_of(bytes)]);
+    let service = StorageService::open(profile.config().with_global_gate(Arc::new(phl))).unwrap().0;
+    let b_ceiling = ceiling(&["https://b.example", "https://c.example"]);
+    store(&service, &caller(A), bytes, CreateOptions::with_origins(list(&["https://b.example"]), b_ceiling.clone()))
+        .unwrap();
+    // A non-storing origin that supplies the right bytes may widen the entry to "*".
+    store(
+        &service,
+        &caller("https://z.example"),
+        bytes,
+        CreateOptions::with_origins(OriginsOption::Global, AllowOriginCeiling::empty()),
+    )
+    .unwrap();
+    store(&service, &caller(A), bytes, CreateOptions::with_origins(list(&["https://c.example"]), b_ceiling)).unwrap();
+    store(&service, &caller(A), bytes, CreateOptions::same_site()).unwrap();
+    let entry = service.inspect_entry(Partition::Regular, &hash_of(bytes)).unwrap().unwrap();
+    assert!(entry.global);
+    assert_eq!(entry.listed_origins, vec![origin("https://b.example"), origin("https://c.example")]);
+    assert!(entry.storing_origins.contains(&origin("https://z.example")));
+    assert!(read(&service, &caller("https://q.example"), hash_of(bytes)).is_ok());
+}
+
+#[test]
+fn list_merge_beyond_100_drops_the_excess_and_succeeds() {
+    let profile = Profile::new();
+    let service = profile.open();
+    let names: Vec<String> = (0..150).map(|i| format!("https://o{i}.example")).collect();
+    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    let bytes = b"popular".as_slice();
+    store(&service, &caller(A), bytes, CreateOptions::with_origins(list(&all[..80]), ceiling(&all))).unwrap();
+    store(&service, &caller(A), bytes, CreateOptions::with_origins(list(&all[60..150]), ceiling(&all))).unwrap();
+    let entry = service.inspect_entry(Partition::Regular, &hash_of(bytes)).unwrap().unwrap();
+    assert_eq!(entry.listed_origins.len(), 100);
+    assert!(read(&service, &caller("https://o99.example"), hash_of(bytes)).is_ok());
+    assert_eq!(read(&service, &caller("https://o100.example"), hash_of(bytes)).unwrap_err(), CosError::NotFound);
+}
+
+// --- Checklist 36-37: limits and clearing --------------------------------------------------
+
+#[test]
+fn per_origin_and_global_limits_reject_on_close_and_store_nothing() {
+    let profile = Profile::new();
+    let limits = StorageLimits { per_origin_bytes: 1000, total_bytes: 1500 };
+    let service = StorageService::open(profile.config().with_limits(limits)).unwrap().0;
+    store_same_site(&service, &caller(A), &[1u8; 600]);
+    assert_eq!(
+        store(&service, &caller(A), &[2u8; 600], CreateOptions::same_site()).unwrap_err(),
+        CosError::QuotaExceeded(QuotaScope::Origin)
+    );
+    assert_eq!(read(&service, &caller(A), hash_of(&[2u8; 600])).unwrap_err(), CosError::NotFound);
+    store_same_site(&service, &caller("https://b.example"), &[3u8; 800]);
+    assert_eq!(
+        store(&service, &caller("https://c.example"), &[4u8; 200], CreateOptions::same_site()).unwrap_err(),
+        CosError::QuotaExceeded(QuotaScope::Global)
+    );
+    // A new storer of existing bytes costs no disk, only its own quota.
+    store_same_site(&service, &caller("https://c.example"), &[3u8; 800]);
+    assert_eq!(service.inspect_total_bytes(Partition::Regular).unwrap(), 1400);
+    assert_eq!(profile.swap_files(), 0);
+    // A single write that could never fit fails at once.
+    let handle = service
+        .get_file_handle(
+            &caller("https://d.example"),
+            hash_of(b"big"),
+            HandleRequest::Create(CreateOptions::same_site()),
+        )
+        .unwrap();
+    let mut writer = handle.create_writable().unwrap();
+    assert_eq!(writer.write_at(1001, b"x").unwrap_err(), CosError::QuotaExceeded(QuotaScope::Origin));
+    assert_eq!(
+        writer.write(b"x").unwrap_err(),
+        CosError::QuotaExceeded(QuotaScope::Origin),
+        "the stream stays errored"
+    );
+    assert_eq!(writer.close().unwrap_err(), CosError::QuotaExceeded(QuotaScope::Origin));
+}
+
+#[test]
+fn clear_site_data_revokes_and_collects() {
+    let profile = Profile::new();
+    let service = profile.open();
+    let shared = b"shared by two".as_slice();
+    let alone = b"stored by one".as_slice();
+    let b = "https://b.example";
+    store_same_site(&service, &caller(A), shared);
+    store_same_site(&service, &caller(b), shared);
+    store(&service, &caller(A), alone, CreateOptions::with_origins(list(&[b]), ceiling(&[b]))).unwrap();
+    store(&service, &caller(b), b"b lists a", CreateOptions::with_origins(list(&[A]), ceiling(&[A]))).unwrap();
+
+    let report = service.clear_site_data(Partition::Regular, &origin(A)).unwrap();
+    assert_eq!((report.entries_released, report.entries_deleted), (2, 1));
+    assert_eq!(report.bytes_freed, alone.len() as u64);
+    assert!(read(&service, &caller(b), hash_of(shared)).is_ok(), "kept while another storer remains");
+    assert_eq!(read(&service, &caller(b), hash_of(alone)).unwrap_err(), CosError::NotFound);
+    assert!(!profile.blob_path(&hash_of(alone)).exists());
+    assert_eq!(
+        read(&service, &caller(A), hash_of(b"b lists a")).unwrap_err(),
+        CosError::NotFound,
+        "removed from lists"
+    );
+    assert_eq!(service.inspect_origin(Partition::Regular, &origin(A)).unwrap().charged_bytes, 0);
+
+    service.clear_site_data(Partition::Regular, &origin(b)).unwrap();
+    assert_eq!(read(&service, &caller(b), hash_of(shared)).unwrap_err(), CosError::NotFound);
+    assert_eq!(service.inspect_total_bytes(Partition::Regular).unwrap(), 0);
+    assert_eq!(std::fs::read_dir(profile.root().join("blobs").join(hash_of(shared).shard())).unwrap().count(), 0);
+}
+
+// --- Checklist 39: off-the-record ----------------------------------------------------------
+
+#[test]
+fn off_the_record_sees_nothing_on_disk_and_leaves_nothing_behind() {
+    let profile = Profile::new();
+    let service = profile.open();
+    store_same_site(&service, &caller(A), b"regular");
+    let private = Partition::OffTheRecord(OffTheRecordProfileId(1));
+    let private_caller = caller(A).in_partition(private);
+    assert_eq!(read(&service, &private_caller, hash_of(b"regular")).unwrap_err(), CosError::NotFound);
+
+    let secret = vec![9u8; 3 << 20];
+    store_same_site(&service, &private_caller, &secret);
+    assert_eq!(read(&service, &private_caller, hash_of(&secret)).unwrap(), secret);
+    assert_eq!(read(&service, &caller(A), hash_of(&secret)).unwrap_err(), CosError::NotFound);
+    assert!(!profile.blob_path(&hash_of(&secret)).exists());
+    assert_eq!(profile.swap_files(), 0);
+    let other_private = caller(A).in_partition(Partition::OffTheRecord(OffTheRecordProfileId(2)));
+    assert_eq!(read(&service, &other_private, hash_of(&secret)).unwrap_err(), CosError::NotFound);
+
+    service.close_off_the_record(OffTheRecordProfileId(1));
+    assert_eq!(read(&service, &private_caller, hash_of(&secret)).unwrap_err(), CosError::NotFound);
+    drop(service);
+    let reopened = profile.open();
+    assert_eq!(read(&reopened, &private_caller, hash_of(&secret)).unwrap_err(), CosError::NotFound);
+    assert_eq!(read(&reopened, &caller(A), hash_of(&secret)).unwrap_err(), CosError::NotFound);
+}
+
+// --- Checklist 40: persistence and recovery ------------------------------------------------
+
+#[test]
+fn entries_grants_and_accounting_survive_a_restart() {
+    let profile = Profile::new();
+    let b = "https://b.example";
+    {
+        let service = profile.open();
+        store(&service, &caller(A), b"persisted", CreateOptions::with_origins(list(&[b]), ceiling(&[b]))).unwrap();
+        read(&service, &caller(A), hash_of(b"persisted")).unwrap();
+    }
+    let (service, report) = StorageService::open(profile.config()).unwrap();
+    assert_eq!(report.entries, 1);
+    assert!(!report.accounting_repaired);
+    assert_eq!(read(&service, &caller(b), hash_of(b"persisted")).unwrap(), b"persisted");
+    assert_eq!(read(&service, &caller("https://c.example"), hash_of(b"persisted")).unwrap_err(), CosError::NotFound);
+    assert_eq!(service.inspect_origin(Partition::Regular, &origin(A)).unwrap().charged_bytes, 9);
+    let entry = service.inspect_entry(Partition::Regular, &hash_of(b"persisted")).unwrap().unwrap();
+    assert_eq!(entry.read_count, 1, "batched read times are flushed at shutdown");
+    assert!(entry.last_read_ms >= entry.created_ms);
+}
+
+#[test]
+fn a_second_service_cannot_open_the_same_profile() {
+    let profile = Profile::new();
+    let _first = profile.open();
+    assert!(matches!(StorageService::open(profile.config()), Err(StoreError::RegistryLocked { .. })));
+}
+
+fn write_file(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn recovery_after_a_crash_between_swap_write_and_rename() {
+    let profile = Profile::new();
+    drop(profile.open());
+    // A crash mid-write leaves swap files (one full, one partial) and nothing else.
+    write_file(&profile.root().join("swap/123-0.tmp"), b"complete but never renamed");
+    write_file(&profile.root().join("swap/123-1.tmp"), b"half");
+    let (service, report) = StorageService::open(profile.config()).unwrap();
+    assert_eq!(report.stale_swap_files, 2);
+    assert_eq!(profile.swap_files(), 0);
+    assert_eq!(read(&service, &caller(A), hash_of(b"complete but never renamed")).unwrap_err(), CosError::NotFound);
+}
+
+#[test]
+fn recovery_after_a_crash_between_rename_and_registry_commit() {
+    let profile = Profile::new();
+    {
+        let service = profile.open();
+        store_same_site(&service, &caller(A), b"committed");
+    }
+    // The blob was renamed into place but the registry commit never happened.
+    let orphan = b"renamed, never committed";
+    write_file(&profile.blob_path(&hash_of(orphan)), orphan);
+    // Junk that can never be a blob.
+    write_file(&profile.root().join("blobs/zz/whatever"), b"?");
+    write_file(&profile.root().join("blobs/00/not-a-hash"), b"?");
+    let (service, report) = StorageService::open(profile.config()).unwrap();
+    assert_eq!(report.orphan_blobs, 1);
+    assert_eq!(report.entries, 1);
+    assert!(!profile.blob_path(&hash_of(orphan)).exists());
+    assert!(!profile.root().join("blobs/zz").exists());
+    assert!(!profile.root().join("blobs/00/not-a-hash").exists());
+    assert_eq!(read(&service, &caller(A), hash_of(orphan)).unwrap_err(), CosError::NotFound);
+    assert_eq!(read(&service, &caller(A), hash_of(b"committed")).unwrap(), b"committed");
+    // The orphan can be stored again normally.
+    store_same_site(&service, &caller(A), orphan);
+    assert_eq!(read(&service, &caller(A), hash_of(orphan)).unwrap(), orphan);
+}
+
+#[test]
+fn recovery_drops_rows_whose_blob_is_missing_or_wrong_sized_and_fixes_accounting() {
+    let profile = Profile::new();
+    {
+        let service = profile.open();
+        store_same_site(&service, &caller(A), b"vanishes");
+        store_same_site(&service, &caller(A), b"gets truncated");
+        store_same_site(&service, &caller(A), b"survives");
+    }
+    std::fs::remove_file(profile.blob_path(&hash_of(b"vanishes"))).unwrap();
+    std::fs::write(profile.blob_path(&hash_of(b"gets truncated")), b"gets").unwrap();
+    let (service, report) = StorageService::open(profile.config()).unwrap();
+    assert_eq!(report.rows_without_blob, 2);
+    assert!(report.accounting_repaired);
+    assert_eq!(read(&service, &caller(A), hash_of(b"vanishes")).unwrap_err(), CosError::NotFound);
+    assert_eq!(read(&service, &caller(A), hash_of(b"gets truncated")).unwrap_err(), CosError::NotFound);
+    assert_eq!(service.inspect_origin(Partition::Regular, &origin(A)).unwrap().charged_bytes, 8);
+    assert_eq!(service.inspect_total_bytes(Partition::Regular).unwrap(), 8);
+    drop(service);
+    let (_, clean) = StorageService::open(profile.config()).unwrap();
+    assert_eq!(clean.rows_without_blob + clean.orphan_blobs + clean.stale_swap_files, 0);
+    assert!(!clean.accounting_repaired);
+}
+
+#[test]
+fn a_large_streamed_write_verifies_and_reads_back() {
+    let profile = Profile::new();
+    let service = profile.open();
+    let chunk: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let mut hasher = Sha256::new();
+    for _ in 0..48 {
+        hasher.update(&chunk);
+    }
+    let hash = ContentHash::from_bytes(hasher.finalize().into());
+    let handle = service.get_file_handle(&caller(A), hash, HandleRequest::Create(CreateOptions::same_site())).unwrap();
+    let mut writer = handle.create_writable().unwrap();
+    for _ in 0..48 {
+        writer.write(&chunk).unwrap();
+    }
+    writer.close().unwrap();
+    let file = handle.get_file().unwrap();
+    assert_eq!(file.size(), 48 << 20);
+    assert_eq!(file.read_range(47 << 20, 1 << 20).unwrap(), chunk);
+}
