@@ -10,6 +10,30 @@
 //!
 //! Every web-facing failure is a [`CosError`](cos_common::CosError); every internal one is a
 //! [`StoreError`], converted once, in `error.rs`.
+//!
+//! ```
+//! use cos_common::{CallerContext, ContentHash, CosError, Origin};
+//! use cos_storage_service::{CreateOptions, HandleRequest, ServiceConfig, StorageService};
+//!
+//! let profile = tempfile::tempdir()?;
+//! let (service, _recovery) = StorageService::open(ServiceConfig::new(profile.path()))?;
+//! let app = CallerContext::top_level(Origin::from_url("https://app.example")?);
+//! let other = CallerContext::top_level(Origin::from_url("https://other.example")?);
+//! let hash = ContentHash::parse("SHA-256", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")?;
+//!
+//! // Nothing is visible until close() has verified the bytes against the hash.
+//! let handle = service.get_file_handle(&app, hash, HandleRequest::Create(CreateOptions::same_site()))?;
+//! let mut writer = handle.create_writable()?;
+//! writer.write(b"abc")?;
+//! writer.close()?;
+//!
+//! let file = service.get_file_handle(&app, hash, HandleRequest::Read)?.get_file()?;
+//! assert_eq!(file.read_all()?, b"abc");
+//! // Stored without `origins`: a cross-site reader is told the entry does not exist.
+//! let denied = service.get_file_handle(&other, hash, HandleRequest::Read).err();
+//! assert_eq!(denied, Some(CosError::NotFound));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod blob_store;
 mod config;

@@ -324,7 +324,14 @@ impl WritableFile {
         self.guard_size(end)?;
         let WriterState::Open { sink, prefix } = &mut self.state else { return Err(self.stored_error()) };
         prefix.observe_write(position, data);
-        if let Err(error) = sink.write_at(position, data) {
+        let result = if data.is_empty() && end > self.size {
+            // An empty write past the end still zero-fills up to its position (File System
+            // Standard), which a zero-byte pwrite would not do.
+            sink.set_len(end)
+        } else {
+            sink.write_at(position, data)
+        };
+        if let Err(error) = result {
             return Err(self.fail(error.to_web_error()));
         }
         self.cursor = end;

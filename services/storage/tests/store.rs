@@ -291,6 +291,22 @@ fn truncate_clamps_the_cursor_and_grows_with_zeros() {
 }
 
 #[test]
+fn an_empty_write_past_the_end_zero_fills_up_to_its_position() {
+    let profile = Profile::new();
+    let service = profile.open();
+    let expected = b"ab\0\0".as_slice();
+    let handle = service
+        .get_file_handle(&caller(A), hash_of(expected), HandleRequest::Create(CreateOptions::same_site()))
+        .unwrap();
+    let mut writer = handle.create_writable().unwrap();
+    writer.write(b"ab").unwrap();
+    writer.write_at(4, b"").unwrap();
+    assert_eq!((writer.size(), writer.cursor()), (4, 4));
+    writer.close().unwrap();
+    assert_eq!(read(&service, &caller(A), hash_of(expected)).unwrap(), expected);
+}
+
+#[test]
 fn closing_with_nothing_written_is_data_error_except_for_the_empty_hash() {
     let profile = Profile::new();
     let service = profile.open();

@@ -1,0 +1,759 @@
+//! Model-based property test: random sequences of creates, writes, closes, reads, clears and
+//! restarts run against the real [`StorageService`] and against a small reference model written
+//! from SPEC §4 (entries, handles, writes), §5 (visibility) and §7 (limits, clearing). After every
+//! operation the two must agree on the outcome (the exact `CosError`, the bytes read) and on the
+//! store's accounting.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use cos_common::{
+    AllowOriginCeiling, CallerContext, ContentHash, CosError, DataErrorKind, NotAllowedKind, Origin, OriginsOption,
+    Partition, QuotaScope,
+};
+use cos_storage_service::{
+    ClearSiteDataReport, CommitOutcome, CreateOptions, FileHandle, HandleRequest, PublicHashList, RecoveryReport,
+    ServiceConfig, StorageLimits, StorageService, WritableFile,
+};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+/// The callers. Indices are used everywhere below.
+const ORIGINS: [&str; 5] =
+    ["https://a.example", "https://www.a.example", "https://b.example", "http://a.example", "https://c.test:8443"];
+
+/// The schemeful site of each origin (SPEC §5: scheme + registrable domain by the PSL, port
+/// ignored; an unlisted TLD such as `.example` acts as a public suffix, as in Chromium). So 0 and
+/// 1 are same-site; 3 is cross-site with 0 (the scheme differs); 2 and 4 are cross-site with all.
+const SITES: [&str; 5] =
+    ["https://a.example", "https://a.example", "https://b.example", "http://a.example", "https://c.test"];
+
+/// The contents, with their SHA-256 (computed with `sha256sum`; the model compares bytes, so a
+/// buffer "verifies" exactly when it equals the content).
+const CONTENTS: [&[u8]; 4] = [b"", b"cos!", b"cross-origin", b"shared model weights"];
+const HASHES: [&str; 4] = [
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    "a670c105141acfe2cd47c03ef13308f4622e67baa7eb8f0c5ccda25edc8e02b6",
+    "65fff64346d26c43ffa6d04e82efd8bd5a424d49f391838cbb244d2094d22a0d",
+    "9321bf0e06c0c5447c18d814161aa34b16e23ce9e02cebb19d3e1942f05ea32f",
+];
+
+/// Which contents are on the Public Hash List (SPEC §6): the global grant discloses only these.
+const ON_PHL: [bool; 4] = [true, false, true, false];
+
+/// SPEC §7 limits, small enough to be hit: one origin may store 4 + 20 or 4 + 12 bytes but not
+/// 12 + 20; the store as a whole cannot hold all three non-empty contents (4 + 12 + 20 = 36).
+const PER_ORIGIN_BYTES: u64 = 25;
+const TOTAL_BYTES: u64 = 35;
+/// The library refuses, at write time, any write or truncate that would make the file larger than
+/// a single entry could ever be (`StorageLimits::max_entry_bytes`); the stream is then errored
+/// with QuotaExceeded(Origin) and every later call reports that (SPEC §8: QuotaExceededError).
+const MAX_ENTRY_BYTES: u64 = if PER_ORIGIN_BYTES < TOTAL_BYTES { PER_ORIGIN_BYTES } else { TOTAL_BYTES };
+
+/// Concurrent create handles (each with at most one open writer).
+const SLOTS: usize = 3;
+
+fn origin(i: usize) -> Origin {
+    Origin::from_url(ORIGINS[i]).expect("fixture origin")
+}
+
+fn hash(c: usize) -> ContentHash {
+    ContentHash::from_hex(HASHES[c]).expect("fixture hash")
+}
+
+fn caller(i: usize) -> CallerContext {
+    CallerContext::top_level(origin(i))
+}
+
+fn origins_of(mask: u8) -> impl Iterator<Item = usize> {
+    (0..ORIGINS.len()).filter(move |i| mask & (1 << i) != 0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operations
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+enum Requested {
+    Omitted,
+    /// A list of the origins in the bit mask (never empty).
+    List(u8),
+    Global,
+}
+
+/// What a `Write` op writes, relative to the slot's target content.
+#[derive(Debug, Clone, Copy)]
+enum Payload {
+    Exact,
+    FlipLast,
+    ExtraByte,
+    DropLast,
+    Other(usize),
+    /// Longer than any entry may be.
+    Oversized,
+}
+
+/// How the payload is written; the number picks the split point (modulo `len + 1`).
+#[derive(Debug, Clone, Copy)]
+enum Split {
+    /// One `write(data)` at the cursor.
+    Whole,
+    /// `write(head)`, `write(tail)` at the cursor.
+    InOrder(usize),
+    /// `write({position: k, data: tail})`, then `write({position: 0, data: head})`.
+    OutOfOrder(usize),
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// `getFileHandle(hash, {create: true, origins})` by `origin` under an Allow-Origin ceiling
+    /// (bit mask), then `createWritable()`.
+    Create {
+        slot: usize,
+        origin: usize,
+        content: usize,
+        origins: Requested,
+        ceiling: u8,
+    },
+    /// The common client pattern (SPEC §9): `Create`, a `Write` of the exact bytes, `Close`.
+    Store {
+        slot: usize,
+        origin: usize,
+        content: usize,
+        origins: Requested,
+        ceiling: u8,
+        split: Split,
+    },
+    /// A fresh `createWritable()` on the slot's handle (the previous writer, if any, is dropped).
+    NewWritable {
+        slot: usize,
+    },
+    Write {
+        slot: usize,
+        payload: Payload,
+        split: Split,
+    },
+    /// Writes `target[start..start + len]` (clamped, possibly empty) at `start` or at the cursor.
+    Patch {
+        slot: usize,
+        start: usize,
+        len: usize,
+        at_cursor: bool,
+    },
+    Seek {
+        slot: usize,
+        pos: u64,
+    },
+    Truncate {
+        slot: usize,
+        len: u64,
+    },
+    Close {
+        slot: usize,
+    },
+    Abort {
+        slot: usize,
+    },
+    /// `getFileHandle(hash)` by `origin`, then `getFile()`.
+    Read {
+        origin: usize,
+        content: usize,
+    },
+    /// `getFile()` on the slot's create handle.
+    ReadViaCreateHandle {
+        slot: usize,
+    },
+    ClearSiteData {
+        origin: usize,
+    },
+    /// Drops every handle and writer, then the service, and reopens the same directory.
+    Restart,
+}
+
+fn requested() -> impl Strategy<Value = Requested> {
+    prop_oneof![
+        2 => Just(Requested::Omitted),
+        2 => (1u8..32).prop_map(Requested::List),
+        1 => Just(Requested::Global),
+    ]
+}
+
+fn ceiling() -> impl Strategy<Value = u8> {
+    prop_oneof![Just(0b1_1111u8), Just(0u8), 0u8..32]
+}
+
+fn payload() -> impl Strategy<Value = Payload> {
+    prop_oneof![
+        8 => Just(Payload::Exact),
+        1 => Just(Payload::FlipLast),
+        1 => Just(Payload::ExtraByte),
+        1 => Just(Payload::DropLast),
+        1 => (0..CONTENTS.len()).prop_map(Payload::Other),
+        1 => Just(Payload::Oversized),
+    ]
+}
+
+fn split() -> impl Strategy<Value = Split> {
+    prop_oneof![
+        2 => Just(Split::Whole),
+        1 => (0usize..32).prop_map(Split::InOrder),
+        1 => (0usize..32).prop_map(Split::OutOfOrder),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let slot = 0..SLOTS;
+    let origin = 0..ORIGINS.len();
+    let content = 0..CONTENTS.len();
+    prop_oneof![
+        4 => (slot.clone(), origin.clone(), content.clone(), requested(), ceiling()).prop_map(
+            |(slot, origin, content, origins, ceiling)| Op::Create { slot, origin, content, origins, ceiling }
+        ),
+        4 => (slot.clone(), origin.clone(), content.clone(), requested(), ceiling(), split()).prop_map(
+            |(slot, origin, content, origins, ceiling, split)| Op::Store { slot, origin, content, origins, ceiling, split }
+        ),
+        1 => slot.clone().prop_map(|slot| Op::NewWritable { slot }),
+        8 => (slot.clone(), payload(), split()).prop_map(|(slot, payload, split)| Op::Write { slot, payload, split }),
+        2 => (slot.clone(), 0usize..24, 0usize..4, any::<bool>())
+            .prop_map(|(slot, start, len, at_cursor)| Op::Patch { slot, start, len, at_cursor }),
+        2 => (slot.clone(), 0u64..32).prop_map(|(slot, pos)| Op::Seek { slot, pos }),
+        2 => (slot.clone(), 0u64..28).prop_map(|(slot, len)| Op::Truncate { slot, len }),
+        5 => slot.clone().prop_map(|slot| Op::Close { slot }),
+        1 => slot.clone().prop_map(|slot| Op::Abort { slot }),
+        6 => (origin.clone(), content).prop_map(|(origin, content)| Op::Read { origin, content }),
+        2 => slot.prop_map(|slot| Op::ReadViaCreateHandle { slot }),
+        1 => origin.prop_map(|origin| Op::ClearSiteData { origin }),
+        1 => Just(Op::Restart),
+    ]
+}
+
+/// Compound ops as the primitive ops they stand for.
+fn expand(op: &Op) -> Vec<Op> {
+    match *op {
+        Op::Store { slot, origin, content, origins, ceiling, split } => vec![
+            Op::Create { slot, origin, content, origins, ceiling },
+            Op::Write { slot, payload: Payload::Exact, split },
+            Op::Close { slot },
+        ],
+        ref other => vec![other.clone()],
+    }
+}
+
+/// One call on a writable stream.
+#[derive(Debug, Clone)]
+enum Step {
+    Write(Vec<u8>),
+    WriteAt(u64, Vec<u8>),
+    Seek(u64),
+    Truncate(u64),
+}
+
+fn payload_bytes(target: usize, payload: Payload) -> Vec<u8> {
+    let exact = CONTENTS[target].to_vec();
+    match payload {
+        Payload::Exact => exact,
+        Payload::FlipLast => {
+            let mut bytes = exact;
+            match bytes.last_mut() {
+                Some(last) => *last ^= 1,
+                None => bytes.push(b'Z'),
+            }
+            bytes
+        }
+        Payload::ExtraByte => [exact.as_slice(), b"!"].concat(),
+        Payload::DropLast => exact[..exact.len().saturating_sub(1)].to_vec(),
+        Payload::Other(c) => CONTENTS[c].to_vec(),
+        Payload::Oversized => vec![b'z'; MAX_ENTRY_BYTES as usize + 2],
+    }
+}
+
+/// The stream calls an op makes on the writer of a slot whose target is `target`. Zero-length
+/// writes are included on purpose: past the end they still zero-fill (File System Standard).
+fn steps(op: &Op, target: usize) -> Vec<Step> {
+    match *op {
+        Op::Write { payload, split, .. } => {
+            let bytes = payload_bytes(target, payload);
+            match split {
+                Split::Whole => vec![Step::Write(bytes)],
+                Split::InOrder(n) => {
+                    let k = n % (bytes.len() + 1);
+                    vec![Step::Write(bytes[..k].to_vec()), Step::Write(bytes[k..].to_vec())]
+                }
+                Split::OutOfOrder(n) => {
+                    let k = n % (bytes.len() + 1);
+                    vec![Step::WriteAt(k as u64, bytes[k..].to_vec()), Step::WriteAt(0, bytes[..k].to_vec())]
+                }
+            }
+        }
+        Op::Patch { start, len, at_cursor, .. } => {
+            let content = CONTENTS[target];
+            let start = start.min(content.len());
+            let piece = content[start..(start + len).min(content.len())].to_vec();
+            vec![if at_cursor { Step::Write(piece) } else { Step::WriteAt(start as u64, piece) }]
+        }
+        Op::Seek { pos, .. } => vec![Step::Seek(pos)],
+        Op::Truncate { len, .. } => vec![Step::Truncate(len)],
+        _ => Vec::new(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reference model
+// ---------------------------------------------------------------------------------------------
+
+/// Visibility a verified write requests, after the Allow-Origin ceiling (SPEC §5): a list keeps
+/// only the origins the ceiling admits and is the same as omitted when none remain (SPEC §2:
+/// `origins: []` = omitted); `"*"` needs no header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grant {
+    Omitted,
+    List(u8),
+    Global,
+}
+
+impl Grant {
+    fn effective(requested: Requested, ceiling: u8) -> Self {
+        match requested {
+            Requested::Omitted => Self::Omitted,
+            Requested::Global => Self::Global,
+            Requested::List(mask) if mask & ceiling == 0 => Self::Omitted,
+            Requested::List(mask) => Self::List(mask & ceiling),
+        }
+    }
+}
+
+/// An entry (SPEC §5): its storing origins, its origins list and its global flag. Its bytes are
+/// `CONTENTS[c]`; it exists only after a verified write (SPEC §4).
+#[derive(Debug, Clone, Default)]
+struct EntryModel {
+    storing: BTreeSet<usize>,
+    listed: BTreeSet<usize>,
+    global: bool,
+}
+
+/// A writable stream (SPEC §4 and the File System Standard's write/seek/truncate): the buffer,
+/// the cursor, and the error that killed it, if any.
+#[derive(Debug, Clone, Default)]
+struct WriterModel {
+    buffer: Vec<u8>,
+    cursor: u64,
+    failed: Option<CosError>,
+}
+
+impl WriterModel {
+    fn apply(&mut self, step: &Step) -> Result<(), CosError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        match step {
+            Step::Write(data) => self.write_at(self.cursor, data),
+            Step::WriteAt(position, data) => self.write_at(*position, data),
+            // Seeking past the end is allowed; a later write zero-fills the gap.
+            Step::Seek(position) => {
+                self.cursor = *position;
+                Ok(())
+            }
+            // Truncate resizes (zero-filling when growing) and keeps the cursor inside the file.
+            Step::Truncate(len) => {
+                if *len > MAX_ENTRY_BYTES {
+                    return self.fail(CosError::QuotaExceeded(QuotaScope::Origin));
+                }
+                self.buffer.resize(*len as usize, 0);
+                self.cursor = self.cursor.min(*len);
+                Ok(())
+            }
+        }
+    }
+
+    /// A write at `position` zero-fills any gap after the current end (even for empty data),
+    /// overwrites, and leaves the cursor at `position + len`.
+    fn write_at(&mut self, position: u64, data: &[u8]) -> Result<(), CosError> {
+        let end = position + data.len() as u64;
+        if end > MAX_ENTRY_BYTES {
+            return self.fail(CosError::QuotaExceeded(QuotaScope::Origin));
+        }
+        let (start, end) = (position as usize, end as usize);
+        if self.buffer.len() < end {
+            self.buffer.resize(end, 0);
+        }
+        self.buffer[start..end].copy_from_slice(data);
+        self.cursor = end as u64;
+        Ok(())
+    }
+
+    fn fail(&mut self, error: CosError) -> Result<(), CosError> {
+        self.failed = Some(error.clone());
+        Err(error)
+    }
+}
+
+/// A create handle: who asked, for what, with which (ceiling-narrowed) grant; whether one of its
+/// own writes has verified (*may read*, SPEC §4, per handle); its open writer.
+#[derive(Debug, Clone)]
+struct SlotModel {
+    origin: usize,
+    content: usize,
+    grant: Grant,
+    may_read: bool,
+    writer: Option<WriterModel>,
+}
+
+/// What a verified, committed close did.
+#[derive(Debug, PartialEq, Eq)]
+struct Committed {
+    new_blob: bool,
+    newly_storing: bool,
+    listed_added: usize,
+    became_global: bool,
+}
+
+#[derive(Debug, Default)]
+struct Model {
+    entries: [Option<EntryModel>; CONTENTS.len()],
+    /// SPEC §7: each storing origin is charged the full size of each entry it stores.
+    charged: [u64; ORIGINS.len()],
+    slots: [Option<SlotModel>; SLOTS],
+}
+
+fn size(c: usize) -> u64 {
+    CONTENTS[c].len() as u64
+}
+
+impl Model {
+    fn total_bytes(&self) -> u64 {
+        (0..CONTENTS.len()).filter(|&c| self.entries[c].is_some()).map(size).sum()
+    }
+
+    /// SPEC §5, checked in order: storing origin, same-site with a storing origin, listed, then
+    /// global — the only grant that consults the Public Hash List (SPEC §6).
+    fn visible(&self, reader: usize, c: usize) -> bool {
+        let Some(entry) = &self.entries[c] else { return false };
+        entry.storing.contains(&reader)
+            || entry.storing.iter().any(|&storer| SITES[storer] == SITES[reader])
+            || entry.listed.contains(&reader)
+            || (entry.global && ON_PHL[c])
+    }
+
+    /// `close()` of the slot's writer (SPEC §4 verify on close, §7 limits, §5 merge).
+    fn close(&mut self, slot: usize) -> Option<Result<Committed, CosError>> {
+        let state = self.slots[slot].as_mut()?;
+        let writer = state.writer.take()?;
+        let (o, c, grant) = (state.origin, state.content, state.grant);
+        if let Some(error) = writer.failed {
+            return Some(Err(error));
+        }
+        // Verify the final bytes; a mismatch stores nothing. Nothing written is a DataError too,
+        // unless the target is the empty content.
+        if writer.buffer != CONTENTS[c] {
+            let kind =
+                if writer.buffer.is_empty() { DataErrorKind::NothingWritten } else { DataErrorKind::HashMismatch };
+            return Some(Err(CosError::Data(kind)));
+        }
+        // Quota: a new storing origin is charged the full size; an identical rewrite by an
+        // existing storer is free. The origin's limit is checked before the store's cap (the
+        // library's order; SPEC §8 names both QuotaExceededError).
+        let existing = self.entries[c].as_ref();
+        let newly_storing = existing.is_none_or(|e| !e.storing.contains(&o));
+        if newly_storing && self.charged[o] + size(c) > PER_ORIGIN_BYTES {
+            return Some(Err(CosError::QuotaExceeded(QuotaScope::Origin)));
+        }
+        let new_blob = existing.is_none();
+        if new_blob && self.total_bytes() + size(c) > TOTAL_BYTES {
+            return Some(Err(CosError::QuotaExceeded(QuotaScope::Global)));
+        }
+        // Upgrade-only merge (SPEC §5): the writer becomes a storing origin, a list grows, "*"
+        // sets the global flag; nothing is ever removed.
+        let entry = self.entries[c].get_or_insert_with(EntryModel::default);
+        entry.storing.insert(o);
+        let mut listed_added = 0;
+        let mut became_global = false;
+        match grant {
+            Grant::Omitted => {}
+            Grant::List(mask) => {
+                for listed in origins_of(mask) {
+                    listed_added += usize::from(entry.listed.insert(listed));
+                }
+            }
+            Grant::Global => {
+                became_global = !entry.global;
+                entry.global = true;
+            }
+        }
+        if newly_storing {
+            self.charged[o] += size(c);
+        }
+        if let Some(state) = self.slots[slot].as_mut() {
+            state.may_read = true;
+        }
+        Some(Ok(Committed { new_blob, newly_storing, listed_added, became_global }))
+    }
+
+    /// SPEC §7 clear site data: the origin stops storing and leaves every list; entries left
+    /// without a storing origin are deleted; its charge is reset.
+    fn clear(&mut self, o: usize) -> ClearSiteDataReport {
+        let mut report = ClearSiteDataReport::default();
+        for c in 0..CONTENTS.len() {
+            let Some(entry) = self.entries[c].as_mut() else { continue };
+            let was_storing = entry.storing.remove(&o);
+            let was_listed = entry.listed.remove(&o);
+            if !was_storing && !was_listed {
+                continue;
+            }
+            if entry.storing.is_empty() {
+                self.entries[c] = None;
+                report.entries_deleted += 1;
+                report.bytes_freed += size(c);
+            } else {
+                report.entries_released += 1;
+            }
+        }
+        self.charged[o] = 0;
+        report
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The system under test
+// ---------------------------------------------------------------------------------------------
+
+struct RealSlot {
+    handle: FileHandle,
+    writer: Option<WritableFile>,
+}
+
+struct Real {
+    dir: tempfile::TempDir,
+    service: Option<StorageService>,
+    slots: [Option<RealSlot>; SLOTS],
+}
+
+fn open_service(dir: &std::path::Path) -> (StorageService, RecoveryReport) {
+    let gate = PublicHashList::from_hashes((0..CONTENTS.len()).filter(|&c| ON_PHL[c]).map(hash));
+    let config = ServiceConfig::new(dir)
+        .with_limits(StorageLimits { per_origin_bytes: PER_ORIGIN_BYTES, total_bytes: TOTAL_BYTES })
+        .with_global_gate(Arc::new(gate));
+    StorageService::open(config).expect("open the storage service")
+}
+
+impl Real {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (service, report) = open_service(dir.path());
+        assert_eq!(report, RecoveryReport::default(), "a fresh store needs no recovery");
+        Self { dir, service: Some(service), slots: Default::default() }
+    }
+
+    fn service(&self) -> &StorageService {
+        self.service.as_ref().expect("service is open")
+    }
+
+    fn restart(&mut self) -> RecoveryReport {
+        self.slots = Default::default();
+        self.service = None;
+        let (service, report) = open_service(self.dir.path());
+        self.service = Some(service);
+        report
+    }
+}
+
+fn apply_real(writer: &mut WritableFile, step: &Step) -> Result<(), CosError> {
+    match step {
+        Step::Write(data) => writer.write(data),
+        Step::WriteAt(position, data) => writer.write_at(*position, data),
+        Step::Seek(position) => writer.seek(*position),
+        Step::Truncate(len) => writer.truncate(*len),
+    }
+}
+
+fn read_handle(handle: &FileHandle) -> Result<Vec<u8>, CosError> {
+    handle.get_file()?.read_all()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test
+// ---------------------------------------------------------------------------------------------
+
+/// Registry state and accounting equal the model's (SPEC §7 charges and total, SPEC §5 grants).
+fn check_store(model: &Model, service: &StorageService, at: &str) -> Result<(), TestCaseError> {
+    for (o, url) in ORIGINS.iter().enumerate() {
+        let record = service.inspect_origin(Partition::Regular, &origin(o)).expect("inspect origin");
+        let stores = model.entries.iter().flatten().filter(|e| e.storing.contains(&o)).count() as u64;
+        prop_assert_eq!(record.charged_bytes, model.charged[o], "{}: charge of {}", at, url);
+        prop_assert_eq!(record.entries, stores, "{}: entry count of {}", at, url);
+    }
+    let total = service.inspect_total_bytes(Partition::Regular).expect("inspect total");
+    prop_assert_eq!(total, model.total_bytes(), "{}: total bytes", at);
+    for c in 0..CONTENTS.len() {
+        let record = service.inspect_entry(Partition::Regular, &hash(c)).expect("inspect entry");
+        match (&model.entries[c], record) {
+            (None, None) => {}
+            (Some(expected), Some(record)) => {
+                let storing: BTreeSet<Origin> = expected.storing.iter().map(|&o| origin(o)).collect();
+                let listed: BTreeSet<Origin> = expected.listed.iter().map(|&o| origin(o)).collect();
+                let record_listed: BTreeSet<Origin> = record.listed_origins.iter().cloned().collect();
+                prop_assert_eq!(record.size, size(c), "{}: size of entry {}", at, c);
+                prop_assert_eq!(&record.storing_origins, &storing, "{}: storing origins of entry {}", at, c);
+                prop_assert_eq!(record.listed_origins.len(), record_listed.len(), "{}: duplicate list entries", at);
+                prop_assert_eq!(&record_listed, &listed, "{}: origins list of entry {}", at, c);
+                prop_assert_eq!(record.global, expected.global, "{}: global flag of entry {}", at, c);
+            }
+            (expected, record) => {
+                return Err(TestCaseError::fail(format!("{at}: entry {c}: model {expected:?}, store {record:?}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn apply_op(model: &mut Model, real: &mut Real, op: &Op, at: &str) -> Result<(), TestCaseError> {
+    match *op {
+        Op::Create { slot, origin: o, content: c, origins, ceiling } => {
+            let requested = match origins {
+                Requested::Omitted => OriginsOption::Omitted,
+                Requested::List(mask) => OriginsOption::List(origins_of(mask).map(origin).collect()),
+                Requested::Global => OriginsOption::Global,
+            };
+            let options = CreateOptions::with_origins(
+                requested,
+                AllowOriginCeiling::from_origins(origins_of(ceiling).map(origin)),
+            );
+            // SPEC §4: a create request always returns a handle, registers nothing, and
+            // starts with may read = false.
+            let handle = real
+                .service()
+                .get_file_handle(&caller(o), hash(c), HandleRequest::Create(options))
+                .map_err(|error| TestCaseError::fail(format!("{at}: create refused: {error:?}")))?;
+            prop_assert!(handle.is_create() && !handle.may_read(), "{}: fresh create handle", at);
+            let writer = handle
+                .create_writable()
+                .map_err(|error| TestCaseError::fail(format!("{at}: createWritable: {error:?}")))?;
+            real.slots[slot] = Some(RealSlot { handle, writer: Some(writer) });
+            model.slots[slot] = Some(SlotModel {
+                origin: o,
+                content: c,
+                grant: Grant::effective(origins, ceiling),
+                may_read: false,
+                writer: Some(WriterModel::default()),
+            });
+        }
+        Op::NewWritable { slot } => {
+            let (Some(state), Some(real_slot)) = (model.slots[slot].as_mut(), real.slots[slot].as_mut()) else {
+                return Ok(());
+            };
+            // createWritable() always starts empty (SPEC §4); the old writer is dropped.
+            real_slot.writer = None;
+            let writer = real_slot.handle.create_writable();
+            prop_assert!(writer.is_ok(), "{}: createWritable on a create handle", at);
+            real_slot.writer = writer.ok();
+            state.writer = Some(WriterModel::default());
+        }
+        Op::Write { slot, .. } | Op::Patch { slot, .. } | Op::Seek { slot, .. } | Op::Truncate { slot, .. } => {
+            let Some(state) = model.slots[slot].as_mut() else { return Ok(()) };
+            let Some(expected_writer) = state.writer.as_mut() else { return Ok(()) };
+            let real_writer = real.slots[slot].as_mut().and_then(|s| s.writer.as_mut()).expect("slots agree");
+            for step in steps(op, state.content) {
+                let expected = expected_writer.apply(&step);
+                let actual = apply_real(real_writer, &step);
+                prop_assert_eq!(&actual, &expected, "{}: {:?}", at, step);
+                if expected.is_ok() {
+                    prop_assert_eq!(real_writer.size(), expected_writer.buffer.len() as u64, "{}: size", at);
+                    prop_assert_eq!(real_writer.cursor(), expected_writer.cursor, "{}: cursor", at);
+                }
+            }
+        }
+        Op::Close { slot } => {
+            let Some(expected) = model.close(slot) else { return Ok(()) };
+            let writer = real.slots[slot].as_mut().and_then(|s| s.writer.take()).expect("slots agree");
+            let actual = writer.close().map(|outcome: CommitOutcome| Committed {
+                new_blob: outcome.new_blob,
+                newly_storing: outcome.visibility.newly_storing,
+                listed_added: outcome.visibility.listed_added,
+                became_global: outcome.visibility.became_global,
+            });
+            prop_assert_eq!(&actual, &expected, "{}", at);
+        }
+        Op::Abort { slot } => {
+            let Some(state) = model.slots[slot].as_mut() else { return Ok(()) };
+            if state.writer.take().is_none() {
+                return Ok(());
+            }
+            let writer = real.slots[slot].as_mut().and_then(|s| s.writer.take()).expect("slots agree");
+            writer.abort();
+        }
+        Op::Read { origin: o, content: c } => {
+            let expected = if model.visible(o, c) { Ok(CONTENTS[c].to_vec()) } else { Err(CosError::NotFound) };
+            let handle = real.service().get_file_handle(&caller(o), hash(c), HandleRequest::Read);
+            if let Ok(handle) = &handle {
+                // A read handle may read, and may not write.
+                prop_assert!(handle.may_read() && !handle.is_create(), "{}: read handle flags", at);
+                let writable = handle.create_writable().map(|_| ());
+                prop_assert_eq!(writable, Err(CosError::NotAllowed(NotAllowedKind::HandleNotWritable)), "{}", at);
+            }
+            prop_assert_eq!(&handle.and_then(|h| read_handle(&h)), &expected, "{}", at);
+        }
+        Op::ReadViaCreateHandle { slot } => {
+            let Some(state) = model.slots[slot].as_ref() else { return Ok(()) };
+            // SPEC §4: NotAllowedError until this handle's own write verified; after that the
+            // entry's bytes, as long as the entry exists.
+            let expected = if !state.may_read {
+                Err(CosError::NotAllowed(NotAllowedKind::HandleNotReadable))
+            } else if model.entries[state.content].is_some() {
+                Ok(CONTENTS[state.content].to_vec())
+            } else {
+                Err(CosError::NotFound)
+            };
+            let handle = &real.slots[slot].as_ref().expect("slots agree").handle;
+            prop_assert_eq!(handle.may_read(), state.may_read, "{}: may read", at);
+            prop_assert_eq!(&read_handle(handle), &expected, "{}", at);
+        }
+        Op::ClearSiteData { origin: o } => {
+            let expected = model.clear(o);
+            let actual = real.service().clear_site_data(Partition::Regular, &origin(o)).expect("clear site data");
+            prop_assert_eq!(actual, expected, "{}", at);
+        }
+        Op::Restart => {
+            model.slots = Default::default();
+            let report = real.restart();
+            // Writers dropped before the restart leave no swap file; nothing needs repair.
+            let entries = model.entries.iter().flatten().count();
+            prop_assert_eq!(report, RecoveryReport { entries, ..Default::default() }, "{}", at);
+        }
+        Op::Store { .. } => unreachable!("expanded"),
+    }
+    Ok(())
+}
+
+fn run(ops: &[Op]) -> Result<(), TestCaseError> {
+    let mut model = Model::default();
+    let mut real = Real::new();
+    for (i, op) in ops.iter().enumerate() {
+        for op in expand(op) {
+            let at = format!("op {i} {op:?}");
+            apply_op(&mut model, &mut real, &op, &at)?;
+            check_store(&model, real.service(), &at)?;
+        }
+    }
+    // Finally, every origin reads exactly what the model says, for every content.
+    for (o, url) in ORIGINS.iter().enumerate() {
+        for (c, bytes) in CONTENTS.iter().enumerate() {
+            let expected = if model.visible(o, c) { Ok(bytes.to_vec()) } else { Err(CosError::NotFound) };
+            let actual =
+                real.service().get_file_handle(&caller(o), hash(c), HandleRequest::Read).and_then(|h| read_handle(&h));
+            prop_assert_eq!(&actual, &expected, "final read of content {} by {}", c, url);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn service_matches_the_reference_model(ops in prop::collection::vec(op(), 1..40)) {
+        run(&ops)?;
+    }
+}
