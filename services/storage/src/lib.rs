@@ -40,13 +40,16 @@ mod config;
 mod error;
 pub mod gate;
 mod partition;
+pub mod process;
 pub mod registry;
+pub mod sandbox;
 mod service;
 pub mod visibility;
 
 pub use config::{ServiceConfig, StorageLimits};
+pub use cos_common::interface::{CreateOptions, HandleRequest};
 pub use error::StoreError;
 pub use gate::{FailClosed, GlobalDisclosureGate, PublicHashList, PublicHashListError};
 pub use partition::{ClearSiteDataReport, CommitOutcome, RecoveryReport};
 pub use registry::{EntryRecord, OriginRecord, Provenance};
-pub use service::{CreateOptions, FileHandle, FileReader, HandleRequest, StorageService, WritableFile};
+pub use service::{FileHandle, FileReader, StorageService, WritableFile};

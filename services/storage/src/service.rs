@@ -4,9 +4,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use cos_common::interface::HandleRequest;
 use cos_common::{
-    AllowOriginCeiling, CallerContext, ContentHash, CosError, DataErrorKind, NotAllowedKind, OffTheRecordProfileId,
-    Origin, OriginsOption, Partition, QuotaScope,
+    CallerContext, ContentHash, CosError, DataErrorKind, NotAllowedKind, OffTheRecordProfileId, Origin, OriginsOption,
+    Partition, QuotaScope,
 };
 use parking_lot::RwLock;
 
@@ -29,39 +30,6 @@ struct ServiceInner {
     config: ServiceConfig,
     regular: Arc<PartitionStore>,
     off_the_record: RwLock<HashMap<OffTheRecordProfileId, Arc<PartitionStore>>>,
-}
-
-/// What a `getFileHandle` call asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HandleRequest {
-    /// `create: false`: a read, answered only if the caller may see the entry.
-    Read,
-    /// `create: true`: always answered with a write handle.
-    Create(CreateOptions),
-}
-
-/// The parts of a create request the service needs, as the broker supplies them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CreateOptions {
-    /// The validated `origins` option.
-    pub origins: OriginsOption,
-    /// The writing document's `Cross-Origin-Storage-Allow-Origin` ceiling (known to the browser
-    /// process, never taken from the renderer).
-    pub allow_origin_ceiling: AllowOriginCeiling,
-    /// The writing document's URL, kept as private provenance.
-    pub document_url: Option<String>,
-}
-
-impl CreateOptions {
-    /// A create request with no `origins` (the same-site baseline).
-    pub fn same_site() -> Self {
-        Self { origins: OriginsOption::Omitted, allow_origin_ceiling: AllowOriginCeiling::empty(), document_url: None }
-    }
-
-    /// A create request with the given `origins` and ceiling.
-    pub fn with_origins(origins: OriginsOption, allow_origin_ceiling: AllowOriginCeiling) -> Self {
-        Self { origins, allow_origin_ceiling, document_url: None }
-    }
 }
 
 impl StorageService {

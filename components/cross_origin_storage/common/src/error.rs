@@ -136,6 +136,8 @@ message_enum! {
         Origin => "The origin's Cross-Origin Storage limit would be exceeded.",
         /// The whole store's cap.
         Global => "Cross-Origin Storage is full.",
+        /// The per-renderer bound on open handles or streams.
+        Renderer => "Too many Cross-Origin Storage handles or streams are open in this renderer.",
     }
 }
 

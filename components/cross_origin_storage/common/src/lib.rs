@@ -29,6 +29,7 @@
 mod caller;
 mod error;
 mod hash;
+pub mod interface;
 mod options;
 mod origin;
 mod site;

@@ -1,0 +1,101 @@
+//! Cross-process benchmark: COS through renderer → broker → sandboxed storage service, next to
+//! the raw transport and raw SHA-256 measured in the same run.
+//!
+//! `cargo bench -p cos_browser --bench cross_process` (`COS_BENCH_MIB=16` for a quick run).
+//! Targets (issue 3): lookup p50 ≤ 2.5× two raw round trips; store ≥ 0.6× raw sha2; read ≥ 1.5 GiB/s.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::{Browser, Command, Payload};
+
+fn percentile(samples: &mut [u64], p: f64) -> Duration {
+    samples.sort_unstable();
+    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    Duration::from_nanos(samples[index])
+}
+
+fn median(mut samples: Vec<u64>) -> Duration {
+    percentile(&mut samples, 0.5)
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn main() -> ExitCode {
+    if let Some(code) = support::run_child_role() {
+        return code;
+    }
+    let mib: usize = std::env::var("COS_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(177);
+    let bytes = mib << 20;
+    let rounds = 5;
+    let lookups = 2000;
+
+    let browser = Browser::start_with_limits(64 << 30, 64 << 30);
+    let renderer = browser.renderer(1, &[(10, "https://bench.example", "https://bench.example", None)]);
+
+    // Raw transport round trip between the same two processes (renderer ↔ browser).
+    renderer.ping_pong(200);
+    let mut raw = renderer.ping_pong(lookups);
+    let (raw_p50, raw_p99) = (percentile(&mut raw, 0.5), percentile(&mut raw, 0.99));
+
+    // getFileHandle hit and miss: renderer → broker → service → broker → renderer.
+    let small = Payload::Pattern { len: 1024, seed: 1 };
+    assert_eq!(renderer.store(10, &small), support::Outcome::Ok(None));
+    let hit = || Command::LookupLatency { frame: 10, hash: small.hash(), n: lookups };
+    let miss_hash = "00".repeat(32);
+    let miss = || Command::LookupLatency { frame: 10, hash: miss_hash.clone(), n: lookups };
+    renderer.timings(hit());
+    let mut hits = renderer.timings(hit());
+    let mut misses = renderer.timings(miss());
+    let (hit_p50, hit_p99) = (percentile(&mut hits, 0.5), percentile(&mut hits, 0.99));
+    let (miss_p50, miss_p99) = (percentile(&mut misses, 0.5), percentile(&mut misses, 0.99));
+
+    // Bulk: raw sha2 in this process, then stores and reads of distinct payloads.
+    let probe = Payload::Pattern { len: bytes, seed: 1000 }.bytes();
+    let mut sha = Vec::new();
+    let (mut stores, mut reads) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let start = Instant::now();
+        std::hint::black_box(Sha256::digest(std::hint::black_box(&probe)));
+        sha.push(start.elapsed().as_nanos() as u64);
+        let payload = Payload::Pattern { len: bytes, seed: 2000 + round as u64 };
+        stores.extend(renderer.timings(Command::TimedStore { frame: 10, payload: payload.clone() }));
+        reads.extend(renderer.timings(Command::TimedRead { frame: 10, hash: payload.hash() }));
+    }
+    let rate = |d: Duration| bytes as f64 / (1u64 << 20) as f64 / d.as_secs_f64();
+    let (sha, store, read) = (median(sha), median(stores), median(reads));
+
+    println!("cross-process COS benchmark ({mib} MiB bulk, {lookups} lookups, median of {rounds} bulk rounds)");
+    println!("  raw round trip (renderer <-> browser)   p50 {:7.1} us   p99 {:7.1} us", us(raw_p50), us(raw_p99));
+    println!(
+        "  getFileHandle hit                      p50 {:7.1} us   p99 {:7.1} us   = {:.2}x two raw round trips [target <= 2.5x]",
+        us(hit_p50),
+        us(hit_p99),
+        hit_p50.as_secs_f64() / (2.0 * raw_p50.as_secs_f64())
+    );
+    println!(
+        "  getFileHandle miss                     p50 {:7.1} us   p99 {:7.1} us   = {:.2}x two raw round trips",
+        us(miss_p50),
+        us(miss_p99),
+        miss_p50.as_secs_f64() / (2.0 * raw_p50.as_secs_f64())
+    );
+    println!("  raw sha2 (this process)                {:8.0} MiB/s", rate(sha));
+    println!(
+        "  store from the renderer (verified,     {:8.0} MiB/s   = {:.2}x raw sha2 [target >= 0.6x]",
+        rate(store),
+        rate(store) / rate(sha)
+    );
+    println!("   durable, committed; {:.0} ms)", store.as_secs_f64() * 1e3);
+    println!(
+        "  read into the renderer                 {:8.0} MiB/s   = {:.2} GiB/s [target >= 1.5 GiB/s]",
+        rate(read),
+        rate(read) / 1024.0
+    );
+    ExitCode::SUCCESS
+}

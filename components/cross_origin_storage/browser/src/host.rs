@@ -1,0 +1,402 @@
+//! [`CosHost`]: the browser-side owner of COS — frame table, broker stubs, and the storage
+//! service's supervision (launch, notice death, fail in-flight calls, relaunch, rebind).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use cos_common::interface::{BrowserToService, RendererId, RequestId, ServiceProcessConfig, ServiceToBrowser};
+use cos_common::{CosError, OffTheRecordProfileId, Origin, Partition};
+use cos_ipc::launch::{LaunchOptions, LaunchedChild};
+use cos_ipc::{Endpoint, IpcError, Peer, Pipe, report_bad_message};
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
+
+use crate::broker::BrokerStub;
+use crate::frame_table::FrameTable;
+
+type ControlPipe = Pipe<BrowserToService, ServiceToBrowser>;
+
+/// How long a starting service may take to open its store and report ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs the storage service on a control endpoint, in this process (typically
+/// `cos_storage_service::process::serve` on a new thread). Keeps this crate free of the service.
+pub type InProcessService = Arc<dyn Fn(Endpoint) + Send + Sync>;
+
+/// Where the storage service runs.
+#[derive(Clone)]
+pub enum ServiceLaunch {
+    /// A sandboxed child process (`--type=storage-service` of the given program).
+    Process(LaunchOptions),
+    /// Threads of this process, over the in-process transport (single-process embedders, tests).
+    InProcess(InProcessService),
+}
+
+impl std::fmt::Debug for ServiceLaunch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Process(options) => f.debug_tuple("Process").field(options).finish(),
+            Self::InProcess(_) => f.write_str("InProcess"),
+        }
+    }
+}
+
+/// Configuration of a [`CosHost`].
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Where the service runs.
+    pub launch: ServiceLaunch,
+    /// What the service is told to open.
+    pub service: ServiceProcessConfig,
+}
+
+/// Failures of the host, for the embedder (operator-facing).
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The storage service could not be started.
+    #[error("the storage service could not start: {0}")]
+    ServiceStart(String),
+    /// IPC failed.
+    #[error("IPC failure: {0}")]
+    Ipc(#[from] IpcError),
+}
+
+/// The browser-side COS host. Dropping it shuts the service down.
+pub struct CosHost {
+    inner: Arc<HostInner>,
+}
+
+struct HostInner {
+    config: HostConfig,
+    frames: Arc<FrameTable>,
+    brokers: Mutex<HashMap<RendererId, Arc<BrokerStub>>>,
+    service: Mutex<ServiceState>,
+    service_ready: Condvar,
+    pending: Mutex<HashMap<RequestId, Sender<Result<(), CosError>>>>,
+    next_request: AtomicU64,
+    shutting_down: AtomicBool,
+}
+
+#[derive(Default)]
+struct ServiceState {
+    control: Option<Arc<ControlPipe>>,
+    pid: Option<u32>,
+    generation: u64,
+    child: Option<LaunchedChild>,
+    last_error: Option<String>,
+}
+
+impl CosHost {
+    /// Starts the storage service and waits until it is ready.
+    pub fn start(config: HostConfig) -> Result<Self, HostError> {
+        let inner = Arc::new(HostInner {
+            config,
+            frames: Arc::new(FrameTable::default()),
+            brokers: Mutex::new(HashMap::new()),
+            service: Mutex::new(ServiceState::default()),
+            service_ready: Condvar::new(),
+            pending: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(1),
+            shutting_down: AtomicBool::new(false),
+        });
+        let first = inner.launch_service().map_err(HostError::ServiceStart)?;
+        let weak = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("cos-service-supervisor".into())
+            .spawn(move || supervise(weak, first))
+            .map_err(|e| HostError::ServiceStart(e.to_string()))?;
+        Ok(Self { inner })
+    }
+
+    /// The frame table the embedder fills.
+    pub fn frames(&self) -> &Arc<FrameTable> {
+        &self.inner.frames
+    }
+
+    /// Starts brokering for a renderer whose COS pipe is `endpoint`. `terminate` is how the
+    /// embedder kills that renderer when it misbehaves.
+    pub fn register_renderer(
+        &self,
+        renderer: RendererId,
+        endpoint: Endpoint,
+        terminate: impl Fn() + Send + Sync + 'static,
+    ) {
+        let peer = Peer::new(format!("renderer-{}", renderer.0), terminate);
+        let stub = BrokerStub::new(renderer, endpoint, self.inner.frames.clone(), peer);
+        if self.inner.brokers.lock().insert(renderer, stub.clone()).is_some() {
+            tracing::warn!(
+                renderer = renderer.0,
+                "renderer registered twice; the old broker serves its pipe until it closes"
+            );
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let loop_stub = stub.clone();
+        let spawned = std::thread::Builder::new().name(format!("cos-broker-{}", renderer.0)).spawn(move || {
+            loop_stub.run_renderer_loop(|| {
+                if let Some(inner) = weak.upgrade() {
+                    inner.brokers.lock().remove(&renderer);
+                    inner.frames.remove_renderer(renderer);
+                }
+            })
+        });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "could not start a broker thread");
+            return;
+        }
+        self.inner.bind(&stub);
+    }
+
+    /// Clears one origin's COS data (a user action in the browser).
+    pub fn clear_site_data(&self, partition: Partition, origin: &Origin) -> Result<(), CosError> {
+        self.inner.control_request(|request| BrowserToService::ClearSiteData {
+            request,
+            partition,
+            origin: origin.clone(),
+        })
+    }
+
+    /// Discards an off-the-record profile's store.
+    pub fn close_off_the_record(&self, profile: OffTheRecordProfileId) {
+        if let Some(control) = self.inner.control() {
+            let _ = control.send(&BrowserToService::CloseOffTheRecord { profile }, vec![]);
+        }
+    }
+
+    /// Round trip to the service's control loop.
+    pub fn ping(&self) -> Result<(), CosError> {
+        self.inner.control_request(|request| BrowserToService::Ping { request })
+    }
+
+    /// The storage service's process id (`None` in-process or while restarting).
+    pub fn service_pid(&self) -> Option<u32> {
+        self.inner.service.lock().pid
+    }
+
+    /// How many times the service has been started (1 after `start`).
+    pub fn service_generation(&self) -> u64 {
+        self.inner.service.lock().generation
+    }
+
+    /// Waits until the service generation is at least `generation` and ready.
+    pub fn wait_for_generation(&self, generation: u64, timeout: Duration) -> bool {
+        let mut state = self.inner.service.lock();
+        let deadline = std::time::Instant::now() + timeout;
+        while !(state.generation >= generation && state.control.is_some()) {
+            if self.inner.service_ready.wait_until(&mut state, deadline).timed_out() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl Drop for CosHost {
+    fn drop(&mut self) {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        let (control, child) = {
+            let mut state = self.inner.service.lock();
+            (state.control.take(), state.child.take())
+        };
+        if let Some(control) = control {
+            let _ = control.send(&BrowserToService::Shutdown, vec![]);
+        }
+        if let Some(mut child) = child {
+            // Give it a moment to flush; then make sure it is gone.
+            for _ in 0..100 {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl HostInner {
+    fn control(&self) -> Option<Arc<ControlPipe>> {
+        self.service.lock().control.clone()
+    }
+
+    fn control_request(&self, make: impl FnOnce(RequestId) -> BrowserToService) -> Result<(), CosError> {
+        let control = self.control().ok_or(CosError::Abort)?;
+        let request = RequestId(self.next_request.fetch_add(1, Ordering::Relaxed));
+        let (sender, receiver): (Sender<_>, Receiver<_>) = crossbeam_channel::bounded(1);
+        self.pending.lock().insert(request, sender);
+        if control.send(&make(request), vec![]).is_err() {
+            self.pending.lock().remove(&request);
+            return Err(CosError::Abort);
+        }
+        receiver.recv().unwrap_or(Err(CosError::Abort))
+    }
+
+    /// Launches the service, configures it and waits for `Ready`. Returns its control pipe.
+    fn launch_service(&self) -> Result<Arc<ControlPipe>, String> {
+        let (endpoint, child) = match &self.config.launch {
+            ServiceLaunch::Process(options) => {
+                let mut child = cos_ipc::launch::launch(options).map_err(|e| e.to_string())?;
+                (child.take_endpoint(), Some(child))
+            }
+            ServiceLaunch::InProcess(run) => {
+                let (ours, theirs) = Endpoint::pair_in_process();
+                run(theirs);
+                (ours, None)
+            }
+        };
+        let control = Arc::new(ControlPipe::new(endpoint));
+        control.send(&BrowserToService::Configure(self.config.service.clone()), vec![]).map_err(|e| e.to_string())?;
+        match control.recv_timeout(READY_TIMEOUT) {
+            Ok((ServiceToBrowser::Ready { entries, sandboxed }, _)) => {
+                let pid = child.as_ref().map(LaunchedChild::pid);
+                tracing::info!(entries, sandboxed, ?pid, "storage service ready");
+                let mut state = self.service.lock();
+                state.control = Some(control.clone());
+                state.pid = pid;
+                state.child = child;
+                state.generation += 1;
+                state.last_error = None;
+                Ok(control)
+            }
+            Ok((ServiceToBrowser::Failed { message }, _)) => {
+                self.reap(child);
+                Err(message)
+            }
+            Ok(_) => {
+                self.reap(child);
+                Err("the storage service did not start with Ready".into())
+            }
+            Err(error) => {
+                self.reap(child);
+                Err(format!("no Ready from the storage service: {error}"))
+            }
+        }
+    }
+
+    fn reap(&self, child: Option<LaunchedChild>) {
+        if let Some(mut child) = child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Gives a broker a connection to the current service generation.
+    fn bind(&self, stub: &Arc<BrokerStub>) {
+        let (control, generation, in_process) = {
+            let state = self.service.lock();
+            match &state.control {
+                Some(control) => (control.clone(), state.generation, control.endpoint().is_in_process()),
+                None => return, // bound when the service is back
+            }
+        };
+        let pair = if in_process { Ok(Endpoint::pair_in_process()) } else { Endpoint::pair() };
+        let (ours, theirs) = match pair {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::error!(%error, "could not create a service connection");
+                return;
+            }
+        };
+        let renderer = stub.renderer();
+        if control.send(&BrowserToService::BindRenderer { renderer }, vec![theirs]).is_err() {
+            return;
+        }
+        let stub = stub.clone();
+        let _ = std::thread::Builder::new()
+            .name(format!("cos-broker-service-{}", renderer.0))
+            .spawn(move || stub.run_service_loop(generation, Pipe::new(ours)));
+    }
+
+    fn handle_service_message(&self, message: ServiceToBrowser) {
+        match message {
+            ServiceToBrowser::Done { request, result } => {
+                if let Some(sender) = self.pending.lock().remove(&request) {
+                    let _ = sender.send(result);
+                }
+            }
+            ServiceToBrowser::BadMessage { renderer, reason } => {
+                let stub = self.brokers.lock().get(&renderer).cloned();
+                if let Some(stub) = stub {
+                    report_bad_message(stub.peer(), &reason);
+                }
+            }
+            other => tracing::warn!(?other, "unexpected message from the storage service"),
+        }
+    }
+}
+
+/// The supervisor thread: serves the control pipe; when the service dies, fails what was in
+/// flight, relaunches it and rebinds every broker.
+fn supervise(host: Weak<HostInner>, mut control: Arc<ControlPipe>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        // Bind the brokers registered so far to this generation.
+        if let Some(inner) = host.upgrade() {
+            inner.service_ready.notify_all();
+            let stubs: Vec<_> = inner.brokers.lock().values().cloned().collect();
+            for stub in &stubs {
+                inner.bind(stub);
+            }
+        }
+        let receiver = match control.try_clone() {
+            Ok(receiver) => receiver,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the service control pipe");
+                return;
+            }
+        };
+        loop {
+            match receiver.recv() {
+                Ok((message, _)) => match host.upgrade() {
+                    Some(inner) => inner.handle_service_message(message),
+                    None => return,
+                },
+                Err(error) => {
+                    if !matches!(error, IpcError::Disconnected) {
+                        tracing::error!(%error, "unreadable message from the storage service");
+                    }
+                    break;
+                }
+            }
+        }
+        let Some(inner) = host.upgrade() else { return };
+        if inner.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
+        tracing::error!("the storage service went away; restarting it");
+        let (child, generation) = {
+            let mut state = inner.service.lock();
+            state.control = None;
+            state.pid = None;
+            (state.child.take(), state.generation)
+        };
+        inner.reap(child);
+        for (_, sender) in inner.pending.lock().drain() {
+            let _ = sender.send(Err(CosError::Abort));
+        }
+        let stubs: Vec<_> = inner.brokers.lock().values().cloned().collect();
+        for stub in stubs {
+            stub.service_lost(generation);
+        }
+        loop {
+            if inner.shutting_down.load(Ordering::Acquire) {
+                return;
+            }
+            match inner.launch_service() {
+                Ok(next) => {
+                    control = next;
+                    backoff = Duration::from_millis(50);
+                    break;
+                }
+                Err(error) => {
+                    tracing::error!(%error, ?backoff, "storage service restart failed; retrying");
+                    inner.service.lock().last_error = Some(error);
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Real processes: this test binary is the browser (the test driver), and re-executes itself as
+//! the sandboxed storage service (`--type=storage-service`) and as renderers (`--type=renderer`)
+//! that call COS through `cos_renderer` exactly as a DOM binding would.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use cos_common::interface::{BrowserToService, ServiceProcessConfig, ServiceToBrowser};
+use cos_ipc::launch::LaunchOptions;
+use cos_ipc::{BadMessageObserver, Pipe};
+
+mod support;
+use support::{Browser, Command, Outcome, Payload, err, literal, ok, program};
+
+// ----- tests -------------------------------------------------------------------------------------
+
+fn round_trip_across_two_renderers_of_two_sites() {
+    let browser = Browser::start();
+    let a = browser.renderer(1, &[(10, "https://app.a.example", "https://app.a.example", Some("https://b.example"))]);
+    let b = browser.renderer(2, &[(20, "https://b.example", "https://b.example", None)]);
+    let model = Payload::Pattern { len: 3_000_000, seed: 7 };
+    let stored = a.ask(Command::Store {
+        frame: 10,
+        payload: model.clone(),
+        origins: Some(vec!["https://b.example".into()]),
+        global: false,
+    });
+    assert_eq!(stored, Outcome::Ok(None));
+    assert_eq!(a.read(10, &model), ok(&model));
+    assert_eq!(b.read(20, &model), ok(&model), "a listed origin in another renderer reads the exact bytes");
+}
+
+fn same_site_reads_cross_site_does_not() {
+    let browser = Browser::start();
+    let a = browser.renderer(
+        1,
+        &[
+            (10, "https://app.a.example", "https://app.a.example", None),
+            (11, "https://www.a.example", "https://www.a.example", None),
+            // A cross-site iframe inside an a.example page: its own site decides, not the top level's.
+            (12, "https://c.example", "https://app.a.example", None),
+        ],
+    );
+    let b = browser.renderer(2, &[(20, "https://b.example", "https://b.example", None)]);
+    let bytes = literal(b"same-site only");
+    assert_eq!(a.store(10, &bytes), Outcome::Ok(None));
+    assert_eq!(a.read(11, &bytes), ok(&bytes));
+    assert_eq!(b.read(20, &bytes), err("NotFoundError"));
+    assert_eq!(a.read(12, &bytes), err("NotFoundError"));
+    assert_eq!(a.read(10, &literal(b"never stored")), err("NotFoundError"));
+}
+
+fn list_and_ceiling() {
+    let browser = Browser::start();
+    let a = browser.renderer(1, &[(10, "https://a.example", "https://a.example", Some("https://b.example"))]);
+    let b = browser.renderer(2, &[(20, "https://b.example", "https://b.example", None)]);
+    let c = browser.renderer(3, &[(30, "https://c.example", "https://c.example", None)]);
+    let bytes = literal(b"listed for b, asked for c too");
+    let origins = Some(vec!["https://b.example".into(), "https://c.example".into()]);
+    assert_eq!(a.ask(Command::Store { frame: 10, payload: bytes.clone(), origins, global: false }), Outcome::Ok(None));
+    assert_eq!(b.read(20, &bytes), ok(&bytes));
+    assert_eq!(c.read(30, &bytes), err("NotFoundError"), "outside the Allow-Origin ceiling");
+    // "*" without a Public Hash List: never disclosed cross-site.
+    let global = literal(b"global, not on the list");
+    assert_eq!(
+        a.ask(Command::Store { frame: 10, payload: global.clone(), origins: None, global: true }),
+        Outcome::Ok(None)
+    );
+    assert_eq!(c.read(30, &global), err("NotFoundError"));
+}
+
+fn a_renderer_naming_another_renderers_frame_is_terminated() {
+    let browser = Browser::start();
+    let observer = BadMessageObserver::new();
+    let a = browser.renderer(1, &[(10, "https://a.example", "https://a.example", None)]);
+    let mut evil = browser.renderer(2, &[(20, "https://evil.example", "https://evil.example", None)]);
+    let service_pid = browser.host.service_pid();
+    let bytes = literal(b"a's data");
+    assert_eq!(a.store(10, &bytes), Outcome::Ok(None));
+    // The compromised renderer asks with a's frame id (10): a bad message, never an answer.
+    evil.control.send(&Command::Read { frame: 10, hash: bytes.hash() }, Vec::new()).unwrap();
+    let report = observer.wait(Duration::from_secs(20)).expect("bad message reported");
+    assert_eq!(report.peer, "renderer-2");
+    assert!(report.reason.contains("another renderer"), "{}", report.reason);
+    assert!(evil.terminated.load(Ordering::SeqCst));
+    assert!(evil.wait_for_exit(), "the renderer process was killed");
+    // Everyone else carries on, with the same service process.
+    assert_eq!(a.read(10, &bytes), ok(&bytes));
+    assert_eq!(browser.host.service_pid(), service_pid);
+}
+
+fn a_malformed_message_is_a_bad_message() {
+    let browser = Browser::start();
+    let observer = BadMessageObserver::new();
+    let a = browser.renderer(1, &[(10, "https://a.example", "https://a.example", None)]);
+    let mut evil = browser.renderer(2, &[(20, "https://evil.example", "https://evil.example", None)]);
+    // Not `ask`: the broker may kill the renderer before it answers.
+    evil.control.send(&Command::RawBytes(vec![0xff, 0x13, 0x37, 0x00, 0x42]), Vec::new()).unwrap();
+    let report = observer.wait(Duration::from_secs(20)).expect("bad message reported");
+    assert_eq!(report.peer, "renderer-2");
+    assert!(evil.wait_for_exit());
+    assert_eq!(a.store(10, &literal(b"still fine")), Outcome::Ok(None));
+}
+
+fn killing_the_service_mid_write_aborts_and_the_next_write_succeeds() {
+    let browser = Browser::start();
+    let a = browser.renderer(1, &[(10, "https://a.example", "https://a.example", None)]);
+    let bytes = Payload::Pattern { len: 8_000_000, seed: 99 };
+    assert_eq!(
+        a.ask(Command::StoreInTwoSteps { frame: 10, payload: bytes.clone(), first: 4_000_000 }),
+        Outcome::Ok(None)
+    );
+    let pid = browser.host.service_pid().expect("service runs in a process");
+    // SAFETY: kill(2) on the storage service's pid, a child of this process.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+    assert_eq!(a.ask(Command::Finish), err("AbortError"));
+    assert!(browser.host.wait_for_generation(2, Duration::from_secs(30)), "the service was restarted");
+    assert_ne!(browser.host.service_pid(), Some(pid));
+    assert_eq!(a.read(10, &bytes), err("NotFoundError"), "no partial entry is ever visible");
+    assert_eq!(a.store(10, &bytes), Outcome::Ok(None));
+    assert_eq!(a.read(10, &bytes), ok(&bytes));
+}
+
+fn the_sandbox_blocks_files_network_and_exec() {
+    let profile = tempfile::tempdir().unwrap();
+    let mut options = LaunchOptions::new("storage-service");
+    options.program = program();
+    options.extra_args = vec![cos_storage_service::process::SANDBOX_SELF_TEST_ARG.into()];
+    let mut child = cos_ipc::launch::launch(&options).expect("service launches");
+    let control: Pipe<BrowserToService, ServiceToBrowser> = Pipe::new(child.take_endpoint());
+    let config = ServiceProcessConfig {
+        profile_dir: profile.path().to_string_lossy().into_owned(),
+        per_origin_bytes: 1 << 20,
+        total_bytes: 1 << 20,
+        public_hash_list: None,
+        sandbox: true,
+    };
+    control.send(&BrowserToService::Configure(config), Vec::new()).unwrap();
+    let ready = control.recv_timeout(Duration::from_secs(30)).unwrap().0;
+    assert_eq!(ready, ServiceToBrowser::Ready { entries: 0, sandboxed: true });
+    let report = control.recv_timeout(Duration::from_secs(30)).unwrap().0;
+    assert_eq!(
+        report,
+        ServiceToBrowser::SandboxSelfTest {
+            open_outside_store_blocked: true,
+            tcp_connect_blocked: true,
+            exec_blocked: true
+        }
+    );
+    control.send(&BrowserToService::Shutdown, Vec::new()).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+const TESTS: &[(&str, fn())] = &[
+    ("round_trip_across_two_renderers_of_two_sites", round_trip_across_two_renderers_of_two_sites),
+    ("same_site_reads_cross_site_does_not", same_site_reads_cross_site_does_not),
+    ("list_and_ceiling", list_and_ceiling),
+    (
+        "a_renderer_naming_another_renderers_frame_is_terminated",
+        a_renderer_naming_another_renderers_frame_is_terminated,
+    ),
+    ("a_malformed_message_is_a_bad_message", a_malformed_message_is_a_bad_message),
+    (
+        "killing_the_service_mid_write_aborts_and_the_next_write_succeeds",
+        killing_the_service_mid_write_aborts_and_the_next_write_succeeds,
+    ),
+    ("the_sandbox_blocks_files_network_and_exec", the_sandbox_blocks_files_network_and_exec),
+];
+
+fn main() -> ExitCode {
+    if let Some(code) = support::run_child_role() {
+        return code;
+    }
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let (mut passed, mut failed) = (0, 0);
+    for (name, test) in TESTS {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        match catch_unwind(AssertUnwindSafe(test)) {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok");
+            }
+            Err(_) => {
+                failed += 1;
+                println!("test {name} ... FAILED");
+            }
+        }
+    }
+    println!("\n{passed} passed, {failed} failed");
+    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}

@@ -1,0 +1,403 @@
+//! Shared by the multi-process tests and the cross-process benchmark: the protocol between the
+//! driver (the browser) and its renderer processes, the renderer role, and the browser fixture.
+//! Each includer uses part of it.
+#![allow(dead_code)]
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use cos_browser::{CosHost, FrameInfo, HostConfig, ServiceLaunch};
+use cos_common::interface::{FrameId, RendererId, ServiceProcessConfig};
+use cos_common::{AllowOriginCeiling, Origin, OriginsInput, Site};
+use cos_ipc::launch::{LaunchOptions, LaunchedChild};
+use cos_ipc::{Endpoint, Pipe};
+use cos_renderer::{CosHashDict, CosOptions, CrossOriginStorageManager, RendererConnection, ScriptContext, block_on};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+// ----- the protocol between the test driver and its renderer processes ---------------------------
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FrameSpec {
+    pub frame: u64,
+    pub policy_allows: bool,
+}
+
+/// File contents, described rather than shipped (a message is at most 160 KiB).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Payload {
+    Literal(Vec<u8>),
+    /// `len` deterministic pseudo-random bytes.
+    Pattern {
+        len: usize,
+        seed: u64,
+    },
+}
+
+impl Payload {
+    pub fn bytes(&self) -> Vec<u8> {
+        match self {
+            Self::Literal(bytes) => bytes.clone(),
+            Self::Pattern { len, seed } => {
+                let mut state = seed | 1;
+                (0..*len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        state as u8
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    pub fn hash(&self) -> String {
+        sha256_hex(&self.bytes())
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Command {
+    /// First message; one attachment: the renderer's COS pipe to its broker.
+    Init { frames: Vec<FrameSpec> },
+    /// create → createWritable → write (in 1 MiB pieces) → close.
+    Store { frame: u64, payload: Payload, origins: Option<Vec<String>>, global: bool },
+    /// getFileHandle → getFile → read everything; answers the SHA-256 of what was read.
+    Read { frame: u64, hash: String },
+    /// Store, but stop after `first` bytes and answer; continue on `Finish`.
+    StoreInTwoSteps { frame: u64, payload: Payload, first: usize },
+    /// Continue a `StoreInTwoSteps`.
+    Finish,
+    /// Send raw bytes on the COS pipe, as a compromised renderer would.
+    RawBytes(Vec<u8>),
+    /// Benchmarks: `n` sequential `getFileHandle(hash)` reads; answers their latencies.
+    LookupLatency { frame: u64, hash: String, n: u32 },
+    /// Benchmarks: a store timed from `getFileHandle` to `close()` (bytes generated first).
+    TimedStore { frame: u64, payload: Payload },
+    /// Benchmarks: `getFileHandle` → `getFile` → read all, timed; fails if the bytes differ.
+    TimedRead { frame: u64, hash: String },
+    /// Benchmarks: `n` raw round trips on the control pipe (renderer sends `Ping`, the driver
+    /// answers `Pong`).
+    PingPong { n: u32 },
+    /// The driver's answer to a `Ping`.
+    Pong,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Outcome {
+    /// Success; for reads, the SHA-256 (hex) of the bytes read.
+    Ok(Option<String>),
+    /// A DOMException (or TypeError) name.
+    Err(String),
+    /// Benchmark samples in nanoseconds.
+    Timings(Vec<u64>),
+    /// A raw round trip's outbound half.
+    Ping,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// ----- renderer process --------------------------------------------------------------------------
+
+pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
+    let control: Pipe<Outcome, Command> = Pipe::new(endpoint);
+    let (Command::Init { frames }, mut pipes) = control.recv().expect("init") else { return ExitCode::FAILURE };
+    let cos_pipe = pipes.pop().expect("COS pipe");
+    let raw = cos_pipe.try_clone().expect("clone");
+    let connection = RendererConnection::new(cos_pipe).expect("connection");
+    let manager = |frame: u64| {
+        let policy_allows = frames.iter().find(|f| f.frame == frame).is_none_or(|f| f.policy_allows);
+        let context = ScriptContext {
+            frame: FrameId(frame),
+            secure_context: true,
+            policy_allows,
+            service_worker: false,
+            opaque_origin: false,
+        };
+        CrossOriginStorageManager::new(connection.clone(), context).expect("secure context")
+    };
+    let mut parked = None;
+    loop {
+        let Ok((command, _)) = control.recv() else { return ExitCode::SUCCESS };
+        let outcome = match command {
+            Command::Init { .. } => Outcome::Err("double init".into()),
+            Command::Store { frame, payload, origins, global } => {
+                let bytes = payload.bytes();
+                let origins = match (global, origins) {
+                    (true, _) => OriginsInput::Single("*".into()),
+                    (false, Some(list)) => OriginsInput::Sequence(list),
+                    (false, None) => OriginsInput::Absent,
+                };
+                outcome(block_on(async {
+                    let options = CosOptions { create: true, origins };
+                    let handle =
+                        manager(frame).get_file_handle(&CosHashDict::sha256(sha256_hex(&bytes)), &options).await?;
+                    let mut writer = handle.create_writable(false).await?;
+                    for piece in bytes.chunks(1 << 20) {
+                        writer.write(piece)?;
+                    }
+                    writer.close()?;
+                    Ok(None)
+                }))
+            }
+            Command::Read { frame, hash } => outcome(block_on(async {
+                let handle = manager(frame).get_file_handle(&CosHashDict::sha256(hash), &CosOptions::default()).await?;
+                let file = handle.get_file().await?;
+                file.read_all().map(|bytes| Some(sha256_hex(&bytes)))
+            })),
+            Command::StoreInTwoSteps { frame, payload, first } => {
+                let bytes = payload.bytes();
+                let started = block_on(async {
+                    let options = CosOptions { create: true, origins: OriginsInput::Absent };
+                    let handle =
+                        manager(frame).get_file_handle(&CosHashDict::sha256(sha256_hex(&bytes)), &options).await?;
+                    let mut writer = handle.create_writable(false).await?;
+                    writer.write(&bytes[..first])?;
+                    Ok((handle, writer))
+                });
+                match started {
+                    Ok((handle, writer)) => {
+                        parked = Some((handle, writer, bytes, first));
+                        Outcome::Ok(None)
+                    }
+                    Err(error) => outcome(Err(error)),
+                }
+            }
+            Command::Finish => match parked.take() {
+                None => Outcome::Err("nothing parked".into()),
+                Some((_handle, mut writer, bytes, first)) => outcome((|| {
+                    writer.write(&bytes[first..])?;
+                    writer.close()?;
+                    Ok(None)
+                })()),
+            },
+            Command::LookupLatency { frame, hash, n } => {
+                let manager = manager(frame);
+                let dict = CosHashDict::sha256(hash);
+                let mut samples = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    let start = Instant::now();
+                    let _ = block_on(manager.get_file_handle(&dict, &CosOptions::default()));
+                    samples.push(start.elapsed().as_nanos() as u64);
+                }
+                Outcome::Timings(samples)
+            }
+            Command::TimedStore { frame, payload } => {
+                let bytes = payload.bytes();
+                let hash = sha256_hex(&bytes);
+                let manager = manager(frame);
+                let start = Instant::now();
+                let result = block_on(async {
+                    let options = CosOptions { create: true, origins: OriginsInput::Absent };
+                    let handle = manager.get_file_handle(&CosHashDict::sha256(hash), &options).await?;
+                    let mut writer = handle.create_writable(false).await?;
+                    for piece in bytes.chunks(1 << 20) {
+                        writer.write(piece)?;
+                    }
+                    writer.close()
+                });
+                match result {
+                    Ok(()) => Outcome::Timings(vec![start.elapsed().as_nanos() as u64]),
+                    Err(error) => Outcome::Err(error.name().into()),
+                }
+            }
+            Command::TimedRead { frame, hash } => {
+                let manager = manager(frame);
+                let start = Instant::now();
+                let result = block_on(async {
+                    let handle =
+                        manager.get_file_handle(&CosHashDict::sha256(hash.clone()), &CosOptions::default()).await?;
+                    handle.get_file().await?.read_all()
+                });
+                let elapsed = start.elapsed().as_nanos() as u64;
+                match result {
+                    Ok(bytes) if sha256_hex(&bytes) == hash => Outcome::Timings(vec![elapsed]),
+                    Ok(_) => Outcome::Err("wrong bytes".into()),
+                    Err(error) => Outcome::Err(error.name().into()),
+                }
+            }
+            Command::PingPong { n } => {
+                let mut samples = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    let start = Instant::now();
+                    if control.send(&Outcome::Ping, Vec::new()).is_err() {
+                        return ExitCode::SUCCESS;
+                    }
+                    match control.recv() {
+                        Ok((Command::Pong, _)) => samples.push(start.elapsed().as_nanos() as u64),
+                        _ => return ExitCode::FAILURE,
+                    }
+                }
+                Outcome::Timings(samples)
+            }
+            Command::Pong => Outcome::Err("unexpected pong".into()),
+            Command::RawBytes(bytes) => match raw.send(&bytes, Vec::new()) {
+                Ok(()) => Outcome::Ok(None),
+                Err(error) => Outcome::Err(error.to_string()),
+            },
+        };
+        if control.send(&outcome, Vec::new()).is_err() {
+            return ExitCode::SUCCESS;
+        }
+    }
+}
+
+pub fn outcome(result: Result<Option<String>, cos_common::CosError>) -> Outcome {
+    match result {
+        Ok(bytes) => Outcome::Ok(bytes),
+        Err(error) => Outcome::Err(error.name().to_owned()),
+    }
+}
+
+// ----- the browser side (test driver) ------------------------------------------------------------
+
+pub struct Renderer {
+    pub child: LaunchedChild,
+    pub control: Pipe<Command, Outcome>,
+    pub terminated: Arc<AtomicBool>,
+}
+
+impl Renderer {
+    pub fn ask(&self, command: Command) -> Outcome {
+        self.control.send(&command, Vec::new()).expect("renderer alive");
+        self.control.recv_timeout(Duration::from_secs(300)).expect("renderer answers").0
+    }
+
+    /// Runs a `PingPong` round: answers every `Ping` with `Pong` until the samples arrive.
+    pub fn ping_pong(&self, n: u32) -> Vec<u64> {
+        self.control.send(&Command::PingPong { n }, Vec::new()).expect("renderer alive");
+        loop {
+            match self.control.recv().expect("renderer answers").0 {
+                Outcome::Ping => self.control.send(&Command::Pong, Vec::new()).expect("renderer alive"),
+                Outcome::Timings(samples) => return samples,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    /// Asks for benchmark samples.
+    pub fn timings(&self, command: Command) -> Vec<u64> {
+        match self.ask(command) {
+            Outcome::Timings(samples) => samples,
+            other => panic!("benchmark step failed: {other:?}"),
+        }
+    }
+
+    pub fn store(&self, frame: u64, payload: &Payload) -> Outcome {
+        self.ask(Command::Store { frame, payload: payload.clone(), origins: None, global: false })
+    }
+
+    pub fn read(&self, frame: u64, payload: &Payload) -> Outcome {
+        self.ask(Command::Read { frame, hash: payload.hash() })
+    }
+
+    /// Waits (bounded) for the process to exit; true if it did.
+    pub fn wait_for_exit(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+pub struct Browser {
+    pub host: CosHost,
+    _profile: tempfile::TempDir,
+}
+
+pub fn program() -> std::path::PathBuf {
+    std::env::current_exe().expect("test binary path")
+}
+
+impl Browser {
+    pub fn start() -> Self {
+        Self::start_with_limits(1 << 30, 4 << 30)
+    }
+
+    pub fn start_with_limits(per_origin_bytes: u64, total_bytes: u64) -> Self {
+        let profile = tempfile::tempdir().expect("profile");
+        let mut launch = LaunchOptions::new("storage-service");
+        launch.program = program();
+        let config = HostConfig {
+            launch: ServiceLaunch::Process(launch),
+            service: ServiceProcessConfig {
+                profile_dir: profile.path().to_string_lossy().into_owned(),
+                per_origin_bytes,
+                total_bytes,
+                public_hash_list: None,
+                sandbox: std::env::var_os("COS_TEST_NO_SANDBOX").is_none(),
+            },
+        };
+        Self { host: CosHost::start(config).expect("storage service starts"), _profile: profile }
+    }
+
+    /// Launches a renderer hosting `frames` (frame id, frame URL, top-level URL, ceiling header).
+    pub fn renderer(&self, id: u64, frames: &[(u64, &str, &str, Option<&str>)]) -> Renderer {
+        let mut options = LaunchOptions::new("renderer");
+        options.program = program();
+        let mut child = cos_ipc::launch::launch(&options).expect("renderer launches");
+        let control = Pipe::new(child.take_endpoint());
+        let (browser_end, renderer_end) = Endpoint::pair().expect("socketpair");
+        for &(frame, url, top, ceiling) in frames {
+            let origin = Origin::from_url(url).unwrap();
+            let mut info = FrameInfo::top_level(RendererId(id), origin);
+            info.top_level_site = Some(Site::of(&Origin::from_url(top).unwrap()));
+            info.allow_origin_ceiling = AllowOriginCeiling::from_header(ceiling);
+            info.url = Some(url.to_owned());
+            self.host.frames().insert(FrameId(frame), info);
+        }
+        let terminated = Arc::new(AtomicBool::new(false));
+        let pid = child.pid();
+        let flag = terminated.clone();
+        self.host.register_renderer(RendererId(id), browser_end, move || {
+            flag.store(true, Ordering::SeqCst);
+            // SAFETY: kill(2) on the pid of a child this test launched; no memory is involved.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        });
+        let specs = frames.iter().map(|&(frame, ..)| FrameSpec { frame, policy_allows: true }).collect();
+        control.send(&Command::Init { frames: specs }, vec![renderer_end]).expect("init renderer");
+        Renderer { child, control, terminated }
+    }
+}
+
+/// A read that returned exactly `payload`.
+pub fn ok(payload: &Payload) -> Outcome {
+    Outcome::Ok(Some(payload.hash()))
+}
+
+pub fn literal(bytes: &[u8]) -> Payload {
+    Payload::Literal(bytes.to_vec())
+}
+
+pub fn err(name: &str) -> Outcome {
+    Outcome::Err(name.into())
+}
+
+/// If this process was launched as a child (`--type=...`), plays that role and returns its exit
+/// code; `None` in the driver.
+pub fn run_child_role() -> Option<ExitCode> {
+    match cos_ipc::launch::bootstrap_from_args() {
+        Ok(Some(bootstrap)) => Some(match bootstrap.process_type.as_str() {
+            "storage-service" => cos_storage_service::process::run_storage_service_process(bootstrap),
+            "renderer" => renderer_main(bootstrap.endpoint),
+            other => {
+                eprintln!("unknown process type {other}");
+                ExitCode::FAILURE
+            }
+        }),
+        Ok(None) => None,
+        Err(error) => {
+            eprintln!("bootstrap failed: {error}");
+            Some(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The renderer's COS pipe to its broker stub: request ids, one reply stream, a reader thread.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+
+use cos_common::CosError;
+use cos_common::interface::{CallResult, RendererToBroker, Reply, RequestId};
+use cos_ipc::{Endpoint, Pipe};
+use parking_lot::{Condvar, Mutex};
+
+/// Requests this renderer keeps outstanding at most; more wait their turn here, because the
+/// broker treats a renderer that exceeds its bound (256) as compromised.
+pub const MAX_IN_FLIGHT: usize = 128;
+
+type Delivery = (CallResult, Vec<Endpoint>);
+
+#[derive(Default)]
+struct Slot {
+    delivery: Option<Delivery>,
+    waker: Option<Waker>,
+}
+
+#[derive(Default)]
+struct Pending {
+    waiting: HashMap<RequestId, Arc<Mutex<Slot>>>,
+    disconnected: bool,
+}
+
+/// A renderer's connection to its broker. Shared by every document of the renderer.
+pub struct RendererConnection {
+    sender: Pipe<RendererToBroker, Reply>,
+    pending: Mutex<Pending>,
+    room: Condvar,
+    next_request: AtomicU64,
+}
+
+impl RendererConnection {
+    /// Wraps the COS pipe the browser gave this renderer and starts its reader thread.
+    pub fn new(endpoint: Endpoint) -> std::io::Result<Arc<Self>> {
+        let sender = Pipe::new(endpoint);
+        let receiver: Pipe<RendererToBroker, Reply> = sender.try_clone()?;
+        let connection = Arc::new(Self {
+            sender,
+            pending: Mutex::new(Pending::default()),
+            room: Condvar::new(),
+            next_request: AtomicU64::new(1),
+        });
+        let weak = Arc::downgrade(&connection);
+        std::thread::Builder::new().name("cos-renderer-replies".into()).spawn(move || {
+            loop {
+                let received = receiver.recv();
+                let Some(connection) = weak.upgrade() else { return };
+                match received {
+                    Ok((reply, attachments)) => connection.deliver(reply.request, (reply.result, attachments)),
+                    Err(error) => {
+                        tracing::debug!(%error, "COS pipe to the broker closed");
+                        connection.disconnect();
+                        return;
+                    }
+                }
+            }
+        })?;
+        Ok(connection)
+    }
+
+    fn deliver(&self, request: RequestId, delivery: Delivery) {
+        let slot = self.pending.lock().waiting.remove(&request);
+        self.room.notify_one();
+        if let Some(slot) = slot {
+            let mut slot = slot.lock();
+            slot.delivery = Some(delivery);
+            if let Some(waker) = slot.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    fn disconnect(&self) {
+        let waiting: Vec<_> = {
+            let mut pending = self.pending.lock();
+            pending.disconnected = true;
+            pending.waiting.drain().map(|(_, slot)| slot).collect()
+        };
+        self.room.notify_all();
+        for slot in waiting {
+            let mut slot = slot.lock();
+            slot.delivery = Some((CallResult::Failed(CosError::Abort), Vec::new()));
+            if let Some(waker) = slot.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Sends a request and returns a future of its reply. Waits (synchronously) while
+    /// [`MAX_IN_FLIGHT`] requests are outstanding.
+    pub(crate) fn call(&self, make: impl FnOnce(RequestId) -> RendererToBroker) -> ReplyFuture {
+        let request = RequestId(self.next_request.fetch_add(1, Ordering::Relaxed));
+        let slot = Arc::new(Mutex::new(Slot::default()));
+        {
+            let mut pending = self.pending.lock();
+            while !pending.disconnected && pending.waiting.len() >= MAX_IN_FLIGHT {
+                self.room.wait(&mut pending);
+            }
+            if pending.disconnected {
+                slot.lock().delivery = Some((CallResult::Failed(CosError::Abort), Vec::new()));
+                return ReplyFuture { slot };
+            }
+            pending.waiting.insert(request, slot.clone());
+        }
+        if self.sender.send(&make(request), Vec::new()).is_err() {
+            self.deliver(request, (CallResult::Failed(CosError::Abort), Vec::new()));
+        }
+        ReplyFuture { slot }
+    }
+
+    /// Sends a message that has no reply.
+    pub(crate) fn notify(&self, message: &RendererToBroker) {
+        let _ = self.sender.send(message, Vec::new());
+    }
+}
+
+/// The reply to one request; `Failed(AbortError)` if the pipe broke first.
+pub(crate) struct ReplyFuture {
+    slot: Arc<Mutex<Slot>>,
+}
+
+impl Future for ReplyFuture {
+    type Output = Delivery;
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Delivery> {
+        let mut slot = self.slot.lock();
+        match slot.delivery.take() {
+            Some(delivery) => Poll::Ready(delivery),
+            None => {
+                slot.waker = Some(context.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}

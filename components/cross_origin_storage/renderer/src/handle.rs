@@ -1,0 +1,130 @@
+//! `FileSystemFileHandle` for a COS entry.
+
+use std::sync::Arc;
+
+use cos_common::interface::{CallResult, HandleId, RendererToBroker};
+use cos_common::{ContentHash, CosError, InvalidStateKind, NotAllowedKind};
+
+use crate::connection::RendererConnection;
+use crate::file::File;
+use crate::writable::FileSystemWritableFileStream;
+
+/// The `mode` of a permission descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermissionMode {
+    /// `"read"`.
+    Read,
+    /// `"readwrite"`.
+    ReadWrite,
+}
+
+/// A permission state. COS never answers `"prompt"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermissionState {
+    /// `"granted"`.
+    Granted,
+    /// `"denied"`.
+    Denied,
+}
+
+struct HandleInner {
+    connection: Arc<RendererConnection>,
+    id: HandleId,
+    hash: ContentHash,
+    create: bool,
+}
+
+impl Drop for HandleInner {
+    fn drop(&mut self) {
+        self.connection.notify(&RendererToBroker::ReleaseHandle { handle: self.id });
+    }
+}
+
+/// A handle on one entry. Cheap to clone; the service forgets it when the last clone drops.
+#[derive(Clone)]
+pub struct FileSystemFileHandle {
+    inner: Arc<HandleInner>,
+}
+
+impl FileSystemFileHandle {
+    pub(crate) fn new(connection: Arc<RendererConnection>, id: HandleId, hash: ContentHash, create: bool) -> Self {
+        Self { inner: Arc::new(HandleInner { connection, id, hash, create }) }
+    }
+
+    /// `kind`: always `"file"`.
+    pub fn kind(&self) -> &'static str {
+        "file"
+    }
+
+    /// `name`: the hash's hex value.
+    pub fn name(&self) -> String {
+        self.inner.hash.to_hex()
+    }
+
+    /// The entry's hash.
+    pub fn hash(&self) -> ContentHash {
+        self.inner.hash
+    }
+
+    /// Whether the handle came from a create request.
+    pub fn is_create(&self) -> bool {
+        self.inner.create
+    }
+
+    /// `getFile()`.
+    pub async fn get_file(&self) -> Result<File, CosError> {
+        let handle = self.inner.id;
+        let (result, mut pipes) =
+            self.inner.connection.call(|request| RendererToBroker::GetFile { request, handle }).await;
+        match (result, pipes.pop()) {
+            (CallResult::File { size }, Some(pipe)) => Ok(File::new(self.name(), size, pipe)),
+            (CallResult::Failed(error), _) => Err(error),
+            _ => Err(CosError::Unknown),
+        }
+    }
+
+    /// `createWritable({keepExistingData})`: always starts empty (SPEC §4).
+    pub async fn create_writable(&self, _keep_existing_data: bool) -> Result<FileSystemWritableFileStream, CosError> {
+        let handle = self.inner.id;
+        let (result, mut pipes) =
+            self.inner.connection.call(|request| RendererToBroker::CreateWritable { request, handle }).await;
+        match (result, pipes.pop()) {
+            (CallResult::Writable, Some(pipe)) => Ok(FileSystemWritableFileStream::new(pipe)),
+            (CallResult::Failed(error), _) => Err(error),
+            _ => Err(CosError::Unknown),
+        }
+    }
+
+    /// `isSameEntry(other)`: equal hashes.
+    pub fn is_same_entry(&self, other: &FileSystemFileHandle) -> bool {
+        self.inner.hash == other.inner.hash
+    }
+
+    /// `queryPermission({mode})`: `"granted"` for read; for readwrite only on create handles.
+    pub fn query_permission(&self, mode: PermissionMode) -> PermissionState {
+        match (mode, self.inner.create) {
+            (PermissionMode::Read, _) | (PermissionMode::ReadWrite, true) => PermissionState::Granted,
+            (PermissionMode::ReadWrite, false) => PermissionState::Denied,
+        }
+    }
+
+    /// `requestPermission({mode})`: the same answer, never a prompt.
+    pub fn request_permission(&self, mode: PermissionMode) -> PermissionState {
+        self.query_permission(mode)
+    }
+
+    /// `move()`: entries are immutable.
+    pub fn move_to(&self) -> Result<(), CosError> {
+        Err(CosError::NotAllowed(NotAllowedKind::EntryImmutable))
+    }
+
+    /// `remove()`: entries are shared; only the browser removes them.
+    pub fn remove(&self) -> Result<(), CosError> {
+        Err(CosError::NotAllowed(NotAllowedKind::EntryImmutable))
+    }
+
+    /// `createSyncAccessHandle()`.
+    pub fn create_sync_access_handle(&self) -> Result<(), CosError> {
+        Err(CosError::InvalidState(InvalidStateKind::SyncAccessHandle))
+    }
+}

@@ -1,0 +1,156 @@
+//! `navigator.crossOriginStorage`.
+
+use std::sync::Arc;
+
+use cos_common::interface::{CallResult, FrameId, RendererToBroker};
+use cos_common::{ContentHash, CosError, NotAllowedKind, OriginsInput, OriginsOption};
+
+use crate::connection::RendererConnection;
+use crate::handle::FileSystemFileHandle;
+
+/// What the renderer itself knows about the calling global (it mirrors the browser's frame
+/// table so that web-facing errors come out in the right order; the broker re-checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScriptContext {
+    /// The calling document or worker.
+    pub frame: FrameId,
+    /// Whether it is a secure context (`https:` or `http://localhost`): otherwise the attribute
+    /// is absent.
+    pub secure_context: bool,
+    /// The `cross-origin-storage` Permissions Policy result.
+    pub policy_allows: bool,
+    /// Whether the global is a service worker.
+    pub service_worker: bool,
+    /// Whether the calling origin is opaque.
+    pub opaque_origin: bool,
+}
+
+/// The `CosHash` dictionary as script passed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CosHashDict {
+    /// `algorithm`.
+    pub algorithm: String,
+    /// `value`.
+    pub value: String,
+}
+
+impl CosHashDict {
+    /// `{algorithm: "SHA-256", value}`.
+    pub fn sha256(value: impl Into<String>) -> Self {
+        Self { algorithm: "SHA-256".into(), value: value.into() }
+    }
+}
+
+/// The `CosOptions` dictionary as script passed it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CosOptions {
+    /// `create` (default false).
+    pub create: bool,
+    /// `origins`.
+    pub origins: OriginsInput,
+}
+
+/// `CrossOriginStorageManager`: one per global (`[SameObject]`).
+#[derive(Clone)]
+pub struct CrossOriginStorageManager {
+    connection: Arc<RendererConnection>,
+    context: ScriptContext,
+}
+
+impl CrossOriginStorageManager {
+    /// The manager for a global, or `None` where the attribute is absent (insecure contexts).
+    pub fn new(connection: Arc<RendererConnection>, context: ScriptContext) -> Option<Self> {
+        context.secure_context.then_some(Self { connection, context })
+    }
+
+    /// The global this manager belongs to.
+    pub fn context(&self) -> ScriptContext {
+        self.context
+    }
+
+    /// SPEC §3, checked before validation.
+    fn check_allowed(&self) -> Result<(), CosError> {
+        if self.context.service_worker {
+            return Err(CosError::NotAllowed(NotAllowedKind::ServiceWorker));
+        }
+        if !self.context.policy_allows {
+            return Err(CosError::NotAllowed(NotAllowedKind::PermissionsPolicy));
+        }
+        if self.context.opaque_origin {
+            return Err(CosError::NotAllowed(NotAllowedKind::OpaqueOrigin));
+        }
+        Ok(())
+    }
+
+    fn validate(hash: &CosHashDict, options: &CosOptions) -> Result<(ContentHash, OriginsOption), CosError> {
+        let hash = ContentHash::parse(&hash.algorithm, &hash.value)?;
+        let origins = OriginsOption::parse(&options.origins)?;
+        Ok((hash, origins))
+    }
+
+    /// `getFileHandle(hash, options)`.
+    pub async fn get_file_handle(
+        &self,
+        hash: &CosHashDict,
+        options: &CosOptions,
+    ) -> Result<FileSystemFileHandle, CosError> {
+        self.check_allowed()?;
+        let (hash, origins) = Self::validate(hash, options)?;
+        self.send_get(hash, options.create, origins).await
+    }
+
+    async fn send_get(
+        &self,
+        hash: ContentHash,
+        create: bool,
+        origins: OriginsOption,
+    ) -> Result<FileSystemFileHandle, CosError> {
+        let frame = self.context.frame;
+        let reply =
+            self.connection.call(|request| RendererToBroker::GetFileHandle { request, frame, hash, create, origins });
+        match reply.await.0 {
+            CallResult::Handle { handle, create } => {
+                Ok(FileSystemFileHandle::new(self.connection.clone(), handle, hash, create))
+            }
+            CallResult::Failed(error) => Err(error),
+            _ => Err(CosError::Unknown),
+        }
+    }
+
+    /// `requestFileHandle(hash, options)`: the deprecated alias of [`get_file_handle`](Self::get_file_handle).
+    pub async fn request_file_handle(
+        &self,
+        hash: &CosHashDict,
+        options: &CosOptions,
+    ) -> Result<FileSystemFileHandle, CosError> {
+        self.get_file_handle(hash, options).await
+    }
+
+    /// `requestFileHandles(hashes, options)`: all or nothing; any miss is one `NotFoundError`
+    /// that never says which hash missed.
+    pub async fn request_file_handles(
+        &self,
+        hashes: &[CosHashDict],
+        options: &CosOptions,
+    ) -> Result<Vec<FileSystemFileHandle>, CosError> {
+        self.check_allowed()?;
+        let mut validated = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            validated.push(Self::validate(hash, options)?);
+        }
+        let mut handles = Vec::with_capacity(validated.len());
+        let mut failure = None;
+        for (hash, origins) in validated {
+            match self.send_get(hash, options.create, origins).await {
+                Ok(handle) => handles.push(handle),
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        match failure {
+            None => Ok(handles),
+            Some(error) => Err(error),
+        }
+    }
+}

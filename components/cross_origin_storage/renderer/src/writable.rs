@@ -1,0 +1,117 @@
+//! `FileSystemWritableFileStream` over a write data pipe.
+
+use std::time::Duration;
+
+use cos_common::CosError;
+use cos_common::interface::{DATA_CHUNK_BYTES, WriterEvent, WriterFrame};
+use cos_ipc::{Endpoint, IpcError};
+
+/// A writer for one create handle. Nothing is visible to anyone until [`close`](Self::close)
+/// verified the bytes; dropping the stream aborts it.
+pub struct FileSystemWritableFileStream {
+    pipe: Endpoint,
+    errored: Option<CosError>,
+    frame: Vec<u8>,
+}
+
+impl FileSystemWritableFileStream {
+    pub(crate) fn new(pipe: Endpoint) -> Self {
+        Self { pipe, errored: None, frame: Vec::with_capacity(DATA_CHUNK_BYTES + 16) }
+    }
+
+    /// Picks up a failure the service reported asynchronously.
+    fn check(&mut self) -> Result<(), CosError> {
+        if let Some(error) = &self.errored {
+            return Err(error.clone());
+        }
+        match self.pipe.recv_timeout(Duration::ZERO) {
+            Ok(message) => {
+                let error = match cos_ipc::decode::<WriterEvent>(&message.bytes) {
+                    Ok(WriterEvent::Failed(error)) => error,
+                    _ => CosError::Unknown,
+                };
+                self.errored = Some(error.clone());
+                Err(error)
+            }
+            Err(IpcError::Timeout) => Ok(()),
+            Err(error) => Err(self.lost(error)),
+        }
+    }
+
+    fn lost(&mut self, error: IpcError) -> CosError {
+        tracing::debug!(%error, "write data pipe failed");
+        self.errored = Some(CosError::Abort);
+        CosError::Abort
+    }
+
+    fn send(&mut self, frame: WriterFrame<'_>) -> Result<(), CosError> {
+        self.frame.clear();
+        frame.encode_into(&mut self.frame);
+        match self.pipe.send(&self.frame, Vec::new()) {
+            Ok(()) => Ok(()),
+            Err(error) => Err(self.lost(error)),
+        }
+    }
+
+    /// `write(data)`: at the cursor.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), CosError> {
+        self.check()?;
+        for chunk in data.chunks(DATA_CHUNK_BYTES) {
+            self.send(WriterFrame::Write { position: None, data: chunk })?;
+        }
+        if data.is_empty() {
+            self.send(WriterFrame::Write { position: None, data })?;
+        }
+        Ok(())
+    }
+
+    /// `write({type: "write", position, data})`.
+    pub fn write_at(&mut self, position: u64, data: &[u8]) -> Result<(), CosError> {
+        self.check()?;
+        let mut chunks = data.chunks(DATA_CHUNK_BYTES);
+        let first = chunks.next().unwrap_or(&[]);
+        self.send(WriterFrame::Write { position: Some(position), data: first })?;
+        for chunk in chunks {
+            self.send(WriterFrame::Write { position: None, data: chunk })?;
+        }
+        Ok(())
+    }
+
+    /// `seek(position)`.
+    pub fn seek(&mut self, position: u64) -> Result<(), CosError> {
+        self.check()?;
+        self.send(WriterFrame::Seek(position))
+    }
+
+    /// `truncate(size)`.
+    pub fn truncate(&mut self, size: u64) -> Result<(), CosError> {
+        self.check()?;
+        self.send(WriterFrame::Truncate(size))
+    }
+
+    /// `close()`: waits until the service verified and committed the bytes, or says why not.
+    pub fn close(mut self) -> Result<(), CosError> {
+        if let Some(error) = &self.errored {
+            return Err(error.clone());
+        }
+        self.send(WriterFrame::Close)?;
+        loop {
+            let message = self.pipe.recv().map_err(|error| self.lost(error))?;
+            match cos_ipc::decode::<WriterEvent>(&message.bytes) {
+                Ok(WriterEvent::Closed(result)) => return result,
+                Ok(WriterEvent::Failed(_)) => continue, // the close answer repeats it
+                Err(_) => return Err(CosError::Unknown),
+            }
+        }
+    }
+
+    /// `abort()`.
+    pub fn abort(mut self) {
+        let _ = self.send(WriterFrame::Abort);
+    }
+
+    /// Whether the stream has failed (every later call reports the error).
+    pub fn error(&self) -> Option<&CosError> {
+        self.errored.as_ref()
+    }
+}

@@ -1,0 +1,432 @@
+//! The storage service as a process (or as threads, in-process): the control loop that the
+//! browser drives, one connection per renderer, one thread per data pipe.
+//!
+//! Threads: the control loop; one thread per bound renderer connection (requests are handled in
+//! order, each quickly); one thread per open writer or read (bulk data). A renderer that stops
+//! reading its data pipe blocks only the thread of that pipe, never the service.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cos_common::interface::{
+    BrokerToService, BrowserToService, CallResult, DATA_CHUNK_BYTES, HandleId, ReaderFrame, ReaderRequest, RendererId,
+    Reply, ServiceProcessConfig, ServiceToBrowser, WriterEvent, WriterFrame,
+};
+use cos_common::{CosError, QuotaScope};
+use cos_ipc::{Endpoint, IpcError, Pipe};
+
+use crate::config::{ServiceConfig, StorageLimits};
+use crate::gate::PublicHashList;
+use crate::service::{FileHandle, FileReader, StorageService, WritableFile};
+
+/// Open handles one renderer connection may hold at once.
+pub const MAX_HANDLES_PER_RENDERER: usize = 16_384;
+/// Open writers plus reads one renderer connection may hold at once.
+pub const MAX_DATA_PIPES_PER_RENDERER: usize = 64;
+
+type ControlPipe = Pipe<ServiceToBrowser, BrowserToService>;
+
+/// What the lock-down step of [`serve`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LockDown {
+    /// The sandbox is enforced.
+    pub sandboxed: bool,
+    /// `--sandbox-self-test` mode: the probes' results, sent right after `Ready`.
+    pub self_test: Option<(bool, bool, bool)>,
+}
+
+/// Runs the service on the browser's control endpoint until the browser says `Shutdown` or goes
+/// away. `lock_down` is called after the store is open and before any request is served (the
+/// process entry point applies the sandbox; in-process embedders pass [`no_lock_down`]).
+pub fn serve(
+    control: Endpoint,
+    lock_down: impl FnOnce(&ServiceProcessConfig) -> Result<LockDown, String>,
+) -> Result<(), String> {
+    let control = Arc::new(ControlPipe::new(control));
+    let config = match control.recv() {
+        Ok((BrowserToService::Configure(config), _)) => config,
+        Ok(_) => return Err("the first control message was not Configure".into()),
+        Err(error) => return Err(format!("no configuration from the browser: {error}")),
+    };
+    let service = match open_service(&config) {
+        Ok(opened) => opened,
+        Err(message) => {
+            let _ = control.send(&ServiceToBrowser::Failed { message: message.clone() }, vec![]);
+            return Err(message);
+        }
+    };
+    let (service, entries) = service;
+    let locked = match lock_down(&config) {
+        Ok(locked) => locked,
+        Err(message) => {
+            let _ = control.send(&ServiceToBrowser::Failed { message: message.clone() }, vec![]);
+            return Err(message);
+        }
+    };
+    let sandboxed = locked.sandboxed;
+    control.send(&ServiceToBrowser::Ready { entries, sandboxed }, vec![]).map_err(|e| e.to_string())?;
+    tracing::info!(entries, sandboxed, "storage service ready");
+    if let Some((open_outside_store_blocked, tcp_connect_blocked, exec_blocked)) = locked.self_test {
+        let report =
+            ServiceToBrowser::SandboxSelfTest { open_outside_store_blocked, tcp_connect_blocked, exec_blocked };
+        control.send(&report, vec![]).map_err(|e| e.to_string())?;
+    }
+    control_loop(&service, &control);
+    if let Err(error) = service.flush() {
+        tracing::warn!(%error, "could not flush the registry at shutdown");
+    }
+    Ok(())
+}
+
+/// The lock-down step for an in-process service: nothing to enforce.
+pub fn no_lock_down(_: &ServiceProcessConfig) -> Result<LockDown, String> {
+    Ok(LockDown::default())
+}
+
+/// The argument that puts a storage-service process into self-test mode.
+pub const SANDBOX_SELF_TEST_ARG: &str = "--sandbox-self-test";
+
+/// Entry point of a `--type=storage-service` process, after `cos_ipc` bootstrap: serve on the
+/// browser's pipe, sandboxed (unless the browser's configuration turns the sandbox off for a
+/// test). Returns the process exit code.
+pub fn run_storage_service_process(bootstrap: cos_ipc::launch::ChildBootstrap) -> std::process::ExitCode {
+    let self_test = bootstrap.args.iter().any(|arg| arg == SANDBOX_SELF_TEST_ARG);
+    let result = serve(bootstrap.endpoint, |config| {
+        // The probe's listener must exist before lock-down: afterwards sockets cannot be made.
+        let listener = if self_test { std::net::TcpListener::bind("127.0.0.1:0").ok() } else { None };
+        let port = listener.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port());
+        if !config.sandbox {
+            tracing::warn!("storage service running WITHOUT its sandbox (configuration says so)");
+            return Ok(LockDown::default());
+        }
+        let store_dir = PathBuf::from(&config.profile_dir).join("cos");
+        let report = crate::sandbox::lock_down(&store_dir).map_err(|e| format!("sandbox: {e}"))?;
+        tracing::info!(?report, "storage service sandboxed");
+        let probes = port.map(|port| {
+            let seen = crate::sandbox::self_test(port);
+            (seen.open_outside_store.is_blocked(), seen.tcp_connect.is_blocked(), seen.exec.is_blocked())
+        });
+        drop(listener);
+        let enforced =
+            report.seccomp && report.no_new_privs && report.landlock != crate::sandbox::LandlockStatus::NotSupported;
+        Ok(LockDown { sandboxed: enforced, self_test: probes })
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!(%message, "storage service stopped");
+            eprintln!("storage service: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn open_service(config: &ServiceProcessConfig) -> Result<(StorageService, u64), String> {
+    let limits = StorageLimits { per_origin_bytes: config.per_origin_bytes, total_bytes: config.total_bytes };
+    let mut service_config = ServiceConfig::new(PathBuf::from(&config.profile_dir)).with_limits(limits);
+    if let Some(text) = &config.public_hash_list {
+        let list = PublicHashList::parse(text).map_err(|e| e.to_string())?;
+        service_config = service_config.with_global_gate(Arc::new(list));
+    }
+    let (service, report) = StorageService::open(service_config).map_err(|e| e.to_string())?;
+    Ok((service, report.entries as u64))
+}
+
+fn control_loop(service: &StorageService, control: &Arc<ControlPipe>) {
+    loop {
+        let (message, mut attachments) = match control.recv() {
+            Ok(received) => received,
+            Err(IpcError::Disconnected) => return,
+            Err(error) => {
+                tracing::error!(%error, "unreadable control message from the browser; exiting");
+                return;
+            }
+        };
+        match message {
+            BrowserToService::BindRenderer { renderer } => {
+                let (Some(endpoint), true) = (attachments.pop(), attachments.is_empty()) else {
+                    tracing::error!("BindRenderer without exactly one endpoint");
+                    continue;
+                };
+                let service = service.clone();
+                let control = control.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("cos-renderer-{}", renderer.0))
+                    .spawn(move || RendererConnection::new(service, renderer, control, endpoint).run());
+                if let Err(error) = spawned {
+                    tracing::error!(%error, "could not start a renderer connection thread");
+                }
+            }
+            BrowserToService::ClearSiteData { request, partition, origin } => {
+                let result = service.clear_site_data(partition, &origin).map(|_| ()).map_err(|e| e.to_web_error());
+                let _ = control.send(&ServiceToBrowser::Done { request, result }, vec![]);
+            }
+            BrowserToService::CloseOffTheRecord { profile } => service.close_off_the_record(profile),
+            BrowserToService::Ping { request } => {
+                let _ = control.send(&ServiceToBrowser::Done { request, result: Ok(()) }, vec![]);
+            }
+            BrowserToService::Shutdown => return,
+            BrowserToService::Configure(_) => tracing::warn!("ignoring a second Configure"),
+        }
+    }
+}
+
+/// One renderer's connection: its handles and the bounds on them.
+struct RendererConnection {
+    service: StorageService,
+    renderer: RendererId,
+    control: Arc<ControlPipe>,
+    pipe: Pipe<Reply, BrokerToService>,
+    handles: HashMap<HandleId, FileHandle>,
+    next_handle: u64,
+    open_pipes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RendererConnection {
+    fn new(service: StorageService, renderer: RendererId, control: Arc<ControlPipe>, endpoint: Endpoint) -> Self {
+        Self {
+            service,
+            renderer,
+            control,
+            pipe: Pipe::new(endpoint),
+            handles: HashMap::new(),
+            next_handle: 1,
+            open_pipes: Arc::default(),
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            let message = match self.pipe.recv() {
+                Ok((message, attachments)) if attachments.is_empty() => message,
+                Ok(_) => {
+                    tracing::error!(renderer = self.renderer.0, "the broker attached endpoints to a request");
+                    return;
+                }
+                Err(IpcError::Disconnected) => return,
+                Err(error) => {
+                    tracing::error!(renderer = self.renderer.0, %error, "unreadable message from the broker");
+                    return;
+                }
+            };
+            let (request, result, attachment) = match message {
+                BrokerToService::GetFileHandle { request, caller, hash, kind } => {
+                    let _span =
+                        tracing::debug_span!("request", renderer = self.renderer.0, request = request.0).entered();
+                    (request, self.get_file_handle(self.service.get_file_handle(&caller, hash, kind)), None)
+                }
+                BrokerToService::GetFile { request, handle } => {
+                    let (result, attachment) = self.get_file(handle);
+                    (request, result, attachment)
+                }
+                BrokerToService::CreateWritable { request, handle } => {
+                    let (result, attachment) = self.create_writable(handle);
+                    (request, result, attachment)
+                }
+                BrokerToService::ReleaseHandle { handle } => {
+                    self.handles.remove(&handle);
+                    continue;
+                }
+            };
+            let attachments = attachment.into_iter().collect();
+            if let Err(error) = self.pipe.send(&Reply { request, result }, attachments) {
+                tracing::warn!(renderer = self.renderer.0, %error, "could not reply to the broker");
+                return;
+            }
+        }
+    }
+
+    fn get_file_handle(&mut self, result: Result<FileHandle, CosError>) -> CallResult {
+        match result {
+            Err(error) => CallResult::Failed(error),
+            Ok(_) if self.handles.len() >= MAX_HANDLES_PER_RENDERER => {
+                CallResult::Failed(CosError::QuotaExceeded(QuotaScope::Renderer))
+            }
+            Ok(handle) => {
+                let id = HandleId(self.next_handle);
+                self.next_handle += 1;
+                let create = handle.is_create();
+                self.handles.insert(id, handle);
+                CallResult::Handle { handle: id, create }
+            }
+        }
+    }
+
+    /// A handle id this connection never issued (or issued before a service restart).
+    fn unknown_handle() -> (CallResult, Option<Endpoint>) {
+        (CallResult::Failed(CosError::Abort), None)
+    }
+
+    fn reserve_pipe(&self) -> Option<PipeSlot> {
+        let previous = self.open_pipes.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        if previous >= MAX_DATA_PIPES_PER_RENDERER {
+            self.open_pipes.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            return None;
+        }
+        Some(PipeSlot(self.open_pipes.clone()))
+    }
+
+    fn get_file(&mut self, handle: HandleId) -> (CallResult, Option<Endpoint>) {
+        let Some(handle) = self.handles.get(&handle) else { return Self::unknown_handle() };
+        let file = match handle.get_file() {
+            Ok(file) => file,
+            Err(error) => return (CallResult::Failed(error), None),
+        };
+        let Some(slot) = self.reserve_pipe() else {
+            return (CallResult::Failed(CosError::QuotaExceeded(QuotaScope::Renderer)), None);
+        };
+        let size = file.size();
+        match self.spawn_pipe("cos-read", move |endpoint, _| serve_read(file, endpoint, slot)) {
+            Ok(endpoint) => (CallResult::File { size }, Some(endpoint)),
+            Err(error) => (CallResult::Failed(error), None),
+        }
+    }
+
+    fn create_writable(&mut self, handle: HandleId) -> (CallResult, Option<Endpoint>) {
+        let Some(handle) = self.handles.get(&handle) else { return Self::unknown_handle() };
+        let writer = match handle.create_writable() {
+            Ok(writer) => writer,
+            Err(error) => return (CallResult::Failed(error), None),
+        };
+        let Some(slot) = self.reserve_pipe() else {
+            return (CallResult::Failed(CosError::QuotaExceeded(QuotaScope::Renderer)), None);
+        };
+        match self.spawn_pipe("cos-write", move |endpoint, report| serve_write(writer, endpoint, report, slot)) {
+            Ok(endpoint) => (CallResult::Writable, Some(endpoint)),
+            Err(error) => (CallResult::Failed(error), None),
+        }
+    }
+
+    /// Creates a data pipe, serves the service's end on a new thread and returns the renderer's end.
+    fn spawn_pipe(
+        &self,
+        name: &str,
+        serve: impl FnOnce(Endpoint, BadMessageReport) + Send + 'static,
+    ) -> Result<Endpoint, CosError> {
+        let (ours, theirs) = if self.pipe.endpoint().is_in_process() {
+            Endpoint::pair_in_process()
+        } else {
+            Endpoint::pair().map_err(|error| {
+                tracing::error!(%error, "could not create a data pipe");
+                CosError::Unknown
+            })?
+        };
+        let report = BadMessageReport { renderer: self.renderer, control: self.control.clone() };
+        std::thread::Builder::new().name(name.into()).spawn(move || serve(ours, report)).map_err(|error| {
+            tracing::error!(%error, "could not start a data pipe thread");
+            CosError::Unknown
+        })?;
+        Ok(theirs)
+    }
+}
+
+/// Releases one of a connection's data-pipe slots when the pipe's thread ends.
+struct PipeSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for PipeSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Tells the browser that a renderer misbehaved on a data pipe (the service cannot terminate
+/// renderers itself).
+struct BadMessageReport {
+    renderer: RendererId,
+    control: Arc<ControlPipe>,
+}
+
+impl BadMessageReport {
+    fn send(&self, reason: &str) {
+        tracing::error!(renderer = self.renderer.0, reason, "bad message on a data pipe");
+        let message = ServiceToBrowser::BadMessage { renderer: self.renderer, reason: reason.into() };
+        let _ = self.control.send(&message, vec![]);
+    }
+}
+
+fn serve_write(mut writer: WritableFile, endpoint: Endpoint, report: BadMessageReport, _slot: PipeSlot) {
+    let events: Pipe<WriterEvent, ()> = Pipe::new(endpoint);
+    let mut failed = false;
+    loop {
+        let message = match events.endpoint().recv() {
+            Ok(message) if message.attachments.is_empty() => message,
+            Ok(_) => return report.send("endpoint attached to a write frame"),
+            Err(IpcError::Disconnected) => return, // dropping the writer aborts it
+            Err(error) if error.is_peer_misbehaviour() => return report.send(&error.to_string()),
+            Err(error) => {
+                tracing::warn!(%error, "write data pipe failed");
+                return;
+            }
+        };
+        let Ok(frame) = WriterFrame::decode(&message.bytes) else {
+            return report.send("malformed write frame");
+        };
+        let result = match frame {
+            WriterFrame::Write { position: Some(position), data } => writer.write_at(position, data),
+            WriterFrame::Write { position: None, data } => writer.write(data),
+            WriterFrame::Seek(position) => writer.seek(position),
+            WriterFrame::Truncate(size) => writer.truncate(size),
+            WriterFrame::Close => {
+                let result = writer.close().map(|_| ());
+                let _ = events.send(&WriterEvent::Closed(result), vec![]);
+                return;
+            }
+            WriterFrame::Abort => return writer.abort(),
+        };
+        if let Err(error) = result
+            && !failed
+        {
+            // Reported once, as soon as it happens; the writer keeps answering with it.
+            failed = true;
+            if events.send(&WriterEvent::Failed(error), vec![]).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn serve_read(file: FileReader, endpoint: Endpoint, _slot: PipeSlot) {
+    let mut frame = vec![0u8; 1 + DATA_CHUNK_BYTES];
+    frame[0] = ReaderFrame::DATA_TAG;
+    loop {
+        let request: ReaderRequest = match endpoint.recv() {
+            Ok(message) => match cos_ipc::decode(&message.bytes) {
+                Ok(request) if message.attachments.is_empty() => request,
+                _ => return, // a confused reader only hurts itself; close its pipe
+            },
+            Err(_) => return,
+        };
+        let ReaderRequest::Read { offset, len } = request;
+        let end = offset.saturating_add(len).min(file.size());
+        let mut position = offset.min(end);
+        let mut outcome = Ok(());
+        while position < end {
+            let want = usize::try_from(end - position).unwrap_or(usize::MAX).min(DATA_CHUNK_BYTES);
+            match file.read_at(position, &mut frame[1..1 + want]) {
+                Ok(0) => {
+                    outcome = Err(CosError::NotFound);
+                    break;
+                }
+                Ok(n) => {
+                    if endpoint.send(&frame[..1 + n], vec![]).is_err() {
+                        return;
+                    }
+                    position += n as u64;
+                }
+                Err(error) => {
+                    outcome = Err(error);
+                    break;
+                }
+            }
+        }
+        let mut last = Vec::new();
+        match outcome {
+            Ok(()) => ReaderFrame::End.encode_into(&mut last),
+            Err(error) => ReaderFrame::Failed(error).encode_into(&mut last),
+        }
+        if endpoint.send(&last, vec![]).is_err() {
+            return;
+        }
+    }
+}
