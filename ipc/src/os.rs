@@ -99,6 +99,25 @@ pub(crate) fn ensure_send_buffer(fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets `SO_SNDBUF` (the kernel caps it at `net.core.wmem_max` and doubles it for bookkeeping).
+pub(crate) fn set_send_buffer(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
+    let wanted = c_int::try_from(bytes).unwrap_or(c_int::MAX);
+    // SAFETY: the option value points to a live c_int and the length matches it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&raw const wanted).cast(),
+            size_of::<c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Checks that `fd` is a connected `AF_UNIX SOCK_SEQPACKET` socket — the only kind of
 /// descriptor an endpoint may be. A listening or unconnected socket fails `getpeername`.
 pub(crate) fn check_endpoint_socket(fd: BorrowedFd<'_>) -> Result<(), &'static str> {
@@ -257,6 +276,43 @@ fn recv_into(
     buf: &mut [u8],
 ) -> Result<(Vec<u8>, Vec<OwnedFd>), IpcError> {
     debug_assert_eq!(buf.len(), RECV_BUF_LEN);
+    let mut iov = [libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() }];
+    let (len, fds) = recv_iov(fd, deadline, &mut iov, buf.len())?;
+    let fds = check_frame(buf[0], fds)?;
+    Ok((buf[HEADER_LEN..len].to_vec(), fds))
+}
+
+/// Receives one frame's payload straight into `bufs`, in order, with no intermediate copy.
+/// Returns the payload length. A payload longer than the buffers is `Oversized` (discarded).
+pub(crate) fn recv_vectored(
+    fd: BorrowedFd<'_>,
+    deadline: Option<Instant>,
+    bufs: &mut [io::IoSliceMut<'_>],
+) -> Result<(usize, Vec<OwnedFd>), IpcError> {
+    let mut header = [0u8; HEADER_LEN];
+    // One spare byte past the caller's buffers, so an over-long datagram is always detected.
+    let mut spare = [0u8; 1];
+    let mut iov = Vec::with_capacity(bufs.len() + 2);
+    iov.push(libc::iovec { iov_base: header.as_mut_ptr().cast(), iov_len: HEADER_LEN });
+    let mut capacity = HEADER_LEN + 1;
+    for buf in bufs.iter_mut() {
+        capacity += buf.len();
+        iov.push(libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() });
+    }
+    iov.push(libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: 1 });
+    let (len, fds) = recv_iov(fd, deadline, &mut iov, capacity)?;
+    let fds = check_frame(header[0], fds)?;
+    Ok((len - HEADER_LEN, fds))
+}
+
+/// One `recvmsg` into `iov` (`capacity` bytes in all): returns the datagram's real length and
+/// its descriptors, after the checks that do not depend on the frame header.
+fn recv_iov(
+    fd: BorrowedFd<'_>,
+    deadline: Option<Instant>,
+    iov: &mut [libc::iovec],
+    capacity: usize,
+) -> Result<(usize, Vec<OwnedFd>), IpcError> {
     loop {
         let mut flags = libc::MSG_CMSG_CLOEXEC | libc::MSG_TRUNC;
         if deadline.is_some() {
@@ -265,16 +321,16 @@ fn recv_into(
             }
             flags |= libc::MSG_DONTWAIT;
         }
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
         let mut cmsg = CmsgBuf([0u8; RECV_CMSG_LEN]);
         // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
         let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = iov.len() as _;
         msg.msg_control = cmsg.0.as_mut_ptr().cast();
         msg.msg_controllen = RECV_CMSG_LEN as _;
-        // SAFETY: `msg` points to `buf` (RECV_BUF_LEN writable bytes) and `cmsg` (RECV_CMSG_LEN
-        // writable bytes), both alive for the call; the kernel writes no more than those lengths.
+        // SAFETY: `msg` points to the caller's iovecs (each describing writable memory that
+        // outlives the call, `capacity` bytes in all) and to `cmsg` (RECV_CMSG_LEN writable
+        // bytes); the kernel writes no more than those lengths.
         let rc = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) };
         if rc < 0 {
             let err = io::Error::last_os_error();
@@ -296,7 +352,22 @@ fn recv_into(
         // Take ownership of every received descriptor before looking at anything else, so that
         // each error path below closes them.
         let (fds, unexpected_cmsg) = take_descriptors(&msg);
-        return check_frame(buf, rc as usize, msg.msg_flags, fds, unexpected_cmsg);
+        let len = rc as usize;
+        if len == 0 {
+            // End of file. (A zero-length datagram from a peer reads the same; our frames are
+            // never empty, so treating it as a hang-up loses nothing.)
+            return Err(IpcError::Disconnected);
+        }
+        if msg.msg_flags & libc::MSG_TRUNC != 0 || len >= capacity {
+            return Err(IpcError::Oversized { len: len - HEADER_LEN });
+        }
+        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+            return Err(IpcError::BadAttachment("control data truncated (too many descriptors)"));
+        }
+        if unexpected_cmsg {
+            return Err(IpcError::BadAttachment("unexpected control message"));
+        }
+        return Ok((len, fds));
     }
 }
 
@@ -329,32 +400,11 @@ fn take_descriptors(msg: &libc::msghdr) -> (Vec<OwnedFd>, bool) {
     (fds, unexpected)
 }
 
-/// Validates one received datagram of `len` bytes (the real length: `MSG_TRUNC` was passed).
-fn check_frame(
-    buf: &[u8],
-    len: usize,
-    msg_flags: c_int,
-    fds: Vec<OwnedFd>,
-    unexpected_cmsg: bool,
-) -> Result<(Vec<u8>, Vec<OwnedFd>), IpcError> {
-    if len == 0 {
-        // End of file. (A zero-length datagram from a peer reads the same; our frames are never
-        // empty, so treating it as a hang-up loses nothing.)
-        return Err(IpcError::Disconnected);
-    }
-    if msg_flags & libc::MSG_TRUNC != 0 || len >= buf.len() {
-        return Err(IpcError::Oversized { len: len - HEADER_LEN });
-    }
-    if msg_flags & libc::MSG_CTRUNC != 0 {
-        return Err(IpcError::BadAttachment("control data truncated (too many descriptors)"));
-    }
-    if unexpected_cmsg {
-        return Err(IpcError::BadAttachment("unexpected control message"));
-    }
+/// Validates a received frame's header against its descriptors (length checks are done).
+fn check_frame(header: u8, fds: Vec<OwnedFd>) -> Result<Vec<OwnedFd>, IpcError> {
     if fds.len() > MAX_ATTACHMENTS {
         return Err(IpcError::BadAttachment("too many attachments"));
     }
-    let header = buf[0];
     if header & FRAME_TAG_MASK != FRAME_TAG {
         return Err(IpcError::Decode(format!("bad frame header {header:#04x}")));
     }
@@ -364,7 +414,7 @@ fn check_frame(
     for fd in &fds {
         check_endpoint_socket(fd.as_fd()).map_err(IpcError::BadAttachment)?;
     }
-    Ok((buf[HEADER_LEN..len].to_vec(), fds))
+    Ok(fds)
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use cos_common::interface::{
-    BrokerToService, BrowserToService, CallResult, DATA_CHUNK_BYTES, HandleId, ReaderFrame, ReaderRequest, RendererId,
-    Reply, ServiceProcessConfig, ServiceToBrowser, WriterEvent, WriterFrame,
+    BrokerToService, BrowserToService, CallResult, DATA_CHUNK_BYTES, DATA_PIPE_SEND_BUFFER, HandleId, ReaderFrame,
+    ReaderRequest, RendererId, Reply, ServiceProcessConfig, ServiceToBrowser, WriterEvent, WriterFrame,
 };
 use cos_common::{CosError, QuotaScope};
 use cos_ipc::{Endpoint, IpcError, Pipe};
@@ -387,6 +387,9 @@ fn serve_write(mut writer: WritableFile, endpoint: Endpoint, report: BadMessageR
 }
 
 fn serve_read(file: FileReader, endpoint: Endpoint, _slot: PipeSlot) {
+    if let Err(error) = endpoint.set_send_buffer(DATA_PIPE_SEND_BUFFER) {
+        tracing::debug!(%error, "could not deepen a read pipe's send queue");
+    }
     let mut frame = vec![0u8; 1 + DATA_CHUNK_BYTES];
     frame[0] = ReaderFrame::DATA_TAG;
     loop {

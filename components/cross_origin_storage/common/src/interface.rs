@@ -279,6 +279,9 @@ pub enum ServiceToBrowser {
 /// Largest data payload in one data-pipe frame: with its header it stays one datagram.
 pub const DATA_CHUNK_BYTES: usize = 128 * 1024;
 
+/// The send queue each side of a data pipe asks for, so that several chunks are in flight.
+pub const DATA_PIPE_SEND_BUFFER: usize = 2 << 20;
+
 /// A frame on a write data pipe, renderer → service. **Untrusted.** Encoded by hand (tag byte,
 /// little-endian integers, raw payload) so chunks are never copied through a serializer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

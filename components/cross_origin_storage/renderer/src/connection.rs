@@ -31,8 +31,14 @@ struct Pending {
 }
 
 /// A renderer's connection to its broker. Shared by every document of the renderer.
+///
+/// Replies are read either by a background thread ([`new`](Self::new)) or by the renderer's own
+/// event loop ([`new_pumped`](Self::new_pumped) + [`pump`](Self::pump) /
+/// [`run_until`](Self::run_until)), which saves a thread hop per call.
 pub struct RendererConnection {
     sender: Pipe<RendererToBroker, Reply>,
+    /// In pumped mode, the receiving side, read by whoever pumps.
+    receiver: Option<Mutex<Pipe<RendererToBroker, Reply>>>,
     pending: Mutex<Pending>,
     room: Condvar,
     next_request: AtomicU64,
@@ -45,6 +51,7 @@ impl RendererConnection {
         let receiver: Pipe<RendererToBroker, Reply> = sender.try_clone()?;
         let connection = Arc::new(Self {
             sender,
+            receiver: None,
             pending: Mutex::new(Pending::default()),
             room: Condvar::new(),
             next_request: AtomicU64::new(1),
@@ -65,6 +72,57 @@ impl RendererConnection {
             }
         })?;
         Ok(connection)
+    }
+
+    /// Wraps the COS pipe without a reader thread: the embedder's event loop calls
+    /// [`pump`](Self::pump) when the pipe is readable (or [`run_until`](Self::run_until)).
+    pub fn new_pumped(endpoint: Endpoint) -> std::io::Result<Arc<Self>> {
+        let sender = Pipe::new(endpoint);
+        let receiver = sender.try_clone()?;
+        Ok(Arc::new(Self {
+            sender,
+            receiver: Some(Mutex::new(receiver)),
+            pending: Mutex::new(Pending::default()),
+            room: Condvar::new(),
+            next_request: AtomicU64::new(1),
+        }))
+    }
+
+    /// Pumped mode: blocks until one reply arrives and delivers it (waking its future). Returns
+    /// false once the pipe is closed (every pending call has then failed with `AbortError`).
+    pub fn pump(&self) -> bool {
+        let Some(receiver) = &self.receiver else { return false };
+        let received = receiver.lock().recv();
+        match received {
+            Ok((reply, attachments)) => {
+                self.deliver(reply.request, (reply.result, attachments));
+                true
+            }
+            Err(error) => {
+                tracing::debug!(%error, "COS pipe to the broker closed");
+                self.disconnect();
+                false
+            }
+        }
+    }
+
+    /// Pumped mode: drives `future` to completion on this thread, reading replies while it waits.
+    pub fn run_until<F: Future>(&self, future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let waker = Waker::noop();
+        let mut context = Context::from_waker(waker);
+        loop {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+                return output;
+            }
+            if !self.pump() {
+                // Closed: the pending calls were failed; the future completes on the next poll.
+                if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+                    return output;
+                }
+                std::thread::yield_now();
+            }
+        }
     }
 
     fn deliver(&self, request: RequestId, delivery: Delivery) {
@@ -103,7 +161,14 @@ impl RendererConnection {
         {
             let mut pending = self.pending.lock();
             while !pending.disconnected && pending.waiting.len() >= MAX_IN_FLIGHT {
-                self.room.wait(&mut pending);
+                if self.receiver.is_some() {
+                    // Pumped mode: nobody else reads replies, so make room ourselves.
+                    drop(pending);
+                    self.pump();
+                    pending = self.pending.lock();
+                } else {
+                    self.room.wait(&mut pending);
+                }
             }
             if pending.disconnected {
                 slot.lock().delivery = Some((CallResult::Failed(CosError::Abort), Vec::new()));

@@ -1,5 +1,7 @@
 //! `File` for a COS entry: immutable bytes read through the entry's data pipe.
 
+use std::io::IoSliceMut;
+
 use cos_common::CosError;
 use cos_common::interface::{ReaderFrame, ReaderRequest};
 use cos_ipc::{Endpoint, IpcError};
@@ -48,12 +50,50 @@ impl File {
         }
     }
 
-    /// Reads a range into a new buffer (`slice(start, end).arrayBuffer()`).
+    /// Reads a range into a new buffer (`slice(start, end).arrayBuffer()`). The data pipe
+    /// delivers each chunk straight into the result: no intermediate copy.
     pub fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>, CosError> {
-        let expected = len.min(self.size.saturating_sub(offset));
-        let mut out = Vec::with_capacity(usize::try_from(expected).map_err(|_| CosError::Unknown)?);
-        self.read_with(offset, len, |chunk| out.extend_from_slice(chunk))?;
-        Ok(out)
+        let expected = usize::try_from(len.min(self.size.saturating_sub(offset))).map_err(|_| CosError::Unknown)?;
+        // Zeroed pages from the allocator are mapped lazily; the kernel's copy touches them once.
+        let mut out = vec![0u8; expected];
+        let pipe = self.pipe.lock();
+        let request =
+            cos_ipc::encode(&ReaderRequest::Read { offset, len: expected as u64 }).map_err(|_| CosError::Unknown)?;
+        pipe.send(&request, Vec::new()).map_err(abort)?;
+        let mut filled = 0;
+        loop {
+            let mut tag = [0u8; 1];
+            // Room for the end or error frame's body once `out` is full.
+            let mut tail = [0u8; 256];
+            let (len, _) = pipe
+                .recv_vectored(&mut [
+                    IoSliceMut::new(&mut tag),
+                    IoSliceMut::new(&mut out[filled..]),
+                    IoSliceMut::new(&mut tail),
+                ])
+                .map_err(abort)?;
+            let body = len.saturating_sub(1);
+            let remaining = expected - filled;
+            if tag[0] == ReaderFrame::DATA_TAG {
+                if body > remaining {
+                    return Err(CosError::Unknown); // more than was asked for: a broken service
+                }
+                filled += body;
+                continue;
+            }
+            // Not data: reassemble the frame from wherever its body landed, and decode it.
+            let mut frame = Vec::with_capacity(len);
+            frame.push(tag[0]);
+            let in_out = body.min(remaining);
+            frame.extend_from_slice(&out[filled..filled + in_out]);
+            frame.extend_from_slice(&tail[..body - in_out]);
+            return match ReaderFrame::decode(&frame).map_err(|_| CosError::Unknown)? {
+                ReaderFrame::End if filled == expected => Ok(out),
+                ReaderFrame::End => Err(CosError::NotFound), // the blob was shorter than recorded
+                ReaderFrame::Failed(error) => Err(error),
+                ReaderFrame::Data(_) => Err(CosError::Unknown),
+            };
+        }
     }
 
     /// Reads the whole file (`arrayBuffer()`).

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use cos_common::CosError;
-use cos_common::interface::{DATA_CHUNK_BYTES, WriterEvent, WriterFrame};
+use cos_common::interface::{DATA_CHUNK_BYTES, DATA_PIPE_SEND_BUFFER, WriterEvent, WriterFrame};
 use cos_ipc::{Endpoint, IpcError};
 
 /// A writer for one create handle. Nothing is visible to anyone until [`close`](Self::close)
@@ -16,6 +16,9 @@ pub struct FileSystemWritableFileStream {
 
 impl FileSystemWritableFileStream {
     pub(crate) fn new(pipe: Endpoint) -> Self {
+        if let Err(error) = pipe.set_send_buffer(DATA_PIPE_SEND_BUFFER) {
+            tracing::debug!(%error, "could not deepen a write pipe's send queue");
+        }
         Self { pipe, errored: None, frame: Vec::with_capacity(DATA_CHUNK_BYTES + 16) }
     }
 

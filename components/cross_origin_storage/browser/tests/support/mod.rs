@@ -13,7 +13,7 @@ use cos_common::interface::{FrameId, RendererId, ServiceProcessConfig};
 use cos_common::{AllowOriginCeiling, Origin, OriginsInput, Site};
 use cos_ipc::launch::{LaunchOptions, LaunchedChild};
 use cos_ipc::{Endpoint, Pipe};
-use cos_renderer::{CosHashDict, CosOptions, CrossOriginStorageManager, RendererConnection, ScriptContext, block_on};
+use cos_renderer::{CosHashDict, CosOptions, CrossOriginStorageManager, RendererConnection, ScriptContext};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -81,7 +81,7 @@ pub enum Command {
     TimedRead { frame: u64, hash: String },
     /// Benchmarks: `n` raw round trips on the control pipe (renderer sends `Ping`, the driver
     /// answers `Pong`).
-    PingPong { n: u32 },
+    PingPong { n: u32, cpu: Option<usize> },
     /// The driver's answer to a `Ping`.
     Pong,
 }
@@ -109,7 +109,7 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
     let (Command::Init { frames }, mut pipes) = control.recv().expect("init") else { return ExitCode::FAILURE };
     let cos_pipe = pipes.pop().expect("COS pipe");
     let raw = cos_pipe.try_clone().expect("clone");
-    let connection = RendererConnection::new(cos_pipe).expect("connection");
+    let connection = RendererConnection::new_pumped(cos_pipe).expect("connection");
     let manager = |frame: u64| {
         let policy_allows = frames.iter().find(|f| f.frame == frame).is_none_or(|f| f.policy_allows);
         let context = ScriptContext {
@@ -133,7 +133,7 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
                     (false, Some(list)) => OriginsInput::Sequence(list),
                     (false, None) => OriginsInput::Absent,
                 };
-                outcome(block_on(async {
+                outcome(connection.run_until(async {
                     let options = CosOptions { create: true, origins };
                     let handle =
                         manager(frame).get_file_handle(&CosHashDict::sha256(sha256_hex(&bytes)), &options).await?;
@@ -145,14 +145,14 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
                     Ok(None)
                 }))
             }
-            Command::Read { frame, hash } => outcome(block_on(async {
+            Command::Read { frame, hash } => outcome(connection.run_until(async {
                 let handle = manager(frame).get_file_handle(&CosHashDict::sha256(hash), &CosOptions::default()).await?;
                 let file = handle.get_file().await?;
                 file.read_all().map(|bytes| Some(sha256_hex(&bytes)))
             })),
             Command::StoreInTwoSteps { frame, payload, first } => {
                 let bytes = payload.bytes();
-                let started = block_on(async {
+                let started = connection.run_until(async {
                     let options = CosOptions { create: true, origins: OriginsInput::Absent };
                     let handle =
                         manager(frame).get_file_handle(&CosHashDict::sha256(sha256_hex(&bytes)), &options).await?;
@@ -182,7 +182,7 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
                 let mut samples = Vec::with_capacity(n as usize);
                 for _ in 0..n {
                     let start = Instant::now();
-                    let _ = block_on(manager.get_file_handle(&dict, &CosOptions::default()));
+                    let _ = connection.run_until(manager.get_file_handle(&dict, &CosOptions::default()));
                     samples.push(start.elapsed().as_nanos() as u64);
                 }
                 Outcome::Timings(samples)
@@ -192,7 +192,7 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
                 let hash = sha256_hex(&bytes);
                 let manager = manager(frame);
                 let start = Instant::now();
-                let result = block_on(async {
+                let result = connection.run_until(async {
                     let options = CosOptions { create: true, origins: OriginsInput::Absent };
                     let handle = manager.get_file_handle(&CosHashDict::sha256(hash), &options).await?;
                     let mut writer = handle.create_writable(false).await?;
@@ -209,7 +209,7 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
             Command::TimedRead { frame, hash } => {
                 let manager = manager(frame);
                 let start = Instant::now();
-                let result = block_on(async {
+                let result = connection.run_until(async {
                     let handle =
                         manager.get_file_handle(&CosHashDict::sha256(hash.clone()), &CosOptions::default()).await?;
                     handle.get_file().await?.read_all()
@@ -221,7 +221,8 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
                     Err(error) => Outcome::Err(error.name().into()),
                 }
             }
-            Command::PingPong { n } => {
+            Command::PingPong { n, cpu } => {
+                let restore = cpu.map(pin_to_cpu);
                 let mut samples = Vec::with_capacity(n as usize);
                 for _ in 0..n {
                     let start = Instant::now();
@@ -232,6 +233,9 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
                         Ok((Command::Pong, _)) => samples.push(start.elapsed().as_nanos() as u64),
                         _ => return ExitCode::FAILURE,
                     }
+                }
+                if let Some(Some(mask)) = restore {
+                    set_affinity(&mask);
                 }
                 Outcome::Timings(samples)
             }
@@ -268,16 +272,24 @@ impl Renderer {
         self.control.recv_timeout(Duration::from_secs(300)).expect("renderer answers").0
     }
 
-    /// Runs a `PingPong` round: answers every `Ping` with `Pong` until the samples arrive.
-    pub fn ping_pong(&self, n: u32) -> Vec<u64> {
-        self.control.send(&Command::PingPong { n }, Vec::new()).expect("renderer alive");
-        loop {
+    /// Runs a `PingPong` round: answers every `Ping` with `Pong` until the samples arrive. With
+    /// `cpus = Some((ours, theirs))` both threads are pinned for the round.
+    pub fn ping_pong(&self, n: u32, cpus: Option<(usize, usize)>) -> Vec<u64> {
+        let restore = cpus.and_then(|(ours, _)| pin_to_cpu(ours));
+        self.control
+            .send(&Command::PingPong { n, cpu: cpus.map(|(_, theirs)| theirs) }, Vec::new())
+            .expect("renderer alive");
+        let samples = loop {
             match self.control.recv().expect("renderer answers").0 {
                 Outcome::Ping => self.control.send(&Command::Pong, Vec::new()).expect("renderer alive"),
-                Outcome::Timings(samples) => return samples,
+                Outcome::Timings(samples) => break samples,
                 other => panic!("unexpected {other:?}"),
             }
+        };
+        if let Some(mask) = restore {
+            set_affinity(&mask);
         }
+        samples
     }
 
     /// Asks for benchmark samples.
@@ -400,4 +412,25 @@ pub fn run_child_role() -> Option<ExitCode> {
             Some(ExitCode::FAILURE)
         }
     }
+}
+
+/// Pins the calling thread to `cpu`; returns the previous mask to restore (None if it failed).
+pub fn pin_to_cpu(cpu: usize) -> Option<libc::cpu_set_t> {
+    // SAFETY: cpu_set_t is plain data; sched_{get,set}affinity(0, ..) act on the calling thread
+    // and read/write exactly size_of::<cpu_set_t>() bytes of the sets passed.
+    unsafe {
+        let mut previous: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut previous) != 0 {
+            return None;
+        }
+        let mut only: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut only);
+        (libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &only) == 0).then_some(previous)
+    }
+}
+
+/// Restores a mask saved by [`pin_to_cpu`].
+pub fn set_affinity(mask: &libc::cpu_set_t) {
+    // SAFETY: as in `pin_to_cpu`.
+    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), mask) };
 }
