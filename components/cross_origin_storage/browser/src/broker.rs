@@ -159,25 +159,30 @@ impl BrokerStub {
         Ok(())
     }
 
-    /// Uses a new service connection (after the service started or restarted) and serves its
-    /// replies on the calling thread until it breaks.
-    pub(crate) fn run_service_loop(self: &Arc<Self>, generation: u64, connection: ServiceConnection) {
+    /// Makes `connection` (to service generation `generation`) the one requests go to, at once,
+    /// and returns the receiving side for [`serve_replies`](Self::serve_replies). `None` if a
+    /// connection of this or a newer generation is already in place.
+    pub(crate) fn attach_service(&self, generation: u64, connection: ServiceConnection) -> Option<ServiceConnection> {
         let receiver = match connection.try_clone() {
             Ok(receiver) => receiver,
             Err(error) => {
                 tracing::error!(%error, "could not read from the service connection");
-                return;
+                return None;
             }
         };
-        {
-            let mut slot = self.service.lock();
-            if slot.as_ref().is_some_and(|(current, _)| *current >= generation) {
-                return;
-            }
-            if let Some((_, old)) = slot.replace((generation, Arc::new(connection))) {
-                old.endpoint().shutdown();
-            }
+        let mut slot = self.service.lock();
+        if slot.as_ref().is_some_and(|(current, _)| *current >= generation) {
+            return None;
         }
+        if let Some((_, old)) = slot.replace((generation, Arc::new(connection))) {
+            old.endpoint().shutdown();
+        }
+        Some(receiver)
+    }
+
+    /// Forwards the service's replies (with their data pipes) to the renderer until the
+    /// connection breaks, then fails whatever was still in flight.
+    pub(crate) fn serve_replies(&self, generation: u64, receiver: ServiceConnection) {
         loop {
             match receiver.recv() {
                 Ok((mut reply, attachments)) => {
@@ -224,5 +229,165 @@ impl BrokerStub {
         for request in aborted {
             let _ = self.reply(request, CallResult::Failed(CosError::Abort));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use cos_common::interface::{FrameId, HandleId};
+    use cos_common::{ContentHash, NotAllowedKind, Origin, OriginsOption};
+
+    use super::*;
+    use crate::frame_table::FrameInfo;
+
+    struct Fixture {
+        renderer: Pipe<RendererToBroker, Reply>,
+        service: Pipe<Reply, BrokerToService>,
+        terminated: Arc<AtomicBool>,
+    }
+
+    /// A broker for renderer 1 (frames 1 and 2; frame 9 belongs to renderer 2), bound to a fake
+    /// service that only receives.
+    fn fixture() -> Fixture {
+        let frames = Arc::new(FrameTable::default());
+        let origin = Origin::from_url("https://a.example").unwrap();
+        frames.insert(FrameId(1), FrameInfo::top_level(RendererId(1), origin.clone()));
+        let mut blocked = FrameInfo::top_level(RendererId(1), origin.clone());
+        blocked.cos_allowed = false;
+        frames.insert(FrameId(2), blocked);
+        frames.insert(FrameId(9), FrameInfo::top_level(RendererId(2), origin));
+        let terminated = Arc::new(AtomicBool::new(false));
+        let flag = terminated.clone();
+        let peer = Peer::new("renderer-1", move || flag.store(true, Ordering::SeqCst));
+        let (renderer_end, broker_end) = Endpoint::pair_in_process();
+        let (service_end, fake_service_end) = Endpoint::pair_in_process();
+        let stub = BrokerStub::new(RendererId(1), broker_end, frames, peer);
+        let loop_stub = stub.clone();
+        std::thread::spawn(move || loop_stub.run_renderer_loop(|| {}));
+        let receiver = stub.attach_service(1, Pipe::new(service_end)).unwrap();
+        std::thread::spawn(move || stub.serve_replies(1, receiver));
+        Fixture { renderer: Pipe::new(renderer_end), service: Pipe::new(fake_service_end), terminated }
+    }
+
+    fn get(request: u64, frame: u64) -> RendererToBroker {
+        RendererToBroker::GetFileHandle {
+            request: RequestId(request),
+            frame: FrameId(frame),
+            hash: ContentHash::from_bytes([7; 32]),
+            create: false,
+            origins: OriginsOption::Omitted,
+        }
+    }
+
+    fn wait_terminated(fixture: &Fixture) -> bool {
+        for _ in 0..500 {
+            if fixture.terminated.load(Ordering::SeqCst) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    #[test]
+    fn requests_reach_the_service_with_the_callers_context() {
+        let fixture = fixture();
+        fixture.renderer.send(&get(1, 1), vec![]).unwrap();
+        let (forwarded, _) = fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
+        let BrokerToService::GetFileHandle { request, caller, kind, .. } = forwarded else { panic!("{forwarded:?}") };
+        assert_eq!(request, RequestId(1));
+        assert_eq!(caller.origin().to_string(), "https://a.example");
+        assert_eq!(caller.nik().top_level_site.to_string(), "https://a.example");
+        assert_eq!(kind, HandleRequest::Read);
+        // The service's answer goes back to the renderer.
+        let reply = Reply { request, result: CallResult::Handle { handle: HandleId(4), create: false } };
+        fixture.service.send(&reply, vec![]).unwrap();
+        assert_eq!(fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap().0, reply);
+    }
+
+    #[test]
+    fn the_policy_is_applied_before_the_service_sees_anything() {
+        let fixture = fixture();
+        fixture.renderer.send(&get(1, 2), vec![]).unwrap();
+        let (reply, _) = fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(reply.result, CallResult::Failed(CosError::NotAllowed(NotAllowedKind::PermissionsPolicy)));
+        assert!(matches!(fixture.service.recv_timeout(Duration::from_millis(200)), Err(IpcError::Timeout)));
+        assert!(!fixture.terminated.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn another_renderers_frame_is_a_bad_message() {
+        let fixture = fixture();
+        fixture.renderer.send(&get(1, 9), vec![]).unwrap();
+        assert!(wait_terminated(&fixture));
+        assert!(matches!(fixture.renderer.recv_timeout(Duration::from_secs(10)), Err(IpcError::Disconnected)));
+    }
+
+    #[test]
+    fn unknown_frames_and_attachments_are_bad_messages() {
+        let fixture = fixture();
+        fixture.renderer.send(&get(1, 12345), vec![]).unwrap();
+        assert!(wait_terminated(&fixture));
+        let second = fixture_with_attachment();
+        assert!(wait_terminated(&second));
+    }
+
+    fn fixture_with_attachment() -> Fixture {
+        let fixture = fixture();
+        let (stray, _keep) = Endpoint::pair_in_process();
+        fixture.renderer.send(&get(1, 1), vec![stray]).unwrap();
+        fixture
+    }
+
+    #[test]
+    fn reusing_a_request_id_in_flight_is_a_bad_message() {
+        let fixture = fixture();
+        fixture.renderer.send(&get(5, 1), vec![]).unwrap();
+        fixture.renderer.send(&get(5, 1), vec![]).unwrap();
+        assert!(wait_terminated(&fixture));
+    }
+
+    #[test]
+    fn more_than_the_in_flight_bound_is_a_bad_message() {
+        let fixture = fixture();
+        // The fake service never answers, so every request stays in flight.
+        for request in 0..MAX_IN_FLIGHT_PER_RENDERER as u64 {
+            fixture.renderer.send(&get(request, 1), vec![]).unwrap();
+        }
+        for _ in 0..MAX_IN_FLIGHT_PER_RENDERER {
+            fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
+        }
+        assert!(!fixture.terminated.load(Ordering::SeqCst), "up to the bound is fine");
+        fixture.renderer.send(&get(100_000, 1), vec![]).unwrap();
+        assert!(wait_terminated(&fixture));
+    }
+
+    #[test]
+    fn losing_the_service_fails_calls_in_flight_with_abort_error() {
+        let fixture = fixture();
+        fixture.renderer.send(&get(1, 1), vec![]).unwrap();
+        fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
+        drop(fixture.service);
+        let (reply, _) = fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(reply, Reply { request: RequestId(1), result: CallResult::Failed(CosError::Abort) });
+        // With no service, new calls fail the same way (the supervisor rebinds after a restart).
+        fixture.renderer.send(&get(2, 1), vec![]).unwrap();
+        let (reply, _) = fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(reply.result, CallResult::Failed(CosError::Abort));
+    }
+
+    #[test]
+    fn a_reply_with_the_wrong_number_of_pipes_becomes_unknown_error() {
+        let fixture = fixture();
+        fixture.renderer.send(&get(1, 1), vec![]).unwrap();
+        fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
+        let reply = Reply { request: RequestId(1), result: CallResult::Writable };
+        fixture.service.send(&reply, vec![]).unwrap();
+        let (reply, pipes) = fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(reply.result, CallResult::Failed(CosError::Unknown));
+        assert!(pipes.is_empty());
     }
 }

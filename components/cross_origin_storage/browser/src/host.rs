@@ -131,6 +131,9 @@ impl CosHost {
                 "renderer registered twice; the old broker serves its pipe until it closes"
             );
         }
+        // Connected to the service before the renderer's first message is read, so that no
+        // call fails for lack of a connection.
+        self.inner.bind(&stub);
         let weak = Arc::downgrade(&self.inner);
         let loop_stub = stub.clone();
         let spawned = std::thread::Builder::new().name(format!("cos-broker-{}", renderer.0)).spawn(move || {
@@ -143,9 +146,7 @@ impl CosHost {
         });
         if let Err(error) = spawned {
             tracing::error!(%error, "could not start a broker thread");
-            return;
         }
-        self.inner.bind(&stub);
     }
 
     /// Clears one origin's COS data (a user action in the browser).
@@ -303,10 +304,11 @@ impl HostInner {
         if control.send(&BrowserToService::BindRenderer { renderer }, vec![theirs]).is_err() {
             return;
         }
+        let Some(receiver) = stub.attach_service(generation, Pipe::new(ours)) else { return };
         let stub = stub.clone();
         let _ = std::thread::Builder::new()
             .name(format!("cos-broker-service-{}", renderer.0))
-            .spawn(move || stub.run_service_loop(generation, Pipe::new(ours)));
+            .spawn(move || stub.serve_replies(generation, receiver));
     }
 
     fn handle_service_message(&self, message: ServiceToBrowser) {

@@ -1,0 +1,310 @@
+//! The whole stack in one process over the in-process transport: `cos_renderer`'s API as a DOM
+//! binding calls it, through a broker stub, to the storage service's request loop.
+
+use std::sync::Arc;
+
+use cos_browser::{CosHost, FrameInfo, HostConfig, InProcessService, ServiceLaunch};
+use cos_common::interface::{FrameId, RendererId, ServiceProcessConfig};
+use cos_common::{AllowOriginCeiling, CosError, OffTheRecordProfileId, Origin, OriginsInput, Partition};
+use cos_ipc::Endpoint;
+use cos_renderer::{
+    CosHashDict, CosOptions, CrossOriginStorageManager, FileSystemFileHandle, PermissionMode, PermissionState,
+    RendererConnection, ScriptContext, block_on,
+};
+use sha2::{Digest, Sha256};
+
+fn hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+struct World {
+    host: CosHost,
+    _profile: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> Self {
+        Self::with_limit(1 << 30)
+    }
+
+    fn with_limit(per_origin_bytes: u64) -> Self {
+        let profile = tempfile::tempdir().unwrap();
+        let run: InProcessService = Arc::new(|endpoint: Endpoint| {
+            std::thread::spawn(move || {
+                cos_storage_service::process::serve(endpoint, cos_storage_service::process::no_lock_down).unwrap();
+            });
+        });
+        let config = HostConfig {
+            launch: ServiceLaunch::InProcess(run),
+            service: ServiceProcessConfig {
+                profile_dir: profile.path().to_string_lossy().into_owned(),
+                per_origin_bytes,
+                total_bytes: 1 << 32,
+                public_hash_list: None,
+                sandbox: false,
+            },
+        };
+        Self { host: CosHost::start(config).unwrap(), _profile: profile }
+    }
+
+    /// A renderer hosting one frame; returns its manager.
+    fn frame(&self, renderer: u64, frame: u64, info: impl FnOnce(&mut FrameInfo)) -> CrossOriginStorageManager {
+        self.frame_with_context(renderer, frame, info, |_| {})
+    }
+
+    fn frame_with_context(
+        &self,
+        renderer: u64,
+        frame: u64,
+        info: impl FnOnce(&mut FrameInfo),
+        context: impl FnOnce(&mut ScriptContext),
+    ) -> CrossOriginStorageManager {
+        let mut frame_info = FrameInfo::top_level(RendererId(renderer), Origin::from_url("https://a.example").unwrap());
+        info(&mut frame_info);
+        self.host.frames().insert(FrameId(frame), frame_info);
+        let (browser_end, renderer_end) = Endpoint::pair_in_process();
+        self.host.register_renderer(RendererId(renderer), browser_end, || {});
+        let mut script = ScriptContext {
+            frame: FrameId(frame),
+            secure_context: true,
+            policy_allows: true,
+            service_worker: false,
+            opaque_origin: false,
+        };
+        context(&mut script);
+        CrossOriginStorageManager::new(RendererConnection::new(renderer_end).unwrap(), script).unwrap()
+    }
+}
+
+fn origin_of(url: &str) -> impl FnOnce(&mut FrameInfo) {
+    let origin = Origin::from_url(url).unwrap();
+    move |info| *info = FrameInfo::top_level(info.renderer, origin)
+}
+
+fn create() -> CosOptions {
+    CosOptions { create: true, origins: OriginsInput::Absent }
+}
+
+fn store(manager: &CrossOriginStorageManager, bytes: &[u8], options: CosOptions) -> Result<FileSystemFileHandle, CosError> {
+    block_on(async {
+        let handle = manager.get_file_handle(&CosHashDict::sha256(hex(bytes)), &options).await?;
+        let mut writer = handle.create_writable(false).await?;
+        writer.write(bytes)?;
+        writer.close()?;
+        Ok(handle)
+    })
+}
+
+fn read(manager: &CrossOriginStorageManager, bytes: &[u8]) -> Result<Vec<u8>, CosError> {
+    block_on(async {
+        let handle = manager.get_file_handle(&CosHashDict::sha256(hex(bytes)), &CosOptions::default()).await?;
+        handle.get_file().await?.read_all()
+    })
+}
+
+fn name(result: Result<impl Sized, CosError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(error) => error.name(),
+    }
+}
+
+#[test]
+fn insecure_contexts_have_no_attribute() {
+    let (_, renderer_end) = Endpoint::pair_in_process();
+    let connection = RendererConnection::new(renderer_end).unwrap();
+    let context =
+        ScriptContext { frame: FrameId(1), secure_context: false, policy_allows: true, service_worker: false, opaque_origin: false };
+    assert!(CrossOriginStorageManager::new(connection, context).is_none());
+}
+
+#[test]
+fn invalid_input_is_a_type_error_for_reads_and_creates() {
+    let world = World::new();
+    let manager = world.frame(1, 1, |_| {});
+    let value = hex(b"x");
+    let bad_hashes = [
+        CosHashDict { algorithm: "md5".into(), value: value.clone() },
+        CosHashDict { algorithm: "SHA-1".into(), value: value.clone() },
+        CosHashDict::sha256(&value[..63]),
+        CosHashDict::sha256(format!("{value}0")),
+        CosHashDict::sha256(value.to_uppercase()),
+        CosHashDict::sha256(format!("{}g", &value[..63])),
+    ];
+    for hash in &bad_hashes {
+        for options in [CosOptions::default(), create()] {
+            assert_eq!(name(block_on(manager.get_file_handle(hash, &options))), "TypeError", "{hash:?}");
+        }
+    }
+    let too_many = OriginsInput::Sequence((0..101).map(|i| format!("https://o{i}.example")).collect());
+    for origins in [OriginsInput::Single("data:text/plain,x".into()), OriginsInput::Single("not a url".into()), too_many] {
+        for create in [false, true] {
+            let options = CosOptions { create, origins: origins.clone() };
+            assert_eq!(name(block_on(manager.get_file_handle(&CosHashDict::sha256(&value), &options))), "TypeError");
+        }
+    }
+    // A failed validation created nothing.
+    assert_eq!(name(read(&manager, b"x")), "NotFoundError");
+}
+
+#[test]
+fn lowercase_algorithm_names_the_same_entry() {
+    let world = World::new();
+    let manager = world.frame(1, 1, |_| {});
+    store(&manager, b"case", create()).unwrap();
+    let lower = CosHashDict { algorithm: "sha-256".into(), value: hex(b"case") };
+    let handle = block_on(manager.get_file_handle(&lower, &CosOptions::default())).unwrap();
+    assert_eq!(block_on(handle.get_file()).unwrap().read_all().unwrap(), b"case");
+}
+
+#[test]
+fn who_may_call_is_checked_before_validation() {
+    let world = World::new();
+    let blocked = world.frame_with_context(1, 1, |_| {}, |c| c.policy_allows = false);
+    let invalid = CosHashDict { algorithm: "md5".into(), value: "nope".into() };
+    assert_eq!(name(block_on(blocked.get_file_handle(&invalid, &CosOptions::default()))), "NotAllowedError");
+    let worker = world.frame_with_context(2, 2, |_| {}, |c| c.service_worker = true);
+    assert_eq!(name(block_on(worker.get_file_handle(&invalid, &create()))), "NotAllowedError");
+    let opaque = world.frame_with_context(3, 3, |_| {}, |c| c.opaque_origin = true);
+    assert_eq!(name(block_on(opaque.get_file_handle(&invalid, &create()))), "NotAllowedError");
+}
+
+#[test]
+fn the_broker_enforces_the_policy_even_if_the_renderer_lies() {
+    let world = World::new();
+    // The renderer believes the feature is enabled; the browser's frame table says otherwise.
+    let lying = world.frame(1, 1, |info| info.cos_allowed = false);
+    assert_eq!(name(store(&lying, b"x", create())), "NotAllowedError");
+    let service_worker = world.frame(2, 2, |info| info.kind = cos_browser::ContextKind::ServiceWorker);
+    assert_eq!(name(read(&service_worker, b"x")), "NotAllowedError");
+    let opaque = world.frame(3, 3, |info| info.origin = cos_browser::FrameOrigin::Opaque);
+    assert_eq!(name(read(&opaque, b"x")), "NotAllowedError");
+}
+
+#[test]
+fn handle_surface() {
+    let world = World::new();
+    let manager = world.frame(1, 1, |_| {});
+    let created = store(&manager, b"surface", create()).unwrap();
+    let read_handle = block_on(manager.get_file_handle(&CosHashDict::sha256(hex(b"surface")), &CosOptions::default())).unwrap();
+    assert_eq!(read_handle.kind(), "file");
+    assert_eq!(read_handle.name(), hex(b"surface"));
+    assert!(read_handle.is_same_entry(&created));
+    assert_eq!(read_handle.query_permission(PermissionMode::Read), PermissionState::Granted);
+    assert_eq!(read_handle.query_permission(PermissionMode::ReadWrite), PermissionState::Denied);
+    assert_eq!(read_handle.request_permission(PermissionMode::ReadWrite), PermissionState::Denied);
+    assert_eq!(created.query_permission(PermissionMode::ReadWrite), PermissionState::Granted);
+    assert_eq!(name(read_handle.move_to()), "NotAllowedError");
+    assert_eq!(name(read_handle.remove()), "NotAllowedError");
+    assert_eq!(name(read_handle.create_sync_access_handle()), "InvalidStateError");
+    assert_eq!(read(&manager, b"surface").unwrap(), b"surface", "move/remove left the entry alone");
+    assert_eq!(name(block_on(read_handle.create_writable(false))), "NotAllowedError");
+}
+
+#[test]
+fn create_handles_read_only_after_their_own_verified_write() {
+    let world = World::new();
+    let manager = world.frame(1, 1, |_| {});
+    block_on(async {
+        let handle = manager.get_file_handle(&CosHashDict::sha256(hex(b"mine")), &create()).await.unwrap();
+        assert_eq!(name(handle.get_file().await), "NotAllowedError");
+        let mut writer = handle.create_writable(true).await.unwrap();
+        writer.write(b"mine").unwrap();
+        // In flight: nobody can read it yet.
+        assert_eq!(name(read(&manager, b"mine")), "NotFoundError");
+        writer.close().unwrap();
+        let file = handle.get_file().await.unwrap();
+        assert_eq!((file.size(), file.name()), (4, hex(b"mine").as_str()));
+        assert_eq!(file.read_range(1, 2).unwrap(), b"in");
+    });
+}
+
+#[test]
+fn verification_errors_and_retries() {
+    let world = World::new();
+    let manager = world.frame(1, 1, |_| {});
+    block_on(async {
+        let handle = manager.get_file_handle(&CosHashDict::sha256(hex(b"right")), &create()).await.unwrap();
+        // keepExistingData still starts empty: closing at once is a DataError.
+        assert_eq!(name(handle.create_writable(true).await.unwrap().close()), "DataError");
+        let mut wrong = handle.create_writable(false).await.unwrap();
+        wrong.write(b"wrong").unwrap();
+        assert_eq!(name(wrong.close()), "DataError");
+        assert_eq!(name(read(&manager, b"right")), "NotFoundError");
+        // Seeks, overwrites and truncates: only the final bytes count.
+        let mut writer = handle.create_writable(false).await.unwrap();
+        writer.write(b"rXght, and more").unwrap();
+        writer.write_at(1, b"i").unwrap();
+        writer.truncate(5).unwrap();
+        writer.seek(5).unwrap();
+        writer.close().unwrap();
+        assert_eq!(read(&manager, b"right").unwrap(), b"right");
+    });
+}
+
+#[test]
+fn write_errors_surface_on_later_calls() {
+    let world = World::with_limit(1000);
+    let manager = world.frame(1, 1, |_| {});
+    block_on(async {
+        let handle = manager.get_file_handle(&CosHashDict::sha256(hex(b"big")), &create()).await.unwrap();
+        let mut writer = handle.create_writable(false).await.unwrap();
+        writer.write_at(5000, b"x").unwrap(); // queued; the service refuses it
+        assert_eq!(name(writer.close()), "QuotaExceededError");
+    });
+}
+
+#[test]
+fn request_file_handles_is_all_or_nothing() {
+    let world = World::new();
+    let manager = world.frame(1, 1, |_| {});
+    store(&manager, b"one", create()).unwrap();
+    store(&manager, b"two", create()).unwrap();
+    let both = [CosHashDict::sha256(hex(b"one")), CosHashDict::sha256(hex(b"two"))];
+    let handles = block_on(manager.request_file_handles(&both, &CosOptions::default())).unwrap();
+    assert_eq!(handles.len(), 2);
+    let with_miss = [CosHashDict::sha256(hex(b"one")), CosHashDict::sha256(hex(b"missing"))];
+    assert_eq!(name(block_on(manager.request_file_handles(&with_miss, &CosOptions::default()))), "NotFoundError");
+    let with_invalid = [CosHashDict::sha256(hex(b"one")), CosHashDict::sha256("zz")];
+    assert_eq!(name(block_on(manager.request_file_handles(&with_invalid, &CosOptions::default()))), "TypeError");
+    let alias = block_on(manager.request_file_handle(&both[0], &CosOptions::default())).unwrap();
+    assert_eq!(alias.name(), hex(b"one"));
+}
+
+#[test]
+fn visibility_across_origins_through_the_broker() {
+    let world = World::new();
+    let writer = world.frame(1, 1, |info| {
+        *info = FrameInfo::top_level(info.renderer, Origin::from_url("https://a.example").unwrap());
+        info.allow_origin_ceiling = AllowOriginCeiling::from_header(Some("https://b.example"));
+    });
+    let sibling = world.frame(2, 2, origin_of("https://www.a.example"));
+    let listed = world.frame(3, 3, origin_of("https://b.example"));
+    let stranger = world.frame(4, 4, origin_of("https://c.example"));
+    let options = CosOptions {
+        create: true,
+        origins: OriginsInput::Sequence(vec!["https://b.example".into(), "https://c.example".into()]),
+    };
+    store(&writer, b"shared", options).unwrap();
+    assert_eq!(read(&sibling, b"shared").unwrap(), b"shared");
+    assert_eq!(read(&listed, b"shared").unwrap(), b"shared");
+    assert_eq!(name(read(&stranger, b"shared")), "NotFoundError");
+    // The browser clears a's data: the only storer is gone, so is the entry.
+    world.host.clear_site_data(Partition::Regular, &Origin::from_url("https://a.example").unwrap()).unwrap();
+    assert_eq!(name(read(&listed, b"shared")), "NotFoundError");
+}
+
+#[test]
+fn off_the_record_frames_use_their_own_store() {
+    let world = World::new();
+    let regular = world.frame(1, 1, |_| {});
+    let private = world.frame(2, 2, |info| info.partition = Partition::OffTheRecord(OffTheRecordProfileId(7)));
+    store(&regular, b"on disk", create()).unwrap();
+    store(&private, b"in memory", create()).unwrap();
+    assert_eq!(name(read(&private, b"on disk")), "NotFoundError");
+    assert_eq!(name(read(&regular, b"in memory")), "NotFoundError");
+    assert_eq!(read(&private, b"in memory").unwrap(), b"in memory");
+    world.host.close_off_the_record(OffTheRecordProfileId(7));
+    world.host.ping().unwrap();
+    assert_eq!(name(read(&private, b"in memory")), "NotFoundError");
+}
