@@ -85,7 +85,11 @@ fn create() -> CosOptions {
     CosOptions { create: true, origins: OriginsInput::Absent }
 }
 
-fn store(manager: &CrossOriginStorageManager, bytes: &[u8], options: CosOptions) -> Result<FileSystemFileHandle, CosError> {
+fn store(
+    manager: &CrossOriginStorageManager,
+    bytes: &[u8],
+    options: CosOptions,
+) -> Result<FileSystemFileHandle, CosError> {
     block_on(async {
         let handle = manager.get_file_handle(&CosHashDict::sha256(hex(bytes)), &options).await?;
         let mut writer = handle.create_writable(false).await?;
@@ -113,8 +117,13 @@ fn name(result: Result<impl Sized, CosError>) -> &'static str {
 fn insecure_contexts_have_no_attribute() {
     let (_, renderer_end) = Endpoint::pair_in_process();
     let connection = RendererConnection::new(renderer_end).unwrap();
-    let context =
-        ScriptContext { frame: FrameId(1), secure_context: false, policy_allows: true, service_worker: false, opaque_origin: false };
+    let context = ScriptContext {
+        frame: FrameId(1),
+        secure_context: false,
+        policy_allows: true,
+        service_worker: false,
+        opaque_origin: false,
+    };
     assert!(CrossOriginStorageManager::new(connection, context).is_none());
 }
 
@@ -137,7 +146,9 @@ fn invalid_input_is_a_type_error_for_reads_and_creates() {
         }
     }
     let too_many = OriginsInput::Sequence((0..101).map(|i| format!("https://o{i}.example")).collect());
-    for origins in [OriginsInput::Single("data:text/plain,x".into()), OriginsInput::Single("not a url".into()), too_many] {
+    for origins in
+        [OriginsInput::Single("data:text/plain,x".into()), OriginsInput::Single("not a url".into()), too_many]
+    {
         for create in [false, true] {
             let options = CosOptions { create, origins: origins.clone() };
             assert_eq!(name(block_on(manager.get_file_handle(&CosHashDict::sha256(&value), &options))), "TypeError");
@@ -186,7 +197,8 @@ fn handle_surface() {
     let world = World::new();
     let manager = world.frame(1, 1, |_| {});
     let created = store(&manager, b"surface", create()).unwrap();
-    let read_handle = block_on(manager.get_file_handle(&CosHashDict::sha256(hex(b"surface")), &CosOptions::default())).unwrap();
+    let read_handle =
+        block_on(manager.get_file_handle(&CosHashDict::sha256(hex(b"surface")), &CosOptions::default())).unwrap();
     assert_eq!(read_handle.kind(), "file");
     assert_eq!(read_handle.name(), hex(b"surface"));
     assert!(read_handle.is_same_entry(&created));
