@@ -133,7 +133,30 @@ fn open_service(config: &ServiceProcessConfig) -> Result<(StorageService, u64), 
     Ok((service, report.entries as u64))
 }
 
+/// A thread serving one pipe, and a second handle on that pipe to end it with.
+struct Served {
+    pipe: Endpoint,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// Ends every served pipe and waits for its thread: nothing keeps serving (or holds the store)
+/// after its owner stopped.
+fn stop_all(served: Vec<Served>) {
+    for entry in &served {
+        entry.pipe.shutdown();
+    }
+    for entry in served {
+        let _ = entry.thread.join();
+    }
+}
+
 fn control_loop(service: &StorageService, control: &Arc<ControlPipe>) {
+    let mut connections: Vec<Served> = Vec::new();
+    serve_control(service, control, &mut connections);
+    stop_all(connections);
+}
+
+fn serve_control(service: &StorageService, control: &Arc<ControlPipe>, connections: &mut Vec<Served>) {
     loop {
         let (message, mut attachments) = match control.recv() {
             Ok(received) => received,
@@ -149,13 +172,21 @@ fn control_loop(service: &StorageService, control: &Arc<ControlPipe>) {
                     tracing::error!("BindRenderer without exactly one endpoint");
                     continue;
                 };
+                let Ok(handle) = endpoint.try_clone() else {
+                    tracing::error!("could not keep a handle on a renderer connection");
+                    continue;
+                };
                 let service = service.clone();
                 let control = control.clone();
                 let spawned = std::thread::Builder::new()
                     .name(format!("cos-renderer-{}", renderer.0))
                     .spawn(move || RendererConnection::new(service, renderer, control, endpoint).run());
-                if let Err(error) = spawned {
-                    tracing::error!(%error, "could not start a renderer connection thread");
+                match spawned {
+                    Ok(thread) => {
+                        connections.retain(|served| !served.thread.is_finished());
+                        connections.push(Served { pipe: handle, thread });
+                    }
+                    Err(error) => tracing::error!(%error, "could not start a renderer connection thread"),
                 }
             }
             BrowserToService::ClearSiteData { request, partition, origin } => {
@@ -181,6 +212,7 @@ struct RendererConnection {
     handles: HashMap<HandleId, FileHandle>,
     next_handle: u64,
     open_pipes: Arc<std::sync::atomic::AtomicUsize>,
+    pipes: Vec<Served>,
 }
 
 impl RendererConnection {
@@ -193,10 +225,16 @@ impl RendererConnection {
             handles: HashMap::new(),
             next_handle: 1,
             open_pipes: Arc::default(),
+            pipes: Vec::new(),
         }
     }
 
     fn run(mut self) {
+        self.serve();
+        stop_all(std::mem::take(&mut self.pipes));
+    }
+
+    fn serve(&mut self) {
         loop {
             let message = match self.pipe.recv() {
                 Ok((message, attachments)) if attachments.is_empty() => message,
@@ -277,7 +315,7 @@ impl RendererConnection {
             return (CallResult::Failed(CosError::QuotaExceeded(QuotaScope::Renderer)), None);
         };
         let size = file.size();
-        match self.spawn_pipe("cos-read", move |endpoint, _| serve_read(file, endpoint, slot)) {
+        match self.spawn_pipe("cos-read", move |endpoint, report| serve_read(file, endpoint, report, slot)) {
             Ok(endpoint) => (CallResult::File { size }, Some(endpoint)),
             Err(error) => (CallResult::Failed(error), None),
         }
@@ -300,7 +338,7 @@ impl RendererConnection {
 
     /// Creates a data pipe, serves the service's end on a new thread and returns the renderer's end.
     fn spawn_pipe(
-        &self,
+        &mut self,
         name: &str,
         serve: impl FnOnce(Endpoint, BadMessageReport) + Send + 'static,
     ) -> Result<Endpoint, CosError> {
@@ -313,10 +351,26 @@ impl RendererConnection {
             })?
         };
         let report = BadMessageReport { renderer: self.renderer, control: self.control.clone() };
-        std::thread::Builder::new().name(name.into()).spawn(move || serve(ours, report)).map_err(|error| {
+        let handle = ours.try_clone().map_err(|error| {
+            tracing::error!(%error, "could not keep a handle on a data pipe");
+            CosError::Unknown
+        })?;
+        let closer = ours.try_clone().map_err(|error| {
+            tracing::error!(%error, "could not keep a handle on a data pipe");
+            CosError::Unknown
+        })?;
+        let work = move || {
+            serve(ours, report);
+            // The connection keeps a handle for shutting pipes down; end ours explicitly so the
+            // renderer sees the pipe close as soon as its thread is done.
+            closer.shutdown();
+        };
+        let thread = std::thread::Builder::new().name(name.into()).spawn(work).map_err(|error| {
             tracing::error!(%error, "could not start a data pipe thread");
             CosError::Unknown
         })?;
+        self.pipes.retain(|served| !served.thread.is_finished());
+        self.pipes.push(Served { pipe: handle, thread });
         Ok(theirs)
     }
 }
@@ -345,8 +399,10 @@ impl BadMessageReport {
     }
 }
 
-fn serve_write(mut writer: WritableFile, endpoint: Endpoint, report: BadMessageReport, _slot: PipeSlot) {
+fn serve_write(mut writer: WritableFile, endpoint: Endpoint, report: BadMessageReport, slot: PipeSlot) {
     let events: Pipe<WriterEvent, ()> = Pipe::new(endpoint);
+    // Declared after the pipe, so it is released before the renderer can see the pipe end.
+    let slot = slot;
     let mut failed = false;
     loop {
         let message = match events.endpoint().recv() {
@@ -369,6 +425,8 @@ fn serve_write(mut writer: WritableFile, endpoint: Endpoint, report: BadMessageR
             WriterFrame::Truncate(size) => writer.truncate(size),
             WriterFrame::Close => {
                 let result = writer.close().map(|_| ());
+                // Free the slot first: the renderer may open the next stream as soon as it hears.
+                drop(slot);
                 let _ = events.send(&WriterEvent::Closed(result), vec![]);
                 return;
             }
@@ -386,7 +444,9 @@ fn serve_write(mut writer: WritableFile, endpoint: Endpoint, report: BadMessageR
     }
 }
 
-fn serve_read(file: FileReader, endpoint: Endpoint, _slot: PipeSlot) {
+fn serve_read(file: FileReader, endpoint: Endpoint, report: BadMessageReport, slot: PipeSlot) {
+    // Released before the pipe closes (locals drop in reverse order).
+    let _slot = slot;
     if let Err(error) = endpoint.set_send_buffer(DATA_PIPE_SEND_BUFFER) {
         tracing::debug!(%error, "could not deepen a read pipe's send queue");
     }
@@ -396,8 +456,10 @@ fn serve_read(file: FileReader, endpoint: Endpoint, _slot: PipeSlot) {
         let request: ReaderRequest = match endpoint.recv() {
             Ok(message) => match cos_ipc::decode(&message.bytes) {
                 Ok(request) if message.attachments.is_empty() => request,
-                _ => return, // a confused reader only hurts itself; close its pipe
+                Ok(_) => return report.send("endpoint attached to a read request"),
+                Err(_) => return report.send("malformed read request"),
             },
+            Err(error) if error.is_peer_misbehaviour() => return report.send(&error.to_string()),
             Err(_) => return,
         };
         let ReaderRequest::Read { offset, len } = request;

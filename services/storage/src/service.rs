@@ -288,7 +288,12 @@ impl WritableFile {
     /// `write({type: "write", position, data})`: moves the cursor to `position`, then writes.
     /// Writing past the end fills the gap with zeros.
     pub fn write_at(&mut self, position: u64, data: &[u8]) -> Result<(), CosError> {
-        let end = position.checked_add(data.len() as u64).ok_or(CosError::QuotaExceeded(QuotaScope::Origin))?;
+        let Some(end) = position.checked_add(data.len() as u64) else {
+            return Err(match &self.state {
+                WriterState::Errored(error) => error.clone(),
+                WriterState::Open { .. } => self.fail(CosError::QuotaExceeded(QuotaScope::Origin)),
+            });
+        };
         self.guard_size(end)?;
         let WriterState::Open { sink, prefix } = &mut self.state else { return Err(self.stored_error()) };
         prefix.observe_write(position, data);

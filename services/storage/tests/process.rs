@@ -1,0 +1,651 @@
+//! The storage service's request loop ([`cos_storage_service::process::serve`]) driven over the
+//! in-process transport exactly as the browser drives it: `Configure`, wait for `Ready`, then
+//! `BindRenderer` with one endpoint per renderer, over which the broker's `BrokerToService`
+//! requests go and `Reply`s (with their data pipes) come back.
+//!
+//! Every receive is bounded (`WAIT`), so a hang fails the test instead of blocking CI; no test
+//! asserts on timing.
+
+use std::cell::Cell;
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use cos_common::interface::{
+    BrokerToService, BrowserToService, CallResult, CreateOptions, DATA_CHUNK_BYTES, HandleId, HandleRequest,
+    ReaderFrame, ReaderRequest, RendererId, Reply, RequestId, ServiceProcessConfig, ServiceToBrowser, WriterEvent,
+    WriterFrame,
+};
+use cos_common::{CallerContext, ContentHash, CosError, DataErrorKind, Origin, Partition, QuotaScope};
+use cos_ipc::{Endpoint, IpcError, Pipe};
+use cos_storage_service::process::{MAX_DATA_PIPES_PER_RENDERER, no_lock_down, serve};
+use cos_storage_service::{ServiceConfig, StorageService};
+use sha2::{Digest, Sha256};
+
+/// Upper bound on every wait: a bound against hangs, not a timing assertion.
+const WAIT: Duration = Duration::from_secs(10);
+
+const GIB: u64 = 1 << 30;
+
+type ControlPipe = Pipe<BrowserToService, ServiceToBrowser>;
+type ConnectionPipe = Pipe<BrokerToService, Reply>;
+
+fn hash_of(bytes: &[u8]) -> ContentHash {
+    ContentHash::from_bytes(Sha256::digest(bytes).into())
+}
+
+fn caller(url: &str) -> CallerContext {
+    CallerContext::top_level(Origin::from_url(url).unwrap())
+}
+
+fn origin(url: &str) -> Origin {
+    Origin::from_url(url).unwrap()
+}
+
+/// Deterministic, non-repeating-looking test content.
+fn content(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(7).to_le_bytes()[0] ^ seed).collect()
+}
+
+/// Waits (bounded) for a thread to finish and returns its result.
+fn join_bounded<T>(handle: JoinHandle<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    while !handle.is_finished() {
+        assert!(Instant::now() < deadline, "the thread did not finish within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    handle.join().expect("the thread panicked")
+}
+
+/// The browser's side of one storage service: the profile, the control pipe and the thread that
+/// runs `serve`.
+struct Browser {
+    profile: tempfile::TempDir,
+    control: ControlPipe,
+    service: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl Browser {
+    /// A service with generous limits.
+    fn start() -> Self {
+        Self::start_with_limits(20 * GIB, 100 * GIB)
+    }
+
+    fn start_with_limits(per_origin_bytes: u64, total_bytes: u64) -> Self {
+        let profile = tempfile::tempdir().unwrap();
+        let (browser_end, service_end) = Endpoint::pair_in_process();
+        let service = std::thread::Builder::new()
+            .name("test-storage-service".into())
+            .spawn(move || serve(service_end, no_lock_down))
+            .unwrap();
+        let control = ControlPipe::new(browser_end);
+        let config = ServiceProcessConfig {
+            profile_dir: profile.path().to_str().unwrap().to_owned(),
+            per_origin_bytes,
+            total_bytes,
+            public_hash_list: None,
+            sandbox: false,
+        };
+        control.send(&BrowserToService::Configure(config), vec![]).unwrap();
+        match control.recv_timeout(WAIT) {
+            Ok((ServiceToBrowser::Ready { entries: 0, sandboxed: false }, attachments)) => {
+                assert!(attachments.is_empty());
+            }
+            other => panic!("expected Ready, got {other:?}"),
+        }
+        Self { profile, control, service: Some(service) }
+    }
+
+    fn profile_dir(&self) -> &Path {
+        self.profile.path()
+    }
+
+    /// Binds a renderer connection, as `CosHost::bind` does.
+    fn bind(&self, renderer: u64) -> Renderer {
+        let (ours, theirs) = Endpoint::pair_in_process();
+        self.control.send(&BrowserToService::BindRenderer { renderer: RendererId(renderer) }, vec![theirs]).unwrap();
+        Renderer { pipe: ConnectionPipe::new(ours), next_request: Cell::new(1) }
+    }
+
+    /// The next control message from the service.
+    fn next_control_message(&self) -> ServiceToBrowser {
+        let (message, attachments) = self.control.recv_timeout(WAIT).expect("no control message from the service");
+        assert!(attachments.is_empty());
+        message
+    }
+
+    /// Sends a control request and returns the `Done` result for it.
+    fn control_request(&self, request: RequestId, message: BrowserToService) -> Result<(), CosError> {
+        self.control.send(&message, vec![]).unwrap();
+        match self.next_control_message() {
+            ServiceToBrowser::Done { request: answered, result } => {
+                assert_eq!(answered, request);
+                result
+            }
+            other => panic!("expected Done for {request:?}, got {other:?}"),
+        }
+    }
+
+    /// The `serve` thread, to join.
+    fn take_service(&mut self) -> JoinHandle<Result<(), String>> {
+        self.service.take().expect("the service thread was already taken")
+    }
+}
+
+/// The broker's connection to the service for one renderer.
+struct Renderer {
+    pipe: ConnectionPipe,
+    next_request: Cell<u64>,
+}
+
+impl Renderer {
+    /// Sends one request and returns its reply, checking the request id and the attachments.
+    fn call(&self, make: impl FnOnce(RequestId) -> BrokerToService) -> (CallResult, Option<Endpoint>) {
+        let request = RequestId(self.next_request.get());
+        self.next_request.set(request.0 + 1);
+        self.pipe.send(&make(request), vec![]).unwrap();
+        let (reply, mut attachments) = self.pipe.recv_timeout(WAIT).expect("no reply from the service");
+        assert_eq!(reply.request, request, "reply to the wrong request");
+        assert_eq!(attachments.len(), reply.result.attachment_count(), "{:?}", reply.result);
+        (reply.result, attachments.pop())
+    }
+
+    fn get_file_handle(&self, caller: &CallerContext, hash: ContentHash, kind: HandleRequest) -> CallResult {
+        let (result, attachment) =
+            self.call(|request| BrokerToService::GetFileHandle { request, caller: caller.clone(), hash, kind });
+        assert!(attachment.is_none());
+        result
+    }
+
+    fn create_handle(&self, caller: &CallerContext, hash: ContentHash) -> HandleId {
+        match self.get_file_handle(caller, hash, HandleRequest::Create(CreateOptions::same_site())) {
+            CallResult::Handle { handle, create: true } => handle,
+            other => panic!("expected a create handle, got {other:?}"),
+        }
+    }
+
+    fn read_handle(&self, caller: &CallerContext, hash: ContentHash) -> Result<HandleId, CosError> {
+        match self.get_file_handle(caller, hash, HandleRequest::Read) {
+            CallResult::Handle { handle, create: false } => Ok(handle),
+            CallResult::Failed(error) => Err(error),
+            other => panic!("expected a read handle, got {other:?}"),
+        }
+    }
+
+    fn create_writable(&self, handle: HandleId) -> Result<Writer, CosError> {
+        match self.call(|request| BrokerToService::CreateWritable { request, handle }) {
+            (CallResult::Writable, Some(endpoint)) => Ok(Writer { endpoint }),
+            (CallResult::Failed(error), None) => Err(error),
+            other => panic!("unexpected answer to CreateWritable: {other:?}"),
+        }
+    }
+
+    fn get_file(&self, handle: HandleId) -> Result<ReadPipe, CosError> {
+        match self.call(|request| BrokerToService::GetFile { request, handle }) {
+            (CallResult::File { size }, Some(endpoint)) => Ok(ReadPipe { size, endpoint }),
+            (CallResult::Failed(error), None) => Err(error),
+            other => panic!("unexpected answer to GetFile: {other:?}"),
+        }
+    }
+
+    fn release(&self, handle: HandleId) {
+        self.pipe.send(&BrokerToService::ReleaseHandle { handle }, vec![]).unwrap();
+    }
+
+    /// Stores `bytes` as `caller` (same-site), through a create handle and a write pipe.
+    fn store(&self, caller: &CallerContext, bytes: &[u8]) {
+        let handle = self.create_handle(caller, hash_of(bytes));
+        let writer = self.create_writable(handle).unwrap();
+        writer.write_all(bytes);
+        assert_eq!(writer.close(), Ok(()));
+    }
+
+    /// Reads the whole entry as `caller`.
+    fn read_entry(&self, caller: &CallerContext, hash: ContentHash) -> Result<Vec<u8>, CosError> {
+        let reader = self.get_file(self.read_handle(caller, hash)?)?;
+        reader.read(0, reader.size)
+    }
+}
+
+/// The renderer's end of a write data pipe.
+struct Writer {
+    endpoint: Endpoint,
+}
+
+impl Writer {
+    fn send(&self, frame: WriterFrame<'_>) {
+        let mut bytes = Vec::new();
+        frame.encode_into(&mut bytes);
+        self.endpoint.send(&bytes, vec![]).unwrap();
+    }
+
+    /// Writes at the cursor in chunks of at most `DATA_CHUNK_BYTES`.
+    fn write_all(&self, bytes: &[u8]) {
+        for chunk in bytes.chunks(DATA_CHUNK_BYTES) {
+            self.send(WriterFrame::Write { position: None, data: chunk });
+        }
+    }
+
+    fn next_event(&self) -> WriterEvent {
+        let message = self.endpoint.recv_timeout(WAIT).expect("no event on the write pipe");
+        assert!(message.attachments.is_empty());
+        cos_ipc::decode(&message.bytes).expect("undecodable writer event")
+    }
+
+    /// Sends `Close` and returns the `Closed` result (any other event fails the test).
+    fn close(&self) -> Result<(), CosError> {
+        self.send(WriterFrame::Close);
+        match self.next_event() {
+            WriterEvent::Closed(result) => result,
+            other => panic!("expected Closed, got {other:?}"),
+        }
+    }
+
+    /// Asserts that the service has closed its end of the pipe.
+    fn assert_closed_by_service(&self) {
+        match self.endpoint.recv_timeout(WAIT) {
+            Err(IpcError::Disconnected) => {}
+            other => panic!("expected the write pipe to be closed, got {other:?}"),
+        }
+    }
+}
+
+/// The renderer's end of a read data pipe.
+struct ReadPipe {
+    size: u64,
+    endpoint: Endpoint,
+}
+
+impl ReadPipe {
+    fn request(&self, offset: u64, len: u64) {
+        let bytes = cos_ipc::encode(&ReaderRequest::Read { offset, len }).unwrap();
+        self.endpoint.send(&bytes, vec![]).unwrap();
+    }
+
+    /// Collects `Data` frames until `End` (or `Failed`).
+    fn collect(&self) -> Result<Vec<u8>, CosError> {
+        let mut out = Vec::new();
+        loop {
+            let message = self.endpoint.recv_timeout(WAIT).expect("no frame on the read pipe");
+            assert!(message.attachments.is_empty());
+            match ReaderFrame::decode(&message.bytes).expect("malformed reader frame") {
+                ReaderFrame::Data(data) => {
+                    assert!(!data.is_empty() && data.len() <= DATA_CHUNK_BYTES, "{} bytes in one frame", data.len());
+                    out.extend_from_slice(data);
+                }
+                ReaderFrame::End => return Ok(out),
+                ReaderFrame::Failed(error) => return Err(error),
+            }
+        }
+    }
+
+    fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>, CosError> {
+        self.request(offset, len);
+        self.collect()
+    }
+}
+
+#[test]
+fn full_round_trip_write_overwrite_close_then_ranged_and_whole_reads() {
+    let browser = Browser::start();
+    let renderer = browser.bind(1);
+    let writer_origin = caller("https://a.example");
+    // Three chunks: two full ones and a short tail, so a read crosses chunk boundaries.
+    let data = content(2 * DATA_CHUNK_BYTES + 1234, 0x5a);
+    let hash = hash_of(&data);
+
+    let handle = renderer.create_handle(&writer_origin, hash);
+    let writer = renderer.create_writable(handle).unwrap();
+    // Write garbage where part of the data goes, then the data at the cursor, then overwrite the
+    // garbage with the right bytes at an explicit position.
+    let garbage = vec![0xee; 5000];
+    writer.send(WriterFrame::Write { position: None, data: &garbage });
+    writer.send(WriterFrame::Write { position: None, data: &data[5000..DATA_CHUNK_BYTES] });
+    for chunk in data[DATA_CHUNK_BYTES..].chunks(DATA_CHUNK_BYTES) {
+        writer.send(WriterFrame::Write { position: None, data: chunk });
+    }
+    writer.send(WriterFrame::Write { position: Some(0), data: &data[..5000] });
+    assert_eq!(writer.close(), Ok(()));
+    writer.assert_closed_by_service();
+
+    // A same-site origin reads it through another handle.
+    let reader_origin = caller("https://www.a.example");
+    let read = renderer.read_handle(&reader_origin, hash).unwrap();
+    assert_ne!(read, handle);
+    let reader = renderer.get_file(read).unwrap();
+    assert_eq!(reader.size, data.len() as u64);
+
+    // A middle range spanning a chunk boundary, then the whole file, on the same pipe.
+    let (start, end) = (DATA_CHUNK_BYTES - 777, DATA_CHUNK_BYTES + 4321);
+    assert_eq!(reader.read(start as u64, (end - start) as u64).unwrap(), &data[start..end]);
+    assert_eq!(reader.read(0, reader.size).unwrap(), data);
+    // Past the end is clamped: a range running off the end, then an empty range.
+    assert_eq!(reader.read(reader.size - 10, 1000).unwrap(), &data[data.len() - 10..]);
+    assert_eq!(reader.read(reader.size + 5, 10).unwrap(), b"");
+
+    // The create handle became readable with its own verified write.
+    let own = renderer.get_file(handle).unwrap();
+    assert_eq!(own.read(0, own.size).unwrap(), data);
+}
+
+#[test]
+fn mismatching_write_closes_with_data_error_and_stores_nothing() {
+    let browser = Browser::start();
+    let renderer = browser.bind(1);
+    let who = caller("https://a.example");
+    let expected = content(10_000, 1);
+    let hash = hash_of(&expected);
+
+    let handle = renderer.create_handle(&who, hash);
+    let writer = renderer.create_writable(handle).unwrap();
+    let mut wrong = expected.clone();
+    wrong[9_999] ^= 1;
+    writer.write_all(&wrong);
+    assert_eq!(writer.close(), Err(CosError::Data(DataErrorKind::HashMismatch)));
+    writer.assert_closed_by_service();
+
+    // Closing with nothing written is the other DataError.
+    let empty = renderer.create_writable(handle).unwrap();
+    assert_eq!(empty.close(), Err(CosError::Data(DataErrorKind::NothingWritten)));
+
+    // Nothing was stored: reads are NotFound, and the create handle stays unreadable.
+    assert_eq!(renderer.read_handle(&who, hash), Err(CosError::NotFound));
+    assert_eq!(renderer.read_handle(&caller("https://www.a.example"), hash), Err(CosError::NotFound));
+    assert_eq!(
+        renderer.get_file(handle).err(),
+        Some(CosError::NotAllowed(cos_common::NotAllowedKind::HandleNotReadable))
+    );
+}
+
+#[test]
+fn malformed_write_frames_are_reported_as_bad_messages_of_the_right_renderer() {
+    let browser = Browser::start();
+    let innocent = browser.bind(3);
+    let culprit = browser.bind(7);
+    let who = caller("https://a.example");
+    let hash = hash_of(b"never written");
+
+    // An unknown tag byte.
+    let writer = culprit.create_writable(culprit.create_handle(&who, hash)).unwrap();
+    writer.endpoint.send(&[0x99], vec![]).unwrap();
+    match browser.next_control_message() {
+        ServiceToBrowser::BadMessage { renderer, reason } => {
+            assert_eq!(renderer, RendererId(7), "reported against the wrong renderer ({reason})");
+        }
+        other => panic!("expected BadMessage, got {other:?}"),
+    }
+    writer.assert_closed_by_service();
+
+    // A write frame whose payload is one byte over DATA_CHUNK_BYTES (still a valid IPC message).
+    let writer = culprit.create_writable(culprit.create_handle(&who, hash)).unwrap();
+    let oversized = vec![0u8; DATA_CHUNK_BYTES + 1];
+    writer.send(WriterFrame::Write { position: Some(0), data: &oversized });
+    match browser.next_control_message() {
+        ServiceToBrowser::BadMessage { renderer, .. } => assert_eq!(renderer, RendererId(7)),
+        other => panic!("expected BadMessage, got {other:?}"),
+    }
+    writer.assert_closed_by_service();
+
+    // The connection itself keeps working (terminating the renderer is the browser's call).
+    let bytes = content(3000, 9);
+    culprit.store(&who, &bytes);
+    assert_eq!(culprit.read_entry(&who, hash_of(&bytes)).unwrap(), bytes);
+    assert_eq!(innocent.read_entry(&who, hash_of(&bytes)).unwrap(), bytes);
+    // And nothing else was reported: the next control message answers a ping.
+    assert_eq!(browser.control_request(RequestId(99), BrowserToService::Ping { request: RequestId(99) }), Ok(()));
+}
+
+#[test]
+fn write_errors_are_reported_at_once_and_only_once() {
+    let browser = Browser::start_with_limits(1000, 100 * GIB);
+    let renderer = browser.bind(1);
+    let who = caller("https://a.example");
+    let writer = renderer.create_writable(renderer.create_handle(&who, hash_of(b"x"))).unwrap();
+
+    // Far beyond what the origin may store: reported without waiting for Close.
+    writer.send(WriterFrame::Write { position: Some(5000), data: b"x" });
+    assert_eq!(writer.next_event(), WriterEvent::Failed(CosError::QuotaExceeded(QuotaScope::Origin)));
+
+    // Later operations fail too, but are not reported again: the next event answers Close.
+    writer.send(WriterFrame::Write { position: None, data: b"x" });
+    writer.send(WriterFrame::Truncate(1));
+    writer.send(WriterFrame::Seek(0));
+    assert_eq!(writer.close(), Err(CosError::QuotaExceeded(QuotaScope::Origin)));
+    writer.assert_closed_by_service();
+
+    // A write within the limit on a fresh writer still works.
+    renderer.store(&who, b"x");
+}
+
+#[test]
+fn unknown_handle_ids_are_aborts() {
+    let browser = Browser::start();
+    let first = browser.bind(1);
+    let second = browser.bind(2);
+    let who = caller("https://a.example");
+
+    for handle in [HandleId(0), HandleId(1), HandleId(12_345), HandleId(u64::MAX)] {
+        assert_eq!(first.get_file(handle).err(), Some(CosError::Abort));
+        assert_eq!(first.create_writable(handle).err(), Some(CosError::Abort));
+    }
+    // Releasing an unknown handle is silently ignored; the connection still answers.
+    first.release(HandleId(77));
+
+    // Handle ids are per connection: one issued on `first` is unknown on `second`.
+    let issued = first.create_handle(&who, hash_of(b"abc"));
+    assert!(first.create_writable(issued).is_ok());
+    assert_eq!(second.create_writable(issued).err(), Some(CosError::Abort));
+    assert_eq!(second.get_file(issued).err(), Some(CosError::Abort));
+}
+
+#[test]
+fn data_pipes_per_renderer_are_bounded_and_released() {
+    let browser = Browser::start();
+    let renderer = browser.bind(1);
+    let other = browser.bind(2);
+    let who = caller("https://a.example");
+    let stored = content(1000, 3);
+    other.store(&who, &stored);
+    let read = renderer.read_handle(&who, hash_of(&stored)).unwrap();
+
+    let handle = renderer.create_handle(&who, hash_of(b"bounded"));
+    let mut writers: Vec<Writer> =
+        (0..MAX_DATA_PIPES_PER_RENDERER).map(|_| renderer.create_writable(handle).unwrap()).collect();
+    let full = Some(CosError::QuotaExceeded(QuotaScope::Renderer));
+    assert_eq!(renderer.create_writable(handle).err(), full);
+    // Writers and reads share the bound.
+    assert_eq!(renderer.get_file(read).err(), full);
+    // Other renderers are not affected.
+    assert!(other.create_writable(other.create_handle(&who, hash_of(b"other"))).is_ok());
+
+    // The slot comes back when the pipe's thread ends, shortly after the pipe closes.
+    let reopen = |renderer: &Renderer| -> Writer {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match renderer.create_writable(handle) {
+                Ok(writer) => return writer,
+                Err(error) => assert_eq!(Some(error), full),
+            }
+            assert!(Instant::now() < deadline, "no data-pipe slot was released within {WAIT:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    // Dropping the renderer's end aborts the writer.
+    drop(writers.pop());
+    writers.push(reopen(&renderer));
+    assert_eq!(renderer.create_writable(handle).err(), full);
+    // So does an explicit Abort frame.
+    writers[0].send(WriterFrame::Abort);
+    writers[0].assert_closed_by_service();
+    writers[0] = reopen(&renderer);
+    assert_eq!(renderer.create_writable(handle).err(), full);
+
+    // The writers still work: one of them completes a write.
+    let last = writers.pop().unwrap();
+    last.write_all(b"bounded");
+    assert_eq!(last.close(), Ok(()));
+    // Its slot comes back too, usable by a read.
+    let deadline = Instant::now() + WAIT;
+    let reader = loop {
+        match renderer.get_file(read) {
+            Ok(reader) => break reader,
+            Err(error) => assert_eq!(Some(error), full),
+        }
+        assert!(Instant::now() < deadline, "no data-pipe slot was released within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(reader.read(0, reader.size).unwrap(), stored);
+}
+
+#[test]
+fn a_stalled_reader_stalls_only_itself() {
+    let browser = Browser::start();
+    let renderer = browser.bind(1);
+    let who = caller("https://a.example");
+    let data = content(4 << 20, 7);
+    let hash = hash_of(&data);
+    renderer.store(&who, &data);
+
+    // Ask for everything and never read: the pipe's thread blocks once the queue is full.
+    let stalled = renderer.get_file(renderer.read_handle(&who, hash).unwrap()).unwrap();
+    stalled.request(0, stalled.size);
+    // Not a timing assertion: this only makes it likely the stall has begun before we go on.
+    std::thread::sleep(Duration::from_millis(50));
+
+    // The same connection still answers, and a second read of the same entry completes.
+    let again = renderer.read_handle(&caller("https://www.a.example"), hash).unwrap();
+    let second = renderer.get_file(again).unwrap();
+    assert_eq!(second.read(0, second.size).unwrap(), data);
+    // A second renderer connection works too.
+    let other = browser.bind(2);
+    assert_eq!(other.read_entry(&who, hash).unwrap(), data);
+    other.store(&who, b"meanwhile");
+    // As does the control pipe.
+    assert_eq!(browser.control_request(RequestId(5), BrowserToService::Ping { request: RequestId(5) }), Ok(()));
+
+    // The stalled reader resumes intact when it finally reads.
+    assert_eq!(stalled.collect().unwrap(), data);
+}
+
+#[test]
+fn release_handle_frees_the_handle() {
+    let browser = Browser::start();
+    let renderer = browser.bind(1);
+    let who = caller("https://a.example");
+    let bytes = content(500, 4);
+    let hash = hash_of(&bytes);
+    let create = renderer.create_handle(&who, hash);
+    let writer = renderer.create_writable(create).unwrap();
+    writer.write_all(&bytes);
+    assert_eq!(writer.close(), Ok(()));
+
+    let read = renderer.read_handle(&who, hash).unwrap();
+    let kept = renderer.read_handle(&who, hash).unwrap();
+    assert!(renderer.get_file(read).is_ok());
+
+    renderer.release(read);
+    renderer.release(create);
+    assert_eq!(renderer.get_file(read).err(), Some(CosError::Abort));
+    assert_eq!(renderer.get_file(create).err(), Some(CosError::Abort));
+    assert_eq!(renderer.create_writable(create).err(), Some(CosError::Abort));
+    // Only the released handles are gone.
+    let reader = renderer.get_file(kept).unwrap();
+    assert_eq!(reader.read(0, reader.size).unwrap(), bytes);
+    // Ids are not reused: a new handle gets a fresh one.
+    let fresh = renderer.read_handle(&who, hash).unwrap();
+    assert!(![read, create, kept].contains(&fresh), "{fresh:?} reused");
+}
+
+#[test]
+fn clear_site_data_and_ping_answer_on_the_control_pipe() {
+    let browser = Browser::start();
+    let renderer = browser.bind(1);
+    let who = caller("https://a.example");
+    let bytes = content(2000, 5);
+    let hash = hash_of(&bytes);
+
+    assert_eq!(browser.control_request(RequestId(1), BrowserToService::Ping { request: RequestId(1) }), Ok(()));
+    renderer.store(&who, &bytes);
+    let open_before_clearing = renderer.read_handle(&caller("https://www.a.example"), hash).unwrap();
+    assert_eq!(renderer.read_entry(&caller("https://www.a.example"), hash).unwrap(), bytes);
+
+    // Clearing an origin that stored nothing changes nothing.
+    let clear = |request: u64, url: &str| {
+        let request = RequestId(request);
+        browser.control_request(
+            request,
+            BrowserToService::ClearSiteData { request, partition: Partition::Regular, origin: origin(url) },
+        )
+    };
+    assert_eq!(clear(2, "https://b.example"), Ok(()));
+    assert_eq!(renderer.read_entry(&who, hash).unwrap(), bytes);
+
+    // Clearing the only storing origin deletes the entry for everyone.
+    assert_eq!(clear(3, "https://a.example"), Ok(()));
+    assert_eq!(renderer.read_handle(&who, hash), Err(CosError::NotFound));
+    assert_eq!(renderer.read_handle(&caller("https://www.a.example"), hash), Err(CosError::NotFound));
+    assert_eq!(renderer.get_file(open_before_clearing).err(), Some(CosError::NotFound));
+    assert_eq!(browser.control_request(RequestId(4), BrowserToService::Ping { request: RequestId(4) }), Ok(()));
+}
+
+#[test]
+fn shutdown_returns_ok_and_keeps_the_data_on_disk() {
+    let mut browser = Browser::start();
+    let bytes = content(100_000, 6);
+    let hash = hash_of(&bytes);
+    {
+        let renderer = browser.bind(1);
+        renderer.store(&caller("https://a.example"), &bytes);
+        // The broker's connection goes away with the renderer (its thread holds the store).
+    }
+    browser.control.send(&BrowserToService::Shutdown, vec![]).unwrap();
+    assert_eq!(join_bounded(browser.take_service()), Ok(()));
+    // `serve` returned only after every connection and pipe thread ended: the store is free.
+    let (service, report) = StorageService::open(ServiceConfig::new(browser.profile_dir())).unwrap();
+    assert_eq!(report.entries, 1);
+    let reader =
+        service.get_file_handle(&caller("https://a.example"), hash, HandleRequest::Read).unwrap().get_file().unwrap();
+    assert_eq!(reader.read_all().unwrap(), bytes);
+}
+
+#[test]
+fn dropping_the_control_endpoint_stops_the_service() {
+    let mut browser = Browser::start();
+    let service = browser.take_service();
+    let Browser { control, profile, .. } = browser;
+    drop(control);
+    assert_eq!(join_bounded(service), Ok(()));
+    // Nothing is left holding the store.
+    assert!(StorageService::open(ServiceConfig::new(profile.path())).is_ok());
+}
+
+#[test]
+fn shutdown_ends_live_connections_and_their_pipes() {
+    let mut browser = Browser::start();
+    let renderer = browser.bind(1);
+    let who = caller("https://a.example");
+    let writer = renderer.create_writable(renderer.create_handle(&who, hash_of(b"late"))).unwrap();
+    writer.write_all(b"la");
+    browser.control.send(&BrowserToService::Shutdown, vec![]).unwrap();
+    assert_eq!(join_bounded(browser.take_service()), Ok(()));
+    // The renderer's connection and its open writer were ended, not left serving.
+    writer.assert_closed_by_service();
+    assert!(matches!(renderer.pipe.recv_timeout(WAIT), Err(IpcError::Disconnected)));
+    // Nothing holds the store, and nothing was stored after the shutdown.
+    let (service, report) = StorageService::open(ServiceConfig::new(browser.profile_dir())).unwrap();
+    assert_eq!(report.entries, 0);
+    assert_eq!(service.get_file_handle(&who, hash_of(b"late"), HandleRequest::Read).err(), Some(CosError::NotFound));
+}
+
+#[test]
+fn an_overflowing_write_position_errors_the_stream() {
+    let browser = Browser::start();
+    let renderer = browser.bind(1);
+    let who = caller("https://a.example");
+    let writer = renderer.create_writable(renderer.create_handle(&who, hash_of(b"abc"))).unwrap();
+    writer.send(WriterFrame::Write { position: None, data: b"abc" });
+    writer.send(WriterFrame::Write { position: Some(u64::MAX), data: b"x" });
+    assert_eq!(writer.next_event(), WriterEvent::Failed(CosError::QuotaExceeded(QuotaScope::Origin)));
+    assert_eq!(writer.close(), Err(CosError::QuotaExceeded(QuotaScope::Origin)));
+    assert_eq!(renderer.read_entry(&who, hash_of(b"abc")), Err(CosError::NotFound));
+}
