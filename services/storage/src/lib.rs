@@ -38,7 +38,8 @@
 mod blob_store;
 mod config;
 mod error;
-pub mod gate;
+pub mod gates;
+mod inspection;
 mod partition;
 pub mod process;
 pub mod registry;
@@ -46,10 +47,11 @@ pub mod sandbox;
 mod service;
 pub mod visibility;
 
-pub use config::{ServiceConfig, StorageLimits};
+pub use config::{ServiceConfig, StorageLimits, disk_capacity};
 pub use cos_common::interface::{CreateOptions, HandleRequest};
 pub use error::StoreError;
-pub use gate::{FailClosed, GlobalDisclosureGate, PublicHashList, PublicHashListError};
+pub use gates::{GateConfig, GreaseMode, PublicHashList, PublicHashListBuilder, PublicHashListError};
+pub use inspection::{EntryInfo, OriginInfo};
 pub use partition::{ClearSiteDataReport, CommitOutcome, RecoveryReport};
 pub use registry::{EntryRecord, OriginRecord, Provenance};
 pub use service::{FileHandle, FileReader, StorageService, WritableFile};

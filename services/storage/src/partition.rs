@@ -46,6 +46,10 @@ pub struct CommitOutcome {
     pub new_blob: bool,
     /// How the entry's visibility changed.
     pub visibility: VisibilityChange,
+    /// Entries deleted (for every storer) to make room under the global cap (SPEC §7 eviction).
+    pub evicted_entries: usize,
+    /// Bytes those evicted entries occupied.
+    pub evicted_bytes: u64,
 }
 
 /// What clearing one origin's site data removed.
@@ -104,6 +108,11 @@ impl PartitionStore {
         self.limits
     }
 
+    /// The partition's registry (the privacy gates keep their probe budgets there).
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub(crate) fn entry(&self, hash: &ContentHash) -> Result<Option<EntryRecord>, StoreError> {
         self.registry.entry(hash)
     }
@@ -159,7 +168,10 @@ impl PartitionStore {
     }
 
     /// Makes verified bytes an entry (or confirms the existing one) in one registry transaction:
-    /// quota checks, blob install, entry and accounting rows.
+    /// quota checks, eviction of least recently read entries when new bytes would pass the
+    /// global cap (SPEC §7), blob install, entry and accounting rows. The victims are chosen
+    /// before anything changes and deleted in the same transaction, so a refused or failed write
+    /// never costs anyone their data; their blobs are unlinked only after the commit.
     pub(crate) fn commit_verified(
         &self,
         staged: StagedBlob,
@@ -189,10 +201,28 @@ impl PartitionStore {
         if newly_storing && account.charged_bytes.saturating_add(entry.size) > self.limits.per_origin_bytes {
             return Err(Failure::Refused(CosError::QuotaExceeded(QuotaScope::Origin)));
         }
-        let total = txn.total_bytes()?;
-        if new_blob && total.saturating_add(size) > self.limits.total_bytes {
-            return Err(Failure::Refused(CosError::QuotaExceeded(QuotaScope::Global)));
+        let mut total = txn.total_bytes()?;
+        // The global cap makes room by eviction; the per-origin limit above never does.
+        let victims = if new_blob && total.saturating_add(size) > self.limits.total_bytes {
+            let needed = total.saturating_add(size) - self.limits.total_bytes;
+            // Over its fair share, a writer may push out only what it alone stores.
+            let only_own = account.charged_bytes.saturating_add(size) > self.limits.share_bytes;
+            // More than the whole store holds cannot be freed; spare the scan.
+            let chosen =
+                if needed <= total { self.choose_victims(&txn, hash, writer, only_own, needed)? } else { None };
+            match chosen {
+                Some(victims) => victims,
+                None => return Err(Failure::Refused(CosError::QuotaExceeded(QuotaScope::Global))),
+            }
+        } else {
+            Vec::new()
+        };
+        let evicted_bytes: u64 = victims.iter().map(|(_, victim)| victim.size).sum();
+        for (victim_hash, victim) in &victims {
+            uncharge_storers(&txn, victim, writer, &mut account)?;
+            txn.remove_entry(victim_hash)?;
         }
+        total = total.saturating_sub(evicted_bytes);
 
         let visibility = apply_verified_write(&mut entry, writer, requested);
         if visibility.newly_storing {
@@ -214,7 +244,8 @@ impl PartitionStore {
             txn.set_total_bytes(total + size)?;
             self.blobs.install(staged, hash)?;
             if let Err(error) = txn.commit() {
-                // The row never landed: take the blob back out (recovery would, too).
+                // The row never landed: take the blob back out (recovery would, too). The
+                // victims' rows are still there, and so are their blobs.
                 if let Err(cleanup) = self.blobs.remove(hash) {
                     tracing::warn!(error = %cleanup, "could not remove a blob after a failed commit");
                 }
@@ -224,7 +255,71 @@ impl PartitionStore {
             txn.commit()?;
             drop(staged);
         }
-        Ok(CommitOutcome { new_blob, visibility })
+        if !victims.is_empty() {
+            tracing::info!(
+                entries = victims.len(),
+                bytes = evicted_bytes,
+                "evicted least recently read entries to fit a write under the global cap"
+            );
+            for (victim_hash, _) in &victims {
+                // The rows are gone; a blob left behind is an orphan that recovery deletes.
+                if let Err(error) = self.blobs.remove(victim_hash) {
+                    tracing::warn!(%error, "could not remove an evicted blob");
+                }
+            }
+        }
+        Ok(CommitOutcome { new_blob, visibility, evicted_entries: victims.len(), evicted_bytes })
+    }
+
+    /// Picks the entries to evict so that `needed` bytes are freed, least recently read first
+    /// (last read — counting batched reads not yet written — then creation, then hash). With
+    /// `only_own`, only entries `writer` alone stores qualify. `None` when the candidates cannot
+    /// free enough: then nothing is evicted at all. The entry being written never qualifies.
+    fn choose_victims(
+        &self,
+        txn: &RegistryWrite,
+        target: &ContentHash,
+        writer: &Origin,
+        only_own: bool,
+        needed: u64,
+    ) -> Result<Option<Vec<(ContentHash, EntryRecord)>>, StoreError> {
+        let mut candidates: Vec<(ContentHash, EntryRecord)> = txn
+            .entries()?
+            .into_iter()
+            .filter(|(hash, entry)| {
+                // An empty entry frees nothing; evicting it would only lose data.
+                hash != target
+                    && entry.size > 0
+                    && (!only_own || (entry.storing_origins.len() == 1 && entry.storing_origins.contains(writer)))
+            })
+            .collect();
+        self.merge_pending_reads(&mut candidates);
+        candidates.sort_by_key(|(hash, entry)| (entry.last_read_ms, entry.created_ms, *hash));
+        let mut freed = 0u64;
+        let mut victims = Vec::new();
+        for candidate in candidates {
+            if freed >= needed {
+                break;
+            }
+            freed = freed.saturating_add(candidate.1.size);
+            victims.push(candidate);
+        }
+        Ok((freed >= needed).then_some(victims))
+    }
+
+    /// Folds the batched (not yet written) read times and counts into `entries`, so that a read
+    /// counts from the moment it happened.
+    fn merge_pending_reads(&self, entries: &mut [(ContentHash, EntryRecord)]) {
+        let pending = self.pending_reads.lock();
+        if pending.is_empty() {
+            return;
+        }
+        for (hash, entry) in entries {
+            if let Some(read) = pending.get(hash) {
+                entry.last_read_ms = entry.last_read_ms.max(read.last_ms);
+                entry.read_count = entry.read_count.saturating_add(read.count);
+            }
+        }
     }
 
     /// Clear-site-data for one origin (SPEC §7): it stops being a storing origin and leaves every
@@ -263,6 +358,80 @@ impl PartitionStore {
         }
         Ok(report)
     }
+
+    /// Every entry, sorted by hash, with the batched read times and counts folded in (for the
+    /// browser's inspection views). Undecodable rows are left to recovery and not listed.
+    pub(crate) fn list_entries(&self) -> Result<Vec<(ContentHash, EntryRecord)>, StoreError> {
+        // Under the commit lock no flush can move reads from memory to the registry between the
+        // two reads below, so no read is counted twice or missed.
+        let _commit = self.commit_lock.lock();
+        let mut entries: Vec<_> =
+            self.registry.all_entries()?.into_iter().filter_map(|(hash, entry)| Some((hash, entry.ok()?))).collect();
+        self.merge_pending_reads(&mut entries);
+        entries.sort_by_key(|(hash, _)| *hash);
+        Ok(entries)
+    }
+
+    /// Every origin that is charged for something, sorted by origin.
+    pub(crate) fn list_origins(&self) -> Result<Vec<(Origin, OriginRecord)>, StoreError> {
+        let mut origins: Vec<_> = self
+            .registry
+            .all_origins()?
+            .into_iter()
+            .filter_map(|(key, record)| Some((key.parse::<Origin>().ok()?, record?)))
+            .collect();
+        origins.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(origins)
+    }
+
+    /// Deletes an entry for everyone (a browser action): every storer is uncharged, the row goes,
+    /// and the blob is unlinked after the commit. Readers that already opened it keep their bytes.
+    /// `false` when there was no such entry.
+    pub(crate) fn delete_entry(&self, hash: &ContentHash) -> Result<bool, StoreError> {
+        let _commit = self.commit_lock.lock();
+        let txn = self.registry.write()?;
+        self.apply_pending_reads(&txn)?;
+        let Some(entry) = txn.entry(hash)? else {
+            txn.commit()?;
+            return Ok(false);
+        };
+        for storer in &entry.storing_origins {
+            let mut account = txn.origin(storer)?;
+            uncharge(&mut account, entry.size);
+            txn.put_origin(storer, &account)?;
+        }
+        txn.remove_entry(hash)?;
+        txn.set_total_bytes(txn.total_bytes()?.saturating_sub(entry.size))?;
+        txn.commit()?;
+        self.blobs.remove(hash)?;
+        Ok(true)
+    }
+}
+
+/// Takes one entry of `size` bytes off an origin's account.
+fn uncharge(account: &mut OriginRecord, size: u64) {
+    account.charged_bytes = account.charged_bytes.saturating_sub(size);
+    account.entries = account.entries.saturating_sub(1);
+}
+
+/// Uncharges every storer of an entry that is being deleted inside `txn`. The writer's account
+/// is held in memory by the commit (and written back by it), so it is updated there.
+fn uncharge_storers(
+    txn: &RegistryWrite,
+    entry: &EntryRecord,
+    writer: &Origin,
+    writer_account: &mut OriginRecord,
+) -> Result<(), StoreError> {
+    for storer in &entry.storing_origins {
+        if storer == writer {
+            uncharge(writer_account, entry.size);
+        } else {
+            let mut account = txn.origin(storer)?;
+            uncharge(&mut account, entry.size);
+            txn.put_origin(storer, &account)?;
+        }
+    }
+    Ok(())
 }
 
 impl Drop for PartitionStore {

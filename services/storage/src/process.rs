@@ -17,7 +17,7 @@ use cos_common::{CosError, QuotaScope};
 use cos_ipc::{Endpoint, IpcError, Pipe};
 
 use crate::config::{ServiceConfig, StorageLimits};
-use crate::gate::PublicHashList;
+use crate::gates::{GateConfig, GreaseMode, PublicHashList, PublicHashListBuilder};
 use crate::service::{FileHandle, FileReader, StorageService, WritableFile};
 
 /// Open handles one renderer connection may hold at once.
@@ -123,12 +123,23 @@ pub fn run_storage_service_process(bootstrap: cos_ipc::launch::ChildBootstrap) -
 }
 
 fn open_service(config: &ServiceProcessConfig) -> Result<(StorageService, u64), String> {
-    let limits = StorageLimits { per_origin_bytes: config.per_origin_bytes, total_bytes: config.total_bytes };
-    let mut service_config = ServiceConfig::new(PathBuf::from(&config.profile_dir)).with_limits(limits);
-    if let Some(text) = &config.public_hash_list {
-        let list = PublicHashList::parse(text).map_err(|e| e.to_string())?;
-        service_config = service_config.with_global_gate(Arc::new(list));
-    }
+    // An origin's fair share for eviction: a fifth of the store, as in the prototypes.
+    let limits = StorageLimits {
+        per_origin_bytes: config.per_origin_bytes,
+        total_bytes: config.total_bytes,
+        share_bytes: config.total_bytes / 5,
+    };
+    let public_hash_list = match &config.public_hash_list_path {
+        Some(path) => Some(PublicHashList::load(path.as_ref()).map_err(|e| format!("{path}: {e}"))?),
+        None => None,
+    };
+    let gates = GateConfig {
+        public_hash_list,
+        availability_threshold: config.availability_threshold,
+        grease: config.grease_for_tests.map_or(GreaseMode::Random, GreaseMode::ForTests),
+        probe_budget: config.probe_budget,
+    };
+    let service_config = ServiceConfig::new(PathBuf::from(&config.profile_dir)).with_limits(limits).with_gates(gates);
     let (service, report) = StorageService::open(service_config).map_err(|e| e.to_string())?;
     Ok((service, report.entries as u64))
 }
@@ -194,12 +205,41 @@ fn serve_control(service: &StorageService, control: &Arc<ControlPipe>, connectio
                 let _ = control.send(&ServiceToBrowser::Done { request, result }, vec![]);
             }
             BrowserToService::CloseOffTheRecord { profile } => service.close_off_the_record(profile),
+            BrowserToService::UserActivation { partition, top_level_site } => {
+                service.notify_user_activation(partition, &top_level_site);
+            }
+            BrowserToService::ReloadPublicHashList { request } => {
+                let result = match (attachments.pop(), attachments.is_empty()) {
+                    (Some(stream), true) => receive_public_hash_list(&stream).map(|list| {
+                        tracing::info!(digests = list.len(), "Public Hash List reloaded");
+                        service.set_public_hash_list(Some(list));
+                    }),
+                    _ => Err("ReloadPublicHashList needs exactly one pipe".into()),
+                };
+                let result = result.map_err(|message: String| {
+                    tracing::error!(%message, "the Public Hash List was not reloaded; the old one stays");
+                    CosError::Unknown
+                });
+                let _ = control.send(&ServiceToBrowser::Done { request, result }, vec![]);
+            }
             BrowserToService::Ping { request } => {
                 let _ = control.send(&ServiceToBrowser::Done { request, result: Ok(()) }, vec![]);
             }
             BrowserToService::Shutdown => return,
             BrowserToService::Configure(_) => tracing::warn!("ignoring a second Configure"),
         }
+    }
+}
+
+/// Reads a Public Hash List streamed by the browser: file bytes in messages, then an empty one.
+fn receive_public_hash_list(stream: &Endpoint) -> Result<PublicHashList, String> {
+    let mut builder = PublicHashListBuilder::default();
+    loop {
+        let message = stream.recv().map_err(|e| format!("list stream: {e}"))?;
+        if message.bytes.is_empty() {
+            return builder.finish().map_err(|e| e.to_string());
+        }
+        builder.feed(&message.bytes).map_err(|e| e.to_string())?;
     }
 }
 

@@ -7,17 +7,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use cos_common::interface::HandleRequest;
 use cos_common::{
     CallerContext, ContentHash, CosError, DataErrorKind, NotAllowedKind, OffTheRecordProfileId, Origin, OriginsOption,
-    Partition, QuotaScope,
+    Partition, QuotaScope, Site,
 };
 use parking_lot::RwLock;
 
 use crate::blob_store::{BlobSink, BlobSource, PrefixHasher};
 use crate::config::ServiceConfig;
 use crate::error::{Failure, StoreError};
-use crate::gate::GlobalDisclosureGate;
+use crate::gates::{PrivacyGates, ProbeBudgets, PublicHashList};
 use crate::partition::{ClearSiteDataReport, CommitOutcome, PartitionStore, RecoveryReport};
 use crate::registry::{EntryRecord, OriginRecord};
 use crate::visibility::read_grant;
+
+/// Every refused read takes at least this long in the service, whatever the reason (SPEC §6: no
+/// timing difference an attacker can measure). Well above the natural cost of a refusal (a few
+/// microseconds), well below an IPC round trip.
+const NOT_FOUND_FLOOR: std::time::Duration = std::time::Duration::from_micros(20);
 
 /// The Cross-Origin Storage service: owns the store of the regular profile and the in-memory
 /// stores of off-the-record profiles. Cheap to clone; every method may be called from any thread.
@@ -30,6 +35,30 @@ struct ServiceInner {
     config: ServiceConfig,
     regular: Arc<PartitionStore>,
     off_the_record: RwLock<HashMap<OffTheRecordProfileId, Arc<PartitionStore>>>,
+    gates: PrivacyGates,
+    budgets: parking_lot::Mutex<HashMap<Partition, Arc<ProbeBudgets>>>,
+}
+
+impl Drop for ServiceInner {
+    fn drop(&mut self) {
+        self.flush_budgets();
+    }
+}
+
+impl ServiceInner {
+    fn flush_budgets(&self) {
+        let budgets: Vec<(Partition, Arc<ProbeBudgets>)> =
+            self.budgets.lock().iter().map(|(p, b)| (*p, b.clone())).collect();
+        for (partition, budget) in budgets {
+            let store = match partition {
+                Partition::Regular => Some(self.regular.clone()),
+                Partition::OffTheRecord(id) => self.off_the_record.read().get(&id).cloned(),
+            };
+            if let Some(store) = store {
+                budget.flush(store.registry());
+            }
+        }
+    }
 }
 
 impl StorageService {
@@ -41,7 +70,14 @@ impl StorageService {
         if report != RecoveryReport::default() {
             tracing::info!(?report, "storage service recovered the store");
         }
-        let inner = ServiceInner { config, regular: Arc::new(regular), off_the_record: RwLock::new(HashMap::new()) };
+        let gates = PrivacyGates::new(&config.gates);
+        let inner = ServiceInner {
+            config,
+            regular: Arc::new(regular),
+            off_the_record: RwLock::new(HashMap::new()),
+            gates,
+            budgets: parking_lot::Mutex::new(HashMap::new()),
+        };
         Ok((Self { inner: Arc::new(inner) }, report))
     }
 
@@ -98,21 +134,66 @@ impl StorageService {
         Ok(FileHandle { partition, caller: caller.clone(), hash, mode, may_read: Arc::new(AtomicBool::new(may_read)) })
     }
 
-    /// Every failure (miss, scope, gate, registry error) ends here as `false`: one path, one answer.
+    /// Every failure (miss, scope, gate, budget, registry error) ends here as `false`: one path,
+    /// one answer. Every step runs whatever the earlier ones found, so that the classes of
+    /// `NotFoundError` cost the same.
     fn may_disclose(&self, partition: &PartitionStore, caller: &CallerContext, hash: &ContentHash) -> bool {
-        let entry = match partition.entry(hash) {
-            Ok(Some(entry)) => entry,
-            Ok(None) => return false,
-            Err(error) => {
-                tracing::warn!(%error, "registry lookup failed; answering NotFound");
-                return false;
+        let started = std::time::Instant::now();
+        let disclosed = self.decide_disclosure(partition, caller, hash);
+        if !disclosed {
+            // The steps above cost a little more for an entry that exists (its record is decoded
+            // and its grants evaluated) than for a miss. Every refusal is held to the same floor,
+            // busy-waiting (a sleep's timer slack is far coarser), so that the difference cannot
+            // be measured from a renderer.
+            while started.elapsed() < NOT_FOUND_FLOOR {
+                std::hint::spin_loop();
             }
-        };
-        match read_grant(&entry, caller.origin()) {
-            None => false,
-            Some(grant) if grant.is_gated() => self.inner.config.global_gate.allows(hash, &entry, caller),
-            Some(_) => true,
         }
+        disclosed
+    }
+
+    fn decide_disclosure(&self, partition: &PartitionStore, caller: &CallerContext, hash: &ContentHash) -> bool {
+        let entry = partition.entry(hash).unwrap_or_else(|error| {
+            tracing::warn!(%error, "registry lookup failed; answering NotFound");
+            None
+        });
+        let grant = entry.as_ref().and_then(|entry| read_grant(entry, caller.origin()));
+        // Storing, same-site and listed readers are never gated nor charged.
+        if grant.is_some_and(|grant| !grant.is_gated()) {
+            return true;
+        }
+        // Everything else is a probe through the global path: misses and denials included.
+        let budgets = self.budgets(caller.partition());
+        let within_budget = budgets.charge(partition.registry(), &caller.nik().top_level_site, hash);
+        let gate_allows = self.inner.gates.global_allows(hash, entry.as_ref());
+        grant.is_some() && within_budget && gate_allows
+    }
+
+    fn budgets(&self, partition: Partition) -> Arc<ProbeBudgets> {
+        self.inner
+            .budgets
+            .lock()
+            .entry(partition)
+            .or_insert_with(|| Arc::new(ProbeBudgets::new(self.inner.config.gates.probe_budget)))
+            .clone()
+    }
+
+    /// A user activation happened in a document whose top-level site is `site`: its probe budget
+    /// starts over (the broker, which sees activations, reports them).
+    pub fn notify_user_activation(&self, partition: Partition, site: &Site) {
+        if let Ok(store) = self.partition(partition) {
+            self.budgets(partition).replenish(store.registry(), site);
+        }
+    }
+
+    /// Swaps in a new Public Hash List (`None`: no list, fail closed) without a restart.
+    pub fn set_public_hash_list(&self, list: Option<PublicHashList>) {
+        self.inner.gates.set_public_hash_list(list);
+    }
+
+    /// Whether `hash` is on the current Public Hash List (inspection views show it).
+    pub fn is_on_public_hash_list(&self, hash: &ContentHash) -> bool {
+        self.inner.gates.is_on_public_hash_list(hash)
     }
 
     /// Clears one origin's Cross-Origin Storage data in a partition (a user action in the browser,
@@ -146,21 +227,20 @@ impl StorageService {
         self.partition_for_inspection(partition)?.map_or(Ok(0), |p| p.total_bytes())
     }
 
-    fn partition_for_inspection(&self, partition: Partition) -> Result<Option<Arc<PartitionStore>>, StoreError> {
+    pub(crate) fn partition_for_inspection(
+        &self,
+        partition: Partition,
+    ) -> Result<Option<Arc<PartitionStore>>, StoreError> {
         Ok(match partition {
             Partition::Regular => Some(self.inner.regular.clone()),
             Partition::OffTheRecord(id) => self.inner.off_the_record.read().get(&id).cloned(),
         })
     }
 
-    /// Writes batched bookkeeping (read times) to the registry now.
+    /// Writes batched bookkeeping (read times, probe budgets) to the registry now.
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush_budgets();
         self.inner.regular.flush_reads()
-    }
-
-    /// The global gate in use.
-    pub fn global_gate(&self) -> &Arc<dyn GlobalDisclosureGate> {
-        &self.inner.config.global_gate
     }
 }
 

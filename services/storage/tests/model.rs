@@ -3,17 +3,21 @@
 //! from SPEC §4 (entries, handles, writes), §5 (visibility) and §7 (limits, clearing). After every
 //! operation the two must agree on the outcome (the exact `CosError`, the bytes read) and on the
 //! store's accounting.
+//!
+//! Eviction (SPEC §7) is modelled too: the model decides which entries a write evicts, least
+//! recently read first. Only the millisecond timestamps that order them come from the store
+//! (`inspect_entries` just before each close): a model cannot predict a clock, and ties within a
+//! millisecond are broken by creation time and hash.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use cos_common::{
     AllowOriginCeiling, CallerContext, ContentHash, CosError, DataErrorKind, NotAllowedKind, Origin, OriginsOption,
     Partition, QuotaScope,
 };
 use cos_storage_service::{
-    ClearSiteDataReport, CommitOutcome, CreateOptions, FileHandle, HandleRequest, PublicHashList, RecoveryReport,
-    ServiceConfig, StorageLimits, StorageService, WritableFile,
+    ClearSiteDataReport, CommitOutcome, CreateOptions, FileHandle, GateConfig, GreaseMode, HandleRequest,
+    PublicHashList, RecoveryReport, ServiceConfig, StorageLimits, StorageService, WritableFile,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -46,9 +50,13 @@ const HASHES: [&str; 4] = [
 const ON_PHL: [bool; 4] = [true, false, true, false];
 
 /// SPEC §7 limits, small enough to be hit: one origin may store 4 + 20 or 4 + 12 bytes but not
-/// 12 + 20; the store as a whole cannot hold all three non-empty contents (4 + 12 + 20 = 36).
+/// 12 + 20; the store as a whole cannot hold all three non-empty contents (4 + 12 + 20 = 36), so
+/// a write that would need all three evicts the least recently read other one.
 const PER_ORIGIN_BYTES: u64 = 25;
 const TOTAL_BYTES: u64 = 35;
+/// An origin's fair share: the whole store, so that the share rule (an origin over its share
+/// evicts only what it alone stores) never applies here; tests/eviction.rs covers it.
+const SHARE_BYTES: u64 = TOTAL_BYTES;
 /// The library refuses, at write time, any write or truncate that would make the file larger than
 /// a single entry could ever be (`StorageLimits::max_entry_bytes`); the stream is then errored
 /// with QuotaExceeded(Origin) and every later call reports that (SPEC §8: QuotaExceededError).
@@ -409,7 +417,13 @@ struct Committed {
     newly_storing: bool,
     listed_added: usize,
     became_global: bool,
+    evicted_entries: usize,
+    evicted_bytes: u64,
 }
+
+/// When each stored content was last read (0: never) and created, by the store's clock, reads
+/// not yet flushed included.
+type Clock = [Option<(u64, u64)>; CONTENTS.len()];
 
 #[derive(Debug, Default)]
 struct Model {
@@ -439,7 +453,7 @@ impl Model {
     }
 
     /// `close()` of the slot's writer (SPEC §4 verify on close, §7 limits, §5 merge).
-    fn close(&mut self, slot: usize) -> Option<Result<Committed, CosError>> {
+    fn close(&mut self, slot: usize, clock: &Clock) -> Option<Result<Committed, CosError>> {
         let state = self.slots[slot].as_mut()?;
         let writer = state.writer.take()?;
         let (o, c, grant) = (state.origin, state.content, state.grant);
@@ -462,8 +476,22 @@ impl Model {
             return Some(Err(CosError::QuotaExceeded(QuotaScope::Origin)));
         }
         let new_blob = existing.is_none();
+        // The global cap: new bytes that do not fit evict the least recently read entries
+        // (SPEC §7) or, when not enough may go, are refused with nothing evicted.
+        let (mut evicted_entries, mut evicted_bytes) = (0, 0);
         if new_blob && self.total_bytes() + size(c) > TOTAL_BYTES {
-            return Some(Err(CosError::QuotaExceeded(QuotaScope::Global)));
+            let Some(victims) = self.victims(o, c, clock) else {
+                return Some(Err(CosError::QuotaExceeded(QuotaScope::Global)));
+            };
+            for v in victims {
+                let victim = self.entries[v].take().expect("victims exist");
+                // Deleted for every storer, each uncharged.
+                for storer in victim.storing {
+                    self.charged[storer] -= size(v);
+                }
+                evicted_entries += 1;
+                evicted_bytes += size(v);
+            }
         }
         // Upgrade-only merge (SPEC §5): the writer becomes a storing origin, a list grows, "*"
         // sets the global flag; nothing is ever removed.
@@ -489,7 +517,33 @@ impl Model {
         if let Some(state) = self.slots[slot].as_mut() {
             state.may_read = true;
         }
-        Some(Ok(Committed { new_blob, newly_storing, listed_added, became_global }))
+        Some(Ok(Committed { new_blob, newly_storing, listed_added, became_global, evicted_entries, evicted_bytes }))
+    }
+
+    /// The entries origin `o` evicts to fit new content `c`: least recently read first, then
+    /// oldest, then lowest hash; never `c` itself; an empty entry frees nothing and stays. Over its
+    /// share, `o` may take only entries it alone stores. `None` when they cannot free enough.
+    fn victims(&self, o: usize, c: usize, clock: &Clock) -> Option<Vec<usize>> {
+        let needed = self.total_bytes() + size(c) - TOTAL_BYTES;
+        let only_own = self.charged[o] + size(c) > SHARE_BYTES;
+        let mut candidates: Vec<usize> = (0..CONTENTS.len())
+            .filter(|&v| v != c && size(v) > 0)
+            .filter(|&v| self.entries[v].as_ref().is_some_and(|e| !only_own || e.storing == BTreeSet::from([o])))
+            .collect();
+        candidates.sort_by_key(|&v| {
+            let (last_read, created) = clock[v].expect("the store lists every entry the model has");
+            (last_read, created, hash(v))
+        });
+        let mut freed = 0;
+        let mut victims = Vec::new();
+        for v in candidates {
+            if freed >= needed {
+                break;
+            }
+            freed += size(v);
+            victims.push(v);
+        }
+        (freed >= needed).then_some(victims)
     }
 
     /// SPEC §7 clear site data: the origin stops storing and leaves every list; entries left
@@ -534,8 +588,17 @@ struct Real {
 fn open_service(dir: &std::path::Path) -> (StorageService, RecoveryReport) {
     let gate = PublicHashList::from_hashes((0..CONTENTS.len()).filter(|&c| ON_PHL[c]).map(hash));
     let config = ServiceConfig::new(dir)
-        .with_limits(StorageLimits { per_origin_bytes: PER_ORIGIN_BYTES, total_bytes: TOTAL_BYTES })
-        .with_global_gate(Arc::new(gate));
+        .with_limits(StorageLimits {
+            per_origin_bytes: PER_ORIGIN_BYTES,
+            total_bytes: TOTAL_BYTES,
+            share_bytes: SHARE_BYTES,
+        })
+        // GREASE off: the model cannot predict random denials (GREASE has its own tests).
+        .with_gates(GateConfig {
+            public_hash_list: Some(gate),
+            grease: GreaseMode::ForTests(false),
+            ..GateConfig::default()
+        });
     StorageService::open(config).expect("open the storage service")
 }
 
@@ -567,6 +630,16 @@ fn apply_real(writer: &mut WritableFile, step: &Step) -> Result<(), CosError> {
         Step::Seek(position) => writer.seek(*position),
         Step::Truncate(len) => writer.truncate(*len),
     }
+}
+
+/// The store's read and creation times of every content it holds (SPEC §7 eviction order).
+fn clock(service: &StorageService) -> Clock {
+    let mut clock = Clock::default();
+    for info in service.inspect_entries(Partition::Regular).expect("inspect entries") {
+        let c = (0..CONTENTS.len()).find(|&c| hash(c) == info.hash).expect("only fixture contents are stored");
+        clock[c] = Some((info.last_read_ms, info.created_ms));
+    }
+    clock
 }
 
 fn read_handle(handle: &FileHandle) -> Result<Vec<u8>, CosError> {
@@ -666,13 +739,16 @@ fn apply_op(model: &mut Model, real: &mut Real, op: &Op, at: &str) -> Result<(),
             }
         }
         Op::Close { slot } => {
-            let Some(expected) = model.close(slot) else { return Ok(()) };
+            let clock = clock(real.service());
+            let Some(expected) = model.close(slot, &clock) else { return Ok(()) };
             let writer = real.slots[slot].as_mut().and_then(|s| s.writer.take()).expect("slots agree");
             let actual = writer.close().map(|outcome: CommitOutcome| Committed {
                 new_blob: outcome.new_blob,
                 newly_storing: outcome.visibility.newly_storing,
                 listed_added: outcome.visibility.listed_added,
                 became_global: outcome.visibility.became_global,
+                evicted_entries: outcome.evicted_entries,
+                evicted_bytes: outcome.evicted_bytes,
             });
             prop_assert_eq!(&actual, &expected, "{}", at);
         }

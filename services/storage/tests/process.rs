@@ -83,7 +83,10 @@ impl Browser {
             profile_dir: profile.path().to_str().unwrap().to_owned(),
             per_origin_bytes,
             total_bytes,
-            public_hash_list: None,
+            public_hash_list_path: None,
+            availability_threshold: None,
+            probe_budget: 16,
+            grease_for_tests: Some(false),
             sandbox: false,
         };
         control.send(&BrowserToService::Configure(config), vec![]).unwrap();

@@ -108,7 +108,10 @@ mod child {
         // Bootstrap, as the service does: everything that needs the outside world first.
         let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("listener: {e}"))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-        let (service, _) = StorageService::open(ServiceConfig::new(profile)).map_err(|e| format!("open: {e}"))?;
+        // `ServiceConfig::new` measures the disk (statvfs), which the policy does not allow: the
+        // configuration is made before lock-down, as the service process does.
+        let config = ServiceConfig::new(profile);
+        let (service, _) = StorageService::open(config.clone()).map_err(|e| format!("open: {e}"))?;
         let before = pattern(1, MIB);
         store(&service, &before)?;
 
@@ -143,7 +146,7 @@ mod child {
             // and swap/, and the file lock, all under the policy.
             service.flush().map_err(|e| format!("flush: {e}"))?;
             drop(service);
-            let (service, _) = StorageService::open(ServiceConfig::new(profile)).map_err(|e| format!("reopen: {e}"))?;
+            let (service, _) = StorageService::open(config).map_err(|e| format!("reopen: {e}"))?;
             entries.iter().chain([&before]).try_for_each(|bytes| check(&service, bytes))
         });
         let roundtrip = match roundtrip {

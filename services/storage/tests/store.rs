@@ -1,16 +1,22 @@
 //! End-to-end behaviour of the in-process storage service on a real directory.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use cos_common::{
     AllowOriginCeiling, CallerContext, ContentHash, CosError, DataErrorKind, NotAllowedKind, OffTheRecordProfileId,
     Origin, OriginsOption, Partition, QuotaScope,
 };
 use cos_storage_service::{
-    CreateOptions, HandleRequest, PublicHashList, ServiceConfig, StorageLimits, StorageService, StoreError,
+    CreateOptions, GateConfig, GreaseMode, HandleRequest, PublicHashList, ServiceConfig, StorageLimits, StorageService,
+    StoreError,
 };
 use sha2::{Digest, Sha256};
+
+/// A Public Hash List with GREASE switched off (its own tests live in `gates`), so that these
+/// tests are deterministic.
+fn list_without_grease(list: PublicHashList) -> GateConfig {
+    GateConfig { public_hash_list: Some(list), grease: GreaseMode::ForTests(false), ..GateConfig::default() }
+}
 
 fn hash_of(bytes: &[u8]) -> ContentHash {
     ContentHash::from_bytes(Sha256::digest(bytes).into())
@@ -385,7 +391,7 @@ fn global_entries_need_the_public_hash_list() {
     let on_list = b"on the public hash list".as_slice();
     let off_list = b"not on the list".as_slice();
     let phl = PublicHashList::from_hashes([hash_of(on_list)]);
-    let service = StorageService::open(profile.config().with_global_gate(Arc::new(phl))).unwrap().0;
+    let service = StorageService::open(profile.config().with_gates(list_without_grease(phl))).unwrap().0;
     for bytes in [on_list, off_list] {
         store(
             &service,
@@ -409,7 +415,7 @@ fn later_writes_widen_and_never_narrow() {
     let profile = Profile::new();
     let bytes = b"upgrade only".as_slice();
     let phl = PublicHashList::from_hashes([hash_of(bytes)]);
-    let service = StorageService::open(profile.config().with_global_gate(Arc::new(phl))).unwrap().0;
+    let service = StorageService::open(profile.config().with_gates(list_without_grease(phl))).unwrap().0;
     let b_ceiling = ceiling(&["https://b.example", "https://c.example"]);
     store(&service, &caller(A), bytes, CreateOptions::with_origins(list(&["https://b.example"]), b_ceiling.clone()))
         .unwrap();
@@ -450,7 +456,10 @@ fn list_merge_beyond_100_drops_the_excess_and_succeeds() {
 #[test]
 fn per_origin_and_global_limits_reject_on_close_and_store_nothing() {
     let profile = Profile::new();
-    let limits = StorageLimits { per_origin_bytes: 1000, total_bytes: 1500 };
+    // A share of 100 puts every writer below over its fair share: with nothing it alone stores,
+    // it cannot make room by eviction, so the global cap refuses (tests/eviction.rs covers
+    // eviction itself).
+    let limits = StorageLimits { per_origin_bytes: 1000, total_bytes: 1500, share_bytes: 100 };
     let service = StorageService::open(profile.config().with_limits(limits)).unwrap().0;
     store_same_site(&service, &caller(A), &[1u8; 600]);
     assert_eq!(

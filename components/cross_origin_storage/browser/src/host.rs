@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use cos_common::interface::{BrowserToService, RendererId, RequestId, ServiceProcessConfig, ServiceToBrowser};
+use cos_common::interface::{BrowserToService, FrameId, RendererId, RequestId, ServiceProcessConfig, ServiceToBrowser};
 use cos_common::{CosError, OffTheRecordProfileId, Origin, Partition};
 use cos_ipc::launch::{LaunchOptions, LaunchedChild};
 use cos_ipc::{Endpoint, IpcError, Peer, Pipe, report_bad_message};
@@ -156,6 +156,44 @@ impl CosHost {
             partition,
             origin: origin.clone(),
         })
+    }
+
+    /// Tells the service that a document's user activation happened, replenishing the probe
+    /// budget of its top-level site (SPEC §6). Unknown frames are ignored.
+    pub fn notify_user_activation(&self, frame: FrameId) {
+        let Some(info) = self.inner.frames.get(frame) else { return };
+        let (Some(top_level_site), Some(control)) = (info.top_level_site, self.inner.control()) else { return };
+        let message = BrowserToService::UserActivation { partition: info.partition, top_level_site };
+        let _ = control.send(&message, vec![]);
+    }
+
+    /// Replaces the service's Public Hash List with the file at `path`, without a restart. The
+    /// browser reads the file and streams it to the sandboxed service, which cannot open it.
+    pub fn reload_public_hash_list(&self, path: &std::path::Path) -> Result<(), HostError> {
+        use std::io::Read;
+        let mut file =
+            std::fs::File::open(path).map_err(|e| HostError::ServiceStart(format!("{}: {e}", path.display())))?;
+        let control =
+            self.inner.control().ok_or_else(|| HostError::ServiceStart("the storage service is not running".into()))?;
+        let in_process = control.endpoint().is_in_process();
+        let (ours, theirs) =
+            if in_process { Endpoint::pair_in_process() } else { Endpoint::pair().map_err(IpcError::from)? };
+        let request = RequestId(self.inner.next_request.fetch_add(1, Ordering::Relaxed));
+        let (sender, receiver) = crossbeam_channel::bounded(1);
+        self.inner.pending.lock().insert(request, sender);
+        control.send(&BrowserToService::ReloadPublicHashList { request }, vec![theirs])?;
+        let mut chunk = vec![0u8; cos_ipc::MAX_MESSAGE_BYTES];
+        loop {
+            let n = file.read(&mut chunk).map_err(|e| HostError::ServiceStart(format!("{}: {e}", path.display())))?;
+            ours.send(&chunk[..n], vec![])?;
+            if n == 0 {
+                break;
+            }
+        }
+        match receiver.recv() {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(HostError::ServiceStart("the storage service refused the Public Hash List".into())),
+        }
     }
 
     /// Discards an off-the-record profile's store.

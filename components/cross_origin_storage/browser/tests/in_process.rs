@@ -28,22 +28,23 @@ impl World {
     }
 
     fn with_limit(per_origin_bytes: u64) -> Self {
+        Self::with(|config| config.per_origin_bytes = per_origin_bytes)
+    }
+
+    fn with(adjust: impl FnOnce(&mut ServiceProcessConfig)) -> Self {
         let profile = tempfile::tempdir().unwrap();
         let run: InProcessService = Arc::new(|endpoint: Endpoint| {
             std::thread::spawn(move || {
                 cos_storage_service::process::serve(endpoint, cos_storage_service::process::no_lock_down).unwrap();
             });
         });
-        let config = HostConfig {
-            launch: ServiceLaunch::InProcess(run),
-            service: ServiceProcessConfig {
-                profile_dir: profile.path().to_string_lossy().into_owned(),
-                per_origin_bytes,
-                total_bytes: 1 << 32,
-                public_hash_list: None,
-                sandbox: false,
-            },
-        };
+        let mut service = ServiceProcessConfig::new(profile.path().to_string_lossy());
+        service.per_origin_bytes = 1 << 30;
+        service.total_bytes = 1 << 32;
+        service.grease_for_tests = Some(false);
+        service.sandbox = false;
+        adjust(&mut service);
+        let config = HostConfig { launch: ServiceLaunch::InProcess(run), service };
         Self { host: CosHost::start(config).unwrap(), _profile: profile }
     }
 
@@ -319,4 +320,37 @@ fn off_the_record_frames_use_their_own_store() {
     world.host.close_off_the_record(OffTheRecordProfileId(7));
     world.host.ping().unwrap();
     assert_eq!(name(read(&private, b"in memory")), "NotFoundError");
+}
+
+#[test]
+fn the_public_hash_list_reloads_through_the_host() {
+    let world = World::new();
+    let owner = world.frame(1, 1, origin_of("https://owner.example"));
+    let stranger = world.frame(2, 2, origin_of("https://stranger.example"));
+    let options = CosOptions { create: true, origins: OriginsInput::Single("*".into()) };
+    store(&owner, b"popular model", options).unwrap();
+    assert_eq!(name(read(&stranger, b"popular model")), "NotFoundError", "no list: fail closed");
+    let list = world._profile.path().join("phl.txt");
+    std::fs::write(&list, format!("// ===BEGIN SHA-256===\n{}\n", hex(b"popular model"))).unwrap();
+    world.host.reload_public_hash_list(&list).unwrap();
+    assert_eq!(read(&stranger, b"popular model").unwrap(), b"popular model");
+    std::fs::write(&list, "not a digest\n").unwrap();
+    assert!(world.host.reload_public_hash_list(&list).is_err(), "a broken list is refused");
+    assert_eq!(read(&stranger, b"popular model").unwrap(), b"popular model", "and the old one stays");
+}
+
+#[test]
+fn a_user_activation_replenishes_the_probe_budget() {
+    let world = World::with(|config| config.probe_budget = 1);
+    let prober = world.frame(1, 1, origin_of("https://prober.example"));
+    assert_eq!(name(read(&prober, b"first probe")), "NotFoundError");
+    let owner = world.frame(2, 2, origin_of("https://owner.example"));
+    let list = world._profile.path().join("phl.txt");
+    std::fs::write(&list, format!("{}\n", hex(b"listed"))).unwrap();
+    world.host.reload_public_hash_list(&list).unwrap();
+    store(&owner, b"listed", CosOptions { create: true, origins: OriginsInput::Single("*".into()) }).unwrap();
+    assert_eq!(name(read(&prober, b"listed")), "NotFoundError", "over budget");
+    world.host.notify_user_activation(FrameId(1));
+    world.host.ping().unwrap();
+    assert_eq!(read(&prober, b"listed").unwrap(), b"listed");
 }

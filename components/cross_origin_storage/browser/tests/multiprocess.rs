@@ -134,7 +134,10 @@ fn the_sandbox_blocks_files_network_and_exec() {
         profile_dir: profile.path().to_string_lossy().into_owned(),
         per_origin_bytes: 1 << 20,
         total_bytes: 1 << 20,
-        public_hash_list: None,
+        public_hash_list_path: None,
+        availability_threshold: None,
+        probe_budget: 16,
+        grease_for_tests: Some(false),
         sandbox: true,
     };
     control.send(&BrowserToService::Configure(config), Vec::new()).unwrap();

@@ -19,6 +19,7 @@ use crate::error::CosError;
 use crate::hash::ContentHash;
 use crate::options::{AllowOriginCeiling, OriginsOption};
 use crate::origin::Origin;
+use crate::site::Site;
 
 /// A document (frame or worker) in the browser's frame table. Chosen by the browser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -195,10 +196,35 @@ pub struct ServiceProcessConfig {
     pub per_origin_bytes: u64,
     /// Total limit of the regular partition, in bytes.
     pub total_bytes: u64,
-    /// The Public Hash List's text, if one is configured (read by the browser, not the sandbox).
-    pub public_hash_list: Option<String>,
+    /// The Public Hash List file, read at start (before the sandbox closes the filesystem).
+    pub public_hash_list_path: Option<String>,
+    /// Availability gating: disclose a global entry not on the list once this many distinct
+    /// sites stored it (`None`: off, the default).
+    pub availability_threshold: Option<u32>,
+    /// Distinct hashes a top-level site may probe through the global path (default 16).
+    pub probe_budget: u32,
+    /// Test seam only: GREASE every eligible read (`Some(true)`) or none (`Some(false)`);
+    /// `None` (always, in a browser) draws 1% from the OS CSPRNG.
+    pub grease_for_tests: Option<bool>,
     /// Apply the sandbox (tests of unsandboxed behaviour turn it off; production never does).
     pub sandbox: bool,
+}
+
+impl ServiceProcessConfig {
+    /// A sandboxed service for `profile_dir` with the default limits (100 GiB store, 20 GiB per
+    /// origin), no Public Hash List, no availability gating, a probe budget of 16 and real GREASE.
+    pub fn new(profile_dir: impl Into<String>) -> Self {
+        Self {
+            profile_dir: profile_dir.into(),
+            per_origin_bytes: 20 << 30,
+            total_bytes: 100 << 30,
+            public_hash_list_path: None,
+            availability_threshold: None,
+            probe_budget: 16,
+            grease_for_tests: None,
+            sandbox: true,
+        }
+    }
 }
 
 /// Browser → service control messages. Trusted.
@@ -219,6 +245,19 @@ pub enum BrowserToService {
         partition: Partition,
         /// Whose data.
         origin: Origin,
+    },
+    /// A user activation in a document of `top_level_site`: its probe budget starts over.
+    UserActivation {
+        /// Which store's budgets.
+        partition: Partition,
+        /// The top-level site of the activated document.
+        top_level_site: Site,
+    },
+    /// Replace the Public Hash List without a restart. One attachment: a pipe over which the
+    /// browser streams the list file's bytes, then an empty message.
+    ReloadPublicHashList {
+        /// Echoed in the `Done` reply.
+        request: RequestId,
     },
     /// Discard an off-the-record profile's store.
     CloseOffTheRecord {

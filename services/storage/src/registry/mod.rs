@@ -8,6 +8,7 @@
 //! | `entries` | 32-byte SHA-256      | [`EntryRecord`] (versioned)    |
 //! | `origins` | origin serialisation | [`OriginRecord`] (versioned)   |
 //! | `meta`    | name                 | `u64` (`schema`, `total_bytes`) |
+//! | `budgets` | top-level site       | [`BudgetRecord`] (versioned)   |
 //!
 //! Every committed write is one transaction that updates all three consistently.
 
@@ -19,13 +20,14 @@ use cos_common::{ContentHash, Origin};
 use redb::backends::InMemoryBackend;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-pub use records::{EntryRecord, OriginRecord, Provenance};
+pub use records::{BudgetRecord, EntryRecord, OriginRecord, Provenance};
 
 use crate::error::StoreError;
 
 const ENTRIES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("entries");
 const ORIGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("origins");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const BUDGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("budgets");
 
 const SCHEMA_KEY: &str = "schema";
 const TOTAL_BYTES_KEY: &str = "total_bytes";
@@ -59,6 +61,7 @@ impl Registry {
         {
             txn.open_table(ENTRIES)?;
             txn.open_table(ORIGINS)?;
+            txn.open_table(BUDGETS)?;
             let mut meta = txn.open_table(META)?;
             let schema = meta.get(SCHEMA_KEY)?.map(|v| v.value());
             match schema {
@@ -95,6 +98,14 @@ impl Registry {
         let table = txn.open_table(ORIGINS)?;
         let value = table.get(origin.to_string().as_str())?;
         Ok(value.map(|v| OriginRecord::decode(v.value())).transpose()?.unwrap_or_default())
+    }
+
+    /// A top-level site's probe budget record (undecodable rows read as empty: a fresh budget).
+    pub(crate) fn budget(&self, site: &str) -> Result<BudgetRecord, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BUDGETS)?;
+        let value = table.get(site)?;
+        Ok(value.and_then(|v| BudgetRecord::decode(v.value()).ok()).unwrap_or_default())
     }
 
     /// Bytes of all blobs.
@@ -177,6 +188,11 @@ impl RegistryWrite {
         } else {
             table.insert(key, record.encode().as_slice())?;
         }
+        Ok(())
+    }
+
+    pub(crate) fn put_budget(&self, site: &str, record: &BudgetRecord) -> Result<(), StoreError> {
+        self.txn.open_table(BUDGETS)?.insert(site, record.encode().as_slice())?;
         Ok(())
     }
 

@@ -55,6 +55,33 @@ pub struct OriginRecord {
     pub entries: u64,
 }
 
+/// The hashes one top-level site has probed through the global path since its last user
+/// activation (SPEC §6 probe budget).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetRecord {
+    /// Distinct digests charged, in the order they were first probed.
+    pub probed: Vec<[u8; 32]>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum VersionedBudget {
+    V1(BudgetRecord),
+}
+
+impl BudgetRecord {
+    /// Encodes the current version.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(&VersionedBudget::V1(self.clone())).expect("budget records always serialise")
+    }
+
+    /// Decodes any known version.
+    pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        match postcard::from_bytes(bytes).map_err(|e| corrupt("budgets", e))? {
+            VersionedBudget::V1(record) => Ok(record),
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 enum VersionedEntry {
     V1(EntryRecord),

@@ -75,6 +75,9 @@ pub enum Command {
     RawBytes(Vec<u8>),
     /// Benchmarks: `n` sequential `getFileHandle(hash)` reads; answers their latencies.
     LookupLatency { frame: u64, hash: String, n: u32 },
+    /// Benchmarks: `rounds` rounds of one `getFileHandle` read per `(frame, hash)` probe, in
+    /// order; answers the latencies round-major. Fails if any lookup is not `NotFoundError`.
+    LookupMix { probes: Vec<(u64, String)>, rounds: u32 },
     /// Benchmarks: a store timed from `getFileHandle` to `close()` (bytes generated first).
     TimedStore { frame: u64, payload: Payload },
     /// Benchmarks: `getFileHandle` → `getFile` → read all, timed; fails if the bytes differ.
@@ -186,6 +189,39 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
                     samples.push(start.elapsed().as_nanos() as u64);
                 }
                 Outcome::Timings(samples)
+            }
+            Command::LookupMix { probes, rounds } => {
+                let managers: Vec<_> =
+                    probes.iter().map(|(frame, hash)| (manager(*frame), CosHashDict::sha256(hash.clone()))).collect();
+                let mut samples = vec![0u64; probes.len() * rounds as usize];
+                let mut unexpected = None;
+                // Each round visits the probes in a fresh random order, so that no probe always
+                // follows the same one (position effects would bias the comparison).
+                let mut order: Vec<usize> = (0..managers.len()).collect();
+                let mut state = 0x2545_f491_4f6c_dd1du64;
+                for round in 0..rounds as usize {
+                    for i in (1..order.len()).rev() {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        order.swap(i, (state % (i as u64 + 1)) as usize);
+                    }
+                    for &index in &order {
+                        let (manager, dict) = &managers[index];
+                        let start = Instant::now();
+                        let result = connection.run_until(manager.get_file_handle(dict, &CosOptions::default()));
+                        samples[round * managers.len() + index] = start.elapsed().as_nanos() as u64;
+                        match result {
+                            Err(cos_common::CosError::NotFound) => {}
+                            Err(error) => unexpected = Some(error.name().to_owned()),
+                            Ok(_) => unexpected = Some(format!("lookup {index} succeeded")),
+                        }
+                    }
+                }
+                match unexpected {
+                    None => Outcome::Timings(samples),
+                    Some(what) => Outcome::Err(what),
+                }
             }
             Command::TimedStore { frame, payload } => {
                 let bytes = payload.bytes();
@@ -336,19 +372,24 @@ impl Browser {
     }
 
     pub fn start_with_limits(per_origin_bytes: u64, total_bytes: u64) -> Self {
+        Self::start_with(|config| {
+            config.per_origin_bytes = per_origin_bytes;
+            config.total_bytes = total_bytes;
+        })
+    }
+
+    /// Starts with a configuration adjusted by `adjust` (sandboxed, GREASE off unless changed).
+    pub fn start_with(adjust: impl FnOnce(&mut ServiceProcessConfig)) -> Self {
         let profile = tempfile::tempdir().expect("profile");
         let mut launch = LaunchOptions::new("storage-service");
         launch.program = program();
-        let config = HostConfig {
-            launch: ServiceLaunch::Process(launch),
-            service: ServiceProcessConfig {
-                profile_dir: profile.path().to_string_lossy().into_owned(),
-                per_origin_bytes,
-                total_bytes,
-                public_hash_list: None,
-                sandbox: std::env::var_os("COS_TEST_NO_SANDBOX").is_none(),
-            },
-        };
+        let mut service = ServiceProcessConfig::new(profile.path().to_string_lossy());
+        service.per_origin_bytes = 1 << 30;
+        service.total_bytes = 4 << 30;
+        service.grease_for_tests = Some(false);
+        service.sandbox = std::env::var_os("COS_TEST_NO_SANDBOX").is_none();
+        adjust(&mut service);
+        let config = HostConfig { launch: ServiceLaunch::Process(launch), service };
         Self { host: CosHost::start(config).expect("storage service starts"), _profile: profile }
     }
 

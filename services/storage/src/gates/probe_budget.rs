@@ -1,0 +1,98 @@
+//! Probe budgets (SPEC §6): each top-level site may probe at most B distinct hashes through the
+//! global path; a user activation in that site replenishes it. Kept in memory, persisted in the
+//! partition's registry in batches, so a read never waits for a durable write.
+
+use std::collections::{HashMap, HashSet};
+
+use cos_common::{ContentHash, Site};
+use parking_lot::Mutex;
+
+use crate::error::StoreError;
+use crate::registry::{BudgetRecord, Registry};
+
+/// Budgets changed since the last flush before a flush happens on the read path.
+const FLUSH_AT_DIRTY_SITES: usize = 64;
+
+/// The budgets of one partition.
+pub(crate) struct ProbeBudgets {
+    limit: usize,
+    state: Mutex<BudgetState>,
+}
+
+#[derive(Default)]
+struct BudgetState {
+    /// Loaded budgets, by top-level site serialisation.
+    sites: HashMap<String, BudgetRecord>,
+    /// Sites whose budget changed since the last flush.
+    dirty: HashSet<String>,
+}
+
+impl ProbeBudgets {
+    pub(crate) fn new(limit: u32) -> Self {
+        Self { limit: limit as usize, state: Mutex::new(BudgetState::default()) }
+    }
+
+    /// Charges `hash` to `site` if it is new to the budget and there is room. Returns whether the
+    /// probe is within budget (a hash already charged always is).
+    pub(crate) fn charge(&self, registry: &Registry, site: &Site, hash: &ContentHash) -> bool {
+        let key = site.to_string();
+        let mut state = self.state.lock();
+        let record = match state.sites.entry(key.clone()) {
+            std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let stored = registry.budget(&key).unwrap_or_else(|error| {
+                    // An unreadable budget is treated as spent: never more disclosure than allowed.
+                    tracing::warn!(%error, "could not read a probe budget");
+                    BudgetRecord { probed: vec![[0; 32]; self.limit] }
+                });
+                slot.insert(stored)
+            }
+        };
+        let digest = hash.as_bytes();
+        if record.probed.iter().any(|probed| probed == digest) {
+            return true;
+        }
+        if record.probed.len() >= self.limit {
+            return false;
+        }
+        record.probed.push(*digest);
+        state.dirty.insert(key);
+        if state.dirty.len() >= FLUSH_AT_DIRTY_SITES {
+            Self::flush_locked(&mut state, registry);
+        }
+        true
+    }
+
+    /// A user activation in `site`: its budget starts over.
+    pub(crate) fn replenish(&self, registry: &Registry, site: &Site) {
+        let key = site.to_string();
+        let mut state = self.state.lock();
+        state.sites.insert(key.clone(), BudgetRecord::default());
+        state.dirty.insert(key);
+        Self::flush_locked(&mut state, registry);
+    }
+
+    /// Writes every changed budget in one transaction.
+    pub(crate) fn flush(&self, registry: &Registry) {
+        Self::flush_locked(&mut self.state.lock(), registry);
+    }
+
+    fn flush_locked(state: &mut BudgetState, registry: &Registry) {
+        if state.dirty.is_empty() {
+            return;
+        }
+        let result = (|| -> Result<(), StoreError> {
+            let txn = registry.write()?;
+            for key in &state.dirty {
+                if let Some(record) = state.sites.get(key) {
+                    txn.put_budget(key, record)?;
+                }
+            }
+            txn.commit()
+        })();
+        match result {
+            Ok(()) => state.dirty.clear(),
+            Err(error) => tracing::warn!(%error, "could not persist probe budgets; retrying later"),
+        }
+    }
+}

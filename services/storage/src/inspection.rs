@@ -1,0 +1,153 @@
+//! The browser's own views of the store (SPEC §7 "View by Resource" / "View by Origin") and the
+//! user's tools to act on them. Browser-side only: no renderer-facing message reaches these
+//! methods, so provenance, foreign origins and hashes shown here never reach script.
+
+use std::collections::BTreeSet;
+
+use cos_common::{ContentHash, Origin, Partition};
+
+use crate::error::StoreError;
+use crate::registry::Provenance;
+use crate::service::StorageService;
+
+/// One entry as the browser's "View by Resource" shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryInfo {
+    /// The entry's SHA-256.
+    pub hash: ContentHash,
+    /// Size of the blob in bytes.
+    pub size: u64,
+    /// Origins that completed a verified write of it (each is charged `size`).
+    pub storing_origins: BTreeSet<Origin>,
+    /// Origins a list write granted read access.
+    pub listed_origins: Vec<Origin>,
+    /// Whether an `origins: "*"` write made it globally disclosable (subject to the gates).
+    pub global: bool,
+    /// Whether the current Public Hash List names it, i.e. whether the global flag discloses
+    /// anything: the user sees which globally shared entries are really reachable cross-site.
+    pub on_public_hash_list: bool,
+    /// When the first verified write committed (Unix milliseconds).
+    pub created_ms: u64,
+    /// When it was last opened for reading (Unix milliseconds; 0: never), counting reads not yet
+    /// written to the registry.
+    pub last_read_ms: u64,
+    /// How often it was opened for reading, counting reads not yet written to the registry.
+    pub read_count: u64,
+    /// Who stored it from which document, and when (never shown to script).
+    pub provenance: Vec<Provenance>,
+}
+
+/// One origin as the browser's "View by Origin" shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginInfo {
+    /// The storing origin.
+    pub origin: Origin,
+    /// What it is charged against its limits (the full size of every entry it stores).
+    pub charged_bytes: u64,
+    /// How many entries it stores.
+    pub entries: u64,
+}
+
+impl StorageService {
+    /// Every entry of a partition, sorted by hash (empty for an off-the-record profile that has
+    /// stored nothing yet), so the browser can show what the store holds and for whom.
+    pub fn inspect_entries(&self, partition: Partition) -> Result<Vec<EntryInfo>, StoreError> {
+        let Some(store) = self.partition_for_inspection(partition)? else { return Ok(Vec::new()) };
+        Ok(store
+            .list_entries()?
+            .into_iter()
+            .map(|(hash, entry)| EntryInfo {
+                hash,
+                size: entry.size,
+                storing_origins: entry.storing_origins,
+                listed_origins: entry.listed_origins,
+                global: entry.global,
+                on_public_hash_list: self.is_on_public_hash_list(&hash),
+                created_ms: entry.created_ms,
+                last_read_ms: entry.last_read_ms,
+                read_count: entry.read_count,
+                provenance: entry.provenance,
+            })
+            .collect())
+    }
+
+    /// Every origin that stores something in a partition, sorted by origin, so the browser can
+    /// show who uses how much.
+    pub fn inspect_origins(&self, partition: Partition) -> Result<Vec<OriginInfo>, StoreError> {
+        let Some(store) = self.partition_for_inspection(partition)? else { return Ok(Vec::new()) };
+        Ok(store
+            .list_origins()?
+            .into_iter()
+            .map(|(origin, record)| OriginInfo { origin, charged_bytes: record.charged_bytes, entries: record.entries })
+            .collect())
+    }
+
+    /// Deletes an entry for everyone (the user removed it in "View by Resource"): every storing
+    /// origin is uncharged and its grants go with it. Readers that opened it before keep reading
+    /// their bytes. `false` when the partition has no such entry. To remove one origin's data
+    /// instead, use [`clear_site_data`](Self::clear_site_data).
+    pub fn delete_entry(&self, partition: Partition, hash: &ContentHash) -> Result<bool, StoreError> {
+        match self.partition_for_inspection(partition)? {
+            Some(store) => {
+                let deleted = store.delete_entry(hash)?;
+                if deleted {
+                    tracing::info!("deleted an entry at the user's request");
+                }
+                Ok(deleted)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cos_common::CallerContext;
+    use cos_common::interface::HandleRequest;
+
+    use super::*;
+    use crate::config::ServiceConfig;
+    use crate::{CreateOptions, StorageLimits};
+
+    const ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    fn caller(url: &str) -> CallerContext {
+        CallerContext::top_level(Origin::from_url(url).unwrap())
+    }
+
+    #[test]
+    fn off_the_record_profiles_never_opened_show_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (service, _) = StorageService::open(ServiceConfig::new(dir.path())).unwrap();
+        let partition = Partition::OffTheRecord(cos_common::OffTheRecordProfileId(7));
+        assert!(service.inspect_entries(partition).unwrap().is_empty());
+        assert!(service.inspect_origins(partition).unwrap().is_empty());
+        assert!(!service.delete_entry(partition, &ContentHash::from_hex(ABC).unwrap()).unwrap());
+    }
+
+    #[test]
+    fn delete_entry_in_memory_uncharges_and_keeps_open_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = StorageLimits { per_origin_bytes: 100, total_bytes: 100, share_bytes: 100 };
+        let mut config = ServiceConfig::new(dir.path());
+        config.off_the_record_limits = limits;
+        let (service, _) = StorageService::open(config).unwrap();
+        let id = cos_common::OffTheRecordProfileId(1);
+        let app = caller("https://app.example").in_partition(Partition::OffTheRecord(id));
+        let hash = ContentHash::from_hex(ABC).unwrap();
+        let handle = service.get_file_handle(&app, hash, HandleRequest::Create(CreateOptions::same_site())).unwrap();
+        let mut writer = handle.create_writable().unwrap();
+        writer.write(b"abc").unwrap();
+        writer.close().unwrap();
+        let reader = handle.get_file().unwrap();
+        let partition = Partition::OffTheRecord(id);
+        assert_eq!(service.inspect_entries(partition).unwrap()[0].read_count, 1);
+        assert!(service.delete_entry(partition, &hash).unwrap());
+        assert!(!service.delete_entry(partition, &hash).unwrap(), "already gone");
+        assert!(service.inspect_entries(partition).unwrap().is_empty());
+        assert!(service.inspect_origins(partition).unwrap().is_empty());
+        assert_eq!(service.inspect_total_bytes(partition).unwrap(), 0);
+        assert_eq!(reader.read_all().unwrap(), b"abc");
+        assert!(handle.get_file().is_err(), "a new open finds nothing");
+    }
+}
