@@ -2,51 +2,11 @@
 //! user's tools to act on them. Browser-side only: no renderer-facing message reaches these
 //! methods, so provenance, foreign origins and hashes shown here never reach script.
 
-use std::collections::BTreeSet;
-
-use cos_common::{ContentHash, Origin, Partition};
+use cos_common::interface::{EntryInfo, OriginInfo, ProvenanceInfo};
+use cos_common::{ContentHash, Partition};
 
 use crate::error::StoreError;
-use crate::registry::Provenance;
 use crate::service::StorageService;
-
-/// One entry as the browser's "View by Resource" shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntryInfo {
-    /// The entry's SHA-256.
-    pub hash: ContentHash,
-    /// Size of the blob in bytes.
-    pub size: u64,
-    /// Origins that completed a verified write of it (each is charged `size`).
-    pub storing_origins: BTreeSet<Origin>,
-    /// Origins a list write granted read access.
-    pub listed_origins: Vec<Origin>,
-    /// Whether an `origins: "*"` write made it globally disclosable (subject to the gates).
-    pub global: bool,
-    /// Whether the current Public Hash List names it, i.e. whether the global flag discloses
-    /// anything: the user sees which globally shared entries are really reachable cross-site.
-    pub on_public_hash_list: bool,
-    /// When the first verified write committed (Unix milliseconds).
-    pub created_ms: u64,
-    /// When it was last opened for reading (Unix milliseconds; 0: never), counting reads not yet
-    /// written to the registry.
-    pub last_read_ms: u64,
-    /// How often it was opened for reading, counting reads not yet written to the registry.
-    pub read_count: u64,
-    /// Who stored it from which document, and when (never shown to script).
-    pub provenance: Vec<Provenance>,
-}
-
-/// One origin as the browser's "View by Origin" shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OriginInfo {
-    /// The storing origin.
-    pub origin: Origin,
-    /// What it is charged against its limits (the full size of every entry it stores).
-    pub charged_bytes: u64,
-    /// How many entries it stores.
-    pub entries: u64,
-}
 
 impl StorageService {
     /// Every entry of a partition, sorted by hash (empty for an off-the-record profile that has
@@ -66,7 +26,11 @@ impl StorageService {
                 created_ms: entry.created_ms,
                 last_read_ms: entry.last_read_ms,
                 read_count: entry.read_count,
-                provenance: entry.provenance,
+                provenance: entry
+                    .provenance
+                    .into_iter()
+                    .map(|p| ProvenanceInfo { origin: p.origin, document_url: p.document_url, time_ms: p.time_ms })
+                    .collect(),
             })
             .collect())
     }
@@ -102,8 +66,8 @@ impl StorageService {
 
 #[cfg(test)]
 mod tests {
-    use cos_common::CallerContext;
     use cos_common::interface::HandleRequest;
+    use cos_common::{CallerContext, Origin};
 
     use super::*;
     use crate::config::ServiceConfig;

@@ -49,9 +49,9 @@ pub mod visibility;
 
 pub use config::{ServiceConfig, StorageLimits, disk_capacity};
 pub use cos_common::interface::{CreateOptions, HandleRequest};
+pub use cos_common::interface::{EntryInfo, OriginInfo, ProvenanceInfo};
 pub use error::StoreError;
 pub use gates::{GateConfig, GreaseMode, PublicHashList, PublicHashListBuilder, PublicHashListError};
-pub use inspection::{EntryInfo, OriginInfo};
 pub use partition::{ClearSiteDataReport, CommitOutcome, RecoveryReport};
 pub use registry::{EntryRecord, OriginRecord, Provenance};
 pub use service::{FileHandle, FileReader, StorageService, WritableFile};

@@ -231,7 +231,7 @@ impl PartitionStore {
             if entry.provenance.len() < MAX_PROVENANCE_RECORDS {
                 entry.provenance.push(Provenance {
                     origin: writer.clone(),
-                    document_url: document_url.map(str::to_owned),
+                    document_url: document_url.map(truncated_url),
                     time_ms: now,
                 });
             }
@@ -497,4 +497,14 @@ fn recover(registry: &Registry, blobs: &DiskBlobs) -> Result<RecoveryReport, Sto
     }
     txn.commit()?;
     Ok(report)
+}
+
+/// A document URL cut to [`MAX_PROVENANCE_URL_BYTES`] (at a character boundary), so a huge URL
+/// cannot bloat the registry or an inspection message.
+fn truncated_url(url: &str) -> String {
+    let mut end = url.len().min(cos_common::interface::MAX_PROVENANCE_URL_BYTES);
+    while !url.is_char_boundary(end) {
+        end -= 1;
+    }
+    url[..end].to_owned()
 }

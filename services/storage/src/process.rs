@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use cos_common::interface::{
-    BrokerToService, BrowserToService, CallResult, DATA_CHUNK_BYTES, DATA_PIPE_SEND_BUFFER, HandleId, ReaderFrame,
-    ReaderRequest, RendererId, Reply, ServiceProcessConfig, ServiceToBrowser, WriterEvent, WriterFrame,
+    BrokerToService, BrowserToService, CallResult, DATA_CHUNK_BYTES, DATA_PIPE_SEND_BUFFER, HandleId, InspectionItem,
+    ReaderFrame, ReaderRequest, RendererId, Reply, ServiceProcessConfig, ServiceToBrowser, WriterEvent, WriterFrame,
 };
-use cos_common::{CosError, QuotaScope};
+use cos_common::{CosError, Partition, QuotaScope};
 use cos_ipc::{Endpoint, IpcError, Pipe};
 
 use crate::config::{ServiceConfig, StorageLimits};
@@ -205,6 +205,17 @@ fn serve_control(service: &StorageService, control: &Arc<ControlPipe>, connectio
                 let _ = control.send(&ServiceToBrowser::Done { request, result }, vec![]);
             }
             BrowserToService::CloseOffTheRecord { profile } => service.close_off_the_record(profile),
+            BrowserToService::Inspect { request, partition } => {
+                let result = match (attachments.pop(), attachments.is_empty()) {
+                    (Some(stream), true) => stream_inspection(service, partition, &stream),
+                    _ => Err(CosError::Unknown),
+                };
+                let _ = control.send(&ServiceToBrowser::Done { request, result }, vec![]);
+            }
+            BrowserToService::DeleteEntry { request, partition, hash } => {
+                let result = service.delete_entry(partition, &hash).map(|_| ()).map_err(|e| e.to_web_error());
+                let _ = control.send(&ServiceToBrowser::Done { request, result }, vec![]);
+            }
             BrowserToService::UserActivation { partition, top_level_site } => {
                 service.notify_user_activation(partition, &top_level_site);
             }
@@ -229,6 +240,21 @@ fn serve_control(service: &StorageService, control: &Arc<ControlPipe>, connectio
             BrowserToService::Configure(_) => tracing::warn!("ignoring a second Configure"),
         }
     }
+}
+
+/// Streams a partition's entries and origins to the browser, then `End`.
+fn stream_inspection(service: &StorageService, partition: Partition, stream: &Endpoint) -> Result<(), CosError> {
+    let pipe: Pipe<InspectionItem, ()> = Pipe::new(stream.try_clone().map_err(|_| CosError::Unknown)?);
+    let entries = service.inspect_entries(partition).map_err(|e| e.to_web_error())?;
+    let origins = service.inspect_origins(partition).map_err(|e| e.to_web_error())?;
+    let items = entries.into_iter().map(InspectionItem::Entry).chain(origins.into_iter().map(InspectionItem::Origin));
+    for item in items.chain(std::iter::once(InspectionItem::End)) {
+        pipe.send(&item, vec![]).map_err(|error| {
+            tracing::warn!(%error, "inspection stream failed");
+            CosError::Unknown
+        })?;
+    }
+    Ok(())
 }
 
 /// Reads a Public Hash List streamed by the browser: file bytes in messages, then an empty one.

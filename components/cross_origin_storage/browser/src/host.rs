@@ -6,8 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use cos_common::interface::{BrowserToService, FrameId, RendererId, RequestId, ServiceProcessConfig, ServiceToBrowser};
-use cos_common::{CosError, OffTheRecordProfileId, Origin, Partition};
+use cos_common::interface::{
+    BrowserToService, EntryInfo, FrameId, InspectionItem, OriginInfo, RendererId, RequestId, ServiceProcessConfig,
+    ServiceToBrowser,
+};
+use cos_common::{ContentHash, CosError, OffTheRecordProfileId, Origin, Partition};
 use cos_ipc::launch::{LaunchOptions, LaunchedChild};
 use cos_ipc::{Endpoint, IpcError, Peer, Pipe, report_bad_message};
 use crossbeam_channel::{Receiver, Sender};
@@ -194,6 +197,38 @@ impl CosHost {
             Ok(Ok(())) => Ok(()),
             _ => Err(HostError::ServiceStart("the storage service refused the Public Hash List".into())),
         }
+    }
+
+    /// The browser's inspection views ("View by Resource", "View by Origin") of a partition:
+    /// every entry and every storing origin. Never reachable from renderers.
+    pub fn inspect(&self, partition: Partition) -> Result<(Vec<EntryInfo>, Vec<OriginInfo>), CosError> {
+        let control = self.inner.control().ok_or(CosError::Abort)?;
+        let pair = if control.endpoint().is_in_process() { Ok(Endpoint::pair_in_process()) } else { Endpoint::pair() };
+        let (ours, theirs) = pair.map_err(|_| CosError::Unknown)?;
+        let stream: Pipe<(), InspectionItem> = Pipe::new(ours);
+        let request = RequestId(self.inner.next_request.fetch_add(1, Ordering::Relaxed));
+        let (sender, done) = crossbeam_channel::bounded(1);
+        self.inner.pending.lock().insert(request, sender);
+        if control.send(&BrowserToService::Inspect { request, partition }, vec![theirs]).is_err() {
+            self.inner.pending.lock().remove(&request);
+            return Err(CosError::Abort);
+        }
+        let (mut entries, mut origins) = (Vec::new(), Vec::new());
+        loop {
+            match stream.recv() {
+                Ok((InspectionItem::Entry(entry), _)) => entries.push(entry),
+                Ok((InspectionItem::Origin(origin), _)) => origins.push(origin),
+                Ok((InspectionItem::End, _)) => break,
+                Err(_) => break,
+            }
+        }
+        done.recv().unwrap_or(Err(CosError::Abort))?;
+        Ok((entries, origins))
+    }
+
+    /// Deletes an entry for everyone (a user action in "View by Resource").
+    pub fn delete_entry(&self, partition: Partition, hash: &ContentHash) -> Result<(), CosError> {
+        self.inner.control_request(|request| BrowserToService::DeleteEntry { request, partition, hash: *hash })
     }
 
     /// Discards an off-the-record profile's store.

@@ -354,3 +354,37 @@ fn a_user_activation_replenishes_the_probe_budget() {
     world.host.ping().unwrap();
     assert_eq!(read(&prober, b"listed").unwrap(), b"listed");
 }
+
+#[test]
+fn the_browser_inspects_and_deletes_through_the_host() {
+    let world = World::new();
+    let long_url = format!("https://a.example/app?{}", "q".repeat(5000));
+    let writer = world.frame(1, 1, |info| info.url = Some(long_url.clone()));
+    let other = world.frame(2, 2, origin_of("https://b.example"));
+    store(&writer, b"first", create()).unwrap();
+    store(&writer, b"shared", create()).unwrap();
+    store(&other, b"shared", create()).unwrap();
+    read(&writer, b"first").unwrap();
+
+    let (entries, origins) = world.host.inspect(Partition::Regular).unwrap();
+    assert_eq!(entries.len(), 2);
+    let first = entries.iter().find(|e| e.hash.to_hex() == hex(b"first")).unwrap();
+    assert_eq!(first.size, 5);
+    assert_eq!(first.read_count, 1);
+    assert!(!first.global && !first.on_public_hash_list);
+    assert_eq!(first.storing_origins.iter().map(ToString::to_string).collect::<Vec<_>>(), ["https://a.example"]);
+    let url = first.provenance[0].document_url.as_deref().unwrap();
+    assert!(long_url.starts_with(url) && url.len() == cos_common::interface::MAX_PROVENANCE_URL_BYTES, "cut");
+    let shared = entries.iter().find(|e| e.hash.to_hex() == hex(b"shared")).unwrap();
+    assert_eq!(shared.storing_origins.len(), 2);
+    let charged: Vec<(String, u64, u64)> =
+        origins.iter().map(|o| (o.origin.to_string(), o.charged_bytes, o.entries)).collect();
+    assert_eq!(charged, [("https://a.example".to_owned(), 11, 2), ("https://b.example".to_owned(), 6, 1)]);
+
+    world.host.delete_entry(Partition::Regular, &shared.hash).unwrap();
+    assert_eq!(name(read(&other, b"shared")), "NotFoundError");
+    let (entries, origins) = world.host.inspect(Partition::Regular).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(origins.len(), 1, "b stores nothing any more");
+    assert!(world.host.inspect(Partition::OffTheRecord(OffTheRecordProfileId(9))).unwrap().0.is_empty());
+}

@@ -227,6 +227,71 @@ impl ServiceProcessConfig {
     }
 }
 
+/// One entry as the browser's "View by Resource" shows it (inspection only: never sent to a
+/// renderer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryInfo {
+    /// The entry's SHA-256.
+    pub hash: ContentHash,
+    /// Size of the blob in bytes.
+    pub size: u64,
+    /// Origins that completed a verified write of it (each is charged `size`).
+    pub storing_origins: std::collections::BTreeSet<Origin>,
+    /// Origins a list write granted read access.
+    pub listed_origins: Vec<Origin>,
+    /// Whether an `origins: "*"` write made it globally disclosable (subject to the gates).
+    pub global: bool,
+    /// Whether the current Public Hash List names it, i.e. whether the global flag discloses
+    /// anything: the user sees which globally shared entries are really reachable cross-site.
+    pub on_public_hash_list: bool,
+    /// When the first verified write committed (Unix milliseconds).
+    pub created_ms: u64,
+    /// When it was last opened for reading (Unix milliseconds; 0: never), counting reads not yet
+    /// written to the registry.
+    pub last_read_ms: u64,
+    /// How often it was opened for reading, counting reads not yet written to the registry.
+    pub read_count: u64,
+    /// Who stored it from which document, and when (never shown to script).
+    pub provenance: Vec<ProvenanceInfo>,
+}
+
+/// One verified write's origin, document and time, as inspection shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvenanceInfo {
+    /// The writing origin.
+    pub origin: Origin,
+    /// The writing document's URL, when known.
+    pub document_url: Option<String>,
+    /// When the write committed (Unix milliseconds).
+    pub time_ms: u64,
+}
+
+/// One origin as the browser's "View by Origin" shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginInfo {
+    /// The storing origin.
+    pub origin: Origin,
+    /// What it is charged against its limits (the full size of every entry it stores).
+    pub charged_bytes: u64,
+    /// How many entries it stores.
+    pub entries: u64,
+}
+
+/// Streamed over the pipe attached to [`BrowserToService::Inspect`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InspectionItem {
+    /// One entry.
+    Entry(EntryInfo),
+    /// One origin.
+    Origin(OriginInfo),
+    /// Nothing follows.
+    End,
+}
+
+/// Longest document URL kept as provenance (longer ones are cut), so every inspection item
+/// fits one message.
+pub const MAX_PROVENANCE_URL_BYTES: usize = 2048;
+
 /// Browser → service control messages. Trusted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BrowserToService {
@@ -258,6 +323,23 @@ pub enum BrowserToService {
     ReloadPublicHashList {
         /// Echoed in the `Done` reply.
         request: RequestId,
+    },
+    /// List a partition's entries and origins; one attachment: the pipe to stream
+    /// [`InspectionItem`]s over. Answered with `Done` once the stream ended.
+    Inspect {
+        /// Echoed in the `Done` reply.
+        request: RequestId,
+        /// Which store.
+        partition: Partition,
+    },
+    /// Delete an entry for everyone (a user action in "View by Resource").
+    DeleteEntry {
+        /// Echoed in the `Done` reply.
+        request: RequestId,
+        /// Which store.
+        partition: Partition,
+        /// The entry.
+        hash: ContentHash,
     },
     /// Discard an off-the-record profile's store.
     CloseOffTheRecord {
