@@ -54,8 +54,10 @@ impl File {
     /// delivers each chunk straight into the result: no intermediate copy.
     pub fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>, CosError> {
         let expected = usize::try_from(len.min(self.size.saturating_sub(offset))).map_err(|_| CosError::Unknown)?;
-        // Zeroed pages from the allocator are mapped lazily; the kernel's copy touches them once.
+        // Zeroed pages from the allocator are mapped lazily; mapping them in one call up front
+        // is cheaper than a page fault per 4 KiB during the transfer.
         let mut out = vec![0u8; expected];
+        prefault(&mut out);
         let pipe = self.pipe.lock();
         let request =
             cos_ipc::encode(&ReaderRequest::Read { offset, len: expected as u64 }).map_err(|_| CosError::Unknown)?;
@@ -106,4 +108,28 @@ impl File {
 fn abort(error: IpcError) -> CosError {
     tracing::debug!(%error, "read data pipe failed");
     CosError::Abort
+}
+
+/// Asks the kernel to map a large buffer's pages now (`MADV_POPULATE_WRITE`, Linux 5.14+): one
+/// call instead of a fault per page. Purely an optimisation; failures are ignored.
+fn prefault(buffer: &mut [u8]) {
+    #[cfg(target_os = "linux")]
+    {
+        const MADV_POPULATE_WRITE: libc::c_int = 23;
+        const PAGE: usize = 4096;
+        if buffer.len() < (1 << 20) {
+            return;
+        }
+        let start = buffer.as_mut_ptr() as usize;
+        let aligned = start.next_multiple_of(PAGE);
+        let end = (start + buffer.len()) & !(PAGE - 1);
+        if end > aligned {
+            // SAFETY: [aligned, end) lies inside `buffer`, which we own and which outlives the
+            // call; MADV_POPULATE_WRITE only maps pages (zero-filled, as they already read) and
+            // never changes their contents.
+            unsafe { libc::madvise(aligned as *mut libc::c_void, end - aligned, MADV_POPULATE_WRITE) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = buffer;
 }
