@@ -106,6 +106,25 @@ impl RendererConnection {
         }
     }
 
+    /// Pumped mode: like [`pump`](Self::pump), but gives up after `timeout` (so an event loop can
+    /// run its timers). Returns `Some(false)` once the pipe is closed, `None` on timeout.
+    pub fn pump_timeout(&self, timeout: std::time::Duration) -> Option<bool> {
+        let Some(receiver) = &self.receiver else { return Some(false) };
+        let received = receiver.lock().recv_timeout(timeout);
+        match received {
+            Ok((reply, attachments)) => {
+                self.deliver(reply.request, (reply.result, attachments));
+                Some(true)
+            }
+            Err(cos_ipc::IpcError::Timeout) => None,
+            Err(error) => {
+                tracing::debug!(%error, "COS pipe to the broker closed");
+                self.disconnect();
+                Some(false)
+            }
+        }
+    }
+
     /// Pumped mode: drives `future` to completion on this thread, reading replies while it waits.
     pub fn run_until<F: Future>(&self, future: F) -> F::Output {
         let mut future = std::pin::pin!(future);

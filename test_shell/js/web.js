@@ -1,0 +1,339 @@
+// The Web APIs of a page realm in the COS test shell, written on a few natives:
+// __host (sha256, randomBytes, utf8Encode, utf8Decode) and, where the attribute exists,
+// __cos (navigator.crossOriginStorage). Our own implementation (MIT OR Apache-2.0).
+(() => {
+  "use strict";
+  const host = globalThis.__host;
+  const cos = globalThis.__cos;
+  delete globalThis.__host;
+  delete globalThis.__cos;
+  const define = (name, value) =>
+    Object.defineProperty(globalThis, name, { value, writable: true, configurable: true, enumerable: false });
+
+  // ---- encoding ------------------------------------------------------------------------------
+  class TextEncoder {
+    get encoding() { return "utf-8"; }
+    encode(input = "") { return new Uint8Array(host.utf8Encode(String(input))); }
+  }
+  class TextDecoder {
+    get encoding() { return "utf-8"; }
+    decode(input) {
+      if (input === undefined) return "";
+      return host.utf8Decode(input);
+    }
+  }
+  define("TextEncoder", TextEncoder);
+  define("TextDecoder", TextDecoder);
+
+  const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  define("btoa", (data) => {
+    const s = String(data);
+    let out = "";
+    for (let i = 0; i < s.length; i += 3) {
+      const c = [s.charCodeAt(i), s.charCodeAt(i + 1), s.charCodeAt(i + 2)];
+      if (c.some((x) => x > 255)) throw new DOMException("The string contains characters outside Latin1.", "InvalidCharacterError");
+      const n = (c[0] << 16) | ((c[1] || 0) << 8) | (c[2] || 0);
+      out += B64[(n >> 18) & 63] + B64[(n >> 12) & 63];
+      out += i + 1 < s.length ? B64[(n >> 6) & 63] : "=";
+      out += i + 2 < s.length ? B64[n & 63] : "=";
+    }
+    return out;
+  });
+  define("atob", (data) => {
+    const s = String(data).replace(/[\t\n\f\r ]/g, "").replace(/=+$/, "");
+    if (s.length % 4 === 1 || /[^A-Za-z0-9+/]/.test(s)) throw new DOMException("Invalid base64.", "InvalidCharacterError");
+    let out = "", bits = 0, value = 0;
+    for (const ch of s) {
+      value = (value << 6) | B64.indexOf(ch);
+      bits += 6;
+      if (bits >= 8) { bits -= 8; out += String.fromCharCode((value >> bits) & 255); }
+    }
+    return out;
+  });
+
+  // ---- bytes helpers ---------------------------------------------------------------------------
+  const toBytes = (part) => {
+    if (part instanceof ArrayBuffer) return new Uint8Array(part.slice(0));
+    if (ArrayBuffer.isView(part)) return new Uint8Array(part.buffer.slice(part.byteOffset, part.byteOffset + part.byteLength));
+    return new TextEncoder().encode(String(part));
+  };
+  const concat = (chunks) => {
+    const total = chunks.reduce((n, c) => n + c.byteLength, 0);
+    const out = new Uint8Array(total);
+    let at = 0;
+    for (const c of chunks) { out.set(c, at); at += c.byteLength; }
+    return out;
+  };
+
+  // ---- crypto ------------------------------------------------------------------------------------
+  const subtle = {
+    async digest(algorithm, data) {
+      const name = typeof algorithm === "string" ? algorithm : algorithm && algorithm.name;
+      if (String(name).toUpperCase() !== "SHA-256") throw new DOMException("Only SHA-256 is supported here.", "NotSupportedError");
+      return host.sha256(data);
+    },
+  };
+  define("crypto", {
+    subtle,
+    getRandomValues(array) {
+      if (!ArrayBuffer.isView(array)) throw new TypeError("getRandomValues needs an integer typed array");
+      const bytes = new Uint8Array(host.randomBytes(array.byteLength));
+      new Uint8Array(array.buffer, array.byteOffset, array.byteLength).set(bytes);
+      return array;
+    },
+    randomUUID() {
+      const b = new Uint8Array(host.randomBytes(16));
+      b[6] = (b[6] & 0x0f) | 0x40; b[8] = (b[8] & 0x3f) | 0x80;
+      const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+      return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+    },
+  });
+
+  // ---- Blob and File -----------------------------------------------------------------------------
+  const SOURCE = Symbol("source");
+  // A source reads bytes [start, end): in memory, or lazily from a COS file's data pipe.
+  const memorySource = (bytes) => ({ size: bytes.byteLength, read: (s, e) => bytes.slice(s, e) });
+
+  class Blob {
+    constructor(parts = [], options = {}) {
+      const chunks = [];
+      for (const part of parts) chunks.push(part instanceof Blob ? part[SOURCE].read(0, part.size) : toBytes(part));
+      this[SOURCE] = { source: memorySource(concat(chunks)), start: 0 };
+      this[SOURCE] = wrap(memorySource(concat(chunks)), 0, undefined);
+      this._type = options && options.type ? String(options.type).toLowerCase() : "";
+    }
+    get size() { return this[SOURCE].size; }
+    get type() { return this._type; }
+    slice(start = 0, end = this.size, type = "") {
+      const size = this.size;
+      const clamp = (v) => (v < 0 ? Math.max(size + v, 0) : Math.min(v, size));
+      const [s, e] = [clamp(start), clamp(end)];
+      const blob = Object.create(Blob.prototype);
+      blob[SOURCE] = wrap(this[SOURCE], s, Math.max(e, s));
+      blob._type = String(type).toLowerCase();
+      return blob;
+    }
+    async arrayBuffer() { return this[SOURCE].read(0, this.size).buffer; }
+    async bytes() { return this[SOURCE].read(0, this.size); }
+    async text() { return new TextDecoder().decode(this[SOURCE].read(0, this.size)); }
+    stream() {
+      const blob = this;
+      let offset = 0;
+      const chunk = 1 << 20;
+      return new ReadableStream({
+        pull(controller) {
+          if (offset >= blob.size) { controller.close(); return; }
+          const end = Math.min(offset + chunk, blob.size);
+          controller.enqueue(blob[SOURCE].read(offset, end));
+          offset = end;
+        },
+      });
+    }
+  }
+  // A view [start, end) of a source.
+  function wrap(source, start, end) {
+    const limit = end === undefined ? source.size : end;
+    return { size: limit - start, read: (s, e) => source.read(start + s, start + e) };
+  }
+  class File extends Blob {
+    constructor(bits, name, options = {}) {
+      super(bits, options);
+      this._name = String(name);
+      this._lastModified = options.lastModified === undefined ? Date.now() : Number(options.lastModified);
+    }
+    get name() { return this._name; }
+    get lastModified() { return this._lastModified; }
+  }
+  define("Blob", Blob);
+  define("File", File);
+
+  // ---- minimal streams ---------------------------------------------------------------------------
+  class ReadableStream {
+    constructor(source = {}) {
+      this._queue = [];
+      this._closed = false;
+      this._error = undefined;
+      this._source = source;
+      const controller = {
+        enqueue: (chunk) => this._queue.push(chunk),
+        close: () => { this._closed = true; },
+        error: (e) => { this._error = e; },
+      };
+      this._controller = controller;
+      if (source.start) source.start(controller);
+    }
+    getReader() {
+      const stream = this;
+      return {
+        async read() {
+          while (stream._queue.length === 0 && !stream._closed && stream._error === undefined) {
+            if (!stream._source.pull) break;
+            await stream._source.pull(stream._controller);
+          }
+          if (stream._error !== undefined) throw stream._error;
+          if (stream._queue.length > 0) return { value: stream._queue.shift(), done: false };
+          return { value: undefined, done: true };
+        },
+        releaseLock() {},
+        cancel: async () => { stream._closed = true; },
+      };
+    }
+    async pipeTo(destination) {
+      const reader = this.getReader();
+      const writer = destination.getWriter ? destination.getWriter() : destination;
+      try {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          await writer.write(value);
+        }
+        await writer.close();
+      } catch (error) {
+        if (writer.abort) await writer.abort(error);
+        throw error;
+      }
+    }
+  }
+  define("ReadableStream", ReadableStream);
+
+  // ---- structuredClone (data only) -----------------------------------------------------------------
+  define("structuredClone", (value) => {
+    const seen = new Map();
+    const clone = (v) => {
+      if (v === null || typeof v !== "object") {
+        if (typeof v === "function" || typeof v === "symbol") throw new DOMException("The object could not be cloned.", "DataCloneError");
+        return v;
+      }
+      if (seen.has(v)) return seen.get(v);
+      let out;
+      if (Array.isArray(v)) { out = []; seen.set(v, out); v.forEach((x, i) => { out[i] = clone(x); }); return out; }
+      if (v instanceof ArrayBuffer) { out = v.slice(0); seen.set(v, out); return out; }
+      if (ArrayBuffer.isView(v)) { out = new v.constructor(v); seen.set(v, out); return out; }
+      if (v instanceof Date) return new Date(v.getTime());
+      if (v instanceof Map) { out = new Map(); seen.set(v, out); for (const [k, x] of v) out.set(clone(k), clone(x)); return out; }
+      if (v instanceof Set) { out = new Set(); seen.set(v, out); for (const x of v) out.add(clone(x)); return out; }
+      if (v instanceof Error) { const e = new v.constructor(v.message); e.name = v.name; return e; }
+      if (v instanceof Blob) return v;
+      if (typeof v.then === "function" || (v.constructor && v.constructor !== Object && !(v instanceof Object))) {
+        throw new DOMException("The object could not be cloned.", "DataCloneError");
+      }
+      out = {};
+      seen.set(v, out);
+      for (const key of Object.keys(v)) out[key] = clone(v[key]);
+      return out;
+    };
+    return clone(value);
+  });
+
+  // ---- navigator.crossOriginStorage ------------------------------------------------------------------
+  const navigator = {};
+  define("navigator", navigator);
+  if (!cos) return;
+
+  const ID = Symbol("id");
+  class FileSystemHandle {
+    constructor() { throw new TypeError("Illegal constructor"); }
+  }
+  class FileSystemFileHandle extends FileSystemHandle {
+    get kind() { return "file"; }
+    get name() { return this._name; }
+    async getFile() {
+      const { id, size } = await cos.getFile(this[ID]);
+      const file = Object.create(File.prototype);
+      file[SOURCE] = wrap({ size, read: (s, e) => new Uint8Array(cos.read(id, s, e)) }, 0, size);
+      file._type = "";
+      file._name = this._name;
+      file._lastModified = Date.now();
+      return file;
+    }
+    async createWritable(options = {}) {
+      const id = await cos.createWritable(this[ID], Boolean(options && options.keepExistingData));
+      const stream = Object.create(FileSystemWritableFileStream.prototype);
+      stream[ID] = id;
+      stream._locked = false;
+      return stream;
+    }
+    async isSameEntry(other) { return other instanceof FileSystemFileHandle && cos.isSameEntry(this[ID], other[ID]); }
+    async queryPermission(descriptor = {}) { return cos.permission(this[ID], descriptor.mode || "read"); }
+    async requestPermission(descriptor = {}) { return cos.permission(this[ID], descriptor.mode || "read"); }
+    async move() { cos.handleError(this[ID], "move"); }
+    async remove() { cos.handleError(this[ID], "remove"); }
+    async createSyncAccessHandle() { cos.handleError(this[ID], "createSyncAccessHandle"); }
+  }
+  const makeHandle = ({ id, name }) => {
+    const handle = Object.create(FileSystemFileHandle.prototype);
+    handle[ID] = id;
+    handle._name = name;
+    return handle;
+  };
+
+  const chunkBytes = async (data) => {
+    if (data instanceof Blob) return data.bytes();
+    if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) return data;
+    if (typeof data === "string") return new TextEncoder().encode(data);
+    throw new TypeError("write() needs a BufferSource, Blob, string or WriteParams");
+  };
+  class FileSystemWritableFileStream {
+    constructor() { throw new TypeError("Illegal constructor"); }
+    get locked() { return false; }
+    async write(data) {
+      if (data && typeof data === "object" && !(data instanceof Blob) && !(data instanceof ArrayBuffer) && !ArrayBuffer.isView(data)) {
+        switch (data.type) {
+          case "write": {
+            const bytes = await chunkBytes(data.data);
+            if (data.position === undefined || data.position === null) cos.write(this[ID], undefined, bytes);
+            else cos.write(this[ID], Number(data.position), bytes);
+            return;
+          }
+          case "seek": return cos.seek(this[ID], Number(data.position));
+          case "truncate": return cos.truncate(this[ID], Number(data.size));
+          default: throw new TypeError("Unknown WriteParams type");
+        }
+      }
+      const bytes = await chunkBytes(data);
+      // Large chunks go in pieces so a write never holds more than a few MiB twice.
+      const view = bytes instanceof ArrayBuffer ? new Uint8Array(bytes) : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      cos.write(this[ID], undefined, view);
+    }
+    async seek(position) { cos.seek(this[ID], Number(position)); }
+    async truncate(size) { cos.truncate(this[ID], Number(size)); }
+    async close() { cos.close(this[ID]); }
+    async abort() { cos.abort(this[ID]); }
+    getWriter() {
+      return { write: (c) => this.write(c), close: () => this.close(), abort: () => this.abort(), releaseLock() {} };
+    }
+  }
+
+  const hashArgs = (hash) => {
+    if (hash === null || typeof hash !== "object") throw new TypeError("The hash must be a dictionary {algorithm, value}.");
+    if (hash.algorithm === undefined || hash.value === undefined) {
+      throw new TypeError("The hash dictionary requires 'algorithm' and 'value' strings.");
+    }
+    return [String(hash.algorithm), String(hash.value)];
+  };
+  class CrossOriginStorageManager {
+    constructor() { throw new TypeError("Illegal constructor"); }
+    async getFileHandle(hash, options = {}) {
+      const [algorithm, value] = hashArgs(hash);
+      options = options || {};
+      return makeHandle(await cos.getFileHandle(algorithm, value, Boolean(options.create), options.origins));
+    }
+    async requestFileHandle(hash, options = {}) { return this.getFileHandle(hash, options); }
+    async requestFileHandles(hashes, options = {}) {
+      const list = [...hashes].map(hashArgs);
+      options = options || {};
+      const settled = await Promise.allSettled(
+        list.map(([algorithm, value]) => cos.getFileHandle(algorithm, value, Boolean(options.create), options.origins)),
+      );
+      const failure = settled.find((s) => s.status === "rejected");
+      if (failure) throw failure.reason;
+      return settled.map((s) => makeHandle(s.value));
+    }
+  }
+  const manager = Object.create(CrossOriginStorageManager.prototype);
+  Object.defineProperty(navigator, "crossOriginStorage", { get: () => manager, enumerable: true, configurable: true });
+  define("CrossOriginStorageManager", CrossOriginStorageManager);
+  define("FileSystemHandle", FileSystemHandle);
+  define("FileSystemFileHandle", FileSystemFileHandle);
+  define("FileSystemWritableFileStream", FileSystemWritableFileStream);
+})();

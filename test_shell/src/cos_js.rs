@@ -1,0 +1,375 @@
+//! Native functions behind the page realm's Web APIs: `navigator.crossOriginStorage` and its
+//! handles, files and writable streams (over `cos_renderer`), plus the few primitives the
+//! JavaScript prelude builds the rest of the platform on (SHA-256, random bytes, UTF-8).
+//!
+//! Script objects refer to native ones by number; the numbers live in the realm's tables below.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use cos_common::{CosError, OriginsInput};
+use cos_renderer::{
+    CosHashDict, CosOptions, CrossOriginStorageManager, File, FileSystemFileHandle, FileSystemWritableFileStream,
+    PermissionMode, PermissionState,
+};
+use rquickjs::function::Opt;
+use rquickjs::{ArrayBuffer, Ctx, Exception, Function, Object, Promise, TypedArray, Value};
+use sha2::{Digest, Sha256};
+
+use crate::js::{OpsHandle, Settle};
+
+#[derive(Default)]
+struct Objects {
+    handles: HashMap<u32, FileSystemFileHandle>,
+    files: HashMap<u32, Rc<File>>,
+    writers: HashMap<u32, FileSystemWritableFileStream>,
+    next: u32,
+}
+
+impl Objects {
+    fn id(&mut self) -> u32 {
+        self.next += 1;
+        self.next
+    }
+}
+
+/// Throws `error` as script sees it: a `TypeError` or a `DOMException` with its name.
+fn throw(ctx: &Ctx<'_>, error: &CosError) -> rquickjs::Error {
+    match make_error(ctx, error) {
+        Ok(value) => ctx.throw(value),
+        Err(error) => error,
+    }
+}
+
+fn make_error<'js>(ctx: &Ctx<'js>, error: &CosError) -> rquickjs::Result<Value<'js>> {
+    if let CosError::Type(_) = error {
+        let constructor: rquickjs::Constructor = ctx.globals().get("TypeError")?;
+        return constructor.construct((error.message(),));
+    }
+    let constructor: rquickjs::Constructor = ctx.globals().get("DOMException")?;
+    constructor.construct((error.message(), error.name()))
+}
+
+fn settle_ok(make: impl for<'js> FnOnce(&Ctx<'js>) -> rquickjs::Result<Value<'js>> + 'static) -> Settle {
+    Box::new(move |ctx| make(ctx).map(Ok))
+}
+
+fn settle_error(error: CosError) -> Settle {
+    Box::new(move |ctx| make_error(ctx, &error).map(Err))
+}
+
+/// Reads script bytes (ArrayBuffer or any view) into a vector.
+fn bytes_of(value: &Value<'_>) -> rquickjs::Result<Vec<u8>> {
+    if let Some(object) = value.as_object() {
+        if let Some(buffer) = object.as_array_buffer() {
+            // SAFETY: the bytes are copied at once, before any script can run and detach or
+            // resize the buffer.
+            return Ok(unsafe { buffer.as_bytes() }.map(<[u8]>::to_vec).unwrap_or_default());
+        }
+        if let Ok(view) = TypedArray::<u8>::from_value(value.clone()) {
+            // SAFETY: as above: copied immediately, no script runs in between.
+            return Ok(unsafe { view.as_bytes() }.map(<[u8]>::to_vec).unwrap_or_default());
+        }
+        // Other views: read their bytes through their buffer.
+        let buffer: Option<ArrayBuffer> = object.get("buffer").ok();
+        let offset: Option<usize> = object.get("byteOffset").ok();
+        let length: Option<usize> = object.get("byteLength").ok();
+        if let (Some(buffer), Some(offset), Some(length)) = (buffer, offset, length)
+            // SAFETY: as above: copied immediately, no script runs in between.
+            && let Some(bytes) = unsafe { buffer.as_bytes() }
+            && offset + length <= bytes.len()
+        {
+            return Ok(bytes[offset..offset + length].to_vec());
+        }
+    }
+    Err(Exception::throw_type(value.ctx(), "expected an ArrayBuffer or an ArrayBuffer view"))
+}
+
+/// Installs `__host` (platform primitives) in a realm.
+pub fn install_host(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
+    let host = Object::new(ctx.clone())?;
+    host.set("sha256", Function::new(ctx.clone(), sha256)?)?;
+    host.set("randomBytes", Function::new(ctx.clone(), random_bytes)?)?;
+    host.set("utf8Encode", Function::new(ctx.clone(), utf8_encode)?)?;
+    host.set(
+        "utf8Decode",
+        Function::new(ctx.clone(), |data: Value<'_>| -> rquickjs::Result<String> {
+            Ok(String::from_utf8_lossy(&bytes_of(&data)?).into_owned())
+        })?,
+    )?;
+    ctx.globals().set("__host", host)?;
+    Ok(())
+}
+
+fn sha256<'js>(ctx: Ctx<'js>, data: Value<'js>) -> rquickjs::Result<ArrayBuffer<'js>> {
+    let digest = Sha256::digest(bytes_of(&data)?);
+    ArrayBuffer::new(ctx, digest.to_vec())
+}
+
+fn utf8_encode<'js>(ctx: Ctx<'js>, text: String) -> rquickjs::Result<ArrayBuffer<'js>> {
+    ArrayBuffer::new(ctx, text.into_bytes())
+}
+
+fn random_bytes<'js>(ctx: Ctx<'js>, length: usize) -> rquickjs::Result<ArrayBuffer<'js>> {
+    {
+        {
+            if length > 65_536 {
+                return Err(Exception::throw_range(&ctx, "getRandomValues: at most 65536 bytes"));
+            }
+            let mut bytes = vec![0u8; length];
+            let mut filled = 0;
+            while filled < length {
+                // SAFETY: the pointer and length describe the unfilled tail of `bytes`.
+                let n = unsafe { libc::getrandom(bytes[filled..].as_mut_ptr().cast(), length - filled, 0) };
+                if n <= 0 {
+                    return Err(Exception::throw_internal(&ctx, "getrandom failed"));
+                }
+                filled += n as usize;
+            }
+            ArrayBuffer::new(ctx, bytes)
+        }
+    }
+}
+
+/// Installs `__cos` (the page's COS natives) in a realm, or nothing where the attribute is absent.
+pub fn install_cos(
+    ctx: &Ctx<'_>,
+    manager: CrossOriginStorageManager,
+    ops: OpsHandle,
+    realm: usize,
+) -> rquickjs::Result<()> {
+    let objects = Rc::new(RefCell::new(Objects::default()));
+    let cos = Object::new(ctx.clone())?;
+
+    cos.set(
+        "getFileHandle",
+        Function::new(ctx.clone(), get_file_handle(manager.clone(), objects.clone(), ops.clone(), realm))?,
+    )?;
+    cos.set("getFile", Function::new(ctx.clone(), get_file(objects.clone(), ops.clone(), realm))?)?;
+    cos.set("createWritable", Function::new(ctx.clone(), create_writable(objects.clone(), ops.clone(), realm))?)?;
+    cos.set("read", Function::new(ctx.clone(), read(objects.clone()))?)?;
+
+    let o = objects.clone();
+    cos.set(
+        "write",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'_>, id: u32, position: Option<f64>, data: Value<'_>| -> rquickjs::Result<()> {
+                let bytes = bytes_of(&data)?;
+                let mut table = o.borrow_mut();
+                let writer = table.writers.get_mut(&id).ok_or_else(|| throw(&ctx, &closed()))?;
+                let result = match position {
+                    Some(position) => writer.write_at(position.max(0.0) as u64, &bytes),
+                    None => writer.write(&bytes),
+                };
+                result.map_err(|e| throw(&ctx, &e))
+            },
+        )?,
+    )?;
+
+    let o = objects.clone();
+    cos.set(
+        "seek",
+        Function::new(ctx.clone(), move |ctx: Ctx<'_>, id: u32, position: f64| -> rquickjs::Result<()> {
+            let mut table = o.borrow_mut();
+            let writer = table.writers.get_mut(&id).ok_or_else(|| throw(&ctx, &closed()))?;
+            writer.seek(position.max(0.0) as u64).map_err(|e| throw(&ctx, &e))
+        })?,
+    )?;
+
+    let o = objects.clone();
+    cos.set(
+        "truncate",
+        Function::new(ctx.clone(), move |ctx: Ctx<'_>, id: u32, size: f64| -> rquickjs::Result<()> {
+            let mut table = o.borrow_mut();
+            let writer = table.writers.get_mut(&id).ok_or_else(|| throw(&ctx, &closed()))?;
+            writer.truncate(size.max(0.0) as u64).map_err(|e| throw(&ctx, &e))
+        })?,
+    )?;
+
+    let o = objects.clone();
+    cos.set(
+        "close",
+        Function::new(ctx.clone(), move |ctx: Ctx<'_>, id: u32| -> rquickjs::Result<()> {
+            let writer = o.borrow_mut().writers.remove(&id).ok_or_else(|| throw(&ctx, &closed()))?;
+            writer.close().map_err(|e| throw(&ctx, &e))
+        })?,
+    )?;
+
+    let o = objects.clone();
+    cos.set(
+        "abort",
+        Function::new(ctx.clone(), move |id: u32| {
+            if let Some(writer) = o.borrow_mut().writers.remove(&id) {
+                writer.abort();
+            }
+        })?,
+    )?;
+
+    let o = objects.clone();
+    cos.set(
+        "isSameEntry",
+        Function::new(ctx.clone(), move |a: u32, b: u32| {
+            let table = o.borrow();
+            match (table.handles.get(&a), table.handles.get(&b)) {
+                (Some(a), Some(b)) => a.is_same_entry(b),
+                _ => false,
+            }
+        })?,
+    )?;
+
+    let o = objects.clone();
+    cos.set(
+        "permission",
+        Function::new(ctx.clone(), move |id: u32, mode: String| {
+            let mode = if mode == "readwrite" { PermissionMode::ReadWrite } else { PermissionMode::Read };
+            match o.borrow().handles.get(&id).map(|h| h.query_permission(mode)) {
+                Some(PermissionState::Granted) => "granted",
+                _ => "denied",
+            }
+        })?,
+    )?;
+
+    let o = objects.clone();
+    cos.set(
+        "handleError",
+        // move(), remove() and createSyncAccessHandle(): the handle decides which error.
+        Function::new(ctx.clone(), move |ctx: Ctx<'_>, id: u32, operation: String| -> rquickjs::Result<()> {
+            let table = o.borrow();
+            let handle = table.handles.get(&id).ok_or_else(|| throw(&ctx, &closed()))?;
+            let result = match operation.as_str() {
+                "move" => handle.move_to(),
+                "remove" => handle.remove(),
+                _ => handle.create_sync_access_handle(),
+            };
+            result.map_err(|e| throw(&ctx, &e))
+        })?,
+    )?;
+
+    ctx.globals().set("__cos", cos)?;
+    Ok(())
+}
+
+fn closed() -> CosError {
+    CosError::InvalidState(cos_common::InvalidStateKind::StreamClosed)
+}
+
+fn origins_input(value: Option<Value<'_>>) -> rquickjs::Result<OriginsInput> {
+    let Some(value) = value.filter(|v| !v.is_undefined()) else { return Ok(OriginsInput::Absent) };
+    if let Some(text) = value.as_string() {
+        return Ok(OriginsInput::Single(text.to_string()?));
+    }
+    if let Some(array) = value.as_array() {
+        let mut list = Vec::with_capacity(array.len());
+        for item in array.iter::<Value>() {
+            let item = item?;
+            let text: rquickjs::String = item.get().or_else(|_| {
+                let string: Function = value.ctx().globals().get("String")?;
+                string.call((item.clone(),))
+            })?;
+            list.push(text.to_string()?);
+        }
+        return Ok(OriginsInput::Sequence(list));
+    }
+    // WebIDL: anything else is converted with ToString into a lone string.
+    let string: Function = value.ctx().globals().get("String")?;
+    Ok(OriginsInput::Single(string.call::<_, String>((value,))?))
+}
+
+type Table = Rc<RefCell<Objects>>;
+
+fn get_file_handle(
+    manager: CrossOriginStorageManager,
+    objects: Table,
+    ops: OpsHandle,
+    realm: usize,
+) -> impl for<'js> Fn(Ctx<'js>, String, String, bool, Opt<Value<'js>>) -> rquickjs::Result<Promise<'js>> {
+    move |ctx, algorithm, value, create, origins| {
+        let origins = origins_input(origins.0)?;
+        let (manager, objects) = (manager.clone(), objects.clone());
+        let hash = CosHashDict { algorithm, value };
+        ops.start(&ctx, realm, async move {
+            match manager.get_file_handle(&hash, &CosOptions { create, origins }).await {
+                Ok(handle) => {
+                    let mut table = objects.borrow_mut();
+                    let id = table.id();
+                    let (name, is_create) = (handle.name(), handle.is_create());
+                    table.handles.insert(id, handle);
+                    settle_ok(move |ctx| {
+                        let info = Object::new(ctx.clone())?;
+                        info.set("id", id)?;
+                        info.set("name", name)?;
+                        info.set("create", is_create)?;
+                        Ok(info.into_value())
+                    })
+                }
+                Err(error) => settle_error(error),
+            }
+        })
+    }
+}
+
+fn get_file(
+    objects: Table,
+    ops: OpsHandle,
+    realm: usize,
+) -> impl for<'js> Fn(Ctx<'js>, u32) -> rquickjs::Result<Promise<'js>> {
+    move |ctx, id| {
+        let handle = objects.borrow().handles.get(&id).cloned();
+        let objects = objects.clone();
+        ops.start(&ctx, realm, async move {
+            let Some(handle) = handle else { return settle_error(closed()) };
+            match handle.get_file().await {
+                Ok(file) => {
+                    let size = file.size();
+                    let mut table = objects.borrow_mut();
+                    let file_id = table.id();
+                    table.files.insert(file_id, Rc::new(file));
+                    settle_ok(move |ctx| {
+                        let info = Object::new(ctx.clone())?;
+                        info.set("id", file_id)?;
+                        info.set("size", size as f64)?;
+                        Ok(info.into_value())
+                    })
+                }
+                Err(error) => settle_error(error),
+            }
+        })
+    }
+}
+
+fn create_writable(
+    objects: Table,
+    ops: OpsHandle,
+    realm: usize,
+) -> impl for<'js> Fn(Ctx<'js>, u32, Opt<bool>) -> rquickjs::Result<Promise<'js>> {
+    move |ctx, id, keep| {
+        let handle = objects.borrow().handles.get(&id).cloned();
+        let objects = objects.clone();
+        let keep = keep.0.unwrap_or(false);
+        ops.start(&ctx, realm, async move {
+            let Some(handle) = handle else { return settle_error(closed()) };
+            match handle.create_writable(keep).await {
+                Ok(writer) => {
+                    let mut table = objects.borrow_mut();
+                    let writer_id = table.id();
+                    table.writers.insert(writer_id, writer);
+                    settle_ok(move |ctx| Ok(Value::new_number(ctx.clone(), writer_id as f64)))
+                }
+                Err(error) => settle_error(error),
+            }
+        })
+    }
+}
+
+fn read(objects: Table) -> impl for<'js> Fn(Ctx<'js>, u32, f64, f64) -> rquickjs::Result<ArrayBuffer<'js>> {
+    move |ctx, id, start, end| {
+        let file = objects.borrow().files.get(&id).cloned();
+        let Some(file) = file else { return Err(throw(&ctx, &CosError::NotFound)) };
+        let start = start.max(0.0) as u64;
+        let end = (end.max(0.0) as u64).min(file.size());
+        let bytes = file.read_range(start, end.saturating_sub(start)).map_err(|e| throw(&ctx, &e))?;
+        ArrayBuffer::new(ctx, bytes)
+    }
+}

@@ -1,0 +1,424 @@
+//! The shell's JavaScript host: QuickJS (through `rquickjs`) with an event loop (microtasks,
+//! timers), `console`, and our testharness. One [`JsHost`] per thread; each realm is its own
+//! QuickJS context with its own globals.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use rquickjs::{CatchResultExt, Context, Ctx, Function, Object, Persistent, Runtime, Value};
+
+/// Our implementation of the web-platform-tests harness API.
+pub const TESTHARNESS_JS: &str = include_str!("../../js/testharness.js");
+
+/// What JavaScript the prelude defines in every realm before any page script.
+const PRELUDE_JS: &str = r#"
+globalThis.self = globalThis;
+globalThis.queueMicrotask = (callback) => { Promise.resolve().then(() => callback()); };
+(() => {
+  const codes = {
+    IndexSizeError: 1, HierarchyRequestError: 3, WrongDocumentError: 4, InvalidCharacterError: 5,
+    NoModificationAllowedError: 7, NotFoundError: 8, NotSupportedError: 9, InvalidStateError: 11,
+    SyntaxError: 12, InvalidModificationError: 13, NamespaceError: 14, InvalidAccessError: 15,
+    TypeMismatchError: 17, SecurityError: 18, NetworkError: 19, AbortError: 20, URLMismatchError: 21,
+    QuotaExceededError: 22, TimeoutError: 23, InvalidNodeTypeError: 24, DataCloneError: 25,
+  };
+  class DOMException extends Error {
+    constructor(message = "", name = "Error") {
+      super(String(message));
+      Object.defineProperty(this, "name", { value: String(name), writable: true, configurable: true });
+    }
+    get code() { return codes[this.name] || 0; }
+  }
+  Object.defineProperty(globalThis, "DOMException", { value: DOMException, writable: true, configurable: true });
+})();
+"#;
+
+/// The outcome of one test, as testharness reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestResult {
+    /// The test's name.
+    pub name: String,
+    /// `PASS`, `FAIL` or `TIMEOUT`.
+    pub status: String,
+    /// The failure message (`None` for PASS).
+    pub message: Option<String>,
+}
+
+/// A failure of the host itself (not of a test).
+#[derive(Debug, thiserror::Error)]
+pub enum JsError {
+    /// QuickJS could not be set up.
+    #[error("JavaScript engine error: {0}")]
+    Engine(#[from] rquickjs::Error),
+    /// A script threw at the top level.
+    #[error("{file}: uncaught {message}")]
+    Uncaught {
+        /// Which script.
+        file: String,
+        /// The exception, as `Name: message` plus its stack when there is one.
+        message: String,
+    },
+    /// The event loop ran out of work before the tests completed.
+    #[error("the tests never completed (nothing left to run: a promise that never settles?)")]
+    Stalled,
+}
+
+struct Timer {
+    realm: usize,
+    callback: Persistent<Function<'static>>,
+}
+
+/// How a finished host operation settles its promise: builds the value to resolve with
+/// (`Ok`) or to reject with (`Err`) in the operation's realm.
+pub type Settle = Box<dyn for<'js> FnOnce(&Ctx<'js>) -> rquickjs::Result<Result<Value<'js>, Value<'js>>>>;
+
+/// A native asynchronous operation started by script: a future and its promise's functions.
+struct PendingOp {
+    realm: usize,
+    future: Pin<Box<dyn Future<Output = Settle>>>,
+    resolve: Persistent<Function<'static>>,
+    reject: Persistent<Function<'static>>,
+}
+
+/// Waits up to the given time for outside progress (e.g. a reply on an IPC pipe) while host
+/// operations are pending; returns false when no progress can ever come.
+pub type IdleWait = Box<dyn Fn(Duration) -> bool>;
+
+#[derive(Default)]
+struct LoopState {
+    ops: Vec<PendingOp>,
+    /// Every realm's context, so a timer runs in the realm that set it.
+    contexts: Vec<Context>,
+    timers: BTreeMap<(Instant, u64), Timer>,
+    next_timer: u64,
+    results: Vec<TestResult>,
+    complete: bool,
+    console: Vec<String>,
+    echo_console: bool,
+}
+
+/// One JavaScript engine instance and its event loop.
+pub struct JsHost {
+    runtime: Runtime,
+    state: Rc<RefCell<LoopState>>,
+    idle_wait: RefCell<Option<IdleWait>>,
+}
+
+/// One realm (a page's or the harness's global object).
+pub struct Realm {
+    context: Context,
+    index: usize,
+}
+
+impl JsHost {
+    /// A new engine. `echo_console`: print `console.*` output to stdout as it happens.
+    pub fn new(echo_console: bool) -> Result<Self, JsError> {
+        let runtime = Runtime::new()?;
+        // Generous but bounded: a runaway script cannot take the machine's memory.
+        runtime.set_memory_limit(2 << 30);
+        let state = Rc::new(RefCell::new(LoopState { echo_console, ..LoopState::default() }));
+        Ok(Self { runtime, state, idle_wait: RefCell::new(None) })
+    }
+
+    /// A new realm with the prelude, `console`, timers and the testharness result hooks.
+    pub fn realm(&self) -> Result<Realm, JsError> {
+        let context = Context::full(&self.runtime)?;
+        let state = self.state.clone();
+        let index = {
+            let mut loop_state = state.borrow_mut();
+            loop_state.contexts.push(context.clone());
+            loop_state.contexts.len() - 1
+        };
+        context.with(|ctx| -> Result<(), JsError> {
+            install_console(&ctx, &state)?;
+            install_timers(&ctx, &state, index)?;
+            install_testharness_hooks(&ctx, &state)?;
+            eval(&ctx, "prelude.js", PRELUDE_JS)
+        })?;
+        Ok(Realm { context, index })
+    }
+
+    /// Sets what the loop does while native operations are pending and nothing else is runnable.
+    pub fn set_idle_wait(&self, wait: IdleWait) {
+        *self.idle_wait.borrow_mut() = Some(wait);
+    }
+
+    /// The loop state handle that native functions use to start operations (see [`start_op`]).
+    pub fn ops(&self) -> OpsHandle {
+        OpsHandle { state: self.state.clone() }
+    }
+
+    /// Runs `f` in `realm`.
+    pub fn with_realm<R>(&self, realm: &Realm, f: impl FnOnce(Ctx<'_>) -> R) -> R {
+        realm.context.with(f)
+    }
+
+    /// The index of `realm` (what native functions give [`OpsHandle::start`]).
+    pub fn realm_index(&self, realm: &Realm) -> usize {
+        realm.index
+    }
+
+    /// Runs `source` (named `file` in errors) in `realm`.
+    pub fn eval(&self, realm: &Realm, file: &str, source: &str) -> Result<(), JsError> {
+        realm.context.with(|ctx| eval(&ctx, file, source))
+    }
+
+    /// Runs the event loop until the testharness reports completion (or nothing is left to run,
+    /// or `deadline` passes). Returns the results in order.
+    pub fn run_tests(&self, deadline: Duration) -> Result<Vec<TestResult>, JsError> {
+        let until = Instant::now() + deadline;
+        loop {
+            self.run_microtasks();
+            if self.settle_ops() {
+                continue;
+            }
+            if self.state.borrow().complete {
+                return Ok(std::mem::take(&mut self.state.borrow_mut().results));
+            }
+            let next = self.state.borrow().timers.keys().next().copied();
+            if !self.state.borrow().ops.is_empty() {
+                let now = Instant::now();
+                if now >= until {
+                    return Err(JsError::Stalled);
+                }
+                let due = next.map_or(until, |(when, _)| when.min(until));
+                if due > now {
+                    let waited = self.idle_wait.borrow().as_ref().map(|wait| wait(due - now));
+                    if waited == Some(false) && next.is_none() {
+                        // Nothing can make progress any more; settle what can be settled.
+                        self.settle_ops();
+                        if self.state.borrow().ops.is_empty() {
+                            continue;
+                        }
+                        return Err(JsError::Stalled);
+                    }
+                    continue;
+                }
+            }
+            let Some((when, id)) = next else { return Err(JsError::Stalled) };
+            if when > until {
+                return Err(JsError::Stalled);
+            }
+            let now = Instant::now();
+            if when > now {
+                std::thread::sleep(when - now);
+            }
+            let timer = self.state.borrow_mut().timers.remove(&(when, id));
+            if let Some(timer) = timer {
+                self.fire(timer);
+            }
+        }
+    }
+
+    /// Polls every pending native operation once; settles the finished ones. True if any did.
+    fn settle_ops(&self) -> bool {
+        let ops = std::mem::take(&mut self.state.borrow_mut().ops);
+        let mut waker_context = TaskContext::from_waker(Waker::noop());
+        let mut settled_any = false;
+        let mut still_pending = Vec::new();
+        for mut op in ops {
+            match op.future.as_mut().poll(&mut waker_context) {
+                Poll::Pending => still_pending.push(op),
+                Poll::Ready(settle) => {
+                    settled_any = true;
+                    let context = self.state.borrow().contexts[op.realm].clone();
+                    context.with(|ctx| {
+                        let outcome = (|| -> rquickjs::Result<()> {
+                            let resolve = op.resolve.restore(&ctx)?;
+                            let reject = op.reject.restore(&ctx)?;
+                            match settle(&ctx)? {
+                                Ok(value) => resolve.call::<_, ()>((value,)),
+                                Err(error) => reject.call::<_, ()>((error,)),
+                            }
+                        })();
+                        if let Err(error) = outcome.catch(&ctx) {
+                            self.log(format!("could not settle a promise: {error}"));
+                        }
+                    });
+                }
+            }
+        }
+        let mut state = self.state.borrow_mut();
+        still_pending.append(&mut state.ops);
+        state.ops = still_pending;
+        settled_any
+    }
+
+    fn fire(&self, timer: Timer) {
+        let context = self.state.borrow().contexts[timer.realm].clone();
+        context.with(|ctx| {
+            if let Ok(callback) = timer.callback.restore(&ctx)
+                && let Err(error) = callback.call::<_, ()>(()).catch(&ctx)
+            {
+                self.log(format!("uncaught exception in a timer: {error}"));
+            }
+        });
+    }
+
+    fn run_microtasks(&self) {
+        loop {
+            match self.runtime.execute_pending_job() {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => {
+                    let message = error.0.with(|ctx| format!("{:?}", ctx.catch()));
+                    self.log(format!("uncaught exception in a job: {message}"));
+                }
+            }
+        }
+    }
+
+    fn log(&self, line: String) {
+        let mut state = self.state.borrow_mut();
+        if state.echo_console {
+            println!("{line}");
+        }
+        state.console.push(line);
+    }
+}
+
+impl Drop for JsHost {
+    fn drop(&mut self) {
+        // Realms' native functions hold the loop state, which holds the realms: break the cycle.
+        let mut state = self.state.borrow_mut();
+        state.ops.clear();
+        state.timers.clear();
+        state.contexts.clear();
+    }
+}
+
+fn eval(ctx: &Ctx<'_>, file: &str, source: &str) -> Result<(), JsError> {
+    let mut options = rquickjs::context::EvalOptions::default();
+    options.global = true;
+    options.strict = false;
+    options.filename = Some(file.to_owned());
+    ctx.eval_with_options::<Value, _>(source, options)
+        .catch(ctx)
+        .map(|_| ())
+        .map_err(|error| JsError::Uncaught { file: file.to_owned(), message: error.to_string() })
+}
+
+fn install_console(ctx: &Ctx<'_>, state: &Rc<RefCell<LoopState>>) -> Result<(), JsError> {
+    let console = Object::new(ctx.clone())?;
+    for level in ["log", "info", "warn", "error", "debug"] {
+        let state = state.clone();
+        let print = Function::new(ctx.clone(), move |args: rquickjs::function::Rest<Value>| {
+            let text: Vec<String> = args.0.iter().map(display).collect();
+            let line = text.join(" ");
+            let mut state = state.borrow_mut();
+            if state.echo_console {
+                println!("{line}");
+            }
+            state.console.push(line);
+        })?;
+        console.set(level, print)?;
+    }
+    ctx.globals().set("console", console)?;
+    Ok(())
+}
+
+/// How `console.log` shows a value: strings as they are, everything else through `String()`.
+fn display(value: &Value<'_>) -> String {
+    if let Some(text) = value.as_string() {
+        return text.to_string().unwrap_or_default();
+    }
+    let ctx = value.ctx();
+    match ctx.globals().get::<_, Function>("String").and_then(|f| f.call::<_, String>((value.clone(),))) {
+        Ok(text) => text,
+        Err(_) => format!("{value:?}"),
+    }
+}
+
+fn install_timers(ctx: &Ctx<'_>, state: &Rc<RefCell<LoopState>>, realm: usize) -> Result<(), JsError> {
+    let timers = state.clone();
+    let set_timeout =
+        Function::new(ctx.clone(), move |callback: Function<'_>, delay: rquickjs::function::Opt<f64>| {
+            let delay = delay.0.filter(|d| d.is_finite() && *d > 0.0).unwrap_or(0.0);
+            let mut state = timers.borrow_mut();
+            state.next_timer += 1;
+            let id = state.next_timer;
+            let when = Instant::now() + Duration::from_secs_f64(delay / 1000.0);
+            let ctx = callback.ctx().clone();
+            state.timers.insert((when, id), Timer { realm, callback: Persistent::save(&ctx, callback) });
+            id as f64
+        })?;
+    let timers = state.clone();
+    let clear_timeout = Function::new(ctx.clone(), move |id: rquickjs::function::Opt<f64>| {
+        if let Some(id) = id.0 {
+            timers.borrow_mut().timers.retain(|(_, timer_id), _| *timer_id as f64 != id);
+        }
+    })?;
+    ctx.globals().set("setTimeout", set_timeout)?;
+    ctx.globals().set("clearTimeout", clear_timeout)?;
+    Ok(())
+}
+
+fn install_testharness_hooks(ctx: &Ctx<'_>, state: &Rc<RefCell<LoopState>>) -> Result<(), JsError> {
+    let results = state.clone();
+    let on_result = Function::new(ctx.clone(), move |result: Object<'_>| {
+        let name: String = result.get("name").unwrap_or_default();
+        let status: String = result.get("status").unwrap_or_default();
+        let message: Option<String> = result.get("message").unwrap_or(None);
+        results.borrow_mut().results.push(TestResult { name, status, message });
+    })?;
+    let done = state.clone();
+    let on_complete = Function::new(ctx.clone(), move || {
+        done.borrow_mut().complete = true;
+    })?;
+    ctx.globals().set("__testharness_on_result", on_result)?;
+    ctx.globals().set("__testharness_on_complete", on_complete)?;
+    Ok(())
+}
+
+/// Prints results the shell's way (`PASS name` / `FAIL name: message` / `TIMEOUT name`, then
+/// `N passed, N failed`) and says whether the run counts as a success (at least one test ran and
+/// none failed).
+pub fn report(results: &[TestResult], out: &mut impl std::io::Write) -> std::io::Result<bool> {
+    let mut failed = 0;
+    for result in results {
+        match (result.status.as_str(), &result.message) {
+            ("PASS", _) => writeln!(out, "PASS {}", result.name)?,
+            ("TIMEOUT", _) => {
+                failed += 1;
+                writeln!(out, "TIMEOUT {}", result.name)?;
+            }
+            (_, message) => {
+                failed += 1;
+                writeln!(out, "FAIL {}: {}", result.name, message.as_deref().unwrap_or(""))?;
+            }
+        }
+    }
+    let passed = results.len() - failed;
+    writeln!(out, "{passed} passed, {failed} failed")?;
+    Ok(!results.is_empty() && failed == 0)
+}
+
+/// What native functions use to start asynchronous operations whose promises the loop settles.
+#[derive(Clone)]
+pub struct OpsHandle {
+    state: Rc<RefCell<LoopState>>,
+}
+
+impl OpsHandle {
+    /// Starts `future` for a script call in realm `realm` and returns the promise script awaits.
+    pub fn start<'js>(
+        &self,
+        ctx: &Ctx<'js>,
+        realm: usize,
+        future: impl Future<Output = Settle> + 'static,
+    ) -> rquickjs::Result<rquickjs::Promise<'js>> {
+        let (promise, resolve, reject) = rquickjs::Promise::new(ctx)?;
+        self.state.borrow_mut().ops.push(PendingOp {
+            realm,
+            future: Box::pin(future),
+            resolve: Persistent::save(ctx, resolve),
+            reject: Persistent::save(ctx, reject),
+        });
+        Ok(promise)
+    }
+}

@@ -1,0 +1,107 @@
+//! `test_shell`: the Cross-Origin Storage component's content_shell. Today it runs JavaScript
+//! test files with our testharness in a QuickJS realm; the multi-process browser, the `shell`
+//! harness API, the loopback hub and the demo are being built on top (see ARCHITECTURE.md).
+
+mod cos_js;
+mod js;
+mod page;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// The Cross-Origin Storage test shell.
+#[derive(Parser)]
+#[command(name = "test_shell", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a JavaScript test file (testharness API) and prints one line per test, then
+    /// `N passed, N failed`. Exits 0 only if at least one test ran and none failed.
+    Run {
+        /// The test script.
+        script: PathBuf,
+        /// Give up if the tests have not completed after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        /// Also print what the script logs with `console.*`.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Opens one page at ORIGIN and runs a web-platform-tests style file in it (`// META:
+    /// script=` includes are loaded first, relative to the file). Same output and exit code as
+    /// `run`.
+    Wpt {
+        /// The `.any.js` test file.
+        test: PathBuf,
+        /// The page's URL (its origin decides what the page may see).
+        #[arg(long, default_value = "https://web-platform.test/")]
+        origin: String,
+        /// The browser profile directory (default: a new temporary one).
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        /// Give up if the tests have not completed after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { script, timeout, verbose } => run(&script, Duration::from_secs(timeout), verbose),
+        Command::Wpt { test, origin, profile, timeout } => {
+            wpt(&test, &origin, profile.as_deref(), Duration::from_secs(timeout))
+        }
+    }
+}
+
+fn wpt(test: &std::path::Path, origin: &str, profile: Option<&std::path::Path>, timeout: Duration) -> ExitCode {
+    let outcome = (|| -> Result<Vec<js::TestResult>, page::PageError> {
+        let browser = page::Browser::start(profile)?;
+        let page = browser.open(origin, 1, 1)?;
+        page.run_test_file(test, timeout)
+    })();
+    finish(outcome.map_err(|e| e.to_string()))
+}
+
+fn finish(outcome: Result<Vec<js::TestResult>, String>) -> ExitCode {
+    match outcome {
+        Ok(results) => {
+            let mut stdout = std::io::stdout().lock();
+            match js::report(&results, &mut stdout) {
+                Ok(true) => ExitCode::SUCCESS,
+                _ => ExitCode::FAILURE,
+            }
+        }
+        Err(error) => {
+            eprintln!("test_shell: {error}");
+            println!("0 passed, 1 failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(script: &std::path::Path, timeout: Duration, verbose: bool) -> ExitCode {
+    let source = match std::fs::read_to_string(script) {
+        Ok(source) => source,
+        Err(error) => {
+            eprintln!("test_shell: cannot read {}: {error}", script.display());
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = (|| -> Result<Vec<js::TestResult>, js::JsError> {
+        let host = js::JsHost::new(verbose)?;
+        let realm = host.realm()?;
+        host.eval(&realm, "testharness.js", js::TESTHARNESS_JS)?;
+        host.eval(&realm, &script.display().to_string(), &source)?;
+        host.run_tests(timeout)
+    })();
+    finish(outcome.map_err(|e| e.to_string()))
+}
