@@ -225,6 +225,98 @@
     return clone(value);
   });
 
+  // ---- fetch, Response, Headers (to the loopback hub) -------------------------------------------------
+  const net = globalThis.__fetch;
+  delete globalThis.__fetch;
+  class Headers {
+    constructor(init) {
+      this._map = new Map();
+      if (init instanceof Headers) init = [...init._map];
+      else if (init && !Array.isArray(init)) init = Object.entries(init);
+      for (const [name, value] of init || []) this.append(name, value);
+    }
+    append(name, value) {
+      const key = String(name).toLowerCase();
+      const old = this._map.get(key);
+      this._map.set(key, old === undefined ? String(value) : `${old}, ${value}`);
+    }
+    set(name, value) { this._map.set(String(name).toLowerCase(), String(value)); }
+    get(name) { const v = this._map.get(String(name).toLowerCase()); return v === undefined ? null : v; }
+    has(name) { return this._map.has(String(name).toLowerCase()); }
+    delete(name) { this._map.delete(String(name).toLowerCase()); }
+    forEach(callback) { for (const [k, v] of this._map) callback(v, k, this); }
+    entries() { return this._map.entries(); }
+    keys() { return this._map.keys(); }
+    values() { return this._map.values(); }
+    [Symbol.iterator]() { return this._map.entries(); }
+  }
+  class Response {
+    constructor(body = null, init = {}) {
+      init = init || {};
+      this.status = init.status === undefined ? 200 : Number(init.status);
+      this.statusText = init.statusText === undefined ? "" : String(init.statusText);
+      this.headers = new Headers(init.headers);
+      this.url = "";
+      this._blob = body === null || body === undefined ? null : body instanceof Blob ? body : new Blob([body]);
+      this._net = undefined;
+      this._used = false;
+      this._stream = undefined;
+    }
+    get ok() { return this.status >= 200 && this.status < 300; }
+    get bodyUsed() { return this._used; }
+    get body() {
+      if (this._stream === undefined) {
+        if (this._net !== undefined) {
+          const id = this._net;
+          this._stream = new ReadableStream({
+            async pull(controller) {
+              const chunk = await net.read(id);
+              if (chunk === null) controller.close();
+              else controller.enqueue(new Uint8Array(chunk));
+            },
+          });
+        } else {
+          this._stream = this._blob ? this._blob.stream() : null;
+        }
+      }
+      return this._stream;
+    }
+    async bytes() {
+      if (this._used) throw new TypeError("Body has already been consumed.");
+      this._used = true;
+      if (this._net === undefined) return this._blob ? this._blob.bytes() : new Uint8Array(0);
+      const reader = this.body.getReader();
+      const chunks = [];
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        chunks.push(value);
+      }
+      return concat(chunks);
+    }
+    async arrayBuffer() { return (await this.bytes()).buffer; }
+    async text() { return new TextDecoder().decode(await this.bytes()); }
+    async json() { return JSON.parse(await this.text()); }
+    async blob() { return new Blob([await this.bytes()], { type: this.headers.get("content-type") || "" }); }
+  }
+  async function fetch(input, init = {}) {
+    const url = String(input && input.url !== undefined ? input.url : input);
+    if (!/^https?:\/\//.test(url)) throw new TypeError(`fetch: only absolute http(s) URLs are supported here: ${url}`);
+    const head = await net.start(url);
+    const response = Object.create(Response.prototype);
+    Object.assign(response, { status: head.status, statusText: "", headers: new Headers(head.headers), url });
+    response._blob = null;
+    response._net = head.id;
+    response._used = false;
+    response._stream = undefined;
+    return response;
+  }
+  if (net) {
+    define("fetch", fetch);
+  }
+  define("Headers", Headers);
+  define("Response", Response);
+
   // ---- navigator.crossOriginStorage ------------------------------------------------------------------
   const navigator = {};
   define("navigator", navigator);

@@ -17,7 +17,7 @@ use rquickjs::function::Opt;
 use rquickjs::{ArrayBuffer, Ctx, Exception, Function, Object, Promise, TypedArray, Value};
 use sha2::{Digest, Sha256};
 
-use crate::js::{OpsHandle, Settle};
+use crate::js::{OpsHandle, Settle, settle_ok};
 
 #[derive(Default)]
 struct Objects {
@@ -49,10 +49,6 @@ fn make_error<'js>(ctx: &Ctx<'js>, error: &CosError) -> rquickjs::Result<Value<'
     }
     let constructor: rquickjs::Constructor = ctx.globals().get("DOMException")?;
     constructor.construct((error.message(), error.name()))
-}
-
-fn settle_ok(make: impl for<'js> FnOnce(&Ctx<'js>) -> rquickjs::Result<Value<'js>> + 'static) -> Settle {
-    Box::new(move |ctx| make(ctx).map(Ok))
 }
 
 fn settle_error(error: CosError) -> Settle {

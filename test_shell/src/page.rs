@@ -2,7 +2,9 @@
 //! side (frame table, broker stub, storage service) runs in this process over the in-process
 //! transport; the page's realm talks to it exactly as a renderer would, through `cos_renderer`.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +56,14 @@ impl Browser {
     /// Starts the COS host with an in-process storage service on `profile` (a temporary one
     /// when `None`).
     pub fn start(profile: Option<&Path>) -> Result<Self, PageError> {
+        Self::start_with(profile, |_| {})
+    }
+
+    /// Like [`start`](Self::start), with the service configuration adjusted by `adjust`.
+    pub fn start_with(
+        profile: Option<&Path>,
+        adjust: impl FnOnce(&mut ServiceProcessConfig),
+    ) -> Result<Self, PageError> {
         let (dir, temporary) = match profile {
             Some(dir) => (dir.to_path_buf(), None),
             None => {
@@ -72,6 +82,7 @@ impl Browser {
         });
         let mut service = ServiceProcessConfig::new(dir.to_string_lossy());
         service.sandbox = false;
+        adjust(&mut service);
         let host = CosHost::start(HostConfig { launch: ServiceLaunch::InProcess(run), service })
             .map_err(|e| PageError::Host(e.to_string()))?;
         Ok(Self { host, _profile: temporary })
@@ -96,12 +107,14 @@ impl Browser {
         let manager = CrossOriginStorageManager::new(connection.clone(), context);
         let js = JsHost::new(false)?;
         let pump = connection.clone();
-        js.set_idle_wait(Box::new(move |wait| pump.pump_timeout(wait) != Some(false)));
+        // Short waits: fetches finish on their own threads, and the loop must notice them.
+        js.set_idle_wait(Box::new(move |wait| pump.pump_timeout(wait.min(Duration::from_millis(2))) != Some(false)));
         let realm = js.realm()?;
         let ops = js.ops();
         let index = js.realm_index(&realm);
         js.with_realm(&realm, |ctx| -> Result<(), JsError> {
             crate::cos_js::install_host(&ctx)?;
+            crate::fetch::install(&ctx, origin.to_string(), ops.clone(), index)?;
             if let Some(manager) = manager {
                 crate::cos_js::install_cos(&ctx, manager, ops, index)?;
             }
@@ -110,7 +123,17 @@ impl Browser {
         js.eval(&realm, "web.js", WEB_JS)?;
         let location = format!("globalThis.location = {{ href: {url:?}, origin: {:?} }};", origin.to_string());
         js.eval(&realm, "location.js", &location)?;
-        Ok(Page { js, realm, _connection: connection })
+        let settled = Rc::new(RefCell::new(None));
+        let (ok, err) = (settled.clone(), settled.clone());
+        js.with_realm(&realm, |ctx| -> rquickjs::Result<()> {
+            let resolve = rquickjs::Function::new(ctx.clone(), move |json: String| *ok.borrow_mut() = Some(Ok(json)))?;
+            let reject = rquickjs::Function::new(ctx.clone(), move |text: String| *err.borrow_mut() = Some(Err(text)))?;
+            ctx.globals().set("__shell_settled", resolve)?;
+            ctx.globals().set("__shell_failed", reject)?;
+            Ok(())
+        })
+        .map_err(JsError::from)?;
+        Ok(Page { js, realm, _connection: connection, settled })
     }
 }
 
@@ -119,12 +142,36 @@ pub struct Page {
     js: JsHost,
     realm: Realm,
     _connection: Arc<RendererConnection>,
+    settled: Rc<RefCell<Option<Result<String, String>>>>,
 }
 
 impl Page {
     /// Runs a script in the page.
     pub fn eval(&self, file: &str, source: &str) -> Result<(), PageError> {
         Ok(self.js.eval(&self.realm, file, source)?)
+    }
+
+    /// Evaluates `expression` (which may be a promise), runs the page until it settles, and
+    /// returns its value as JSON; a rejection becomes `Err(String(reason))`.
+    pub fn evaluate(&self, expression: &str, timeout: Duration) -> Result<Result<String, String>, PageError> {
+        *self.settled.borrow_mut() = None;
+        let script = format!(
+            "Promise.resolve().then(() => ({expression})).then((v) => __shell_settled(JSON.stringify(v === undefined ? null : v)), (e) => __shell_failed(String(e && e.stack ? e + '\\n' + e.stack : e)));"
+        );
+        self.eval("evaluate.js", &script)?;
+        let settled = self.settled.clone();
+        self.js.run_until(timeout, move || settled.borrow().is_some())?;
+        Ok(self.settled.borrow_mut().take().expect("settled when the loop stopped"))
+    }
+
+    /// Installs a native function under `name` in the page's realm.
+    pub fn define_function(&self, name: &str, f: impl Fn(String, f64, f64) + 'static) -> Result<(), PageError> {
+        self.js
+            .with_realm(&self.realm, |ctx| -> rquickjs::Result<()> {
+                ctx.globals().set(name, rquickjs::Function::new(ctx.clone(), f)?)
+            })
+            .map_err(JsError::from)?;
+        Ok(())
     }
 
     /// Runs a web-platform-tests style test file: the harness, its `// META: script=` includes

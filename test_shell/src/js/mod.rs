@@ -77,6 +77,16 @@ struct Timer {
 /// (`Ok`) or to reject with (`Err`) in the operation's realm.
 pub type Settle = Box<dyn for<'js> FnOnce(&Ctx<'js>) -> rquickjs::Result<Result<Value<'js>, Value<'js>>>>;
 
+/// Settles with the value `make` builds.
+pub fn settle_ok(make: impl for<'js> FnOnce(&Ctx<'js>) -> rquickjs::Result<Value<'js>> + 'static) -> Settle {
+    Box::new(move |ctx| make(ctx).map(Ok))
+}
+
+/// Rejects with the value `make` builds.
+pub fn settle_err(make: impl for<'js> FnOnce(&Ctx<'js>) -> rquickjs::Result<Value<'js>> + 'static) -> Settle {
+    Box::new(move |ctx| make(ctx).map(Err))
+}
+
 /// A native asynchronous operation started by script: a future and its promise's functions.
 struct PendingOp {
     realm: usize,
@@ -171,14 +181,22 @@ impl JsHost {
     /// Runs the event loop until the testharness reports completion (or nothing is left to run,
     /// or `deadline` passes). Returns the results in order.
     pub fn run_tests(&self, deadline: Duration) -> Result<Vec<TestResult>, JsError> {
+        let state = self.state.clone();
+        self.run_until(deadline, move || state.borrow().complete)?;
+        Ok(std::mem::take(&mut self.state.borrow_mut().results))
+    }
+
+    /// Runs the event loop until `done()` says so (checked whenever the loop is idle), nothing
+    /// is left to run, or `deadline` passes.
+    pub fn run_until(&self, deadline: Duration, done: impl Fn() -> bool) -> Result<(), JsError> {
         let until = Instant::now() + deadline;
         loop {
             self.run_microtasks();
             if self.settle_ops() {
                 continue;
             }
-            if self.state.borrow().complete {
-                return Ok(std::mem::take(&mut self.state.borrow_mut().results));
+            if done() {
+                return Ok(());
             }
             let next = self.state.borrow().timers.keys().next().copied();
             if !self.state.borrow().ops.is_empty() {

@@ -1,0 +1,226 @@
+//! `test_shell demo`: two sites load the same public model files; the second gets them from
+//! Cross-Origin Storage instead of the network.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use cos_test_hub::{Hub, HubFile};
+
+use crate::page::{Browser, PageError};
+
+/// The loader the pages run (Transformers.js' call pattern).
+pub const DEMO_LOADER_JS: &str = include_str!("../js/demo_loader.js");
+
+/// The two sites of the seed's story.
+pub const SITES: [&str; 2] =
+    ["https://googlechrome.github.io/samples/cross-origin-storage/", "https://rawcdn.rawgit.net/demo/"];
+
+/// The Whisper repository on the hub.
+pub const WHISPER: &str = "/Xenova/whisper-tiny.en/resolve/main/";
+/// The sentiment model's repository on the hub.
+pub const SENTIMENT: &str = "/Xenova/distilbert-base-uncased-finetuned-sst-2-english/resolve/main/";
+/// Where the Wasm runtime is served (no LFS pointer there).
+pub const RUNTIME: &str = "/onnxruntime-web/dist/";
+
+/// What the demo serves: (path, size). The Whisper files add up to exactly 177 MiB.
+const FILES: &[(&str, &str, u64)] = &[
+    (WHISPER, "onnx/encoder_model.onnx", 32_900_000),
+    (WHISPER, "onnx/decoder_model_merged.onnx", 148_000_000),
+    (WHISPER, "tokenizer.json", 2_400_000),
+    (WHISPER, "vocab.json", 1_040_000),
+    (WHISPER, "merges.txt", 1_250_000),
+    (WHISPER, "config.json", 3_808),
+    (WHISPER, "generation_config.json", 3_000),
+    (WHISPER, "preprocessor_config.json", 339),
+    (WHISPER, "tokenizer_config.json", 805),
+    (RUNTIME, "ort-wasm-simd-threaded.jsep.wasm", 23_567_050),
+    (SENTIMENT, "onnx/model_quantized.onnx", 67_123_456),
+    (SENTIMENT, "tokenizer.json", 711_396),
+    (SENTIMENT, "config.json", 735),
+];
+
+/// Why the demo could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The hub could not start.
+    #[error("the loopback hub could not start: {0}")]
+    Hub(#[from] std::io::Error),
+    /// A page failed.
+    #[error(transparent)]
+    Page(#[from] PageError),
+    /// The loader rejected.
+    #[error("the model loader failed: {0}")]
+    Loader(String),
+}
+
+/// One site's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteReport {
+    /// The page's origin.
+    pub origin: String,
+    /// Bytes the hub sent to this origin (pointers and downloads).
+    pub network_bytes: u64,
+    /// Model bytes the page got from Cross-Origin Storage.
+    pub cos_bytes: u64,
+    /// From the first request to all files in hand.
+    pub ready: Duration,
+}
+
+/// Serves `files` (directory, name, size) on `hub`, generated deterministically; returns them
+/// with their hashes.
+pub fn serve_files(hub: &Hub, files: &[(&str, &str, u64)]) -> Vec<HubFile> {
+    files
+        .iter()
+        .enumerate()
+        .map(|(seed, (dir, name, size))| hub.add_generated(&format!("{dir}{name}"), *size, 0x5eed + seed as u64))
+        .collect()
+}
+
+/// The loader's manifest: Hub files by URL (their hash comes from the pointer); the runtime by
+/// URL and hash (it has no pointer).
+fn manifest(hub: &Hub, files: &[HubFile]) -> String {
+    let entries: Vec<String> = files
+        .iter()
+        .map(|file| {
+            let name = file.path.rsplit('/').next().unwrap_or(&file.path);
+            let hash =
+                if file.path.contains("/resolve/") { "null".to_owned() } else { format!("{:?}", file.sha256_hex) };
+            format!("{{\"name\":{name:?},\"url\":{:?},\"size\":{},\"sha256\":{hash}}}", hub.url(&file.path), file.size)
+        })
+        .collect();
+    format!("[{}]", entries.join(","))
+}
+
+/// Runs the story with the demo's files: site A downloads and shares, site B reuses.
+pub fn run_sites(profile: Option<&Path>, progress: bool) -> Result<Vec<SiteReport>, DemoError> {
+    run_story(profile, FILES, progress)
+}
+
+/// Runs the story with `files` (directory under the hub, name, size): one report per site.
+pub fn run_story(
+    profile: Option<&Path>,
+    files: &[(&str, &str, u64)],
+    progress: bool,
+) -> Result<Vec<SiteReport>, DemoError> {
+    let hub = Hub::start()?;
+    let files = serve_files(&hub, files);
+    // The demo profile's Public Hash List names the demo files, so "*" entries are disclosed.
+    let scratch = tempfile::tempdir()?;
+    let list_path = scratch.path().join("public-hash-list.txt");
+    let mut list = String::from("// Public Hash List of the test shell's demo\n// ===BEGIN SHA-256===\n");
+    for file in &files {
+        list.push_str(&file.sha256_hex);
+        list.push('\n');
+    }
+    std::fs::write(&list_path, list)?;
+    let browser = Browser::start_with(profile, |config| {
+        config.public_hash_list_path = Some(list_path.to_string_lossy().into_owned());
+    })?;
+    let manifest = manifest(&hub, &files);
+    let mut reports = Vec::new();
+    for (index, url) in SITES.iter().enumerate() {
+        let page = browser.open(url, index as u64 + 1, index as u64 + 1)?;
+        page.eval("demo_loader.js", DEMO_LOADER_JS)?;
+        if progress {
+            page.define_function("__demo_progress", progress_bar())?;
+        }
+        let origin = cos_common::Origin::from_url(url).expect("demo URLs are valid").to_string();
+        if progress {
+            eprintln!("{origin} loads the models:");
+        }
+        let outcome = page.evaluate(&format!("cosLoadModels({manifest})"), Duration::from_secs(600))?;
+        let json = outcome.map_err(DemoError::Loader)?;
+        let stats = parse_stats(&json).ok_or_else(|| DemoError::Loader(format!("unexpected loader result {json}")))?;
+        reports.push(SiteReport {
+            network_bytes: hub.bytes_served_to(&origin),
+            cos_bytes: stats.0,
+            ready: stats.1,
+            origin,
+        });
+    }
+    Ok(reports)
+}
+
+/// A download progress bar on stderr: redrawn in place on a terminal, one line per file otherwise.
+fn progress_bar() -> impl Fn(String, f64, f64) + 'static {
+    use std::io::IsTerminal;
+    let terminal = std::io::stderr().is_terminal();
+    let shown = std::cell::Cell::new(-1i64);
+    move |name, done, total| {
+        let percent = (100.0 * done / total.max(1.0)).floor() as i64;
+        let step = if terminal { 2 } else { 100 };
+        if percent / step == shown.get() / step && percent < 100 {
+            return;
+        }
+        shown.set(if percent >= 100 { -1 } else { percent });
+        let filled = (percent as usize * 30 / 100).min(30);
+        let bar = format!("[{}{}]", "#".repeat(filled), " ".repeat(30 - filled));
+        let mib = done / (1u64 << 20) as f64;
+        if terminal {
+            eprint!("\r  {name:<36} {bar} {percent:>3}% {mib:>7.1} MiB");
+            if percent >= 100 {
+                eprintln!();
+            }
+        } else if percent >= 100 {
+            eprintln!("  {name:<36} {bar} {percent:>3}% {mib:>7.1} MiB");
+        }
+        let _ = std::io::stderr().flush();
+    }
+}
+
+/// `cos` bytes and `ms` from the loader's JSON (a tiny reader: the shape is ours).
+fn parse_stats(json: &str) -> Option<(u64, Duration)> {
+    let number = |key: &str| -> Option<u64> {
+        let start = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+        let digits: String = json[start..].chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    Some((number("cos")?, Duration::from_millis(number("ms")?)))
+}
+
+/// Runs the demo and prints its report (a table, or JSON with `json`).
+pub fn run(profile: Option<&Path>, json: bool) -> Result<(), DemoError> {
+    if !json {
+        println!("Cross-Origin Storage demo: two sites load the same public model files.");
+        println!(
+            "Files: Whisper tiny.en (177 MiB), an ONNX Runtime Wasm build (23 MiB), a sentiment model (65 MiB).\n"
+        );
+    }
+    let reports = run_sites(profile, !json)?;
+    let mib = |bytes: u64| bytes as f64 / (1u64 << 20) as f64;
+    if json {
+        let rows: Vec<String> = reports
+            .iter()
+            .map(|r| {
+                format!(
+                    "{{\"origin\":{:?},\"network_bytes\":{},\"cos_bytes\":{},\"ready_ms\":{}}}",
+                    r.origin,
+                    r.network_bytes,
+                    r.cos_bytes,
+                    r.ready.as_millis()
+                )
+            })
+            .collect();
+        println!("[{}]", rows.join(","));
+        return Ok(());
+    }
+    println!("\n  {:<40} {:>14} {:>14} {:>12}", "origin", "from network", "from COS", "ready in");
+    for r in &reports {
+        println!(
+            "  {:<40} {:>10.1} MiB {:>10.1} MiB {:>9.2} s",
+            r.origin,
+            mib(r.network_bytes),
+            mib(r.cos_bytes),
+            r.ready.as_secs_f64()
+        );
+    }
+    if let [first, second] = reports.as_slice() {
+        println!(
+            "\n  The second site downloaded {:.1} KiB (the pointer files) instead of {:.1} MiB.",
+            second.network_bytes as f64 / 1024.0,
+            mib(first.network_bytes)
+        );
+    }
+    Ok(())
+}
