@@ -103,6 +103,24 @@ pub fn run_story(
     files: &[(&str, &str, u64)],
     progress: bool,
 ) -> Result<Vec<SiteReport>, DemoError> {
+    run_story_with(profile, files, &Loader { script: DEMO_LOADER_JS, function: "cosLoadModels" }, progress)
+}
+
+/// A client's loading code: a script defining `function(manifest) -> {cos, ms, ...}`.
+pub struct Loader<'a> {
+    /// The script that defines the loader.
+    pub script: &'a str,
+    /// The loader function's global name.
+    pub function: &'a str,
+}
+
+/// Runs the story with `files` and a given client `loader`: one report per site.
+pub fn run_story_with(
+    profile: Option<&Path>,
+    files: &[(&str, &str, u64)],
+    loader: &Loader<'_>,
+    progress: bool,
+) -> Result<Vec<SiteReport>, DemoError> {
     let hub = Hub::start()?;
     let files = serve_files(&hub, files);
     // The demo profile's Public Hash List names the demo files, so "*" entries are disclosed.
@@ -121,7 +139,7 @@ pub fn run_story(
     let mut reports = Vec::new();
     for (index, url) in SITES.iter().enumerate() {
         let page = browser.open(url, index as u64 + 1, index as u64 + 1)?;
-        page.eval("demo_loader.js", DEMO_LOADER_JS)?;
+        page.eval("loader.js", loader.script)?;
         if progress {
             page.define_function("__demo_progress", progress_bar())?;
         }
@@ -129,7 +147,7 @@ pub fn run_story(
         if progress {
             eprintln!("{origin} loads the models:");
         }
-        let outcome = page.evaluate(&format!("cosLoadModels({manifest})"), Duration::from_secs(600))?;
+        let outcome = page.evaluate(&format!("{}({manifest})", loader.function), Duration::from_secs(600))?;
         let json = outcome.map_err(DemoError::Loader)?;
         let stats = parse_stats(&json).ok_or_else(|| DemoError::Loader(format!("unexpected loader result {json}")))?;
         reports.push(SiteReport {

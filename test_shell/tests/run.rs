@@ -55,3 +55,22 @@ fn help_texts() {
     insta::assert_snapshot!("help", shell(&["--help"]).0);
     insta::assert_snapshot!("run_help", shell(&["run", "--help"]).0);
 }
+
+/// The demo's table, with the timings replaced by `[time]` and the second site's download by
+/// `[pointers]` (GREASE may send a small file back to the network now and then, by design).
+#[test]
+fn the_demo_prints_a_table_per_origin() {
+    let output = Command::new(env!("CARGO_BIN_EXE_test_shell")).arg("demo").output().expect("test_shell runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let table: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| match line.strip_suffix(" s").and_then(|rest| rest.rsplit_once(' ')) {
+            Some((head, time)) if time.parse::<f64>().is_ok() => format!("{head} [time]"),
+            _ => match line.split_once("downloaded ").zip(line.split_once(" KiB")) {
+                Some(((head, _), (_, tail))) => format!("{head}downloaded [pointers] KiB{tail}"),
+                None => line.to_owned(),
+            },
+        })
+        .collect();
+    insta::assert_snapshot!(table.join("\n"));
+}
