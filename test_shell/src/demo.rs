@@ -93,17 +93,18 @@ fn manifest(hub: &Hub, files: &[HubFile]) -> String {
 }
 
 /// Runs the story with the demo's files: site A downloads and shares, site B reuses.
-pub fn run_sites(profile: Option<&Path>, progress: bool) -> Result<Vec<SiteReport>, DemoError> {
-    run_story(profile, FILES, progress)
+pub fn run_sites(program: &Path, profile: Option<&Path>, progress: bool) -> Result<Vec<SiteReport>, DemoError> {
+    run_story(program, profile, FILES, progress)
 }
 
 /// Runs the story with `files` (directory under the hub, name, size): one report per site.
 pub fn run_story(
+    program: &Path,
     profile: Option<&Path>,
     files: &[(&str, &str, u64)],
     progress: bool,
 ) -> Result<Vec<SiteReport>, DemoError> {
-    run_story_with(profile, files, &Loader { script: DEMO_LOADER_JS, function: "cosLoadModels" }, progress)
+    run_story_with(program, profile, files, &Loader { script: DEMO_LOADER_JS, function: "cosLoadModels" }, progress)
 }
 
 /// A client's loading code: a script defining `function(manifest) -> {cos, ms, ...}`.
@@ -116,6 +117,7 @@ pub struct Loader<'a> {
 
 /// Runs the story with `files` and a given client `loader`: one report per site.
 pub fn run_story_with(
+    program: &Path,
     profile: Option<&Path>,
     files: &[(&str, &str, u64)],
     loader: &Loader<'_>,
@@ -132,22 +134,26 @@ pub fn run_story_with(
         list.push('\n');
     }
     std::fs::write(&list_path, list)?;
-    let browser = Browser::start_with(profile, |config| {
+    let browser = Browser::start_with(program, profile, |config| {
         config.public_hash_list_path = Some(list_path.to_string_lossy().into_owned());
     })?;
     let manifest = manifest(&hub, &files);
     let mut reports = Vec::new();
-    for (index, url) in SITES.iter().enumerate() {
-        let page = browser.open(url, index as u64 + 1, index as u64 + 1)?;
+    for url in SITES {
+        let page = browser.open(url)?;
         page.eval("loader.js", loader.script)?;
-        if progress {
-            page.define_function("__demo_progress", progress_bar())?;
-        }
         let origin = cos_common::Origin::from_url(url).expect("demo URLs are valid").to_string();
         if progress {
             eprintln!("{origin} loads the models:");
         }
-        let outcome = page.evaluate(&format!("{}({manifest})", loader.function), Duration::from_secs(600))?;
+        let bar = progress_bar();
+        let report_progress = |name: String, done: f64, total: f64| {
+            if progress {
+                bar(name, done, total);
+            }
+        };
+        let outcome =
+            page.evaluate(&format!("{}({manifest})", loader.function), Duration::from_secs(600), report_progress)?;
         let json = outcome.map_err(DemoError::Loader)?;
         let stats = parse_stats(&json).ok_or_else(|| DemoError::Loader(format!("unexpected loader result {json}")))?;
         reports.push(SiteReport {
@@ -198,14 +204,14 @@ fn parse_stats(json: &str) -> Option<(u64, Duration)> {
 }
 
 /// Runs the demo and prints its report (a table, or JSON with `json`).
-pub fn run(profile: Option<&Path>, json: bool) -> Result<(), DemoError> {
+pub fn run(program: &Path, profile: Option<&Path>, json: bool) -> Result<(), DemoError> {
     if !json {
         println!("Cross-Origin Storage demo: two sites load the same public model files.");
         println!(
             "Files: Whisper tiny.en (177 MiB), an ONNX Runtime Wasm build (23 MiB), a sentiment model (65 MiB).\n"
         );
     }
-    let reports = run_sites(profile, !json)?;
+    let reports = run_sites(program, profile, !json)?;
     let mib = |bytes: u64| bytes as f64 / (1u64 << 20) as f64;
     if json {
         let rows: Vec<String> = reports

@@ -19,3 +19,5 @@ pub mod demo;
 mod fetch;
 pub mod js;
 pub mod page;
+pub mod protocol;
+pub mod renderer;

@@ -62,9 +62,27 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The same binary is every process of the shell: browser (no --type), renderer, service.
+    match cos_ipc::launch::bootstrap_from_args() {
+        Ok(Some(bootstrap)) => {
+            return match bootstrap.process_type.as_str() {
+                "renderer" => test_shell::renderer::run_renderer_process(bootstrap),
+                "storage-service" => cos_storage_service::process::run_storage_service_process(bootstrap),
+                other => {
+                    eprintln!("test_shell: unknown process type {other}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Ok(None) => {}
+        Err(error) => {
+            eprintln!("test_shell: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
     let cli = Cli::parse();
     match cli.command {
-        Command::Demo { profile, json } => match demo::run(profile.as_deref(), json) {
+        Command::Demo { profile, json } => match demo::run(&program(), profile.as_deref(), json) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("test_shell demo: {error}");
@@ -80,11 +98,16 @@ fn main() -> ExitCode {
 
 fn wpt(test: &std::path::Path, origin: &str, profile: Option<&std::path::Path>, timeout: Duration) -> ExitCode {
     let outcome = (|| -> Result<Vec<js::TestResult>, page::PageError> {
-        let browser = page::Browser::start(profile)?;
-        let page = browser.open(origin, 1, 1)?;
+        let browser = page::Browser::start(&program(), profile)?;
+        let page = browser.open(origin)?;
         page.run_test_file(test, timeout)
     })();
     finish(outcome.map_err(|e| e.to_string()))
+}
+
+/// This binary, which the browser process launches as renderers and the storage service.
+fn program() -> PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"))
 }
 
 fn finish(outcome: Result<Vec<js::TestResult>, String>) -> ExitCode {

@@ -1,33 +1,29 @@
-//! A page: a top-level document at an origin, with the COS stack behind it. Today the browser
-//! side (frame table, broker stub, storage service) runs in this process over the in-process
-//! transport; the page's realm talks to it exactly as a renderer would, through `cos_renderer`.
+//! The shell's browser side: the COS host (frame table, broker stubs, the sandboxed storage
+//! service process) and pages whose frames live in renderer processes, one per site.
 
-use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
-use cos_browser::{CosHost, FrameInfo, HostConfig, InProcessService, ServiceLaunch};
+use cos_browser::{CosHost, FrameInfo, HostConfig, ServiceLaunch};
 use cos_common::interface::{FrameId, RendererId, ServiceProcessConfig};
-use cos_common::{Origin, Scheme};
-use cos_ipc::Endpoint;
-use cos_renderer::{CrossOriginStorageManager, RendererConnection, ScriptContext};
+use cos_common::{Origin, Scheme, Site};
+use cos_ipc::launch::{LaunchOptions, LaunchedChild};
+use cos_ipc::{Endpoint, Pipe};
+use parking_lot::Mutex;
 
-use crate::js::{JsError, JsHost, Realm, TESTHARNESS_JS, TestResult};
-
-/// The page realm's Web APIs, built on the natives of `cos_js`.
-pub const WEB_JS: &str = include_str!("../js/web.js");
+use crate::js::TestResult;
+use crate::protocol::{RendererCommand, RendererReply};
 
 /// What went wrong running a page (operator-facing).
 #[derive(Debug, thiserror::Error)]
 pub enum PageError {
-    /// The JavaScript host failed.
-    #[error(transparent)]
-    Js(#[from] JsError),
-    /// The COS host failed to start.
-    #[error("could not start the storage service: {0}")]
-    Host(String),
+    /// The COS host or a process failed to start.
+    #[error("could not start: {0}")]
+    Start(String),
+    /// A renderer failed or went away.
+    #[error("renderer: {0}")]
+    Renderer(String),
     /// A script could not be read.
     #[error("cannot read {path}: {error}")]
     Read {
@@ -36,8 +32,8 @@ pub enum PageError {
         /// Why.
         error: std::io::Error,
     },
-    /// The origin is not an http(s) URL.
-    #[error("not an http(s) origin: {0}")]
+    /// The URL is not an http(s) URL.
+    #[error("not an http(s) URL: {0}")]
     Origin(String),
 }
 
@@ -46,146 +42,193 @@ pub fn is_secure(origin: &Origin) -> bool {
     origin.scheme() == Scheme::Https || origin.host() == "localhost" || origin.host().ends_with(".localhost")
 }
 
-/// The browser side in this process.
+struct RendererProcess {
+    id: u64,
+    child: LaunchedChild,
+    control: Pipe<RendererCommand, RendererReply>,
+}
+
+/// The browser side, in this process.
 pub struct Browser {
     host: CosHost,
+    program: PathBuf,
+    renderers: Mutex<HashMap<Site, std::sync::Arc<Mutex<RendererProcess>>>>,
+    next_id: Mutex<u64>,
     _profile: Option<tempfile::TempDir>,
 }
 
 impl Browser {
-    /// Starts the COS host with an in-process storage service on `profile` (a temporary one
-    /// when `None`).
-    pub fn start(profile: Option<&Path>) -> Result<Self, PageError> {
-        Self::start_with(profile, |_| {})
+    /// Starts the COS host with its sandboxed storage-service process on `profile` (a temporary
+    /// one when `None`). `program` is the shell binary (it runs every process type).
+    pub fn start(program: &Path, profile: Option<&Path>) -> Result<Self, PageError> {
+        Self::start_with(program, profile, |_| {})
     }
 
     /// Like [`start`](Self::start), with the service configuration adjusted by `adjust`.
     pub fn start_with(
+        program: &Path,
         profile: Option<&Path>,
         adjust: impl FnOnce(&mut ServiceProcessConfig),
     ) -> Result<Self, PageError> {
         let (dir, temporary) = match profile {
-            Some(dir) => (dir.to_path_buf(), None),
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| PageError::Start(format!("{}: {e}", dir.display())))?;
+                (dir.to_path_buf(), None)
+            }
             None => {
-                let temporary = tempfile::tempdir().map_err(|e| PageError::Host(e.to_string()))?;
+                let temporary = tempfile::tempdir().map_err(|e| PageError::Start(e.to_string()))?;
                 (temporary.path().to_path_buf(), Some(temporary))
             }
         };
-        let run: InProcessService = Arc::new(|endpoint: Endpoint| {
-            let _ = std::thread::Builder::new().name("cos-storage-service".into()).spawn(move || {
-                if let Err(error) =
-                    cos_storage_service::process::serve(endpoint, cos_storage_service::process::no_lock_down)
-                {
-                    eprintln!("test_shell: storage service stopped: {error}");
-                }
-            });
-        });
         let mut service = ServiceProcessConfig::new(dir.to_string_lossy());
-        service.sandbox = false;
         adjust(&mut service);
-        let host = CosHost::start(HostConfig { launch: ServiceLaunch::InProcess(run), service })
-            .map_err(|e| PageError::Host(e.to_string()))?;
-        Ok(Self { host, _profile: temporary })
+        let mut launch = LaunchOptions::new("storage-service");
+        launch.program = program.to_path_buf();
+        let host = CosHost::start(HostConfig { launch: ServiceLaunch::Process(launch), service })
+            .map_err(|e| PageError::Start(e.to_string()))?;
+        Ok(Self {
+            host,
+            program: program.to_path_buf(),
+            renderers: Mutex::new(HashMap::new()),
+            next_id: Mutex::new(1),
+            _profile: temporary,
+        })
     }
 
-    /// Opens a top-level page at `url` (its origin decides what it may see).
-    pub fn open(&self, url: &str, renderer: u64, frame: u64) -> Result<Page, PageError> {
+    /// The COS host (clear site data, inspection, ...).
+    pub fn host(&self) -> &CosHost {
+        &self.host
+    }
+
+    fn next(&self) -> u64 {
+        let mut next = self.next_id.lock();
+        *next += 1;
+        *next
+    }
+
+    /// The renderer process of `site` (site isolation: one per site), launched on first use.
+    fn renderer_for(&self, site: &Site) -> Result<std::sync::Arc<Mutex<RendererProcess>>, PageError> {
+        if let Some(renderer) = self.renderers.lock().get(site) {
+            return Ok(renderer.clone());
+        }
+        let id = self.next();
+        let mut options = LaunchOptions::new("renderer");
+        options.program = self.program.clone();
+        let mut child = cos_ipc::launch::launch(&options).map_err(|e| PageError::Start(format!("renderer: {e}")))?;
+        let control = Pipe::new(child.take_endpoint());
+        let (browser_end, renderer_end) = Endpoint::pair().map_err(|e| PageError::Start(e.to_string()))?;
+        let pid = child.pid();
+        self.host.register_renderer(RendererId(id), browser_end, move || {
+            // SAFETY: kill(2) on the pid of a renderer this browser launched.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        });
+        control.send(&RendererCommand::Init, vec![renderer_end]).map_err(|e| PageError::Renderer(e.to_string()))?;
+        let renderer = std::sync::Arc::new(Mutex::new(RendererProcess { id, child, control }));
+        self.renderers.lock().insert(site.clone(), renderer.clone());
+        Ok(renderer)
+    }
+
+    /// Opens a top-level page at `url` in its site's renderer.
+    pub fn open(&self, url: &str) -> Result<Page, PageError> {
         let origin = Origin::from_url(url).map_err(|_| PageError::Origin(url.to_owned()))?;
-        let mut info = FrameInfo::top_level(RendererId(renderer), origin.clone());
+        let renderer = self.renderer_for(&Site::of(&origin))?;
+        let frame = self.next();
+        let renderer_id = renderer.lock().id;
+        let mut info = FrameInfo::top_level(RendererId(renderer_id), origin.clone());
         info.url = Some(url.to_owned());
         self.host.frames().insert(FrameId(frame), info);
-        let (browser_end, renderer_end) = Endpoint::pair_in_process();
-        self.host.register_renderer(RendererId(renderer), browser_end, || {});
-        let connection = RendererConnection::new_pumped(renderer_end).map_err(|e| PageError::Host(e.to_string()))?;
-        let context = ScriptContext {
-            frame: FrameId(frame),
-            secure_context: is_secure(&origin),
+        let page = Page { renderer, frame };
+        let command = RendererCommand::CreateFrame {
+            frame,
+            url: url.to_owned(),
+            secure: is_secure(&origin),
             policy_allows: true,
-            service_worker: false,
-            opaque_origin: false,
         };
-        let manager = CrossOriginStorageManager::new(connection.clone(), context);
-        let js = JsHost::new(false)?;
-        let pump = connection.clone();
-        // Short waits: fetches finish on their own threads, and the loop must notice them.
-        js.set_idle_wait(Box::new(move |wait| pump.pump_timeout(wait.min(Duration::from_millis(2))) != Some(false)));
-        let realm = js.realm()?;
-        let ops = js.ops();
-        let index = js.realm_index(&realm);
-        js.with_realm(&realm, |ctx| -> Result<(), JsError> {
-            crate::cos_js::install_host(&ctx)?;
-            crate::fetch::install(&ctx, origin.to_string(), ops.clone(), index)?;
-            if let Some(manager) = manager {
-                crate::cos_js::install_cos(&ctx, manager, ops, index)?;
-            }
-            Ok(())
-        })?;
-        js.eval(&realm, "web.js", WEB_JS)?;
-        let location = format!("globalThis.location = {{ href: {url:?}, origin: {:?} }};", origin.to_string());
-        js.eval(&realm, "location.js", &location)?;
-        let settled = Rc::new(RefCell::new(None));
-        let (ok, err) = (settled.clone(), settled.clone());
-        js.with_realm(&realm, |ctx| -> rquickjs::Result<()> {
-            let resolve = rquickjs::Function::new(ctx.clone(), move |json: String| *ok.borrow_mut() = Some(Ok(json)))?;
-            let reject = rquickjs::Function::new(ctx.clone(), move |text: String| *err.borrow_mut() = Some(Err(text)))?;
-            ctx.globals().set("__shell_settled", resolve)?;
-            ctx.globals().set("__shell_failed", reject)?;
-            Ok(())
-        })
-        .map_err(JsError::from)?;
-        Ok(Page { js, realm, _connection: connection, settled })
+        page.ask(command, |_, _, _| {})?;
+        Ok(page)
     }
 }
 
-/// A page and its realm.
+impl Drop for Browser {
+    fn drop(&mut self) {
+        for renderer in self.renderers.lock().values() {
+            let mut renderer = renderer.lock();
+            let _ = renderer.child.kill();
+            let _ = renderer.child.wait();
+        }
+    }
+}
+
+/// A page: a frame in a renderer process.
 pub struct Page {
-    js: JsHost,
-    realm: Realm,
-    _connection: Arc<RendererConnection>,
-    settled: Rc<RefCell<Option<Result<String, String>>>>,
+    renderer: std::sync::Arc<Mutex<RendererProcess>>,
+    frame: u64,
 }
 
 impl Page {
+    fn ask(
+        &self,
+        command: RendererCommand,
+        mut progress: impl FnMut(String, f64, f64),
+    ) -> Result<RendererReply, PageError> {
+        let renderer = self.renderer.lock();
+        renderer.control.send(&command, Vec::new()).map_err(|e| PageError::Renderer(e.to_string()))?;
+        loop {
+            match renderer.control.recv() {
+                Ok((RendererReply::Progress(name, done, total), _)) => progress(name, done, total),
+                Ok((RendererReply::Failed(message), _)) => return Err(PageError::Renderer(message)),
+                Ok((reply, _)) => return Ok(reply),
+                Err(error) => return Err(PageError::Renderer(error.to_string())),
+            }
+        }
+    }
+
     /// Runs a script in the page.
     pub fn eval(&self, file: &str, source: &str) -> Result<(), PageError> {
-        Ok(self.js.eval(&self.realm, file, source)?)
+        self.ask(
+            RendererCommand::Eval { frame: self.frame, scripts: vec![(file.to_owned(), source.to_owned())] },
+            |_, _, _| {},
+        )?;
+        Ok(())
     }
 
     /// Evaluates `expression` (which may be a promise), runs the page until it settles, and
-    /// returns its value as JSON; a rejection becomes `Err(String(reason))`.
-    pub fn evaluate(&self, expression: &str, timeout: Duration) -> Result<Result<String, String>, PageError> {
-        *self.settled.borrow_mut() = None;
-        let script = format!(
-            "Promise.resolve().then(() => ({expression})).then((v) => __shell_settled(JSON.stringify(v === undefined ? null : v)), (e) => __shell_failed(String(e && e.stack ? e + '\\n' + e.stack : e)));"
-        );
-        self.eval("evaluate.js", &script)?;
-        let settled = self.settled.clone();
-        self.js.run_until(timeout, move || settled.borrow().is_some())?;
-        Ok(self.settled.borrow_mut().take().expect("settled when the loop stopped"))
-    }
-
-    /// Installs a native function under `name` in the page's realm.
-    pub fn define_function(&self, name: &str, f: impl Fn(String, f64, f64) + 'static) -> Result<(), PageError> {
-        self.js
-            .with_realm(&self.realm, |ctx| -> rquickjs::Result<()> {
-                ctx.globals().set(name, rquickjs::Function::new(ctx.clone(), f)?)
-            })
-            .map_err(JsError::from)?;
-        Ok(())
+    /// returns its value as JSON; a rejection becomes `Err("Name: message")`. `progress` sees
+    /// the page's download progress reports.
+    pub fn evaluate(
+        &self,
+        expression: &str,
+        timeout: Duration,
+        progress: impl FnMut(String, f64, f64),
+    ) -> Result<Result<String, String>, PageError> {
+        let command = RendererCommand::Evaluate {
+            frame: self.frame,
+            expression: expression.to_owned(),
+            timeout_secs: timeout.as_secs(),
+        };
+        match self.ask(command, progress)? {
+            RendererReply::Evaluated(outcome) => Ok(outcome),
+            other => Err(PageError::Renderer(format!("unexpected reply {other:?}"))),
+        }
     }
 
     /// Runs a web-platform-tests style test file: the harness, its `// META: script=` includes
     /// (relative to the file), then the file; returns the results.
     pub fn run_test_file(&self, path: &Path, timeout: Duration) -> Result<Vec<TestResult>, PageError> {
         let source = read(path)?;
-        self.eval("testharness.js", TESTHARNESS_JS)?;
+        let mut scripts = Vec::new();
         for include in meta_scripts(&source) {
             let included = path.parent().unwrap_or(Path::new(".")).join(include.trim_start_matches('/'));
-            let text = read(&included)?;
-            self.eval(&included.display().to_string(), &text)?;
+            scripts.push((included.display().to_string(), read(&included)?));
         }
-        self.eval(&path.display().to_string(), &source)?;
-        Ok(self.js.run_tests(timeout)?)
+        scripts.push((path.display().to_string(), source));
+        let command = RendererCommand::RunTests { frame: self.frame, scripts, timeout_secs: timeout.as_secs() };
+        match self.ask(command, |_, _, _| {})? {
+            RendererReply::TestResults(results) => {
+                Ok(results.into_iter().map(|(name, status, message)| TestResult { name, status, message }).collect())
+            }
+            other => Err(PageError::Renderer(format!("unexpected reply {other:?}"))),
+        }
     }
 }
 

@@ -12,6 +12,10 @@ const FILES: [(&str, &str, u64); 4] = [
     (SENTIMENT, "onnx/model_quantized.onnx", 600 * 1024),
 ];
 
+fn shell() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_BIN_EXE_test_shell"))
+}
+
 const CLIENT_PATTERNS: &str = include_str!("js/client_patterns.js");
 
 fn check(reports: &[SiteReport]) {
@@ -26,17 +30,17 @@ fn check(reports: &[SiteReport]) {
 
 #[test]
 fn a_second_site_downloads_none_of_the_public_files() {
-    check(&run_story(None, &FILES, false).expect("the Transformers.js story runs"));
+    check(&run_story(shell(), None, &FILES, false).expect("the Transformers.js story runs"));
 }
 
 #[test]
 fn the_webllm_call_pattern_works_unchanged() {
     let loader = Loader { script: CLIENT_PATTERNS, function: "webLlmLoad" };
-    check(&run_story_with(None, &FILES, &loader, false).expect("the WebLLM story runs"));
+    check(&run_story_with(shell(), None, &FILES, &loader, false).expect("the WebLLM story runs"));
 }
 
 #[test]
 fn the_wllama_call_pattern_works_unchanged() {
     let loader = Loader { script: CLIENT_PATTERNS, function: "wllamaLoad" };
-    check(&run_story_with(None, &FILES, &loader, false).expect("the wllama story runs"));
+    check(&run_story_with(shell(), None, &FILES, &loader, false).expect("the wllama story runs"));
 }

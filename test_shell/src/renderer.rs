@@ -1,0 +1,185 @@
+//! A renderer process of the shell (`--type=renderer`): frames are QuickJS realms with the Web
+//! APIs of `js/web.js`; COS calls go over this process's COS pipe to its broker stub in the
+//! browser process, as in a browser.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cos_common::Origin;
+use cos_common::interface::FrameId;
+use cos_ipc::Pipe;
+use cos_ipc::launch::ChildBootstrap;
+use cos_renderer::{CrossOriginStorageManager, RendererConnection, ScriptContext};
+
+use crate::js::{JsError, JsHost, Realm, TESTHARNESS_JS};
+use crate::protocol::{RendererCommand, RendererReply};
+
+/// The page realm's Web APIs, built on the natives of `cos_js`.
+pub const WEB_JS: &str = include_str!("../js/web.js");
+
+type Control = Rc<Pipe<RendererReply, RendererCommand>>;
+
+struct Frame {
+    realm: Realm,
+    settled: Rc<RefCell<Option<Result<String, String>>>>,
+}
+
+/// Entry point of a `--type=renderer` process.
+pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
+    let control: Control = Rc::new(Pipe::new(bootstrap.endpoint));
+    let connection = match control.recv() {
+        Ok((RendererCommand::Init, mut pipes)) if pipes.len() == 1 => {
+            match RendererConnection::new_pumped(pipes.pop().expect("one pipe")) {
+                Ok(connection) => connection,
+                Err(error) => {
+                    eprintln!("renderer: {error}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        _ => {
+            eprintln!("renderer: expected Init with the COS pipe");
+            return ExitCode::FAILURE;
+        }
+    };
+    let js = match JsHost::new(false) {
+        Ok(js) => js,
+        Err(error) => {
+            eprintln!("renderer: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let pump = connection.clone();
+    // Short waits: fetches finish on their own threads, and the loop must notice them.
+    js.set_idle_wait(Box::new(move |wait| pump.pump_timeout(wait.min(Duration::from_millis(2))) != Some(false)));
+    let mut frames: HashMap<u64, Frame> = HashMap::new();
+    while let Ok((command, _)) = control.recv() {
+        let reply = match command {
+            RendererCommand::Init => RendererReply::Failed("already initialised".into()),
+            RendererCommand::CreateFrame { frame, url, secure, policy_allows } => {
+                match create_frame(&js, &connection, &control, frame, &url, secure, policy_allows) {
+                    Ok(created) => {
+                        frames.insert(frame, created);
+                        RendererReply::Done
+                    }
+                    Err(error) => RendererReply::Failed(error.to_string()),
+                }
+            }
+            RendererCommand::Eval { frame, scripts } => match frames.get(&frame) {
+                None => RendererReply::Failed(format!("no frame {frame}")),
+                Some(target) => match run_scripts(&js, &target.realm, &scripts) {
+                    Ok(()) => RendererReply::Done,
+                    Err(error) => RendererReply::Failed(error.to_string()),
+                },
+            },
+            RendererCommand::Evaluate { frame, expression, timeout_secs } => match frames.get(&frame) {
+                None => RendererReply::Failed(format!("no frame {frame}")),
+                Some(target) => match evaluate(&js, target, &expression, Duration::from_secs(timeout_secs)) {
+                    Ok(outcome) => RendererReply::Evaluated(outcome),
+                    Err(error) => RendererReply::Failed(error.to_string()),
+                },
+            },
+            RendererCommand::RunTests { frame, scripts, timeout_secs } => match frames.get(&frame) {
+                None => RendererReply::Failed(format!("no frame {frame}")),
+                Some(target) => {
+                    let outcome = js.eval(&target.realm, "testharness.js", TESTHARNESS_JS).and_then(|()| {
+                        run_scripts(&js, &target.realm, &scripts)?;
+                        js.run_tests(Duration::from_secs(timeout_secs))
+                    });
+                    match outcome {
+                        Ok(results) => RendererReply::TestResults(
+                            results.into_iter().map(|r| (r.name, r.status, r.message)).collect(),
+                        ),
+                        Err(error) => RendererReply::Failed(error.to_string()),
+                    }
+                }
+            },
+        };
+        if control.send(&reply, Vec::new()).is_err() {
+            break;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn run_scripts(js: &JsHost, realm: &Realm, scripts: &[(String, String)]) -> Result<(), JsError> {
+    for (name, source) in scripts {
+        js.eval(realm, name, source)?;
+    }
+    Ok(())
+}
+
+fn create_frame(
+    js: &JsHost,
+    connection: &Arc<RendererConnection>,
+    control: &Control,
+    frame: u64,
+    url: &str,
+    secure: bool,
+    policy_allows: bool,
+) -> Result<Frame, JsError> {
+    let origin = Origin::from_url(url)
+        .map_err(|_| JsError::Uncaught { file: "frame".into(), message: format!("not an http(s) URL: {url}") })?;
+    let context = ScriptContext {
+        frame: FrameId(frame),
+        secure_context: secure,
+        policy_allows,
+        service_worker: false,
+        opaque_origin: false,
+    };
+    let manager = CrossOriginStorageManager::new(connection.clone(), context);
+    let realm = js.realm()?;
+    let (ops, index) = (js.ops(), js.realm_index(&realm));
+    let settled = Rc::new(RefCell::new(None));
+    let (ok, err, progress) = (settled.clone(), settled.clone(), control.clone());
+    js.with_realm(&realm, |ctx| -> Result<(), JsError> {
+        crate::cos_js::install_host(&ctx)?;
+        crate::fetch::install(&ctx, origin.to_string(), ops.clone(), index)?;
+        if let Some(manager) = manager {
+            crate::cos_js::install_cos(&ctx, manager, ops, index)?;
+        }
+        let globals = ctx.globals();
+        globals.set(
+            "__shell_settled",
+            rquickjs::Function::new(ctx.clone(), move |json: String| *ok.borrow_mut() = Some(Ok(json)))?,
+        )?;
+        globals.set(
+            "__shell_failed",
+            rquickjs::Function::new(ctx.clone(), move |text: String| *err.borrow_mut() = Some(Err(text)))?,
+        )?;
+        globals.set(
+            "__demo_progress",
+            rquickjs::Function::new(ctx.clone(), move |name: String, done: f64, total: f64| {
+                let _ = progress.send(&RendererReply::Progress(name, done, total), Vec::new());
+            })?,
+        )?;
+        Ok(())
+    })?;
+    js.eval(&realm, "web.js", WEB_JS)?;
+    js.eval(
+        &realm,
+        "location.js",
+        &format!("globalThis.location = {{ href: {url:?}, origin: {:?} }};", origin.to_string()),
+    )?;
+    Ok(Frame { realm, settled })
+}
+
+fn evaluate(
+    js: &JsHost,
+    frame: &Frame,
+    expression: &str,
+    timeout: Duration,
+) -> Result<Result<String, String>, JsError> {
+    *frame.settled.borrow_mut() = None;
+    let script = format!(
+        "Promise.resolve().then(() => ({expression})).then((v) => __shell_settled(JSON.stringify(v === undefined ? null : v)), (e) => __shell_failed(e && e.name ? `${{e.name}}: ${{e.message}}` : String(e)));"
+    );
+    js.eval(&frame.realm, "evaluate.js", &script)?;
+    let settled = frame.settled.clone();
+    js.run_until(timeout, move || settled.borrow().is_some())?;
+    Ok(frame.settled.borrow_mut().take().expect("settled when the loop stopped"))
+}
