@@ -56,7 +56,7 @@ fn settle_error(error: CosError) -> Settle {
 }
 
 /// Reads script bytes (ArrayBuffer or any view) into a vector.
-fn bytes_of(value: &Value<'_>) -> rquickjs::Result<Vec<u8>> {
+pub(crate) fn bytes_of(value: &Value<'_>) -> rquickjs::Result<Vec<u8>> {
     if let Some(object) = value.as_object() {
         if let Some(buffer) = object.as_array_buffer() {
             // SAFETY: the bytes are copied at once, before any script can run and detach or

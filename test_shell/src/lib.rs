@@ -16,6 +16,8 @@
 
 mod cos_js;
 pub mod demo;
+mod harness;
+pub use harness::{ScenarioConfig, run_scenario};
 mod fetch;
 pub mod js;
 pub mod page;

@@ -31,17 +31,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Runs a JavaScript test file (testharness API) and prints one line per test, then
-    /// `N passed, N failed`. Exits 0 only if at least one test ran and none failed.
+    /// Runs a scenario in the harness realm: our testharness plus the `shell` object, which opens
+    /// pages (each site in its own renderer process), adds iframes, runs code in frames and
+    /// inspects or disturbs the browser. Prints one line per test, then `N passed, N failed`;
+    /// exits 0 only if at least one test ran and none failed.
     Run {
-        /// The test script.
+        /// The scenario script.
         script: PathBuf,
-        /// Give up if the tests have not completed after this many seconds.
-        #[arg(long, default_value_t = 120)]
-        timeout: u64,
-        /// Also print what the script logs with `console.*`.
+        /// The browser profile directory (default: a new temporary one).
         #[arg(long)]
-        verbose: bool,
+        profile: Option<PathBuf>,
+        /// A Public Hash List file for the storage service.
+        #[arg(long)]
+        phl: Option<PathBuf>,
+        /// Give up if the tests have not completed after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
     },
     /// Opens one page at ORIGIN and runs a web-platform-tests style file in it (`// META:
     /// script=` includes are loaded first, relative to the file). Same output and exit code as
@@ -89,7 +94,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { script, timeout, verbose } => run(&script, Duration::from_secs(timeout), verbose),
+        Command::Run { script, profile, phl, timeout } => {
+            let config = test_shell::ScenarioConfig { program: program(), profile, public_hash_list: phl };
+            finish(test_shell::run_scenario(config, &script, Duration::from_secs(timeout)).map_err(|e| e.to_string()))
+        }
         Command::Wpt { test, origin, profile, timeout } => {
             wpt(&test, &origin, profile.as_deref(), Duration::from_secs(timeout))
         }
@@ -125,22 +133,4 @@ fn finish(outcome: Result<Vec<js::TestResult>, String>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn run(script: &std::path::Path, timeout: Duration, verbose: bool) -> ExitCode {
-    let source = match std::fs::read_to_string(script) {
-        Ok(source) => source,
-        Err(error) => {
-            eprintln!("test_shell: cannot read {}: {error}", script.display());
-            return ExitCode::from(2);
-        }
-    };
-    let outcome = (|| -> Result<Vec<js::TestResult>, js::JsError> {
-        let host = js::JsHost::new(verbose)?;
-        let realm = host.realm()?;
-        host.eval(&realm, "testharness.js", js::TESTHARNESS_JS)?;
-        host.eval(&realm, &script.display().to_string(), &source)?;
-        host.run_tests(timeout)
-    })();
-    finish(outcome.map_err(|e| e.to_string()))
 }

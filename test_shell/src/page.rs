@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cos_browser::permissions_policy;
 use cos_browser::{CosHost, FrameInfo, HostConfig, ServiceLaunch};
 use cos_common::interface::{FrameId, RendererId, ServiceProcessConfig};
-use cos_common::{Origin, Scheme, Site};
+use cos_common::{AllowOriginCeiling, OffTheRecordProfileId, Origin, Partition, Scheme, Site};
 use cos_ipc::launch::{LaunchOptions, LaunchedChild};
 use cos_ipc::{Endpoint, Pipe};
 use parking_lot::Mutex;
@@ -48,11 +49,36 @@ struct RendererProcess {
     control: Pipe<RendererCommand, RendererReply>,
 }
 
+/// How a document is opened: its response headers and profile.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// The document's response headers (`Permissions-Policy`, `Cross-Origin-Storage-Allow-Origin`).
+    pub headers: Vec<(String, String)>,
+    /// Open it in an off-the-record profile.
+    pub off_the_record: bool,
+}
+
+impl OpenOptions {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the browser remembers about a frame it created.
+#[derive(Clone)]
+struct FrameRecord {
+    origin: Origin,
+    top_level_site: Site,
+    cos_allowed: bool,
+    partition: Partition,
+}
+
 /// The browser side, in this process.
 pub struct Browser {
     host: CosHost,
     program: PathBuf,
     renderers: Mutex<HashMap<Site, std::sync::Arc<Mutex<RendererProcess>>>>,
+    frames: Mutex<HashMap<u64, FrameRecord>>,
     next_id: Mutex<u64>,
     _profile: Option<tempfile::TempDir>,
 }
@@ -90,6 +116,7 @@ impl Browser {
             host,
             program: program.to_path_buf(),
             renderers: Mutex::new(HashMap::new()),
+            frames: Mutex::new(HashMap::new()),
             next_id: Mutex::new(1),
             _profile: temporary,
         })
@@ -130,22 +157,106 @@ impl Browser {
 
     /// Opens a top-level page at `url` in its site's renderer.
     pub fn open(&self, url: &str) -> Result<Page, PageError> {
+        self.open_with(url, &OpenOptions::default())
+    }
+
+    /// Opens a top-level page at `url` with response headers and a profile.
+    pub fn open_with(&self, url: &str, options: &OpenOptions) -> Result<Page, PageError> {
         let origin = Origin::from_url(url).map_err(|_| PageError::Origin(url.to_owned()))?;
+        let allowed = permissions_policy::is_enabled(Some(&origin), options.header("Permissions-Policy"), None);
+        let partition =
+            if options.off_the_record { Partition::OffTheRecord(OffTheRecordProfileId(1)) } else { Partition::Regular };
+        self.create_frame(url, origin.clone(), Site::of(&origin), allowed, partition, options)
+    }
+
+    /// Appends an iframe at `url` to `parent`'s document (`allow`: the iframe's `allow`
+    /// attribute; `options.headers`: the child document's response headers).
+    pub fn append_iframe(
+        &self,
+        parent: &Page,
+        url: &str,
+        allow: Option<&str>,
+        options: &OpenOptions,
+    ) -> Result<Page, PageError> {
+        let origin = Origin::from_url(url).map_err(|_| PageError::Origin(url.to_owned()))?;
+        let parent = self
+            .frames
+            .lock()
+            .get(&parent.frame)
+            .cloned()
+            .ok_or_else(|| PageError::Renderer("no such parent frame".into()))?;
+        let container = permissions_policy::Container {
+            parent_origin: Some(&parent.origin),
+            parent_allows: parent.cos_allowed,
+            allow_attribute: allow,
+        };
+        let allowed =
+            permissions_policy::is_enabled(Some(&origin), options.header("Permissions-Policy"), Some(container));
+        self.create_frame(url, origin, parent.top_level_site, allowed, parent.partition, options)
+    }
+
+    fn create_frame(
+        &self,
+        url: &str,
+        origin: Origin,
+        top_level_site: Site,
+        cos_allowed: bool,
+        partition: Partition,
+        options: &OpenOptions,
+    ) -> Result<Page, PageError> {
         let renderer = self.renderer_for(&Site::of(&origin))?;
         let frame = self.next();
         let renderer_id = renderer.lock().id;
         let mut info = FrameInfo::top_level(RendererId(renderer_id), origin.clone());
+        info.top_level_site = Some(top_level_site.clone());
+        info.cos_allowed = cos_allowed;
+        info.partition = partition;
+        info.allow_origin_ceiling =
+            AllowOriginCeiling::from_header(options.header("Cross-Origin-Storage-Allow-Origin"));
         info.url = Some(url.to_owned());
         self.host.frames().insert(FrameId(frame), info);
+        let record = FrameRecord { origin: origin.clone(), top_level_site, cos_allowed, partition };
+        self.frames.lock().insert(frame, record);
         let page = Page { renderer, frame };
         let command = RendererCommand::CreateFrame {
             frame,
             url: url.to_owned(),
             secure: is_secure(&origin),
-            policy_allows: true,
+            policy_allows: cos_allowed,
         };
         page.ask(command, |_, _, _| {})?;
         Ok(page)
+    }
+
+    /// A user activation in `page`'s document (replenishes its top-level site's probe budget).
+    pub fn activate(&self, page: &Page) {
+        self.host.notify_user_activation(FrameId(page.frame));
+        let _ = self.host.ping();
+    }
+
+    /// Kills the renderer process hosting `page` (its frames are gone; the next page of that
+    /// site gets a new process).
+    pub fn crash_renderer(&self, page: &Page) {
+        {
+            let mut renderer = page.renderer.lock();
+            let _ = renderer.child.kill();
+            let _ = renderer.child.wait();
+        }
+        self.renderers.lock().retain(|_, r| !std::sync::Arc::ptr_eq(r, &page.renderer));
+    }
+
+    /// Kills the storage service and waits until the supervisor has restarted it.
+    pub fn restart_storage_service(&self) -> Result<(), PageError> {
+        let generation = self.host.service_generation();
+        if let Some(pid) = self.host.service_pid() {
+            // SAFETY: kill(2) on the storage service's pid, a child of this process.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+        if self.host.wait_for_generation(generation + 1, Duration::from_secs(30)) {
+            Ok(())
+        } else {
+            Err(PageError::Start("the storage service did not come back".into()))
+        }
     }
 }
 
@@ -160,12 +271,18 @@ impl Drop for Browser {
 }
 
 /// A page: a frame in a renderer process.
+#[derive(Clone)]
 pub struct Page {
     renderer: std::sync::Arc<Mutex<RendererProcess>>,
     frame: u64,
 }
 
 impl Page {
+    /// The frame's id in the browser's frame table.
+    pub fn frame_id(&self) -> u64 {
+        self.frame
+    }
+
     fn ask(
         &self,
         command: RendererCommand,

@@ -46,7 +46,7 @@ fn a_script_error_and_a_missing_file_are_reported() {
     assert_eq!(code, 1);
     assert!(output.contains("uncaught") && output.contains("broken.js:2"), "{output}");
     let (output, code) = shell(&["run", "/nonexistent/test.js"]);
-    assert_eq!(code, 2);
+    assert_eq!(code, 1);
     assert!(output.contains("cannot read"), "{output}");
 }
 

@@ -1,0 +1,269 @@
+//! The harness realm of `test_shell run`: a privileged realm in the browser process whose
+//! `shell` object (js/shell.js) opens pages in renderer processes and drives them.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use cos_common::{Origin, Partition};
+use cos_test_hub::Hub;
+use rquickjs::{Ctx, Exception, Function, Object, Value};
+
+use crate::js::{JsError, JsHost, TESTHARNESS_JS, TestResult};
+use crate::page::{Browser, OpenOptions, Page, PageError};
+
+/// The harness realm's `shell` API.
+pub const SHELL_JS: &str = include_str!("../js/shell.js");
+
+/// How long one `frame.eval` may take.
+const EVAL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What a scenario needs from the outside.
+pub struct ScenarioConfig {
+    /// The shell binary (launched as renderers and the storage service).
+    pub program: PathBuf,
+    /// The browser profile (a temporary one when `None`).
+    pub profile: Option<PathBuf>,
+    /// A Public Hash List file for the storage service.
+    pub public_hash_list: Option<PathBuf>,
+}
+
+struct Harness {
+    config: ScenarioConfig,
+    browser: Option<Browser>,
+    hub: Option<Hub>,
+    pages: HashMap<u64, Page>,
+}
+
+impl Harness {
+    fn browser(&mut self) -> Result<&Browser, PageError> {
+        if self.browser.is_none() {
+            let list = self.config.public_hash_list.clone();
+            let browser = Browser::start_with(&self.config.program, self.config.profile.as_deref(), |service| {
+                service.public_hash_list_path = list.map(|p| p.to_string_lossy().into_owned());
+            })?;
+            self.browser = Some(browser);
+        }
+        Ok(self.browser.as_ref().expect("just started"))
+    }
+
+    fn hub(&mut self) -> Result<&Hub, std::io::Error> {
+        if self.hub.is_none() {
+            self.hub = Some(Hub::start()?);
+        }
+        Ok(self.hub.as_ref().expect("just started"))
+    }
+}
+
+type Shared = Rc<RefCell<Harness>>;
+
+fn fail(ctx: &Ctx<'_>, error: impl std::fmt::Display) -> rquickjs::Error {
+    Exception::throw_internal(ctx, &error.to_string())
+}
+
+fn options(headers: Vec<String>, off_the_record: bool) -> OpenOptions {
+    let headers =
+        headers.chunks(2).filter(|pair| pair.len() == 2).map(|pair| (pair[0].clone(), pair[1].clone())).collect();
+    OpenOptions { headers, off_the_record }
+}
+
+/// Runs a scenario file: our testharness and the `shell` object in a harness realm.
+pub fn run_scenario(config: ScenarioConfig, script: &Path, timeout: Duration) -> Result<Vec<TestResult>, PageError> {
+    let source =
+        std::fs::read_to_string(script).map_err(|error| PageError::Read { path: script.to_path_buf(), error })?;
+    let shared: Shared = Rc::new(RefCell::new(Harness { config, browser: None, hub: None, pages: HashMap::new() }));
+    let js = JsHost::new(false).map_err(js_error)?;
+    let realm = js.realm().map_err(js_error)?;
+    js.with_realm(&realm, |ctx| install(&ctx, &shared)).map_err(|e| js_error(e.into()))?;
+    js.with_realm(&realm, |ctx| crate::cos_js::install_host(&ctx)).map_err(|e| js_error(e.into()))?;
+    for (name, code) in [
+        ("web.js", crate::renderer::WEB_JS),
+        ("shell.js", SHELL_JS),
+        ("testharness.js", TESTHARNESS_JS),
+        (&script.display().to_string(), &source),
+    ] {
+        js.eval(&realm, name, code).map_err(js_error)?;
+    }
+    let results = js.run_tests(timeout).map_err(js_error)?;
+    // Renderers and the service go down with the harness.
+    drop(js);
+    drop(shared);
+    Ok(results)
+}
+
+fn js_error(error: JsError) -> PageError {
+    PageError::Renderer(error.to_string())
+}
+
+fn install(ctx: &Ctx<'_>, shared: &Shared) -> rquickjs::Result<()> {
+    let native = Object::new(ctx.clone())?;
+    native.set(
+        "originOf",
+        Function::new(ctx.clone(), |url: String| Origin::from_url(&url).map(|o| o.to_string()).unwrap_or_default())?,
+    )?;
+
+    let h = shared.clone();
+    native.set(
+        "open",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'_>, url: String, headers: Vec<String>, otr: bool| -> rquickjs::Result<f64> {
+                let mut harness = h.borrow_mut();
+                let page = harness
+                    .browser()
+                    .and_then(|b| b.open_with(&url, &options(headers, otr)))
+                    .map_err(|e| fail(&ctx, e))?;
+                let id = page.frame_id();
+                harness.pages.insert(id, page);
+                Ok(id as f64)
+            },
+        )?,
+    )?;
+
+    let h = shared.clone();
+    native.set(
+        "appendIframe",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'_>,
+                  parent: f64,
+                  url: String,
+                  allow: Option<String>,
+                  headers: Vec<String>|
+                  -> rquickjs::Result<f64> {
+                let mut harness = h.borrow_mut();
+                let parent = harness.pages.get(&(parent as u64)).cloned().ok_or_else(|| fail(&ctx, "no such frame"))?;
+                let page = harness
+                    .browser()
+                    .and_then(|b| b.append_iframe(&parent, &url, allow.as_deref(), &options(headers, false)))
+                    .map_err(|e| fail(&ctx, e))?;
+                let id = page.frame_id();
+                harness.pages.insert(id, page);
+                Ok(id as f64)
+            },
+        )?,
+    )?;
+
+    let h = shared.clone();
+    native.set(
+        "evaluate",
+        // "+<json>" on success, "-<Name: message>" on a rejection.
+        Function::new(ctx.clone(), move |ctx: Ctx<'_>, frame: f64, expression: String| -> rquickjs::Result<String> {
+            let page = h.borrow().pages.get(&(frame as u64)).cloned().ok_or_else(|| fail(&ctx, "no such frame"))?;
+            let outcome = page.evaluate(&expression, EVAL_TIMEOUT, |_, _, _| {}).map_err(|e| fail(&ctx, e))?;
+            Ok(match outcome {
+                Ok(json) => format!("+{json}"),
+                Err(text) => format!("-{text}"),
+            })
+        })?,
+    )?;
+
+    let h = shared.clone();
+    native.set(
+        "activate",
+        Function::new(ctx.clone(), move |ctx: Ctx<'_>, frame: f64| -> rquickjs::Result<()> {
+            let mut harness = h.borrow_mut();
+            let page = harness.pages.get(&(frame as u64)).cloned().ok_or_else(|| fail(&ctx, "no such frame"))?;
+            harness.browser().map_err(|e| fail(&ctx, e))?.activate(&page);
+            Ok(())
+        })?,
+    )?;
+
+    let h = shared.clone();
+    native.set(
+        "clearSiteData",
+        Function::new(ctx.clone(), move |ctx: Ctx<'_>, origin: String| -> rquickjs::Result<()> {
+            let origin = Origin::from_url(&origin).map_err(|_| fail(&ctx, "not an origin"))?;
+            let mut harness = h.borrow_mut();
+            let browser = harness.browser().map_err(|e| fail(&ctx, e))?;
+            browser.host().clear_site_data(Partition::Regular, &origin).map_err(|e| fail(&ctx, e))
+        })?,
+    )?;
+
+    let h = shared.clone();
+    native.set(
+        "inspect",
+        Function::new(ctx.clone(), move |ctx: Ctx<'_>| -> rquickjs::Result<String> {
+            let mut harness = h.borrow_mut();
+            let browser = harness.browser().map_err(|e| fail(&ctx, e))?;
+            let (entries, origins) = browser.host().inspect(Partition::Regular).map_err(|e| fail(&ctx, e))?;
+            let quote = |s: &str| format!("{s:?}");
+            let list = |items: Vec<String>| format!("[{}]", items.join(","));
+            let entries: Vec<String> = entries
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{{\"hash\":{},\"size\":{},\"storingOrigins\":{},\"origins\":{},\"global\":{},\"onPublicHashList\":{}}}",
+                        quote(&e.hash.to_hex()),
+                        e.size,
+                        list(e.storing_origins.iter().map(|o| quote(&o.to_string())).collect()),
+                        list(e.listed_origins.iter().map(|o| quote(&o.to_string())).collect()),
+                        e.global,
+                        e.on_public_hash_list
+                    )
+                })
+                .collect();
+            let origins: Vec<String> = origins
+                .iter()
+                .map(|o| format!("{{\"origin\":{},\"bytes\":{},\"entries\":{}}}", quote(&o.origin.to_string()), o.charged_bytes, o.entries))
+                .collect();
+            Ok(format!("{{\"entries\":{},\"origins\":{}}}", list(entries), list(origins)))
+        })?,
+    )?;
+
+    let h = shared.clone();
+    native.set(
+        "restartStorageService",
+        Function::new(ctx.clone(), move |ctx: Ctx<'_>| -> rquickjs::Result<()> {
+            let mut harness = h.borrow_mut();
+            harness.browser().and_then(|b| b.restart_storage_service()).map_err(|e| fail(&ctx, e))
+        })?,
+    )?;
+
+    let h = shared.clone();
+    native.set(
+        "crashRenderer",
+        Function::new(ctx.clone(), move |ctx: Ctx<'_>, frame: f64| -> rquickjs::Result<()> {
+            let mut harness = h.borrow_mut();
+            let page = harness.pages.get(&(frame as u64)).cloned().ok_or_else(|| fail(&ctx, "no such frame"))?;
+            harness.browser().map_err(|e| fail(&ctx, e))?.crash_renderer(&page);
+            Ok(())
+        })?,
+    )?;
+
+    let h = shared.clone();
+    native.set(
+        "hubUrl",
+        Function::new(ctx.clone(), move |ctx: Ctx<'_>, path: String| -> rquickjs::Result<String> {
+            Ok(h.borrow_mut().hub().map_err(|e| fail(&ctx, e))?.url(&path))
+        })?,
+    )?;
+
+    let h = shared.clone();
+    native.set(
+        "hubAdd",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'_>, path: String, data: Value<'_>| -> rquickjs::Result<Vec<String>> {
+                let bytes = crate::cos_js::bytes_of(&data)?;
+                let mut harness = h.borrow_mut();
+                let file = harness.hub().map_err(|e| fail(&ctx, e))?.add(&path, bytes);
+                Ok(vec![file.sha256_hex, file.size.to_string()])
+            },
+        )?,
+    )?;
+
+    let h = shared.clone();
+    native.set(
+        "networkBytes",
+        Function::new(ctx.clone(), move |ctx: Ctx<'_>, origin: String| -> rquickjs::Result<f64> {
+            let origin = Origin::from_url(&origin).map(|o| o.to_string()).unwrap_or(origin);
+            Ok(h.borrow_mut().hub().map_err(|e| fail(&ctx, e))?.bytes_served_to(&origin) as f64)
+        })?,
+    )?;
+
+    ctx.globals().set("__shellNative", native)?;
+    Ok(())
+}

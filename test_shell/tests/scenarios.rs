@@ -1,0 +1,22 @@
+//! Every scenario under `tests/scenarios/` through `test_shell run` (harness realm + `shell`).
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn every_scenario_passes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(!files.is_empty());
+    let mut failures = Vec::new();
+    for file in &files {
+        let output = Command::new(env!("CARGO_BIN_EXE_test_shell")).arg("run").arg(file).output().expect("runs");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        println!("== {}\n{text}", file.display());
+        if !output.status.success() {
+            failures.push(file.display().to_string());
+        }
+    }
+    assert!(failures.is_empty(), "failing scenarios: {failures:?}");
+}
