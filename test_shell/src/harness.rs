@@ -30,8 +30,43 @@ pub struct ScenarioConfig {
     pub public_hash_list: Option<PathBuf>,
 }
 
+/// Storage-service settings a scenario asks for with `// META: service.<key>=<value>` lines at
+/// its top: `per-origin-bytes`, `total-bytes`, `probe-budget`, `availability-threshold`,
+/// `grease` (`on`, `off`: the deterministic test seam), `public-hash-list` (a file relative to
+/// the scenario).
+#[derive(Debug, Clone, Default)]
+struct ServiceMeta {
+    per_origin_bytes: Option<u64>,
+    total_bytes: Option<u64>,
+    probe_budget: Option<u32>,
+    availability_threshold: Option<u32>,
+    grease: Option<bool>,
+    public_hash_list: Option<PathBuf>,
+}
+
+fn service_meta(source: &str, script: &Path) -> Result<ServiceMeta, PageError> {
+    let mut meta = ServiceMeta::default();
+    let bad = |line: &str| PageError::Renderer(format!("{}: unusable META line: {line}", script.display()));
+    for line in source.lines().take_while(|l| l.starts_with("//") || l.trim().is_empty()) {
+        let Some(setting) = line.strip_prefix("// META: service.") else { continue };
+        let (key, value) = setting.split_once('=').ok_or_else(|| bad(line))?;
+        let value = value.trim();
+        match key.trim() {
+            "per-origin-bytes" => meta.per_origin_bytes = Some(value.parse().map_err(|_| bad(line))?),
+            "total-bytes" => meta.total_bytes = Some(value.parse().map_err(|_| bad(line))?),
+            "probe-budget" => meta.probe_budget = Some(value.parse().map_err(|_| bad(line))?),
+            "availability-threshold" => meta.availability_threshold = Some(value.parse().map_err(|_| bad(line))?),
+            "grease" => meta.grease = Some(value == "on"),
+            "public-hash-list" => meta.public_hash_list = Some(script.parent().unwrap_or(Path::new(".")).join(value)),
+            _ => return Err(bad(line)),
+        }
+    }
+    Ok(meta)
+}
+
 struct Harness {
     config: ScenarioConfig,
+    meta: ServiceMeta,
     browser: Option<Browser>,
     hub: Option<Hub>,
     pages: HashMap<u64, Page>,
@@ -40,9 +75,21 @@ struct Harness {
 impl Harness {
     fn browser(&mut self) -> Result<&Browser, PageError> {
         if self.browser.is_none() {
-            let list = self.config.public_hash_list.clone();
+            let list = self.meta.public_hash_list.clone().or_else(|| self.config.public_hash_list.clone());
+            let meta = self.meta.clone();
             let browser = Browser::start_with(&self.config.program, self.config.profile.as_deref(), |service| {
                 service.public_hash_list_path = list.map(|p| p.to_string_lossy().into_owned());
+                if let Some(bytes) = meta.per_origin_bytes {
+                    service.per_origin_bytes = bytes;
+                }
+                if let Some(bytes) = meta.total_bytes {
+                    service.total_bytes = bytes;
+                }
+                if let Some(budget) = meta.probe_budget {
+                    service.probe_budget = budget;
+                }
+                service.availability_threshold = meta.availability_threshold;
+                service.grease_for_tests = meta.grease;
             })?;
             self.browser = Some(browser);
         }
@@ -73,7 +120,9 @@ fn options(headers: Vec<String>, off_the_record: bool) -> OpenOptions {
 pub fn run_scenario(config: ScenarioConfig, script: &Path, timeout: Duration) -> Result<Vec<TestResult>, PageError> {
     let source =
         std::fs::read_to_string(script).map_err(|error| PageError::Read { path: script.to_path_buf(), error })?;
-    let shared: Shared = Rc::new(RefCell::new(Harness { config, browser: None, hub: None, pages: HashMap::new() }));
+    let meta = service_meta(&source, script)?;
+    let shared: Shared =
+        Rc::new(RefCell::new(Harness { config, meta, browser: None, hub: None, pages: HashMap::new() }));
     let js = JsHost::new(false).map_err(js_error)?;
     let realm = js.realm().map_err(js_error)?;
     js.with_realm(&realm, |ctx| install(&ctx, &shared)).map_err(|e| js_error(e.into()))?;
