@@ -28,6 +28,8 @@ pub struct ScenarioConfig {
     pub profile: Option<PathBuf>,
     /// A Public Hash List file for the storage service.
     pub public_hash_list: Option<PathBuf>,
+    /// One renderer process per site (`true`, the default) or one for every page.
+    pub process_per_site: bool,
 }
 
 /// Storage-service settings a scenario asks for with `// META: service.<key>=<value>` lines at
@@ -91,6 +93,7 @@ impl Harness {
                 service.availability_threshold = meta.availability_threshold;
                 service.grease_for_tests = meta.grease;
             })?;
+            browser.set_process_per_site(self.config.process_per_site);
             self.browser = Some(browser);
         }
         Ok(self.browser.as_ref().expect("just started"))

@@ -47,6 +47,9 @@ enum Command {
         /// Give up if the tests have not completed after this many seconds.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+        /// One renderer process per site (site isolation); `false` puts every page in one.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        process_per_site: bool,
     },
     /// Opens one page at ORIGIN and runs a web-platform-tests style file in it (`// META:
     /// script=` includes are loaded first, relative to the file). Same output and exit code as
@@ -94,8 +97,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { script, profile, phl, timeout } => {
-            let config = test_shell::ScenarioConfig { program: program(), profile, public_hash_list: phl };
+        Command::Run { script, profile, phl, timeout, process_per_site } => {
+            let config =
+                test_shell::ScenarioConfig { program: program(), profile, public_hash_list: phl, process_per_site };
             finish(test_shell::run_scenario(config, &script, Duration::from_secs(timeout)).map_err(|e| e.to_string()))
         }
         Command::Wpt { test, origin, profile, timeout } => {

@@ -77,6 +77,7 @@ struct FrameRecord {
 pub struct Browser {
     host: CosHost,
     program: PathBuf,
+    process_per_site: std::sync::atomic::AtomicBool,
     renderers: Mutex<HashMap<Site, std::sync::Arc<Mutex<RendererProcess>>>>,
     frames: Mutex<HashMap<u64, FrameRecord>>,
     next_id: Mutex<u64>,
@@ -115,6 +116,7 @@ impl Browser {
         Ok(Self {
             host,
             program: program.to_path_buf(),
+            process_per_site: std::sync::atomic::AtomicBool::new(true),
             renderers: Mutex::new(HashMap::new()),
             frames: Mutex::new(HashMap::new()),
             next_id: Mutex::new(1),
@@ -134,7 +136,15 @@ impl Browser {
     }
 
     /// The renderer process of `site` (site isolation: one per site), launched on first use.
+    /// `false`: every page shares one renderer process (site isolation off, like
+    /// `--process-per-site=false`); the broker still checks each frame's own origin.
+    pub fn set_process_per_site(&self, enabled: bool) {
+        self.process_per_site.store(enabled, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn renderer_for(&self, site: &Site) -> Result<std::sync::Arc<Mutex<RendererProcess>>, PageError> {
+        let shared = Site::of(&Origin::from_url("https://shared-renderer.invalid").expect("a valid URL"));
+        let site = if self.process_per_site.load(std::sync::atomic::Ordering::Relaxed) { site } else { &shared };
         if let Some(renderer) = self.renderers.lock().get(site) {
             return Ok(renderer.clone());
         }

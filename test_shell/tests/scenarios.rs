@@ -20,3 +20,15 @@ fn every_scenario_passes() {
     }
     assert!(failures.is_empty(), "failing scenarios: {failures:?}");
 }
+
+#[test]
+fn visibility_holds_with_one_renderer_for_every_site() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/visibility.js");
+    let output = Command::new(env!("CARGO_BIN_EXE_test_shell"))
+        .args(["run", "--process-per-site", "false"])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+}
