@@ -47,7 +47,7 @@
   }
   class Page {
     constructor(frame) { this.frame = frame; }
-    async close() {}
+    async close() { native.close(this.frame.id); }
   }
 
   const shell = {

@@ -110,7 +110,7 @@ impl Harness {
 type Shared = Rc<RefCell<Harness>>;
 
 fn fail(ctx: &Ctx<'_>, error: impl std::fmt::Display) -> rquickjs::Error {
-    Exception::throw_internal(ctx, &error.to_string())
+    Exception::throw_message(ctx, &error.to_string())
 }
 
 fn options(headers: Vec<String>, off_the_record: bool) -> OpenOptions {
@@ -220,6 +220,16 @@ fn install(ctx: &Ctx<'_>, shared: &Shared) -> rquickjs::Result<()> {
             let page = harness.pages.get(&(frame as u64)).cloned().ok_or_else(|| fail(&ctx, "no such frame"))?;
             harness.browser().map_err(|e| fail(&ctx, e))?.activate(&page);
             Ok(())
+        })?,
+    )?;
+
+    let h = shared.clone();
+    native.set(
+        "close",
+        Function::new(ctx.clone(), move |ctx: Ctx<'_>, frame: f64| -> rquickjs::Result<()> {
+            let mut harness = h.borrow_mut();
+            let page = harness.pages.remove(&(frame as u64)).ok_or_else(|| fail(&ctx, "no such frame"))?;
+            harness.browser().and_then(|b| b.close(&page)).map_err(|e| fail(&ctx, e))
         })?,
     )?;
 

@@ -238,6 +238,15 @@ impl Browser {
         Ok(page)
     }
 
+    /// Closes a page: its frame leaves the frame table (calls naming it are bad messages from
+    /// then on) and its realm is discarded in the renderer.
+    pub fn close(&self, page: &Page) -> Result<(), PageError> {
+        self.host.frames().remove(FrameId(page.frame));
+        self.frames.lock().remove(&page.frame);
+        page.ask(RendererCommand::CloseFrame { frame: page.frame }, |_, _, _| {})?;
+        Ok(())
+    }
+
     /// A user activation in `page`'s document (replenishes its top-level site's probe budget).
     pub fn activate(&self, page: &Page) {
         self.host.notify_user_activation(FrameId(page.frame));

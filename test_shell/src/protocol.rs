@@ -20,6 +20,11 @@ pub enum RendererCommand {
         /// The `cross-origin-storage` Permissions Policy result.
         policy_allows: bool,
     },
+    /// Discard a frame and its realm.
+    CloseFrame {
+        /// The frame.
+        frame: u64,
+    },
     /// Run scripts in a frame, in order (each `(file name, source)`).
     Eval {
         /// The frame.

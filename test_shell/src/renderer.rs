@@ -69,6 +69,10 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
                     Err(error) => RendererReply::Failed(error.to_string()),
                 }
             }
+            RendererCommand::CloseFrame { frame } => {
+                frames.remove(&frame);
+                RendererReply::Done
+            }
             RendererCommand::Eval { frame, scripts } => match frames.get(&frame) {
                 None => RendererReply::Failed(format!("no frame {frame}")),
                 Some(target) => match run_scripts(&js, &target.realm, &scripts) {

@@ -52,3 +52,12 @@ promise_test(async (t) => {
   const digest = await page.eval(storeText, "after a crash " + Math.random());
   assert_equals(await page.eval(lookup, digest), digest, "the next call works");
 }, "after the storage service crashed, calls work again");
+
+promise_test(async (t) => {
+  const page = await shell.open("https://closing.example/");
+  assert_equals(await page.frame.eval(() => location.origin), "https://closing.example");
+  await page.close();
+  await promise_rejects_js(t, Error, page.frame.eval(() => 1), "a closed page runs nothing");
+  const again = await shell.open("https://closing.example/");
+  assert_equals(await again.frame.eval(() => 40 + 2), 42, "the site's renderer still serves new pages");
+}, "page.close() discards the page");
