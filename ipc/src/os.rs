@@ -82,21 +82,7 @@ pub(crate) fn ensure_send_buffer(fd: &OwnedFd) -> io::Result<()> {
     if usize::try_from(current).unwrap_or(0) >= MIN_SEND_BUFFER {
         return Ok(());
     }
-    let wanted = MIN_SEND_BUFFER as c_int;
-    // SAFETY: the option value points to a live c_int and the length matches it.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            (&raw const wanted).cast(),
-            size_of::<c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    set_send_buffer(fd.as_fd(), MIN_SEND_BUFFER)
 }
 
 /// Sets `SO_SNDBUF` (the kernel caps it at `net.core.wmem_max` and doubles it for bookkeeping).
