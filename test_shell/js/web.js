@@ -214,6 +214,7 @@
       if (v instanceof Set) { out = new Set(); seen.set(v, out); for (const x of v) out.add(clone(x)); return out; }
       if (v instanceof Error) { const e = new v.constructor(v.message); e.name = v.name; return e; }
       if (v instanceof Blob) return v;
+      if (typeof FileSystemFileHandle === "function" && v instanceof FileSystemFileHandle) return v;
       if (typeof v.then === "function" || (v.constructor && v.constructor !== Object && !(v instanceof Object))) {
         throw new DOMException("The object could not be cloned.", "DataCloneError");
       }
@@ -316,6 +317,74 @@
   }
   define("Headers", Headers);
   define("Response", Response);
+
+  // ---- blob: URLs, dedicated workers, messages ---------------------------------------------------------
+  const workerNative = globalThis.__worker;
+  const inWorker = globalThis.__workerScope === true;
+  delete globalThis.__worker;
+  delete globalThis.__workerScope;
+  const blobUrls = new Map();
+  const URLs = {
+    createObjectURL(blob) {
+      if (!(blob instanceof Blob)) throw new TypeError("createObjectURL needs a Blob");
+      const url = `blob:${globalThis.location ? globalThis.location.origin : "null"}/${crypto.randomUUID()}`;
+      blobUrls.set(url, blob);
+      return url;
+    },
+    revokeObjectURL(url) { blobUrls.delete(String(url)); },
+  };
+  define("URL", URLs);
+
+  // Messages are JSON; a COS handle travels as a reference to the page's native table, which
+  // the page's workers share (same origin, same COS view).
+  const HANDLE_TAG = "\u0000cosHandle";
+  let handleToWire = () => undefined;
+  let wireToHandle = () => undefined;
+  const serialize = (data) => {
+    structuredClone(data); // the same DataCloneError rules as everywhere else
+    return JSON.stringify(data, (key, value) => {
+      const wire = handleToWire(value);
+      return wire === undefined ? value : wire;
+    });
+  };
+  const deserialize = (json) =>
+    JSON.parse(json, (key, value) => (value && typeof value === "object" && HANDLE_TAG in value ? wireToHandle(value) : value));
+
+  const listeners = (target) => {
+    target._listeners = target._listeners || [];
+    return target._listeners;
+  };
+  const deliver = (target, data) => {
+    const event = { type: "message", data, target };
+    if (typeof target.onmessage === "function") target.onmessage(event);
+    for (const listener of listeners(target)) listener(event);
+  };
+  const workers = new Map();
+  class Worker {
+    constructor(url, options = {}) {
+      const blob = blobUrls.get(String(url));
+      if (!blob) throw new DOMException("Workers here load blob: URLs created by this page.", "SecurityError");
+      if (options && options.type === "module") throw new TypeError("module workers are not supported");
+      this._id = workerNative.create(new TextDecoder().decode(blob[SOURCE].read(0, blob.size)));
+      this.onmessage = null;
+      workers.set(this._id, this);
+    }
+    postMessage(data) { workerNative.post(this._id, serialize(data)); }
+    addEventListener(type, listener) { if (type === "message") listeners(this).push(listener); }
+    removeEventListener(type, listener) { this._listeners = listeners(this).filter((l) => l !== listener); }
+    terminate() { workerNative.terminate(this._id); workers.delete(this._id); }
+  }
+  if (workerNative && !inWorker) define("Worker", Worker);
+  if (inWorker) {
+    globalThis.onmessage = null;
+    define("postMessage", (data) => workerNative.postToParent(serialize(data)));
+    define("addEventListener", (type, listener) => { if (type === "message") listeners(globalThis).push(listener); });
+  }
+  define("__deliverMessage", (json, from) => {
+    const data = deserialize(json);
+    if (inWorker) deliver(globalThis, data);
+    else if (workers.has(from)) deliver(workers.get(from), data);
+  });
 
   // ---- navigator.crossOriginStorage ------------------------------------------------------------------
   const navigator = {};
@@ -422,6 +491,15 @@
       return settled.map((s) => makeHandle(s.value));
     }
   }
+  handleToWire = (value) => {
+    if (!(value instanceof FileSystemFileHandle)) return undefined;
+    return { [HANDLE_TAG]: value[ID] };
+  };
+  wireToHandle = (wire) => {
+    const described = cos.describe(wire[HANDLE_TAG]);
+    if (!described) throw new DOMException("The handle could not be transferred.", "DataCloneError");
+    return makeHandle({ id: wire[HANDLE_TAG], name: described[0] });
+  };
   const manager = Object.create(CrossOriginStorageManager.prototype);
   Object.defineProperty(navigator, "crossOriginStorage", { get: () => manager, enumerable: true, configurable: true });
   define("CrossOriginStorageManager", CrossOriginStorageManager);

@@ -19,8 +19,10 @@ use sha2::{Digest, Sha256};
 
 use crate::js::{OpsHandle, Settle, settle_ok};
 
+/// The native objects script refers to by number; shared by a page and its workers (they
+/// share its COS view), so a handle can be passed between them.
 #[derive(Default)]
-struct Objects {
+pub(crate) struct Objects {
     handles: HashMap<u32, FileSystemFileHandle>,
     files: HashMap<u32, Rc<File>>,
     writers: HashMap<u32, FileSystemWritableFileStream>,
@@ -134,8 +136,8 @@ pub fn install_cos(
     manager: CrossOriginStorageManager,
     ops: OpsHandle,
     realm: usize,
+    objects: Table,
 ) -> rquickjs::Result<()> {
-    let objects = Rc::new(RefCell::new(Objects::default()));
     let cos = Object::new(ctx.clone())?;
 
     cos.set(
@@ -200,6 +202,15 @@ pub fn install_cos(
             if let Some(writer) = o.borrow_mut().writers.remove(&id) {
                 writer.abort();
             }
+        })?,
+    )?;
+
+    let o = objects.clone();
+    cos.set(
+        "describe",
+        // What a transferred handle needs on the other side: [name, create], or nothing.
+        Function::new(ctx.clone(), move |id: u32| -> Option<Vec<String>> {
+            o.borrow().handles.get(&id).map(|h| vec![h.name(), h.is_create().to_string()])
         })?,
     )?;
 
@@ -273,7 +284,8 @@ fn origins_input(value: Option<Value<'_>>) -> rquickjs::Result<OriginsInput> {
     Ok(OriginsInput::Single(string.call::<_, String>((value,))?))
 }
 
-type Table = Rc<RefCell<Objects>>;
+/// A realm group's object table.
+pub(crate) type Table = Rc<RefCell<Objects>>;
 
 fn get_file_handle(
     manager: CrossOriginStorageManager,

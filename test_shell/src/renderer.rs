@@ -135,17 +135,19 @@ fn create_frame(
         service_worker: false,
         opaque_origin: false,
     };
-    let manager = CrossOriginStorageManager::new(connection.clone(), context);
+    let group = Rc::new(RealmGroup {
+        manager: CrossOriginStorageManager::new(connection.clone(), context),
+        table: Rc::default(),
+        origin: origin.to_string(),
+        url: url.to_owned(),
+        workers: RefCell::default(),
+        next_worker: RefCell::new(0),
+    });
     let realm = js.realm()?;
-    let (ops, index) = (js.ops(), js.realm_index(&realm));
     let settled = Rc::new(RefCell::new(None));
+    install_realm(js, &realm, &group, None)?;
     let (ok, err, progress) = (settled.clone(), settled.clone(), control.clone());
     js.with_realm(&realm, |ctx| -> Result<(), JsError> {
-        crate::cos_js::install_host(&ctx)?;
-        crate::fetch::install(&ctx, origin.to_string(), ops.clone(), index)?;
-        if let Some(manager) = manager {
-            crate::cos_js::install_cos(&ctx, manager, ops, index)?;
-        }
         let globals = ctx.globals();
         globals.set(
             "__shell_settled",
@@ -164,12 +166,102 @@ fn create_frame(
         Ok(())
     })?;
     js.eval(&realm, "web.js", WEB_JS)?;
-    js.eval(
-        &realm,
-        "location.js",
-        &format!("globalThis.location = {{ href: {url:?}, origin: {:?} }};", origin.to_string()),
-    )?;
     Ok(Frame { realm, settled })
+}
+
+/// A page and its dedicated workers: one COS view (the page's frame), one object table.
+struct RealmGroup {
+    manager: Option<CrossOriginStorageManager>,
+    table: crate::cos_js::Table,
+    origin: String,
+    url: String,
+    /// Worker id → its realm's index.
+    workers: RefCell<HashMap<u32, usize>>,
+    next_worker: RefCell<u32>,
+}
+
+/// Installs a realm's natives. `parent`: for a worker, its id and the page realm's index.
+fn install_realm(
+    js: &JsHost,
+    realm: &Realm,
+    group: &Rc<RealmGroup>,
+    parent: Option<(u32, usize)>,
+) -> Result<(), JsError> {
+    let (ops, index) = (js.ops(), js.realm_index(realm));
+    js.with_realm(realm, |ctx| -> Result<(), JsError> {
+        crate::cos_js::install_host(&ctx)?;
+        crate::fetch::install(&ctx, group.origin.clone(), ops.clone(), index)?;
+        if let Some(manager) = &group.manager {
+            crate::cos_js::install_cos(&ctx, manager.clone(), ops.clone(), index, group.table.clone())?;
+        }
+        let worker = rquickjs::Object::new(ctx.clone())?;
+        match parent {
+            Some((id, page)) => {
+                let ops = ops.clone();
+                worker.set(
+                    "postToParent",
+                    rquickjs::Function::new(ctx.clone(), move |json: String| ops.post(page, json, f64::from(id)))?,
+                )?;
+                ctx.globals().set("__workerScope", true)?;
+            }
+            None => {
+                let (g, o) = (group.clone(), ops.clone());
+                worker.set(
+                    "create",
+                    rquickjs::Function::new(ctx.clone(), move |source: String| -> u32 {
+                        let id = {
+                            let mut next = g.next_worker.borrow_mut();
+                            *next += 1;
+                            *next
+                        };
+                        let group = g.clone();
+                        o.host_task(Box::new(move |js: &JsHost| {
+                            if let Err(error) = start_worker(js, &group, id, index, &source) {
+                                eprintln!("renderer: worker {id} failed to start: {error}");
+                            }
+                        }));
+                        id
+                    })?,
+                )?;
+                let (g, o) = (group.clone(), ops.clone());
+                worker.set(
+                    "post",
+                    rquickjs::Function::new(ctx.clone(), move |id: u32, json: String| {
+                        // A worker still starting gets the message after its script ran: both
+                        // are queued in order.
+                        let group = g.clone();
+                        let ops = o.clone();
+                        o.host_task(Box::new(move |_: &JsHost| {
+                            if let Some(realm) = group.workers.borrow().get(&id) {
+                                ops.post(*realm, json, 0.0);
+                            }
+                        }));
+                    })?,
+                )?;
+                let g = group.clone();
+                worker.set(
+                    "terminate",
+                    rquickjs::Function::new(ctx.clone(), move |id: u32| {
+                        g.workers.borrow_mut().remove(&id);
+                    })?,
+                )?;
+            }
+        }
+        ctx.globals().set("__worker", worker)?;
+        Ok(())
+    })?;
+    let location = format!("globalThis.location = {{ href: {:?}, origin: {:?} }};", group.url, group.origin);
+    js.eval(realm, "location.js", &location)
+}
+
+/// Creates a dedicated worker's realm (same origin, same COS view as its page) and runs its script.
+fn start_worker(js: &JsHost, group: &Rc<RealmGroup>, id: u32, page: usize, source: &str) -> Result<(), JsError> {
+    let realm = js.realm()?;
+    install_realm(js, &realm, group, Some((id, page)))?;
+    js.eval(&realm, "web.js", WEB_JS)?;
+    group.workers.borrow_mut().insert(id, js.realm_index(&realm));
+    // The loop state keeps the realm's context alive after this handle goes.
+    js.eval(&realm, &format!("worker-{id}.js"), source)
 }
 
 fn evaluate(

@@ -99,9 +99,16 @@ struct PendingOp {
 /// operations are pending; returns false when no progress can ever come.
 pub type IdleWait = Box<dyn Fn(Duration) -> bool>;
 
+/// Work the loop runs outside any realm (e.g. creating a worker's realm).
+pub type HostTask = Box<dyn FnOnce(&JsHost)>;
+
 #[derive(Default)]
 struct LoopState {
     ops: Vec<PendingOp>,
+    host_tasks: std::collections::VecDeque<HostTask>,
+    /// Messages to deliver: (target realm, JSON, sender id), handed to the target realm's
+    /// `__deliverMessage`.
+    messages: std::collections::VecDeque<(usize, String, f64)>,
     /// Every realm's context, so a timer runs in the realm that set it.
     contexts: Vec<Context>,
     timers: BTreeMap<(Instant, u64), Timer>,
@@ -192,7 +199,7 @@ impl JsHost {
         let until = Instant::now() + deadline;
         loop {
             self.run_microtasks();
-            if self.settle_ops() {
+            if self.settle_ops() || self.run_host_tasks() || self.deliver_message() {
                 continue;
             }
             if done() {
@@ -231,6 +238,36 @@ impl JsHost {
                 self.fire(timer);
             }
         }
+    }
+
+    fn run_host_tasks(&self) -> bool {
+        let task = self.state.borrow_mut().host_tasks.pop_front();
+        match task {
+            Some(task) => {
+                task(self);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn deliver_message(&self) -> bool {
+        let message = self.state.borrow_mut().messages.pop_front();
+        let Some((realm, json, from)) = message else { return false };
+        let context = self.state.borrow().contexts.get(realm).cloned();
+        if let Some(context) = context {
+            context.with(|ctx| {
+                let delivered = ctx
+                    .globals()
+                    .get::<_, Function>("__deliverMessage")
+                    .and_then(|deliver| deliver.call::<_, ()>((json, from)))
+                    .catch(&ctx);
+                if let Err(error) = delivered {
+                    self.log(format!("uncaught exception in a message handler: {error}"));
+                }
+            });
+        }
+        true
     }
 
     /// Polls every pending native operation once; settles the finished ones. True if any did.
@@ -305,6 +342,8 @@ impl Drop for JsHost {
         // Realms' native functions hold the loop state, which holds the realms: break the cycle.
         let mut state = self.state.borrow_mut();
         state.ops.clear();
+        state.host_tasks.clear();
+        state.messages.clear();
         state.timers.clear();
         state.contexts.clear();
     }
@@ -423,6 +462,16 @@ pub struct OpsHandle {
 }
 
 impl OpsHandle {
+    /// Queues work for the loop to run outside any realm.
+    pub fn host_task(&self, task: HostTask) {
+        self.state.borrow_mut().host_tasks.push_back(task);
+    }
+
+    /// Queues a message for realm `realm`'s `__deliverMessage(json, from)`.
+    pub fn post(&self, realm: usize, json: String, from: f64) {
+        self.state.borrow_mut().messages.push_back((realm, json, from));
+    }
+
     /// Starts `future` for a script call in realm `realm` and returns the promise script awaits.
     pub fn start<'js>(
         &self,

@@ -87,6 +87,8 @@ struct ServiceState {
     control: Option<Arc<ControlPipe>>,
     pid: Option<u32>,
     generation: u64,
+    /// The generation every broker is bound to (lags `generation` while rebinding).
+    bound_generation: u64,
     child: Option<LaunchedChild>,
     last_error: Option<String>,
 }
@@ -253,11 +255,12 @@ impl CosHost {
         self.inner.service.lock().generation
     }
 
-    /// Waits until the service generation is at least `generation` and ready.
+    /// Waits until the service generation is at least `generation`, ready, and every broker
+    /// is bound to it (so a renderer's next call reaches the new service).
     pub fn wait_for_generation(&self, generation: u64, timeout: Duration) -> bool {
         let mut state = self.inner.service.lock();
         let deadline = std::time::Instant::now() + timeout;
-        while !(state.generation >= generation && state.control.is_some()) {
+        while !(state.bound_generation >= generation && state.control.is_some()) {
             if self.inner.service_ready.wait_until(&mut state, deadline).timed_out() {
                 return false;
             }
@@ -407,13 +410,16 @@ impl HostInner {
 fn supervise(host: Weak<HostInner>, mut control: Arc<ControlPipe>) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        // Bind the brokers registered so far to this generation.
+        // Bind the brokers registered so far to this generation, then say it is ready.
         if let Some(inner) = host.upgrade() {
-            inner.service_ready.notify_all();
             let stubs: Vec<_> = inner.brokers.lock().values().cloned().collect();
             for stub in &stubs {
                 inner.bind(stub);
             }
+            let mut state = inner.service.lock();
+            state.bound_generation = state.generation;
+            drop(state);
+            inner.service_ready.notify_all();
         }
         let receiver = match control.try_clone() {
             Ok(receiver) => receiver,
