@@ -119,7 +119,8 @@ fn options(headers: Vec<String>, off_the_record: bool) -> OpenOptions {
     OpenOptions { headers, off_the_record }
 }
 
-/// Runs a scenario file: our testharness and the `shell` object in a harness realm.
+/// Runs a scenario file (after its `// META: script=` includes): our testharness and the `shell`
+/// object in a harness realm.
 pub fn run_scenario(config: ScenarioConfig, script: &Path, timeout: Duration) -> Result<Vec<TestResult>, PageError> {
     let source =
         std::fs::read_to_string(script).map_err(|error| PageError::Read { path: script.to_path_buf(), error })?;
@@ -130,14 +131,19 @@ pub fn run_scenario(config: ScenarioConfig, script: &Path, timeout: Duration) ->
     let realm = js.realm().map_err(js_error)?;
     js.with_realm(&realm, |ctx| install(&ctx, &shared)).map_err(|e| js_error(e.into()))?;
     js.with_realm(&realm, |ctx| crate::cos_js::install_host(&ctx)).map_err(|e| js_error(e.into()))?;
-    for (name, code) in [
-        ("web.js", crate::renderer::WEB_JS),
-        ("shell.js", SHELL_JS),
-        ("testharness.js", TESTHARNESS_JS),
-        (&script.display().to_string(), &source),
-    ] {
+    for (name, code) in
+        [("web.js", crate::renderer::WEB_JS), ("shell.js", SHELL_JS), ("testharness.js", TESTHARNESS_JS)]
+    {
         js.eval(&realm, name, code).map_err(js_error)?;
     }
+    // `// META: script=` includes, relative to the scenario, then the scenario itself.
+    for include in crate::page::meta_scripts(&source) {
+        let included = script.parent().unwrap_or(Path::new(".")).join(include.trim_start_matches('/'));
+        let code =
+            std::fs::read_to_string(&included).map_err(|error| PageError::Read { path: included.clone(), error })?;
+        js.eval(&realm, &included.display().to_string(), &code).map_err(js_error)?;
+    }
+    js.eval(&realm, &script.display().to_string(), &source).map_err(js_error)?;
     let results = js.run_tests(timeout).map_err(js_error)?;
     // Renderers and the service go down with the harness.
     drop(js);

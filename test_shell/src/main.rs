@@ -33,8 +33,10 @@ enum Command {
     },
     /// Runs a scenario in the harness realm: our testharness plus the `shell` object, which opens
     /// pages (each site in its own renderer process), adds iframes, runs code in frames and
-    /// inspects or disturbs the browser. Prints one line per test, then `N passed, N failed`;
-    /// exits 0 only if at least one test ran and none failed.
+    /// inspects or disturbs the browser. `// META: script=` includes (relative to the file) load
+    /// first; `// META: service.<key>=<value>` lines configure the storage service. Prints one
+    /// line per test, then `N passed, N failed`; exits 0 only if at least one test ran and none
+    /// failed.
     Run {
         /// The scenario script.
         script: PathBuf,

@@ -373,7 +373,7 @@ fn read(path: &Path) -> Result<String, PageError> {
 }
 
 /// The `// META: script=...` lines at the top of a test file.
-fn meta_scripts(source: &str) -> Vec<String> {
+pub(crate) fn meta_scripts(source: &str) -> Vec<String> {
     source
         .lines()
         .take_while(|line| line.starts_with("//") || line.trim().is_empty())

@@ -1,19 +1,5 @@
+// META: script=resources/cos_helpers.js
 // SPEC §10 items 29-30 (Permissions Policy in iframes), 39 (off-the-record), 41 (service crash).
-async function lookup(digest) {
-  const handle = await navigator.crossOriginStorage.getFileHandle({ algorithm: "SHA-256", value: digest });
-  return handle.name;
-}
-
-async function storeText(text) {
-  const bytes = new TextEncoder().encode(text);
-  const digest = [...new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
-  const handle = await navigator.crossOriginStorage.getFileHandle({ algorithm: "SHA-256", value: digest }, { create: true });
-  const writable = await handle.createWritable();
-  await writable.write(bytes);
-  await writable.close();
-  return digest;
-}
-
 async function invalidCall() {
   return navigator.crossOriginStorage.getFileHandle({ algorithm: "md5", value: "nope" });
 }
@@ -38,10 +24,10 @@ promise_test(async (t) => {
 
 promise_test(async (t) => {
   const regular = (await shell.open("https://private.example/")).frame;
-  const digest = await regular.eval(storeText, "on disk " + Math.random());
+  const digest = await regular.eval(storeContent, "on disk " + Math.random());
   const incognito = (await shell.open("https://private.example/", { offTheRecord: true })).frame;
   await promise_rejects_dom(t, "NotFoundError", incognito.eval(lookup, digest), "off the record sees nothing on disk");
-  const secret = await incognito.eval(storeText, "in memory " + Math.random());
+  const secret = await incognito.eval(storeContent, "in memory " + Math.random());
   assert_equals(await incognito.eval(lookup, secret), secret);
   await promise_rejects_dom(t, "NotFoundError", regular.eval(lookup, secret), "and leaves nothing on disk");
 }, "off-the-record pages have their own store");
@@ -49,7 +35,7 @@ promise_test(async (t) => {
 promise_test(async (t) => {
   const page = (await shell.open("https://crash.example/")).frame;
   await shell.restartStorageService();
-  const digest = await page.eval(storeText, "after a crash " + Math.random());
+  const digest = await page.eval(storeContent, "after a crash " + Math.random());
   assert_equals(await page.eval(lookup, digest), digest, "the next call works");
 }, "after the storage service crashed, calls work again");
 

@@ -1,31 +1,18 @@
 // META: service.probe-budget=4
 // META: service.availability-threshold=2
 // META: service.grease=off
+// META: script=resources/cos_helpers.js
 // SPEC §10 items 33 (availability gating) and 35 (probe budget), through real processes.
-async function storeText(text, options) {
-  const bytes = new TextEncoder().encode(text);
-  const digest = [...new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
-  const handle = await navigator.crossOriginStorage.getFileHandle({ algorithm: "SHA-256", value: digest }, { ...options, create: true });
-  const writable = await handle.createWritable();
-  await writable.write(bytes);
-  await writable.close();
-  return digest;
-}
-
-async function readText(digest) {
-  const handle = await navigator.crossOriginStorage.getFileHandle({ algorithm: "SHA-256", value: digest });
-  return await (await handle.getFile()).text();
-}
 
 promise_test(async (t) => {
   const text = "popular model " + Math.random();
   const first = (await shell.open("https://first.example/")).frame;
   const second = (await shell.open("https://second.example/")).frame;
   const reader = (await shell.open("https://reader.example/")).frame;
-  const digest = await first.eval(storeText, text, { origins: "*" });
+  const digest = await first.eval(storeContent, text, { origins: "*" });
   await promise_rejects_dom(t, "NotFoundError", reader.eval(readText, digest), "one site stored it");
   await promise_rejects_dom(t, "NotFoundError", reader.eval(readText, digest), "reads never count");
-  await second.eval(storeText, text, { origins: "*" });
+  await second.eval(storeContent, text, { origins: "*" });
   assert_equals(await reader.eval(readText, digest), text, "two distinct sites stored it");
 }, "availability gating discloses a global entry once K distinct sites stored it");
 
@@ -35,8 +22,8 @@ promise_test(async (t) => {
   const texts = [0, 1, 2, 3, 4].map((i) => `budget model ${i} ${Math.random()}`);
   const digests = [];
   for (const text of texts) {
-    digests.push(await owner.eval(storeText, text, { origins: "*" }));
-    await other.eval(storeText, text, { origins: "*" });
+    digests.push(await owner.eval(storeContent, text, { origins: "*" }));
+    await other.eval(storeContent, text, { origins: "*" });
   }
   const prober = (await shell.open("https://prober.example/")).frame;
   for (let i = 0; i < 4; i++) assert_equals(await prober.eval(readText, digests[i]), texts[i]);

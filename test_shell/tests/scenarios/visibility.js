@@ -1,26 +1,5 @@
+// META: script=resources/cos_helpers.js
 // SPEC §10 items 19-28 and 40: who sees what, across real renderer processes.
-const helpers = async () => {
-  globalThis.sha = async (bytes) =>
-    [...new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
-};
-
-// Runs in a frame: stores `text` with `options`, returns its hash.
-async function storeText(text, options) {
-  const bytes = new TextEncoder().encode(text);
-  const digest = [...new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
-  const handle = await navigator.crossOriginStorage.getFileHandle({ algorithm: "SHA-256", value: digest }, { ...options, create: true });
-  const writable = await handle.createWritable();
-  await writable.write(bytes);
-  await writable.close();
-  return digest;
-}
-
-// Runs in a frame: reads an entry, returns its text.
-async function readText(digest) {
-  const handle = await navigator.crossOriginStorage.getFileHandle({ algorithm: "SHA-256", value: digest });
-  return await (await handle.getFile()).text();
-}
-
 let a, sibling, b, c;
 
 promise_test(async () => {
@@ -32,7 +11,7 @@ promise_test(async () => {
 }, "pages open at their origins");
 
 promise_test(async (t) => {
-  const digest = await a.eval(storeText, "same-site entry " + Math.random(), {});
+  const digest = await a.eval(storeContent, "same-site entry " + Math.random(), {});
   assert_equals(await a.eval(readText, digest), (await a.eval(readText, digest)));
   assert_true((await sibling.eval(readText, digest)).startsWith("same-site entry"));
   await promise_rejects_dom(t, "NotFoundError", b.eval(readText, digest));
@@ -40,23 +19,23 @@ promise_test(async (t) => {
 }, "the storing origin and same-site siblings read; cross-site readers get NotFoundError");
 
 promise_test(async (t) => {
-  const digest = await a.eval(storeText, "listed entry " + Math.random(), { origins: ["https://b.example", "https://c.example"] });
+  const digest = await a.eval(storeContent, "listed entry " + Math.random(), { origins: ["https://b.example", "https://c.example"] });
   assert_true((await b.eval(readText, digest)).startsWith("listed entry"));
   await promise_rejects_dom(t, "NotFoundError", c.eval(readText, digest), "outside the Allow-Origin ceiling");
 }, "listed origins inside the ceiling read; others do not");
 
 promise_test(async (t) => {
-  const digest = await c.eval(storeText, "c lists b, no header " + Math.random(), { origins: "https://b.example" });
+  const digest = await c.eval(storeContent, "c lists b, no header " + Math.random(), { origins: "https://b.example" });
   await promise_rejects_dom(t, "NotFoundError", b.eval(readText, digest), "no header: nobody");
-  const global = await a.eval(storeText, "global, not on any list " + Math.random(), { origins: "*" });
+  const global = await a.eval(storeContent, "global, not on any list " + Math.random(), { origins: "*" });
   await promise_rejects_dom(t, "NotFoundError", c.eval(readText, global), "no Public Hash List: fail closed");
 }, "no ceiling header authorises nobody; '*' without a list is never disclosed");
 
 promise_test(async (t) => {
   const text = "widened later " + Math.random();
-  const digest = await a.eval(storeText, text, {});
+  const digest = await a.eval(storeContent, text, {});
   await promise_rejects_dom(t, "NotFoundError", b.eval(readText, digest));
-  await b.eval(storeText, text, {});
+  await b.eval(storeContent, text, {});
   assert_equals(await b.eval(readText, digest), text, "b now stores it too");
   const view = await shell.inspect();
   const entry = view.entries.find((e) => e.hash === digest);
@@ -64,7 +43,7 @@ promise_test(async (t) => {
 }, "a non-storing origin that supplies the right bytes becomes a storing origin");
 
 promise_test(async (t) => {
-  const digest = await a.eval(storeText, "survives a restart " + Math.random(), { origins: ["https://b.example"] });
+  const digest = await a.eval(storeContent, "survives a restart " + Math.random(), { origins: ["https://b.example"] });
   await shell.restartStorageService();
   assert_true((await a.eval(readText, digest)).startsWith("survives"));
   assert_true((await b.eval(readText, digest)).startsWith("survives"), "grants survive too");
@@ -73,9 +52,9 @@ promise_test(async (t) => {
 promise_test(async (t) => {
   const text = "cleared " + Math.random();
   const shared = "shared and cleared " + Math.random();
-  const alone = await a.eval(storeText, text, {});
-  const both = await a.eval(storeText, shared, {});
-  await b.eval(storeText, shared, {});
+  const alone = await a.eval(storeContent, text, {});
+  const both = await a.eval(storeContent, shared, {});
+  await b.eval(storeContent, shared, {});
   await shell.clearSiteData("https://app.a.example");
   await promise_rejects_dom(t, "NotFoundError", a.eval(readText, alone));
   assert_equals(await b.eval(readText, both), shared, "kept while another storer remains");
