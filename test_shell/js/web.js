@@ -321,8 +321,10 @@
   // ---- blob: URLs, dedicated workers, messages ---------------------------------------------------------
   const workerNative = globalThis.__worker;
   const inWorker = globalThis.__workerScope === true;
+  const frameNative = globalThis.__frames;
   delete globalThis.__worker;
   delete globalThis.__workerScope;
+  delete globalThis.__frames;
   const blobUrls = new Map();
   const URLs = {
     createObjectURL(blob) {
@@ -335,11 +337,14 @@
   };
   define("URL", URLs);
 
-  // Messages are JSON; a COS handle travels as a reference to the page's native table, which
-  // the page's workers share (same origin, same COS view).
+  // Messages are JSON; a COS handle travels as a reference to the sender's native table. A
+  // page's workers share that table (same origin, same COS view); a frame adopts the handle into
+  // its own table, which the renderer allows only for the sender's origin (else DataCloneError).
   const HANDLE_TAG = "\u0000cosHandle";
   let handleToWire = () => undefined;
-  let wireToHandle = () => undefined;
+  let wireToHandle = () => {
+    throw new DOMException("The handle could not be transferred.", "DataCloneError");
+  };
   const serialize = (data) => {
     structuredClone(data); // the same DataCloneError rules as everywhere else
     return JSON.stringify(data, (key, value) => {
@@ -347,17 +352,27 @@
       return wire === undefined ? value : wire;
     });
   };
-  const deserialize = (json) =>
-    JSON.parse(json, (key, value) => (value && typeof value === "object" && HANDLE_TAG in value ? wireToHandle(value) : value));
+  // `sender`: the frame that posted it, or undefined for a message between a page and its worker.
+  const deserialize = (json, sender) =>
+    JSON.parse(json, (key, value) =>
+      value && typeof value === "object" && HANDLE_TAG in value ? wireToHandle(value, sender) : value,
+    );
 
-  const listeners = (target) => {
-    target._listeners = target._listeners || [];
-    return target._listeners;
+  const listeners = (target, type = "message") => {
+    target._listeners = target._listeners || {};
+    target._listeners[type] = target._listeners[type] || [];
+    return target._listeners[type];
   };
-  const deliver = (target, data) => {
-    const event = { type: "message", data, target };
-    if (typeof target.onmessage === "function") target.onmessage(event);
-    for (const listener of listeners(target)) listener(event);
+  const deliver = (target, data, extra = {}, type = "message") => {
+    const event = { type, data, target, origin: "", source: null, ...extra };
+    if (typeof target["on" + type] === "function") target["on" + type](event);
+    for (const listener of listeners(target, type)) listener(event);
+  };
+  const addListener = (target) => (type, listener) => {
+    if (type === "message" || type === "messageerror") listeners(target, type).push(listener);
+  };
+  const removeListener = (target) => (type, listener) => {
+    if (target._listeners && target._listeners[type]) target._listeners[type] = target._listeners[type].filter((l) => l !== listener);
   };
   const workers = new Map();
   class Worker {
@@ -370,17 +385,54 @@
       workers.set(this._id, this);
     }
     postMessage(data) { workerNative.post(this._id, serialize(data)); }
-    addEventListener(type, listener) { if (type === "message") listeners(this).push(listener); }
-    removeEventListener(type, listener) { this._listeners = listeners(this).filter((l) => l !== listener); }
+    addEventListener(type, listener) { addListener(this)(type, listener); }
+    removeEventListener(type, listener) { removeListener(this)(type, listener); }
     terminate() { workerNative.terminate(this._id); workers.delete(this._id); }
   }
   if (workerNative && !inWorker) define("Worker", Worker);
   if (inWorker) {
     globalThis.onmessage = null;
     define("postMessage", (data) => workerNative.postToParent(serialize(data)));
-    define("addEventListener", (type, listener) => { if (type === "message") listeners(globalThis).push(listener); });
+    define("addEventListener", addListener(globalThis));
+    define("removeEventListener", removeListener(globalThis));
   }
+
+  // Frames of this renderer reach each other through `parent` and `frames`. HTML semantics: a
+  // target origin that does not match drops the message; a message that cannot be deserialized
+  // (a handle from another origin) fires `messageerror` instead of `message`.
+  class WindowProxy {
+    constructor(id) { this._id = id; }
+    postMessage(data, targetOrigin = "/") {
+      const target = targetOrigin === "/" ? globalThis.location.origin : String(targetOrigin);
+      if (!frameNative.post(this._id, serialize(data), target)) {
+        console.log("postMessage: the target frame is not in this renderer process; nothing was delivered");
+      }
+    }
+  }
+  if (frameNative && !inWorker) {
+    globalThis.onmessage = null;
+    globalThis.onmessageerror = null;
+    define("parent", frameNative.parent === undefined || frameNative.parent === null ? globalThis : new WindowProxy(frameNative.parent));
+    Object.defineProperty(globalThis, "frames", { get: () => frameNative.children().map((id) => new WindowProxy(id)), configurable: true });
+    define("postMessage", (data, targetOrigin) => new WindowProxy(frameNative.self).postMessage(data, targetOrigin));
+    define("addEventListener", addListener(globalThis));
+    define("removeEventListener", removeListener(globalThis));
+  }
+
   define("__deliverMessage", (json, from) => {
+    if (from < 0) {
+      const sender = -from;
+      const extra = { origin: frameNative.originOf(sender) || "", source: new WindowProxy(sender) };
+      let data;
+      try {
+        data = deserialize(json, sender);
+      } catch (error) {
+        deliver(globalThis, null, extra, "messageerror");
+        return;
+      }
+      deliver(globalThis, data, extra);
+      return;
+    }
     const data = deserialize(json);
     if (inWorker) deliver(globalThis, data);
     else if (workers.has(from)) deliver(workers.get(from), data);
@@ -495,7 +547,12 @@
     if (!(value instanceof FileSystemFileHandle)) return undefined;
     return { [HANDLE_TAG]: value[ID] };
   };
-  wireToHandle = (wire) => {
+  wireToHandle = (wire, sender) => {
+    if (sender !== undefined) {
+      const adopted = frameNative.adopt(sender, wire[HANDLE_TAG]);
+      if (!adopted) throw new DOMException("The handle could not be transferred.", "DataCloneError");
+      return makeHandle({ id: Number(adopted[0]), name: adopted[1] });
+    }
     const described = cos.describe(wire[HANDLE_TAG]);
     if (!described) throw new DOMException("The handle could not be transferred.", "DataCloneError");
     return makeHandle({ id: wire[HANDLE_TAG], name: described[0] });

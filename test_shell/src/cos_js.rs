@@ -287,6 +287,18 @@ fn origins_input(value: Option<Value<'_>>) -> rquickjs::Result<OriginsInput> {
 /// A realm group's object table.
 pub(crate) type Table = Rc<RefCell<Objects>>;
 
+/// Copies handle `id` of `from` into `into` (a same-origin frame receiving it by `postMessage`):
+/// the copy keeps the readability the handle had when it was sent. Returns its id there and its
+/// name, or nothing if `from` holds no such handle.
+pub(crate) fn adopt_handle(from: &Table, id: u32, into: &Table) -> Option<(u32, String)> {
+    let handle = from.borrow().handles.get(&id)?.clone();
+    let name = handle.name();
+    let mut table = into.borrow_mut();
+    let adopted = table.id();
+    table.handles.insert(adopted, handle);
+    Some((adopted, name))
+}
+
 fn get_file_handle(
     manager: CrossOriginStorageManager,
     objects: Table,

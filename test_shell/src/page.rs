@@ -176,7 +176,9 @@ impl Browser {
         let allowed = permissions_policy::is_enabled(Some(&origin), options.header("Permissions-Policy"), None);
         let partition =
             if options.off_the_record { Partition::OffTheRecord(OffTheRecordProfileId(1)) } else { Partition::Regular };
-        self.create_frame(url, origin.clone(), Site::of(&origin), allowed, partition, options)
+        let record =
+            FrameRecord { origin: origin.clone(), top_level_site: Site::of(&origin), cos_allowed: allowed, partition };
+        self.create_frame(url, record, options, None)
     }
 
     /// Appends an iframe at `url` to `parent`'s document (`allow`: the iframe's `allow`
@@ -189,6 +191,7 @@ impl Browser {
         options: &OpenOptions,
     ) -> Result<Page, PageError> {
         let origin = Origin::from_url(url).map_err(|_| PageError::Origin(url.to_owned()))?;
+        let parent_frame = parent.frame;
         let parent = self
             .frames
             .lock()
@@ -202,18 +205,23 @@ impl Browser {
         };
         let allowed =
             permissions_policy::is_enabled(Some(&origin), options.header("Permissions-Policy"), Some(container));
-        self.create_frame(url, origin, parent.top_level_site, allowed, parent.partition, options)
+        let record = FrameRecord {
+            origin,
+            top_level_site: parent.top_level_site,
+            cos_allowed: allowed,
+            partition: parent.partition,
+        };
+        self.create_frame(url, record, options, Some(parent_frame))
     }
 
     fn create_frame(
         &self,
         url: &str,
-        origin: Origin,
-        top_level_site: Site,
-        cos_allowed: bool,
-        partition: Partition,
+        record: FrameRecord,
         options: &OpenOptions,
+        parent: Option<u64>,
     ) -> Result<Page, PageError> {
+        let FrameRecord { origin, top_level_site, cos_allowed, partition } = record;
         let renderer = self.renderer_for(&Site::of(&origin))?;
         let frame = self.next();
         let renderer_id = renderer.lock().id;
@@ -233,6 +241,7 @@ impl Browser {
             url: url.to_owned(),
             secure: is_secure(&origin),
             policy_allows: cos_allowed,
+            parent,
         };
         page.ask(command, |_, _, _| {})?;
         Ok(page)

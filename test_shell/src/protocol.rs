@@ -19,6 +19,8 @@ pub enum RendererCommand {
         secure: bool,
         /// The `cross-origin-storage` Permissions Policy result.
         policy_allows: bool,
+        /// The parent frame of an iframe (`window.parent`).
+        parent: Option<u64>,
     },
     /// Discard a frame and its realm.
     CloseFrame {

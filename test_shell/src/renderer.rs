@@ -57,11 +57,19 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
     // Short waits: fetches finish on their own threads, and the loop must notice them.
     js.set_idle_wait(Box::new(move |wait| pump.pump_timeout(wait.min(Duration::from_millis(2))) != Some(false)));
     let mut frames: HashMap<u64, Frame> = HashMap::new();
+    let links = FrameLinks::default();
     while let Ok((command, _)) = control.recv() {
         let reply = match command {
             RendererCommand::Init => RendererReply::Failed("already initialised".into()),
-            RendererCommand::CreateFrame { frame, url, secure, policy_allows } => {
-                match create_frame(&js, &connection, &control, frame, &url, secure, policy_allows) {
+            RendererCommand::CreateFrame { frame, url, secure, policy_allows, parent } => {
+                let context = ScriptContext {
+                    frame: FrameId(frame),
+                    secure_context: secure,
+                    policy_allows,
+                    service_worker: false,
+                    opaque_origin: false,
+                };
+                match create_frame(&js, &connection, &control, &links, context, &url, parent) {
                     Ok(created) => {
                         frames.insert(frame, created);
                         RendererReply::Done
@@ -71,6 +79,7 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
             }
             RendererCommand::CloseFrame { frame } => {
                 frames.remove(&frame);
+                links.borrow_mut().remove(&frame);
                 RendererReply::Done
             }
             RendererCommand::Eval { frame, scripts } => match frames.get(&frame) {
@@ -117,24 +126,29 @@ fn run_scripts(js: &JsHost, realm: &Realm, scripts: &[(String, String)]) -> Resu
     Ok(())
 }
 
+/// What a frame's realm needs to reach another frame of this renderer by `postMessage`.
+struct FrameLink {
+    realm: usize,
+    origin: String,
+    table: crate::cos_js::Table,
+    children: Vec<u64>,
+}
+
+/// This renderer's frames by browser frame id.
+type FrameLinks = Rc<RefCell<HashMap<u64, FrameLink>>>;
+
 fn create_frame(
     js: &JsHost,
     connection: &Arc<RendererConnection>,
     control: &Control,
-    frame: u64,
+    links: &FrameLinks,
+    context: ScriptContext,
     url: &str,
-    secure: bool,
-    policy_allows: bool,
+    parent: Option<u64>,
 ) -> Result<Frame, JsError> {
+    let frame = context.frame.0;
     let origin = Origin::from_url(url)
         .map_err(|_| JsError::Uncaught { file: "frame".into(), message: format!("not an http(s) URL: {url}") })?;
-    let context = ScriptContext {
-        frame: FrameId(frame),
-        secure_context: secure,
-        policy_allows,
-        service_worker: false,
-        opaque_origin: false,
-    };
     let group = Rc::new(RealmGroup {
         manager: CrossOriginStorageManager::new(connection.clone(), context),
         table: Rc::default(),
@@ -146,6 +160,21 @@ fn create_frame(
     let realm = js.realm()?;
     let settled = Rc::new(RefCell::new(None));
     install_realm(js, &realm, &group, None)?;
+    install_frame_messaging(js, &realm, links, frame, parent)?;
+    links.borrow_mut().insert(
+        frame,
+        FrameLink {
+            realm: js.realm_index(&realm),
+            origin: group.origin.clone(),
+            table: group.table.clone(),
+            children: Vec::new(),
+        },
+    );
+    if let Some(parent) = parent
+        && let Some(link) = links.borrow_mut().get_mut(&parent)
+    {
+        link.children.push(frame);
+    }
     let (ok, err, progress) = (settled.clone(), settled.clone(), control.clone());
     js.with_realm(&realm, |ctx| -> Result<(), JsError> {
         let globals = ctx.globals();
@@ -167,6 +196,67 @@ fn create_frame(
     })?;
     js.eval(&realm, "web.js", WEB_JS)?;
     Ok(Frame { realm, settled })
+}
+
+/// `window.parent`, `window.frames` and `postMessage` between the frames of this renderer (same
+/// site, or every frame with `--process-per-site=false`). A message is delivered as
+/// `__deliverMessage(json, -sender)`; the receiver learns the sender's origin from here, never
+/// from the sender's script, and adopts a posted handle only if that origin is its own.
+fn install_frame_messaging(
+    js: &JsHost,
+    realm: &Realm,
+    links: &FrameLinks,
+    frame: u64,
+    parent: Option<u64>,
+) -> Result<(), JsError> {
+    let ops = js.ops();
+    js.with_realm(realm, |ctx| -> Result<(), JsError> {
+        let native = rquickjs::Object::new(ctx.clone())?;
+        native.set("self", frame as f64)?;
+        native.set("parent", parent.map(|p| p as f64))?;
+        let l = links.clone();
+        native.set(
+            "children",
+            rquickjs::Function::new(ctx.clone(), move || -> Vec<f64> {
+                l.borrow().get(&frame).map(|link| link.children.iter().map(|&c| c as f64).collect()).unwrap_or_default()
+            })?,
+        )?;
+        let l = links.clone();
+        native.set(
+            "originOf",
+            rquickjs::Function::new(ctx.clone(), move |id: f64| -> Option<String> {
+                l.borrow().get(&(id as u64)).map(|link| link.origin.clone())
+            })?,
+        )?;
+        let (l, o) = (links.clone(), ops.clone());
+        native.set(
+            "post",
+            // HTML's postMessage: a target origin that does not match drops the message silently.
+            rquickjs::Function::new(ctx.clone(), move |target: f64, json: String, target_origin: String| -> bool {
+                let links = l.borrow();
+                let Some(link) = links.get(&(target as u64)) else { return false };
+                if target_origin == "*" || target_origin == link.origin {
+                    o.post(link.realm, json, -(frame as f64));
+                }
+                true
+            })?,
+        )?;
+        let l = links.clone();
+        native.set(
+            "adopt",
+            // [its id here, its name], or nothing.
+            rquickjs::Function::new(ctx.clone(), move |sender: f64, id: u32| -> Option<Vec<String>> {
+                let links = l.borrow();
+                let (from, into) = (links.get(&(sender as u64))?, links.get(&frame)?);
+                if from.origin != into.origin {
+                    return None;
+                }
+                crate::cos_js::adopt_handle(&from.table, id, &into.table).map(|(id, name)| vec![id.to_string(), name])
+            })?,
+        )?;
+        ctx.globals().set("__frames", native)?;
+        Ok(())
+    })
 }
 
 /// A page and its dedicated workers: one COS view (the page's frame), one object table.
