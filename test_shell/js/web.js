@@ -321,6 +321,8 @@
   // ---- blob: URLs, dedicated workers, messages ---------------------------------------------------------
   const workerNative = globalThis.__worker;
   const inWorker = globalThis.__workerScope === true;
+  const inServiceWorker = globalThis.__serviceWorkerScope === true;
+  delete globalThis.__serviceWorkerScope;
   const frameNative = globalThis.__frames;
   delete globalThis.__worker;
   delete globalThis.__workerScope;
@@ -380,7 +382,7 @@
       const blob = blobUrls.get(String(url));
       if (!blob) throw new DOMException("Workers here load blob: URLs created by this page.", "SecurityError");
       if (options && options.type === "module") throw new TypeError("module workers are not supported");
-      this._id = workerNative.create(new TextDecoder().decode(blob[SOURCE].read(0, blob.size)));
+      this._id = workerNative.create(new TextDecoder().decode(blob[SOURCE].read(0, blob.size)), false);
       this.onmessage = null;
       workers.set(this._id, this);
     }
@@ -392,7 +394,7 @@
   if (workerNative && !inWorker) define("Worker", Worker);
   if (inWorker) {
     globalThis.onmessage = null;
-    define("postMessage", (data) => workerNative.postToParent(serialize(data)));
+    if (!inServiceWorker) define("postMessage", (data) => workerNative.postToParent(serialize(data)));
     define("addEventListener", addListener(globalThis));
     define("removeEventListener", removeListener(globalThis));
   }
@@ -434,13 +436,47 @@
       return;
     }
     const data = deserialize(json);
-    if (inWorker) deliver(globalThis, data);
+    // A service worker answers its client through `event.source`.
+    const client = { postMessage: (reply) => workerNative.postToParent(serialize(reply)) };
+    if (inWorker) deliver(globalThis, data, inServiceWorker ? { source: client } : {});
     else if (workers.has(from)) deliver(workers.get(from), data);
   });
 
   // ---- navigator.crossOriginStorage ------------------------------------------------------------------
   const navigator = {};
   define("navigator", navigator);
+  // Service workers: registered from a blob: URL of the page (the shell has no same-origin script
+  // server); `registration.active.postMessage` reaches the worker's `message` event, whose
+  // `event.source.postMessage` answers `navigator.serviceWorker`'s `message` event.
+  if (workerNative && !inWorker) {
+    const container = {
+      controller: null,
+      onmessage: null,
+      addEventListener(type, listener) { addListener(this)(type, listener); },
+      removeEventListener(type, listener) { removeListener(this)(type, listener); },
+      async register(url) {
+        const blob = blobUrls.get(String(url));
+        if (!blob) throw new DOMException("Service workers here load blob: URLs created by this page.", "SecurityError");
+        const id = workerNative.create(new TextDecoder().decode(blob[SOURCE].read(0, blob.size)), true);
+        workers.set(id, container);
+        const active = {
+          state: "activated",
+          scriptURL: String(url),
+          postMessage: (data) => workerNative.post(id, serialize(data)),
+        };
+        return {
+          active,
+          scope: `${globalThis.location.origin}/`,
+          async unregister() {
+            workerNative.terminate(id);
+            workers.delete(id);
+            return true;
+          },
+        };
+      },
+    };
+    navigator.serviceWorker = container;
+  }
   if (!cos) return;
 
   const ID = Symbol("id");

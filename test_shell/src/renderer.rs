@@ -151,6 +151,8 @@ fn create_frame(
         .map_err(|_| JsError::Uncaught { file: "frame".into(), message: format!("not an http(s) URL: {url}") })?;
     let group = Rc::new(RealmGroup {
         manager: CrossOriginStorageManager::new(connection.clone(), context),
+        connection: connection.clone(),
+        context,
         table: Rc::default(),
         origin: origin.to_string(),
         url: url.to_owned(),
@@ -262,6 +264,9 @@ fn install_frame_messaging(
 /// A page and its dedicated workers: one COS view (the page's frame), one object table.
 struct RealmGroup {
     manager: Option<CrossOriginStorageManager>,
+    /// For a service worker's own view (`ScriptContext::service_worker`).
+    connection: Arc<RendererConnection>,
+    context: ScriptContext,
     table: crate::cos_js::Table,
     origin: String,
     url: String,
@@ -293,12 +298,15 @@ fn install_realm(
                     rquickjs::Function::new(ctx.clone(), move |json: String| ops.post(page, json, f64::from(id)))?,
                 )?;
                 ctx.globals().set("__workerScope", true)?;
+                ctx.globals().set("__serviceWorkerScope", group.context.service_worker)?;
             }
             None => {
                 let (g, o) = (group.clone(), ops.clone());
                 worker.set(
                     "create",
-                    rquickjs::Function::new(ctx.clone(), move |source: String| -> u32 {
+                    // `service_worker`: a service worker registered by the page (its own COS
+                    // view, which refuses every call) rather than a dedicated worker.
+                    rquickjs::Function::new(ctx.clone(), move |source: String, service_worker: bool| -> u32 {
                         let id = {
                             let mut next = g.next_worker.borrow_mut();
                             *next += 1;
@@ -306,7 +314,7 @@ fn install_realm(
                         };
                         let group = g.clone();
                         o.host_task(Box::new(move |js: &JsHost| {
-                            if let Err(error) = start_worker(js, &group, id, index, &source) {
+                            if let Err(error) = start_worker(js, &group, id, index, &source, service_worker) {
                                 eprintln!("renderer: worker {id} failed to start: {error}");
                             }
                         }));
@@ -344,10 +352,33 @@ fn install_realm(
     js.eval(realm, "location.js", &location)
 }
 
-/// Creates a dedicated worker's realm (same origin, same COS view as its page) and runs its script.
-fn start_worker(js: &JsHost, group: &Rc<RealmGroup>, id: u32, page: usize, source: &str) -> Result<(), JsError> {
+/// Creates a worker's realm and runs its script: a dedicated worker shares its page's COS view
+/// and object table; a service worker gets its own, marked as a service worker.
+fn start_worker(
+    js: &JsHost,
+    group: &Rc<RealmGroup>,
+    id: u32,
+    page: usize,
+    source: &str,
+    service_worker: bool,
+) -> Result<(), JsError> {
     let realm = js.realm()?;
-    install_realm(js, &realm, group, Some((id, page)))?;
+    let own = if service_worker {
+        let context = ScriptContext { service_worker: true, ..group.context };
+        Rc::new(RealmGroup {
+            manager: CrossOriginStorageManager::new(group.connection.clone(), context),
+            connection: group.connection.clone(),
+            context,
+            table: Rc::default(),
+            origin: group.origin.clone(),
+            url: group.url.clone(),
+            workers: RefCell::default(),
+            next_worker: RefCell::new(0),
+        })
+    } else {
+        group.clone()
+    };
+    install_realm(js, &realm, &own, Some((id, page)))?;
     js.eval(&realm, "web.js", WEB_JS)?;
     group.workers.borrow_mut().insert(id, js.realm_index(&realm));
     // The loop state keeps the realm's context alive after this handle goes.

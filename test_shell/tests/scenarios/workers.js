@@ -1,5 +1,5 @@
 // SPEC §10 items 31 and 32 (same-origin part): dedicated workers share the page's COS view,
-// and a handle posted between them stays usable.
+// and a handle posted between them stays usable; service workers are refused.
 promise_test(async () => {
   const page = (await shell.open("https://worker.example/")).frame;
   const result = await page.eval(async () => {
@@ -35,3 +35,28 @@ promise_test(async (t) => {
   });
   assert_equals(outcome, "SecurityError");
 }, "workers load blob: URLs of their own page only");
+
+promise_test(async () => {
+  const page = (await shell.open("https://service-worker.example/")).frame;
+  const outcome = await page.eval(async () => {
+    const code = `
+      addEventListener("message", async (event) => {
+        const names = [];
+        for (const create of [false, true]) {
+          try {
+            await navigator.crossOriginStorage.getFileHandle({ algorithm: "SHA-256", value: event.data }, { create });
+            names.push("resolved");
+          } catch (error) {
+            names.push(error.name);
+          }
+        }
+        event.source.postMessage({ present: "crossOriginStorage" in navigator, names });
+      });`;
+    const registration = await navigator.serviceWorker.register(URL.createObjectURL(new Blob([code])));
+    const reply = new Promise((resolve) => navigator.serviceWorker.addEventListener("message", (e) => resolve(e.data)));
+    registration.active.postMessage("ab".repeat(32));
+    return await reply;
+  });
+  assert_true(outcome.present, "the API is exposed");
+  assert_array_equals(outcome.names, ["NotAllowedError", "NotAllowedError"]);
+}, "in a service worker every call rejects NotAllowedError");
