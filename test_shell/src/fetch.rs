@@ -1,16 +1,21 @@
-//! `fetch()` for page realms: real HTTP to the loopback hub, from a thread per request, with the
-//! body streamed in chunks (bounded memory) and every request attributed to the page's origin
-//! (the browser side sets the header; script cannot).
+//! `fetch()` for page realms: each request goes over the renderer's network pipe to the browser
+//! process, which makes the real HTTP request to the loopback hub on the frame's behalf
+//! (attributed to the frame's origin from the browser's frame table: neither script nor the
+//! renderer picks it). A thread per request receives the body in chunks (bounded memory).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::Read;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cos_ipc::Endpoint;
 
 use crossbeam_channel::{Receiver, TryRecvError};
 use rquickjs::{ArrayBuffer, Ctx, Function, Object, Promise, Value};
 
 use crate::js::{OpsHandle, Settle, settle_err, settle_ok};
+use crate::protocol::{FetchRequest, FetchResponse};
 
 /// Body chunks in flight per response (each up to 1 MiB).
 const CHUNKS_IN_FLIGHT: usize = 4;
@@ -32,17 +37,47 @@ struct Bodies {
     next: u32,
 }
 
-/// Installs `__fetch` (`start(url)`, `read(id)`) in a realm whose documents have `origin`.
-pub fn install(ctx: &Ctx<'_>, origin: String, ops: OpsHandle, realm: usize) -> rquickjs::Result<()> {
+/// Installs `__fetch` (`start(url)`, `read(id)`) in a realm of `frame` (a worker's: its page's)
+/// whose requests go over `network`.
+pub fn install(
+    ctx: &Ctx<'_>,
+    network: Arc<Endpoint>,
+    frame: u64,
+    ops: OpsHandle,
+    realm: usize,
+) -> rquickjs::Result<()> {
     let bodies = Rc::new(RefCell::new(Bodies::default()));
     let object = Object::new(ctx.clone())?;
-    object.set("start", Function::new(ctx.clone(), start(origin, bodies.clone(), ops.clone(), realm))?)?;
+    object.set("start", Function::new(ctx.clone(), start(network, frame, bodies.clone(), ops.clone(), realm))?)?;
     object.set("read", Function::new(ctx.clone(), read(bodies, ops, realm))?)?;
     ctx.globals().set("__fetch", object)?;
     Ok(())
 }
 
 /// A future that polls a channel (the event loop polls it after each wake-up).
+/// Body bytes handed to script per chunk, at most (more only if one message is larger).
+const SCRIPT_CHUNK: usize = 1 << 20;
+
+/// The next response message (`None`: malformed), or a failure if the browser went away.
+fn receive(response: &Endpoint) -> Option<FetchResponse> {
+    decoded(response.recv())
+}
+
+fn decoded(received: Result<cos_ipc::Message, cos_ipc::IpcError>) -> Option<FetchResponse> {
+    match received {
+        Ok(message) => FetchResponse::decode(&message.bytes),
+        Err(error) => Some(FetchResponse::Failed(format!("the browser went away: {error}"))),
+    }
+}
+
+/// Sends the request to the browser's network service; returns the pipe its response comes on.
+fn ask_browser(network: &Endpoint, frame: u64, url: &str) -> Result<Endpoint, String> {
+    let (mine, theirs) = Endpoint::pair().map_err(|e| e.to_string())?;
+    let request = cos_ipc::encode(&FetchRequest { frame, url: url.to_owned() }).map_err(|e| e.to_string())?;
+    network.send(&request, vec![theirs]).map_err(|e| format!("the browser went away: {e}"))?;
+    Ok(mine)
+}
+
 struct Poll<T>(Receiver<T>);
 
 impl<T> std::future::Future for Poll<T> {
@@ -64,7 +99,8 @@ fn type_error(message: String) -> Settle {
 }
 
 fn start(
-    origin: String,
+    network: Arc<Endpoint>,
+    frame: u64,
     bodies: Rc<RefCell<Bodies>>,
     ops: OpsHandle,
     realm: usize,
@@ -72,34 +108,59 @@ fn start(
     move |ctx, url| {
         let (head_tx, head_rx) = crossbeam_channel::bounded::<Result<Head, String>>(1);
         let (body_tx, body_rx) = crossbeam_channel::bounded::<Chunk>(CHUNKS_IN_FLIGHT);
-        let origin = origin.clone();
+        let network = network.clone();
         let spawned = std::thread::Builder::new().name("shell-fetch".into()).spawn(move || {
-            let headers = [(cos_test_hub::ORIGIN_HEADER, origin.as_str())];
-            let mut reader = match cos_test_hub::open("GET", &url, &headers) {
-                Ok(reader) => reader,
+            let failed = |error: String| format!("Failed to fetch {url}: {error}");
+            let response = match ask_browser(&network, frame, &url) {
+                Ok(response) => response,
                 Err(error) => {
-                    let _ = head_tx.send(Err(format!("Failed to fetch {url}: {error}")));
+                    let _ = head_tx.send(Err(failed(error)));
                     return;
                 }
             };
-            let head = reader.head();
-            let _ = head_tx.send(Ok(Head { status: head.status, headers: head.headers.clone() }));
-            let mut buffer = vec![0u8; 1 << 20];
+            let mut head_tx = Some(head_tx);
+            let mut pending = None;
             loop {
-                match reader.read(&mut buffer) {
-                    Ok(0) => {
-                        let _ = body_tx.send(Chunk::End);
-                        return;
-                    }
-                    Ok(n) => {
-                        if body_tx.send(Chunk::Data(buffer[..n].to_vec())).is_err() {
-                            return; // the page dropped the body
+                let message = pending.take().unwrap_or_else(|| receive(&response));
+                let (chunk, done) = match message {
+                    Some(FetchResponse::Head { status, headers }) => {
+                        if let Some(head_tx) = head_tx.take() {
+                            let _ = head_tx.send(Ok(Head { status, headers }));
                         }
+                        continue;
                     }
-                    Err(error) => {
-                        let _ = body_tx.send(Chunk::Failed(error.to_string()));
-                        return;
+                    Some(FetchResponse::Body(mut bytes)) => {
+                        // Hand script up to 1 MiB at a time: the pieces already here are
+                        // joined, so that script (and a COS write per chunk) runs less often.
+                        while bytes.len() < SCRIPT_CHUNK {
+                            match response.recv_timeout(Duration::ZERO) {
+                                Err(cos_ipc::IpcError::Timeout) => break, // nothing more yet
+                                received => match decoded(received) {
+                                    Some(FetchResponse::Body(more)) => bytes.extend_from_slice(&more),
+                                    other => {
+                                        pending = Some(other);
+                                        break;
+                                    }
+                                },
+                            }
+                        }
+                        (Chunk::Data(bytes), false)
                     }
+                    Some(FetchResponse::End) => (Chunk::End, true),
+                    Some(FetchResponse::Failed(error)) => (Chunk::Failed(error), true),
+                    None => (Chunk::Failed("malformed response from the browser".into()), true),
+                };
+                // Before the head, a failure fails the fetch itself.
+                if let Some(head_tx) = head_tx.take() {
+                    let reason = match chunk {
+                        Chunk::Failed(error) => error,
+                        _ => "the response had no head".into(),
+                    };
+                    let _ = head_tx.send(Err(failed(reason)));
+                    return;
+                }
+                if body_tx.send(chunk).is_err() || done {
+                    return; // finished, or the page dropped the body
                 }
             }
         });

@@ -20,6 +20,7 @@ mod harness;
 pub use harness::{ScenarioConfig, run_scenario};
 mod fetch;
 pub mod js;
+mod network;
 pub mod page;
 pub mod protocol;
 pub mod renderer;

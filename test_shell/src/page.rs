@@ -154,12 +154,18 @@ impl Browser {
         let mut child = cos_ipc::launch::launch(&options).map_err(|e| PageError::Start(format!("renderer: {e}")))?;
         let control = Pipe::new(child.take_endpoint());
         let (browser_end, renderer_end) = Endpoint::pair().map_err(|e| PageError::Start(e.to_string()))?;
+        let (network_end, renderer_network) = Endpoint::pair().map_err(|e| PageError::Start(e.to_string()))?;
         let pid = child.pid();
-        self.host.register_renderer(RendererId(id), browser_end, move || {
+        let kill = move || {
             // SAFETY: kill(2) on the pid of a renderer this browser launched.
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-        });
-        control.send(&RendererCommand::Init, vec![renderer_end]).map_err(|e| PageError::Renderer(e.to_string()))?;
+        };
+        self.host.register_renderer(RendererId(id), browser_end, kill);
+        crate::network::serve_renderer(RendererId(id), network_end, self.host.frames().clone(), kill)
+            .map_err(|e| PageError::Start(format!("network service: {e}")))?;
+        control
+            .send(&RendererCommand::Init, vec![renderer_end, renderer_network])
+            .map_err(|e| PageError::Renderer(e.to_string()))?;
         let renderer = std::sync::Arc::new(Mutex::new(RendererProcess { id, child, control }));
         self.renderers.lock().insert(site.clone(), renderer.clone());
         Ok(renderer)

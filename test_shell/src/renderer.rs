@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use cos_common::Origin;
 use cos_common::interface::FrameId;
-use cos_ipc::Pipe;
 use cos_ipc::launch::ChildBootstrap;
+use cos_ipc::{Endpoint, Pipe};
 use cos_renderer::{CrossOriginStorageManager, RendererConnection, ScriptContext};
 
 use crate::js::{JsError, JsHost, Realm, TESTHARNESS_JS};
@@ -31,10 +31,11 @@ struct Frame {
 /// Entry point of a `--type=renderer` process.
 pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
     let control: Control = Rc::new(Pipe::new(bootstrap.endpoint));
-    let connection = match control.recv() {
-        Ok((RendererCommand::Init, mut pipes)) if pipes.len() == 1 => {
-            match RendererConnection::new_pumped(pipes.pop().expect("one pipe")) {
-                Ok(connection) => connection,
+    let (connection, network) = match control.recv() {
+        Ok((RendererCommand::Init, mut pipes)) if pipes.len() == 2 => {
+            let network = Arc::new(pipes.pop().expect("two pipes"));
+            match RendererConnection::new_pumped(pipes.pop().expect("two pipes")) {
+                Ok(connection) => (connection, network),
                 Err(error) => {
                     eprintln!("renderer: {error}");
                     return ExitCode::FAILURE;
@@ -42,7 +43,7 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
             }
         }
         _ => {
-            eprintln!("renderer: expected Init with the COS pipe");
+            eprintln!("renderer: expected Init with the COS and network pipes");
             return ExitCode::FAILURE;
         }
     };
@@ -69,7 +70,7 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
                     service_worker: false,
                     opaque_origin: false,
                 };
-                match create_frame(&js, &connection, &control, &links, context, &url, parent) {
+                match create_frame(&js, (&connection, &network), &control, &links, context, &url, parent) {
                     Ok(created) => {
                         frames.insert(frame, created);
                         RendererReply::Done
@@ -139,7 +140,7 @@ type FrameLinks = Rc<RefCell<HashMap<u64, FrameLink>>>;
 
 fn create_frame(
     js: &JsHost,
-    connection: &Arc<RendererConnection>,
+    (connection, network): (&Arc<RendererConnection>, &Arc<Endpoint>),
     control: &Control,
     links: &FrameLinks,
     context: ScriptContext,
@@ -152,6 +153,7 @@ fn create_frame(
     let group = Rc::new(RealmGroup {
         manager: CrossOriginStorageManager::new(connection.clone(), context),
         connection: connection.clone(),
+        network: network.clone(),
         context,
         table: Rc::default(),
         origin: origin.to_string(),
@@ -266,6 +268,8 @@ struct RealmGroup {
     manager: Option<CrossOriginStorageManager>,
     /// For a service worker's own view (`ScriptContext::service_worker`).
     connection: Arc<RendererConnection>,
+    /// This renderer's network pipe (`fetch`).
+    network: Arc<Endpoint>,
     context: ScriptContext,
     table: crate::cos_js::Table,
     origin: String,
@@ -285,7 +289,7 @@ fn install_realm(
     let (ops, index) = (js.ops(), js.realm_index(realm));
     js.with_realm(realm, |ctx| -> Result<(), JsError> {
         crate::cos_js::install_host(&ctx)?;
-        crate::fetch::install(&ctx, group.origin.clone(), ops.clone(), index)?;
+        crate::fetch::install(&ctx, group.network.clone(), group.context.frame.0, ops.clone(), index)?;
         if let Some(manager) = &group.manager {
             crate::cos_js::install_cos(&ctx, manager.clone(), ops.clone(), index, group.table.clone())?;
         }
@@ -368,6 +372,7 @@ fn start_worker(
         Rc::new(RealmGroup {
             manager: CrossOriginStorageManager::new(group.connection.clone(), context),
             connection: group.connection.clone(),
+            network: group.network.clone(),
             context,
             table: Rc::default(),
             origin: group.origin.clone(),

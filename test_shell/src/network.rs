@@ -1,0 +1,136 @@
+//! The browser process's network service: renderers do not open connections themselves; they
+//! ask over their network pipe, and the browser makes the request on behalf of the frame,
+//! attributing it to the frame's origin from its own frame table (the hub counts bytes per
+//! origin by that attribution, so a renderer cannot charge another origin).
+
+use std::io::Read;
+use std::sync::Arc;
+
+use cos_browser::{FrameOrigin, FrameTable};
+use cos_common::interface::{FrameId, RendererId};
+use cos_ipc::Endpoint;
+
+use crate::protocol::{FETCH_CHUNK, FetchRequest, FetchResponse};
+
+/// Serves one renderer's network pipe on a thread until the renderer goes away. `kill` ends a
+/// renderer that names a frame it does not host.
+pub(crate) fn serve_renderer(
+    renderer: RendererId,
+    pipe: Endpoint,
+    frames: Arc<FrameTable>,
+    kill: impl Fn() + Send + 'static,
+) -> std::io::Result<()> {
+    std::thread::Builder::new().name(format!("shell-network-{}", renderer.0)).spawn(move || {
+        loop {
+            let message = match pipe.recv() {
+                Ok(message) => message,
+                Err(_) => return, // the renderer exited
+            };
+            let request: Result<FetchRequest, _> = cos_ipc::decode(&message.bytes);
+            let mut attachments = message.attachments;
+            let (Ok(request), Some(response), true) = (request, attachments.pop(), attachments.is_empty()) else {
+                eprintln!("browser: renderer {} sent a malformed fetch; ending it", renderer.0);
+                kill();
+                return;
+            };
+            let origin = match frames.get(FrameId(request.frame)) {
+                Some(info) if info.renderer == renderer => match info.origin {
+                    FrameOrigin::Tuple(origin) => origin.to_string(),
+                    FrameOrigin::Opaque => "null".to_owned(),
+                },
+                _ => {
+                    eprintln!("browser: renderer {} fetched for a frame it does not host; ending it", renderer.0);
+                    kill();
+                    return;
+                }
+            };
+            let spawned = std::thread::Builder::new()
+                .name("shell-fetch".into())
+                .spawn(move || fetch(&request.url, &origin, &response));
+            if let Err(error) = spawned {
+                eprintln!("browser: cannot start a fetch: {error}");
+            }
+        }
+    })?;
+    Ok(())
+}
+
+/// Makes the request and streams the response into `response`; stops when the renderer stops
+/// reading (its end of the pipe closed).
+fn fetch(url: &str, origin: &str, response: &Endpoint) {
+    // Several chunks in flight, so that the hub, this thread and the renderer overlap.
+    let _ = response.set_send_buffer(2 << 20);
+    let send = |message: FetchResponse| response.send(&message.encode(), Vec::new()).is_ok();
+    let mut reader = match cos_test_hub::open("GET", url, &[(cos_test_hub::ORIGIN_HEADER, origin)]) {
+        Ok(reader) => reader,
+        Err(error) => {
+            send(FetchResponse::Failed(format!("Failed to fetch {url}: {error}")));
+            return;
+        }
+    };
+    let head = reader.head();
+    if !send(FetchResponse::Head { status: head.status, headers: head.headers.clone() }) {
+        return;
+    }
+    let mut buffer = vec![0u8; FETCH_CHUNK];
+    loop {
+        match reader.read(&mut buffer) {
+            Ok(0) => {
+                send(FetchResponse::End);
+                return;
+            }
+            Ok(n) => {
+                if response.send(&FetchResponse::body_message(&buffer[..n]), Vec::new()).is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                send(FetchResponse::Failed(error.to_string()));
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use cos_browser::FrameInfo;
+    use cos_common::Origin;
+
+    use super::*;
+
+    /// A network service for renderer 1 whose frame table has frame 7 in renderer 2; returns the
+    /// renderer's end of the pipe and what reports the kill.
+    fn service() -> (Endpoint, mpsc::Receiver<()>) {
+        let frames = Arc::new(FrameTable::default());
+        let origin = Origin::from_url("https://other.example/").unwrap();
+        frames.insert(FrameId(7), FrameInfo::top_level(RendererId(2), origin));
+        let (browser, renderer) = Endpoint::pair().unwrap();
+        let (killed, kills) = mpsc::channel();
+        serve_renderer(RendererId(1), browser, frames, move || {
+            let _ = killed.send(());
+        })
+        .unwrap();
+        (renderer, kills)
+    }
+
+    #[test]
+    fn a_renderer_fetching_for_another_renderers_frame_is_ended() {
+        let (renderer, kills) = service();
+        let (_mine, theirs) = Endpoint::pair().unwrap();
+        let request = cos_ipc::encode(&FetchRequest { frame: 7, url: "http://127.0.0.1:9/".into() }).unwrap();
+        renderer.send(&request, vec![theirs]).unwrap();
+        kills.recv_timeout(Duration::from_secs(10)).expect("the renderer is ended");
+    }
+
+    #[test]
+    fn a_request_without_its_response_pipe_ends_the_renderer() {
+        let (renderer, kills) = service();
+        let request = cos_ipc::encode(&FetchRequest { frame: 7, url: "http://127.0.0.1:9/".into() }).unwrap();
+        renderer.send(&request, Vec::new()).unwrap();
+        kills.recv_timeout(Duration::from_secs(10)).expect("the renderer is ended");
+    }
+}
