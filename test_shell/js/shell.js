@@ -52,7 +52,8 @@
 
   const shell = {
     async open(url, options = {}) {
-      const id = native.open(String(url), flatHeaders(options.headers), Boolean(options.offTheRecord));
+      const process = options.process === undefined ? null : String(options.process);
+      const id = native.open(String(url), flatHeaders(options.headers), Boolean(options.offTheRecord), process);
       return new Page(new Frame(id, String(url)));
     },
     async clearSiteData(origin) { native.clearSiteData(String(origin)); },

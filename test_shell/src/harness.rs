@@ -116,7 +116,7 @@ fn fail(ctx: &Ctx<'_>, error: impl std::fmt::Display) -> rquickjs::Error {
 fn options(headers: Vec<String>, off_the_record: bool) -> OpenOptions {
     let headers =
         headers.chunks(2).filter(|pair| pair.len() == 2).map(|pair| (pair[0].clone(), pair[1].clone())).collect();
-    OpenOptions { headers, off_the_record }
+    OpenOptions { headers, off_the_record, process: None }
 }
 
 /// Runs a scenario file (after its `// META: script=` includes): our testharness and the `shell`
@@ -167,15 +167,13 @@ fn install(ctx: &Ctx<'_>, shared: &Shared) -> rquickjs::Result<()> {
         "open",
         Function::new(
             ctx.clone(),
-            move |ctx: Ctx<'_>, url: String, headers: Vec<String>, otr: bool| -> rquickjs::Result<f64> {
+            move |ctx: Ctx<'_>, url: String, headers: Vec<String>, otr: bool, process: Option<String>| {
                 let mut harness = h.borrow_mut();
-                let page = harness
-                    .browser()
-                    .and_then(|b| b.open_with(&url, &options(headers, otr)))
-                    .map_err(|e| fail(&ctx, e))?;
+                let options = OpenOptions { process, ..options(headers, otr) };
+                let page = harness.browser().and_then(|b| b.open_with(&url, &options)).map_err(|e| fail(&ctx, e))?;
                 let id = page.frame_id();
                 harness.pages.insert(id, page);
-                Ok(id as f64)
+                Ok::<_, rquickjs::Error>(id as f64)
             },
         )?,
     )?;

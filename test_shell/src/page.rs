@@ -56,6 +56,9 @@ pub struct OpenOptions {
     pub headers: Vec<(String, String)>,
     /// Open it in an off-the-record profile.
     pub off_the_record: bool,
+    /// Put it in the renderer process of this name (shared by every page opened with it,
+    /// whatever their sites) instead of its site's.
+    pub process: Option<String>,
 }
 
 impl OpenOptions {
@@ -78,7 +81,8 @@ pub struct Browser {
     host: CosHost,
     program: PathBuf,
     process_per_site: std::sync::atomic::AtomicBool,
-    renderers: Mutex<HashMap<Site, std::sync::Arc<Mutex<RendererProcess>>>>,
+    /// Renderer processes by what they host: `site:<site>`, `shared` or `named:<name>`.
+    renderers: Mutex<HashMap<String, std::sync::Arc<Mutex<RendererProcess>>>>,
     frames: Mutex<HashMap<u64, FrameRecord>>,
     next_id: Mutex<u64>,
     _profile: Option<tempfile::TempDir>,
@@ -142,10 +146,17 @@ impl Browser {
         self.process_per_site.store(enabled, std::sync::atomic::Ordering::Relaxed);
     }
 
-    fn renderer_for(&self, site: &Site) -> Result<std::sync::Arc<Mutex<RendererProcess>>, PageError> {
-        let shared = Site::of(&Origin::from_url("https://shared-renderer.invalid").expect("a valid URL"));
-        let site = if self.process_per_site.load(std::sync::atomic::Ordering::Relaxed) { site } else { &shared };
-        if let Some(renderer) = self.renderers.lock().get(site) {
+    fn renderer_for(
+        &self,
+        site: &Site,
+        named: Option<&str>,
+    ) -> Result<std::sync::Arc<Mutex<RendererProcess>>, PageError> {
+        let key = match named {
+            Some(name) => format!("named:{name}"),
+            None if self.process_per_site.load(std::sync::atomic::Ordering::Relaxed) => format!("site:{site}"),
+            None => "shared".to_owned(),
+        };
+        if let Some(renderer) = self.renderers.lock().get(&key) {
             return Ok(renderer.clone());
         }
         let id = self.next();
@@ -167,7 +178,7 @@ impl Browser {
             .send(&RendererCommand::Init, vec![renderer_end, renderer_network])
             .map_err(|e| PageError::Renderer(e.to_string()))?;
         let renderer = std::sync::Arc::new(Mutex::new(RendererProcess { id, child, control }));
-        self.renderers.lock().insert(site.clone(), renderer.clone());
+        self.renderers.lock().insert(key, renderer.clone());
         Ok(renderer)
     }
 
@@ -228,7 +239,7 @@ impl Browser {
         parent: Option<u64>,
     ) -> Result<Page, PageError> {
         let FrameRecord { origin, top_level_site, cos_allowed, partition } = record;
-        let renderer = self.renderer_for(&Site::of(&origin))?;
+        let renderer = self.renderer_for(&Site::of(&origin), options.process.as_deref())?;
         let frame = self.next();
         let renderer_id = renderer.lock().id;
         let mut info = FrameInfo::top_level(RendererId(renderer_id), origin.clone());

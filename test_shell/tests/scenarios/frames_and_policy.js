@@ -47,3 +47,12 @@ promise_test(async (t) => {
   const again = await shell.open("https://closing.example/");
   assert_equals(await again.frame.eval(() => 40 + 2), 42, "the site's renderer still serves new pages");
 }, "page.close() discards the page");
+
+promise_test(async (t) => {
+  const one = await shell.open("https://one-site.example/", { process: "together" });
+  const two = await shell.open("https://two-site.example/", { process: "together" });
+  const apart = await shell.open("https://apart-site.example/");
+  await shell.crashRenderer(one);
+  await promise_rejects_js(t, Error, two.frame.eval(() => 1), "it shared the crashed process");
+  assert_equals(await apart.frame.eval(() => 1 + 1), 2, "a page in its site's own process lives on");
+}, "pages opened with the same process name share one renderer process");
