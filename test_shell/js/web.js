@@ -196,6 +196,43 @@
   }
   define("ReadableStream", ReadableStream);
 
+  // A minimal WritableStream: an underlying sink's start/write/close/abort, writes run one after
+  // another in order, one writer at a time.
+  class WritableStream {
+    constructor(sink = {}) {
+      this._sink = sink;
+      this._writer = null;
+      this._controller = { error: (e) => { this._error = e; } };
+      this._pending = Promise.resolve(sink.start ? sink.start(this._controller) : undefined);
+    }
+    get locked() { return this._writer !== null; }
+    _enqueue(step) {
+      const next = this._pending.then(() => {
+        if (this._error !== undefined) throw this._error;
+        return step();
+      });
+      // A failed step fails the stream for every later one.
+      this._pending = next.catch((error) => { this._error = error; });
+      return next;
+    }
+    getWriter() {
+      if (this._writer) throw new TypeError("The stream is locked to another writer.");
+      const stream = this;
+      const writer = {
+        get ready() { return Promise.resolve(); },
+        write: (chunk) => stream._enqueue(() => stream._sink.write && stream._sink.write(chunk, stream._controller)),
+        close: () => stream._enqueue(() => stream._sink.close && stream._sink.close()),
+        abort: (reason) => stream._enqueue(() => stream._sink.abort && stream._sink.abort(reason)),
+        releaseLock: () => { stream._writer = null; },
+      };
+      this._writer = writer;
+      return writer;
+    }
+    async close() { return this.getWriter().close(); }
+    async abort(reason) { return this.getWriter().abort(reason); }
+  }
+  define("WritableStream", WritableStream);
+
   // ---- structuredClone (data only) -----------------------------------------------------------------
   define("structuredClone", (value) => {
     const seen = new Map();
@@ -522,8 +559,11 @@
     if (typeof data === "string") return new TextEncoder().encode(data);
     throw new TypeError("write() needs a BufferSource, Blob, string or WriteParams");
   };
-  class FileSystemWritableFileStream {
-    constructor() { throw new TypeError("Illegal constructor"); }
+  class FileSystemWritableFileStream extends WritableStream {
+    constructor() {
+      super();
+      throw new TypeError("Illegal constructor");
+    }
     get locked() { return false; }
     async write(data) {
       if (data && typeof data === "object" && !(data instanceof Blob) && !(data instanceof ArrayBuffer) && !ArrayBuffer.isView(data)) {
