@@ -34,10 +34,25 @@ promise_test(async (t) => {
 
 promise_test(async (t) => {
   const page = (await shell.open("https://crash.example/")).frame;
+  const text = "cut short by a crash " + Math.random();
+  const digest = await page.eval(async (text) => {
+    const bytes = new TextEncoder().encode(text);
+    const digest = [...new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const handle = await navigator.crossOriginStorage.getFileHandle({ algorithm: "SHA-256", value: digest }, { create: true });
+    globalThis.halfWritten = await handle.createWritable();
+    await globalThis.halfWritten.write(bytes.slice(0, 5));
+    return digest;
+  }, text);
   await shell.restartStorageService();
-  const digest = await page.eval(storeContent, "after a crash " + Math.random());
-  assert_equals(await page.eval(lookup, digest), digest, "the next call works");
-}, "after the storage service crashed, calls work again");
+  const finish = page.eval(async (text) => {
+    await globalThis.halfWritten.write(new TextEncoder().encode(text).slice(5));
+    await globalThis.halfWritten.close();
+  }, text);
+  await promise_rejects_dom(t, "AbortError", finish, "the write in flight is aborted");
+  await promise_rejects_dom(t, "NotFoundError", page.eval(lookup, digest), "no partial entry");
+  assert_equals(await page.eval(storeContent, text), digest, "the next call works");
+  assert_equals(await page.eval(lookup, digest), digest);
+}, "a storage service crash mid-write: AbortError, nothing partial, then calls work again");
 
 promise_test(async (t) => {
   const page = await shell.open("https://closing.example/");

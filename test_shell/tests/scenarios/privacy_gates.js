@@ -2,7 +2,8 @@
 // META: service.availability-threshold=2
 // META: service.grease=off
 // META: script=resources/cos_helpers.js
-// SPEC §10 items 33 (availability gating) and 35 (probe budget), through real processes.
+// SPEC §10 items 33 (availability gating), 35 (probe budget) and 40 (a spent budget survives a
+// restart), through real processes.
 
 promise_test(async (t) => {
   const text = "popular model " + Math.random();
@@ -29,6 +30,8 @@ promise_test(async (t) => {
   for (let i = 0; i < 4; i++) assert_equals(await prober.eval(readText, digests[i]), texts[i]);
   assert_equals(await prober.eval(readText, digests[0]), texts[0], "a hash already probed stays free");
   await promise_rejects_dom(t, "NotFoundError", prober.eval(readText, digests[4]), "the fifth distinct hash is over budget");
+  await shell.restartStorageService();
+  await promise_rejects_dom(t, "NotFoundError", prober.eval(readText, digests[4]), "the spent budget survives a restart");
   assert_equals(await owner.eval(readText, digests[4]), texts[4], "storing origins are never charged");
   await prober.activate();
   assert_equals(await prober.eval(readText, digests[4]), texts[4], "a user activation replenishes the budget");
