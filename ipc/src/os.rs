@@ -188,6 +188,33 @@ fn wait_for(fd: BorrowedFd<'_>, events: libc::c_short, deadline: Option<Instant>
     }
 }
 
+/// Points `msg`'s control data at `cmsg` holding one `SCM_RIGHTS` message with `fds` (nothing
+/// when `fds` is empty). `msg` must not outlive `cmsg`.
+fn attach_descriptors<const N: usize>(msg: &mut libc::msghdr, cmsg: &mut CmsgBuf<N>, fds: &[RawFd]) {
+    if fds.is_empty() {
+        return;
+    }
+    let data_len = size_of_val(fds) as u32;
+    msg.msg_control = cmsg.0.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is pure arithmetic.
+    let space = unsafe { libc::CMSG_SPACE(data_len) } as usize;
+    assert!(space <= N, "too many descriptors for the control buffer");
+    msg.msg_controllen = space as _;
+    // SAFETY: msg_control points to an aligned buffer of N >= CMSG_SPACE(data_len) bytes (checked
+    // above), so CMSG_FIRSTHDR returns a pointer to a cmsghdr inside it with room for `fds.len()`
+    // ints behind CMSG_DATA; we write exactly that many, unaligned-safe.
+    unsafe {
+        let header = libc::CMSG_FIRSTHDR(msg);
+        (*header).cmsg_level = libc::SOL_SOCKET;
+        (*header).cmsg_type = libc::SCM_RIGHTS;
+        (*header).cmsg_len = libc::CMSG_LEN(data_len) as _;
+        let data = libc::CMSG_DATA(header).cast::<c_int>();
+        for (i, raw) in fds.iter().enumerate() {
+            ptr::write_unaligned(data.add(i), *raw);
+        }
+    }
+}
+
 /// Sends one frame. `fds` are borrowed: the kernel takes its own references, so the caller's
 /// copies may be closed as soon as this returns.
 pub(crate) fn send(fd: BorrowedFd<'_>, bytes: &[u8], fds: &[RawFd]) -> Result<(), IpcError> {
@@ -202,25 +229,7 @@ pub(crate) fn send(fd: BorrowedFd<'_>, bytes: &[u8], fds: &[RawFd]) -> Result<()
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
     msg.msg_iov = iov.as_mut_ptr();
     msg.msg_iovlen = iov.len() as _;
-    if !fds.is_empty() {
-        let data_len = size_of_val(fds) as u32;
-        msg.msg_control = cmsg.0.as_mut_ptr().cast();
-        // SAFETY: CMSG_SPACE is pure arithmetic.
-        msg.msg_controllen = unsafe { libc::CMSG_SPACE(data_len) } as _;
-        // SAFETY: msg_control points to an aligned buffer of SEND_CMSG_LEN >= CMSG_SPACE(data_len)
-        // bytes, so CMSG_FIRSTHDR returns a pointer to a cmsghdr inside it with room for
-        // `fds.len()` ints behind CMSG_DATA; we write exactly that many, unaligned-safe.
-        unsafe {
-            let header = libc::CMSG_FIRSTHDR(&msg);
-            (*header).cmsg_level = libc::SOL_SOCKET;
-            (*header).cmsg_type = libc::SCM_RIGHTS;
-            (*header).cmsg_len = libc::CMSG_LEN(data_len) as _;
-            let data = libc::CMSG_DATA(header).cast::<c_int>();
-            for (i, raw) in fds.iter().enumerate() {
-                ptr::write_unaligned(data.add(i), *raw);
-            }
-        }
-    }
+    attach_descriptors(&mut msg, &mut cmsg, fds);
     loop {
         // SAFETY: `msg` points to the live iovecs and control buffer above for the whole call.
         let rc = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
@@ -417,24 +426,7 @@ pub(crate) mod test_support {
         let mut msg: libc::msghdr = unsafe { mem::zeroed() };
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
-        if !fds.is_empty() {
-            let data_len = size_of_val(fds) as u32;
-            msg.msg_control = cmsg.0.as_mut_ptr().cast();
-            // SAFETY: pure arithmetic.
-            msg.msg_controllen = unsafe { libc::CMSG_SPACE(data_len) } as _;
-            assert!(msg.msg_controllen as usize <= cmsg.0.len());
-            // SAFETY: the control buffer is aligned and large enough for one header and the fds.
-            unsafe {
-                let header = libc::CMSG_FIRSTHDR(&msg);
-                (*header).cmsg_level = libc::SOL_SOCKET;
-                (*header).cmsg_type = libc::SCM_RIGHTS;
-                (*header).cmsg_len = libc::CMSG_LEN(data_len) as _;
-                let data = libc::CMSG_DATA(header).cast::<c_int>();
-                for (i, raw) in fds.iter().enumerate() {
-                    ptr::write_unaligned(data.add(i), *raw);
-                }
-            }
-        }
+        attach_descriptors(&mut msg, &mut cmsg, fds);
         // SAFETY: `msg` refers to live buffers for the duration of the call.
         let rc = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
         if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
