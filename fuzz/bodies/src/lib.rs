@@ -17,6 +17,33 @@ use cos_storage_service::registry::records::{BudgetRecord, EntryRecord, OriginRe
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod renderer_actions;
+mod store_model;
+
+pub use renderer_actions::renderer_actions;
+pub use store_model::store_model;
+
+/// Up to `max` items built from `data` by [`arbitrary`], as many as the bytes describe.
+pub(crate) fn sequence<'a, T: arbitrary::Arbitrary<'a>>(data: &'a [u8], max: usize) -> Vec<T> {
+    let mut bytes = arbitrary::Unstructured::new(data);
+    let mut items = Vec::new();
+    while items.len() < max && !bytes.is_empty() {
+        match T::arbitrary(&mut bytes) {
+            Ok(item) => items.push(item),
+            Err(_) => break,
+        }
+    }
+    items
+}
+
+/// A scratch directory for a target's store: in `/dev/shm` where there is one, so that the
+/// store's fsyncs cost nothing and a fuzzer runs thousands of sequences a minute.
+pub(crate) fn scratch_dir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() };
+    dir.expect("a scratch directory")
+}
+
 /// Every message a renderer (or a compromised service) can put on a pipe: decoding never panics,
 /// and whatever decodes re-encodes to a message that decodes to the same value.
 pub fn ipc_messages(data: &[u8]) {
@@ -91,10 +118,11 @@ pub fn inputs(data: &[u8]) {
 }
 
 /// Registry records as read back from disk: corrupt bytes are decode errors, never panics, and
-/// whatever decodes re-encodes to the same record.
+/// whatever decodes re-encodes to the same record. One selector in four puts the bytes into a real
+/// registry instead ([`corrupt_registry`]).
 pub fn registry_records(data: &[u8]) {
     let Some((&selector, bytes)) = data.split_first() else { return };
-    match selector % 3 {
+    match selector % 4 {
         0 => {
             if let Ok(record) = EntryRecord::decode(bytes) {
                 assert_eq!(EntryRecord::decode(&record.encode()).expect("re-decodes"), record);
@@ -105,10 +133,97 @@ pub fn registry_records(data: &[u8]) {
                 assert_eq!(OriginRecord::decode(&record.encode()).expect("re-decodes"), record);
             }
         }
-        _ => {
+        2 => {
             if let Ok(record) = BudgetRecord::decode(bytes) {
                 assert_eq!(BudgetRecord::decode(&record.encode()).expect("re-decodes"), record);
             }
         }
+        _ => corrupt_registry(bytes),
     }
+}
+
+/// The registry's on-disk tables, as a damaged disk could leave them (the layout of
+/// `cos_storage_service::registry`; schema version 1).
+const ENTRIES_TABLE: redb::TableDefinition<&[u8; 32], &[u8]> = redb::TableDefinition::new("entries");
+const ORIGINS_TABLE: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("origins");
+const BUDGETS_TABLE: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("budgets");
+
+/// A store holding one entry gets one row overwritten or added with arbitrary bytes, as disk
+/// corruption would leave it. The store must still open, count an undecodable entry row in its
+/// recovery report, never serve other bytes for the damaged entry, keep its accounting equal to
+/// what the surviving entries charge, and keep storing and reading.
+pub fn corrupt_registry(data: &[u8]) {
+    use cos_common::CallerContext;
+    use cos_storage_service::{HandleRequest, ServiceConfig, StorageService};
+
+    let Some((&choice, value)) = data.split_first() else { return };
+    let kept: &[u8] = b"kept across the damage";
+    let fresh: &[u8] = b"stored after the damage";
+    let writer = CallerContext::top_level(Origin::from_url("https://a.example").expect("origin"));
+    let dir = scratch_dir();
+    let config = || ServiceConfig::new(dir.path());
+    {
+        let (service, _) = StorageService::open(config()).expect("a fresh store opens");
+        store(&service, &writer, kept).expect("the first entry stores");
+    }
+    let kept_hash = sha256(kept);
+    // The damage: one row, keyed by the kept entry, its origin, or a key made of the bytes.
+    {
+        let db = redb::Database::open(dir.path().join("cos/registry.redb")).expect("the registry file opens");
+        let txn = db.begin_write().expect("write transaction");
+        {
+            let text_key = String::from_utf8_lossy(value.get(..value.len().min(24)).unwrap_or_default()).into_owned();
+            match choice % 6 {
+                0 => txn.open_table(ENTRIES_TABLE).unwrap().insert(kept_hash.as_bytes(), value).map(drop),
+                1 => {
+                    let mut key = [0u8; 32];
+                    key.iter_mut().zip(value).for_each(|(k, v)| *k = *v);
+                    txn.open_table(ENTRIES_TABLE).unwrap().insert(&key, value).map(drop)
+                }
+                2 => txn.open_table(ORIGINS_TABLE).unwrap().insert("https://a.example", value).map(drop),
+                3 => txn.open_table(ORIGINS_TABLE).unwrap().insert(text_key.as_str(), value).map(drop),
+                4 => txn.open_table(BUDGETS_TABLE).unwrap().insert("https://a.example", value).map(drop),
+                _ => txn.open_table(BUDGETS_TABLE).unwrap().insert(text_key.as_str(), value).map(drop),
+            }
+            .expect("the damaged row is written");
+        }
+        txn.commit().expect("commit the damage");
+    }
+    let (service, report) = StorageService::open(config()).expect("a registry with a corrupt row opens");
+    if choice % 6 <= 1 && EntryRecord::decode(value).is_err() {
+        assert_eq!(report.corrupt_rows, 1, "the undecodable entry row is reported: {report:?}");
+    }
+    let read =
+        |hash| service.get_file_handle(&writer, hash, HandleRequest::Read).and_then(|h| h.get_file()?.read_all());
+    match read(kept_hash) {
+        Ok(bytes) => assert!(bytes == kept, "a damaged entry served other bytes"),
+        Err(error) => assert_eq!(error, cos_common::CosError::NotFound, "a damaged entry is simply gone"),
+    }
+    // Accounting is what the surviving entries charge.
+    let entries = service.inspect_entries(cos_common::Partition::Regular).expect("inspection works");
+    let charged: u64 = entries.iter().filter(|e| e.storing_origins.contains(writer.origin())).map(|e| e.size).sum();
+    let account = service.inspect_origin(cos_common::Partition::Regular, writer.origin()).expect("inspection works");
+    assert_eq!(account.charged_bytes, charged, "the origin is charged for what it stores");
+    // And the store keeps working.
+    store(&service, &writer, fresh).expect("a store after the damage");
+    store(&service, &writer, kept).expect("the damaged entry stores again");
+    assert_eq!(read(sha256(fresh)).as_deref(), Ok(fresh), "the new entry reads back");
+    assert_eq!(read(kept_hash).as_deref(), Ok(kept), "the re-stored entry reads back");
+}
+
+fn sha256(bytes: &[u8]) -> ContentHash {
+    use sha2::Digest;
+    ContentHash::from_bytes(sha2::Sha256::digest(bytes).into())
+}
+
+fn store(
+    service: &cos_storage_service::StorageService,
+    caller: &cos_common::CallerContext,
+    bytes: &[u8],
+) -> Result<(), cos_common::CosError> {
+    use cos_storage_service::{CreateOptions, HandleRequest};
+    let handle = service.get_file_handle(caller, sha256(bytes), HandleRequest::Create(CreateOptions::same_site()))?;
+    let mut writer = handle.create_writable()?;
+    writer.write(bytes)?;
+    writer.close().map(drop)
 }

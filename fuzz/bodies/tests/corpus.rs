@@ -1,7 +1,9 @@
 //! Replays the committed seed corpus of every fuzz target (`fuzz/corpus/<target>/`) through the
 //! target bodies, so that CI on stable Rust catches a regression of any input a fuzzer once
 //! found. `COS_FUZZ_WRITE_SEEDS=1 cargo test -p cos_fuzz --test corpus` rewrites the generated
-//! seeds (valid encodings of every message and record kind) from the current types.
+//! seeds (valid encodings of every message and record kind) from the current types. The
+//! structured targets (`renderer_actions`, `store_model`) keep inputs the fuzzer found, chosen
+//! for coverage (`-merge=1`), since no encoder produces `arbitrary` bytes.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +13,8 @@ const TARGETS: &[(&str, Body)] = &[
     ("ipc_messages", cos_fuzz::ipc_messages),
     ("inputs", cos_fuzz::inputs),
     ("registry_records", cos_fuzz::registry_records),
+    ("renderer_actions", cos_fuzz::renderer_actions),
+    ("store_model", cos_fuzz::store_model),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -107,6 +111,11 @@ fn write_seeds() {
     );
     add("registry_records", "empty", 0, Vec::new());
     add("registry_records", "garbage", 1, vec![0xff; 12]);
+    // Selector 3: the bytes go into a real registry; the next byte picks the row.
+    add("registry_records", "disk-entry-garbage", 3, [&[0u8][..], &[0xff; 12]].concat());
+    add("registry_records", "disk-entry-valid", 3, [vec![0u8], entry.encode()].concat());
+    add("registry_records", "disk-origin-garbage", 3, vec![2, 9, 9, 9]);
+    add("registry_records", "disk-budget-garbage", 3, vec![4, 1]);
 
     for (target, name, bytes) in seeds {
         let dir = corpus_dir(target);

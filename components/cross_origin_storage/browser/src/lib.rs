@@ -15,5 +15,6 @@ mod frame_table;
 mod host;
 pub mod permissions_policy;
 
+pub use broker::MAX_IN_FLIGHT_PER_RENDERER;
 pub use frame_table::{ContextKind, FrameInfo, FrameOrigin, FrameTable};
 pub use host::{CosHost, HostConfig, HostError, InProcessService, ServiceLaunch};

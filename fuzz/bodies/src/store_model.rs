@@ -1,8 +1,12 @@
-//! Model-based property test: random sequences of creates, writes, closes, reads, clears and
-//! restarts run against the real [`StorageService`] and against a small reference model written
-//! from SPEC §4 (entries, handles, writes), §5 (visibility) and §7 (limits, clearing). After every
-//! operation the two must agree on the outcome (the exact `CosError`, the bytes read) and on the
-//! store's accounting.
+//! `store_model`: sequences of store operations — creates, writes, seeks, truncates, closes,
+//! aborts, reads, clears and restarts, across origins and sites — run against the real
+//! [`StorageService`] and against a small reference model written from SPEC §4 (entries, handles,
+//! writes), §5 (visibility) and §7 (limits, clearing). After every operation the two must agree on
+//! the outcome (the exact `CosError`, the bytes read) and on the store's accounting.
+//!
+//! The same model drives two runners: the proptest in this module's tests (random sequences,
+//! every CI run) and the coverage-guided fuzz target (`fuzz/targets`), which builds the sequence
+//! from libFuzzer's bytes with [`arbitrary`].
 //!
 //! Eviction (SPEC §7) is modelled too: the model decides which entries a write evicts, least
 //! recently read first. Only the millisecond timestamps that order them come from the store
@@ -11,6 +15,7 @@
 
 use std::collections::BTreeSet;
 
+use arbitrary::{Arbitrary, Unstructured};
 use cos_common::{
     AllowOriginCeiling, CallerContext, ContentHash, CosError, DataErrorKind, NotAllowedKind, Origin, OriginsOption,
     Partition, QuotaScope,
@@ -19,8 +24,27 @@ use cos_storage_service::{
     ClearSiteDataReport, CommitOutcome, CreateOptions, FileHandle, GateConfig, GreaseMode, HandleRequest,
     PublicHashList, RecoveryReport, ServiceConfig, StorageLimits, StorageService, WritableFile,
 };
-use proptest::prelude::*;
-use proptest::test_runner::TestCaseError;
+
+use crate::scratch_dir;
+
+/// `assert!` for the runner: a failed check is a disagreement, reported with its context.
+macro_rules! check {
+    ($condition:expr, $($message:tt)+) => {
+        if !$condition {
+            return Err(format!($($message)+));
+        }
+    };
+}
+
+/// `assert_eq!` for the runner.
+macro_rules! check_eq {
+    ($left:expr, $right:expr, $($message:tt)+) => {{
+        let (left, right) = (&$left, &$right);
+        if left != right {
+            return Err(format!("{}: {:?} != {:?}", format!($($message)+), left, right));
+        }
+    }};
+}
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -182,61 +206,87 @@ enum Op {
     Restart,
 }
 
-fn requested() -> impl Strategy<Value = Requested> {
-    prop_oneof![
-        2 => Just(Requested::Omitted),
-        2 => (1u8..32).prop_map(Requested::List),
-        1 => Just(Requested::Global),
-    ]
+/// Builds a sequence from fuzzer bytes, with the proptest's weights (`tests` below). Positions
+/// and sizes are mostly small, where the contents live, and now and then anything a `u64` holds.
+impl<'a> Arbitrary<'a> for Op {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let slot = u.choose_index(SLOTS)?;
+        let origin = u.choose_index(ORIGINS.len())?;
+        let content = u.choose_index(CONTENTS.len())?;
+        Ok(match u.int_in_range(0u8..=38)? {
+            0..=3 => Op::Create { slot, origin, content, origins: requested(u)?, ceiling: ceiling(u)? },
+            4..=7 => {
+                Op::Store { slot, origin, content, origins: requested(u)?, ceiling: ceiling(u)?, split: split(u)? }
+            }
+            8 => Op::NewWritable { slot },
+            9..=16 => Op::Write { slot, payload: payload(u)?, split: split(u)? },
+            17..=18 => Op::Patch {
+                slot,
+                start: u.int_in_range(0..=23)?,
+                len: u.int_in_range(0..=3)?,
+                at_cursor: u.arbitrary()?,
+            },
+            19..=20 => Op::Seek { slot, pos: position(u, 31)? },
+            21..=22 => Op::Truncate { slot, len: position(u, 27)? },
+            23..=27 => Op::Close { slot },
+            28 => Op::Abort { slot },
+            29..=34 => Op::Read { origin, content },
+            35..=36 => Op::ReadViaCreateHandle { slot },
+            37 => Op::ClearSiteData { origin },
+            _ => Op::Restart,
+        })
+    }
 }
 
-fn ceiling() -> impl Strategy<Value = u8> {
-    prop_oneof![Just(0b1_1111u8), Just(0u8), 0u8..32]
+fn requested(u: &mut Unstructured<'_>) -> arbitrary::Result<Requested> {
+    Ok(match u.int_in_range(0u8..=4)? {
+        0..=1 => Requested::Omitted,
+        2..=3 => Requested::List(u.int_in_range(1..=31)?),
+        _ => Requested::Global,
+    })
 }
 
-fn payload() -> impl Strategy<Value = Payload> {
-    prop_oneof![
-        8 => Just(Payload::Exact),
-        1 => Just(Payload::FlipLast),
-        1 => Just(Payload::ExtraByte),
-        1 => Just(Payload::DropLast),
-        1 => (0..CONTENTS.len()).prop_map(Payload::Other),
-        1 => Just(Payload::Oversized),
-    ]
+fn ceiling(u: &mut Unstructured<'_>) -> arbitrary::Result<u8> {
+    Ok(match u.int_in_range(0u8..=2)? {
+        0 => 0b1_1111,
+        1 => 0,
+        _ => u.int_in_range(0..=31)?,
+    })
 }
 
-fn split() -> impl Strategy<Value = Split> {
-    prop_oneof![
-        2 => Just(Split::Whole),
-        1 => (0usize..32).prop_map(Split::InOrder),
-        1 => (0usize..32).prop_map(Split::OutOfOrder),
-    ]
+fn payload(u: &mut Unstructured<'_>) -> arbitrary::Result<Payload> {
+    Ok(match u.int_in_range(0u8..=12)? {
+        0..=7 => Payload::Exact,
+        8 => Payload::FlipLast,
+        9 => Payload::ExtraByte,
+        10 => Payload::DropLast,
+        11 => Payload::Other(u.choose_index(CONTENTS.len())?),
+        _ => Payload::Oversized,
+    })
 }
 
-fn op() -> impl Strategy<Value = Op> {
-    let slot = 0..SLOTS;
-    let origin = 0..ORIGINS.len();
-    let content = 0..CONTENTS.len();
-    prop_oneof![
-        4 => (slot.clone(), origin.clone(), content.clone(), requested(), ceiling()).prop_map(
-            |(slot, origin, content, origins, ceiling)| Op::Create { slot, origin, content, origins, ceiling }
-        ),
-        4 => (slot.clone(), origin.clone(), content.clone(), requested(), ceiling(), split()).prop_map(
-            |(slot, origin, content, origins, ceiling, split)| Op::Store { slot, origin, content, origins, ceiling, split }
-        ),
-        1 => slot.clone().prop_map(|slot| Op::NewWritable { slot }),
-        8 => (slot.clone(), payload(), split()).prop_map(|(slot, payload, split)| Op::Write { slot, payload, split }),
-        2 => (slot.clone(), 0usize..24, 0usize..4, any::<bool>())
-            .prop_map(|(slot, start, len, at_cursor)| Op::Patch { slot, start, len, at_cursor }),
-        2 => (slot.clone(), 0u64..32).prop_map(|(slot, pos)| Op::Seek { slot, pos }),
-        2 => (slot.clone(), 0u64..28).prop_map(|(slot, len)| Op::Truncate { slot, len }),
-        5 => slot.clone().prop_map(|slot| Op::Close { slot }),
-        1 => slot.clone().prop_map(|slot| Op::Abort { slot }),
-        6 => (origin.clone(), content).prop_map(|(origin, content)| Op::Read { origin, content }),
-        2 => slot.prop_map(|slot| Op::ReadViaCreateHandle { slot }),
-        1 => origin.prop_map(|origin| Op::ClearSiteData { origin }),
-        1 => Just(Op::Restart),
-    ]
+fn split(u: &mut Unstructured<'_>) -> arbitrary::Result<Split> {
+    Ok(match u.int_in_range(0u8..=3)? {
+        0..=1 => Split::Whole,
+        2 => Split::InOrder(u.int_in_range(0..=31)?),
+        _ => Split::OutOfOrder(u.int_in_range(0..=31)?),
+    })
+}
+
+fn position(u: &mut Unstructured<'_>, small: u64) -> arbitrary::Result<u64> {
+    if u.ratio(1u8, 16)? { u.arbitrary() } else { u.int_in_range(0..=small) }
+}
+
+/// Longest sequence one fuzz input runs: long enough for evictions after restarts, short enough
+/// for thousands of executions a minute.
+const MAX_FUZZ_OPS: usize = 64;
+
+/// The fuzz target: a sequence of operations from `data`; a disagreement with the model panics.
+pub fn store_model(data: &[u8]) {
+    let ops: Vec<Op> = crate::sequence(data, MAX_FUZZ_OPS);
+    if let Err(disagreement) = run(&ops) {
+        panic!("the store disagrees with the model: {disagreement}\nops: {ops:#?}");
+    }
 }
 
 /// Compound ops as the primitive ops they stand for.
@@ -380,7 +430,8 @@ impl WriterModel {
     /// A write at `position` zero-fills any gap after the current end (even for empty data),
     /// overwrites, and leaves the cursor at `position + len`.
     fn write_at(&mut self, position: u64, data: &[u8]) -> Result<(), CosError> {
-        let end = position + data.len() as u64;
+        // Saturating: a position near `u64::MAX` is a fuzzer favourite, and simply too large.
+        let end = position.saturating_add(data.len() as u64);
         if end > MAX_ENTRY_BYTES {
             return self.fail(CosError::QuotaExceeded(QuotaScope::Origin));
         }
@@ -604,7 +655,7 @@ fn open_service(dir: &std::path::Path) -> (StorageService, RecoveryReport) {
 
 impl Real {
     fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = scratch_dir();
         let (service, report) = open_service(dir.path());
         assert_eq!(report, RecoveryReport::default(), "a fresh store needs no recovery");
         Self { dir, service: Some(service), slots: Default::default() }
@@ -651,15 +702,15 @@ fn read_handle(handle: &FileHandle) -> Result<Vec<u8>, CosError> {
 // ---------------------------------------------------------------------------------------------
 
 /// Registry state and accounting equal the model's (SPEC §7 charges and total, SPEC §5 grants).
-fn check_store(model: &Model, service: &StorageService, at: &str) -> Result<(), TestCaseError> {
+fn check_store(model: &Model, service: &StorageService, at: &str) -> Result<(), String> {
     for (o, url) in ORIGINS.iter().enumerate() {
         let record = service.inspect_origin(Partition::Regular, &origin(o)).expect("inspect origin");
         let stores = model.entries.iter().flatten().filter(|e| e.storing.contains(&o)).count() as u64;
-        prop_assert_eq!(record.charged_bytes, model.charged[o], "{}: charge of {}", at, url);
-        prop_assert_eq!(record.entries, stores, "{}: entry count of {}", at, url);
+        check_eq!(record.charged_bytes, model.charged[o], "{}: charge of {}", at, url);
+        check_eq!(record.entries, stores, "{}: entry count of {}", at, url);
     }
     let total = service.inspect_total_bytes(Partition::Regular).expect("inspect total");
-    prop_assert_eq!(total, model.total_bytes(), "{}: total bytes", at);
+    check_eq!(total, model.total_bytes(), "{}: total bytes", at);
     for c in 0..CONTENTS.len() {
         let record = service.inspect_entry(Partition::Regular, &hash(c)).expect("inspect entry");
         match (&model.entries[c], record) {
@@ -668,21 +719,21 @@ fn check_store(model: &Model, service: &StorageService, at: &str) -> Result<(), 
                 let storing: BTreeSet<Origin> = expected.storing.iter().map(|&o| origin(o)).collect();
                 let listed: BTreeSet<Origin> = expected.listed.iter().map(|&o| origin(o)).collect();
                 let record_listed: BTreeSet<Origin> = record.listed_origins.iter().cloned().collect();
-                prop_assert_eq!(record.size, size(c), "{}: size of entry {}", at, c);
-                prop_assert_eq!(&record.storing_origins, &storing, "{}: storing origins of entry {}", at, c);
-                prop_assert_eq!(record.listed_origins.len(), record_listed.len(), "{}: duplicate list entries", at);
-                prop_assert_eq!(&record_listed, &listed, "{}: origins list of entry {}", at, c);
-                prop_assert_eq!(record.global, expected.global, "{}: global flag of entry {}", at, c);
+                check_eq!(record.size, size(c), "{}: size of entry {}", at, c);
+                check_eq!(&record.storing_origins, &storing, "{}: storing origins of entry {}", at, c);
+                check_eq!(record.listed_origins.len(), record_listed.len(), "{}: duplicate list entries", at);
+                check_eq!(&record_listed, &listed, "{}: origins list of entry {}", at, c);
+                check_eq!(record.global, expected.global, "{}: global flag of entry {}", at, c);
             }
             (expected, record) => {
-                return Err(TestCaseError::fail(format!("{at}: entry {c}: model {expected:?}, store {record:?}")));
+                return Err(format!("{at}: entry {c}: model {expected:?}, store {record:?}"));
             }
         }
     }
     Ok(())
 }
 
-fn apply_op(model: &mut Model, real: &mut Real, op: &Op, at: &str) -> Result<(), TestCaseError> {
+fn apply_op(model: &mut Model, real: &mut Real, op: &Op, at: &str) -> Result<(), String> {
     match *op {
         Op::Create { slot, origin: o, content: c, origins, ceiling } => {
             let requested = match origins {
@@ -699,11 +750,9 @@ fn apply_op(model: &mut Model, real: &mut Real, op: &Op, at: &str) -> Result<(),
             let handle = real
                 .service()
                 .get_file_handle(&caller(o), hash(c), HandleRequest::Create(options))
-                .map_err(|error| TestCaseError::fail(format!("{at}: create refused: {error:?}")))?;
-            prop_assert!(handle.is_create() && !handle.may_read(), "{}: fresh create handle", at);
-            let writer = handle
-                .create_writable()
-                .map_err(|error| TestCaseError::fail(format!("{at}: createWritable: {error:?}")))?;
+                .map_err(|error| format!("{at}: create refused: {error:?}"))?;
+            check!(handle.is_create() && !handle.may_read(), "{}: fresh create handle", at);
+            let writer = handle.create_writable().map_err(|error| format!("{at}: createWritable: {error:?}"))?;
             real.slots[slot] = Some(RealSlot { handle, writer: Some(writer) });
             model.slots[slot] = Some(SlotModel {
                 origin: o,
@@ -720,7 +769,7 @@ fn apply_op(model: &mut Model, real: &mut Real, op: &Op, at: &str) -> Result<(),
             // createWritable() always starts empty (SPEC §4); the old writer is dropped.
             real_slot.writer = None;
             let writer = real_slot.handle.create_writable();
-            prop_assert!(writer.is_ok(), "{}: createWritable on a create handle", at);
+            check!(writer.is_ok(), "{}: createWritable on a create handle", at);
             real_slot.writer = writer.ok();
             state.writer = Some(WriterModel::default());
         }
@@ -731,10 +780,10 @@ fn apply_op(model: &mut Model, real: &mut Real, op: &Op, at: &str) -> Result<(),
             for step in steps(op, state.content) {
                 let expected = expected_writer.apply(&step);
                 let actual = apply_real(real_writer, &step);
-                prop_assert_eq!(&actual, &expected, "{}: {:?}", at, step);
+                check_eq!(&actual, &expected, "{}: {:?}", at, step);
                 if expected.is_ok() {
-                    prop_assert_eq!(real_writer.size(), expected_writer.buffer.len() as u64, "{}: size", at);
-                    prop_assert_eq!(real_writer.cursor(), expected_writer.cursor, "{}: cursor", at);
+                    check_eq!(real_writer.size(), expected_writer.buffer.len() as u64, "{}: size", at);
+                    check_eq!(real_writer.cursor(), expected_writer.cursor, "{}: cursor", at);
                 }
             }
         }
@@ -750,7 +799,7 @@ fn apply_op(model: &mut Model, real: &mut Real, op: &Op, at: &str) -> Result<(),
                 evicted_entries: outcome.evicted_entries,
                 evicted_bytes: outcome.evicted_bytes,
             });
-            prop_assert_eq!(&actual, &expected, "{}", at);
+            check_eq!(&actual, &expected, "{}", at);
         }
         Op::Abort { slot } => {
             let Some(state) = model.slots[slot].as_mut() else { return Ok(()) };
@@ -765,11 +814,11 @@ fn apply_op(model: &mut Model, real: &mut Real, op: &Op, at: &str) -> Result<(),
             let handle = real.service().get_file_handle(&caller(o), hash(c), HandleRequest::Read);
             if let Ok(handle) = &handle {
                 // A read handle may read, and may not write.
-                prop_assert!(handle.may_read() && !handle.is_create(), "{}: read handle flags", at);
+                check!(handle.may_read() && !handle.is_create(), "{}: read handle flags", at);
                 let writable = handle.create_writable().map(|_| ());
-                prop_assert_eq!(writable, Err(CosError::NotAllowed(NotAllowedKind::HandleNotWritable)), "{}", at);
+                check_eq!(writable, Err(CosError::NotAllowed(NotAllowedKind::HandleNotWritable)), "{}", at);
             }
-            prop_assert_eq!(&handle.and_then(|h| read_handle(&h)), &expected, "{}", at);
+            check_eq!(&handle.and_then(|h| read_handle(&h)), &expected, "{}", at);
         }
         Op::ReadViaCreateHandle { slot } => {
             let Some(state) = model.slots[slot].as_ref() else { return Ok(()) };
@@ -783,27 +832,27 @@ fn apply_op(model: &mut Model, real: &mut Real, op: &Op, at: &str) -> Result<(),
                 Err(CosError::NotFound)
             };
             let handle = &real.slots[slot].as_ref().expect("slots agree").handle;
-            prop_assert_eq!(handle.may_read(), state.may_read, "{}: may read", at);
-            prop_assert_eq!(&read_handle(handle), &expected, "{}", at);
+            check_eq!(handle.may_read(), state.may_read, "{}: may read", at);
+            check_eq!(&read_handle(handle), &expected, "{}", at);
         }
         Op::ClearSiteData { origin: o } => {
             let expected = model.clear(o);
             let actual = real.service().clear_site_data(Partition::Regular, &origin(o)).expect("clear site data");
-            prop_assert_eq!(actual, expected, "{}", at);
+            check_eq!(actual, expected, "{}", at);
         }
         Op::Restart => {
             model.slots = Default::default();
             let report = real.restart();
             // Writers dropped before the restart leave no swap file; nothing needs repair.
             let entries = model.entries.iter().flatten().count();
-            prop_assert_eq!(report, RecoveryReport { entries, ..Default::default() }, "{}", at);
+            check_eq!(report, RecoveryReport { entries, ..Default::default() }, "{}", at);
         }
         Op::Store { .. } => unreachable!("expanded"),
     }
     Ok(())
 }
 
-fn run(ops: &[Op]) -> Result<(), TestCaseError> {
+fn run(ops: &[Op]) -> Result<(), String> {
     let mut model = Model::default();
     let mut real = Real::new();
     for (i, op) in ops.iter().enumerate() {
@@ -819,17 +868,105 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             let expected = if model.visible(o, c) { Ok(bytes.to_vec()) } else { Err(CosError::NotFound) };
             let actual =
                 real.service().get_file_handle(&caller(o), hash(c), HandleRequest::Read).and_then(|h| read_handle(&h));
-            prop_assert_eq!(&actual, &expected, "final read of content {} by {}", c, url);
+            check_eq!(&actual, &expected, "final read of content {} by {}", c, url);
         }
     }
     Ok(())
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn requested() -> impl Strategy<Value = Requested> {
+        prop_oneof![
+            2 => Just(Requested::Omitted),
+            2 => (1u8..32).prop_map(Requested::List),
+            1 => Just(Requested::Global),
+        ]
+    }
+
+    fn ceiling() -> impl Strategy<Value = u8> {
+        prop_oneof![Just(0b1_1111u8), Just(0u8), 0u8..32]
+    }
+
+    fn payload() -> impl Strategy<Value = Payload> {
+        prop_oneof![
+            8 => Just(Payload::Exact),
+            1 => Just(Payload::FlipLast),
+            1 => Just(Payload::ExtraByte),
+            1 => Just(Payload::DropLast),
+            1 => (0..CONTENTS.len()).prop_map(Payload::Other),
+            1 => Just(Payload::Oversized),
+        ]
+    }
+
+    fn split() -> impl Strategy<Value = Split> {
+        prop_oneof![
+            2 => Just(Split::Whole),
+            1 => (0usize..32).prop_map(Split::InOrder),
+            1 => (0usize..32).prop_map(Split::OutOfOrder),
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let slot = 0..SLOTS;
+        let origin = 0..ORIGINS.len();
+        let content = 0..CONTENTS.len();
+        prop_oneof![
+            4 => (slot.clone(), origin.clone(), content.clone(), requested(), ceiling()).prop_map(
+                |(slot, origin, content, origins, ceiling)| Op::Create { slot, origin, content, origins, ceiling }
+            ),
+            4 => (slot.clone(), origin.clone(), content.clone(), requested(), ceiling(), split()).prop_map(
+                |(slot, origin, content, origins, ceiling, split)| Op::Store { slot, origin, content, origins, ceiling, split }
+            ),
+            1 => slot.clone().prop_map(|slot| Op::NewWritable { slot }),
+            8 => (slot.clone(), payload(), split()).prop_map(|(slot, payload, split)| Op::Write { slot, payload, split }),
+            2 => (slot.clone(), 0usize..24, 0usize..4, any::<bool>())
+                .prop_map(|(slot, start, len, at_cursor)| Op::Patch { slot, start, len, at_cursor }),
+            2 => (slot.clone(), prop_oneof![9 => 0u64..32, 1 => any::<u64>()]).prop_map(|(slot, pos)| Op::Seek { slot, pos }),
+            2 => (slot.clone(), prop_oneof![9 => 0u64..28, 1 => any::<u64>()]).prop_map(|(slot, len)| Op::Truncate { slot, len }),
+            5 => slot.clone().prop_map(|slot| Op::Close { slot }),
+            1 => slot.clone().prop_map(|slot| Op::Abort { slot }),
+            6 => (origin.clone(), content).prop_map(|(origin, content)| Op::Read { origin, content }),
+            2 => slot.prop_map(|slot| Op::ReadViaCreateHandle { slot }),
+            1 => origin.prop_map(|origin| Op::ClearSiteData { origin }),
+            1 => Just(Op::Restart),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn service_matches_the_reference_model(ops in prop::collection::vec(op(), 1..40)) {
+            if let Err(disagreement) = run(&ops) {
+                return Err(TestCaseError::fail(disagreement));
+            }
+        }
+    }
 
     #[test]
-    fn service_matches_the_reference_model(ops in prop::collection::vec(op(), 1..40)) {
-        run(&ops)?;
+    fn fuzz_bytes_build_every_kind_of_operation() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let data: Vec<u8> = (0..16_384)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        let mut u = Unstructured::new(&data);
+        let mut kinds = std::collections::HashSet::new();
+        while let Ok(op) = <Op as arbitrary::Arbitrary>::arbitrary(&mut u) {
+            kinds.insert(std::mem::discriminant(&op));
+            if u.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(kinds.len(), 13, "every operation kind is reachable from fuzzer bytes");
     }
 }
