@@ -193,6 +193,10 @@ pub fn corrupt_registry(data: &[u8]) {
     if choice % 6 <= 1 && EntryRecord::decode(value).is_err() {
         assert_eq!(report.corrupt_rows, 1, "the undecodable entry row is reported: {report:?}");
     }
+    let true_account = OriginRecord { charged_bytes: kept.len() as u64, entries: 1 };
+    if choice % 6 == 2 && OriginRecord::decode(value).ok() != Some(true_account) {
+        assert!(report.accounting_repaired, "a damaged origin row is recomputed: {report:?}");
+    }
     let read =
         |hash| service.get_file_handle(&writer, hash, HandleRequest::Read).and_then(|h| h.get_file()?.read_all());
     match read(kept_hash) {
