@@ -388,3 +388,21 @@ fn the_browser_inspects_and_deletes_through_the_host() {
     assert_eq!(origins.len(), 1, "b stores nothing any more");
     assert!(world.host.inspect(Partition::OffTheRecord(OffTheRecordProfileId(9))).unwrap().0.is_empty());
 }
+
+/// Dropping a renderer's connection (a single-process embedder closing a renderer) ends its
+/// broker, which forgets the renderer's frames and releases its handles in the service — as a
+/// renderer process exit does. (Found by the `renderer_actions` fuzz target: each dropped
+/// connection used to leave its reader thread and its broker thread behind.)
+#[test]
+fn dropping_a_renderer_connection_ends_its_broker() {
+    let world = World::new();
+    let manager = world.frame(7, 70, |_| {});
+    let handle = block_on(manager.get_file_handle(&CosHashDict::sha256(hex(b"x")), &create())).unwrap();
+    drop(handle);
+    drop(manager);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while world.host.frames().get(FrameId(70)).is_some() {
+        assert!(std::time::Instant::now() < deadline, "the broker never noticed the renderer was gone");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

@@ -44,6 +44,15 @@ pub struct RendererConnection {
     next_request: AtomicU64,
 }
 
+impl Drop for RendererConnection {
+    /// Ends the connection as a process exit would: the reader thread holds its own clone of the
+    /// pipe, so without this an embedder that drops a connection (single-process mode) would keep
+    /// that thread, the broker's thread and the renderer's handles in the service alive forever.
+    fn drop(&mut self) {
+        self.sender.endpoint().shutdown();
+    }
+}
+
 impl RendererConnection {
     /// Wraps the COS pipe the browser gave this renderer and starts its reader thread.
     pub fn new(endpoint: Endpoint) -> std::io::Result<Arc<Self>> {
