@@ -69,6 +69,17 @@ enum Command {
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
+    /// Re-hashes every blob of a profile's Cross-Origin Storage (through the sandboxed storage
+    /// service, as the browser's maintenance would) and deletes entries whose blob is damaged or
+    /// missing. Prints progress to stderr, then what it found; exits 1 if anything was damaged.
+    Scrub {
+        /// The browser profile directory to check.
+        #[arg(long)]
+        profile: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -106,6 +117,48 @@ fn main() -> ExitCode {
         }
         Command::Wpt { test, origin, profile, timeout } => {
             wpt(&test, &origin, profile.as_deref(), Duration::from_secs(timeout))
+        }
+        Command::Scrub { profile, json } => scrub(&profile, json),
+    }
+}
+
+fn scrub(profile: &std::path::Path, json: bool) -> ExitCode {
+    if !profile.join("cos").is_dir() {
+        eprintln!("test_shell scrub: {} holds no Cross-Origin Storage (no cos/ directory)", profile.display());
+        return ExitCode::FAILURE;
+    }
+    let outcome = page::Browser::start(&program(), Some(profile)).map_err(|e| e.to_string()).and_then(|browser| {
+        let mut last_print = std::time::Instant::now();
+        let progress = |report: &cos_common::interface::ScrubReport, total: u64| {
+            let done = report.entries_checked + report.missing_removed;
+            if last_print.elapsed() >= Duration::from_secs(1) || done == total {
+                last_print = std::time::Instant::now();
+                eprintln!(
+                    "scrub: {done}/{total} entries, {:.1} MiB re-hashed",
+                    report.bytes_checked as f64 / 1048576.0
+                );
+            }
+        };
+        browser.host().scrub(cos_common::Partition::Regular, progress).map_err(|e| e.to_string())
+    });
+    match outcome {
+        Ok(report) => {
+            if json {
+                println!(
+                    "{{\"entries_checked\":{},\"bytes_checked\":{},\"corrupt_removed\":{},\"missing_removed\":{}}}",
+                    report.entries_checked, report.bytes_checked, report.corrupt_removed, report.missing_removed
+                );
+            } else {
+                println!(
+                    "{} entries re-hashed ({} bytes): {} damaged and deleted, {} missing and deleted",
+                    report.entries_checked, report.bytes_checked, report.corrupt_removed, report.missing_removed
+                );
+            }
+            if report.corrupt_removed + report.missing_removed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(error) => {
+            eprintln!("test_shell scrub: {error}");
+            ExitCode::FAILURE
         }
     }
 }

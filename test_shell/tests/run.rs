@@ -74,3 +74,100 @@ fn the_demo_prints_a_table_per_origin() {
         .collect();
     insta::assert_snapshot!(table.join("\n"));
 }
+
+/// Stores two entries from a page into `profile` (through the whole browser), returning their
+/// blob files.
+fn profile_with_two_entries(profile: &Path) -> [std::path::PathBuf; 2] {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.any.js");
+    let contents = ["the first entry, to be damaged", "the second entry, to stay intact"];
+    std::fs::write(
+        &store,
+        format!(
+            "for (const text of {contents:?}) promise_test(async () => {{\n\
+               const bytes = new TextEncoder().encode(text);\n\
+               const value = [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))]\n\
+                 .map((b) => b.toString(16).padStart(2, '0')).join('');\n\
+               const handle = await navigator.crossOriginStorage.getFileHandle({{ algorithm: 'SHA-256', value }}, {{ create: true }});\n\
+               const writable = await handle.createWritable();\n\
+               await writable.write(bytes);\n\
+               await writable.close();\n\
+             }}, text);\n"
+        ),
+    )
+    .unwrap();
+    let (output, code) = shell(&["wpt", &store.to_string_lossy(), "--profile", &profile.to_string_lossy()]);
+    assert_eq!(code, 0, "{output}");
+    contents.map(|text| {
+        use sha2::Digest;
+        let hex: String = sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        profile.join("cos/blobs").join(&hex[..2]).join(hex)
+    })
+}
+
+#[test]
+fn scrub_deletes_a_damaged_entry_and_then_finds_the_store_clean() {
+    let profile = tempfile::tempdir().unwrap();
+    let [damaged, intact] = profile_with_two_entries(profile.path());
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    bytes[3] ^= 1;
+    std::fs::write(&damaged, bytes).unwrap();
+    let profile_arg = profile.path().to_string_lossy().into_owned();
+    let (output, code) = shell(&["scrub", "--profile", &profile_arg, "--json"]);
+    assert_eq!(code, 1, "damage found: {output}");
+    assert!(
+        output.contains(r#"{"entries_checked":2,"bytes_checked":62,"corrupt_removed":1,"missing_removed":0}"#),
+        "{output}"
+    );
+    assert!(output.contains("scrub: 2/2 entries"), "progress is shown: {output}");
+    assert!(!damaged.exists() && intact.exists());
+    let (output, code) = shell(&["scrub", "--profile", &profile_arg]);
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("1 entries re-hashed (32 bytes): 0 damaged and deleted, 0 missing and deleted"),
+        "{output}"
+    );
+}
+
+#[test]
+fn scrub_refuses_a_directory_without_a_store() {
+    let empty = tempfile::tempdir().unwrap();
+    let (output, code) = shell(&["scrub", "--profile", &empty.path().to_string_lossy()]);
+    assert_eq!(code, 1);
+    assert!(output.contains("holds no Cross-Origin Storage"), "{output}");
+}
+
+#[test]
+fn a_page_never_reads_a_blob_damaged_while_the_browser_was_closed() {
+    let profile = tempfile::tempdir().unwrap();
+    let [damaged, _intact] = profile_with_two_entries(profile.path());
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&damaged, bytes).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let read = dir.path().join("read.any.js");
+    std::fs::write(
+        &read,
+        "async function hashOf(text) {\n\
+           const bytes = new TextEncoder().encode(text);\n\
+           const value = [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))]\n\
+             .map((b) => b.toString(16).padStart(2, '0')).join('');\n\
+           return { algorithm: 'SHA-256', value };\n\
+         }\n\
+         promise_test(async (t) => {\n\
+           const handle = await navigator.crossOriginStorage.getFileHandle(await hashOf('the first entry, to be damaged'));\n\
+           await promise_rejects_dom(t, 'NotFoundError', handle.getFile().then((file) => file.text()));\n\
+           await promise_rejects_dom(t, 'NotFoundError',\n\
+             navigator.crossOriginStorage.getFileHandle(await hashOf('the first entry, to be damaged')));\n\
+         }, 'the damaged entry fails its first read, then is gone');\n\
+         promise_test(async () => {\n\
+           const handle = await navigator.crossOriginStorage.getFileHandle(await hashOf('the second entry, to stay intact'));\n\
+           assert_equals(await (await handle.getFile()).text(), 'the second entry, to stay intact');\n\
+         }, 'the intact entry reads');\n",
+    )
+    .unwrap();
+    let (output, code) = shell(&["wpt", &read.to_string_lossy(), "--profile", &profile.path().to_string_lossy()]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.ends_with("2 passed, 0 failed\n"), "{output}");
+}

@@ -6,6 +6,7 @@ use cos_common::interface::{EntryInfo, OriginInfo, ProvenanceInfo};
 use cos_common::{ContentHash, Partition};
 
 use crate::error::StoreError;
+use crate::integrity::ScrubReport;
 use crate::service::StorageService;
 
 impl StorageService {
@@ -44,6 +45,20 @@ impl StorageService {
             .into_iter()
             .map(|(origin, record)| OriginInfo { origin, charged_bytes: record.charged_bytes, entries: record.entries })
             .collect())
+    }
+
+    /// Browser-side maintenance: re-hashes every blob of a partition, deleting the entries whose
+    /// blob is damaged or missing (off-the-record blobs live in memory: nothing to check).
+    /// `progress` hears after each entry: the findings so far, and how many entries there are.
+    pub fn scrub(
+        &self,
+        partition: Partition,
+        progress: impl FnMut(&ScrubReport, u64),
+    ) -> Result<ScrubReport, StoreError> {
+        let Some(store) = self.partition_for_inspection(partition)? else { return Ok(ScrubReport::default()) };
+        let report = store.scrub(progress)?;
+        tracing::info!(?report, "scrub finished");
+        Ok(report)
     }
 
     /// Deletes an entry for everyone (the user removed it in "View by Resource"): every storing

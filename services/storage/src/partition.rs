@@ -10,9 +10,10 @@ use parking_lot::Mutex;
 
 use crate::blob_store::disk::DiskBlobs;
 use crate::blob_store::memory::MemoryBlobs;
-use crate::blob_store::{BlobSink, BlobSource, BlobStore, StagedBlob};
+use crate::blob_store::{BlobSink, BlobSource, BlobStore, IO_CHUNK, StagedBlob};
 use crate::config::StorageLimits;
 use crate::error::{Failure, StoreError};
+use crate::integrity::{ScrubReport, VerifiedBlobs, stream_hashed};
 use crate::registry::records::MAX_PROVENANCE_RECORDS;
 use crate::registry::{EntryRecord, OriginRecord, Provenance, Registry, RegistryWrite};
 use crate::visibility::{VisibilityChange, apply_verified_write};
@@ -77,6 +78,8 @@ pub(crate) struct PartitionStore {
     /// file operation never races the row that describes it.
     commit_lock: Mutex<()>,
     pending_reads: Mutex<HashMap<ContentHash, PendingRead>>,
+    /// Blobs re-hashed (or written) since the service started; see `integrity`.
+    verified: VerifiedBlobs,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -101,7 +104,14 @@ impl PartitionStore {
     }
 
     fn new(registry: Registry, blobs: BlobStore, limits: StorageLimits) -> Self {
-        Self { registry, blobs, limits, commit_lock: Mutex::new(()), pending_reads: Mutex::new(HashMap::new()) }
+        Self {
+            registry,
+            blobs,
+            limits,
+            commit_lock: Mutex::new(()),
+            pending_reads: Mutex::new(HashMap::new()),
+            verified: VerifiedBlobs::default(),
+        }
     }
 
     pub(crate) fn limits(&self) -> StorageLimits {
@@ -251,9 +261,17 @@ impl PartitionStore {
                 }
                 return Err(error.into());
             }
+            self.verified.insert(*hash);
         } else {
             txn.commit()?;
-            drop(staged);
+            if self.needs_check(hash) {
+                // The blob on disk has not been re-hashed since the start and may be damaged;
+                // these bytes just verified, so they replace it (an atomic rename).
+                self.blobs.install(staged, hash)?;
+                self.verified.insert(*hash);
+            } else {
+                drop(staged);
+            }
         }
         if !victims.is_empty() {
             tracing::info!(
@@ -263,7 +281,7 @@ impl PartitionStore {
             );
             for (victim_hash, _) in &victims {
                 // The rows are gone; a blob left behind is an orphan that recovery deletes.
-                if let Err(error) = self.blobs.remove(victim_hash) {
+                if let Err(error) = self.unlink_blob(victim_hash) {
                     tracing::warn!(%error, "could not remove an evicted blob");
                 }
             }
@@ -354,7 +372,7 @@ impl PartitionStore {
         txn.set_total_bytes(total)?;
         txn.commit()?;
         for hash in doomed {
-            self.blobs.remove(&hash)?;
+            self.unlink_blob(&hash)?;
         }
         Ok(report)
     }
@@ -403,8 +421,72 @@ impl PartitionStore {
         txn.remove_entry(hash)?;
         txn.set_total_bytes(txn.total_bytes()?.saturating_sub(entry.size))?;
         txn.commit()?;
-        self.blobs.remove(hash)?;
+        self.unlink_blob(hash)?;
         Ok(true)
+    }
+
+    fn unlink_blob(&self, hash: &ContentHash) -> Result<(), StoreError> {
+        self.verified.remove(hash);
+        self.blobs.remove(hash)
+    }
+
+    /// Whether the blob of `hash` must be re-hashed before its bytes may be trusted: on disk and
+    /// not verified since the service started.
+    pub(crate) fn needs_check(&self, hash: &ContentHash) -> bool {
+        matches!(self.blobs, BlobStore::Disk(_)) && !self.verified.contains(hash)
+    }
+
+    /// Records that the blob of `hash` re-hashed correctly.
+    pub(crate) fn mark_verified(&self, hash: &ContentHash) {
+        self.verified.insert(*hash);
+    }
+
+    /// The blob of `hash` did not match its hash: the entry is deleted for everyone, unless a
+    /// verified write replaced the blob meanwhile. Returns whether it was deleted.
+    pub(crate) fn remove_corrupt(&self, hash: &ContentHash) -> Result<bool, StoreError> {
+        if self.verified.contains(hash) {
+            return Ok(false);
+        }
+        tracing::error!(hash = %hash.to_hex(), "a blob on disk does not match its hash: deleting the entry");
+        self.delete_entry(hash)
+    }
+
+    /// Re-hashes every blob of the partition (on disk: in memory there is nothing to check),
+    /// deleting entries whose blob is damaged or missing. `progress` hears after each entry.
+    pub(crate) fn scrub(&self, mut progress: impl FnMut(&ScrubReport, u64)) -> Result<ScrubReport, StoreError> {
+        let mut report = ScrubReport::default();
+        if !matches!(self.blobs, BlobStore::Disk(_)) {
+            return Ok(report);
+        }
+        let entries = self.registry.all_entries()?;
+        let total = entries.len() as u64;
+        for (hash, _) in entries {
+            // Forget it first: a writer that re-verifies it during the check keeps it.
+            self.verified.remove(&hash);
+            match self.blobs.open(&hash)? {
+                None => {
+                    tracing::error!(hash = %hash.to_hex(), "scrub: an entry's blob is missing: deleting the entry");
+                    if self.delete_entry(&hash)? {
+                        report.missing_removed += 1;
+                    }
+                }
+                Some(source) => {
+                    let digest = stream_hashed(&source, &[], IO_CHUNK, |_| true);
+                    report.entries_checked += 1;
+                    report.bytes_checked += source.len();
+                    match digest {
+                        Ok(Some(digest)) if digest == *hash.as_bytes() => self.mark_verified(&hash),
+                        Ok(_) | Err(_) => {
+                            if self.remove_corrupt(&hash)? {
+                                report.corrupt_removed += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            progress(&report, total);
+        }
+        Ok(report)
     }
 }
 

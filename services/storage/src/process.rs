@@ -11,14 +11,15 @@ use std::sync::Arc;
 
 use cos_common::interface::{
     BrokerToService, BrowserToService, CallResult, DATA_CHUNK_BYTES, DATA_PIPE_SEND_BUFFER, HandleId, InspectionItem,
-    ReaderFrame, ReaderRequest, RendererId, Reply, ServiceProcessConfig, ServiceToBrowser, WriterEvent, WriterFrame,
+    ReaderFrame, ReaderRequest, RendererId, Reply, ScrubItem, ServiceProcessConfig, ServiceToBrowser, WriterEvent,
+    WriterFrame,
 };
 use cos_common::{CosError, Partition, QuotaScope};
 use cos_ipc::{Endpoint, IpcError, Pipe};
 
 use crate::config::{ServiceConfig, StorageLimits};
 use crate::gates::{GateConfig, GreaseMode, PublicHashList, PublicHashListBuilder};
-use crate::service::{FileHandle, FileReader, StorageService, WritableFile};
+use crate::service::{FileHandle, FileReader, StorageService, Streamed, WritableFile};
 
 /// Open handles one renderer connection may hold at once.
 pub const MAX_HANDLES_PER_RENDERER: usize = 16_384;
@@ -212,6 +213,23 @@ fn serve_control(service: &StorageService, control: &Arc<ControlPipe>, connectio
                 };
                 let _ = control.send(&ServiceToBrowser::Done { request, result }, vec![]);
             }
+            BrowserToService::Scrub { request, partition } => {
+                let (Some(stream), true) = (attachments.pop(), attachments.is_empty()) else {
+                    let result = Err(CosError::Unknown);
+                    let _ = control.send(&ServiceToBrowser::Done { request, result }, vec![]);
+                    continue;
+                };
+                // Minutes on a large store: off the control loop, which keeps answering.
+                let (service, reply) = (service.clone(), control.clone());
+                let spawned = std::thread::Builder::new().name("cos-scrub".into()).spawn(move || {
+                    let result = scrub(&service, partition, &stream);
+                    let _ = reply.send(&ServiceToBrowser::Done { request, result }, vec![]);
+                });
+                if let Err(error) = spawned {
+                    tracing::error!(%error, "could not start a scrub thread");
+                    let _ = control.send(&ServiceToBrowser::Done { request, result: Err(CosError::Unknown) }, vec![]);
+                }
+            }
             BrowserToService::DeleteEntry { request, partition, hash } => {
                 let result = service.delete_entry(partition, &hash).map(|_| ()).map_err(|e| e.to_web_error());
                 let _ = control.send(&ServiceToBrowser::Done { request, result }, vec![]);
@@ -255,6 +273,19 @@ fn stream_inspection(service: &StorageService, partition: Partition, stream: &En
         })?;
     }
     Ok(())
+}
+
+/// Runs a scrub, streaming its progress to the browser, then the end.
+fn scrub(service: &StorageService, partition: Partition, stream: &Endpoint) -> Result<(), CosError> {
+    let pipe: Pipe<ScrubItem, ()> = Pipe::new(stream.try_clone().map_err(|_| CosError::Unknown)?);
+    let result = service.scrub(partition, |report, total| {
+        let _ = pipe.send(&ScrubItem::Progress { report: report.clone(), total }, vec![]);
+    });
+    let _ = pipe.send(&ScrubItem::End, vec![]);
+    result.map(drop).map_err(|error| {
+        tracing::error!(%error, "scrub failed");
+        error.to_web_error()
+    })
 }
 
 /// Reads a Public Hash List streamed by the browser: file bytes in messages, then an empty one.
@@ -516,8 +547,6 @@ fn serve_read(file: FileReader, endpoint: Endpoint, report: BadMessageReport, sl
     if let Err(error) = endpoint.set_send_buffer(DATA_PIPE_SEND_BUFFER) {
         tracing::debug!(%error, "could not deepen a read pipe's send queue");
     }
-    let mut frame = vec![0u8; 1 + DATA_CHUNK_BYTES];
-    frame[0] = ReaderFrame::DATA_TAG;
     loop {
         let request: ReaderRequest = match endpoint.recv() {
             Ok(message) => match cos_ipc::decode(&message.bytes) {
@@ -529,28 +558,15 @@ fn serve_read(file: FileReader, endpoint: Endpoint, report: BadMessageReport, sl
             Err(_) => return,
         };
         let ReaderRequest::Read { offset, len } = request;
-        let end = offset.saturating_add(len).min(file.size());
-        let mut position = offset.min(end);
-        let mut outcome = Ok(());
-        while position < end {
-            let want = usize::try_from(end - position).unwrap_or(usize::MAX).min(DATA_CHUNK_BYTES);
-            match file.read_at(position, &mut frame[1..1 + want]) {
-                Ok(0) => {
-                    outcome = Err(CosError::NotFound);
-                    break;
-                }
-                Ok(n) => {
-                    if endpoint.send(&frame[..1 + n], vec![]).is_err() {
-                        return;
-                    }
-                    position += n as u64;
-                }
-                Err(error) => {
-                    outcome = Err(error);
-                    break;
-                }
-            }
-        }
+        // Data frames go out as they are read; the end frame only once the bytes are verified.
+        let outcome = file.stream(offset, len, &[ReaderFrame::DATA_TAG], DATA_CHUNK_BYTES, |frame| {
+            endpoint.send(frame, vec![]).is_ok()
+        });
+        let outcome = match outcome {
+            Ok(Streamed::Complete) => Ok(()),
+            Ok(Streamed::Stopped) => return,
+            Err(error) => Err(error),
+        };
         let mut last = Vec::new();
         match outcome {
             Ok(()) => ReaderFrame::End.encode_into(&mut last),

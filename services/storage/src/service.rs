@@ -11,10 +11,11 @@ use cos_common::{
 };
 use parking_lot::RwLock;
 
-use crate::blob_store::{BlobSink, BlobSource, PrefixHasher};
+use crate::blob_store::{BlobSink, BlobSource, IO_CHUNK, PrefixHasher};
 use crate::config::ServiceConfig;
 use crate::error::{Failure, StoreError};
 use crate::gates::{PrivacyGates, ProbeBudgets, PublicHashList};
+use crate::integrity::stream_hashed;
 use crate::partition::{ClearSiteDataReport, CommitOutcome, PartitionStore, RecoveryReport};
 use crate::registry::{EntryRecord, OriginRecord};
 use crate::visibility::read_grant;
@@ -296,7 +297,16 @@ impl FileHandle {
             return Err(CosError::NotAllowed(NotAllowedKind::HandleNotReadable));
         }
         match self.partition.open_blob(&self.hash) {
-            Ok(Some(source)) => Ok(FileReader { source }),
+            Ok(Some(source)) => {
+                let check = self.partition.needs_check(&self.hash).then(|| {
+                    Arc::new(PendingCheck {
+                        partition: self.partition.clone(),
+                        hash: self.hash,
+                        done: AtomicBool::new(false),
+                    })
+                });
+                Ok(FileReader { source, check })
+            }
             Ok(None) => Err(CosError::NotFound),
             Err(error) => {
                 tracing::warn!(%error, "opening a blob failed; answering NotFound");
@@ -474,9 +484,51 @@ impl WritableFile {
 
 /// An open entry (`File`): immutable bytes, readable at any offset. Keeps its bytes even if the
 /// entry is deleted while it is open.
+///
+/// The first read of an entry since the service started re-hashes its blob (see `integrity`): no
+/// read ever completes with bytes that do not match the hash.
 #[derive(Clone)]
 pub struct FileReader {
     source: BlobSource,
+    /// Present while this blob still has to be re-hashed.
+    check: Option<Arc<PendingCheck>>,
+}
+
+/// A blob not yet re-hashed since the service started.
+struct PendingCheck {
+    partition: Arc<PartitionStore>,
+    hash: ContentHash,
+    done: AtomicBool,
+}
+
+impl PendingCheck {
+    /// Judges the re-hashed digest: a match trusts the blob from now on; a mismatch deletes the
+    /// entry and fails the read.
+    fn conclude(&self, digest: [u8; 32]) -> Result<(), CosError> {
+        if digest == *self.hash.as_bytes() {
+            self.done.store(true, Ordering::Release);
+            self.partition.mark_verified(&self.hash);
+            return Ok(());
+        }
+        if let Err(error) = self.partition.remove_corrupt(&self.hash) {
+            tracing::error!(%error, "could not delete an entry whose blob is damaged");
+        }
+        Err(CosError::NotFound)
+    }
+}
+
+/// How a [`FileReader::stream`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Streamed {
+    /// Every byte of the range was handed over, and the bytes are verified.
+    Complete,
+    /// The sink asked to stop.
+    Stopped,
+}
+
+fn read_failed(error: std::io::Error) -> CosError {
+    tracing::warn!(%error, "reading a blob failed");
+    CosError::NotFound
 }
 
 impl FileReader {
@@ -485,21 +537,81 @@ impl FileReader {
         self.source.len()
     }
 
-    /// Reads up to `buf.len()` bytes at `offset`; returns how many (0 at the end).
+    /// Hands `[offset, offset + len)` (clamped to the entry) to `send`, `chunk` bytes at a time,
+    /// each in a buffer that starts with `header` (so a data-pipe frame needs no copy); `send`
+    /// returns `false` to stop. If the blob has not been re-hashed since the service started, a
+    /// whole-entry range is hashed as it streams and only completes if it matched; any other
+    /// range is served after hashing the whole blob. A mismatch deletes the entry and answers
+    /// `NotFoundError`.
+    pub fn stream(
+        &self,
+        offset: u64,
+        len: u64,
+        header: &[u8],
+        chunk: usize,
+        mut send: impl FnMut(&[u8]) -> bool,
+    ) -> Result<Streamed, CosError> {
+        let chunk = chunk.max(1);
+        let size = self.size();
+        let end = offset.saturating_add(len).min(size);
+        let start = offset.min(end);
+        if let Some(check) = self.pending_check()
+            && start == 0
+            && end == size
+        {
+            return match stream_hashed(&self.source, header, chunk, &mut send).map_err(read_failed)? {
+                Some(digest) => check.conclude(digest).map(|()| Streamed::Complete),
+                None => Ok(Streamed::Stopped),
+            };
+        }
+        self.check_whole_blob()?;
+        let mut buffer = Vec::with_capacity(header.len() + chunk.min(usize::try_from(end - start).unwrap_or(chunk)));
+        let mut position = start;
+        while position < end {
+            let want = usize::try_from(end - position).unwrap_or(usize::MAX).min(chunk);
+            buffer.clear();
+            buffer.extend_from_slice(header);
+            buffer.resize(header.len() + want, 0);
+            let n = self.source.read_at(position, &mut buffer[header.len()..]).map_err(read_failed)?;
+            if n == 0 {
+                return Err(CosError::NotFound);
+            }
+            buffer.truncate(header.len() + n);
+            if !send(&buffer) {
+                return Ok(Streamed::Stopped);
+            }
+            position += n as u64;
+        }
+        Ok(Streamed::Complete)
+    }
+
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many (0 at the end). The blob is
+    /// re-hashed first if it has not been since the service started.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, CosError> {
-        self.source.read_at(offset, buf).map_err(|error| {
-            tracing::warn!(%error, "reading a blob failed");
-            CosError::NotFound
-        })
+        self.check_whole_blob()?;
+        self.source.read_at(offset, buf).map_err(read_failed)
+    }
+
+    fn pending_check(&self) -> Option<&PendingCheck> {
+        self.check.as_deref().filter(|check| !check.done.load(Ordering::Acquire))
+    }
+
+    /// Re-hashes the whole blob if it still needs it (before serving a part of it).
+    fn check_whole_blob(&self) -> Result<(), CosError> {
+        let Some(check) = self.pending_check() else { return Ok(()) };
+        let digest = stream_hashed(&self.source, &[], IO_CHUNK, |_| true).map_err(read_failed)?;
+        check.conclude(digest.expect("a sink that never stops"))
     }
 
     /// Reads `len` bytes (fewer at the end) from `offset` into a new buffer.
     pub fn read_range(&self, offset: u64, len: usize) -> Result<Vec<u8>, CosError> {
         let available = usize::try_from(self.size().saturating_sub(offset)).unwrap_or(usize::MAX);
-        let mut buf = vec![0u8; len.min(available)];
-        let n = self.read_at(offset, &mut buf)?;
-        buf.truncate(n);
-        Ok(buf)
+        let mut out = Vec::with_capacity(len.min(available));
+        self.stream(offset, len as u64, &[], IO_CHUNK, |piece| {
+            out.extend_from_slice(piece);
+            true
+        })?;
+        Ok(out)
     }
 
     /// Reads the whole entry.

@@ -7,8 +7,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use cos_common::interface::{
-    BrowserToService, EntryInfo, FrameId, InspectionItem, OriginInfo, RendererId, RequestId, ServiceProcessConfig,
-    ServiceToBrowser,
+    BrowserToService, EntryInfo, FrameId, InspectionItem, OriginInfo, RendererId, RequestId, ScrubItem, ScrubReport,
+    ServiceProcessConfig, ServiceToBrowser,
 };
 use cos_common::{ContentHash, CosError, OffTheRecordProfileId, Origin, Partition};
 use cos_ipc::launch::{LaunchOptions, LaunchedChild};
@@ -20,6 +20,9 @@ use crate::broker::BrokerStub;
 use crate::frame_table::FrameTable;
 
 type ControlPipe = Pipe<BrowserToService, ServiceToBrowser>;
+
+/// Where the `Done` answer to a control request arrives.
+type DoneReceiver = Receiver<Result<(), CosError>>;
 
 /// How long a starting service may take to open its store and report ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -204,17 +207,7 @@ impl CosHost {
     /// The browser's inspection views ("View by Resource", "View by Origin") of a partition:
     /// every entry and every storing origin. Never reachable from renderers.
     pub fn inspect(&self, partition: Partition) -> Result<(Vec<EntryInfo>, Vec<OriginInfo>), CosError> {
-        let control = self.inner.control().ok_or(CosError::Abort)?;
-        let pair = if control.endpoint().is_in_process() { Ok(Endpoint::pair_in_process()) } else { Endpoint::pair() };
-        let (ours, theirs) = pair.map_err(|_| CosError::Unknown)?;
-        let stream: Pipe<(), InspectionItem> = Pipe::new(ours);
-        let request = RequestId(self.inner.next_request.fetch_add(1, Ordering::Relaxed));
-        let (sender, done) = crossbeam_channel::bounded(1);
-        self.inner.pending.lock().insert(request, sender);
-        if control.send(&BrowserToService::Inspect { request, partition }, vec![theirs]).is_err() {
-            self.inner.pending.lock().remove(&request);
-            return Err(CosError::Abort);
-        }
+        let (stream, done) = self.inner.streamed_request(|request| BrowserToService::Inspect { request, partition })?;
         let (mut entries, mut origins) = (Vec::new(), Vec::new());
         loop {
             match stream.recv() {
@@ -226,6 +219,24 @@ impl CosHost {
         }
         done.recv().unwrap_or(Err(CosError::Abort))?;
         Ok((entries, origins))
+    }
+
+    /// Re-hashes every blob of a partition, deleting the entries whose blob is damaged or
+    /// missing (browser-side maintenance; may take minutes on a large store, during which COS keeps
+    /// serving). `progress` hears after each entry: the findings so far and the number of entries.
+    pub fn scrub(
+        &self,
+        partition: Partition,
+        mut progress: impl FnMut(&ScrubReport, u64),
+    ) -> Result<ScrubReport, CosError> {
+        let (stream, done) = self.inner.streamed_request(|request| BrowserToService::Scrub { request, partition })?;
+        let mut last = ScrubReport::default();
+        while let Ok((ScrubItem::Progress { report, total }, _)) = stream.recv() {
+            progress(&report, total);
+            last = report;
+        }
+        done.recv().unwrap_or(Err(CosError::Abort))?;
+        Ok(last)
     }
 
     /// Deletes an entry for everyone (a user action in "View by Resource").
@@ -294,6 +305,25 @@ impl Drop for CosHost {
 }
 
 impl HostInner {
+    /// Sends a control request with a fresh pipe attached, over which the service streams `T`s;
+    /// returns that stream and where the request's `Done` will arrive.
+    fn streamed_request<T: serde::de::DeserializeOwned>(
+        &self,
+        message: impl FnOnce(RequestId) -> BrowserToService,
+    ) -> Result<(Pipe<(), T>, DoneReceiver), CosError> {
+        let control = self.control().ok_or(CosError::Abort)?;
+        let pair = if control.endpoint().is_in_process() { Ok(Endpoint::pair_in_process()) } else { Endpoint::pair() };
+        let (ours, theirs) = pair.map_err(|_| CosError::Unknown)?;
+        let request = RequestId(self.next_request.fetch_add(1, Ordering::Relaxed));
+        let (sender, done) = crossbeam_channel::bounded(1);
+        self.pending.lock().insert(request, sender);
+        if control.send(&message(request), vec![theirs]).is_err() {
+            self.pending.lock().remove(&request);
+            return Err(CosError::Abort);
+        }
+        Ok((Pipe::new(ours), done))
+    }
+
     fn control(&self) -> Option<Arc<ControlPipe>> {
         self.service.lock().control.clone()
     }

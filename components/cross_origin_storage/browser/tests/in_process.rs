@@ -406,3 +406,28 @@ fn dropping_a_renderer_connection_ends_its_broker() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+/// The browser's scrub re-hashes every blob through the service and deletes a damaged one.
+#[test]
+fn scrub_through_the_host_deletes_a_damaged_blob() {
+    let world = World::new();
+    let manager = world.frame(1, 1, |_| {});
+    let (damaged, intact) = (b"damaged on disk".as_slice(), b"left alone".as_slice());
+    store(&manager, damaged, create()).unwrap();
+    store(&manager, intact, create()).unwrap();
+    let hex = hex(damaged);
+    let blob = world._profile.path().join("cos/blobs").join(&hex[..2]).join(&hex);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&blob, bytes).unwrap();
+    let mut heard = 0;
+    let report = world.host.scrub(Partition::Regular, |_, total| {
+        assert_eq!(total, 2);
+        heard += 1;
+    });
+    let report = report.unwrap();
+    assert_eq!((report.entries_checked, report.corrupt_removed, report.missing_removed), (2, 1, 0));
+    assert_eq!(heard, 2, "progress after each entry");
+    assert_eq!(read(&manager, damaged), Err(CosError::NotFound));
+    assert_eq!(read(&manager, intact).unwrap(), intact);
+}

@@ -288,6 +288,33 @@ pub enum InspectionItem {
     End,
 }
 
+/// What a scrub of a partition found (browser-side inspection: re-hashing every blob).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScrubReport {
+    /// Entries whose blob was re-hashed.
+    pub entries_checked: u64,
+    /// Bytes re-hashed.
+    pub bytes_checked: u64,
+    /// Entries whose blob no longer matched its hash (deleted).
+    pub corrupt_removed: u64,
+    /// Entries whose blob was missing (deleted).
+    pub missing_removed: u64,
+}
+
+/// Streamed over the pipe attached to [`BrowserToService::Scrub`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScrubItem {
+    /// After each entry: the findings so far, of `total` entries.
+    Progress {
+        /// Findings so far.
+        report: ScrubReport,
+        /// Entries to check in all.
+        total: u64,
+    },
+    /// The scrub is complete (or failed: the `Done` reply says which).
+    End,
+}
+
 /// Longest document URL kept as provenance (longer ones are cut), so every inspection item
 /// fits one message.
 pub const MAX_PROVENANCE_URL_BYTES: usize = 2048;
@@ -340,6 +367,14 @@ pub enum BrowserToService {
         partition: Partition,
         /// The entry.
         hash: ContentHash,
+    },
+    /// Re-hash every blob of a partition, deleting damaged or missing ones; one attachment: the
+    /// pipe to stream [`ScrubItem`]s over. Answered with `Done` once the stream ended.
+    Scrub {
+        /// Echoed in the `Done` reply.
+        request: RequestId,
+        /// Which store.
+        partition: Partition,
     },
     /// Discard an off-the-record profile's store.
     CloseOffTheRecord {

@@ -1,0 +1,143 @@
+//! Integrity on read: a blob damaged on disk (bit flip, truncation, replaced file) is never handed
+//! out as valid.
+//!
+//! Every blob is verified when it is written. After a service start, the blobs on disk are
+//! trusted again only once re-hashed: the first read of each entry checks it. A whole-entry read
+//! hashes the bytes as they stream, on a second thread (overlapped with reading and sending), and
+//! withholds the end of the stream until the digest matched; a range read first hashes the whole
+//! entry. A mismatch fails the read with `NotFoundError`, deletes the entry for everyone and logs
+//! it for the operator. [`scrub`](crate::StorageService::scrub) re-verifies a whole partition.
+//! Off-the-record blobs live in memory and are never re-checked.
+
+use std::collections::HashSet;
+use std::io;
+
+use cos_common::ContentHash;
+pub use cos_common::interface::ScrubReport;
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+
+use crate::blob_store::BlobSource;
+
+/// Buffers in flight between the reading thread and the hashing thread: enough to keep both busy,
+/// few enough to bound memory (each is one chunk).
+const HASH_QUEUE: usize = 4;
+
+/// The hashes whose blob on disk has been verified since this service started (written now, or
+/// re-hashed on a first read or a scrub).
+#[derive(Default)]
+pub(crate) struct VerifiedBlobs {
+    hashes: Mutex<HashSet<ContentHash>>,
+}
+
+impl VerifiedBlobs {
+    pub(crate) fn contains(&self, hash: &ContentHash) -> bool {
+        self.hashes.lock().contains(hash)
+    }
+
+    pub(crate) fn insert(&self, hash: ContentHash) {
+        self.hashes.lock().insert(hash);
+    }
+
+    pub(crate) fn remove(&self, hash: &ContentHash) {
+        self.hashes.lock().remove(hash);
+    }
+}
+
+/// Reads the whole blob, `chunk` bytes at a time, each into a buffer that starts with `header`,
+/// and hands every buffer to `send` while a second thread hashes the payloads. Returns the
+/// digest, or `None` if `send` asked to stop (the peer went away).
+pub(crate) fn stream_hashed(
+    source: &BlobSource,
+    header: &[u8],
+    chunk: usize,
+    mut send: impl FnMut(&[u8]) -> bool,
+) -> io::Result<Option<[u8; 32]>> {
+    let size = source.len();
+    let skip = header.len();
+    std::thread::scope(|scope| {
+        let (to_hasher, hasher_input) = crossbeam_channel::bounded::<Vec<u8>>(HASH_QUEUE);
+        let (recycle, recycled) = crossbeam_channel::bounded::<Vec<u8>>(HASH_QUEUE + 1);
+        let hasher = scope.spawn(move || {
+            let mut sha = Sha256::new();
+            for buffer in hasher_input {
+                sha.update(&buffer[skip..]);
+                let _ = recycle.try_send(buffer);
+            }
+            let digest: [u8; 32] = sha.finalize().into();
+            digest
+        });
+        let mut position = 0u64;
+        let mut outcome = Ok(true);
+        while position < size {
+            let want = usize::try_from(size - position).unwrap_or(usize::MAX).min(chunk);
+            let mut buffer = recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(skip + chunk));
+            buffer.clear();
+            buffer.extend_from_slice(header);
+            buffer.resize(skip + want, 0);
+            match source.read_at(position, &mut buffer[skip..]) {
+                Ok(n) if n == want => {}
+                Ok(_) => {
+                    outcome = Err(io::Error::new(io::ErrorKind::UnexpectedEof, "blob shorter than its size"));
+                    break;
+                }
+                Err(error) => {
+                    outcome = Err(error);
+                    break;
+                }
+            }
+            if !send(&buffer) {
+                outcome = Ok(false);
+                break;
+            }
+            position += want as u64;
+            if to_hasher.send(buffer).is_err() {
+                break; // the hasher cannot stop early; unreachable in practice
+            }
+        }
+        drop(to_hasher);
+        let digest = hasher.join().expect("the hashing thread does not panic");
+        outcome.map(|complete| complete.then_some(digest))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn streams_every_byte_once_in_order_and_hashes_them() {
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let source = BlobSource::Memory(Arc::from(bytes.clone()));
+        let mut seen = Vec::new();
+        let digest = stream_hashed(&source, &[9], 64 * 1024, |frame| {
+            assert_eq!(frame[0], 9, "every buffer starts with the header");
+            seen.extend_from_slice(&frame[1..]);
+            true
+        })
+        .unwrap();
+        assert_eq!(seen, bytes);
+        assert_eq!(digest, Some(Sha256::digest(&bytes).into()));
+    }
+
+    #[test]
+    fn stops_when_the_peer_goes_away() {
+        let source = BlobSource::Memory(Arc::from(vec![1u8; 100_000]));
+        let mut calls = 0;
+        let digest = stream_hashed(&source, &[], 10_000, |_| {
+            calls += 1;
+            calls < 3
+        })
+        .unwrap();
+        assert_eq!((digest, calls), (None, 3));
+    }
+
+    #[test]
+    fn an_empty_blob_has_the_empty_digest() {
+        let source = BlobSource::Memory(Arc::from(Vec::new()));
+        let digest = stream_hashed(&source, &[], 1024, |_| panic!("nothing to send")).unwrap();
+        assert_eq!(digest, Some(Sha256::digest(b"").into()));
+    }
+}
