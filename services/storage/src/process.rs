@@ -145,17 +145,36 @@ fn open_service(config: &ServiceProcessConfig) -> Result<(StorageService, u64), 
     Ok((service, report.entries as u64))
 }
 
-/// A thread serving one pipe, and a second handle on that pipe to end it with.
+/// A thread serving one pipe, and a second handle on that pipe to end it with. The handle is
+/// released as soon as the thread is done, so a finished pipe holds no descriptor.
 struct Served {
-    pipe: Endpoint,
+    pipe: Arc<parking_lot::Mutex<Option<Endpoint>>>,
     thread: std::thread::JoinHandle<()>,
+}
+
+impl Served {
+    /// Runs `work` on `endpoint` in a new thread named `name`; the pipe is shut down when the
+    /// work returns, so the peer hears at once.
+    fn spawn(name: String, endpoint: Endpoint, work: impl FnOnce(Endpoint) + Send + 'static) -> std::io::Result<Self> {
+        let pipe = Arc::new(parking_lot::Mutex::new(Some(endpoint.try_clone()?)));
+        let ours = pipe.clone();
+        let thread = std::thread::Builder::new().name(name).spawn(move || {
+            work(endpoint);
+            if let Some(handle) = ours.lock().take() {
+                handle.shutdown();
+            }
+        })?;
+        Ok(Self { pipe, thread })
+    }
 }
 
 /// Ends every served pipe and waits for its thread: nothing keeps serving (or holds the store)
 /// after its owner stopped.
 fn stop_all(served: Vec<Served>) {
     for entry in &served {
-        entry.pipe.shutdown();
+        if let Some(pipe) = entry.pipe.lock().as_ref() {
+            pipe.shutdown();
+        }
     }
     for entry in served {
         let _ = entry.thread.join();
@@ -184,19 +203,15 @@ fn serve_control(service: &StorageService, control: &Arc<ControlPipe>, connectio
                     tracing::error!("BindRenderer without exactly one endpoint");
                     continue;
                 };
-                let Ok(handle) = endpoint.try_clone() else {
-                    tracing::error!("could not keep a handle on a renderer connection");
-                    continue;
-                };
                 let service = service.clone();
                 let control = control.clone();
-                let spawned = std::thread::Builder::new()
-                    .name(format!("cos-renderer-{}", renderer.0))
-                    .spawn(move || RendererConnection::new(service, renderer, control, endpoint).run());
+                let spawned = Served::spawn(format!("cos-renderer-{}", renderer.0), endpoint, move |endpoint| {
+                    RendererConnection::new(service, renderer, control, endpoint).run()
+                });
                 match spawned {
-                    Ok(thread) => {
+                    Ok(served) => {
                         connections.retain(|served| !served.thread.is_finished());
-                        connections.push(Served { pipe: handle, thread });
+                        connections.push(served);
                     }
                     Err(error) => tracing::error!(%error, "could not start a renderer connection thread"),
                 }
@@ -448,26 +463,12 @@ impl RendererConnection {
             })?
         };
         let report = BadMessageReport { renderer: self.renderer, control: self.control.clone() };
-        let handle = ours.try_clone().map_err(|error| {
-            tracing::error!(%error, "could not keep a handle on a data pipe");
-            CosError::Unknown
-        })?;
-        let closer = ours.try_clone().map_err(|error| {
-            tracing::error!(%error, "could not keep a handle on a data pipe");
-            CosError::Unknown
-        })?;
-        let work = move || {
-            serve(ours, report);
-            // The connection keeps a handle for shutting pipes down; end ours explicitly so the
-            // renderer sees the pipe close as soon as its thread is done.
-            closer.shutdown();
-        };
-        let thread = std::thread::Builder::new().name(name.into()).spawn(work).map_err(|error| {
+        let served = Served::spawn(name.into(), ours, move |ours| serve(ours, report)).map_err(|error| {
             tracing::error!(%error, "could not start a data pipe thread");
             CosError::Unknown
         })?;
         self.pipes.retain(|served| !served.thread.is_finished());
-        self.pipes.push(Served { pipe: handle, thread });
+        self.pipes.push(served);
         Ok(theirs)
     }
 }

@@ -359,7 +359,7 @@ impl Renderer {
 
 pub struct Browser {
     pub host: CosHost,
-    _profile: tempfile::TempDir,
+    pub profile: tempfile::TempDir,
 }
 
 pub fn program() -> std::path::PathBuf {
@@ -390,7 +390,7 @@ impl Browser {
         service.sandbox = std::env::var_os("COS_TEST_NO_SANDBOX").is_none();
         adjust(&mut service);
         let config = HostConfig { launch: ServiceLaunch::Process(launch), service };
-        Self { host: CosHost::start(config).expect("storage service starts"), _profile: profile }
+        Self { host: CosHost::start(config).expect("storage service starts"), profile }
     }
 
     /// Launches a renderer hosting `frames` (frame id, frame URL, top-level URL, ceiling header).
