@@ -230,22 +230,5 @@ fn check_store(
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = support::run_child_role() {
-        return code;
-    }
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    if filter.as_deref().is_some_and(|f| !"crash_consistency".contains(f)) {
-        println!("\n0 passed, 0 failed");
-        return ExitCode::SUCCESS;
-    }
-    match std::panic::catch_unwind(crash_consistency) {
-        Ok(()) => {
-            println!("test crash_consistency ... ok\n\n1 passed, 0 failed");
-            ExitCode::SUCCESS
-        }
-        Err(_) => {
-            println!("test crash_consistency ... FAILED\n\n0 passed, 1 failed");
-            ExitCode::FAILURE
-        }
-    }
+    support::run_single_test("crash_consistency", crash_consistency)
 }

@@ -87,6 +87,26 @@ pub enum Command {
     PingPong { n: u32, cpu: Option<usize> },
     /// The driver's answer to a `Ping`.
     Pong,
+    /// Load: a mixed workload for `millis` from a seeded generator — lookups (hits and misses),
+    /// small unique writes, writes of the `shared` payloads (the same model on many sites), whole
+    /// reads — answered with a [`LoadReport`].
+    Workload { frame: u64, millis: u64, seed: u64, shared: Vec<Payload> },
+}
+
+/// The kinds of operation a workload mixes.
+pub const LOAD_KINDS: [&str; 4] = ["lookup", "small write", "shared write", "read"];
+
+/// At most this many latency samples per kind travel back (a uniform reservoir), so a report
+/// always fits one message.
+const LOAD_SAMPLES_PER_KIND: usize = 1500;
+
+/// What a workload did: operations per kind, a reservoir of latencies (ns) per kind, and every
+/// outcome that a correct implementation never gives.
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LoadReport {
+    pub ops: [u64; 4],
+    pub samples: [Vec<u64>; 4],
+    pub unexpected: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -99,6 +119,8 @@ pub enum Outcome {
     Timings(Vec<u64>),
     /// A raw round trip's outbound half.
     Ping,
+    /// A workload's report.
+    Load(LoadReport),
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -228,16 +250,7 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
                 let hash = sha256_hex(&bytes);
                 let manager = manager(frame);
                 let start = Instant::now();
-                let result = connection.run_until(async {
-                    let options = CosOptions { create: true, origins: OriginsInput::Absent };
-                    let handle = manager.get_file_handle(&CosHashDict::sha256(hash), &options).await?;
-                    let mut writer = handle.create_writable(false).await?;
-                    for piece in bytes.chunks(1 << 20) {
-                        writer.write(piece)?;
-                    }
-                    writer.close()
-                });
-                match result {
+                match store_bytes(&connection, &manager, &bytes, &hash) {
                     Ok(()) => Outcome::Timings(vec![start.elapsed().as_nanos() as u64]),
                     Err(error) => Outcome::Err(error.name().into()),
                 }
@@ -276,6 +289,9 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
                 Outcome::Timings(samples)
             }
             Command::Pong => Outcome::Err("unexpected pong".into()),
+            Command::Workload { frame, millis, seed, shared } => {
+                Outcome::Load(workload(&connection, &manager(frame), millis, seed, &shared))
+            }
             Command::RawBytes(bytes) => match raw.send(&bytes, Vec::new()) {
                 Ok(()) => Outcome::Ok(None),
                 Err(error) => Outcome::Err(error.to_string()),
@@ -285,6 +301,127 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
             return ExitCode::SUCCESS;
         }
     }
+}
+
+/// create → createWritable → write in 1 MiB pieces → close, as clients store a file.
+fn store_bytes(
+    connection: &RendererConnection,
+    manager: &CrossOriginStorageManager,
+    bytes: &[u8],
+    hash: &str,
+) -> Result<(), cos_common::CosError> {
+    connection.run_until(async {
+        let options = CosOptions { create: true, origins: OriginsInput::Absent };
+        let handle = manager.get_file_handle(&CosHashDict::sha256(hash), &options).await?;
+        let mut writer = handle.create_writable(false).await?;
+        for piece in bytes.chunks(1 << 20) {
+            writer.write(piece)?;
+        }
+        writer.close()
+    })
+}
+
+/// The renderer side of [`Command::Workload`].
+fn workload(
+    connection: &RendererConnection,
+    manager: &CrossOriginStorageManager,
+    millis: u64,
+    seed: u64,
+    shared: &[Payload],
+) -> LoadReport {
+    use cos_common::CosError;
+    let mut state = seed | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let shared: Vec<(Vec<u8>, String)> = shared
+        .iter()
+        .map(|payload| {
+            let bytes = payload.bytes();
+            let hash = sha256_hex(&bytes);
+            (bytes, hash)
+        })
+        .collect();
+    let store = |bytes: &[u8], hash: &str| store_bytes(connection, manager, bytes, hash);
+    let mut report = LoadReport::default();
+    // What this renderer stored (hash), to look up and read back.
+    let mut stored: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_millis(millis);
+    while Instant::now() < deadline {
+        let roll = next() % 100;
+        let start = Instant::now();
+        let (kind, problem) = if roll < 40 {
+            let hash = match stored.len() {
+                n if n > 0 && next() % 2 == 0 => stored[(next() % n as u64) as usize].clone(),
+                _ => sha256_hex(&next().to_le_bytes()),
+            };
+            let found =
+                connection.run_until(manager.get_file_handle(&CosHashDict::sha256(hash), &CosOptions::default()));
+            (
+                0,
+                match found {
+                    Ok(_) | Err(CosError::NotFound) => None,
+                    Err(error) => Some(format!("lookup: {}", error.name())),
+                },
+            )
+        } else if roll < 70 {
+            let len = 4096 + (next() % (252 * 1024)) as usize;
+            let bytes = Payload::Pattern { len, seed: next() }.bytes();
+            let hash = sha256_hex(&bytes);
+            let result = store(&bytes, &hash);
+            if result.is_ok() {
+                stored.push(hash);
+            }
+            (1, result.err().map(|error| format!("small write: {}", error.name())))
+        } else if roll < 74 {
+            let (bytes, hash) = &shared[(next() % shared.len() as u64) as usize];
+            let result = store(bytes, hash);
+            if result.is_ok() {
+                stored.push(hash.clone());
+            }
+            (2, result.err().map(|error| format!("shared write: {}", error.name())))
+        } else {
+            let Some(hash) = (!stored.is_empty()).then(|| stored[(next() % stored.len() as u64) as usize].clone())
+            else {
+                continue;
+            };
+            let read = connection.run_until(async {
+                let handle =
+                    manager.get_file_handle(&CosHashDict::sha256(hash.clone()), &CosOptions::default()).await?;
+                handle.get_file().await?.read_all()
+            });
+            (
+                3,
+                match read {
+                    Ok(bytes) if sha256_hex(&bytes) == hash => None,
+                    Ok(_) => Some("read: wrong bytes".to_owned()),
+                    // The browser clears site data during the run: a stored entry may be gone.
+                    Err(CosError::NotFound) => None,
+                    Err(error) => Some(format!("read: {}", error.name())),
+                },
+            )
+        };
+        let elapsed = start.elapsed().as_nanos() as u64;
+        report.ops[kind] += 1;
+        let samples = &mut report.samples[kind];
+        if samples.len() < LOAD_SAMPLES_PER_KIND {
+            samples.push(elapsed);
+        } else {
+            let slot = (next() % report.ops[kind]) as usize;
+            if slot < LOAD_SAMPLES_PER_KIND {
+                samples[slot] = elapsed;
+            }
+        }
+        if let Some(problem) = problem
+            && report.unexpected.len() < 20
+        {
+            report.unexpected.push(problem);
+        }
+    }
+    report
 }
 
 pub fn outcome(result: Result<Option<String>, cos_common::CosError>) -> Outcome {
@@ -437,6 +574,29 @@ pub fn err(name: &str) -> Outcome {
 
 /// If this process was launched as a child (`--type=...`), plays that role and returns its exit
 /// code; `None` in the driver.
+/// `main` of a test binary holding one test (own harness, since it re-executes itself as the
+/// service and the renderers): honours a name filter, prints libtest-like lines.
+pub fn run_single_test(name: &str, test: fn()) -> ExitCode {
+    if let Some(code) = run_child_role() {
+        return code;
+    }
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+        println!("\n0 passed, 0 failed");
+        return ExitCode::SUCCESS;
+    }
+    match std::panic::catch_unwind(test) {
+        Ok(()) => {
+            println!("test {name} ... ok\n\n1 passed, 0 failed");
+            ExitCode::SUCCESS
+        }
+        Err(_) => {
+            println!("test {name} ... FAILED\n\n0 passed, 1 failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 pub fn run_child_role() -> Option<ExitCode> {
     match cos_ipc::launch::bootstrap_from_args() {
         Ok(Some(bootstrap)) => Some(match bootstrap.process_type.as_str() {
@@ -474,4 +634,152 @@ pub fn pin_to_cpu(cpu: usize) -> Option<libc::cpu_set_t> {
 pub fn set_affinity(mask: &libc::cpu_set_t) {
     // SAFETY: as in `pin_to_cpu`.
     unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), mask) };
+}
+
+// ----- load ----------------------------------------------------------------------------------------
+
+/// A load run's figures.
+#[derive(Debug)]
+pub struct LoadSummary {
+    pub renderers: usize,
+    pub seconds: f64,
+    pub ops: [u64; 4],
+    /// Every renderer's reservoir, merged and sorted (ns).
+    pub samples: [Vec<u64>; 4],
+    pub unexpected: Vec<String>,
+    pub clears: u64,
+    /// The service's resident memory (KiB) and open descriptors before the renderers started,
+    /// at the end of the load, and once every renderer was gone.
+    pub rss_kib: (u64, u64, u64),
+    pub descriptors: (usize, usize, usize),
+}
+
+impl LoadSummary {
+    pub fn percentile(&self, kind: usize, p: f64) -> Option<f64> {
+        let samples = &self.samples[kind];
+        (!samples.is_empty()).then(|| samples[((samples.len() - 1) as f64 * p).round() as usize] as f64 / 1e6)
+    }
+
+    pub fn print(&self) {
+        let total: u64 = self.ops.iter().sum();
+        println!(
+            "load: {} renderer processes for {:.1} s, {} clear-site-data: {total} operations, {:.0} ops/s",
+            self.renderers,
+            self.seconds,
+            self.clears,
+            total as f64 / self.seconds
+        );
+        for (kind, name) in LOAD_KINDS.iter().enumerate() {
+            let (p50, p99) = (self.percentile(kind, 0.5), self.percentile(kind, 0.99));
+            let show = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2} ms"));
+            println!("  {name:<13} {:>7} ops   p50 {:>10}   p99 {:>10}", self.ops[kind], show(p50), show(p99));
+        }
+        println!(
+            "  service RSS {:.1} MiB before, {:.1} MiB under load, {:.1} MiB after; descriptors {} / {} / {}",
+            self.rss_kib.0 as f64 / 1024.0,
+            self.rss_kib.1 as f64 / 1024.0,
+            self.rss_kib.2 as f64 / 1024.0,
+            self.descriptors.0,
+            self.descriptors.1,
+            self.descriptors.2
+        );
+        println!(
+            "  unexpected outcomes: {}",
+            if self.unexpected.is_empty() { "none".into() } else { self.unexpected.join(", ") }
+        );
+    }
+}
+
+pub fn service_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("VmRSS: 0 kB");
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+pub fn service_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
+}
+
+/// Runs `renderers` renderer processes (each its own site) through a mixed workload for
+/// `millis`, while the browser clears a random site's data every `clear_every_ms`; then waits
+/// (bounded) for the service to release every renderer's descriptors.
+pub fn run_load(browser: &Browser, renderers: usize, millis: u64, seed: u64, clear_every_ms: u64) -> LoadSummary {
+    let pid = browser.host.service_pid().expect("the service runs in a process");
+    let before = (service_rss_kib(pid), service_descriptors(pid));
+    // The same three "models" on every site, as real clients share them.
+    let shared: Vec<Payload> = [(50 << 20, 1), (12 << 20, 2), (3 << 20, 3)]
+        .iter()
+        .map(|&(len, seed)| Payload::Pattern { len, seed })
+        .collect();
+    let mut started: Vec<Renderer> = (0..renderers)
+        .map(|i| {
+            let url = format!("https://site{i}.example");
+            browser.renderer(100 + i as u64, &[(1000 + i as u64, &url, &url, None)])
+        })
+        .collect();
+    let start = Instant::now();
+    for (i, renderer) in started.iter().enumerate() {
+        let command = Command::Workload {
+            frame: 1000 + i as u64,
+            millis,
+            seed: seed ^ ((i as u64 + 1) * 0x9e37),
+            shared: shared.clone(),
+        };
+        renderer.control.send(&command, Vec::new()).expect("renderer alive");
+    }
+    let mut clears = 0;
+    let mut state = seed | 1;
+    let mut under_load = (0, 0);
+    while start.elapsed() < Duration::from_millis(millis) {
+        std::thread::sleep(Duration::from_millis(clear_every_ms));
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let site = format!("https://site{}.example", state % renderers as u64);
+        browser
+            .host
+            .clear_site_data(cos_common::Partition::Regular, &Origin::from_url(&site).unwrap())
+            .expect("clear site data");
+        clears += 1;
+        under_load = (service_rss_kib(pid).max(under_load.0), service_descriptors(pid).max(under_load.1));
+    }
+    let mut summary = LoadSummary {
+        renderers,
+        seconds: 0.0,
+        ops: [0; 4],
+        samples: Default::default(),
+        unexpected: Vec::new(),
+        clears,
+        rss_kib: (before.0, under_load.0, 0),
+        descriptors: (before.1, under_load.1, 0),
+    };
+    for renderer in &started {
+        match renderer.control.recv_timeout(Duration::from_secs(600)).expect("renderer answers").0 {
+            Outcome::Load(report) => {
+                for kind in 0..4 {
+                    summary.ops[kind] += report.ops[kind];
+                    summary.samples[kind].extend(report.samples[kind].iter().copied());
+                }
+                summary.unexpected.extend(report.unexpected);
+            }
+            other => summary.unexpected.push(format!("workload answered {other:?}")),
+        }
+    }
+    summary.seconds = start.elapsed().as_secs_f64();
+    for samples in &mut summary.samples {
+        samples.sort_unstable();
+    }
+    // Each renderer exits when its control pipe closes.
+    for renderer in started.drain(..) {
+        let Renderer { mut child, control, .. } = renderer;
+        drop(control);
+        let _ = child.wait();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while service_descriptors(pid) != before.1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    summary.rss_kib.2 = service_rss_kib(pid);
+    summary.descriptors.2 = service_descriptors(pid);
+    summary
 }
