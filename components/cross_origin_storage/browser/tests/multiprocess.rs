@@ -12,7 +12,7 @@ use cos_ipc::launch::LaunchOptions;
 use cos_ipc::{BadMessageObserver, Pipe};
 
 mod support;
-use support::{Browser, Command, Outcome, Payload, err, literal, ok, program};
+use support::{Abuse, Browser, Command, Outcome, Payload, err, literal, ok, program};
 
 // ----- tests -------------------------------------------------------------------------------------
 
@@ -206,7 +206,33 @@ fn a_renderer_killed_mid_write_leaves_no_swap_file_and_no_open_handle() {
     assert_eq!(b.read(20, &bytes), ok(&bytes));
 }
 
+fn an_abusive_renderer_hits_its_limits_and_others_carry_on() {
+    let browser = Browser::start_with_limits(64 << 20, 4 << 30);
+    let abuser = browser.renderer(1, &[(10, "https://abuse.example", "https://abuse.example", None)]);
+    let other = browser.renderer(2, &[(20, "https://b.example", "https://b.example", None)]);
+    let expect = |kind, allowed: std::ops::RangeInclusive<u64>| {
+        let outcome = abuser.ask(Command::Abuse { frame: 10, kind });
+        let Outcome::Err(refusal) = &outcome else { panic!("{kind:?}: {outcome:?}") };
+        let count: u64 = refusal.strip_prefix("QuotaExceededError after ").and_then(|n| n.parse().ok()).unwrap_or(0);
+        assert!(allowed.contains(&count), "{kind:?}: {refusal}");
+        let bytes = literal(format!("{kind:?} did not stop me").as_bytes());
+        assert_eq!(other.store(20, &bytes), Outcome::Ok(None));
+        assert_eq!(other.read(20, &bytes), ok(&bytes));
+    };
+    // Data pipes: 64 per renderer.
+    expect(Abuse::Writers, 64..=64);
+    // Chunks into one writer: refused once the file outgrows what the origin may store (64 MiB);
+    // the refusal arrives asynchronously, so a few more MiB may be in flight by then.
+    expect(Abuse::Chunks, 64..=72);
+    // Handles: 16,384 per renderer (those of the abuses above were released when dropped).
+    expect(Abuse::Handles, 16_384..=16_384);
+}
+
 const TESTS: &[(&str, fn())] = &[
+    (
+        "an_abusive_renderer_hits_its_limits_and_others_carry_on",
+        an_abusive_renderer_hits_its_limits_and_others_carry_on,
+    ),
     (
         "a_renderer_killed_mid_write_leaves_no_swap_file_and_no_open_handle",
         a_renderer_killed_mid_write_leaves_no_swap_file_and_no_open_handle,

@@ -91,6 +91,17 @@ pub enum Command {
     /// small unique writes, writes of the `shared` payloads (the same model on many sites), whole
     /// reads — answered with a [`LoadReport`].
     Workload { frame: u64, millis: u64, seed: u64, shared: Vec<Payload> },
+    /// Abuse: without end, open handles (`Handles`), open writers (`Writers`) or write chunks
+    /// into one writer (`Chunks`), until the service refuses; answers `Err("<error> after <n>")`.
+    Abuse { frame: u64, kind: Abuse },
+}
+
+/// What an abusive renderer does without end.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Abuse {
+    Handles,
+    Writers,
+    Chunks,
 }
 
 /// The kinds of operation a workload mixes.
@@ -289,6 +300,7 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
                 Outcome::Timings(samples)
             }
             Command::Pong => Outcome::Err("unexpected pong".into()),
+            Command::Abuse { frame, kind } => abuse(&connection, &manager(frame), kind),
             Command::Workload { frame, millis, seed, shared } => {
                 Outcome::Load(workload(&connection, &manager(frame), millis, seed, &shared))
             }
@@ -319,6 +331,57 @@ fn store_bytes(
         }
         writer.close()
     })
+}
+
+/// The renderer side of [`Command::Abuse`]. Stops at the first refusal (or after far more than
+/// any limit allows, which is itself a failure).
+fn abuse(connection: &RendererConnection, manager: &CrossOriginStorageManager, kind: Abuse) -> Outcome {
+    const FAR_TOO_MANY: u64 = 1 << 20;
+    let hash = sha256_hex(b"abuse");
+    let dict = CosHashDict::sha256(hash);
+    let create = CosOptions { create: true, origins: OriginsInput::Absent };
+    let refused = |error: cos_common::CosError, n: u64| Outcome::Err(format!("{} after {n}", error.name()));
+    let mut kept = Vec::new();
+    match kind {
+        Abuse::Handles => {
+            for n in 0..FAR_TOO_MANY {
+                match connection.run_until(manager.get_file_handle(&dict, &create)) {
+                    Ok(handle) => kept.push(handle),
+                    Err(error) => return refused(error, n),
+                }
+            }
+        }
+        Abuse::Writers => {
+            let handle = match connection.run_until(manager.get_file_handle(&dict, &create)) {
+                Ok(handle) => handle,
+                Err(error) => return refused(error, 0),
+            };
+            let mut writers = Vec::new();
+            for n in 0..FAR_TOO_MANY {
+                match connection.run_until(handle.create_writable(false)) {
+                    Ok(writer) => writers.push(writer),
+                    Err(error) => return refused(error, n),
+                }
+            }
+        }
+        Abuse::Chunks => {
+            let handle = match connection.run_until(manager.get_file_handle(&dict, &create)) {
+                Ok(handle) => handle,
+                Err(error) => return refused(error, 0),
+            };
+            let mut writer = match connection.run_until(handle.create_writable(false)) {
+                Ok(writer) => writer,
+                Err(error) => return refused(error, 0),
+            };
+            let chunk = vec![0x5a; 1 << 20];
+            for n in 0..FAR_TOO_MANY {
+                if let Err(error) = writer.write(&chunk) {
+                    return refused(error, n);
+                }
+            }
+        }
+    }
+    Outcome::Err(format!("never refused after {FAR_TOO_MANY}"))
 }
 
 /// The renderer side of [`Command::Workload`].
