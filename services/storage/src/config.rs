@@ -97,6 +97,9 @@ pub struct ServiceConfig {
     /// The privacy gates of the global grant (by default: no Public Hash List, so no global
     /// disclosure; GREASE on; a probe budget of 16).
     pub gates: GateConfig,
+    /// Test seam: injects disk failures into the regular partition's files (`None` always, in a
+    /// browser).
+    pub faults: Option<std::sync::Arc<crate::FaultInjector>>,
 }
 
 impl ServiceConfig {
@@ -123,7 +126,14 @@ impl ServiceConfig {
             limits,
             off_the_record_limits: StorageLimits::OFF_THE_RECORD_DEFAULT,
             gates: GateConfig::default(),
+            faults: None,
         }
+    }
+
+    /// Test seam: routes every write, sync and rename of the on-disk store through `injector`.
+    pub fn with_fault_injector(mut self, injector: std::sync::Arc<crate::FaultInjector>) -> Self {
+        self.faults = Some(injector);
+        self
     }
 
     /// Uses a Public Hash List for the global grant.

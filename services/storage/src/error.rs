@@ -50,12 +50,11 @@ impl StoreError {
 
     /// Whether the filesystem ran out of space (or of the user's disk quota).
     pub fn is_out_of_space(&self) -> bool {
-        match self {
-            Self::Io { source, .. } => {
-                matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
-            }
-            _ => false,
-        }
+        let source = match self {
+            Self::Io { source, .. } | Self::Registry(redb::Error::Io(source)) => source,
+            _ => return false,
+        };
+        matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
     }
 
     /// The error web content sees for this failure. Logs the operator-facing details once.

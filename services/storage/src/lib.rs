@@ -38,6 +38,7 @@
 mod blob_store;
 mod config;
 mod error;
+mod faults;
 pub mod gates;
 mod inspection;
 mod integrity;
@@ -52,6 +53,7 @@ pub use config::{ServiceConfig, StorageLimits, disk_capacity};
 pub use cos_common::interface::{CreateOptions, HandleRequest};
 pub use cos_common::interface::{EntryInfo, OriginInfo, ProvenanceInfo};
 pub use error::StoreError;
+pub use faults::{Fault, FaultInjector};
 pub use gates::{GateConfig, GreaseMode, PublicHashList, PublicHashListBuilder, PublicHashListError};
 pub use integrity::ScrubReport;
 pub use partition::{ClearSiteDataReport, CommitOutcome, RecoveryReport};

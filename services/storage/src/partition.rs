@@ -13,6 +13,7 @@ use crate::blob_store::memory::MemoryBlobs;
 use crate::blob_store::{BlobSink, BlobSource, BlobStore, IO_CHUNK, StagedBlob};
 use crate::config::StorageLimits;
 use crate::error::{Failure, StoreError};
+use crate::faults::Faults;
 use crate::integrity::{ScrubReport, VerifiedBlobs, stream_hashed};
 use crate::registry::records::MAX_PROVENANCE_RECORDS;
 use crate::registry::{EntryRecord, OriginRecord, Provenance, Registry, RegistryWrite};
@@ -88,11 +89,15 @@ pub(crate) fn now_ms() -> u64 {
 
 impl PartitionStore {
     /// Opens the on-disk store under `root`, repairing what a crash may have left.
-    pub(crate) fn open_disk(root: &Path, limits: StorageLimits) -> Result<(Self, RecoveryReport), StoreError> {
+    pub(crate) fn open_disk(
+        root: &Path,
+        limits: StorageLimits,
+        faults: Faults,
+    ) -> Result<(Self, RecoveryReport), StoreError> {
         std::fs::create_dir_all(root).map_err(|e| StoreError::io("create store directory", root, e))?;
         // The registry's file lock makes this process the store's only owner before any file is touched.
-        let registry = Registry::open_file(&root.join("registry.redb"))?;
-        let blobs = DiskBlobs::open_root(root)?;
+        let registry = Registry::open_file(&root.join("registry.redb"), faults.clone())?;
+        let blobs = DiskBlobs::open_root(root, faults)?;
         let report = recover(&registry, &blobs)?;
         let store = Self::new(registry, BlobStore::Disk(blobs), limits);
         Ok((store, report))
@@ -254,11 +259,10 @@ impl PartitionStore {
             txn.set_total_bytes(total + size)?;
             self.blobs.install(staged, hash)?;
             if let Err(error) = txn.commit() {
-                // The row never landed: take the blob back out (recovery would, too). The
-                // victims' rows are still there, and so are their blobs.
-                if let Err(cleanup) = self.blobs.remove(hash) {
-                    tracing::warn!(error = %cleanup, "could not remove a blob after a failed commit");
-                }
+                // Whether the row landed is unknown (a failed fsync may still have written it),
+                // so the blob stays: the entry is whole or absent, never a row without its
+                // bytes. A blob without a row is invisible, and recovery deletes it at the next
+                // start. The victims' rows are still there, and so are their blobs.
                 return Err(error.into());
             }
             self.verified.insert(*hash);

@@ -14,6 +14,7 @@ use parking_lot::RwLock;
 use crate::blob_store::{BlobSink, BlobSource, IO_CHUNK, PrefixHasher};
 use crate::config::ServiceConfig;
 use crate::error::{Failure, StoreError};
+use crate::faults::Faults;
 use crate::gates::{PrivacyGates, ProbeBudgets, PublicHashList};
 use crate::integrity::stream_hashed;
 use crate::partition::{ClearSiteDataReport, CommitOutcome, PartitionStore, RecoveryReport};
@@ -67,7 +68,8 @@ impl StorageService {
     /// process owns the profile or the directory is unusable.
     pub fn open(config: ServiceConfig) -> Result<(Self, RecoveryReport), StoreError> {
         let root = config.profile_dir.join("cos");
-        let (regular, report) = PartitionStore::open_disk(&root, config.limits)?;
+        let faults = Faults::new(config.faults.clone());
+        let (regular, report) = PartitionStore::open_disk(&root, config.limits, faults)?;
         if report != RecoveryReport::default() {
             tracing::info!(?report, "storage service recovered the store");
         }

@@ -25,6 +25,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::{BlobSource, IO_CHUNK, PrefixHasher, StagedBlob};
 use crate::error::StoreError;
+use crate::faults::{Faults, IoOp};
 
 /// Bytes a writer writes synchronously before it starts its I/O thread: small files never pay
 /// for a thread.
@@ -40,17 +41,18 @@ pub(crate) struct DiskBlobs {
     blobs_dir: PathBuf,
     swap_dir: PathBuf,
     next_swap: AtomicU64,
+    faults: Faults,
 }
 
 impl DiskBlobs {
     /// Opens (creating) the layout under `root`.
-    pub(crate) fn open_root(root: &Path) -> Result<Self, StoreError> {
+    pub(crate) fn open_root(root: &Path, faults: Faults) -> Result<Self, StoreError> {
         let blobs_dir = root.join("blobs");
         let swap_dir = root.join("swap");
         for dir in [root, &blobs_dir, &swap_dir] {
             fs::create_dir_all(dir).map_err(|e| StoreError::io("create store directory", dir, e))?;
         }
-        Ok(Self { blobs_dir, swap_dir, next_swap: AtomicU64::new(0) })
+        Ok(Self { blobs_dir, swap_dir, next_swap: AtomicU64::new(0), faults })
     }
 
     fn blob_path(&self, hash: &ContentHash) -> PathBuf {
@@ -60,26 +62,34 @@ impl DiskBlobs {
     pub(crate) fn begin_write(&self) -> Result<DiskSink, StoreError> {
         let n = self.next_swap.fetch_add(1, Ordering::Relaxed);
         let path = self.swap_dir.join(format!("{}-{n}.tmp", std::process::id()));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
+        let file = self
+            .faults
+            .check(IoOp::Write)
+            .and_then(|()| OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path))
             .map_err(|e| StoreError::io("create swap file", &path, e))?;
-        Ok(DiskSink { swap: SwapFile { path, file: Arc::new(file), armed: true }, sync_bytes: 0, pipeline: None })
+        Ok(DiskSink {
+            swap: SwapFile { path, file: Arc::new(file), armed: true },
+            sync_bytes: 0,
+            pipeline: None,
+            faults: self.faults.clone(),
+        })
     }
 
     pub(crate) fn install(&self, mut swap: SwapFile, hash: &ContentHash) -> Result<(), StoreError> {
         let shard = self.blobs_dir.join(hash.shard());
         if !shard.exists() {
             fs::create_dir_all(&shard).map_err(|e| StoreError::io("create blob shard", &shard, e))?;
-            sync_dir(&self.blobs_dir)?;
+            sync_dir(&self.blobs_dir, &self.faults)?;
         }
         let target = shard.join(hash.to_hex());
-        fs::rename(&swap.path, &target).map_err(|e| StoreError::io("install blob", &target, e))?;
+        self.faults
+            .check(IoOp::Rename)
+            .and_then(|()| fs::rename(&swap.path, &target))
+            .map_err(|e| StoreError::io("install blob", &target, e))?;
         swap.armed = false;
-        sync_dir(&shard)
+        // If this fails the rename may not be durable; the caller does not commit the row, and a
+        // blob without a row is never visible (recovery deletes it at the next start).
+        sync_dir(&shard, &self.faults)
     }
 
     pub(crate) fn open(&self, hash: &ContentHash) -> Result<Option<BlobSource>, StoreError> {
@@ -159,8 +169,12 @@ fn remove_any(path: &Path) -> Result<(), StoreError> {
 }
 
 /// `fsync` a directory so that a rename or create inside it is durable.
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io("sync directory", dir, e))
+fn sync_dir(dir: &Path, faults: &Faults) -> Result<(), StoreError> {
+    faults
+        .check(IoOp::Sync)
+        .and_then(|()| File::open(dir))
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io("sync directory", dir, e))
 }
 
 /// A swap file, deleted on drop unless it was installed.
@@ -185,6 +199,7 @@ pub(crate) struct DiskSink {
     swap: SwapFile,
     sync_bytes: u64,
     pipeline: Option<Pipeline>,
+    faults: Faults,
 }
 
 enum IoJob {
@@ -199,7 +214,7 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn start(file: Arc<File>) -> io::Result<Self> {
+    fn start(file: Arc<File>, faults: Faults) -> io::Result<Self> {
         let (jobs, job_rx) = crossbeam_channel::bounded::<IoJob>(PIPELINE_DEPTH);
         let (spare_tx, spare) = crossbeam_channel::bounded::<Vec<u8>>(PIPELINE_DEPTH + 2);
         let thread = std::thread::Builder::new().name("cos-blob-writer".into()).spawn(move || {
@@ -207,6 +222,7 @@ impl Pipeline {
             for job in job_rx {
                 match job {
                     IoJob::Write(position, buffer) => {
+                        faults.check(IoOp::Write)?;
                         file.write_all_at(&buffer, position)?;
                         since_writeback += buffer.len() as u64;
                         if since_writeback >= WRITEBACK_EVERY {
@@ -215,7 +231,10 @@ impl Pipeline {
                         }
                         let _ = spare_tx.try_send(buffer);
                     }
-                    IoJob::SetLen(len) => file.set_len(len)?,
+                    IoJob::SetLen(len) => {
+                        faults.check(IoOp::Write)?;
+                        file.set_len(len)?;
+                    }
                 }
             }
             Ok(())
@@ -254,16 +273,16 @@ fn start_writeback(file: &File) {
 impl DiskSink {
     pub(crate) fn write_at(&mut self, position: u64, data: &[u8]) -> Result<(), StoreError> {
         if self.pipeline.is_none() && self.sync_bytes + data.len() as u64 > PIPELINE_THRESHOLD {
-            let pipeline = Pipeline::start(self.swap.file.clone())
+            let pipeline = Pipeline::start(self.swap.file.clone(), self.faults.clone())
                 .map_err(|e| StoreError::io("start writer thread", &self.swap.path, e))?;
             self.pipeline = Some(pipeline);
         }
         let Some(pipeline) = self.pipeline.as_mut() else {
             self.sync_bytes += data.len() as u64;
             return self
-                .swap
-                .file
-                .write_all_at(data, position)
+                .faults
+                .check(IoOp::Write)
+                .and_then(|()| self.swap.file.write_all_at(data, position))
                 .map_err(|e| StoreError::io("write swap file", &self.swap.path, e));
         };
         let mut offset = position;
@@ -282,7 +301,11 @@ impl DiskSink {
     pub(crate) fn set_len(&mut self, len: u64) -> Result<(), StoreError> {
         match self.pipeline.as_mut() {
             Some(pipeline) => pipeline.submit(IoJob::SetLen(len)).map_err(|()| self.pipeline_failure()),
-            None => self.swap.file.set_len(len).map_err(|e| StoreError::io("truncate swap file", &self.swap.path, e)),
+            None => self
+                .faults
+                .check(IoOp::Write)
+                .and_then(|()| self.swap.file.set_len(len))
+                .map_err(|e| StoreError::io("truncate swap file", &self.swap.path, e)),
         }
     }
 
@@ -321,7 +344,10 @@ impl DiskSink {
             prefix.feed_tail(&buffer[..read]);
         }
         let digest = ContentHash::from_bytes(prefix.finish());
-        file.sync_data().map_err(|e| StoreError::io("sync swap file", &self.swap.path, e))?;
+        self.faults
+            .check(IoOp::Sync)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| StoreError::io("sync swap file", &self.swap.path, e))?;
         Ok((StagedBlob::Disk(self.swap), digest))
     }
 }

@@ -14,7 +14,11 @@
 
 pub mod records;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::RwLock;
 
 use cos_common::{ContentHash, Origin};
 use redb::backends::InMemoryBackend;
@@ -23,6 +27,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 pub use records::{BudgetRecord, EntryRecord, OriginRecord, Provenance};
 
 use crate::error::StoreError;
+use crate::faults::{Faults, FaultyFileBackend};
 
 const ENTRIES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("entries");
 const ORIGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("origins");
@@ -38,25 +43,47 @@ pub(crate) type StoredEntry = (ContentHash, Result<EntryRecord, StoreError>);
 
 /// The registry database.
 pub(crate) struct Registry {
-    db: Database,
+    /// `None` only for the moment of a reopen.
+    db: RwLock<Option<Database>>,
+    /// How to open it again: a file (with its fault injector) or nothing (in memory).
+    file: Option<(PathBuf, Faults)>,
+    /// Bumped by every reopen, so that threads that saw the same failure reopen it once.
+    generation: AtomicU64,
 }
 
 impl Registry {
     /// Opens (creating) the registry file. Fails if another process holds it.
-    pub(crate) fn open_file(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|e| match e {
+    pub(crate) fn open_file(path: &Path, faults: Faults) -> Result<Self, StoreError> {
+        let db = Self::open_database(path, &faults)?;
+        Self::init(db, Some((path.to_owned(), faults)))
+    }
+
+    fn open_database(path: &Path, faults: &Faults) -> Result<Database, StoreError> {
+        let db = if faults.is_active() {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| StoreError::io("open registry", path, e))?;
+            FaultyFileBackend::new(file, faults.clone())
+                .and_then(|backend| Database::builder().create_with_backend(backend))
+        } else {
+            Database::create(path)
+        };
+        db.map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::RegistryLocked { path: path.to_owned() },
             other => other.into(),
-        })?;
-        Self::init(db)
+        })
     }
 
     /// A registry that lives in memory only.
     pub(crate) fn in_memory() -> Result<Self, StoreError> {
-        Self::init(Database::builder().create_with_backend(InMemoryBackend::new())?)
+        Self::init(Database::builder().create_with_backend(InMemoryBackend::new())?, None)
     }
 
-    fn init(db: Database) -> Result<Self, StoreError> {
+    fn init(db: Database, file: Option<(PathBuf, Faults)>) -> Result<Self, StoreError> {
         let txn = db.begin_write()?;
         {
             txn.open_table(ENTRIES)?;
@@ -81,12 +108,61 @@ impl Registry {
             }
         }
         txn.commit()?;
-        Ok(Self { db })
+        Ok(Self { db: RwLock::new(Some(db)), file, generation: AtomicU64::new(0) })
+    }
+
+    /// Starts a transaction. A database that failed an I/O operation refuses all work until it
+    /// is reopened (redb's `PreviousIo`): the registry file is reopened — redb repairs it to the
+    /// last committed transaction — and the transaction started again.
+    fn begin<T>(&self, start: impl Fn(&Database) -> Result<T, redb::TransactionError>) -> Result<T, StoreError> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let first = match self.db.read().as_ref() {
+            Some(db) => start(db),
+            None => Err(redb::TransactionError::Storage(redb::StorageError::PreviousIo)),
+        };
+        match first {
+            Err(redb::TransactionError::Storage(redb::StorageError::PreviousIo)) if self.file.is_some() => {
+                self.reopen(generation)?;
+                let db = self.db.read();
+                Ok(start(db.as_ref().ok_or(StoreError::Registry(redb::Error::PreviousIo))?)?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    fn reopen(&self, failed_generation: u64) -> Result<(), StoreError> {
+        let Some((path, faults)) = &self.file else { return Ok(()) };
+        let mut slot = self.db.write();
+        if self.generation.load(Ordering::Acquire) != failed_generation && slot.is_some() {
+            return Ok(()); // another thread reopened it meanwhile
+        }
+        tracing::warn!("the registry failed an I/O operation; reopening it");
+        drop(slot.take());
+        // Transactions begun before the failure may still hold the file for a moment.
+        let mut attempts = 0;
+        loop {
+            match Self::open_database(path, faults) {
+                Ok(db) => {
+                    *slot = Some(db);
+                    self.generation.fetch_add(1, Ordering::AcqRel);
+                    return Ok(());
+                }
+                Err(StoreError::RegistryLocked { .. }) if attempts < 200 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        self.begin(|db| db.begin_read())
     }
 
     /// Reads one entry.
     pub(crate) fn entry(&self, hash: &ContentHash) -> Result<Option<EntryRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(ENTRIES)?;
         let value = table.get(hash.as_bytes())?;
         value.map(|v| EntryRecord::decode(v.value())).transpose()
@@ -94,7 +170,7 @@ impl Registry {
 
     /// Reads one origin's accounting.
     pub(crate) fn origin(&self, origin: &Origin) -> Result<OriginRecord, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(ORIGINS)?;
         let value = table.get(origin.to_string().as_str())?;
         Ok(value.map(|v| OriginRecord::decode(v.value())).transpose()?.unwrap_or_default())
@@ -102,7 +178,7 @@ impl Registry {
 
     /// A top-level site's probe budget record (undecodable rows read as empty: a fresh budget).
     pub(crate) fn budget(&self, site: &str) -> Result<BudgetRecord, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(BUDGETS)?;
         let value = table.get(site)?;
         Ok(value.and_then(|v| BudgetRecord::decode(v.value()).ok()).unwrap_or_default())
@@ -110,14 +186,14 @@ impl Registry {
 
     /// Bytes of all blobs.
     pub(crate) fn total_bytes(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(META)?;
         Ok(table.get(TOTAL_BYTES_KEY)?.map(|v| v.value()).unwrap_or(0))
     }
 
     /// Every entry, decoded or not (undecodable ones come back as errors beside their key).
     pub(crate) fn all_entries(&self) -> Result<Vec<StoredEntry>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(ENTRIES)?;
         let mut out = Vec::new();
         for row in table.iter()? {
@@ -130,7 +206,7 @@ impl Registry {
     /// Every origin's accounting row (rows that do not decode, or whose key is not an origin,
     /// come back as `None` so that recovery can rewrite them).
     pub(crate) fn all_origins(&self) -> Result<Vec<(String, Option<OriginRecord>)>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(ORIGINS)?;
         let mut out = Vec::new();
         for row in table.iter()? {
@@ -142,18 +218,21 @@ impl Registry {
     }
 
     /// Starts a write transaction. redb runs one at a time; others wait.
-    pub(crate) fn write(&self) -> Result<RegistryWrite, StoreError> {
-        Ok(RegistryWrite { txn: self.db.begin_write()? })
+    pub(crate) fn write(&self) -> Result<RegistryWrite<'_>, StoreError> {
+        let generation = self.generation.load(Ordering::Acquire);
+        Ok(RegistryWrite { txn: self.begin(|db| db.begin_write())?, registry: self, generation })
     }
 }
 
 /// One write transaction with typed accessors. Dropping it without [`commit`](Self::commit)
 /// aborts it.
-pub(crate) struct RegistryWrite {
+pub(crate) struct RegistryWrite<'a> {
     txn: redb::WriteTransaction,
+    registry: &'a Registry,
+    generation: u64,
 }
 
-impl RegistryWrite {
+impl RegistryWrite<'_> {
     pub(crate) fn entry(&self, hash: &ContentHash) -> Result<Option<EntryRecord>, StoreError> {
         let table = self.txn.open_table(ENTRIES)?;
         let value = table.get(hash.as_bytes())?;
@@ -219,8 +298,17 @@ impl RegistryWrite {
         Ok(out)
     }
 
+    /// Commits. A failed commit leaves the database refusing all work, and whether it reached
+    /// the disk unknown (a failed fsync may still have written it): the registry is reopened at
+    /// once, so that from now on it shows what the file holds.
     pub(crate) fn commit(self) -> Result<(), StoreError> {
-        self.txn.commit()?;
+        let Self { txn, registry, generation } = self;
+        if let Err(error) = txn.commit() {
+            if let Err(reopen) = registry.reopen(generation) {
+                tracing::error!(error = %reopen, "could not reopen the registry after a failed commit");
+            }
+            return Err(error.into());
+        }
         Ok(())
     }
 }

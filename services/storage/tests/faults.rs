@@ -1,0 +1,106 @@
+//! Fault injection: every write, sync and rename of the blob store and the registry can be made
+//! to fail (a full disk, `EIO` on write, a failed `fsync`, a failed `rename`). For every injection
+//! point of a store, the store fails with a clear web error — `QuotaExceededError` for a full
+//! disk, `UnknownError` otherwise — nothing partial is visible, no swap file is left, and once the
+//! fault has cleared the next store succeeds (a registry that failed mid-commit is reopened by the
+//! next transaction, which redb requires).
+
+use cos_common::{CallerContext, ContentHash, CosError, Origin, Partition, QuotaScope};
+use cos_storage_service::{CreateOptions, Fault, FaultInjector, HandleRequest, ServiceConfig, StorageService};
+use sha2::{Digest, Sha256};
+
+fn hash_of(bytes: &[u8]) -> ContentHash {
+    ContentHash::from_bytes(Sha256::digest(bytes).into())
+}
+
+/// Large enough for the writer's I/O thread (past 2 MiB) and several writes.
+fn content(seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..5_000_000 / 8)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .collect()
+}
+
+fn store(service: &StorageService, who: &CallerContext, bytes: &[u8]) -> Result<(), CosError> {
+    let handle = service.get_file_handle(who, hash_of(bytes), HandleRequest::Create(CreateOptions::same_site()))?;
+    let mut writer = handle.create_writable()?;
+    for piece in bytes.chunks(1 << 20) {
+        writer.write(piece)?;
+    }
+    writer.close().map(drop)
+}
+
+fn read(service: &StorageService, who: &CallerContext, bytes: &[u8]) -> Result<Vec<u8>, CosError> {
+    service.get_file_handle(who, hash_of(bytes), HandleRequest::Read)?.get_file()?.read_all()
+}
+
+fn every_injection_point_of_a_store_fails_cleanly(fault: Fault) {
+    let dir = tempfile::tempdir().unwrap();
+    let injector = FaultInjector::new();
+    let service = StorageService::open(ServiceConfig::new(dir.path()).with_fault_injector(injector.clone())).unwrap().0;
+    let who = CallerContext::top_level(Origin::from_url("https://a.example").unwrap());
+    let expected = match fault {
+        Fault::NoSpace => CosError::QuotaExceeded(QuotaScope::Global),
+        _ => CosError::Unknown,
+    };
+    let mut points = 0u64;
+    let mut whole_after_fault = 0;
+    for skip in 0.. {
+        let bytes = content(skip + 1);
+        injector.arm(fault, skip);
+        let before = injector.injected();
+        let result = store(&service, &who, &bytes);
+        if injector.injected() == before {
+            // Past the last point: the store never reached the armed operation.
+            injector.disarm();
+            assert_eq!(result, Ok(()), "{fault:?}: a store without a fault succeeds");
+            break;
+        }
+        points += 1;
+        assert_eq!(result, Err(expected.clone()), "{fault:?} at point {skip}");
+        // Nothing of it is visible, and no swap file is left.
+        let swap = std::fs::read_dir(dir.path().join("cos/swap")).unwrap().count();
+        assert_eq!(swap, 0, "{fault:?} at point {skip}: a swap file was left");
+        // The fault has cleared. Nothing partial is visible: the entry is absent or — when a
+        // failed fsync of the registry's commit had in fact written it — whole.
+        match read(&service, &who, &bytes) {
+            Err(CosError::NotFound) => {
+                assert_eq!(service.inspect_entry(Partition::Regular, &hash_of(&bytes)).unwrap(), None);
+            }
+            Ok(read) => {
+                assert!(fault == Fault::SyncFailed && read == bytes, "{fault:?} at point {skip}: a whole entry");
+                whole_after_fault += 1;
+            }
+            Err(other) => panic!("{fault:?} at point {skip}: reading afterwards gave {other:?}"),
+        }
+        assert_eq!(store(&service, &who, &bytes), Ok(()), "{fault:?} at point {skip}: the next store succeeds");
+        assert!(read(&service, &who, &bytes).unwrap() == bytes, "{fault:?} at point {skip}: reads back");
+    }
+    println!("{fault:?}: {points} injection points, {whole_after_fault} left the entry whole");
+    assert!(points > 0, "{fault:?} was never injected");
+}
+
+#[test]
+fn a_full_disk_is_quota_exceeded_at_every_point() {
+    every_injection_point_of_a_store_fails_cleanly(Fault::NoSpace);
+}
+
+#[test]
+fn a_failing_write_is_unknown_error_at_every_point() {
+    every_injection_point_of_a_store_fails_cleanly(Fault::WriteFailed);
+}
+
+#[test]
+fn a_failing_fsync_is_unknown_error_at_every_point() {
+    every_injection_point_of_a_store_fails_cleanly(Fault::SyncFailed);
+}
+
+#[test]
+fn a_failing_rename_is_unknown_error_at_every_point() {
+    every_injection_point_of_a_store_fails_cleanly(Fault::RenameFailed);
+}
