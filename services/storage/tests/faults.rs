@@ -66,14 +66,15 @@ fn every_injection_point_of_a_store_fails_cleanly(fault: Fault) {
         // Nothing of it is visible, and no swap file is left.
         let swap = std::fs::read_dir(dir.path().join("cos/swap")).unwrap().count();
         assert_eq!(swap, 0, "{fault:?} at point {skip}: a swap file was left");
-        // The fault has cleared. Nothing partial is visible: the entry is absent or — when a
-        // failed fsync of the registry's commit had in fact written it — whole.
+        // The fault has cleared. Nothing partial is visible: the entry is absent or — when the
+        // registry's commit reached the disk although a write or fsync of it reported failure —
+        // whole.
         match read(&service, &who, &bytes) {
             Err(CosError::NotFound) => {
                 assert_eq!(service.inspect_entry(Partition::Regular, &hash_of(&bytes)).unwrap(), None);
             }
             Ok(read) => {
-                assert!(fault == Fault::SyncFailed && read == bytes, "{fault:?} at point {skip}: a whole entry");
+                assert!(read == bytes, "{fault:?} at point {skip}: a whole entry");
                 whole_after_fault += 1;
             }
             Err(other) => panic!("{fault:?} at point {skip}: reading afterwards gave {other:?}"),
@@ -103,4 +104,45 @@ fn a_failing_fsync_is_unknown_error_at_every_point() {
 #[test]
 fn a_failing_rename_is_unknown_error_at_every_point() {
     every_injection_point_of_a_store_fails_cleanly(Fault::RenameFailed);
+}
+
+/// Clearing site data (one registry transaction, then unlinks) under every write and sync fault:
+/// it fails (out of space for a full disk), leaves the entry whole or gone, and succeeds once the
+/// fault has cleared.
+#[test]
+fn clear_site_data_fails_whole_at_every_point() {
+    for fault in [Fault::WriteFailed, Fault::SyncFailed, Fault::NoSpace] {
+        let dir = tempfile::tempdir().unwrap();
+        let injector = FaultInjector::new();
+        let service =
+            StorageService::open(ServiceConfig::new(dir.path()).with_fault_injector(injector.clone())).unwrap().0;
+        let who = CallerContext::top_level(Origin::from_url("https://a.example").unwrap());
+        let mut points = 0;
+        for skip in 0.. {
+            let bytes = content(1000 + skip);
+            assert_eq!(store(&service, &who, &bytes), Ok(()));
+            injector.arm(fault, skip);
+            let result = service.clear_site_data(Partition::Regular, who.origin());
+            if injector.injected() == points {
+                injector.disarm();
+                assert!(result.is_ok(), "{fault:?}: a clear without a fault succeeds");
+                break;
+            }
+            points += 1;
+            let error = result.expect_err("the fault fails the clear");
+            assert_eq!(error.is_out_of_space(), fault == Fault::NoSpace, "{fault:?} at point {skip}: {error}");
+            // Whole or nothing: the entry is still stored (the transaction did not land) or gone
+            // (it landed although a write or fsync of it reported failure).
+            match read(&service, &who, &bytes) {
+                Ok(read) => assert!(read == bytes, "{fault:?} at point {skip}: the entry is intact"),
+                Err(CosError::NotFound) => {}
+                Err(other) => panic!("{fault:?} at point {skip}: {other:?}"),
+            }
+            let cleared = service.clear_site_data(Partition::Regular, who.origin());
+            assert!(cleared.is_ok(), "{fault:?} at point {skip}: the next clear succeeds");
+            assert_eq!(read(&service, &who, &bytes), Err(CosError::NotFound));
+        }
+        println!("clear-site-data, {fault:?}: {points} injection points");
+        assert!(points > 0, "{fault:?} was never injected");
+    }
 }
