@@ -9,11 +9,12 @@
 use std::fmt::Debug;
 
 use cos_common::interface::{
-    BrokerToService, BrowserToService, ReaderFrame, RendererToBroker, ServiceToBrowser, WriterFrame,
+    BrokerToService, BrowserToService, InspectionItem, ReaderFrame, ReaderRequest, RendererToBroker, ScrubItem,
+    ServiceToBrowser, WriterEvent, WriterFrame,
 };
 use cos_common::{AllowOriginCeiling, ContentHash, Origin, OriginsInput, OriginsOption, Site};
-use cos_storage_service::PublicHashList;
 use cos_storage_service::registry::records::{BudgetRecord, EntryRecord, OriginRecord};
+use cos_storage_service::{PublicHashList, PublicHashListBuilder};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -44,15 +45,20 @@ pub(crate) fn scratch_dir() -> tempfile::TempDir {
     dir.expect("a scratch directory")
 }
 
-/// Every message a renderer (or a compromised service) can put on a pipe: decoding never panics,
-/// and whatever decodes re-encodes to a message that decodes to the same value.
+/// Every message a renderer (or a compromised service) can put on a pipe — control messages, read
+/// requests, writer events, inspection and scrub streams, data-pipe frames: decoding never
+/// panics, and whatever decodes re-encodes to a message that decodes to the same value.
 pub fn ipc_messages(data: &[u8]) {
     let Some((&selector, bytes)) = data.split_first() else { return };
-    match selector % 6 {
+    match selector % 10 {
         0 => round_trip::<RendererToBroker>(bytes),
         1 => round_trip::<BrokerToService>(bytes),
         2 => round_trip::<BrowserToService>(bytes),
         3 => round_trip::<ServiceToBrowser>(bytes),
+        6 => round_trip::<ReaderRequest>(bytes),
+        7 => round_trip::<WriterEvent>(bytes),
+        8 => round_trip::<InspectionItem>(bytes),
+        9 => round_trip::<ScrubItem>(bytes),
         4 => {
             if let Ok(frame) = WriterFrame::decode(bytes) {
                 let mut encoded = Vec::new();
@@ -103,7 +109,19 @@ pub fn inputs(data: &[u8]) {
             let _ = AllowOriginCeiling::from_header(Some(&text));
         }
         3 => {
-            let _ = PublicHashList::parse(&text);
+            let whole = PublicHashList::parse(&text);
+            // The browser streams the list to the sandboxed service in pieces: any split parses
+            // as the whole does.
+            if std::str::from_utf8(bytes).is_ok() {
+                let step = usize::from(bytes.first().copied().unwrap_or(1)).max(1);
+                let mut builder = PublicHashListBuilder::default();
+                let streamed =
+                    bytes.chunks(step).try_for_each(|piece| builder.feed(piece)).and_then(|()| builder.finish());
+                match (whole, streamed) {
+                    (Ok(whole), Ok(streamed)) => assert!(whole == streamed, "a streamed list equals the whole"),
+                    (whole, streamed) => assert_eq!(whole.is_ok(), streamed.is_ok(), "streaming changes nothing"),
+                }
+            }
         }
         _ => {
             let input = match text.split_once('\0') {

@@ -77,6 +77,17 @@ fn write_seeds() {
     let mut frame = Vec::new();
     ReaderFrame::Data(b"some bytes").encode_into(&mut frame);
     add("ipc_messages", "reader-data", 5, frame);
+    add(
+        "ipc_messages",
+        "reader-request",
+        6,
+        cos_ipc::encode(&ReaderRequest::Read { offset: 5, len: 1 << 20 }).unwrap(),
+    );
+    let failed = WriterEvent::Closed(Err(cos_common::CosError::Data(cos_common::DataErrorKind::HashMismatch)));
+    add("ipc_messages", "writer-event", 7, cos_ipc::encode(&failed).unwrap());
+    add("ipc_messages", "inspection-end", 8, cos_ipc::encode(&InspectionItem::End).unwrap());
+    let progress = ScrubItem::Progress { report: ScrubReport { entries_checked: 3, ..Default::default() }, total: 9 };
+    add("ipc_messages", "scrub-progress", 9, cos_ipc::encode(&progress).unwrap());
 
     add("inputs", "hash", 0, format!("SHA-256\0{}", "0f".repeat(32)).into_bytes());
     add("inputs", "origin", 1, b"https://www.example.co.uk:8443/path".to_vec());
