@@ -825,10 +825,13 @@ impl World {
                 // Verified: only the exact bytes of a content can have matched its hash.
                 let content = handle.content.unwrap_or_else(|| panic!("a write verified against {handle:?}"));
                 handle.may_read = true;
-                let (slot, origins, id) = (handle.slot, handle.origins.clone(), handle.id);
+                let (slot, origins, id, released) = (handle.slot, handle.origins.clone(), handle.id, handle.released);
                 let caller = self.caller(slot).expect("writers belong to tuple origins");
                 self.model.commit(&caller, content, &origins);
-                self.read_back(id, content);
+                // A writer outlives the release of its handle; a released handle reads nothing.
+                if !released {
+                    self.read_back(id, content);
+                }
             }
             Err(CosError::Data(_) | CosError::QuotaExceeded(_)) => {}
             Err(other) => panic!("close() failed with {other:?}"),
