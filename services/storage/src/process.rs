@@ -168,6 +168,35 @@ impl Served {
     }
 }
 
+/// Bulk transfers (a data pipe's reads, writes and hashing, and the threads they start) run at a
+/// lower priority than request handling, so that a renderer streaming gigabytes — or abusing its
+/// limits — cannot stretch other renderers' lookups on a machine with few cores.
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take and return plain integers; raising the calling
+        // thread's own nice value needs no privilege and affects no memory.
+        let rc = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, 10)
+        };
+        if rc != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower a data pipe's priority");
+        }
+    }
+}
+
+/// Gives memory the allocator keeps after frees back to the system. A renderer's data-pipe
+/// threads each leave their arena's buffers (MiB per writer) cached; when a renderer goes away
+/// its share should go too, so the service returns to its baseline after load.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap memory to the kernel; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Ends every served pipe and waits for its thread: nothing keeps serving (or holds the store)
 /// after its owner stopped.
 fn stop_all(served: Vec<Served>) {
@@ -206,7 +235,8 @@ fn serve_control(service: &StorageService, control: &Arc<ControlPipe>, connectio
                 let service = service.clone();
                 let control = control.clone();
                 let spawned = Served::spawn(format!("cos-renderer-{}", renderer.0), endpoint, move |endpoint| {
-                    RendererConnection::new(service, renderer, control, endpoint).run()
+                    RendererConnection::new(service, renderer, control, endpoint).run();
+                    release_freed_memory();
                 });
                 match spawned {
                     Ok(served) => {
@@ -498,6 +528,7 @@ impl BadMessageReport {
 }
 
 fn serve_write(mut writer: WritableFile, endpoint: Endpoint, report: BadMessageReport, slot: PipeSlot) {
+    lower_this_threads_priority();
     let events: Pipe<WriterEvent, ()> = Pipe::new(endpoint);
     // Declared after the pipe, so it is released before the renderer can see the pipe end.
     let slot = slot;
@@ -543,6 +574,7 @@ fn serve_write(mut writer: WritableFile, endpoint: Endpoint, report: BadMessageR
 }
 
 fn serve_read(file: FileReader, endpoint: Endpoint, report: BadMessageReport, slot: PipeSlot) {
+    lower_this_threads_priority();
     // Released before the pipe closes (locals drop in reverse order).
     let _slot = slot;
     if let Err(error) = endpoint.set_send_buffer(DATA_PIPE_SEND_BUFFER) {
