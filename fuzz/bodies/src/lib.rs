@@ -233,7 +233,8 @@ pub fn corrupt_registry(data: &[u8]) {
     assert_eq!(read(kept_hash).as_deref(), Ok(kept), "the re-stored entry reads back");
 }
 
-fn sha256(bytes: &[u8]) -> ContentHash {
+/// The content hash of `bytes`.
+pub(crate) fn sha256(bytes: &[u8]) -> ContentHash {
     use sha2::Digest;
     ContentHash::from_bytes(sha2::Sha256::digest(bytes).into())
 }

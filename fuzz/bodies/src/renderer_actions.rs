@@ -70,10 +70,6 @@ fn pool_origin(i: u8) -> Origin {
     Origin::from_url(ORIGIN_POOL[usize::from(i) % ORIGIN_POOL.len()]).expect("pool origin")
 }
 
-fn hash_of(bytes: &[u8]) -> ContentHash {
-    ContentHash::from_bytes(Sha256::digest(bytes).into())
-}
-
 // ---------------------------------------------------------------------------------------------
 // The documents
 // ---------------------------------------------------------------------------------------------
@@ -1010,7 +1006,7 @@ impl World {
         };
         match outcome {
             Ok(bytes) => {
-                assert_eq!(hash_of(&bytes), hash, "a read returned bytes of another hash");
+                assert_eq!(crate::sha256(&bytes), hash, "a read returned bytes of another hash");
                 let c = (0..4).find(|&c| HASHES[c] == hash).expect("only contents can be stored");
                 assert!(self.model.may_read(Partition::Regular, c, &caller.origin), "read outside the grants");
             }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use cos_common::Partition;
 
 mod support;
-use support::{Browser, Command, Outcome, Payload, Renderer, err, ok, sha256_hex};
+use support::{Browser, Command, Outcome, Payload, Renderer, err, ok, sha256_hex, swap_files};
 
 /// A small deterministic generator (xorshift64*).
 struct Rng(u64);
@@ -85,10 +85,6 @@ fn blob_files(browser: &Browser) -> BTreeMap<String, u64> {
         }
     }
     files
-}
-
-fn swap_files(browser: &Browser) -> usize {
-    std::fs::read_dir(browser.profile.path().join("cos/swap")).map_or(0, |dir| dir.count())
 }
 
 fn env_or(name: &str, default: u64) -> u64 {

@@ -12,7 +12,7 @@ use cos_ipc::launch::LaunchOptions;
 use cos_ipc::{BadMessageObserver, Pipe};
 
 mod support;
-use support::{Abuse, Browser, Command, Outcome, Payload, err, literal, ok, program};
+use support::{Abuse, Browser, Command, Outcome, Payload, err, literal, ok, program, service_descriptors, swap_files};
 
 // ----- tests -------------------------------------------------------------------------------------
 
@@ -156,16 +156,6 @@ fn the_sandbox_blocks_files_network_and_exec() {
     assert!(child.wait().unwrap().success());
 }
 
-/// Descriptors the storage service process has open.
-fn open_descriptors(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).expect("the service's descriptors are listable").count()
-}
-
-/// Swap files in the store.
-fn swap_files(browser: &Browser) -> usize {
-    std::fs::read_dir(browser.profile.path().join("cos/swap")).map_or(0, |dir| dir.count())
-}
-
 /// Waits (bounded) until `done` holds; true if it did.
 fn eventually(mut done: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -181,7 +171,7 @@ fn eventually(mut done: impl FnMut() -> bool) -> bool {
 fn a_renderer_killed_mid_write_leaves_no_swap_file_and_no_open_handle() {
     let browser = Browser::start();
     let service = browser.host.service_pid().expect("service runs in a process");
-    let baseline = open_descriptors(service);
+    let baseline = service_descriptors(service);
     let mut a = browser.renderer(1, &[(10, "https://a.example", "https://a.example", None)]);
     let bytes = Payload::Pattern { len: 8_000_000, seed: 5 };
     assert_eq!(
@@ -189,15 +179,15 @@ fn a_renderer_killed_mid_write_leaves_no_swap_file_and_no_open_handle() {
         Outcome::Ok(None)
     );
     assert_eq!(swap_files(&browser), 1, "the write is in flight");
-    assert!(open_descriptors(service) > baseline, "the service holds the renderer's pipes and swap file");
+    assert!(service_descriptors(service) > baseline, "the service holds the renderer's pipes and swap file");
     // SAFETY: kill(2) on the pid of a renderer this test launched.
     assert_eq!(unsafe { libc::kill(a.child.pid() as libc::pid_t, libc::SIGKILL) }, 0);
     assert!(a.wait_for_exit());
     assert!(eventually(|| swap_files(&browser) == 0), "the swap file is deleted");
     assert!(
-        eventually(|| open_descriptors(service) == baseline),
+        eventually(|| service_descriptors(service) == baseline),
         "the service is back to its {baseline} descriptors (has {})",
-        open_descriptors(service)
+        service_descriptors(service)
     );
     assert_eq!(browser.host.service_pid(), Some(service), "the service was not disturbed");
     let b = browser.renderer(2, &[(20, "https://a.example", "https://a.example", None)]);

@@ -759,6 +759,12 @@ pub fn service_rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
+/// Swap files in the store (writers in flight, or left by a crash until recovery).
+pub fn swap_files(browser: &Browser) -> usize {
+    std::fs::read_dir(browser.profile.path().join("cos/swap")).map_or(0, |dir| dir.count())
+}
+
+/// Descriptors the storage service process has open.
 pub fn service_descriptors(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
 }
