@@ -53,9 +53,9 @@ fn main() -> ExitCode {
     // getFileHandle hit and miss: renderer → broker → service → broker → renderer.
     let small = Payload::Pattern { len: 1024, seed: 1 };
     assert_eq!(renderer.store(10, &small), support::Outcome::Ok(None));
-    let hit = || Command::LookupLatency { frame: 10, hash: small.hash(), n: lookups };
+    let hit = || Command::LookupLatency { frame: 10, hash: small.hash(), n: lookups, millis: 0 };
     let miss_hash = "00".repeat(32);
-    let miss = || Command::LookupLatency { frame: 10, hash: miss_hash.clone(), n: lookups };
+    let miss = || Command::LookupLatency { frame: 10, hash: miss_hash.clone(), n: lookups, millis: 0 };
     renderer.timings(hit());
     let mut hits = renderer.timings(hit());
     let mut misses = renderer.timings(miss());

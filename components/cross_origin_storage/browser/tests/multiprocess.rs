@@ -201,7 +201,7 @@ fn an_abusive_renderer_hits_its_limits_and_others_carry_on() {
     let abuser = browser.renderer(1, &[(10, "https://abuse.example", "https://abuse.example", None)]);
     let other = browser.renderer(2, &[(20, "https://b.example", "https://b.example", None)]);
     let expect = |kind, allowed: std::ops::RangeInclusive<u64>| {
-        let outcome = abuser.ask(Command::Abuse { frame: 10, kind });
+        let outcome = abuser.ask(Command::Abuse { frame: 10, kind, millis: 0 });
         let Outcome::Err(refusal) = &outcome else { panic!("{kind:?}: {outcome:?}") };
         let count: u64 = refusal.strip_prefix("QuotaExceededError after ").and_then(|n| n.parse().ok()).unwrap_or(0);
         assert!(allowed.contains(&count), "{kind:?}: {refusal}");
@@ -216,6 +216,21 @@ fn an_abusive_renderer_hits_its_limits_and_others_carry_on() {
     expect(Abuse::Chunks, 64..=72);
     // Handles: 16,384 per renderer (those of the abuses above were released when dropped).
     expect(Abuse::Handles, 16_384..=16_384);
+
+    // Asking on past the limit: 16 refusals come at once, then each is held back longer (up to
+    // 64 ms), so in one second the abuser is refused ~36 more times, not tens of thousands.
+    let outcome = abuser.ask(Command::Abuse { frame: 10, kind: Abuse::Writers, millis: 1000 });
+    let Outcome::Err(refusal) = &outcome else { panic!("{outcome:?}") };
+    let more: u64 = refusal
+        .split("then refused ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{refusal}"));
+    assert!((16..=60).contains(&more), "refusals past the limit are held back: {refusal}");
+    let bytes = literal(b"still served after the refusals");
+    assert_eq!(other.store(20, &bytes), Outcome::Ok(None));
+    assert_eq!(other.read(20, &bytes), ok(&bytes));
 }
 
 const TESTS: &[(&str, fn())] = &[

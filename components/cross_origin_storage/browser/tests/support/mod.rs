@@ -73,8 +73,9 @@ pub enum Command {
     Finish,
     /// Send raw bytes on the COS pipe, as a compromised renderer would.
     RawBytes(Vec<u8>),
-    /// Benchmarks: `n` sequential `getFileHandle(hash)` reads; answers their latencies.
-    LookupLatency { frame: u64, hash: String, n: u32 },
+    /// Benchmarks: `n` sequential `getFileHandle(hash)` reads, and more until `millis` have
+    /// passed; answers their latencies.
+    LookupLatency { frame: u64, hash: String, n: u32, millis: u64 },
     /// Benchmarks: `rounds` rounds of one `getFileHandle` read per `(frame, hash)` probe, in
     /// order; answers the latencies round-major. Fails if any lookup is not `NotFoundError`.
     LookupMix { probes: Vec<(u64, String)>, rounds: u32 },
@@ -92,8 +93,10 @@ pub enum Command {
     /// reads — answered with a [`LoadReport`].
     Workload { frame: u64, millis: u64, seed: u64, shared: Vec<Payload> },
     /// Abuse: without end, open handles (`Handles`), open writers (`Writers`) or write chunks
-    /// into one writer (`Chunks`), until the service refuses; answers `Err("<error> after <n>")`.
-    Abuse { frame: u64, kind: Abuse },
+    /// into one writer (`Chunks`, then into another once refused), until the service refuses;
+    /// answers `Err("<error> after <n>")`. With `millis` > 0 it goes on past the refusal until
+    /// that long after the start and adds `", then refused <r> more times in <millis> ms"`.
+    Abuse { frame: u64, kind: Abuse, millis: u64 },
 }
 
 /// What an abusive renderer does without end.
@@ -110,6 +113,19 @@ pub const LOAD_KINDS: [&str; 4] = ["lookup", "small write", "shared write", "rea
 /// At most this many latency samples per kind travel back (a uniform reservoir), so a report
 /// always fits one message.
 const LOAD_SAMPLES_PER_KIND: usize = 1500;
+
+/// The most latency samples a timed `LookupLatency` answers with.
+const LOOKUP_SAMPLES_KEPT: usize = 10_000;
+
+/// Reservoir sampling: keeps `samples` a uniform sample (at most `capacity`) of the `seen` values
+/// so far, `value` being the latest; `random` is a fresh random number.
+fn keep_uniformly(samples: &mut Vec<u64>, capacity: usize, seen: u64, value: u64, random: u64) {
+    if samples.len() < capacity {
+        samples.push(value);
+    } else if let Some(slot) = samples.get_mut((random % seen) as usize) {
+        *slot = value;
+    }
+}
 
 /// What a workload did: operations per kind, a reservoir of latencies (ns) per kind, and every
 /// outcome that a correct implementation never gives.
@@ -212,14 +228,22 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
                     Ok(None)
                 })()),
             },
-            Command::LookupLatency { frame, hash, n } => {
+            Command::LookupLatency { frame, hash, n, millis } => {
                 let manager = manager(frame);
                 let dict = CosHashDict::sha256(hash);
+                // A timed run keeps a uniform sample of at most this many (one message must hold them).
+                let capacity = (n as usize).max(LOOKUP_SAMPLES_KEPT);
                 let mut samples = Vec::with_capacity(n as usize);
-                for _ in 0..n {
+                let until = Instant::now() + Duration::from_millis(millis);
+                let (mut seen, mut state) = (0u64, 0x9e37_79b9_7f4a_7c15u64);
+                while seen < u64::from(n) || Instant::now() < until {
                     let start = Instant::now();
                     let _ = connection.run_until(manager.get_file_handle(&dict, &CosOptions::default()));
-                    samples.push(start.elapsed().as_nanos() as u64);
+                    seen += 1;
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    keep_uniformly(&mut samples, capacity, seen, start.elapsed().as_nanos() as u64, state);
                 }
                 Outcome::Timings(samples)
             }
@@ -300,7 +324,7 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
                 Outcome::Timings(samples)
             }
             Command::Pong => Outcome::Err("unexpected pong".into()),
-            Command::Abuse { frame, kind } => abuse(&connection, &manager(frame), kind),
+            Command::Abuse { frame, kind, millis } => abuse(&connection, &manager(frame), kind, millis),
             Command::Workload { frame, millis, seed, shared } => {
                 Outcome::Load(workload(&connection, &manager(frame), millis, seed, &shared))
             }
@@ -333,55 +357,65 @@ fn store_bytes(
     })
 }
 
-/// The renderer side of [`Command::Abuse`]. Stops at the first refusal (or after far more than
-/// any limit allows, which is itself a failure).
-fn abuse(connection: &RendererConnection, manager: &CrossOriginStorageManager, kind: Abuse) -> Outcome {
+/// The renderer side of [`Command::Abuse`]: abuse until the first refusal (or after far more than
+/// any limit allows, which is itself a failure), then go on asking past the limit until `millis`
+/// have passed since the start, as a hostile page would.
+fn abuse(connection: &RendererConnection, manager: &CrossOriginStorageManager, kind: Abuse, millis: u64) -> Outcome {
+    use cos_common::CosError;
     const FAR_TOO_MANY: u64 = 1 << 20;
-    let hash = sha256_hex(b"abuse");
-    let dict = CosHashDict::sha256(hash);
+    let deadline = Instant::now() + Duration::from_millis(millis);
+    let dict = CosHashDict::sha256(sha256_hex(b"abuse"));
     let create = CosOptions { create: true, origins: OriginsInput::Absent };
-    let refused = |error: cos_common::CosError, n: u64| Outcome::Err(format!("{} after {n}", error.name()));
-    let mut kept = Vec::new();
-    match kind {
-        Abuse::Handles => {
-            for n in 0..FAR_TOO_MANY {
-                match connection.run_until(manager.get_file_handle(&dict, &create)) {
-                    Ok(handle) => kept.push(handle),
-                    Err(error) => return refused(error, n),
+    let open = || connection.run_until(manager.get_file_handle(&dict, &create));
+    // The handle writers come from (the `Handles` abuse counts every handle it holds).
+    let handle = match kind {
+        Abuse::Handles => None,
+        Abuse::Writers | Abuse::Chunks => match open() {
+            Ok(handle) => Some(handle),
+            Err(error) => return Outcome::Err(format!("{} after 0", error.name())),
+        },
+    };
+    let writable = || connection.run_until(handle.as_ref().expect("opened above").create_writable(false));
+    let chunk = vec![0x5a; 1 << 20];
+    // One step of the abuse: Ok while the service goes along, the error once it refuses.
+    let mut handles = Vec::new();
+    let mut writers = Vec::new();
+    let mut chunk_writer = None;
+    let mut step = || -> Result<(), CosError> {
+        match kind {
+            Abuse::Handles => handles.push(open()?),
+            Abuse::Writers => writers.push(writable()?),
+            Abuse::Chunks => {
+                if chunk_writer.is_none() {
+                    chunk_writer = Some(writable()?);
                 }
+                let written = chunk_writer.as_mut().map_or(Ok(()), |writer| writer.write(&chunk));
+                if written.is_err() {
+                    // A refused writer is spent: the next step starts another one.
+                    chunk_writer = None;
+                }
+                written?;
             }
         }
-        Abuse::Writers => {
-            let handle = match connection.run_until(manager.get_file_handle(&dict, &create)) {
-                Ok(handle) => handle,
-                Err(error) => return refused(error, 0),
-            };
-            let mut writers = Vec::new();
-            for n in 0..FAR_TOO_MANY {
-                match connection.run_until(handle.create_writable(false)) {
-                    Ok(writer) => writers.push(writer),
-                    Err(error) => return refused(error, n),
-                }
-            }
-        }
-        Abuse::Chunks => {
-            let handle = match connection.run_until(manager.get_file_handle(&dict, &create)) {
-                Ok(handle) => handle,
-                Err(error) => return refused(error, 0),
-            };
-            let mut writer = match connection.run_until(handle.create_writable(false)) {
-                Ok(writer) => writer,
-                Err(error) => return refused(error, 0),
-            };
-            let chunk = vec![0x5a; 1 << 20];
-            for n in 0..FAR_TOO_MANY {
-                if let Err(error) = writer.write(&chunk) {
-                    return refused(error, n);
-                }
-            }
+        Ok(())
+    };
+    let mut first = None;
+    for n in 0..FAR_TOO_MANY {
+        if let Err(error) = step() {
+            first = Some((error, n));
+            break;
         }
     }
-    Outcome::Err(format!("never refused after {FAR_TOO_MANY}"))
+    let Some((error, n)) = first else { return Outcome::Err(format!("never refused after {FAR_TOO_MANY}")) };
+    let mut more = 0u64;
+    while Instant::now() < deadline {
+        more += u64::from(step().is_err());
+    }
+    if millis == 0 {
+        Outcome::Err(format!("{} after {n}", error.name()))
+    } else {
+        Outcome::Err(format!("{} after {n}, then refused {more} more times in {millis} ms", error.name()))
+    }
 }
 
 /// The renderer side of [`Command::Workload`].
@@ -469,15 +503,7 @@ fn workload(
         };
         let elapsed = start.elapsed().as_nanos() as u64;
         report.ops[kind] += 1;
-        let samples = &mut report.samples[kind];
-        if samples.len() < LOAD_SAMPLES_PER_KIND {
-            samples.push(elapsed);
-        } else {
-            let slot = (next() % report.ops[kind]) as usize;
-            if slot < LOAD_SAMPLES_PER_KIND {
-                samples[slot] = elapsed;
-            }
-        }
+        keep_uniformly(&mut report.samples[kind], LOAD_SAMPLES_PER_KIND, report.ops[kind], elapsed, next());
         if let Some(problem) = problem
             && report.unexpected.len() < 20
         {
@@ -711,7 +737,7 @@ pub struct LoadSummary {
     pub samples: [Vec<u64>; 4],
     pub unexpected: Vec<String>,
     pub clears: u64,
-    /// The service's resident memory (KiB) and open descriptors before the renderers started,
+    /// The service's anonymous resident memory (KiB, see [`service_rss_kib`]) and open descriptors
     /// at the end of the load, and once every renderer was gone.
     pub rss_kib: (u64, u64, u64),
     pub descriptors: (usize, usize, usize),
@@ -738,7 +764,7 @@ impl LoadSummary {
             println!("  {name:<13} {:>7} ops   p50 {:>10}   p99 {:>10}", self.ops[kind], show(p50), show(p99));
         }
         println!(
-            "  service RSS {:.1} MiB before, {:.1} MiB under load, {:.1} MiB after; descriptors {} / {} / {}",
+            "  service anonymous RSS {:.1} MiB before, {:.1} MiB under load, {:.1} MiB after; descriptors {} / {} / {}",
             self.rss_kib.0 as f64 / 1024.0,
             self.rss_kib.1 as f64 / 1024.0,
             self.rss_kib.2 as f64 / 1024.0,
@@ -753,9 +779,12 @@ impl LoadSummary {
     }
 }
 
+/// The service's anonymous resident memory (heap, arenas, stacks): what it holds on to. Its code
+/// and other file-backed pages (`RssFile`) are left out: they grow as paths first run, are
+/// shared and reclaimable, and say nothing about leaks.
 pub fn service_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("VmRSS: 0 kB");
+    let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap_or("RssAnon: 0 kB");
     line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
