@@ -1,5 +1,5 @@
 // The Web APIs of a page realm in the COS test shell, written on a few natives:
-// __host (sha256, randomBytes, utf8Encode, utf8Decode) and, where the attribute exists,
+// __host (sha256, randomBytes, utf8Encode, utf8Decode, generatedBytes) and, where the attribute exists,
 // __cos (navigator.crossOriginStorage). Our own implementation (MIT OR Apache-2.0).
 (() => {
   "use strict";
@@ -87,6 +87,13 @@
       const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
       return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
     },
+  });
+
+  // `internals`: the shell's own helpers for its pages, as content_shell gives web tests
+  // `window.internals`. Not a web API.
+  define("internals", {
+    // `length` pseudo-random bytes from `seed`, made natively (benchmarks need hundreds of MiB).
+    generatedBytes(length, seed) { return new Uint8Array(host.generatedBytes(length, seed)); },
   });
 
   // ---- Blob and File -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 //! # Ok::<(), test_shell::js::JsError>(())
 //! ```
 
+pub mod bench;
 mod cos_js;
 pub mod demo;
 mod harness;

@@ -72,6 +72,29 @@ enum Command {
     /// Re-hashes every blob of a profile's Cross-Origin Storage (through the sandboxed storage
     /// service, as the browser's maintenance would) and deletes entries whose blob is damaged or
     /// missing. Prints progress to stderr, then what it found; exits 1 if anything was damaged.
+    /// Measures every hot path against this machine's limits, in one run: baselines (SHA-256,
+    /// write + fsync, page-cache read, memcpy, the raw transport), COS from JavaScript in a
+    /// renderer frame (store, read, lookups), scale (concurrent renderers, dedup, start-up on a
+    /// 100,000-entry registry, a 500,000-digest Public Hash List, a 4 GiB store), the ratios
+    /// with their targets, and with --peers the browser's own storage in headless Chromium.
+    /// Progress goes to stderr, the table (or JSON) to stdout. Takes a few minutes (--quick:
+    /// under one).
+    Bench {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Small sizes and few samples: a smoke test in under a minute (no targets apply).
+        #[arg(long)]
+        quick: bool,
+        /// Also measure Cache API, OPFS and IndexedDB in headless Chromium (`/usr/bin/chromium`
+        /// or `$CHROMIUM`); skipped, saying so, when there is none.
+        #[arg(long)]
+        peers: bool,
+        /// Where to put the profiles and files measured (default: a new temporary directory);
+        /// its filesystem is the one measured.
+        #[arg(long)]
+        profile: Option<PathBuf>,
+    },
     Scrub {
         /// The browser profile directory to check.
         #[arg(long)]
@@ -89,6 +112,7 @@ fn main() -> ExitCode {
             return match bootstrap.process_type.as_str() {
                 "renderer" => test_shell::renderer::run_renderer_process(bootstrap),
                 "storage-service" => cos_storage_service::process::run_storage_service_process(bootstrap),
+                test_shell::bench::TRANSPORT_PROCESS_TYPE => test_shell::bench::run_transport_peer(bootstrap),
                 other => {
                     eprintln!("test_shell: unknown process type {other}");
                     ExitCode::FAILURE
@@ -119,6 +143,29 @@ fn main() -> ExitCode {
             wpt(&test, &origin, profile.as_deref(), Duration::from_secs(timeout))
         }
         Command::Scrub { profile, json } => scrub(&profile, json),
+        Command::Bench { json, quick, peers, profile } => {
+            bench(test_shell::bench::BenchOptions { quick, peers, profile }, json)
+        }
+    }
+}
+
+fn bench(options: test_shell::bench::BenchOptions, json: bool) -> ExitCode {
+    let started = std::time::Instant::now();
+    let mut progress = |line: &str| eprintln!("[{:>6.1} s] {line}", started.elapsed().as_secs_f64());
+    match test_shell::bench::run(&program(), &options, &mut progress) {
+        Ok(report) => {
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_table());
+            }
+            eprintln!("bench finished in {:.1} s", started.elapsed().as_secs_f64());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("test_shell bench: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

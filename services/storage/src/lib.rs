@@ -39,6 +39,7 @@ mod blob_store;
 mod config;
 mod error;
 mod faults;
+pub mod fixtures;
 pub mod gates;
 mod inspection;
 mod integrity;

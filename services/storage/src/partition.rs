@@ -38,6 +38,9 @@ pub struct RecoveryReport {
     pub orphan_blobs: usize,
     /// Whether per-origin charges or the total had to be recomputed.
     pub accounting_repaired: bool,
+    /// The previous run shut down cleanly, so registry and blob files were known to agree and
+    /// their reconciliation (a scan of every blob file and row) was skipped.
+    pub after_clean_shutdown: bool,
 }
 
 /// What a verified write did to the store.
@@ -98,7 +101,11 @@ impl PartitionStore {
         // The registry's file lock makes this process the store's only owner before any file is touched.
         let registry = Registry::open_file(&root.join("registry.redb"), faults.clone())?;
         let blobs = DiskBlobs::open_root(root, faults)?;
-        let report = recover(&registry, &blobs)?;
+        let report = if registry.was_shut_down_cleanly()? {
+            reopen_clean(&registry, &blobs)?
+        } else {
+            recover(&registry, &blobs)?
+        };
         let store = Self::new(registry, BlobStore::Disk(blobs), limits);
         Ok((store, report))
     }
@@ -160,6 +167,17 @@ impl PartitionStore {
             }
         }
         Ok(source)
+    }
+
+    /// The last step of a clean shutdown: batched read times written and the registry marked
+    /// as closed cleanly, so the next start may skip reconciling rows and blob files. Nothing
+    /// may write to this store afterwards.
+    pub(crate) fn mark_clean_shutdown(&self) -> Result<(), StoreError> {
+        let _commit = self.commit_lock.lock();
+        let txn = self.registry.write()?;
+        self.apply_pending_reads(&txn)?;
+        txn.set_clean_shutdown(true)?;
+        txn.commit()
     }
 
     /// Writes batched read times to the registry.
@@ -532,6 +550,20 @@ impl Drop for PartitionStore {
 /// Brings registry and blob files back into agreement after a crash: swap files go; rows whose
 /// blob is missing (or has another size) go; blobs without a row go; accounting is recomputed
 /// from the surviving rows.
+/// Opening after a clean shutdown: every commit completed and every unlink after one ran, so
+/// rows and blob files agree and only the (normally empty) swap directory needs clearing. The
+/// mark is cleared, durably, before anything is served: a crash from now on means full recovery
+/// next time. Damage done to blob files while the service was down is still caught: the first
+/// read of each blob after a start re-hashes it.
+fn reopen_clean(registry: &Registry, blobs: &DiskBlobs) -> Result<RecoveryReport, StoreError> {
+    let stale_swap_files = blobs.clear_swap()?;
+    let entries = registry.entry_count()? as usize;
+    let txn = registry.write()?;
+    txn.set_clean_shutdown(false)?;
+    txn.commit()?;
+    Ok(RecoveryReport { entries, stale_swap_files, after_clean_shutdown: true, ..Default::default() })
+}
+
 fn recover(registry: &Registry, blobs: &DiskBlobs) -> Result<RecoveryReport, StoreError> {
     let mut report = RecoveryReport { stale_swap_files: blobs.clear_swap()?, ..Default::default() };
     let mut on_disk = blobs.scan()?;

@@ -73,8 +73,9 @@ pub fn serve(
             ServiceToBrowser::SandboxSelfTest { open_outside_store_blocked, tcp_connect_blocked, exec_blocked };
         control.send(&report, vec![]).map_err(|e| e.to_string())?;
     }
+    // Every renderer connection and data pipe has stopped when this returns.
     control_loop(&service, &control);
-    if let Err(error) = service.flush() {
+    if let Err(error) = service.shut_down_cleanly() {
         tracing::warn!(%error, "could not flush the registry at shutdown");
     }
     Ok(())

@@ -576,6 +576,35 @@ fn entries_grants_and_accounting_survive_a_restart() {
 }
 
 #[test]
+fn a_clean_shutdown_lets_the_next_start_skip_reconciliation_and_a_crash_after_it_does_not() {
+    let profile = Profile::new();
+    {
+        let service = profile.open();
+        store_same_site(&service, &caller(A), b"kept across clean restarts");
+        read(&service, &caller(A), hash_of(b"kept across clean restarts")).unwrap();
+        service.shut_down_cleanly().unwrap();
+    }
+    let (service, report) = StorageService::open(profile.config()).unwrap();
+    assert!(report.after_clean_shutdown, "{report:?}");
+    assert_eq!(report.entries, 1);
+    assert_eq!(
+        read(&service, &caller(A), hash_of(b"kept across clean restarts")).unwrap(),
+        b"kept across clean restarts"
+    );
+    let entry = service.inspect_entry(Partition::Regular, &hash_of(b"kept across clean restarts")).unwrap().unwrap();
+    assert_eq!(entry.read_count, 1, "read times were written by the clean shutdown");
+    // This run ends without a clean shutdown (a crash): the mark was cleared at start, so the
+    // next start reconciles and finds the orphan left in between.
+    store_same_site(&service, &caller(A), b"second");
+    drop(service);
+    let orphan = b"renamed, never committed";
+    write_file(&profile.blob_path(&hash_of(orphan)), orphan);
+    let (_, report) = StorageService::open(profile.config()).unwrap();
+    assert!(!report.after_clean_shutdown, "{report:?}");
+    assert_eq!((report.entries, report.orphan_blobs), (2, 1));
+}
+
+#[test]
 fn a_second_service_cannot_open_the_same_profile() {
     let profile = Profile::new();
     let _first = profile.open();

@@ -36,6 +36,9 @@ const BUDGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("budgets");
 
 const SCHEMA_KEY: &str = "schema";
 const TOTAL_BYTES_KEY: &str = "total_bytes";
+/// 1 while the registry was closed by a clean shutdown; set last thing at shutdown and cleared
+/// first thing at start, so any crash in between leaves it 0.
+const CLEAN_SHUTDOWN_KEY: &str = "clean_shutdown";
 const SCHEMA_VERSION: u64 = 1;
 
 /// A row of the `entries` table, decoded or not.
@@ -191,6 +194,20 @@ impl Registry {
         Ok(table.get(TOTAL_BYTES_KEY)?.map(|v| v.value()).unwrap_or(0))
     }
 
+    /// Whether the last process to use this registry shut down cleanly (and no one started since).
+    pub(crate) fn was_shut_down_cleanly(&self) -> Result<bool, StoreError> {
+        let txn = self.begin_read()?;
+        let table = txn.open_table(META)?;
+        Ok(table.get(CLEAN_SHUTDOWN_KEY)?.map(|v| v.value()) == Some(1))
+    }
+
+    /// How many entry rows there are.
+    pub(crate) fn entry_count(&self) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata;
+        let txn = self.begin_read()?;
+        Ok(txn.open_table(ENTRIES)?.len()?)
+    }
+
     /// Every entry, decoded or not (undecodable ones come back as errors beside their key).
     pub(crate) fn all_entries(&self) -> Result<Vec<StoredEntry>, StoreError> {
         let txn = self.begin_read()?;
@@ -277,6 +294,12 @@ impl RegistryWrite<'_> {
 
     pub(crate) fn total_bytes(&self) -> Result<u64, StoreError> {
         Ok(self.txn.open_table(META)?.get(TOTAL_BYTES_KEY)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// Marks (or unmarks) the registry as closed by a clean shutdown.
+    pub(crate) fn set_clean_shutdown(&self, clean: bool) -> Result<(), StoreError> {
+        self.txn.open_table(META)?.insert(CLEAN_SHUTDOWN_KEY, u64::from(clean))?;
+        Ok(())
     }
 
     pub(crate) fn set_total_bytes(&self, total: u64) -> Result<(), StoreError> {

@@ -1,0 +1,213 @@
+//! Part 1: what this machine can do at best, measured in the same run as COS: SHA-256 over the
+//! big size in memory, sequential write + fsync of it to the profile's filesystem, page-cache
+//! read of it, memcpy, and the raw transport between two processes (the `bench-transport`
+//! process type of this binary).
+
+use std::io::{IoSliceMut, Read, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use cos_common::interface::{DATA_CHUNK_BYTES, DATA_PIPE_SEND_BUFFER};
+use cos_ipc::Endpoint;
+use cos_ipc::launch::{ChildBootstrap, LaunchOptions};
+use sha2::{Digest, Sha256};
+
+use super::report::{Kind, Report};
+use super::{BenchError, MIB, Plan};
+
+/// The transport peer's process type.
+pub const TRANSPORT_PROCESS_TYPE: &str = "bench-transport";
+
+/// The first byte of each message to the transport peer.
+const PING: u8 = b'p';
+const BULK: u8 = b'b';
+/// `[PIN, cpu]`: the peer pins itself to `cpu` and answers; `[UNPIN]`: it returns to its mask.
+const PIN: u8 = b'c';
+const UNPIN: u8 = b'u';
+
+fn ms_since(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+/// Times `step` once to warm up, then `repeats` times.
+fn timed(repeats: usize, mut step: impl FnMut() -> Result<(), BenchError>) -> Result<Vec<f64>, BenchError> {
+    step()?;
+    let mut samples = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let start = Instant::now();
+        step()?;
+        samples.push(ms_since(start));
+    }
+    Ok(samples)
+}
+
+pub(super) fn run(
+    program: &Path,
+    plan: &Plan,
+    profile: &Path,
+    report: &mut Report,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), BenchError> {
+    let label = super::cos::label(plan.big);
+    let bytes = Kind::Transfer { bytes: plan.big };
+    progress(&format!("baselines: SHA-256, memcpy, write + fsync and page-cache read of {label}"));
+    let data = crate::cos_js::generate(plan.big as usize, 1);
+    let sha = timed(plan.repeats, || {
+        std::hint::black_box(Sha256::digest(std::hint::black_box(&data)));
+        Ok(())
+    })?;
+    report.add("baselines", format!("sha256 {label}"), bytes, sha);
+
+    let mut copy = vec![0u8; data.len()];
+    let memcpy = timed(plan.repeats, || {
+        copy.copy_from_slice(std::hint::black_box(&data));
+        std::hint::black_box(&copy);
+        Ok(())
+    })?;
+    report.add("baselines", format!("memcpy {label}"), bytes, memcpy);
+
+    let path = profile.join("bench-baseline.bin");
+    let write = timed(plan.repeats, || {
+        let mut file = std::fs::File::create(&path).map_err(|e| BenchError::io("create", &path, e))?;
+        for piece in data.chunks(MIB as usize) {
+            file.write_all(piece).map_err(|e| BenchError::io("write", &path, e))?;
+        }
+        file.sync_all().map_err(|e| BenchError::io("fsync", &path, e))
+    })?;
+    report.add("baselines", format!("write+fsync {label}"), bytes, write);
+    let read = timed(plan.repeats, || {
+        let mut file = std::fs::File::open(&path).map_err(|e| BenchError::io("open", &path, e))?;
+        file.read_exact(&mut copy).map_err(|e| BenchError::io("read", &path, e))
+    })?;
+    report.add("baselines", format!("page-cache read {label}"), bytes, read);
+    drop(copy);
+    let _ = std::fs::remove_file(&path);
+
+    progress("baselines: the raw transport between two processes");
+    let mut options = LaunchOptions::new(TRANSPORT_PROCESS_TYPE);
+    options.program = program.to_path_buf();
+    let mut peer = cos_ipc::launch::launch(&options).map_err(|e| BenchError::Step(format!("transport peer: {e}")))?;
+    let pipe = peer.take_endpoint();
+    let outcome = transport(&pipe, plan, &data, report);
+    drop(pipe);
+    let _ = peer.wait();
+    outcome
+}
+
+fn step_error(error: impl std::fmt::Display) -> BenchError {
+    BenchError::Step(format!("transport: {error}"))
+}
+
+/// Pins the calling thread to `cpu`; returns the mask it had, to restore.
+fn pin_to_cpu(cpu: usize) -> Option<libc::cpu_set_t> {
+    // SAFETY: cpu_set_t is plain data; the calls read and write only the sets passed, for the
+    // calling thread (pid 0).
+    unsafe {
+        let mut previous: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut previous) != 0 {
+            return None;
+        }
+        let mut only: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut only);
+        (libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &only) == 0).then_some(previous)
+    }
+}
+
+fn restore_affinity(mask: &libc::cpu_set_t) {
+    // SAFETY: as in `pin_to_cpu`: the calling thread's own mask, from a set we own.
+    unsafe {
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), mask);
+    }
+}
+
+/// Small-message round trips with this thread and the peer's pinned to `(ours, theirs)`.
+fn round_trips(pipe: &Endpoint, n: u32, cpus: (usize, usize)) -> Result<Vec<f64>, BenchError> {
+    let restore = pin_to_cpu(cpus.0);
+    pipe.send(&[PIN, cpus.1 as u8], Vec::new()).map_err(step_error)?;
+    pipe.recv().map_err(step_error)?;
+    let round_trip = || -> Result<f64, BenchError> {
+        let start = Instant::now();
+        pipe.send(&[PING, 0, 0, 0, 0, 0, 0, 0], Vec::new()).map_err(step_error)?;
+        pipe.recv().map_err(step_error)?;
+        Ok(ms_since(start))
+    };
+    for _ in 0..n / 10 {
+        round_trip()?;
+    }
+    let samples = (0..n).map(|_| round_trip()).collect::<Result<Vec<_>, _>>();
+    if let Some(mask) = restore {
+        restore_affinity(&mask);
+    }
+    pipe.send(&[UNPIN], Vec::new()).map_err(step_error)?;
+    pipe.recv().map_err(step_error)?;
+    samples
+}
+
+/// Small-message round trips (the two processes on two CPUs, as a renderer, the browser and the
+/// service usually are; and on one CPU, for reference), then the big size in 1 MiB writes (each
+/// 128 KiB frames, the transport's data-pipe frame) one way with the data pipes' send queue.
+fn transport(pipe: &Endpoint, plan: &Plan, data: &[u8], report: &mut Report) -> Result<(), BenchError> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cross = round_trips(pipe, plan.round_trips, (0, if cpus > 1 { 1 } else { 0 }))?;
+    report.add("baselines", "transport round trip", Kind::Latency, cross);
+    report.note("two processes on two CPUs: the baseline the lookup ratios use");
+    let same = round_trips(pipe, plan.round_trips, (0, 0))?;
+    report.add("baselines", "transport round trip, one CPU", Kind::Latency, same);
+    report.note("both processes pinned to one CPU: no cross-CPU wake-up, for reference");
+
+    pipe.set_send_buffer(DATA_PIPE_SEND_BUFFER).map_err(step_error)?;
+    let mut frame = vec![BULK; DATA_CHUNK_BYTES + 1];
+    let mut bulk = || -> Result<(), BenchError> {
+        for piece in data.chunks(MIB as usize) {
+            for part in piece.chunks(DATA_CHUNK_BYTES) {
+                frame.truncate(1);
+                frame.extend_from_slice(part);
+                pipe.send(&frame, Vec::new()).map_err(step_error)?;
+            }
+        }
+        pipe.send(&[PING], Vec::new()).map_err(step_error)?;
+        pipe.recv().map_err(step_error)?;
+        Ok(())
+    };
+    let samples = timed(plan.repeats, &mut bulk)?;
+    report.add(
+        "baselines",
+        format!("transport bulk {} (1 MiB writes)", super::cos::label(data.len() as u64)),
+        Kind::Transfer { bytes: data.len() as u64 },
+        samples,
+    );
+    Ok(())
+}
+
+/// The `bench-transport` process: pins itself when asked, echoes each ping, swallows bulk frames into one buffer (as a
+/// data pipe's reader does) and answers the ping that follows them.
+pub fn run_transport_peer(bootstrap: ChildBootstrap) -> std::process::ExitCode {
+    let pipe = bootstrap.endpoint;
+    let mut buffer = vec![0u8; DATA_CHUNK_BYTES + 1];
+    let mut pinned = None;
+    loop {
+        match pipe.recv_vectored(&mut [IoSliceMut::new(&mut buffer)]) {
+            Ok((2, _)) if buffer[0] == PIN => {
+                pinned = pin_to_cpu(usize::from(buffer[1])).or(pinned);
+                if pipe.send(&[PIN], Vec::new()).is_err() {
+                    return std::process::ExitCode::SUCCESS;
+                }
+            }
+            Ok((1, _)) if buffer[0] == UNPIN => {
+                if let Some(mask) = pinned.take() {
+                    restore_affinity(&mask);
+                }
+                if pipe.send(&[UNPIN], Vec::new()).is_err() {
+                    return std::process::ExitCode::SUCCESS;
+                }
+            }
+            Ok((len, _)) if len > 0 && buffer[0] == PING => {
+                if pipe.send(&buffer[..len.min(8)], Vec::new()).is_err() {
+                    return std::process::ExitCode::SUCCESS;
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return std::process::ExitCode::SUCCESS,
+        }
+    }
+}

@@ -1,0 +1,1029 @@
+//! The browser's own storage (Cache API, OPFS, IndexedDB) measured in headless Chromium.
+//!
+//! What a site does today without Cross-Origin Storage is the baseline our figures are judged
+//! against, so it is measured in a real browser rather than estimated. The page
+//! (`js/bench_peers.html`) does the timing itself with `performance.now()`; this side only serves
+//! it, starts Chromium and collects what the page posts back.
+//!
+//! The page is served from a throwaway HTTP server on `http://127.0.0.1`: loopback is a secure
+//! context, so the Cache API, OPFS and `crypto.subtle` are all available without certificates,
+//! and the COOP/COEP headers it sends make the page cross-origin isolated, which is what gives
+//! `performance.now()` the resolution the sub-millisecond lookup figures need.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The page that does the measuring.
+const PAGE: &str = include_str!("../../js/bench_peers.html");
+
+/// Where Debian and Ubuntu put Chromium, and where this machine has it.
+const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The per-size operations, in the order the page runs them.
+const OPERATIONS: [&str; 7] =
+    ["cache put", "cache match", "digest+cache put", "opfs write", "opfs read", "idb put", "idb get"];
+
+/// The lookup figures, which the page runs first.
+const LOOKUPS: [&str; 2] = ["cache match miss", "cache match hit"];
+
+/// How often the wait for results also checks whether Chromium died, so a crash is reported
+/// at once rather than after the whole timeout.
+const POLL: Duration = Duration::from_millis(200);
+
+/// A connection that sends nothing for this long is not the page (which posts whole bodies at
+/// once), so its thread gives up rather than hold up the server's shutdown.
+const IDLE_CONNECTION: Duration = Duration::from_secs(10);
+
+/// Request line and header lines are tiny from the page; anything longer is not ours.
+const MAX_LINE: usize = 8 * 1024;
+/// As for [`MAX_LINE`].
+const MAX_HEADERS: usize = 100;
+/// Results are a few tens of KiB even with many lookups; the cap only stops a runaway client.
+const MAX_BODY: u64 = 64 << 20;
+
+/// How much of Chromium's stderr an error quotes: enough for a crash reason, not a whole log.
+const TAIL_LINES: usize = 25;
+/// As for [`TAIL_LINES`], so a single huge line cannot flood the message.
+const TAIL_BYTES: u64 = 16 * 1024;
+
+/// What to measure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerOptions {
+    /// (label, size in bytes), e.g. ("177 MiB", 185_597_952), ("4.5 MiB", 4_718_592), ("1 KiB", 1024).
+    pub sizes: Vec<(String, u64)>,
+    /// Samples per size and operation (after one warm-up that is not recorded).
+    pub repeats: u32,
+    /// Sequential cache.match calls for each of the miss and hit latency figures.
+    pub lookups: u32,
+    /// Give up after this long.
+    pub timeout: Duration,
+}
+
+/// One figure: every sample, in milliseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerFigure {
+    /// What was measured, e.g. `cache put 177 MiB` or `cache match miss`.
+    pub name: String,
+    /// Every recorded sample, in milliseconds, in the order they were taken.
+    pub samples_ms: Vec<f64>,
+}
+
+/// A completed run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerRun {
+    /// The browser as `--version` names it, e.g. "Chromium 148.0.7778.167".
+    pub browser: String,
+    /// Every figure: the two lookup figures, then each size's operations in `sizes` order.
+    pub figures: Vec<PeerFigure>,
+}
+
+/// Why --peers measured nothing, or what it measured.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PeersOutcome {
+    /// Chromium ran the page to the end.
+    Ran(PeerRun),
+    /// There is no Chromium to run; the reason says how to provide one.
+    Skipped(String),
+}
+
+/// Why a run with Chromium present failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// The options cannot be turned into a page run.
+    #[error("invalid peer options: {0}")]
+    Options(String),
+    /// `chromium --version` did not name a browser, so the binary is probably not Chromium.
+    #[error("`{} --version` failed: {detail}", chromium.display())]
+    Version {
+        /// The binary that was asked.
+        chromium: PathBuf,
+        /// What went wrong, with its stderr if it wrote any.
+        detail: String,
+    },
+    /// The loopback server or Chromium's scratch directory could not be set up.
+    #[error("could not prepare the run (loopback HTTP server, scratch directory): {0}")]
+    Setup(#[from] io::Error),
+    /// Chromium could not be started at all.
+    #[error("could not start {}: {source}", chromium.display())]
+    Spawn {
+        /// The binary that was started.
+        chromium: PathBuf,
+        /// Why the OS refused.
+        source: io::Error,
+    },
+    /// Chromium died before the page reported.
+    #[error("Chromium exited ({status}) before the page reported its figures; Chromium's stderr ends with:\n{stderr}")]
+    Exited {
+        /// How it exited.
+        status: String,
+        /// The end of its stderr.
+        stderr: String,
+    },
+    /// The page never reported.
+    #[error(
+        "no figures from Chromium within {after:?} (last progress: {last}): raise the timeout or measure \
+         smaller sizes; Chromium's stderr ends with:\n{stderr}"
+    )]
+    Timeout {
+        /// The timeout that ran out.
+        after: Duration,
+        /// The last progress message, to show how far the page got.
+        last: String,
+        /// The end of Chromium's stderr.
+        stderr: String,
+    },
+    /// The page threw: a storage API failed or is missing in this Chromium.
+    #[error("the measuring page failed in Chromium: {message}\nChromium's stderr ends with:\n{stderr}")]
+    Page {
+        /// The exception, with its stack.
+        message: String,
+        /// The end of Chromium's stderr.
+        stderr: String,
+    },
+    /// The page posted a line that is not `<name>\t<ms>\t<ms>...`.
+    #[error("malformed result line ({reason}): {line:?}")]
+    Malformed {
+        /// The line, shortened if long.
+        line: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The results parsed but do not match what was asked for.
+    #[error("incomplete results: {0}")]
+    Incomplete(String),
+}
+
+/// Finds Chromium: `$CHROMIUM` if set, else /usr/bin/chromium; None if neither is an executable file.
+pub fn find_chromium() -> Option<PathBuf> {
+    locate_chromium(std::env::var_os("CHROMIUM"), Path::new(DEFAULT_CHROMIUM))
+}
+
+/// [`find_chromium`] with the environment passed in, so tests need not mutate the process's
+/// environment (racy with other test threads, and `unsafe` in Rust 2024).
+fn locate_chromium(from_env: Option<OsString>, default: &Path) -> Option<PathBuf> {
+    from_env
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([default.to_path_buf()])
+        .find(|path| is_executable_file(path))
+}
+
+/// Follows symlinks, since /usr/bin/chromium is often one.
+fn is_executable_file(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+/// Why there is nothing to run, naming a `CHROMIUM` that was set but unusable so a typo shows.
+fn not_found_reason(from_env: Option<OsString>) -> String {
+    let mut reason = format!("Chromium not found: install it at {DEFAULT_CHROMIUM} or set CHROMIUM=");
+    if let Some(value) = from_env.filter(|value| !value.is_empty()) {
+        let _ = write!(reason, " (CHROMIUM={} is not an executable file)", Path::new(&value).display());
+    }
+    reason
+}
+
+/// Runs the page in headless Chromium and collects its figures. Skipped (with the reason, e.g.
+/// "Chromium not found: install it at /usr/bin/chromium or set CHROMIUM=") when there is no
+/// Chromium; an Err only when Chromium exists but the run failed (with an actionable message
+/// including Chromium's stderr tail).
+///
+/// `progress` gets a line as each figure completes (its median), plus a few notes such as the
+/// page's storage quota and whether its timer is fine-grained.
+pub fn run_peers(options: &PeerOptions, progress: &mut dyn FnMut(&str)) -> Result<PeersOutcome, PeerError> {
+    let from_env = std::env::var_os("CHROMIUM").filter(|value| !value.is_empty());
+    let Some(chromium) = locate_chromium(from_env.clone(), Path::new(DEFAULT_CHROMIUM)) else {
+        return Ok(PeersOutcome::Skipped(not_found_reason(from_env)));
+    };
+    validate(options)?;
+    if let Some(value) = from_env.filter(|value| Path::new(value) != chromium) {
+        progress(&format!(
+            "CHROMIUM={} is not an executable file; using {}",
+            Path::new(&value).display(),
+            chromium.display()
+        ));
+    }
+    let browser = chromium_version(&chromium)?;
+    progress(&format!("starting {browser} ({}) headless", chromium.display()));
+    let started = Instant::now();
+    let text = run_page(&chromium, options, progress)?;
+    let figures = check_figures(options, parse_results(&text)?)?;
+    progress(&format!("{browser}: all {} figures in {:.1} s", figures.len(), started.elapsed().as_secs_f64()));
+    Ok(PeersOutcome::Ran(PeerRun { browser, figures }))
+}
+
+/// Rejects what would make the page fail or the result lines ambiguous, before paying for a
+/// browser start.
+fn validate(options: &PeerOptions) -> Result<(), PeerError> {
+    if options.repeats == 0 || options.lookups == 0 {
+        return Err(PeerError::Options("repeats and lookups must be at least 1".into()));
+    }
+    for (index, (label, _)) in options.sizes.iter().enumerate() {
+        if label.trim().is_empty() || label.chars().any(char::is_control) {
+            return Err(PeerError::Options(format!("size label {label:?} must be non-empty printable text")));
+        }
+        if options.sizes[..index].iter().any(|(earlier, _)| earlier == label) {
+            return Err(PeerError::Options(format!("size label {label:?} appears twice")));
+        }
+    }
+    Ok(())
+}
+
+/// The name `--version` prints, without distribution suffixes such as "built on Debian ...":
+/// everything up to and including the version number.
+fn browser_name(version_output: &str) -> String {
+    let line = version_output.lines().find(|line| !line.trim().is_empty()).unwrap_or_default().trim();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.iter().position(|word| word.starts_with(|c: char| c.is_ascii_digit())) {
+        Some(version) => words[..=version].join(" "),
+        None => line.to_owned(),
+    }
+}
+
+/// Asks the binary for its version, which also proves it runs before the real launch.
+fn chromium_version(chromium: &Path) -> Result<String, PeerError> {
+    let error = |detail: String| PeerError::Version { chromium: chromium.to_owned(), detail };
+    let output = Command::new(chromium)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| error(format!("could not run it: {e}")))?;
+    let name = browser_name(&String::from_utf8_lossy(&output.stdout));
+    if !output.status.success() || name.is_empty() {
+        return Err(error(format!(
+            "{} with stdout {:?}; stderr: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout).trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(name)
+}
+
+/// The page's query string: `size=<label>:<bytes>` per size (the page splits at the last `:`),
+/// then `repeats` and `lookups`.
+fn query_string(options: &PeerOptions) -> String {
+    let mut parts: Vec<String> = options
+        .sizes
+        .iter()
+        .map(|(label, bytes)| format!("size={}", percent_encode(&format!("{label}:{bytes}"))))
+        .collect();
+    parts.push(format!("repeats={}", options.repeats));
+    parts.push(format!("lookups={}", options.lookups));
+    parts.join("&")
+}
+
+/// Encodes everything but RFC 3986's unreserved characters, so labels survive any spelling
+/// (spaces, `&`, `+`, non-ASCII) through `URLSearchParams`.
+fn percent_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            let _ = write!(encoded, "%{byte:02X}");
+        }
+    }
+    encoded
+}
+
+/// Every figure the page must report, with its sample count, in reporting order.
+fn expected_figures(options: &PeerOptions) -> Vec<(String, usize)> {
+    let lookups = LOOKUPS.iter().map(|name| ((*name).to_owned(), options.lookups as usize));
+    let sizes = options.sizes.iter().flat_map(|(label, _)| {
+        OPERATIONS.iter().map(move |operation| (format!("{operation} {label}"), options.repeats as usize))
+    });
+    lookups.chain(sizes).collect()
+}
+
+/// Parses the page's result text: one `<name>\t<ms>\t<ms>...` line per figure.
+fn parse_results(text: &str) -> Result<Vec<PeerFigure>, PeerError> {
+    text.lines().filter(|line| !line.trim().is_empty()).map(parse_line).collect()
+}
+
+/// One result line.
+fn parse_line(line: &str) -> Result<PeerFigure, PeerError> {
+    let line = line.trim_end_matches('\r');
+    let malformed = |reason: String| {
+        // A lookup line holds thousands of samples; the start is what identifies it.
+        let shown: String = line.chars().take(200).collect();
+        PeerError::Malformed { line: shown, reason }
+    };
+    let mut fields = line.split('\t');
+    let name = fields.next().unwrap_or_default().trim();
+    if name.is_empty() {
+        return Err(malformed("no figure name".into()));
+    }
+    let samples_ms = fields
+        .map(|field| {
+            field
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|ms| ms.is_finite() && *ms >= 0.0)
+                .ok_or_else(|| malformed(format!("{field:?} is not a duration in milliseconds")))
+        })
+        .collect::<Result<Vec<f64>, PeerError>>()?;
+    if samples_ms.is_empty() {
+        return Err(malformed("no samples".into()));
+    }
+    Ok(PeerFigure { name: name.to_owned(), samples_ms })
+}
+
+/// Checks the page reported exactly what was asked for, and orders it as [`expected_figures`]:
+/// a figure silently missing or short of samples would make the comparison lie.
+fn check_figures(options: &PeerOptions, mut figures: Vec<PeerFigure>) -> Result<Vec<PeerFigure>, PeerError> {
+    let mut ordered = Vec::with_capacity(figures.len());
+    for (name, count) in expected_figures(options) {
+        let Some(index) = figures.iter().position(|figure| figure.name == name) else {
+            return Err(PeerError::Incomplete(format!("no {name:?} figure")));
+        };
+        let figure = figures.remove(index);
+        if figure.samples_ms.len() != count {
+            return Err(PeerError::Incomplete(format!(
+                "{name:?} has {} samples, expected {count}",
+                figure.samples_ms.len()
+            )));
+        }
+        ordered.push(figure);
+    }
+    if let Some(extra) = figures.first() {
+        return Err(PeerError::Incomplete(format!("unexpected or repeated figure {:?}", extra.name)));
+    }
+    Ok(ordered)
+}
+
+/// A progress line for the caller: the figure's median if the page sent a figure line, else
+/// the page's note as is.
+fn describe_progress(text: &str) -> String {
+    match parse_line(text.trim()) {
+        Ok(figure) => format!(
+            "{}: median {} over {} samples",
+            figure.name,
+            format_ms(median(&figure.samples_ms)),
+            figure.samples_ms.len()
+        ),
+        Err(_) => text.trim().to_owned(),
+    }
+}
+
+/// The median of non-empty samples.
+fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    if sorted.len().is_multiple_of(2) { (sorted[middle - 1] + sorted[middle]) / 2.0 } else { sorted[middle] }
+}
+
+/// Milliseconds in a unit that keeps lookups (hundreds of µs) and large puts readable.
+fn format_ms(ms: f64) -> String {
+    if ms < 1.0 { format!("{:.0} µs", ms * 1000.0) } else { format!("{ms:.1} ms") }
+}
+
+/// Serves the page, runs Chromium on it and returns the page's result text.
+fn run_page(chromium: &Path, options: &PeerOptions, progress: &mut dyn FnMut(&str)) -> Result<String, PeerError> {
+    let deadline = Instant::now() + options.timeout;
+    // Declared first so it is removed last, after Chromium (which writes in it) is dead.
+    let scratch = tempfile::Builder::new().prefix("bench-peers-").tempdir()?;
+    let log_path = scratch.path().join("chromium-stderr.log");
+    let log = File::create(&log_path)?;
+    let (events_tx, events) = mpsc::channel();
+    // Declared before Chromium so it is dropped after it: Chromium's death closes its
+    // connections, which lets the server's connection threads finish.
+    let server = Server::start(events_tx)?;
+    let url = format!("http://{}/?{}", server.address, query_string(options));
+    let mut browser = Chromium::launch(chromium, &scratch.path().join("profile"), &log, &url)?;
+    let outcome = wait_for_result(&events, &mut browser, deadline, progress);
+    drop(browser);
+    drop(server);
+    outcome.map_err(|failure| {
+        let stderr = stderr_tail(&log_path);
+        match failure {
+            Failure::Exited(status) => PeerError::Exited { status, stderr },
+            Failure::Timeout(last) => PeerError::Timeout { after: options.timeout, last, stderr },
+            Failure::Page(message) => PeerError::Page { message, stderr },
+        }
+    })
+}
+
+/// How waiting for the page can end badly; turned into a [`PeerError`] once Chromium is dead
+/// and its stderr complete.
+enum Failure {
+    Exited(String),
+    Timeout(String),
+    Page(String),
+}
+
+/// Relays progress until the page posts its results or an error, Chromium dies, or time runs out.
+fn wait_for_result(
+    events: &Receiver<Event>,
+    browser: &mut Chromium,
+    deadline: Instant,
+    progress: &mut dyn FnMut(&str),
+) -> Result<String, Failure> {
+    let mut last = String::from("none: the page never reported");
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Failure::Timeout(last));
+        }
+        match events.recv_timeout(left.min(POLL)) {
+            Ok(Event::Progress(text)) => {
+                last = describe_progress(&text);
+                progress(&last);
+            }
+            Ok(Event::Result(text)) => return Ok(text),
+            Ok(Event::Error(message)) => return Err(Failure::Page(message)),
+            Err(RecvTimeoutError::Timeout) => match browser.child.try_wait() {
+                Ok(Some(status)) => return Err(Failure::Exited(describe_status(status))),
+                Ok(None) => {}
+                Err(e) => return Err(Failure::Exited(format!("unknown: waiting for it failed: {e}"))),
+            },
+            // The server holds a sender until it is stopped, so this means its thread panicked.
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Failure::Page("the loopback HTTP server stopped unexpectedly".into()));
+            }
+        }
+    }
+}
+
+/// Exit status wording for the error.
+fn describe_status(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        _ => status.to_string(),
+    }
+}
+
+/// The last lines of Chromium's stderr, read from the end so a long log costs nothing.
+fn stderr_tail(path: &Path) -> String {
+    let read = || -> io::Result<String> {
+        let mut file = File::open(path)?;
+        let length = file.metadata()?.len();
+        let start = length.saturating_sub(TAIL_BYTES);
+        file.seek(SeekFrom::Start(start))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let mut lines: Vec<&str> = text.lines().collect();
+        if start > 0 && !lines.is_empty() {
+            // Cut mid-line by the seek.
+            lines.remove(0);
+        }
+        // Headless Chromium in a container logs D-Bus failures by the dozen; they are harmless
+        // and would push the line that explains a failure out of the tail.
+        lines.retain(|line| !line.trim().is_empty() && !line.contains(":ERROR:dbus/"));
+        Ok(lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n"))
+    };
+    match read() {
+        Ok(tail) if tail.is_empty() => "(nothing)".into(),
+        Ok(tail) => tail,
+        Err(e) => format!("(unreadable: {e})"),
+    }
+}
+
+/// Headless Chromium in its own process group, killed with all its children when dropped.
+struct Chromium {
+    child: Child,
+}
+
+impl Chromium {
+    fn launch(chromium: &Path, profile: &Path, log: &File, url: &str) -> Result<Self, PeerError> {
+        let spawn_error = |source| PeerError::Spawn { chromium: chromium.to_owned(), source };
+        let mut user_data_dir = OsString::from("--user-data-dir=");
+        user_data_dir.push(profile);
+        let child = Command::new(chromium)
+            // --no-sandbox because we run as root, where Chromium refuses its sandbox;
+            // a fresh --user-data-dir so no earlier run's stored entries or quota use leak in.
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-dev-shm-usage",
+            ])
+            .arg(user_data_dir)
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(spawn_error)?)
+            .stderr(log.try_clone().map_err(spawn_error)?)
+            // Its own group, so one kill reaches the renderer, GPU and utility processes too.
+            .process_group(0)
+            .spawn()
+            .map_err(spawn_error)?;
+        Ok(Chromium { child })
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        if let Ok(group) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill(2) on the process group of a child this process spawned with
+            // process_group(0), so the group id is its pid; no memory is involved. The child is
+            // not reaped before this unless it exited, and then its surviving children keep the
+            // group id from being reused.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the page posts.
+#[derive(Debug, PartialEq)]
+enum Event {
+    Progress(String),
+    Result(String),
+    Error(String),
+}
+
+/// The loopback HTTP server, stopped and joined when dropped.
+struct Server {
+    address: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(events: Sender<Event>) -> io::Result<Self> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let address = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new().name("bench-peers-http".into()).spawn({
+            let stop = stop.clone();
+            move || serve(&listener, &stop, &events)
+        })?;
+        Ok(Server { address, stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // accept() has no timeout; a connection of our own is what wakes it to see `stop`.
+        let _ = TcpStream::connect_timeout(&self.address, Duration::from_secs(1));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Accepts until stopped, a thread per connection so a connection Chromium opens and leaves
+/// idle (it preconnects) cannot block the page's posts.
+fn serve(listener: &TcpListener, stop: &AtomicBool, events: &Sender<Event>) {
+    std::thread::scope(|scope| {
+        for stream in listener.incoming() {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(stream) = stream else {
+                // Out of descriptors or the like: back off instead of spinning.
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            let events = events.clone();
+            let _ = std::thread::Builder::new().spawn_scoped(scope, move || {
+                let _ = handle_connection(&stream, &events);
+            });
+        }
+    });
+}
+
+/// One request per connection (we answer `Connection: close`).
+fn handle_connection(stream: &TcpStream, events: &Sender<Event>) -> io::Result<()> {
+    stream.set_read_timeout(Some(IDLE_CONNECTION))?;
+    stream.set_write_timeout(Some(IDLE_CONNECTION))?;
+    let response = match read_request(&mut BufReader::new(stream)) {
+        Ok(request) => route(request, events),
+        Err(Reject::Closed) => return Ok(()),
+        Err(Reject::Status(status)) => Response::empty(status),
+    };
+    response.write_to(&mut &*stream)
+}
+
+/// A parsed request; headers other than the body's length do not matter here.
+#[derive(Debug, PartialEq)]
+struct Request {
+    method: String,
+    target: String,
+    body: Vec<u8>,
+}
+
+/// Why no request could be read.
+#[derive(Debug, PartialEq)]
+enum Reject {
+    /// The peer went away or stalled: nothing to answer.
+    Closed,
+    /// Answer with this status line (e.g. "400 Bad Request") and close.
+    Status(&'static str),
+}
+
+impl From<io::Error> for Reject {
+    fn from(_: io::Error) -> Self {
+        Reject::Closed
+    }
+}
+
+/// Reads the request line, the headers and a `Content-Length` body.
+fn read_request(reader: &mut impl BufRead) -> Result<Request, Reject> {
+    let request_line = read_line(reader)?;
+    let mut parts = request_line.split_whitespace();
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Reject::Status("400 Bad Request"));
+    };
+    if !version.starts_with("HTTP/1.") {
+        return Err(Reject::Status("505 HTTP Version Not Supported"));
+    }
+    let mut content_length = 0u64;
+    for _ in 0..=MAX_HEADERS {
+        let line = read_line(reader)?;
+        if line.is_empty() {
+            let length = usize::try_from(content_length).map_err(|_| Reject::Status("413 Content Too Large"))?;
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body)?;
+            return Ok(Request { method: method.to_owned(), target: target.to_owned(), body });
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(Reject::Status("400 Bad Request"));
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            content_length = value.parse().map_err(|_| Reject::Status("400 Bad Request"))?;
+            if content_length > MAX_BODY {
+                return Err(Reject::Status("413 Content Too Large"));
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // fetch() sends a string body with a length; chunked bodies are not worth decoding.
+            return Err(Reject::Status("411 Length Required"));
+        }
+    }
+    Err(Reject::Status("431 Request Header Fields Too Large"))
+}
+
+/// One CRLF- (or LF-) terminated line, bounded so a client cannot make us buffer without end.
+fn read_line(reader: &mut impl BufRead) -> Result<String, Reject> {
+    let mut line = Vec::new();
+    reader.take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line)?;
+    if line.len() > MAX_LINE {
+        return Err(Reject::Status("431 Request Header Fields Too Large"));
+    }
+    if line.pop() != Some(b'\n') {
+        return Err(Reject::Closed);
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    String::from_utf8(line).map_err(|_| Reject::Status("400 Bad Request"))
+}
+
+/// What the server answers.
+struct Response {
+    status: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    body: &'static [u8],
+}
+
+impl Response {
+    fn empty(status: &'static str) -> Self {
+        Response { status, headers: &[], body: b"" }
+    }
+
+    fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
+        let mut head = format!("HTTP/1.1 {}\r\nConnection: close\r\nCache-Control: no-store\r\n", self.status);
+        // RFC 9110 forbids a length on 204.
+        if !self.status.starts_with("204") {
+            let _ = write!(head, "Content-Length: {}\r\n", self.body.len());
+        }
+        for (name, value) in self.headers {
+            let _ = write!(head, "{name}: {value}\r\n");
+        }
+        head.push_str("\r\n");
+        out.write_all(head.as_bytes())?;
+        out.write_all(self.body)?;
+        out.flush()
+    }
+}
+
+/// `/` is the page (whatever the query), the three POST paths are the page reporting back.
+fn route(request: Request, events: &Sender<Event>) -> Response {
+    let path = request.target.split('?').next().unwrap_or_default();
+    let text = || String::from_utf8_lossy(&request.body).into_owned();
+    let event = match (request.method.as_str(), path) {
+        ("GET", "/") => {
+            return Response {
+                status: "200 OK",
+                headers: &[
+                    ("Content-Type", "text/html; charset=utf-8"),
+                    // Cross-origin isolation: performance.now() at 5 µs instead of 100 µs.
+                    ("Cross-Origin-Opener-Policy", "same-origin"),
+                    ("Cross-Origin-Embedder-Policy", "require-corp"),
+                ],
+                body: PAGE.as_bytes(),
+            };
+        }
+        ("POST", "/progress") => Event::Progress(text()),
+        ("POST", "/result") => Event::Result(text()),
+        ("POST", "/error") => Event::Error(text()),
+        _ => return Response::empty("404 Not Found"),
+    };
+    // The receiver is gone only once the run is over; a late post no longer matters then.
+    let _ = events.send(event);
+    Response::empty("204 No Content")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(sizes: &[(&str, u64)], repeats: u32, lookups: u32) -> PeerOptions {
+        PeerOptions {
+            sizes: sizes.iter().map(|(label, bytes)| ((*label).to_owned(), *bytes)).collect(),
+            repeats,
+            lookups,
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    #[test]
+    fn parses_result_lines_into_figures() {
+        let text = "cache put 1 KiB\t0.5000\t0.2500\r\n\ncache match miss\t0.1\n";
+        let figures = parse_results(text).unwrap();
+        assert_eq!(
+            figures,
+            vec![
+                PeerFigure { name: "cache put 1 KiB".into(), samples_ms: vec![0.5, 0.25] },
+                PeerFigure { name: "cache match miss".into(), samples_ms: vec![0.1] },
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_result_lines() {
+        for (line, reason) in [
+            ("cache put 1 KiB\t0.5\tfast", "is not a duration"),
+            ("cache put 1 KiB", "no samples"),
+            ("\t0.5", "no figure name"),
+            ("cache put 1 KiB\t-1", "is not a duration"),
+            ("cache put 1 KiB\tNaN", "is not a duration"),
+            ("cache put 1 KiB\t0.5\t", "is not a duration"),
+        ] {
+            let error = parse_results(&format!("cache match miss\t0.1\n{line}\n")).unwrap_err();
+            assert!(
+                matches!(&error, PeerError::Malformed { reason: r, .. } if r.contains(reason)),
+                "{line:?}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn checks_and_orders_figures() {
+        let options = options(&[("1 KiB", 1024)], 2, 3);
+        let expected = expected_figures(&options);
+        assert_eq!(expected.len(), 9);
+        assert_eq!(expected[0], ("cache match miss".into(), 3));
+        assert_eq!(expected[2], ("cache put 1 KiB".into(), 2));
+        assert_eq!(expected[4], ("digest+cache put 1 KiB".into(), 2));
+        let figures: Vec<PeerFigure> = expected
+            .iter()
+            .rev()
+            .map(|(name, count)| PeerFigure { name: name.clone(), samples_ms: vec![1.0; *count] })
+            .collect();
+        let ordered = check_figures(&options, figures.clone()).unwrap();
+        assert_eq!(ordered.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), {
+            expected.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>()
+        });
+
+        let mut short = figures.clone();
+        short[0].samples_ms.pop();
+        assert!(matches!(check_figures(&options, short), Err(PeerError::Incomplete(m)) if m.contains("samples")));
+        let mut missing = figures.clone();
+        missing.remove(3);
+        assert!(matches!(check_figures(&options, missing), Err(PeerError::Incomplete(m)) if m.contains("no ")));
+        let mut repeated = figures;
+        repeated.push(repeated[0].clone());
+        assert!(matches!(check_figures(&options, repeated), Err(PeerError::Incomplete(m)) if m.contains("repeated")));
+    }
+
+    #[test]
+    fn builds_the_query_string() {
+        let options = options(&[("177 MiB", 185_597_952), ("4.5 MiB", 4_718_592), ("a&b+c:µ", 1)], 3, 1000);
+        assert_eq!(
+            query_string(&options),
+            "size=177%20MiB%3A185597952&size=4.5%20MiB%3A4718592&size=a%26b%2Bc%3A%C2%B5%3A1&repeats=3&lookups=1000"
+        );
+    }
+
+    #[test]
+    fn validates_options() {
+        assert!(validate(&options(&[("1 KiB", 1024)], 1, 1)).is_ok());
+        assert!(validate(&options(&[("1 KiB", 1024)], 0, 1)).is_err());
+        assert!(validate(&options(&[("1 KiB", 1024)], 1, 0)).is_err());
+        assert!(validate(&options(&[("a\tb", 1024)], 1, 1)).is_err());
+        assert!(validate(&options(&[(" ", 1024)], 1, 1)).is_err());
+        assert!(validate(&options(&[("1 KiB", 1024), ("1 KiB", 1)], 1, 1)).is_err());
+    }
+
+    #[test]
+    fn names_the_browser_without_distribution_suffix() {
+        assert_eq!(
+            browser_name("Chromium 148.0.7778.167 built on Debian GNU/Linux 12 (bookworm)\n"),
+            "Chromium 148.0.7778.167"
+        );
+        assert_eq!(browser_name("Google Chrome 148.0.7778.167 \n"), "Google Chrome 148.0.7778.167");
+        assert_eq!(browser_name("\nsomething odd\n"), "something odd");
+        assert_eq!(browser_name(""), "");
+    }
+
+    #[test]
+    fn summarises_progress() {
+        assert_eq!(describe_progress("cache put 1 KiB\t3\t1\t2\n"), "cache put 1 KiB: median 2.0 ms over 3 samples");
+        assert_eq!(describe_progress("cache match hit\t0.3\t0.2"), "cache match hit: median 250 µs over 2 samples");
+        assert_eq!(describe_progress("page ready: quota 1 GiB\n"), "page ready: quota 1 GiB");
+    }
+
+    #[test]
+    fn quotes_the_end_of_stderr_without_dbus_noise() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let mut text = String::from("early line\n");
+        for i in 0..TAIL_LINES {
+            let _ = writeln!(text, "line {i}");
+        }
+        text.push_str("[1:2:1127/204748.364531:ERROR:dbus/bus.cc:405] Failed to connect to the bus\n\n");
+        text.push_str("FATAL: the reason\n");
+        std::fs::write(&log, &text).unwrap();
+        let tail = stderr_tail(&log);
+        assert!(tail.ends_with("line 24\nFATAL: the reason"), "{tail}");
+        assert!(!tail.contains("early line") && !tail.contains("dbus"), "{tail}");
+        assert_eq!(tail.lines().count(), TAIL_LINES);
+
+        std::fs::write(&log, format!("{}\nlast\n", "x".repeat(2 * TAIL_BYTES as usize))).unwrap();
+        assert_eq!(stderr_tail(&log), "last");
+        std::fs::write(&log, "").unwrap();
+        assert_eq!(stderr_tail(&log), "(nothing)");
+        assert!(stderr_tail(&dir.path().join("absent")).starts_with("(unreadable"));
+    }
+
+    /// All in one function: these are the cases that depend on `CHROMIUM`, exercised through
+    /// the same lookup `find_chromium` uses, with the variable's value passed in rather than set
+    /// (setting it would race with the Chromium test reading it).
+    #[test]
+    fn finds_chromium_through_the_chromium_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let executable = dir.path().join("my-chromium");
+        std::fs::write(&executable, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&executable, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let plain = dir.path().join("not-executable");
+        std::fs::write(&plain, "").unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let absent = dir.path().join("absent");
+        let env = |path: &Path| Some(path.as_os_str().to_owned());
+
+        assert_eq!(locate_chromium(env(&executable), &absent), Some(executable.clone()));
+        assert_eq!(locate_chromium(env(&executable), &plain), Some(executable.clone()));
+        // Unusable CHROMIUM falls back to the default, which must itself be executable.
+        assert_eq!(locate_chromium(env(&plain), &executable), Some(executable.clone()));
+        assert_eq!(locate_chromium(env(&plain), &absent), None);
+        assert_eq!(locate_chromium(env(dir.path()), &absent), None);
+        assert_eq!(locate_chromium(None, &executable), Some(executable.clone()));
+        assert_eq!(locate_chromium(Some(OsString::new()), &executable), Some(executable.clone()));
+        assert_eq!(locate_chromium(None, &plain), None);
+
+        let reason = not_found_reason(env(&plain));
+        assert!(reason.starts_with("Chromium not found: install it at /usr/bin/chromium or set CHROMIUM="));
+        assert!(reason.contains("not-executable is not an executable file"), "{reason}");
+        assert_eq!(not_found_reason(None), "Chromium not found: install it at /usr/bin/chromium or set CHROMIUM=");
+    }
+
+    #[test]
+    fn parses_http_requests() {
+        let mut post =
+            io::Cursor::new(b"POST /result HTTP/1.1\r\nHost: x\r\ncontent-length: 5\r\n\r\nab\tcdEXTRA".to_vec());
+        assert_eq!(
+            read_request(&mut post),
+            Ok(Request { method: "POST".into(), target: "/result".into(), body: b"ab\tcd".to_vec() })
+        );
+        let mut get = io::Cursor::new(b"GET /?size=1 HTTP/1.1\nHost: x\n\n".to_vec());
+        assert_eq!(read_request(&mut get).unwrap().target, "/?size=1");
+        for (bytes, expected) in [
+            (&b"GARBAGE\r\n\r\n"[..], Reject::Status("400 Bad Request")),
+            (b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n", Reject::Status("400 Bad Request")),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", Reject::Status("411 Length Required")),
+            (b"POST / HTTP/1.1\r\nContent-Length: 999999999999\r\n\r\n", Reject::Status("413 Content Too Large")),
+            (b"POST / HTTP/1.1\r\nContent-Length: 9\r\n\r\nshort", Reject::Closed),
+            (b"GET / HTTP/1.1\r\nHost: x", Reject::Closed),
+            (b"", Reject::Closed),
+        ] {
+            assert_eq!(read_request(&mut io::Cursor::new(bytes.to_vec())), Err(expected), "{bytes:?}");
+        }
+        let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_LINE));
+        assert_eq!(
+            read_request(&mut io::Cursor::new(long.into_bytes())),
+            Err(Reject::Status("431 Request Header Fields Too Large"))
+        );
+    }
+
+    #[test]
+    fn serves_the_page_and_relays_posts() {
+        fn exchange(address: SocketAddr, request: &str) -> String {
+            let mut stream = TcpStream::connect(address).unwrap();
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).unwrap();
+            response
+        }
+        let (events_tx, events) = mpsc::channel();
+        let server = Server::start(events_tx).unwrap();
+        // An idle connection, as Chromium's preconnects are, must not hold up the others.
+        let _idle = TcpStream::connect(server.address).unwrap();
+
+        let page = exchange(server.address, "GET /?repeats=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+        assert!(page.contains("Content-Type: text/html; charset=utf-8\r\n"));
+        assert!(page.contains("Cross-Origin-Embedder-Policy: require-corp\r\n"));
+        assert!(page.contains(&format!("Content-Length: {}\r\n", PAGE.len())));
+        assert!(page.ends_with(PAGE));
+
+        let posted = exchange(server.address, "POST /progress HTTP/1.1\r\nContent-Length: 4\r\n\r\nhalf");
+        assert!(posted.starts_with("HTTP/1.1 204 No Content\r\n"), "{posted}");
+        assert!(!posted.contains("Content-Length"));
+        assert_eq!(events.recv_timeout(Duration::from_secs(5)), Ok(Event::Progress("half".into())));
+
+        let missing = exchange(server.address, "GET /favicon.ico HTTP/1.1\r\n\r\n");
+        assert!(missing.starts_with("HTTP/1.1 404 Not Found\r\n"), "{missing}");
+        assert!(missing.contains("Connection: close\r\n"));
+        drop(_idle);
+        drop(server);
+    }
+
+    /// Runs the real page in real Chromium with tiny sizes; skipped where there is no Chromium
+    /// (CI machines).
+    #[test]
+    fn measures_in_headless_chromium() {
+        if find_chromium().is_none() {
+            eprintln!("skipped: no Chromium (install it at {DEFAULT_CHROMIUM} or set CHROMIUM=)");
+            return;
+        }
+        let options = options(&[("1 KiB", 1024)], 2, 20);
+        let mut messages = Vec::new();
+        let outcome = run_peers(&options, &mut |message| messages.push(message.to_owned())).unwrap();
+        let PeersOutcome::Ran(run) = outcome else { panic!("skipped with Chromium present: {outcome:?}") };
+        assert!(run.browser.contains(|c: char| c.is_ascii_digit()), "{}", run.browser);
+        let names: Vec<&str> = run.figures.iter().map(|figure| figure.name.as_str()).collect();
+        for operation in OPERATIONS {
+            let name = format!("{operation} 1 KiB");
+            let figure = run.figures.iter().find(|figure| figure.name == name).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(figure.samples_ms.len(), 2, "{name}");
+        }
+        for name in LOOKUPS {
+            let figure = run.figures.iter().find(|figure| figure.name == name).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(figure.samples_ms.len(), 20, "{name}");
+        }
+        assert_eq!(names.len(), 9, "{names:?}");
+        assert!(messages.iter().any(|m| m.starts_with("cache put 1 KiB: median")), "{messages:?}");
+    }
+
+    /// The full-size measurement, by hand: `cargo test -p test_shell --lib bench::peers --
+    /// --ignored --nocapture`. About 20 s on a 2-core VM, and under 1 GiB of scratch disk.
+    #[test]
+    #[ignore = "about 20 s of headless Chromium and hundreds of MiB of disk; run by hand"]
+    fn full_size_run() {
+        let options = PeerOptions {
+            sizes: vec![("177 MiB".into(), 185_597_952), ("4.5 MiB".into(), 4_718_592), ("1 KiB".into(), 1024)],
+            repeats: 3,
+            lookups: 1000,
+            timeout: Duration::from_secs(600),
+        };
+        let started = Instant::now();
+        let outcome = run_peers(&options, &mut |message| eprintln!("{message}")).unwrap();
+        let PeersOutcome::Ran(run) = outcome else { panic!("{outcome:?}") };
+        eprintln!("{} in {:.1} s", run.browser, started.elapsed().as_secs_f64());
+        for figure in &run.figures {
+            let (min, max) =
+                figure.samples_ms.iter().fold((f64::INFINITY, 0.0_f64), |(lo, hi), &ms| (lo.min(ms), hi.max(ms)));
+            eprintln!(
+                "{:<28} median {:>10}  min {:>10}  max {:>10}",
+                figure.name,
+                format_ms(median(&figure.samples_ms)),
+                format_ms(min),
+                format_ms(max)
+            );
+        }
+    }
+}

@@ -1,0 +1,489 @@
+//! The bench's figures, ratios and their rendering (a table, or JSON).
+
+use std::fmt::Write;
+
+use super::peers::PeersOutcome;
+use super::{MIB, Plan, median, percentile};
+
+/// What a figure's samples are.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    /// Milliseconds per operation on `bytes`: min/median/max and MiB/s at the median.
+    Transfer {
+        /// Bytes each operation moves.
+        bytes: u64,
+    },
+    /// Milliseconds per call: p50 and p99.
+    Latency,
+    /// A rate in `unit` (higher is better): min/median/max.
+    Rate {
+        /// What is counted per second, e.g. `"MiB/s"`.
+        unit: &'static str,
+    },
+    /// Milliseconds: min/median/max.
+    Time,
+    /// MiB: min/median/max.
+    Memory,
+}
+
+/// One measured figure.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    /// `baselines`, `cos`, `scale` or `peers`.
+    pub section: &'static str,
+    /// What was measured.
+    pub name: String,
+    /// What the samples are.
+    pub kind: Kind,
+    /// Every sample, in the kind's unit.
+    pub samples: Vec<f64>,
+    /// Anything else worth knowing (e.g. "1 blob on disk").
+    pub note: String,
+}
+
+impl Figure {
+    /// The median sample.
+    pub fn median(&self) -> f64 {
+        median(&self.samples)
+    }
+
+    /// MiB/s at the median, for transfers.
+    pub fn mib_per_s(&self) -> Option<f64> {
+        match self.kind {
+            Kind::Transfer { bytes } if self.median() > 0.0 => Some(bytes as f64 / MIB as f64 / (self.median() / 1e3)),
+            _ => None,
+        }
+    }
+}
+
+/// A COS figure against its baseline or a target.
+#[derive(Debug, Clone)]
+pub struct Ratio {
+    /// What is compared.
+    pub name: String,
+    /// The ratio or value.
+    pub value: f64,
+    /// The target, in words.
+    pub target: String,
+    /// Whether the target is met (`None`: no target).
+    pub met: Option<bool>,
+}
+
+/// A whole run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// `--quick`.
+    pub quick: bool,
+    /// CPUs, memory, kernel.
+    pub machine: String,
+    /// Every figure, in order.
+    pub figures: Vec<Figure>,
+    /// Ratios and targets.
+    pub ratios: Vec<Ratio>,
+    /// The peer browser (`Chromium 148…`), or why peers were skipped; `None` without `--peers`.
+    pub peers: Option<Result<String, String>>,
+}
+
+impl Report {
+    pub(crate) fn new(quick: bool, machine: String) -> Self {
+        Self { quick, machine, figures: Vec::new(), ratios: Vec::new(), peers: None }
+    }
+
+    pub(crate) fn add(&mut self, section: &'static str, name: impl Into<String>, kind: Kind, samples: Vec<f64>) {
+        self.figures.push(Figure { section, name: name.into(), kind, samples, note: String::new() });
+    }
+
+    pub(crate) fn note(&mut self, note: impl Into<String>) {
+        if let Some(last) = self.figures.last_mut() {
+            last.note = note.into();
+        }
+    }
+
+    /// The figure named `name`.
+    pub fn figure(&self, name: &str) -> Option<&Figure> {
+        self.figures.iter().find(|f| f.name == name)
+    }
+
+    fn ratio(&mut self, name: String, value: Option<f64>, target: &str, met: impl Fn(f64) -> bool) {
+        if let Some(value) = value.filter(|v| v.is_finite()) {
+            self.ratios.push(Ratio { name, value, target: target.into(), met: Some(met(value)) });
+        }
+    }
+
+    /// The last ratio is context, not a target.
+    fn without_target(&mut self) {
+        if let Some(ratio) = self.ratios.last_mut() {
+            ratio.met = None;
+        }
+    }
+
+    fn p50(&self, name: &str) -> Option<f64> {
+        self.figure(name).map(|f| percentile(&f.samples, 50.0))
+    }
+
+    fn throughput(&self, name: &str) -> Option<f64> {
+        self.figure(name).and_then(Figure::mib_per_s)
+    }
+
+    fn median_of(&self, name: &str) -> Option<f64> {
+        self.figure(name).map(Figure::median)
+    }
+
+    /// Each COS figure against its baseline, and the absolute targets.
+    pub(crate) fn add_ratios(&mut self) {
+        let big = self.figures.iter().find(|f| f.name.starts_with("store ")).map(|f| f.name[6..].to_owned());
+        let Some(big) = big else { return };
+        let store = self.throughput(&format!("store {big}"));
+        let sha = self.throughput(&format!("sha256 {big}"));
+        self.ratio(format!("store {big} / raw sha256"), store.zip(sha).map(|(a, b)| a / b), ">= 0.6x", |v| v >= 0.6);
+        let read = self.throughput(&format!("read {big}"));
+        let cached = self.throughput(&format!("page-cache read {big}"));
+        self.ratio(
+            format!("read {big} / page-cache read"),
+            read.zip(cached).map(|(a, b)| a / b),
+            "(no target)",
+            |_| true,
+        );
+        self.without_target();
+        self.ratio(format!("read {big}, GiB/s"), read.map(|r| r / 1024.0), ">= 1.5 GiB/s", |v| v >= 1.5);
+        let hit = self.p50("lookup hit");
+        let round_trip = self.p50("transport round trip");
+        self.ratio(
+            "lookup hit p50 / two raw round trips".into(),
+            hit.zip(round_trip).map(|(a, b)| a / (2.0 * b)),
+            "<= 2.5x",
+            |v| v <= 2.5,
+        );
+        let miss = self.p50("lookup miss");
+        self.ratio(
+            "lookup miss p50 / two raw round trips".into(),
+            miss.zip(round_trip).map(|(a, b)| a / (2.0 * b)),
+            "<= 2.5x",
+            |v| v <= 2.5,
+        );
+        // The populated store's start-up (the empty store's is context).
+        let startup =
+            self.figures.iter().rfind(|f| f.name.starts_with("start-up with ")).map(|f| (f.name.clone(), f.median()));
+        let reconciliation = self
+            .figures
+            .iter()
+            .find(|f| f.name.starts_with("first start-up with "))
+            .map(|f| (f.name.clone(), f.median()));
+        if let Some((name, ms)) = reconciliation {
+            self.ratio(format!("{name}, ms"), Some(ms), "(no target)", |_| true);
+            self.without_target();
+        }
+        if let Some((name, ms)) = startup {
+            self.ratio(format!("{name}, ms"), Some(ms), "< 100 ms", |v| v < 100.0);
+        }
+        let list = self
+            .figures
+            .iter()
+            .find(|f| f.name.starts_with("Public Hash List load"))
+            .map(|f| (f.name.clone(), f.median()));
+        if let Some((name, ms)) = list {
+            self.ratio(format!("{name}, ms"), Some(ms), "< 1000 ms", |v| v < 1000.0);
+        }
+        let list_memory = self
+            .figures
+            .iter()
+            .find(|f| f.name.starts_with("Public Hash List memory"))
+            .map(|f| (f.name.clone(), f.median()));
+        if let Some((name, mib)) = list_memory {
+            self.ratio(format!("{name}, MiB"), Some(mib), "< 20 MiB", |v| v < 20.0);
+        }
+        let huge = self
+            .figures
+            .iter()
+            .find(|f| f.name.starts_with("service RSS growth"))
+            .map(|f| (f.name.clone(), f.median()));
+        if let Some((name, mib)) = huge {
+            self.ratio(format!("{name}, MiB"), Some(mib), "< 32 MiB", |v| v < 32.0);
+        }
+    }
+
+    /// The peers' figures and the COS-vs-peer ratios.
+    pub(crate) fn add_peers(&mut self, outcome: PeersOutcome, plan: &Plan) {
+        let run = match outcome {
+            PeersOutcome::Skipped(reason) => {
+                self.peers = Some(Err(reason));
+                return;
+            }
+            PeersOutcome::Ran(run) => run,
+        };
+        self.peers = Some(Ok(run.browser.clone()));
+        for figure in run.figures {
+            let bytes =
+                plan.sizes.iter().find(|(label, _)| figure.name.ends_with(&format!(" {label}"))).map(|(_, b)| *b);
+            let kind = match bytes {
+                Some(bytes) => Kind::Transfer { bytes },
+                None => Kind::Latency,
+            };
+            self.add("peers", format!("chromium {}", figure.name), kind, figure.samples_ms);
+        }
+        for (label, _) in &plan.sizes {
+            let cos_store = self.median_of(&format!("store {label}"));
+            let cos_read = self.median_of(&format!("read {label}"));
+            let polyfill = self.median_of(&format!("chromium digest+cache put {label}"));
+            let cache_put = self.median_of(&format!("chromium cache put {label}"));
+            let cache_match = self.median_of(&format!("chromium cache match {label}"));
+            let opfs_read = self.median_of(&format!("chromium opfs read {label}"));
+            let speedup = |peer: Option<f64>, cos: Option<f64>| peer.zip(cos).map(|(p, c)| p / c);
+            let first = label == &plan.sizes[0].0;
+            let polyfill_target = if first { ">= 2x" } else { "(no target)" };
+            self.ratio(
+                format!("store {label}: digest+cache put / COS"),
+                speedup(polyfill, cos_store),
+                polyfill_target,
+                |v| v >= 2.0,
+            );
+            if !first {
+                self.without_target();
+            }
+            self.ratio(format!("store {label}: cache put / COS"), speedup(cache_put, cos_store), "(no target)", |_| {
+                true
+            });
+            self.without_target();
+            self.ratio(
+                format!("read {label}: cache match / COS"),
+                speedup(cache_match, cos_read),
+                if first { "> 1x" } else { "(no target)" },
+                |v| v > 1.0,
+            );
+            if !first {
+                self.without_target();
+            }
+            self.ratio(format!("read {label}: opfs read / COS"), speedup(opfs_read, cos_read), "(no target)", |_| true);
+            self.without_target();
+        }
+        let hit = self.p50("lookup hit");
+        let miss = self.p50("lookup miss");
+        let peer_hit = self.p50("chromium cache match hit");
+        let peer_miss = self.p50("chromium cache match miss");
+        self.ratio(
+            "lookup hit p50: cache.match hit / COS".into(),
+            peer_hit.zip(hit).map(|(p, c)| p / c),
+            "> 1x",
+            |v| v > 1.0,
+        );
+        self.ratio(
+            "lookup miss p50: cache.match miss / COS".into(),
+            peer_miss.zip(miss).map(|(p, c)| p / c),
+            "> 1x",
+            |v| v > 1.0,
+        );
+    }
+
+    /// The report as a table.
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        let run = if self.quick { "--quick run (small sizes; no targets apply)" } else { "full run" };
+        let _ = writeln!(out, "test_shell bench: {run}\nmachine: {}", self.machine);
+        let mut section = "";
+        // Peers last, after the ratios that use them, as the parts are numbered.
+        let (ours, peers): (Vec<&Figure>, Vec<&Figure>) = self.figures.iter().partition(|f| f.section != "peers");
+        for figure in ours {
+            if figure.section != section {
+                section = figure.section;
+                let title = match section {
+                    "baselines" => "1. baselines, measured in this run",
+                    "cos" => "2. Cross-Origin Storage from JavaScript in a renderer frame",
+                    _ => "3. scale",
+                };
+                let _ = writeln!(out, "\n{title}");
+            }
+            let _ = writeln!(out, "  {}", row(figure));
+        }
+        if !self.ratios.is_empty() {
+            let _ = writeln!(out, "\n4. ratios and targets");
+            for ratio in &self.ratios {
+                let verdict = match ratio.met {
+                    Some(true) => "met",
+                    Some(false) => "MISSED",
+                    None => "",
+                };
+                let _ = writeln!(out, "  {:<62} {:>10.3}   {:<14} {verdict}", ratio.name, ratio.value, ratio.target);
+            }
+        }
+        if !peers.is_empty() {
+            let _ = writeln!(out, "\n5. peers: the browser's own storage in headless Chromium");
+            for figure in peers {
+                let _ = writeln!(out, "  {}", row(figure));
+            }
+        }
+        match &self.peers {
+            Some(Ok(browser)) => {
+                let _ = writeln!(out, "\npeers measured in {browser}");
+            }
+            Some(Err(reason)) => {
+                let _ = writeln!(out, "\npeers skipped: {reason}");
+            }
+            None => {
+                let _ = writeln!(out, "\npeers not measured (add --peers)");
+            }
+        }
+        out
+    }
+
+    /// The report as JSON.
+    pub fn to_json(&self) -> String {
+        let mut out = String::from("{");
+        let _ = write!(out, "\"quick\":{},\"machine\":{},\"figures\":[", self.quick, json_string(&self.machine));
+        for (i, figure) in self.figures.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let (kind, extra) = match figure.kind {
+                Kind::Transfer { bytes } => (
+                    "transfer",
+                    format!(",\"bytes\":{bytes},\"mib_per_s\":{}", json_number(figure.mib_per_s().unwrap_or(0.0))),
+                ),
+                Kind::Latency => (
+                    "latency",
+                    format!(
+                        ",\"p50_ms\":{},\"p99_ms\":{}",
+                        json_number(percentile(&figure.samples, 50.0)),
+                        json_number(percentile(&figure.samples, 99.0))
+                    ),
+                ),
+                Kind::Rate { unit } => ("rate", format!(",\"unit\":{}", json_string(unit))),
+                Kind::Time => ("time", String::new()),
+                Kind::Memory => ("memory", String::new()),
+            };
+            let samples: Vec<String> = figure.samples.iter().map(|s| json_number(*s)).collect();
+            let _ = write!(
+                out,
+                "{{\"section\":{},\"name\":{},\"kind\":\"{kind}\",\"min\":{},\"median\":{},\"max\":{}{extra},\"note\":{},\"samples\":[{}]}}",
+                json_string(figure.section),
+                json_string(&figure.name),
+                json_number(percentile(&figure.samples, 0.0)),
+                json_number(figure.median()),
+                json_number(percentile(&figure.samples, 100.0)),
+                json_string(&figure.note),
+                samples.join(",")
+            );
+        }
+        out.push_str("],\"ratios\":[");
+        for (i, ratio) in self.ratios.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let met = ratio.met.map_or("null".to_owned(), |m| m.to_string());
+            let _ = write!(
+                out,
+                "{{\"name\":{},\"value\":{},\"target\":{},\"met\":{met}}}",
+                json_string(&ratio.name),
+                json_number(ratio.value),
+                json_string(&ratio.target)
+            );
+        }
+        out.push_str("],\"peers\":");
+        match &self.peers {
+            Some(Ok(browser)) => {
+                let _ = write!(out, "{{\"browser\":{}}}", json_string(browser));
+            }
+            Some(Err(reason)) => {
+                let _ = write!(out, "{{\"skipped\":{}}}", json_string(reason));
+            }
+            None => out.push_str("null"),
+        }
+        out.push('}');
+        out
+    }
+}
+
+/// One table row.
+fn row(figure: &Figure) -> String {
+    let (min, med, max) = (percentile(&figure.samples, 0.0), figure.median(), percentile(&figure.samples, 100.0));
+    let n = figure.samples.len();
+    let values = match figure.kind {
+        Kind::Transfer { .. } => {
+            format!("{min:>9.2} {med:>9.2} {max:>9.2} ms  {:>9.1} MiB/s", figure.mib_per_s().unwrap_or(0.0))
+        }
+        Kind::Latency => format!(
+            "p50 {:>8.3} ms  p99 {:>8.3} ms  ({n} calls)",
+            percentile(&figure.samples, 50.0),
+            percentile(&figure.samples, 99.0)
+        ),
+        Kind::Rate { unit } => format!("{min:>9.1} {med:>9.1} {max:>9.1} {unit}"),
+        Kind::Time => format!("{min:>9.2} {med:>9.2} {max:>9.2} ms"),
+        Kind::Memory => format!("{min:>9.2} {med:>9.2} {max:>9.2} MiB"),
+    };
+    let note = if figure.note.is_empty() { String::new() } else { format!("  [{}]", figure.note) };
+    format!("{:<58} {values}{note}", figure.name)
+}
+
+fn json_number(value: f64) -> String {
+    if value.is_finite() {
+        format!("{value:.6}").trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        "null".into()
+    }
+}
+
+fn json_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_report() -> Report {
+        let mut report = Report::new(false, "2 CPUs".into());
+        report.add("baselines", "sha256 177 MiB", Kind::Transfer { bytes: 177 * MIB }, vec![170.0, 165.0, 180.0]);
+        report.add("baselines", "page-cache read 177 MiB", Kind::Transfer { bytes: 177 * MIB }, vec![30.0]);
+        report.add("baselines", "transport round trip", Kind::Latency, vec![0.02, 0.03, 0.025]);
+        report.add("cos", "store 177 MiB", Kind::Transfer { bytes: 177 * MIB }, vec![220.0]);
+        report.add("cos", "read 177 MiB", Kind::Transfer { bytes: 177 * MIB }, vec![60.0]);
+        report.add("cos", "lookup hit", Kind::Latency, vec![0.1, 0.1, 0.2]);
+        report.note("a \"quoted\" note");
+        report
+    }
+
+    #[test]
+    fn ratios_compare_cos_with_its_baselines_and_targets() {
+        let mut report = sample_report();
+        report.add_ratios();
+        let store = report.ratios.iter().find(|r| r.name == "store 177 MiB / raw sha256").unwrap();
+        assert!((store.value - 170.0 / 220.0).abs() < 1e-9);
+        assert_eq!(store.met, Some(true));
+        let lookup = report.ratios.iter().find(|r| r.name.starts_with("lookup hit p50")).unwrap();
+        assert!((lookup.value - 0.1 / 0.05).abs() < 1e-9, "{lookup:?}");
+        let read = report.ratios.iter().find(|r| r.name == "read 177 MiB, GiB/s").unwrap();
+        assert_eq!(read.met, Some(true), "177 MiB in 60 ms is 2.9 GiB/s");
+    }
+
+    #[test]
+    fn json_is_escaped_and_numbers_are_plain() {
+        let report = sample_report();
+        let json = report.to_json();
+        assert!(json.contains("\"note\":\"a \\\"quoted\\\" note\""), "{json}");
+        assert!(json.contains("\"median\":170"), "{json}");
+        assert!(json.contains("\"p50_ms\":0.1"), "{json}");
+        assert_eq!(json_number(f64::NAN), "null");
+        assert_eq!(json_string("a\nb"), "\"a\\u000ab\"");
+    }
+
+    #[test]
+    fn the_table_names_every_section() {
+        let mut report = sample_report();
+        report.add_ratios();
+        let table = report.to_table();
+        for heading in ["1. baselines", "2. Cross-Origin Storage", "4. ratios", "peers not measured"] {
+            assert!(table.contains(heading), "{table}");
+        }
+    }
+}
