@@ -84,6 +84,28 @@ pub(crate) fn bytes_of(value: &Value<'_>) -> rquickjs::Result<Vec<u8>> {
     Err(Exception::throw_type(value.ctx(), "expected an ArrayBuffer or an ArrayBuffer view"))
 }
 
+/// Runs `use_bytes` on the bytes of an ArrayBuffer or a `Uint8Array` in place, without the copy
+/// [`bytes_of`] makes (a 177 MiB write would otherwise allocate, fault in and copy 177 MiB before
+/// sending a byte); other views are copied. `use_bytes` must not run script.
+pub(crate) fn with_script_bytes<R>(value: &Value<'_>, use_bytes: impl FnOnce(&[u8]) -> R) -> rquickjs::Result<R> {
+    if let Some(object) = value.as_object() {
+        if let Some(buffer) = object.as_array_buffer() {
+            // SAFETY: the slice lives only during `use_bytes`, which runs no script, so nothing
+            // can detach, resize or free the buffer meanwhile; `value` keeps it alive.
+            if let Some(bytes) = unsafe { buffer.as_bytes() } {
+                return Ok(use_bytes(bytes));
+            }
+        }
+        if let Ok(view) = TypedArray::<u8>::from_value(value.clone()) {
+            // SAFETY: as above: no script runs while the slice is borrowed.
+            if let Some(bytes) = unsafe { view.as_bytes() } {
+                return Ok(use_bytes(bytes));
+            }
+        }
+    }
+    Ok(use_bytes(&bytes_of(value)?))
+}
+
 /// Installs `__host` (platform primitives) in a realm.
 pub fn install_host(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
     let host = Object::new(ctx.clone())?;
@@ -188,13 +210,12 @@ pub fn install_cos(
         Function::new(
             ctx.clone(),
             move |ctx: Ctx<'_>, id: u32, position: Option<f64>, data: Value<'_>| -> rquickjs::Result<()> {
-                let bytes = bytes_of(&data)?;
                 let mut table = o.borrow_mut();
                 let writer = table.writers.get_mut(&id).ok_or_else(|| throw(&ctx, &closed()))?;
-                let result = match position {
-                    Some(position) => writer.write_at(position.max(0.0) as u64, &bytes),
-                    None => writer.write(&bytes),
-                };
+                let result = with_script_bytes(&data, |bytes| match position {
+                    Some(position) => writer.write_at(position.max(0.0) as u64, bytes),
+                    None => writer.write(bytes),
+                })?;
                 result.map_err(|e| throw(&ctx, &e))
             },
         )?,

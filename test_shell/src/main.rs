@@ -69,9 +69,6 @@ enum Command {
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
-    /// Re-hashes every blob of a profile's Cross-Origin Storage (through the sandboxed storage
-    /// service, as the browser's maintenance would) and deletes entries whose blob is damaged or
-    /// missing. Prints progress to stderr, then what it found; exits 1 if anything was damaged.
     /// Measures every hot path against this machine's limits, in one run: baselines (SHA-256,
     /// write + fsync, page-cache read, memcpy, the raw transport), COS from JavaScript in a
     /// renderer frame (store, read, lookups), scale (concurrent renderers, dedup, start-up on a
@@ -94,7 +91,13 @@ enum Command {
         /// its filesystem is the one measured.
         #[arg(long)]
         profile: Option<PathBuf>,
+        /// Run only these parts (comma-separated: baselines, cos, scale), e.g. to profile one.
+        #[arg(long, value_parser = test_shell::bench::Parts::parse)]
+        only: Option<test_shell::bench::Parts>,
     },
+    /// Re-hashes every blob of a profile's Cross-Origin Storage (through the sandboxed storage
+    /// service, as the browser's maintenance would) and deletes entries whose blob is damaged or
+    /// missing. Prints progress to stderr, then what it found; exits 1 if anything was damaged.
     Scrub {
         /// The browser profile directory to check.
         #[arg(long)]
@@ -143,8 +146,8 @@ fn main() -> ExitCode {
             wpt(&test, &origin, profile.as_deref(), Duration::from_secs(timeout))
         }
         Command::Scrub { profile, json } => scrub(&profile, json),
-        Command::Bench { json, quick, peers, profile } => {
-            bench(test_shell::bench::BenchOptions { quick, peers, profile }, json)
+        Command::Bench { json, quick, peers, profile, only } => {
+            bench(test_shell::bench::BenchOptions { quick, peers, profile, only }, json)
         }
     }
 }

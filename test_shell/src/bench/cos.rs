@@ -11,7 +11,7 @@ use cos_common::{Origin, Partition};
 use sha2::{Digest, Sha256};
 
 use super::report::{Kind, Report};
-use super::{BenchError, MIB, Plan, anonymous_rss_kib};
+use super::{BenchError, MIB, Parts, Plan, anonymous_rss_kib};
 use crate::page::{Browser, Page};
 
 /// The steps the pages run.
@@ -93,6 +93,7 @@ fn blob_files(profile: &Path) -> usize {
 pub(super) fn run(
     program: &Path,
     plan: &Plan,
+    parts: Parts,
     profile: &Path,
     report: &mut Report,
     progress: &mut dyn FnMut(&str),
@@ -100,15 +101,21 @@ pub(super) fn run(
     let store_profile = profile.join("bench-store");
     let _ = std::fs::remove_dir_all(&store_profile);
     let browser = Browser::start(program, Some(&store_profile))?;
-    single_page(&browser, plan, report, progress)?;
-    concurrent_distinct(&browser, plan, report, progress)?;
-    concurrent_same(&browser, &store_profile, plan, report, progress)?;
-    lookups_per_second(&browser, plan, report, progress)?;
-    public_hash_list(&browser, profile, plan, report, progress)?;
-    huge_store(&browser, plan, report, progress)?;
+    if parts.cos {
+        single_page(&browser, plan, report, progress)?;
+    }
+    if parts.scale {
+        concurrent_distinct(&browser, plan, report, progress)?;
+        concurrent_same(&browser, &store_profile, plan, report, progress)?;
+        lookups_per_second(&browser, plan, report, progress)?;
+        public_hash_list(&browser, profile, plan, report, progress)?;
+        huge_store(&browser, plan, report, progress)?;
+    }
     drop(browser);
     let _ = std::fs::remove_dir_all(&store_profile);
-    startup(program, profile, plan, report, progress)?;
+    if parts.scale {
+        startup(program, profile, plan, report, progress)?;
+    }
     Ok(())
 }
 

@@ -34,6 +34,38 @@ pub struct BenchOptions {
     /// Where the profile (the store and the baseline files) lives; a new temporary directory
     /// when `None`. Its filesystem is the one measured.
     pub profile: Option<PathBuf>,
+    /// Only these parts (`None`: all); for profiling one path.
+    pub only: Option<Parts>,
+}
+
+/// Which parts run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    /// Part 1.
+    pub baselines: bool,
+    /// Part 2.
+    pub cos: bool,
+    /// Part 3.
+    pub scale: bool,
+}
+
+impl Parts {
+    /// Every part.
+    pub const ALL: Parts = Parts { baselines: true, cos: true, scale: true };
+
+    /// Parses a comma-separated list of `baselines`, `cos` and `scale`.
+    pub fn parse(list: &str) -> Result<Parts, String> {
+        let mut parts = Parts { baselines: false, cos: false, scale: false };
+        for name in list.split(',').map(str::trim) {
+            match name {
+                "baselines" => parts.baselines = true,
+                "cos" => parts.cos = true,
+                "scale" => parts.scale = true,
+                other => return Err(format!("unknown part {other:?}: expected baselines, cos or scale")),
+            }
+        }
+        Ok(parts)
+    }
 }
 
 /// The sizes and counts of one run.
@@ -146,8 +178,13 @@ pub fn run(program: &Path, options: &BenchOptions, progress: &mut dyn FnMut(&str
         }
     };
     let mut report = Report::new(options.quick, machine());
-    baselines::run(program, &plan, &profile, &mut report, progress)?;
-    cos::run(program, &plan, &profile, &mut report, progress)?;
+    let parts = options.only.unwrap_or(Parts::ALL);
+    if parts.baselines {
+        baselines::run(program, &plan, &profile, &mut report, progress)?;
+    }
+    if parts.cos || parts.scale {
+        cos::run(program, &plan, parts, &profile, &mut report, progress)?;
+    }
     report.add_ratios();
     if options.peers {
         progress("peers: the browser's own storage in headless Chromium");
@@ -225,6 +262,13 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[]), 0.0);
         assert_eq!(percentile(&[7.0], 99.0), 7.0);
+    }
+
+    #[test]
+    fn parts_parse_from_a_list() {
+        assert_eq!(Parts::parse("cos").unwrap(), Parts { baselines: false, cos: true, scale: false });
+        assert_eq!(Parts::parse("baselines, scale").unwrap(), Parts { baselines: true, cos: false, scale: true });
+        assert!(Parts::parse("cos,peers").unwrap_err().contains("peers"));
     }
 
     #[test]
