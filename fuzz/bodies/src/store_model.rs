@@ -202,8 +202,11 @@ enum Op {
     ClearSiteData {
         origin: usize,
     },
-    /// Drops every handle and writer, then the service, and reopens the same directory.
-    Restart,
+    /// Drops every handle and writer, then the service (after a clean shutdown, or as in a
+    /// crash), and reopens the same directory.
+    Restart {
+        clean: bool,
+    },
 }
 
 /// Builds a sequence from fuzzer bytes, with the proptest's weights (`tests` below). Positions
@@ -233,7 +236,7 @@ impl<'a> Arbitrary<'a> for Op {
             29..=34 => Op::Read { origin, content },
             35..=36 => Op::ReadViaCreateHandle { slot },
             37 => Op::ClearSiteData { origin },
-            _ => Op::Restart,
+            _ => Op::Restart { clean: u.arbitrary()? },
         })
     }
 }
@@ -665,8 +668,11 @@ impl Real {
         self.service.as_ref().expect("service is open")
     }
 
-    fn restart(&mut self) -> RecoveryReport {
+    fn restart(&mut self, clean: bool) -> RecoveryReport {
         self.slots = Default::default();
+        if clean {
+            self.service().shut_down_cleanly().expect("clean shutdown");
+        }
         self.service = None;
         let (service, report) = open_service(self.dir.path());
         self.service = Some(service);
@@ -840,12 +846,13 @@ fn apply_op(model: &mut Model, real: &mut Real, op: &Op, at: &str) -> Result<(),
             let actual = real.service().clear_site_data(Partition::Regular, &origin(o)).expect("clear site data");
             check_eq!(actual, expected, "{}", at);
         }
-        Op::Restart => {
+        Op::Restart { clean } => {
             model.slots = Default::default();
-            let report = real.restart();
-            // Writers dropped before the restart leave no swap file; nothing needs repair.
+            let report = real.restart(clean);
+            // Writers dropped before the restart leave no swap file; nothing needs repair, and
+            // after a clean shutdown nothing is even checked.
             let entries = model.entries.iter().flatten().count();
-            check_eq!(report, RecoveryReport { entries, ..Default::default() }, "{}", at);
+            check_eq!(report, RecoveryReport { entries, after_clean_shutdown: clean, ..Default::default() }, "{}", at);
         }
         Op::Store { .. } => unreachable!("expanded"),
     }
@@ -933,7 +940,7 @@ mod tests {
             6 => (origin.clone(), content).prop_map(|(origin, content)| Op::Read { origin, content }),
             2 => slot.prop_map(|slot| Op::ReadViaCreateHandle { slot }),
             1 => origin.prop_map(|origin| Op::ClearSiteData { origin }),
-            1 => Just(Op::Restart),
+            1 => any::<bool>().prop_map(|clean| Op::Restart { clean }),
         ]
     }
 
