@@ -152,12 +152,19 @@ fn generated_bytes<'js>(ctx: Ctx<'js>, length: f64, seed: f64) -> rquickjs::Resu
 pub(crate) fn generate(length: usize, seed: u64) -> Vec<u8> {
     let mut bytes = vec![0u8; length];
     let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
-    for word in bytes.chunks_mut(8) {
+    let mut next = || {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        word.copy_from_slice(&state.to_le_bytes()[..word.len()]);
+        state.to_le_bytes()
+    };
+    let mut words = bytes.chunks_exact_mut(8);
+    for word in &mut words {
+        word.copy_from_slice(&next());
     }
+    let tail = words.into_remainder();
+    let last = next();
+    tail.copy_from_slice(&last[..tail.len()]);
     bytes
 }
 

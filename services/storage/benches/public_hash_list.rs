@@ -1,12 +1,10 @@
 //! Loading a Public Hash List of 500,000 digests: time and memory (issue 4 target: well under a
 //! second, under 20 MiB). `cargo bench -p cos_storage_service --bench public_hash_list`.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
-use cos_common::ContentHash;
 use cos_storage_service::PublicHashList;
-use sha2::{Digest, Sha256};
+use cos_storage_service::fixtures::{synthetic_list_digest, write_public_hash_list};
 
 const DIGESTS: u32 = 500_000;
 
@@ -18,16 +16,9 @@ fn status_kib(key: &str) -> Option<u64> {
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("public-hash-list.txt");
-    {
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-        writeln!(file, "// Public Hash List (synthetic, {DIGESTS} digests)\n// ===BEGIN SHA-256===").unwrap();
-        for i in 0..DIGESTS {
-            writeln!(file, "{}", ContentHash::from_bytes(Sha256::digest(i.to_le_bytes()).into())).unwrap();
-        }
-        writeln!(file, "// ===END SHA-256===").unwrap();
-    }
+    write_public_hash_list(&path, DIGESTS).unwrap();
     let file_bytes = std::fs::metadata(&path).unwrap().len();
-    let probe = ContentHash::from_bytes(Sha256::digest(123_456u32.to_le_bytes()).into());
+    let probe = synthetic_list_digest(123_456);
 
     // Warm the page cache; measure the peak extra memory of a first load (high-water mark reset
     // first), then time five loads.
@@ -51,7 +42,7 @@ fn main() {
     let start = Instant::now();
     let mut hits = 0;
     for i in 0..lookups {
-        if list.contains(&ContentHash::from_bytes(Sha256::digest(i.to_le_bytes()).into())) {
+        if list.contains(&synthetic_list_digest(i)) {
             hits += 1;
         }
     }

@@ -32,6 +32,24 @@ pub fn synthetic_content(index: u64) -> Vec<u8> {
     content
 }
 
+/// Digest `index` of a synthetic Public Hash List: the SHA-256 of `index` as 4 little-endian bytes.
+pub fn synthetic_list_digest(index: u32) -> ContentHash {
+    ContentHash::from_bytes(Sha256::digest(index.to_le_bytes()).into())
+}
+
+/// Writes a Public Hash List of `digests` synthetic digests ([`synthetic_list_digest`]`(0..digests)`)
+/// to `path`, in the list's text format.
+pub fn write_public_hash_list(path: &Path, digests: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "// Public Hash List (synthetic, {digests} digests)\n// ===BEGIN SHA-256===")?;
+    for i in 0..digests {
+        writeln!(out, "{}", synthetic_list_digest(i))?;
+    }
+    writeln!(out, "// ===END SHA-256===")?;
+    out.flush()
+}
+
 /// Adds `count` entries (contents [`synthetic_content`]`(0..count)`, stored by `origin` with
 /// `origins: "*"`) to the store of `profile_dir`, which no service may have open. Every entry is
 /// whole: its blob re-hashes to its name and its row charges `origin`, so the service opens the
@@ -113,5 +131,15 @@ mod tests {
         drop(service);
         // Populating again adds nothing twice.
         assert_eq!(populate(profile.path(), 30, &origin, |_| {}).unwrap().entries, 5);
+    }
+
+    #[test]
+    fn a_synthetic_public_hash_list_loads_with_every_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("list.txt");
+        write_public_hash_list(&path, 100).unwrap();
+        let list = crate::PublicHashList::load(&path).unwrap();
+        assert_eq!(list.len(), 100);
+        assert!(list.contains(&synthetic_list_digest(99)) && !list.contains(&synthetic_list_digest(100)));
     }
 }

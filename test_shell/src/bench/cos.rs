@@ -2,7 +2,6 @@
 //! frames (separate renderer processes per site, the sandboxed storage service behind the
 //! browser's brokers), alone and at scale.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -183,6 +182,19 @@ fn all_at_once(pages: &[Page], expression: impl Fn(usize) -> String) -> Result<(
     Ok((wall, answers.into_iter().collect::<Result<_, _>>()?))
 }
 
+/// Makes `size` bytes from seed `seed(i)` in page `i`, then stores them in every page at once;
+/// the wall time from the first call to the last close.
+fn store_in_every_page(pages: &[Page], size: u64, seed: impl Fn(usize) -> usize) -> Result<f64, BenchError> {
+    for (i, page) in pages.iter().enumerate() {
+        evaluate_string(page, &format!("cosBench.prepare('file', {size}, {})", seed(i)))?;
+    }
+    Ok(all_at_once(pages, |_| "cosBench.store('file')".into())?.0)
+}
+
+fn clear_all(browser: &Browser, urls: &[String]) -> Result<(), BenchError> {
+    urls.iter().try_for_each(|url| clear(browser, url))
+}
+
 fn site_pages(browser: &Browser, prefix: &str, count: usize) -> Result<(Vec<String>, Vec<Page>), BenchError> {
     let urls: Vec<String> = (0..count).map(|i| format!("https://{prefix}{i}.example/")).collect();
     let pages = urls.iter().map(|url| bench_page(browser, url)).collect::<Result<_, _>>()?;
@@ -205,14 +217,9 @@ fn concurrent_distinct(
     let (urls, pages) = site_pages(browser, "distinct", count)?;
     let mut rates = Vec::new();
     for round in 0..scale_rounds(plan) {
-        for (i, page) in pages.iter().enumerate() {
-            evaluate_string(page, &format!("cosBench.prepare('file', {size}, {})", 5000 + round * 100 + i))?;
-        }
-        let (wall, _) = all_at_once(&pages, |_| "cosBench.store('file')".into())?;
+        let wall = store_in_every_page(&pages, size, |i| 5000 + round * 100 + i)?;
         rates.push((count as u64 * size) as f64 / MIB as f64 / (wall / 1e3));
-        for url in &urls {
-            clear(browser, url)?;
-        }
+        clear_all(browser, &urls)?;
     }
     report.add(
         "scale",
@@ -237,19 +244,14 @@ fn concurrent_same(
     let (urls, pages) = site_pages(browser, "same", count)?;
     let mut walls = Vec::new();
     for round in 0..scale_rounds(plan) {
-        for page in &pages {
-            evaluate_string(page, &format!("cosBench.prepare('file', {size}, {})", 7000 + round))?;
-        }
         let before = blob_files(profile);
-        let (wall, _) = all_at_once(&pages, |_| "cosBench.store('file')".into())?;
+        let wall = store_in_every_page(&pages, size, |_| 7000 + round)?;
         let added = blob_files(profile) - before;
         if added != 1 {
             return Err(BenchError::Step(format!("{count} stores of the same file left {added} blobs, not 1")));
         }
         walls.push(wall);
-        for url in &urls {
-            clear(browser, url)?;
-        }
+        clear_all(browser, &urls)?;
     }
     report.add("scale", format!("{count} renderers store the same {} at once", label(size)), Kind::Time, walls);
     report.note(format!("all {count} stores succeeded; 1 blob on disk each round"));
@@ -279,10 +281,7 @@ fn lookups_per_second(
         rates.push(counts.iter().sum::<f64>() / (wall / 1e3));
     }
     report.add("scale", format!("lookups/s with {count} renderers"), Kind::Rate { unit: "lookups/s" }, rates);
-    for url in &urls {
-        clear(browser, url)?;
-    }
-    Ok(())
+    clear_all(browser, &urls)
 }
 
 /// Part 3: loading a Public Hash List into the running service: time and the service's memory.
@@ -296,19 +295,8 @@ fn public_hash_list(
     let digests = plan.list_digests;
     progress(&format!("scale: load a Public Hash List of {digests} digests"));
     let path = profile.join("bench-public-hash-list.txt");
-    {
-        let file = std::fs::File::create(&path).map_err(|e| BenchError::io("create", &path, e))?;
-        let mut out = std::io::BufWriter::new(file);
-        let mut write = || -> std::io::Result<()> {
-            writeln!(out, "// Public Hash List (synthetic, {digests} digests)\n// ===BEGIN SHA-256===")?;
-            for i in 0..digests {
-                writeln!(out, "{}", cos_common::ContentHash::from_bytes(Sha256::digest(i.to_le_bytes()).into()))?;
-            }
-            writeln!(out, "// ===END SHA-256===")?;
-            out.flush()
-        };
-        write().map_err(|e| BenchError::io("write", &path, e))?;
-    }
+    cos_storage_service::fixtures::write_public_hash_list(&path, digests)
+        .map_err(|e| BenchError::io("write", &path, e))?;
     let pid = browser.host().service_pid().ok_or_else(|| BenchError::Step("the service has no process".into()))?;
     let before = anonymous_rss_kib(pid);
     let mut times = Vec::new();

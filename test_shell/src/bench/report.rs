@@ -56,6 +56,9 @@ impl Figure {
     }
 }
 
+/// A target in words and its test.
+type Target = (&'static str, fn(f64) -> bool);
+
 /// A COS figure against its baseline or a target.
 #[derive(Debug, Clone)]
 pub struct Ratio {
@@ -104,16 +107,15 @@ impl Report {
         self.figures.iter().find(|f| f.name == name)
     }
 
-    fn ratio(&mut self, name: String, value: Option<f64>, target: &str, met: impl Fn(f64) -> bool) {
+    /// Adds a ratio (skipped when a figure is missing): against `target` (its words and its
+    /// test), or as context when `None`.
+    fn ratio(&mut self, name: String, value: Option<f64>, target: Option<Target>) {
         if let Some(value) = value.filter(|v| v.is_finite()) {
-            self.ratios.push(Ratio { name, value, target: target.into(), met: Some(met(value)) });
-        }
-    }
-
-    /// The last ratio is context, not a target.
-    fn without_target(&mut self) {
-        if let Some(ratio) = self.ratios.last_mut() {
-            ratio.met = None;
+            let (words, met) = match target {
+                Some((words, test)) => (words, Some(test(value))),
+                None => ("(no target)", None),
+            };
+            self.ratios.push(Ratio { name, value, target: words.into(), met });
         }
     }
 
@@ -129,76 +131,44 @@ impl Report {
         self.figure(name).map(Figure::median)
     }
 
+    /// The name and median of the first figure (the last with `last`) named `prefix…`.
+    fn median_named(&self, prefix: &str, last: bool) -> Option<(String, f64)> {
+        let mut named = self.figures.iter().filter(|f| f.name.starts_with(prefix));
+        let figure = if last { named.next_back() } else { named.next() }?;
+        Some((figure.name.clone(), figure.median()))
+    }
+
     /// Each COS figure against its baseline, and the absolute targets.
     pub(crate) fn add_ratios(&mut self) {
         let big = self.figures.iter().find(|f| f.name.starts_with("store ")).map(|f| f.name[6..].to_owned());
         let Some(big) = big else { return };
+        let divided = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
         let store = self.throughput(&format!("store {big}"));
         let sha = self.throughput(&format!("sha256 {big}"));
-        self.ratio(format!("store {big} / raw sha256"), store.zip(sha).map(|(a, b)| a / b), ">= 0.6x", |v| v >= 0.6);
+        self.ratio(format!("store {big} / raw sha256"), divided(store, sha), Some((">= 0.6x", |v| v >= 0.6)));
         let read = self.throughput(&format!("read {big}"));
         let cached = self.throughput(&format!("page-cache read {big}"));
-        self.ratio(
-            format!("read {big} / page-cache read"),
-            read.zip(cached).map(|(a, b)| a / b),
-            "(no target)",
-            |_| true,
-        );
-        self.without_target();
-        self.ratio(format!("read {big}, GiB/s"), read.map(|r| r / 1024.0), ">= 1.5 GiB/s", |v| v >= 1.5);
-        let hit = self.p50("lookup hit");
-        let round_trip = self.p50("transport round trip");
-        self.ratio(
-            "lookup hit p50 / two raw round trips".into(),
-            hit.zip(round_trip).map(|(a, b)| a / (2.0 * b)),
-            "<= 2.5x",
-            |v| v <= 2.5,
-        );
-        let miss = self.p50("lookup miss");
-        self.ratio(
-            "lookup miss p50 / two raw round trips".into(),
-            miss.zip(round_trip).map(|(a, b)| a / (2.0 * b)),
-            "<= 2.5x",
-            |v| v <= 2.5,
-        );
-        // The populated store's start-up (the empty store's is context).
-        let startup =
-            self.figures.iter().rfind(|f| f.name.starts_with("start-up with ")).map(|f| (f.name.clone(), f.median()));
-        let reconciliation = self
-            .figures
-            .iter()
-            .find(|f| f.name.starts_with("first start-up with "))
-            .map(|f| (f.name.clone(), f.median()));
-        if let Some((name, ms)) = reconciliation {
-            self.ratio(format!("{name}, ms"), Some(ms), "(no target)", |_| true);
-            self.without_target();
+        self.ratio(format!("read {big} / page-cache read"), divided(read, cached), None);
+        self.ratio(format!("read {big}, GiB/s"), read.map(|r| r / 1024.0), Some((">= 1.5 GiB/s", |v| v >= 1.5)));
+        let two_round_trips = self.p50("transport round trip").map(|rt| 2.0 * rt);
+        for kind in ["hit", "miss"] {
+            let lookup = self.p50(&format!("lookup {kind}"));
+            let name = format!("lookup {kind} p50 / two raw round trips");
+            self.ratio(name, divided(lookup, two_round_trips), Some(("<= 2.5x", |v| v <= 2.5)));
         }
-        if let Some((name, ms)) = startup {
-            self.ratio(format!("{name}, ms"), Some(ms), "< 100 ms", |v| v < 100.0);
-        }
-        let list = self
-            .figures
-            .iter()
-            .find(|f| f.name.starts_with("Public Hash List load"))
-            .map(|f| (f.name.clone(), f.median()));
-        if let Some((name, ms)) = list {
-            self.ratio(format!("{name}, ms"), Some(ms), "< 1000 ms", |v| v < 1000.0);
-        }
-        let list_memory = self
-            .figures
-            .iter()
-            .find(|f| f.name.starts_with("Public Hash List memory"))
-            .map(|f| (f.name.clone(), f.median()));
-        if let Some((name, mib)) = list_memory {
-            self.ratio(format!("{name}, MiB"), Some(mib), "< 20 MiB", |v| v < 20.0);
-        }
-        let huge = self
-            .figures
-            .iter()
-            .find(|f| f.name.starts_with("service RSS growth"))
-            .map(|f| (f.name.clone(), f.median()));
-        if let Some((name, mib)) = huge {
-            self.ratio(format!("{name}, MiB"), Some(mib), "< 32 MiB", |v| v < 32.0);
+        // The first start-up after populating is a full reconciliation (context); the last
+        // figure named "start-up with" is the populated store's start after a clean shutdown.
+        let limits: [(&str, bool, &str, Option<Target>); 5] = [
+            ("first start-up with ", false, "ms", None),
+            ("start-up with ", true, "ms", Some(("< 100 ms", |v| v < 100.0))),
+            ("Public Hash List load", false, "ms", Some(("< 1000 ms", |v| v < 1000.0))),
+            ("Public Hash List memory", false, "MiB", Some(("< 20 MiB", |v| v < 20.0))),
+            ("service RSS growth", false, "MiB", Some(("< 32 MiB", |v| v < 32.0))),
+        ];
+        for (prefix, last, unit, target) in limits {
+            if let Some((name, value)) = self.median_named(prefix, last) {
+                self.ratio(format!("{name}, {unit}"), Some(value), target);
+            }
         }
     }
 
@@ -221,59 +191,38 @@ impl Report {
             };
             self.add("peers", format!("chromium {}", figure.name), kind, figure.samples_ms);
         }
-        for (label, _) in &plan.sizes {
+        let speedup = |peer: Option<f64>, cos: Option<f64>| peer.zip(cos).map(|(p, c)| p / c);
+        for (i, (label, _)) in plan.sizes.iter().enumerate() {
+            // The targets are stated for the big size; the others are context.
+            let big = |target: Target| (i == 0).then_some(target);
             let cos_store = self.median_of(&format!("store {label}"));
             let cos_read = self.median_of(&format!("read {label}"));
-            let polyfill = self.median_of(&format!("chromium digest+cache put {label}"));
-            let cache_put = self.median_of(&format!("chromium cache put {label}"));
-            let cache_match = self.median_of(&format!("chromium cache match {label}"));
-            let opfs_read = self.median_of(&format!("chromium opfs read {label}"));
-            let speedup = |peer: Option<f64>, cos: Option<f64>| peer.zip(cos).map(|(p, c)| p / c);
-            let first = label == &plan.sizes[0].0;
-            let polyfill_target = if first { ">= 2x" } else { "(no target)" };
+            let peer = |operation: &str| self.median_of(&format!("chromium {operation} {label}"));
+            let (polyfill, cache_put, cache_match, opfs_read) =
+                (peer("digest+cache put"), peer("cache put"), peer("cache match"), peer("opfs read"));
             self.ratio(
                 format!("store {label}: digest+cache put / COS"),
                 speedup(polyfill, cos_store),
-                polyfill_target,
-                |v| v >= 2.0,
+                big((">= 2x", |v| v >= 2.0)),
             );
-            if !first {
-                self.without_target();
-            }
-            self.ratio(format!("store {label}: cache put / COS"), speedup(cache_put, cos_store), "(no target)", |_| {
-                true
-            });
-            self.without_target();
+            self.ratio(format!("store {label}: cache put / COS"), speedup(cache_put, cos_store), None);
             self.ratio(
                 format!("read {label}: cache match / COS"),
                 speedup(cache_match, cos_read),
-                if first { "> 1x" } else { "(no target)" },
-                |v| v > 1.0,
+                big(("> 1x", |v| v > 1.0)),
             );
-            if !first {
-                self.without_target();
-            }
-            self.ratio(format!("read {label}: opfs read / COS"), speedup(opfs_read, cos_read), "(no target)", |_| true);
-            self.without_target();
+            self.ratio(format!("read {label}: opfs read / COS"), speedup(opfs_read, cos_read), None);
         }
-        let hit = self.p50("lookup hit");
-        let miss = self.p50("lookup miss");
-        let peer_hit = self.p50("chromium cache match hit");
-        let peer_miss = self.p50("chromium cache match miss");
-        self.ratio(
-            "lookup hit p50: cache.match hit / COS".into(),
-            peer_hit.zip(hit).map(|(p, c)| p / c),
-            "> 1x",
-            |v| v > 1.0,
-        );
-        self.ratio(
-            "lookup miss p50: cache.match miss / COS".into(),
-            peer_miss.zip(miss).map(|(p, c)| p / c),
-            "> 1x",
-            |v| v > 1.0,
-        );
+        for kind in ["hit", "miss"] {
+            let cos = self.p50(&format!("lookup {kind}"));
+            let peer = self.p50(&format!("chromium cache match {kind}"));
+            self.ratio(
+                format!("lookup {kind} p50: cache.match {kind} / COS"),
+                speedup(peer, cos),
+                Some(("> 1x", |v| v > 1.0)),
+            );
+        }
     }
-
     /// The report as a table.
     pub fn to_table(&self) -> String {
         let mut out = String::new();
