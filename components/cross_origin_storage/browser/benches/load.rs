@@ -55,9 +55,9 @@ fn p99_ms(samples: &[u64]) -> f64 {
 }
 
 /// The victim's lookup p99 alone and under each abuse, in `rounds` rounds: `lookups` lookups
-/// alone, then lookups for as long as the abuser works (`abuse_ms`: it ramps up to its limit,
-/// then asks past it). Prints the p99 of all rounds' samples pooled and each round's ratio; true if every
-/// abuse was refused.
+/// alone, then lookups for `abuse_ms` while the abuser ramps up to its limit and asks past it
+/// (for `abuse_ms` after its first refusal). Prints the p99 of all rounds' samples pooled and
+/// each round's ratio; true if every abuse was refused.
 fn abuse(browser: &Browser, lookups: u32, rounds: u32, abuse_ms: u64) -> bool {
     let victim = browser.renderer(900, &[(9000, "https://victim.example", "https://victim.example", None)]);
     let abuser = browser.renderer(901, &[(9010, "https://abuser.example", "https://abuser.example", None)]);
@@ -66,8 +66,8 @@ fn abuse(browser: &Browser, lookups: u32, rounds: u32, abuse_ms: u64) -> bool {
     let measure =
         |millis| victim.timings(Command::LookupLatency { frame: 9000, hash: model.hash(), n: lookups, millis });
     println!(
-        "abuse: the victim's getFileHandle p99, {rounds} rounds of {lookups} lookups alone, then lookups while \
-         the abuser works for {abuse_ms} ms [target: within 2x]"
+        "abuse: the victim's getFileHandle p99, {rounds} rounds of {lookups} lookups alone, then {abuse_ms} ms \
+         of lookups while the abuser ramps up and asks past its limit [target: within 2x]"
     );
     let mut refused = true;
     for kind in [Abuse::Handles, Abuse::Writers, Abuse::Chunks] {

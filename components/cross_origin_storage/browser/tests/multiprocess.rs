@@ -217,8 +217,8 @@ fn an_abusive_renderer_hits_its_limits_and_others_carry_on() {
     // Handles: 16,384 per renderer (those of the abuses above were released when dropped).
     expect(Abuse::Handles, 16_384..=16_384);
 
-    // Asking on past the limit: 16 refusals come at once, then each is held back longer (up to
-    // 64 ms), so in one second the abuser is refused ~36 more times, not tens of thousands.
+    // Asking on past the limit for one second: 16 refusals come at once, then each is held back
+    // longer (up to 64 ms), so at most ~37 more fit, however fast the machine, not thousands.
     let outcome = abuser.ask(Command::Abuse { frame: 10, kind: Abuse::Writers, millis: 1000 });
     let Outcome::Err(refusal) = &outcome else { panic!("{outcome:?}") };
     let more: u64 = refusal

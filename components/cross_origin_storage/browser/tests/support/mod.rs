@@ -94,8 +94,8 @@ pub enum Command {
     Workload { frame: u64, millis: u64, seed: u64, shared: Vec<Payload> },
     /// Abuse: without end, open handles (`Handles`), open writers (`Writers`) or write chunks
     /// into one writer (`Chunks`, then into another once refused), until the service refuses;
-    /// answers `Err("<error> after <n>")`. With `millis` > 0 it goes on past the refusal until
-    /// that long after the start and adds `", then refused <r> more times in <millis> ms"`.
+    /// answers `Err("<error> after <n>")`. With `millis` > 0 it goes on asking past the refusal
+    /// for that long and adds `", then refused <r> more times in <millis> ms"`.
     Abuse { frame: u64, kind: Abuse, millis: u64 },
 }
 
@@ -358,12 +358,11 @@ fn store_bytes(
 }
 
 /// The renderer side of [`Command::Abuse`]: abuse until the first refusal (or after far more than
-/// any limit allows, which is itself a failure), then go on asking past the limit until `millis`
-/// have passed since the start, as a hostile page would.
+/// any limit allows, which is itself a failure), then go on asking past the limit for `millis`
+/// as a hostile page would.
 fn abuse(connection: &RendererConnection, manager: &CrossOriginStorageManager, kind: Abuse, millis: u64) -> Outcome {
     use cos_common::CosError;
     const FAR_TOO_MANY: u64 = 1 << 20;
-    let deadline = Instant::now() + Duration::from_millis(millis);
     let dict = CosHashDict::sha256(sha256_hex(b"abuse"));
     let create = CosOptions { create: true, origins: OriginsInput::Absent };
     let open = || connection.run_until(manager.get_file_handle(&dict, &create));
@@ -407,6 +406,8 @@ fn abuse(connection: &RendererConnection, manager: &CrossOriginStorageManager, k
         }
     }
     let Some((error, n)) = first else { return Outcome::Err(format!("never refused after {FAR_TOO_MANY}")) };
+    // Timed from the refusal, so a slow ramp to the limit does not eat the time past it.
+    let deadline = Instant::now() + Duration::from_millis(millis);
     let mut more = 0u64;
     while Instant::now() < deadline {
         more += u64::from(step().is_err());
