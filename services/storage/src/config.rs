@@ -100,7 +100,16 @@ pub struct ServiceConfig {
     /// Test seam: injects disk failures into the regular partition's files (`None` always, in a
     /// browser).
     pub faults: Option<std::sync::Arc<crate::FaultInjector>>,
+    /// How long every refused read takes at least (SPEC §6: no timing difference an attacker can
+    /// measure); [`DEFAULT_NOT_FOUND_FLOOR`] unless the embedder measured its hardware.
+    pub not_found_floor: std::time::Duration,
 }
+
+/// Every refused read is held to this long in the service, whatever the reason. It must stay
+/// above the slowest refusal decision, which `cargo bench -p cos_storage_service --bench
+/// refusal_cost` measures for every class (ARCHITECTURE.md records the figures), and well below
+/// an IPC round trip.
+pub const DEFAULT_NOT_FOUND_FLOOR: std::time::Duration = std::time::Duration::from_micros(20);
 
 impl ServiceConfig {
     /// Defaults for a profile directory: limits sized from the disk it lives on
@@ -127,7 +136,15 @@ impl ServiceConfig {
             off_the_record_limits: StorageLimits::OFF_THE_RECORD_DEFAULT,
             gates: GateConfig::default(),
             faults: None,
+            not_found_floor: DEFAULT_NOT_FOUND_FLOOR,
         }
+    }
+
+    /// Holds every refused read to `floor` instead of [`DEFAULT_NOT_FOUND_FLOOR`]. Raise it on
+    /// hardware where `refusal_cost` measures slower decisions; never lower it below them.
+    pub fn with_not_found_floor(mut self, floor: std::time::Duration) -> Self {
+        self.not_found_floor = floor;
+        self
     }
 
     /// Test seam: routes every write, sync and rename of the on-disk store through `injector`.

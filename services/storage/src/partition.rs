@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cos_common::{ContentHash, CosError, Origin, OriginsOption, QuotaScope};
+use std::sync::Arc;
+
+use cos_common::{ContentHash, CosError, Origin, OriginsOption, QuotaScope, Site};
 use parking_lot::Mutex;
 
 use crate::blob_store::disk::DiskBlobs;
@@ -14,10 +16,12 @@ use crate::blob_store::{BlobSink, BlobSource, BlobStore, IO_CHUNK, StagedBlob};
 use crate::config::StorageLimits;
 use crate::error::{Failure, StoreError};
 use crate::faults::Faults;
+use crate::in_flight::{InFlight, Reservation};
 use crate::integrity::{ScrubReport, VerifiedBlobs, stream_hashed};
 use crate::registry::records::MAX_PROVENANCE_RECORDS;
-use crate::registry::{EntryRecord, OriginRecord, Provenance, Registry, RegistryWrite};
-use crate::visibility::{VisibilityChange, apply_verified_write};
+use crate::registry::{EntryAccess, EntryRecord, OriginRecord, Provenance, Registry, RegistryWrite};
+use crate::revocation::{HandleState, IssuedHandles};
+use crate::visibility::{StoringSlot, VisibilityChange, apply_verified_write, storing_slot};
 
 /// Read times are kept in memory and written with the next registry transaction, or once this
 /// many distinct entries were read: a read never waits for a durable write.
@@ -41,6 +45,9 @@ pub struct RecoveryReport {
     /// The previous run shut down cleanly, so registry and blob files were known to agree and
     /// their reconciliation (a scan of every blob file and row) was skipped.
     pub after_clean_shutdown: bool,
+    /// Whether the access index (what read decisions consult) disagreed with the entry rows and
+    /// was rewritten from them.
+    pub index_repaired: bool,
 }
 
 /// What a verified write did to the store.
@@ -84,6 +91,10 @@ pub(crate) struct PartitionStore {
     pending_reads: Mutex<HashMap<ContentHash, PendingRead>>,
     /// Blobs re-hashed (or written) since the service started; see `integrity`.
     verified: VerifiedBlobs,
+    /// Every live handle, so that removing a grant revokes the handles issued on it.
+    handles: IssuedHandles,
+    /// Bytes open writers hold, counted against the limits before any commit.
+    in_flight: Arc<InFlight>,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -123,6 +134,8 @@ impl PartitionStore {
             commit_lock: Mutex::new(()),
             pending_reads: Mutex::new(HashMap::new()),
             verified: VerifiedBlobs::default(),
+            handles: IssuedHandles::default(),
+            in_flight: Arc::default(),
         }
     }
 
@@ -137,6 +150,33 @@ impl PartitionStore {
 
     pub(crate) fn entry(&self, hash: &ContentHash) -> Result<Option<EntryRecord>, StoreError> {
         self.registry.entry(hash)
+    }
+
+    /// What a read decision needs about `hash` for a reader of `origin` (site `site`), at a cost
+    /// that does not depend on the entry (see `registry::access`).
+    pub(crate) fn access(
+        &self,
+        hash: &ContentHash,
+        origin: &Origin,
+        site: &Site,
+    ) -> Result<Option<EntryAccess>, StoreError> {
+        self.registry.access(hash, origin, site)
+    }
+
+    /// The handles issued on this partition (revocation).
+    pub(crate) fn handles(&self) -> &IssuedHandles {
+        &self.handles
+    }
+
+    /// A new writer's reservation of in-flight bytes, for `writer` writing `hash`.
+    pub(crate) fn reserve(&self, writer: &Origin, hash: &ContentHash) -> Result<Reservation, StoreError> {
+        let (committed, credit) = self.registry.writer_standing(hash, writer)?;
+        Ok(Reservation::new(self.in_flight.clone(), writer.clone(), self.limits, committed, credit))
+    }
+
+    /// Bytes the partition's open writers hold now.
+    pub(crate) fn bytes_in_flight(&self) -> u64 {
+        self.in_flight.total()
     }
 
     pub(crate) fn origin_record(&self, origin: &Origin) -> Result<OriginRecord, StoreError> {
@@ -194,7 +234,7 @@ impl PartitionStore {
             if let Some(mut entry) = txn.entry(&hash)? {
                 entry.last_read_ms = entry.last_read_ms.max(read.last_ms);
                 entry.read_count = entry.read_count.saturating_add(read.count);
-                txn.put_entry(&hash, &entry)?;
+                txn.put_entry_times(&hash, &entry)?;
             }
         }
         Ok(())
@@ -204,7 +244,10 @@ impl PartitionStore {
     /// quota checks, eviction of least recently read entries when new bytes would pass the
     /// global cap (SPEC §7), blob install, entry and accounting rows. The victims are chosen
     /// before anything changes and deleted in the same transaction, so a refused or failed write
-    /// never costs anyone their data; their blobs are unlinked only after the commit.
+    /// never costs anyone their data; their blobs are unlinked only after the commit. `handle` is
+    /// the writer's create handle: if a grant it relied on was revoked while it wrote (its site
+    /// data was cleared), nothing is committed and the writer sees `AbortError`.
+    #[allow(clippy::too_many_arguments, reason = "one verified write, described once")]
     pub(crate) fn commit_verified(
         &self,
         staged: StagedBlob,
@@ -213,8 +256,13 @@ impl PartitionStore {
         writer: &Origin,
         requested: &OriginsOption,
         document_url: Option<&str>,
+        handle: &HandleState,
     ) -> Result<CommitOutcome, Failure> {
         let _commit = self.commit_lock.lock();
+        // Revocations run under this lock too, so this check and the commit are one step.
+        if handle.is_revoked() {
+            return Err(Failure::Refused(CosError::Abort));
+        }
         let txn = self.registry.write()?;
         let now = now_ms();
         let mut account = txn.origin(writer)?;
@@ -230,8 +278,10 @@ impl PartitionStore {
             read_count: 0,
             provenance: Vec::new(),
         });
-        let newly_storing = !entry.storing_origins.contains(writer);
-        if newly_storing && account.charged_bytes.saturating_add(entry.size) > self.limits.per_origin_bytes {
+        let same_site_storers = txn.storing_origins_in_site(hash, &Site::of(writer))?;
+        let slot = storing_slot(&entry, writer, same_site_storers).map_err(Failure::Refused)?;
+        if slot == StoringSlot::Recorded && account.charged_bytes.saturating_add(entry.size) > self.limits.per_origin_bytes
+        {
             return Err(Failure::Refused(CosError::QuotaExceeded(QuotaScope::Origin)));
         }
         let mut total = txn.total_bytes()?;
@@ -257,7 +307,7 @@ impl PartitionStore {
         }
         total = total.saturating_sub(evicted_bytes);
 
-        let visibility = apply_verified_write(&mut entry, writer, requested);
+        let visibility = apply_verified_write(&mut entry, writer, slot, requested);
         if visibility.newly_storing {
             account.charged_bytes += entry.size;
             account.entries += 1;
@@ -275,26 +325,21 @@ impl PartitionStore {
         self.apply_pending_reads(&txn)?;
         if new_blob {
             txn.set_total_bytes(total + size)?;
-            self.blobs.install(staged, hash)?;
-            if let Err(error) = txn.commit() {
-                // Whether the row landed is unknown (a failed fsync may still have written it),
-                // so the blob stays: the entry is whole or absent, never a row without its
-                // bytes. A blob without a row is invisible, and recovery deletes it at the next
-                // start. The victims' rows are still there, and so are their blobs.
-                return Err(error.into());
-            }
-            self.verified.insert(*hash);
-        } else {
-            txn.commit()?;
-            if self.needs_check(hash) {
-                // The blob on disk has not been re-hashed since the start and may be damaged;
-                // these bytes just verified, so they replace it (an atomic rename).
-                self.blobs.install(staged, hash)?;
-                self.verified.insert(*hash);
-            } else {
-                drop(staged);
-            }
         }
+        // The verified bytes are installed whether or not the store already had them, so that a
+        // close costs the same either way: creates are never charged to a probe budget, and a
+        // faster close for known bytes would tell anyone holding a file whether some other site
+        // stored it (ARCHITECTURE.md, "A close costs the same"). For known bytes this also
+        // replaces a blob that may have been damaged on disk since the service started.
+        self.blobs.install(staged, hash)?;
+        if let Err(error) = txn.commit() {
+            // Whether the row landed is unknown (a failed fsync may still have written it),
+            // so the blob stays: the entry is whole or absent, never a row without its
+            // bytes. A blob without a row is invisible, and recovery deletes it at the next
+            // start. The victims' rows are still there, and so are their blobs.
+            return Err(error.into());
+        }
+        self.verified.insert(*hash);
         if !victims.is_empty() {
             tracing::info!(
                 entries = victims.len(),
@@ -302,6 +347,7 @@ impl PartitionStore {
                 "evicted least recently read entries to fit a write under the global cap"
             );
             for (victim_hash, _) in &victims {
+                self.handles.revoke_entry(victim_hash);
                 // The rows are gone; a blob left behind is an orphan that recovery deletes.
                 if let Err(error) = self.unlink_blob(victim_hash) {
                     tracing::warn!(%error, "could not remove an evicted blob");
@@ -370,6 +416,7 @@ impl PartitionStore {
         self.apply_pending_reads(&txn)?;
         let mut report = ClearSiteDataReport::default();
         let mut doomed = Vec::new();
+        let mut touched = Vec::new();
         let mut total = txn.total_bytes()?;
         for (hash, mut entry) in txn.entries()? {
             let was_storing = entry.storing_origins.remove(origin);
@@ -385,14 +432,20 @@ impl PartitionStore {
                 report.entries_deleted += 1;
                 report.bytes_freed += entry.size;
                 doomed.push(hash);
+                touched.push((hash, None));
             } else {
                 txn.put_entry(&hash, &entry)?;
                 report.entries_released += 1;
+                touched.push((hash, Some(entry)));
             }
         }
         txn.put_origin(origin, &OriginRecord::default())?;
         txn.set_total_bytes(total)?;
         txn.commit()?;
+        let revoked = self.handles.revoke_after_clear(origin, &touched);
+        if revoked > 0 {
+            tracing::info!(revoked, "clearing site data revoked open handles");
+        }
         for hash in doomed {
             self.unlink_blob(&hash)?;
         }
@@ -443,6 +496,7 @@ impl PartitionStore {
         txn.remove_entry(hash)?;
         txn.set_total_bytes(txn.total_bytes()?.saturating_sub(entry.size))?;
         txn.commit()?;
+        self.handles.revoke_entry(hash);
         self.unlink_blob(hash)?;
         Ok(true)
     }
@@ -570,6 +624,7 @@ fn recover(registry: &Registry, blobs: &DiskBlobs) -> Result<RecoveryReport, Sto
     let txn = registry.write()?;
     let mut charges: BTreeMap<String, OriginRecord> = BTreeMap::new();
     let mut total = 0u64;
+    let mut surviving = Vec::new();
     for (hash, decoded) in registry.all_entries()? {
         let entry = match decoded {
             Ok(entry) => entry,
@@ -593,7 +648,9 @@ fn recover(registry: &Registry, blobs: &DiskBlobs) -> Result<RecoveryReport, Sto
             account.charged_bytes += entry.size;
             account.entries += 1;
         }
+        surviving.push((hash, entry));
     }
+    report.index_repaired = txn.reconcile_index(&surviving)?;
     for hash in on_disk.keys() {
         blobs.remove(hash)?;
         report.orphan_blobs += 1;

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use cos_common::interface::HandleRequest;
 use cos_common::{
@@ -16,15 +17,15 @@ use crate::config::ServiceConfig;
 use crate::error::{Failure, StoreError};
 use crate::faults::Faults;
 use crate::gates::{PrivacyGates, ProbeBudgets, PublicHashList};
+use crate::in_flight::Reservation;
 use crate::integrity::stream_hashed;
 use crate::partition::{ClearSiteDataReport, CommitOutcome, PartitionStore, RecoveryReport};
 use crate::registry::{EntryRecord, OriginRecord};
-use crate::visibility::read_grant;
+use crate::revocation::{HandleState, IssuedFor};
 
-/// Every refused read takes at least this long in the service, whatever the reason (SPEC §6: no
-/// timing difference an attacker can measure). Well above the natural cost of a refusal (a few
-/// microseconds), well below an IPC round trip.
-const NOT_FOUND_FLOOR: std::time::Duration = std::time::Duration::from_micros(20);
+/// How often a lookup decides again when revocations keep running between its decision and the
+/// registration of its handle, before it fails closed.
+const MAX_DECISIONS: usize = 8;
 
 /// The Cross-Origin Storage service: owns the store of the regular profile and the in-memory
 /// stores of off-the-record profiles. Cheap to clone; every method may be called from any thread.
@@ -118,58 +119,89 @@ impl StorageService {
         )
         .entered();
         let partition = self.partition(caller.partition()).map_err(Failure::into_web)?;
-        let mode = match request {
-            HandleRequest::Read => {
-                if !self.may_disclose(&partition, caller, &hash) {
-                    return Err(CosError::NotFound);
-                }
-                HandleMode::Read
-            }
+        let create = match request {
+            HandleRequest::Read => None,
             HandleRequest::Create(options) => {
                 let (origins, dropped) = options.allow_origin_ceiling.apply(options.origins);
                 if dropped > 0 {
                     tracing::info!(dropped, "origins outside the Allow-Origin ceiling were dropped");
                 }
-                HandleMode::Create(Arc::new(WriteIntent { origins, document_url: options.document_url }))
+                Some(Arc::new(WriteIntent { origins, document_url: options.document_url }))
             }
         };
-        let may_read = matches!(mode, HandleMode::Read);
-        Ok(FileHandle { partition, caller: caller.clone(), hash, mode, may_read: Arc::new(AtomicBool::new(may_read)) })
+        for _ in 0..MAX_DECISIONS {
+            let epoch = partition.handles().epoch();
+            let (issued_for, mode) = match &create {
+                None => match self.may_disclose(&partition, caller, &hash) {
+                    Some(issued_for) => (issued_for, HandleMode::Read),
+                    None => return Err(CosError::NotFound),
+                },
+                Some(intent) => (IssuedFor::Create, HandleMode::Create(intent.clone())),
+            };
+            let state = HandleState::new(caller.origin().clone(), issued_for);
+            if let Some(ticket) = partition.handles().register(hash, &state, epoch) {
+                let caller = caller.clone();
+                return Ok(FileHandle { partition, caller, hash, mode, state, ticket });
+            }
+        }
+        tracing::warn!("revocations kept overtaking a lookup; failing it closed");
+        Err(if create.is_some() { CosError::Abort } else { CosError::NotFound })
     }
 
-    /// Every failure (miss, scope, gate, budget, registry error) ends here as `false`: one path,
-    /// one answer. Every step runs whatever the earlier ones found, so that the classes of
-    /// `NotFoundError` cost the same.
-    fn may_disclose(&self, partition: &PartitionStore, caller: &CallerContext, hash: &ContentHash) -> bool {
-        let started = std::time::Instant::now();
-        let disclosed = self.decide_disclosure(partition, caller, hash);
-        if !disclosed {
-            // The steps above cost a little more for an entry that exists (its record is decoded
-            // and its grants evaluated) than for a miss. Every refusal is held to the same floor,
-            // busy-waiting (a sleep's timer slack is far coarser), so that the difference cannot
-            // be measured from a renderer.
-            while started.elapsed() < NOT_FOUND_FLOOR {
+    /// Every failure (miss, scope, gate, budget, registry error) ends here as `None`: one path,
+    /// one answer. Every step runs whatever the earlier ones found, and reads only rows whose
+    /// cost does not depend on the entry (`registry::access`), so that the classes of
+    /// `NotFoundError` cost the same; each refusal is then held to the configured floor. Returns
+    /// why the read is allowed.
+    fn may_disclose(&self, partition: &PartitionStore, caller: &CallerContext, hash: &ContentHash) -> Option<IssuedFor> {
+        let started = Instant::now();
+        let decision = self.decide_disclosure(partition, caller, hash);
+        if decision.is_none() {
+            // A refusal's own cost varies a little (a budget charge is written, the list is
+            // searched, scheduling); holding every refusal to the same floor, busy-waiting (a
+            // sleep's timer slack is far coarser), hides that from a renderer.
+            let floor = self.inner.config.not_found_floor;
+            while started.elapsed() < floor {
                 std::hint::spin_loop();
             }
         }
-        disclosed
+        decision
     }
 
-    fn decide_disclosure(&self, partition: &PartitionStore, caller: &CallerContext, hash: &ContentHash) -> bool {
-        let entry = partition.entry(hash).unwrap_or_else(|error| {
+    fn decide_disclosure(
+        &self,
+        partition: &PartitionStore,
+        caller: &CallerContext,
+        hash: &ContentHash,
+    ) -> Option<IssuedFor> {
+        let access = partition.access(hash, caller.origin(), &caller.nik().frame_site).unwrap_or_else(|error| {
             tracing::warn!(%error, "registry lookup failed; answering NotFound");
             None
         });
-        let grant = entry.as_ref().and_then(|entry| read_grant(entry, caller.origin()));
         // Storing, same-site and listed readers are never gated nor charged.
-        if grant.is_some_and(|grant| !grant.is_gated()) {
-            return true;
+        if access.is_some_and(|access| access.ungated) {
+            return Some(IssuedFor::UngatedRead);
         }
         // Everything else is a probe through the global path: misses and denials included.
         let budgets = self.budgets(caller.partition());
         let within_budget = budgets.charge(partition.registry(), &caller.nik().top_level_site, hash);
-        let gate_allows = self.inner.gates.global_allows(hash, entry.as_ref());
-        grant.is_some() && within_budget && gate_allows
+        let head = access.map(|access| access.head);
+        let gate_allows = self.inner.gates.global_allows(hash, head.as_ref());
+        let global = head.is_some_and(|head| head.global);
+        (global && within_budget && gate_allows).then_some(IssuedFor::GlobalRead)
+    }
+
+    /// The natural cost of deciding a read for `caller`, without the floor that hides it: what
+    /// the floor must stay above (measured by `cargo bench -p cos_storage_service --bench
+    /// refusal_cost`). Charges the probe budget like any read.
+    pub fn time_read_decision(&self, caller: &CallerContext, hash: &ContentHash) -> Result<(bool, Duration), StoreError> {
+        let partition = self.partition(caller.partition()).map_err(|failure| match failure {
+            Failure::Store(error) => error,
+            Failure::Refused(_) => unreachable!("opening a partition is never refused"),
+        })?;
+        let started = Instant::now();
+        let allowed = self.decide_disclosure(&partition, caller, hash).is_some();
+        Ok((allowed, started.elapsed()))
     }
 
     fn budgets(&self, partition: Partition) -> Arc<ProbeBudgets> {
@@ -209,10 +241,17 @@ impl StorageService {
         }
     }
 
-    /// Discards an off-the-record profile's store. Handles still open keep working on their
-    /// detached copy until dropped; nothing of it is ever visible again.
+    /// Discards an off-the-record profile's store and its probe budgets. Handles still open keep
+    /// working on their detached copy until dropped; nothing of it is ever visible again.
     pub fn close_off_the_record(&self, id: OffTheRecordProfileId) {
         self.inner.off_the_record.write().remove(&id);
+        self.inner.budgets.lock().remove(&Partition::OffTheRecord(id));
+    }
+
+    /// Bytes the open writers of a partition hold before their `close()` (what the in-flight
+    /// limits count).
+    pub fn inspect_bytes_in_flight(&self, partition: Partition) -> Result<u64, StoreError> {
+        Ok(self.partition_for_inspection(partition)?.map_or(0, |p| p.bytes_in_flight()))
     }
 
     /// Browser-side inspection: the registry record of an entry (never exposed to renderers).
@@ -271,13 +310,23 @@ enum HandleMode {
 /// A `FileSystemFileHandle` for one hash, as returned to one caller.
 ///
 /// *May read* is per handle (SPEC §4): a read handle may read; a create handle may read only
-/// after one of its own writers verified.
+/// after one of its own writers verified. A handle is revoked when a grant it relied on is removed
+/// (clear-site-data, deletion, eviction, a damaged blob; see `revocation`): it then answers
+/// `NotFoundError`, like a miss.
 pub struct FileHandle {
     partition: Arc<PartitionStore>,
     caller: CallerContext,
     hash: ContentHash,
     mode: HandleMode,
-    may_read: Arc<AtomicBool>,
+    state: Arc<HandleState>,
+    /// Its registration among the partition's handles.
+    ticket: u64,
+}
+
+impl Drop for FileHandle {
+    fn drop(&mut self) {
+        self.partition.handles().forget(&self.hash, self.ticket);
+    }
 }
 
 impl FileHandle {
@@ -291,9 +340,14 @@ impl FileHandle {
         matches!(self.mode, HandleMode::Create(_))
     }
 
-    /// Whether `getFile()` would be allowed now.
+    /// Whether `getFile()` would be allowed now (revocation aside).
     pub fn may_read(&self) -> bool {
-        self.may_read.load(Ordering::Acquire)
+        self.state.may_read()
+    }
+
+    /// Whether a grant this handle relied on was removed since it was issued.
+    pub fn is_revoked(&self) -> bool {
+        self.state.is_revoked()
     }
 
     /// `isSameEntry()`: handles name the same entry exactly when their hashes are equal.
@@ -303,6 +357,9 @@ impl FileHandle {
 
     /// `getFile()`: opens the entry for reading.
     pub fn get_file(&self) -> Result<FileReader, CosError> {
+        if self.state.is_revoked() {
+            return Err(CosError::NotFound);
+        }
         if !self.may_read() {
             return Err(CosError::NotAllowed(NotAllowedKind::HandleNotReadable));
         }
@@ -327,18 +384,22 @@ impl FileHandle {
 
     /// `createWritable()`: a new, empty writer (even with `keepExistingData: true`).
     pub fn create_writable(&self) -> Result<WritableFile, CosError> {
+        if self.state.is_revoked() {
+            return Err(CosError::NotFound);
+        }
         let HandleMode::Create(intent) = &self.mode else {
             return Err(CosError::NotAllowed(NotAllowedKind::HandleNotWritable));
         };
+        let reservation = self.partition.reserve(self.caller.origin(), &self.hash).map_err(|e| e.to_web_error())?;
         let sink = self.partition.begin_write().map_err(|e| e.to_web_error())?;
         Ok(WritableFile {
             partition: self.partition.clone(),
             writer: self.caller.origin().clone(),
             target: self.hash,
             intent: intent.clone(),
-            may_read: self.may_read.clone(),
+            handle: self.state.clone(),
             max_size: self.partition.limits().max_entry_bytes(),
-            state: WriterState::Open { sink: Box::new(sink), prefix: PrefixHasher::new() },
+            state: WriterState::Open { sink: Box::new(sink), prefix: PrefixHasher::new(), reservation },
             cursor: 0,
             size: 0,
         })
@@ -349,8 +410,11 @@ enum WriterState {
     Open {
         sink: Box<BlobSink>,
         prefix: PrefixHasher,
+        /// The bytes the sink holds, counted against the limits (released with the state).
+        reservation: Reservation,
     },
-    /// A write failed; the swap area is gone and every later call reports this error.
+    /// A write failed; the swap area and its reservation are gone and every later call reports
+    /// this error.
     Errored(CosError),
 }
 
@@ -362,7 +426,7 @@ pub struct WritableFile {
     writer: Origin,
     target: ContentHash,
     intent: Arc<WriteIntent>,
-    may_read: Arc<AtomicBool>,
+    handle: Arc<HandleState>,
     max_size: u64,
     state: WriterState,
     cursor: u64,
@@ -394,8 +458,8 @@ impl WritableFile {
                 WriterState::Open { .. } => self.fail(CosError::QuotaExceeded(QuotaScope::Origin)),
             });
         };
-        self.guard_size(end)?;
-        let WriterState::Open { sink, prefix } = &mut self.state else { return Err(self.stored_error()) };
+        self.reserve(end.max(self.size))?;
+        let WriterState::Open { sink, prefix, .. } = &mut self.state else { return Err(self.stored_error()) };
         prefix.observe_write(position, data);
         let result = if data.is_empty() && end > self.size {
             // An empty write past the end still zero-fills up to its position (File System
@@ -423,8 +487,8 @@ impl WritableFile {
 
     /// `truncate(size)`: resizes, zero-filling when growing; the cursor stays within the file.
     pub fn truncate(&mut self, size: u64) -> Result<(), CosError> {
-        self.guard_size(size)?;
-        let WriterState::Open { sink, prefix } = &mut self.state else { return Err(self.stored_error()) };
+        self.reserve(size)?;
+        let WriterState::Open { sink, prefix, .. } = &mut self.state else { return Err(self.stored_error()) };
         prefix.observe_truncate(size);
         if let Err(error) = sink.set_len(size) {
             return Err(self.fail(error.to_web_error()));
@@ -435,13 +499,16 @@ impl WritableFile {
     }
 
     /// `close()`: verifies the final bytes against the hash and, if they match, commits them.
-    /// On a mismatch nothing is stored and `DataError` is returned.
+    /// On a mismatch nothing is stored and `DataError` is returned; if the handle was revoked
+    /// while it wrote (its origin's site data was cleared), `AbortError`.
     pub fn close(mut self) -> Result<CommitOutcome, CosError> {
         let state = std::mem::replace(&mut self.state, WriterState::Errored(CosError::Unknown));
-        let WriterState::Open { sink, prefix } = state else {
+        let WriterState::Open { sink, prefix, reservation } = state else {
             let WriterState::Errored(error) = state else { unreachable!() };
             return Err(error);
         };
+        // Held until the bytes are committed (or discarded) below.
+        let _reservation = reservation;
         let (staged, digest) = (*sink).finish(prefix, self.size).map_err(|e| e.to_web_error())?;
         if digest != self.target {
             return Err(CosError::Data(if self.size == 0 {
@@ -459,22 +526,29 @@ impl WritableFile {
                 &self.writer,
                 &self.intent.origins,
                 self.intent.document_url.as_deref(),
+                &self.handle,
             )
             .map_err(Failure::into_web)?;
-        self.may_read.store(true, Ordering::Release);
+        self.handle.allow_reading();
         Ok(outcome)
     }
 
     /// `abort()`: discards everything written.
     pub fn abort(self) {}
 
-    fn guard_size(&mut self, size: u64) -> Result<(), CosError> {
+    /// Makes the writer `size` bytes large as far as the limits go: beyond the largest entry the
+    /// limits admit, or past the in-flight limits, the stream fails (it could never commit, and
+    /// its bytes must not fill the disk or memory first).
+    fn reserve(&mut self, size: u64) -> Result<(), CosError> {
         if let WriterState::Errored(error) = &self.state {
             return Err(error.clone());
         }
         if size > self.max_size {
-            // This write could never commit; fail now rather than fill the disk first.
             return Err(self.fail(CosError::QuotaExceeded(QuotaScope::Origin)));
+        }
+        let WriterState::Open { reservation, .. } = &mut self.state else { return Err(self.stored_error()) };
+        if let Err(error) = reservation.resize(size) {
+            return Err(self.fail(error));
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! narrowed. Pure functions over [`EntryRecord`]; the privacy gates of the global grant live in
 //! [`crate::gate`].
 
-use cos_common::{MAX_ORIGINS_LIST_LEN, Origin, OriginsOption, Site};
+use cos_common::{CosError, MAX_ORIGINS_LIST_LEN, Origin, OriginsOption, QuotaScope, Site};
 
 use crate::registry::EntryRecord;
 
@@ -41,6 +41,44 @@ pub fn read_grant(entry: &EntryRecord, reader: &Origin) -> Option<ReadGrant> {
     entry.global.then_some(ReadGrant::Global)
 }
 
+/// Storing origins one entry records at most. Each is charged the entry's size and kept in its
+/// record, so the bound keeps every record (and its inspection item) a bounded size; an entry
+/// that many sites stored is far beyond what one person's browsing produces.
+pub const MAX_STORING_ORIGINS: usize = 1_000;
+
+/// Storing origins of one site an entry records at most. More origins of that site gain nothing:
+/// they already read it as same-site origins. Without this, one site with wildcard DNS could fill
+/// an entry's [`MAX_STORING_ORIGINS`] from its own subdomains and lock every other site out.
+pub const MAX_STORING_ORIGINS_PER_SITE: u32 = 8;
+
+/// How a verified write by an origin that does not store the entry yet is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoringSlot {
+    /// The writer already stores the entry (an identical rewrite: free).
+    AlreadyStoring,
+    /// The writer becomes a storing origin and is charged the entry's size.
+    Recorded,
+    /// [`MAX_STORING_ORIGINS_PER_SITE`] origins of the writer's site already store it: the write
+    /// succeeds (and may widen the grants) but the writer is neither recorded nor charged; it
+    /// reads the entry as a same-site origin.
+    SiteFull,
+}
+
+/// Where `writer` stands among the storing origins of `entry`, given how many recorded storing
+/// origins share its site. `QuotaExceededError` when the entry records [`MAX_STORING_ORIGINS`]
+/// and none of them is of the writer's site.
+pub fn storing_slot(entry: &EntryRecord, writer: &Origin, same_site_storers: u32) -> Result<StoringSlot, CosError> {
+    if entry.storing_origins.contains(writer) {
+        Ok(StoringSlot::AlreadyStoring)
+    } else if same_site_storers >= MAX_STORING_ORIGINS_PER_SITE {
+        Ok(StoringSlot::SiteFull)
+    } else if entry.storing_origins.len() >= MAX_STORING_ORIGINS {
+        Err(CosError::QuotaExceeded(QuotaScope::Entry))
+    } else {
+        Ok(StoringSlot::Recorded)
+    }
+}
+
 /// What a verified write changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct VisibilityChange {
@@ -55,10 +93,16 @@ pub struct VisibilityChange {
 }
 
 /// Applies a verified write by `writer` that requested `requested` (already narrowed by the
-/// Allow-Origin ceiling). Upgrade only: nothing is ever removed.
-pub fn apply_verified_write(entry: &mut EntryRecord, writer: &Origin, requested: &OriginsOption) -> VisibilityChange {
-    let mut change =
-        VisibilityChange { newly_storing: entry.storing_origins.insert(writer.clone()), ..Default::default() };
+/// Allow-Origin ceiling); the writer is recorded as a storing origin if `slot` says so.
+/// Upgrade only: nothing is ever removed.
+pub fn apply_verified_write(
+    entry: &mut EntryRecord,
+    writer: &Origin,
+    slot: StoringSlot,
+    requested: &OriginsOption,
+) -> VisibilityChange {
+    let newly_storing = slot == StoringSlot::Recorded && entry.storing_origins.insert(writer.clone());
+    let mut change = VisibilityChange { newly_storing, ..Default::default() };
     match requested {
         OriginsOption::Omitted => {}
         OriginsOption::Global => {
@@ -90,6 +134,8 @@ mod tests {
         Origin::from_url(s).unwrap()
     }
 
+    const SLOT: StoringSlot = StoringSlot::Recorded;
+
     fn entry() -> EntryRecord {
         EntryRecord {
             size: 1,
@@ -105,7 +151,7 @@ mod tests {
 
     fn written(writer: &str, requested: OriginsOption) -> EntryRecord {
         let mut e = entry();
-        apply_verified_write(&mut e, &o(writer), &requested);
+        apply_verified_write(&mut e, &o(writer), StoringSlot::Recorded, &requested);
         e
     }
 
@@ -141,7 +187,7 @@ mod tests {
             !ReadGrant::StoringOrigin.is_gated() && !ReadGrant::SameSite.is_gated() && !ReadGrant::Listed.is_gated()
         );
         let mut listed_and_global = written("https://a.example", OriginsOption::List(vec![o("https://b.example")]));
-        apply_verified_write(&mut listed_and_global, &o("https://a.example"), &OriginsOption::Global);
+        apply_verified_write(&mut listed_and_global, &o("https://a.example"), SLOT, &OriginsOption::Global);
         assert_eq!(
             read_grant(&listed_and_global, &o("https://b.example")),
             Some(ReadGrant::Listed),
@@ -152,16 +198,16 @@ mod tests {
     #[test]
     fn later_writes_never_narrow() {
         let mut e = written("https://a.example", OriginsOption::List(vec![o("https://b.example")]));
-        let change = apply_verified_write(&mut e, &o("https://a.example"), &OriginsOption::Global);
+        let change = apply_verified_write(&mut e, &o("https://a.example"), SLOT, &OriginsOption::Global);
         assert!(change.became_global && !change.newly_storing);
         assert_eq!(e.listed_origins, vec![o("https://b.example")], "a '*' write keeps the list");
 
-        apply_verified_write(&mut e, &o("https://a.example"), &OriginsOption::List(vec![o("https://c.example")]));
+        apply_verified_write(&mut e, &o("https://a.example"), SLOT, &OriginsOption::List(vec![o("https://c.example")]));
         assert!(e.global, "a list write keeps the global flag");
         assert_eq!(e.listed_origins, vec![o("https://b.example"), o("https://c.example")]);
 
         let before = e.clone();
-        let change = apply_verified_write(&mut e, &o("https://a.example"), &OriginsOption::Omitted);
+        let change = apply_verified_write(&mut e, &o("https://a.example"), SLOT, &OriginsOption::Omitted);
         assert_eq!(e, before, "omitted origins is a no-op");
         assert_eq!(change, VisibilityChange::default());
     }
@@ -169,9 +215,30 @@ mod tests {
     #[test]
     fn any_writer_of_the_right_bytes_may_widen() {
         let mut e = written("https://a.example", OriginsOption::Omitted);
-        let change = apply_verified_write(&mut e, &o("https://b.example"), &OriginsOption::Global);
+        let change = apply_verified_write(&mut e, &o("https://b.example"), SLOT, &OriginsOption::Global);
         assert!(change.newly_storing && change.became_global);
         assert!(e.storing_origins.contains(&o("https://b.example")));
+    }
+
+    #[test]
+    fn storing_origins_are_capped_per_site_and_per_entry() {
+        let mut e = entry();
+        let writer = o("https://w.example");
+        assert_eq!(storing_slot(&e, &writer, 0), Ok(StoringSlot::Recorded));
+        assert_eq!(storing_slot(&e, &writer, MAX_STORING_ORIGINS_PER_SITE), Ok(StoringSlot::SiteFull));
+        let change = apply_verified_write(&mut e, &writer, StoringSlot::SiteFull, &OriginsOption::Global);
+        assert!(!change.newly_storing && change.became_global, "not recorded, but it may widen the grants");
+        assert!(e.storing_origins.is_empty());
+        apply_verified_write(&mut e, &writer, StoringSlot::Recorded, &OriginsOption::Omitted);
+        assert_eq!(storing_slot(&e, &writer, MAX_STORING_ORIGINS_PER_SITE), Ok(StoringSlot::AlreadyStoring));
+        e.storing_origins = (0..MAX_STORING_ORIGINS).map(|i| o(&format!("https://s{i}.example"))).collect();
+        assert_eq!(storing_slot(&e, &writer, 0), Err(CosError::QuotaExceeded(QuotaScope::Entry)));
+        assert_eq!(storing_slot(&e, &o("https://s1.example"), 1), Ok(StoringSlot::AlreadyStoring));
+        assert_eq!(
+            storing_slot(&e, &o("https://more.s1.example"), MAX_STORING_ORIGINS_PER_SITE),
+            Ok(StoringSlot::SiteFull),
+            "a full site's further origins still write"
+        );
     }
 
     #[test]
@@ -179,7 +246,7 @@ mod tests {
         let first: Vec<Origin> = (0..90).map(|i| o(&format!("https://o{i}.example"))).collect();
         let mut e = written("https://a.example", OriginsOption::List(first));
         let second: Vec<Origin> = (85..105).map(|i| o(&format!("https://o{i}.example"))).collect();
-        let change = apply_verified_write(&mut e, &o("https://a.example"), &OriginsOption::List(second));
+        let change = apply_verified_write(&mut e, &o("https://a.example"), SLOT, &OriginsOption::List(second));
         assert_eq!(e.listed_origins.len(), 100);
         assert_eq!(change.listed_added, 10);
         assert_eq!(change.listed_dropped_over_cap, 5);

@@ -699,3 +699,277 @@ fn a_large_streamed_write_verifies_and_reads_back() {
     assert_eq!(file.size(), 48 << 20);
     assert_eq!(file.read_range(47 << 20, 1 << 20).unwrap(), chunk);
 }
+
+// --- Revocation: a handle never outlives the grant it was issued on --------------------------
+
+const B: &str = "https://b.example";
+
+fn create_handle(service: &StorageService, who: &CallerContext, bytes: &[u8]) -> cos_storage_service::FileHandle {
+    service.get_file_handle(who, hash_of(bytes), HandleRequest::Create(CreateOptions::same_site())).unwrap()
+}
+
+#[test]
+fn an_origin_that_cleared_its_site_data_cannot_ask_through_an_old_handle_who_else_stores_the_entry() {
+    let profile = Profile::new();
+    let service = profile.open();
+    let bytes = b"does anyone else still store me?".as_slice();
+    // A stores H through a handle it keeps, B stores the same bytes.
+    let kept = create_handle(&service, &caller(A), bytes);
+    let mut writer = kept.create_writable().unwrap();
+    writer.write(bytes).unwrap();
+    writer.close().unwrap();
+    store_same_site(&service, &caller(B), bytes);
+    let kept_reader = service.get_file_handle(&caller(A), hash_of(bytes), HandleRequest::Read).unwrap();
+    assert_eq!(kept.get_file().unwrap().read_all().unwrap(), bytes);
+    // A clears its own data: the entry lives on (B stores it), A's grant is gone, and so are its
+    // handles: each answers exactly what a miss answers, every time.
+    service.clear_site_data(Partition::Regular, &origin(A)).unwrap();
+    for _ in 0..3 {
+        assert_eq!(kept.get_file().err(), Some(CosError::NotFound));
+        assert_eq!(kept_reader.get_file().err(), Some(CosError::NotFound));
+        assert_eq!(kept.create_writable().err(), Some(CosError::NotFound));
+    }
+    assert_eq!(read(&service, &caller(A), hash_of(bytes)).unwrap_err(), CosError::NotFound, "a fresh lookup too");
+    assert_eq!(read(&service, &caller(B), hash_of(bytes)).unwrap(), bytes, "B is untouched");
+}
+
+#[test]
+fn a_writer_whose_handle_was_revoked_cannot_commit() {
+    let profile = Profile::new();
+    let service = profile.open();
+    let bytes = b"written across a clear".as_slice();
+    let handle = create_handle(&service, &caller(A), bytes);
+    let mut writer = handle.create_writable().unwrap();
+    writer.write(bytes).unwrap();
+    service.clear_site_data(Partition::Regular, &origin(A)).unwrap();
+    assert_eq!(writer.close().unwrap_err(), CosError::Abort);
+    assert_eq!(read(&service, &caller(A), hash_of(bytes)).unwrap_err(), CosError::NotFound, "nothing committed");
+    assert_eq!(service.inspect_origin(Partition::Regular, &origin(A)).unwrap().charged_bytes, 0);
+    // A handle asked for after the clear writes normally.
+    store_same_site(&service, &caller(A), bytes);
+}
+
+#[test]
+fn deleting_an_entry_revokes_every_handle_that_reads_it_even_once_it_is_stored_again() {
+    let profile = Profile::new();
+    let service = profile.open();
+    let bytes = b"deleted by the user".as_slice();
+    store_same_site(&service, &caller(A), bytes);
+    let reader = service.get_file_handle(&caller(A), hash_of(bytes), HandleRequest::Read).unwrap();
+    let unwritten = create_handle(&service, &caller(A), bytes);
+    assert!(service.delete_entry(Partition::Regular, &hash_of(bytes)).unwrap());
+    store_same_site(&service, &caller(A), bytes);
+    assert_eq!(reader.get_file().err(), Some(CosError::NotFound), "the old handle stays revoked");
+    assert!(reader.is_revoked() && !unwritten.is_revoked(), "a create handle that never wrote may still write");
+    assert_eq!(read(&service, &caller(A), hash_of(bytes)).unwrap(), bytes, "a new handle reads the new entry");
+}
+
+#[test]
+fn a_same_site_grant_goes_with_the_origin_it_came_from_a_listed_one_stays() {
+    let profile = Profile::new();
+    let service = profile.open();
+    let bytes = b"same-site and listed".as_slice();
+    let options = CreateOptions::with_origins(list(&["https://listed.example"]), ceiling(&["https://listed.example"]));
+    store(&service, &caller(A), bytes, options).unwrap();
+    store_same_site(&service, &caller(B), bytes);
+    let sibling = service.get_file_handle(&caller("https://www.a.example"), hash_of(bytes), HandleRequest::Read).unwrap();
+    let listed = service.get_file_handle(&caller("https://listed.example"), hash_of(bytes), HandleRequest::Read).unwrap();
+    service.clear_site_data(Partition::Regular, &origin(A)).unwrap();
+    assert_eq!(sibling.get_file().err(), Some(CosError::NotFound), "its grant came from the cleared origin");
+    assert_eq!(listed.get_file().unwrap().read_all().unwrap(), bytes, "clearing A does not unlist anyone else");
+}
+
+// --- Bytes in flight count against the limits ------------------------------------------------
+
+#[test]
+fn an_origins_writers_cannot_hold_more_swap_than_its_limit() {
+    let profile = Profile::new();
+    let limits = StorageLimits { per_origin_bytes: 1 << 20, total_bytes: 64 << 20, share_bytes: 64 << 20 };
+    let service = StorageService::open(profile.config().with_limits(limits)).unwrap().0;
+    let chunk = vec![7u8; 256 << 10];
+    let mut writers = Vec::new();
+    let mut refused = None;
+    for i in 0..16 {
+        let handle = create_handle(&service, &caller(A), format!("target {i}").as_bytes());
+        let mut writer = handle.create_writable().unwrap();
+        if let Err(error) = writer.write(&chunk) {
+            refused = Some((i, error));
+            break;
+        }
+        writers.push((handle, writer));
+    }
+    assert_eq!(refused, Some((4, CosError::QuotaExceeded(QuotaScope::Origin))), "four quarters of 1 MiB, then no more");
+    assert_eq!(service.inspect_bytes_in_flight(Partition::Regular).unwrap(), 1 << 20);
+    // Another origin has its own limit; an abort gives the bytes back.
+    let other = create_handle(&service, &caller(B), b"b's target");
+    other.create_writable().unwrap().write(&chunk).unwrap();
+    writers.pop();
+    let handle = create_handle(&service, &caller(A), b"after an abort");
+    handle.create_writable().unwrap().write(&chunk).unwrap();
+    drop(writers);
+    assert_eq!(service.inspect_bytes_in_flight(Partition::Regular).unwrap(), 0, "released with their writers");
+    assert_eq!(profile.swap_files(), 0);
+}
+
+#[test]
+fn off_the_record_truncates_cannot_grow_memory_past_the_partitions_total() {
+    let profile = Profile::new();
+    let mut config = profile.config();
+    // Three origins, each allowed 64 MiB, in a partition of 128 MiB: the third 64 MiB buffer is
+    // refused before it is allocated (the browser's default is 1 GiB in 2 GiB: the same rule).
+    config.off_the_record_limits =
+        StorageLimits { per_origin_bytes: 64 << 20, total_bytes: 128 << 20, share_bytes: 128 << 20 };
+    let service = StorageService::open(config).unwrap().0;
+    let partition = Partition::OffTheRecord(OffTheRecordProfileId(3));
+    let mut writers = Vec::new();
+    let mut results = Vec::new();
+    for who in ["https://one.example", "https://two.example", "https://three.example"] {
+        let who = caller(who).in_partition(partition);
+        let handle = create_handle(&service, &who, b"never written in full");
+        let mut writer = handle.create_writable().unwrap();
+        results.push(writer.truncate(64 << 20));
+        writers.push((handle, writer));
+    }
+    assert_eq!(results, [Ok(()), Ok(()), Err(CosError::QuotaExceeded(QuotaScope::Global))]);
+    assert_eq!(service.inspect_bytes_in_flight(partition).unwrap(), 128 << 20);
+    // The same origin cannot hold two of them either.
+    let again = create_handle(&service, &caller("https://one.example").in_partition(partition), b"again");
+    assert_eq!(again.create_writable().unwrap().truncate(1), Err(CosError::QuotaExceeded(QuotaScope::Origin)));
+    drop(writers);
+    assert_eq!(service.inspect_bytes_in_flight(partition).unwrap(), 0);
+}
+
+#[test]
+fn an_origin_at_its_limit_may_still_rewrite_an_entry_it_stores() {
+    let profile = Profile::new();
+    let limits = StorageLimits { per_origin_bytes: 100, total_bytes: 1000, share_bytes: 1000 };
+    let service = StorageService::open(profile.config().with_limits(limits)).unwrap().0;
+    let bytes = [5u8; 100];
+    store_same_site(&service, &caller(A), &bytes);
+    store_same_site(&service, &caller(A), &bytes);
+    let handle = create_handle(&service, &caller(A), b"anything new");
+    assert_eq!(handle.create_writable().unwrap().write(b"x"), Err(CosError::QuotaExceeded(QuotaScope::Origin)));
+}
+
+// --- Storing origins per entry are bounded -----------------------------------------------------
+
+#[test]
+fn storing_origins_are_recorded_up_to_eight_per_site_and_a_thousand_per_entry() {
+    use cos_storage_service::visibility::{MAX_STORING_ORIGINS, MAX_STORING_ORIGINS_PER_SITE};
+    let profile = Profile::new();
+    let service = profile.open();
+    let partition = Partition::OffTheRecord(OffTheRecordProfileId(5));
+    let bytes = b"popular".as_slice();
+    let store_from = |url: &str| store(&service, &caller(url).in_partition(partition), bytes, CreateOptions::same_site());
+    // One site with wildcard DNS: only the first eight are recorded (and charged); the others
+    // still write and read as same-site origins.
+    for i in 0..20 {
+        store_from(&format!("https://s{i}.wildcard.example")).unwrap();
+    }
+    let entry = || service.inspect_entries(partition).unwrap().remove(0);
+    assert_eq!(entry().storing_origins.len(), MAX_STORING_ORIGINS_PER_SITE as usize);
+    let unrecorded = caller("https://s19.wildcard.example").in_partition(partition);
+    assert_eq!(read(&service, &unrecorded, hash_of(bytes)).unwrap(), bytes);
+    assert_eq!(service.inspect_origin(partition, unrecorded.origin()).unwrap().charged_bytes, 0);
+    // Distinct sites fill the entry up to its bound; one more site is refused, nothing changes.
+    for i in 0..MAX_STORING_ORIGINS - MAX_STORING_ORIGINS_PER_SITE as usize {
+        store_from(&format!("https://site{i}.example")).unwrap();
+    }
+    assert_eq!(entry().storing_origins.len(), MAX_STORING_ORIGINS);
+    assert_eq!(store_from("https://one-too-many.example"), Err(CosError::QuotaExceeded(QuotaScope::Entry)));
+    assert_eq!(store_from("https://site3.example"), Ok(()), "an identical rewrite by a storer is fine");
+    assert_eq!(entry().storing_origins.len(), MAX_STORING_ORIGINS);
+}
+
+// --- The access index ----------------------------------------------------------------------------
+
+#[test]
+fn a_registry_without_the_access_index_is_migrated_and_damage_to_it_is_repaired_by_recovery() {
+    let profile = Profile::new();
+    let bytes = b"indexed".as_slice();
+    {
+        let service = profile.open();
+        store(&service, &caller(A), bytes, CreateOptions::with_origins(list(&[B]), ceiling(&[B]))).unwrap();
+        service.shut_down_cleanly().unwrap();
+    }
+    let registry = profile.root().join("registry.redb");
+    let heads: redb::TableDefinition<&[u8; 32], &[u8]> = redb::TableDefinition::new("entry_heads");
+    let readers: redb::TableDefinition<&[u8], u32> = redb::TableDefinition::new("entry_readers");
+    let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+    // As an older build left it: schema 1, no index.
+    {
+        let db = redb::Database::open(&registry).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.delete_table(heads).unwrap();
+        txn.delete_table(readers).unwrap();
+        txn.open_table(meta).unwrap().insert("schema", 1).unwrap();
+        txn.commit().unwrap();
+    }
+    {
+        let service = profile.open();
+        assert_eq!(read(&service, &caller(B), hash_of(bytes)).unwrap(), bytes, "the index was built at open");
+        assert_eq!(read(&service, &caller("https://www.a.example"), hash_of(bytes)).unwrap(), bytes);
+        assert_eq!(read(&service, &caller("https://c.example"), hash_of(bytes)).unwrap_err(), CosError::NotFound);
+    }
+    // Damage: the listed reader's row goes and a stranger's appears (a crash leaves the clean mark
+    // unset, so the next open reconciles).
+    {
+        let db = redb::Database::open(&registry).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(readers).unwrap();
+            let mut listed_b = hash_of(bytes).as_bytes().to_vec();
+            listed_b.extend_from_slice(format!("L{B}").as_bytes());
+            assert!(table.remove(listed_b.as_slice()).unwrap().is_some());
+            let mut stranger = hash_of(bytes).as_bytes().to_vec();
+            stranger.extend_from_slice(b"Lhttps://c.example");
+            table.insert(stranger.as_slice(), 1).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let (service, report) = StorageService::open(profile.config()).unwrap();
+    assert!(report.index_repaired, "{report:?}");
+    assert_eq!(read(&service, &caller(B), hash_of(bytes)).unwrap(), bytes);
+    assert_eq!(read(&service, &caller("https://c.example"), hash_of(bytes)).unwrap_err(), CosError::NotFound);
+}
+
+// --- A close costs the same whether the bytes are new or already stored --------------------------
+
+#[test]
+fn an_identical_rewrite_installs_its_verified_bytes_as_a_new_write_does() {
+    use std::os::unix::fs::MetadataExt;
+    let profile = Profile::new();
+    let service = profile.open();
+    let bytes = b"installed either way".as_slice();
+    store_same_site(&service, &caller(A), bytes);
+    let before = std::fs::metadata(profile.blob_path(&hash_of(bytes))).unwrap().ino();
+    store_same_site(&service, &caller(B), bytes);
+    let after = std::fs::metadata(profile.blob_path(&hash_of(bytes))).unwrap().ino();
+    assert_ne!(before, after, "the rewrite went through the same rename as the first write");
+    assert_eq!(read(&service, &caller(A), hash_of(bytes)).unwrap(), bytes);
+    assert_eq!(profile.swap_files(), 0);
+}
+
+// --- Off-the-record budgets end with their profile --------------------------------------------------
+
+#[test]
+fn closing_an_off_the_record_profile_discards_its_probe_budgets() {
+    let profile = Profile::new();
+    let mut config = profile.config();
+    config.gates.probe_budget = 2;
+    let service = StorageService::open(config).unwrap().0;
+    let partition = Partition::OffTheRecord(OffTheRecordProfileId(9));
+    let prober = caller("https://prober.example").in_partition(partition);
+    let bytes = b"probed".as_slice();
+    store(&service, &caller(A).in_partition(partition), bytes, CreateOptions::with_origins(OriginsOption::Global, ceiling(&[]))).unwrap();
+    service.set_public_hash_list(Some(PublicHashList::from_hashes([hash_of(bytes)])));
+    // Spend the budget on two misses: the entry itself is then refused.
+    read(&service, &prober, hash_of(b"miss 1")).unwrap_err();
+    read(&service, &prober, hash_of(b"miss 2")).unwrap_err();
+    let denied = (0..50).all(|_| read(&service, &prober, hash_of(bytes)).is_err());
+    assert!(denied, "over budget");
+    service.close_off_the_record(OffTheRecordProfileId(9));
+    store(&service, &caller(A).in_partition(partition), bytes, CreateOptions::with_origins(OriginsOption::Global, ceiling(&[]))).unwrap();
+    let read_once = (0..50).any(|_| read(&service, &prober, hash_of(bytes)).is_ok());
+    assert!(read_once, "a profile opened again with the same id starts with a fresh budget");
+}

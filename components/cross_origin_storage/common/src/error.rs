@@ -138,6 +138,8 @@ message_enum! {
         Global => "Cross-Origin Storage is full.",
         /// The per-renderer bound on open handles or streams.
         Renderer => "Too many Cross-Origin Storage handles or streams are open in this renderer.",
+        /// The entry already records as many storing origins as an entry may hold.
+        Entry => "This file already has as many storing origins as Cross-Origin Storage records.",
     }
 }
 

@@ -9,16 +9,15 @@
 mod probe_budget;
 mod public_hash_list;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use cos_common::{ContentHash, Site};
+use cos_common::ContentHash;
 use parking_lot::RwLock;
 
 pub(crate) use probe_budget::ProbeBudgets;
 pub use public_hash_list::{PublicHashList, PublicHashListBuilder, PublicHashListError};
 
-use crate::registry::EntryRecord;
+use crate::registry::EntryHead;
 
 /// Entries smaller than this may be GREASE'd (SPEC §6: "under 500 KiB").
 pub const GREASE_MAX_SIZE: u64 = 500 * 1024;
@@ -91,10 +90,10 @@ impl PrivacyGates {
 
     /// The global grant's verdict for an entry (or for a miss, so that both cost the same).
     /// Always consults the list, the availability count and the GREASE source.
-    pub(crate) fn global_allows(&self, hash: &ContentHash, entry: Option<&EntryRecord>) -> bool {
+    pub(crate) fn global_allows(&self, hash: &ContentHash, entry: Option<&EntryHead>) -> bool {
         let on_list = self.is_on_public_hash_list(hash);
         let available = match (self.availability_threshold, entry) {
-            (Some(threshold), Some(entry)) => distinct_sites(entry) >= threshold as usize,
+            (Some(threshold), Some(entry)) => entry.storing_sites >= threshold,
             _ => false,
         };
         let strike = self.grease_strikes();
@@ -116,11 +115,6 @@ impl PrivacyGates {
             }
         }
     }
-}
-
-/// How many distinct sites store an entry (availability gating counts sites, not origins).
-fn distinct_sites(entry: &EntryRecord) -> usize {
-    entry.storing_origins.iter().map(Site::of).collect::<BTreeSet<_>>().len()
 }
 
 /// Fills `buf` from the kernel's CSPRNG.
@@ -147,8 +141,8 @@ mod tests {
     use super::*;
     use cos_common::Origin;
 
-    fn entry(size: u64, storers: &[&str]) -> EntryRecord {
-        EntryRecord {
+    fn entry(size: u64, storers: &[&str]) -> EntryHead {
+        EntryHead::of(&crate::registry::EntryRecord {
             size,
             storing_origins: storers.iter().map(|s| Origin::from_url(s).unwrap()).collect(),
             listed_origins: vec![],
@@ -157,7 +151,7 @@ mod tests {
             last_read_ms: 0,
             read_count: 0,
             provenance: vec![],
-        }
+        })
     }
 
     fn gates(list: Option<&[ContentHash]>, threshold: Option<u32>, grease: GreaseMode) -> PrivacyGates {

@@ -9,11 +9,14 @@
 //! | `origins` | origin serialisation | [`OriginRecord`] (versioned)   |
 //! | `meta`    | name                 | `u64` (`schema`, `total_bytes`) |
 //! | `budgets` | top-level site       | [`BudgetRecord`] (versioned)   |
+//! | `entry_heads`, `entry_readers` | see [`access`] | derived from `entries` for read decisions |
 //!
-//! Every committed write is one transaction that updates all three consistently.
+//! Every committed write is one transaction that updates them all consistently.
 
+pub mod access;
 pub mod records;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +27,10 @@ use cos_common::{ContentHash, Origin};
 use redb::backends::InMemoryBackend;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+pub use access::{EntryAccess, EntryHead};
 pub use records::{BudgetRecord, EntryRecord, OriginRecord, Provenance};
+
+use access::{DerivedRows, HEADS, READERS};
 
 use crate::error::StoreError;
 use crate::faults::{Faults, FaultyFileBackend};
@@ -39,7 +45,9 @@ const TOTAL_BYTES_KEY: &str = "total_bytes";
 /// 1 while the registry was closed by a clean shutdown; set last thing at shutdown and cleared
 /// first thing at start, so any crash in between leaves it 0.
 const CLEAN_SHUTDOWN_KEY: &str = "clean_shutdown";
-const SCHEMA_VERSION: u64 = 1;
+/// 2: the access index (`entry_heads`, `entry_readers`) exists. A schema-1 registry is migrated
+/// at open by building it from the entry rows.
+const SCHEMA_VERSION: u64 = 2;
 
 /// A row of the `entries` table, decoded or not.
 pub(crate) type StoredEntry = (ContentHash, Result<EntryRecord, StoreError>);
@@ -92,12 +100,19 @@ impl Registry {
             txn.open_table(ENTRIES)?;
             txn.open_table(ORIGINS)?;
             txn.open_table(BUDGETS)?;
+            txn.open_table(HEADS)?;
+            txn.open_table(READERS)?;
             let mut meta = txn.open_table(META)?;
             let schema = meta.get(SCHEMA_KEY)?.map(|v| v.value());
             match schema {
                 None => {
                     meta.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
                     meta.insert(TOTAL_BYTES_KEY, 0)?;
+                }
+                Some(1) => {
+                    let rows = index_every_entry(&txn)?;
+                    meta.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+                    tracing::info!(rows, "registry migrated to schema {SCHEMA_VERSION} (access index built)");
                 }
                 Some(SCHEMA_VERSION) => {}
                 Some(other) => {
@@ -171,6 +186,40 @@ impl Registry {
         value.map(|v| EntryRecord::decode(v.value())).transpose()
     }
 
+    /// What a read decision needs about `hash` for a reader of `origin` (whose site is `site`):
+    /// three point lookups whatever the entry holds, all made even when the first finds nothing,
+    /// so that a miss costs what a refusal of a popular entry costs. `None`: no such entry.
+    pub(crate) fn access(
+        &self,
+        hash: &ContentHash,
+        origin: &Origin,
+        site: &cos_common::Site,
+    ) -> Result<Option<EntryAccess>, StoreError> {
+        let txn = self.begin_read()?;
+        let (heads, readers) = (txn.open_table(HEADS)?, txn.open_table(READERS)?);
+        let head = heads.get(hash.as_bytes())?.and_then(|v| EntryHead::decode(v.value()));
+        let same_site = readers.get(access::storing_site_key(hash, site).as_slice())?.is_some_and(|v| v.value() > 0);
+        let listed = readers.get(access::listed_origin_key(hash, origin).as_slice())?.is_some();
+        Ok(head.map(|head| EntryAccess { head, ungated: same_site || listed }))
+    }
+
+    /// What a writer of `hash` from `origin` is already charged: its whole account, and the
+    /// entry's size if it is a recorded storing origin of `hash` (an identical rewrite is free).
+    /// Point lookups only, whatever the entry holds.
+    pub(crate) fn writer_standing(&self, hash: &ContentHash, origin: &Origin) -> Result<(u64, u64), StoreError> {
+        let txn = self.begin_read()?;
+        let account = txn
+            .open_table(ORIGINS)?
+            .get(origin.to_string().as_str())?
+            .map(|v| OriginRecord::decode(v.value()))
+            .transpose()?
+            .unwrap_or_default();
+        let stores = txn.open_table(READERS)?.get(access::storing_origin_key(hash, origin).as_slice())?.is_some();
+        let head = txn.open_table(HEADS)?.get(hash.as_bytes())?.and_then(|v| EntryHead::decode(v.value()));
+        let credit = if stores { head.map_or(0, |head| head.size) } else { 0 };
+        Ok((account.charged_bytes, credit))
+    }
+
     /// Reads one origin's accounting.
     pub(crate) fn origin(&self, origin: &Origin) -> Result<OriginRecord, StoreError> {
         let txn = self.begin_read()?;
@@ -241,6 +290,40 @@ impl Registry {
     }
 }
 
+/// Writes the derived rows of one entry, replacing whatever rows it had.
+fn write_index(txn: &redb::WriteTransaction, hash: &ContentHash, rows: &DerivedRows) -> Result<(), StoreError> {
+    remove_index(txn, hash)?;
+    txn.open_table(HEADS)?.insert(hash.as_bytes(), rows.head.encode().as_slice())?;
+    let mut readers = txn.open_table(READERS)?;
+    for (key, count) in &rows.readers {
+        readers.insert(key.as_slice(), *count)?;
+    }
+    Ok(())
+}
+
+fn remove_index(txn: &redb::WriteTransaction, hash: &ContentHash) -> Result<(), StoreError> {
+    txn.open_table(HEADS)?.remove(hash.as_bytes())?;
+    let (start, end) = access::reader_rows(hash);
+    txn.open_table(READERS)?.retain_in(start.as_slice()..end.as_slice(), |_, _| false)?;
+    Ok(())
+}
+
+/// Builds the access index of every decodable entry row (undecodable ones are recovery's
+/// business). Returns how many entries were indexed.
+fn index_every_entry(txn: &redb::WriteTransaction) -> Result<usize, StoreError> {
+    let mut rows = Vec::new();
+    for row in txn.open_table(ENTRIES)?.iter()? {
+        let (key, value) = row?;
+        if let Ok(record) = EntryRecord::decode(value.value()) {
+            rows.push((ContentHash::from_bytes(*key.value()), record));
+        }
+    }
+    for (hash, record) in &rows {
+        write_index(txn, hash, &DerivedRows::of(hash, record))?;
+    }
+    Ok(rows.len())
+}
+
 /// One write transaction with typed accessors. Dropping it without [`commit`](Self::commit)
 /// aborts it.
 pub(crate) struct RegistryWrite<'a> {
@@ -256,14 +339,82 @@ impl RegistryWrite<'_> {
         value.map(|v| EntryRecord::decode(v.value())).transpose()
     }
 
+    /// Writes an entry whose grants may have changed, with its access index rows.
     pub(crate) fn put_entry(&self, hash: &ContentHash, record: &EntryRecord) -> Result<(), StoreError> {
+        self.put_entry_times(hash, record)?;
+        write_index(&self.txn, hash, &DerivedRows::of(hash, record))
+    }
+
+    /// Writes an entry of which only the read times and counts changed: its index rows stay.
+    pub(crate) fn put_entry_times(&self, hash: &ContentHash, record: &EntryRecord) -> Result<(), StoreError> {
         self.txn.open_table(ENTRIES)?.insert(hash.as_bytes(), record.encode().as_slice())?;
         Ok(())
     }
 
+    /// Removes an entry and its access index rows.
     pub(crate) fn remove_entry(&self, hash: &ContentHash) -> Result<(), StoreError> {
         self.txn.open_table(ENTRIES)?.remove(hash.as_bytes())?;
-        Ok(())
+        remove_index(&self.txn, hash)
+    }
+
+    /// How many of the recorded storing origins of `hash` have site `site`.
+    pub(crate) fn storing_origins_in_site(&self, hash: &ContentHash, site: &cos_common::Site) -> Result<u32, StoreError> {
+        let table = self.txn.open_table(READERS)?;
+        Ok(table.get(access::storing_site_key(hash, site).as_slice())?.map_or(0, |v| v.value()))
+    }
+
+    /// Makes the access index say exactly what `entries` (every surviving row) says: rows a
+    /// damaged disk changed, added or lost are rewritten. Returns whether anything was wrong.
+    pub(crate) fn reconcile_index(&self, entries: &[(ContentHash, EntryRecord)]) -> Result<bool, StoreError> {
+        let mut heads = BTreeMap::new();
+        let mut readers = BTreeMap::new();
+        for (hash, record) in entries {
+            let derived = DerivedRows::of(hash, record);
+            heads.insert(*hash.as_bytes(), derived.head.encode());
+            readers.extend(derived.readers);
+        }
+        let mut repaired = false;
+        {
+            let mut table = self.txn.open_table(HEADS)?;
+            let mut wrong: Vec<[u8; 32]> = Vec::new();
+            for row in table.iter()? {
+                let (key, value) = row?;
+                if heads.get(key.value()).is_none_or(|expected| expected.as_slice() != value.value()) {
+                    wrong.push(*key.value());
+                }
+            }
+            for key in &wrong {
+                table.remove(key)?;
+            }
+            for (key, head) in &heads {
+                if table.get(key)?.is_none() {
+                    repaired = true;
+                    table.insert(key, head.as_slice())?;
+                }
+            }
+            repaired |= !wrong.is_empty();
+        }
+        {
+            let mut table = self.txn.open_table(READERS)?;
+            let mut wrong: Vec<Vec<u8>> = Vec::new();
+            for row in table.iter()? {
+                let (key, value) = row?;
+                if readers.get(key.value()) != Some(&value.value()) {
+                    wrong.push(key.value().to_vec());
+                }
+            }
+            for key in &wrong {
+                table.remove(key.as_slice())?;
+            }
+            for (key, count) in &readers {
+                if table.get(key.as_slice())?.is_none() {
+                    repaired = true;
+                    table.insert(key.as_slice(), *count)?;
+                }
+            }
+            repaired |= !wrong.is_empty();
+        }
+        Ok(repaired)
     }
 
     pub(crate) fn origin(&self, origin: &Origin) -> Result<OriginRecord, StoreError> {
