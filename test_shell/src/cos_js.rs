@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use cos_common::interface::FrameId;
 use cos_common::{CosError, OriginsInput};
 use cos_renderer::{
     CosHashDict, CosOptions, CrossOriginStorageManager, File, FileSystemFileHandle, FileSystemWritableFileStream,
@@ -349,11 +350,12 @@ fn origins_input(value: Option<Value<'_>>) -> rquickjs::Result<OriginsInput> {
 /// A realm group's object table.
 pub(crate) type Table = Rc<RefCell<Objects>>;
 
-/// Copies handle `id` of `from` into `into` (a same-origin frame receiving it by `postMessage`):
-/// the copy keeps the readability the handle had when it was sent. Returns its id there and its
+/// Copies handle `id` of `from` into `into`, the table of frame `receiver` (a same-origin frame
+/// receiving it by `postMessage`): the copy keeps the readability the handle had when it was
+/// sent, and its calls name the receiver, as the broker requires. Returns its id there and its
 /// name, or nothing if `from` holds no such handle.
-pub(crate) fn adopt_handle(from: &Table, id: u32, into: &Table) -> Option<(u32, String)> {
-    let handle = from.borrow().handles.get(&id)?.clone();
+pub(crate) fn adopt_handle(from: &Table, id: u32, into: &Table, receiver: FrameId) -> Option<(u32, String)> {
+    let handle = from.borrow().handles.get(&id)?.adopted_by(receiver);
     let name = handle.name();
     let mut table = into.borrow_mut();
     let adopted = table.id();

@@ -255,7 +255,8 @@ fn install_frame_messaging(
                 if from.origin != into.origin {
                     return None;
                 }
-                crate::cos_js::adopt_handle(&from.table, id, &into.table).map(|(id, name)| vec![id.to_string(), name])
+                crate::cos_js::adopt_handle(&from.table, id, &into.table, FrameId(frame))
+                    .map(|(id, name)| vec![id.to_string(), name])
             })?,
         )?;
         ctx.globals().set("__frames", native)?;

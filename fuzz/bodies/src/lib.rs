@@ -10,7 +10,7 @@ use std::fmt::Debug;
 
 use cos_common::interface::{
     BrokerToService, BrowserToService, InspectionItem, ReaderFrame, ReaderRequest, RendererToBroker, ScrubItem,
-    ServiceToBrowser, WriterEvent, WriterFrame,
+    ServiceToBroker, ServiceToBrowser, WriterEvent, WriterFrame,
 };
 use cos_common::{AllowOriginCeiling, ContentHash, Origin, OriginsInput, OriginsOption, Site};
 use cos_storage_service::registry::records::{BudgetRecord, EntryRecord, OriginRecord};
@@ -45,13 +45,15 @@ pub(crate) fn scratch_dir() -> tempfile::TempDir {
     dir.expect("a scratch directory")
 }
 
-/// Every message a renderer (or a compromised service) can put on a pipe — control messages, read
-/// requests, writer events, inspection and scrub streams, data-pipe frames: decoding never
+/// Every message a renderer (or a compromised service) can put on a pipe — control messages,
+/// service replies and reports, read requests, writer events, inspection and scrub streams,
+/// data-pipe frames: decoding never
 /// panics, and whatever decodes re-encodes to a message that decodes to the same value.
 pub fn ipc_messages(data: &[u8]) {
     let Some((&selector, bytes)) = data.split_first() else { return };
-    match selector % 10 {
+    match selector % 11 {
         0 => round_trip::<RendererToBroker>(bytes),
+        10 => round_trip::<ServiceToBroker>(bytes),
         1 => round_trip::<BrokerToService>(bytes),
         2 => round_trip::<BrowserToService>(bytes),
         3 => round_trip::<ServiceToBrowser>(bytes),

@@ -1,8 +1,9 @@
 //! `renderer_actions`: a compromised renderer drives the real broker stub and storage service (in
 //! this process, over the in-process transport) with a sequence of actions built by
 //! [`arbitrary`]: requests for its own and other renderers' frame ids, hashes of any shape, writes,
-//! seeks, truncates, closes, aborts, reads, raw bytes on every pipe it holds, disconnects, user
-//! activations and floods. Beside it, an honest renderer calls the web-facing API
+//! seeks, truncates, closes, aborts, reads, raw bytes on every pipe it holds, handles used from
+//! documents of other origins and partitions, disconnects, user activations, floods, and restarts
+//! of the storage service. Beside it, an honest renderer calls the web-facing API
 //! (`cos_renderer`) with hash and `origins` strings of any shape, and the browser clears site
 //! data.
 //!
@@ -16,6 +17,10 @@
 //!   model: storing and same-site origins, the origins list, the global flag for hashes on the
 //!   Public Hash List; the gates may only narrow it);
 //! - a create handle reads only after its own write verified (SPEC §4);
+//! - no handle survives a restart of the service: a handle id is never issued twice to the same
+//!   renderer, and every id issued before a restart answers `AbortError` from then on; a handle
+//!   serves only documents of the origin and partition that opened it (any other document of the
+//!   renderer using it is a bad message), and an id the renderer does not hold is a bad message;
 //! - the per-renderer bounds hold: data pipes ([`MAX_DATA_PIPES_PER_RENDERER`]) and requests in
 //!   flight ([`MAX_IN_FLIGHT_PER_RENDERER`]);
 //! - at the end, the service still answers and the honest renderer can still store and read.
@@ -58,6 +63,9 @@ static CONTENTS: LazyLock<[Vec<u8>; 4]> = LazyLock::new(|| {
 
 static HASHES: LazyLock<[ContentHash; 4]> =
     LazyLock::new(|| std::array::from_fn(|c| ContentHash::from_bytes(Sha256::digest(&CONTENTS[c]).into())));
+
+/// What flooded lookups ask for: bytes nobody stores.
+const FLOOD_HASH: ContentHash = ContentHash::from_bytes([0xf1; 32]);
 
 /// Which contents the Public Hash List names (only these may be disclosed by the global grant).
 const ON_PHL: [bool; 4] = [false, true, false, true];
@@ -243,9 +251,11 @@ enum Action {
     },
     GetFile {
         handle: HandleChoice,
+        frame: FrameChoice,
     },
     CreateWritable {
         handle: HandleChoice,
+        frame: FrameChoice,
     },
     ReleaseHandle {
         handle: HandleChoice,
@@ -300,6 +310,8 @@ enum Action {
     },
     /// The renderer process goes away (a new one takes its place at the next attacker action).
     Disconnect,
+    /// The storage service crashes; the browser restarts it and binds every broker again.
+    RestartService,
     UserActivation {
         frame: FrameChoice,
     },
@@ -378,6 +390,11 @@ struct HandleState {
     may_read: bool,
     origins: OriginsOption,
     released: bool,
+    /// Issued by a service generation that has since gone: it answers `AbortError`.
+    stale: bool,
+    /// Site data was cleared since it was issued, so its grant may have been revoked (it may then
+    /// answer `NotFoundError`, and its writers `AbortError`).
+    maybe_revoked: bool,
 }
 
 struct WriterState {
@@ -401,6 +418,12 @@ struct Attacker {
     writers: Vec<WriterState>,
     readers: Vec<ReaderState>,
     next_request: u64,
+    /// The broker's next handle id for this renderer (it numbers them from 1, for good).
+    next_handle: u64,
+    /// Ids below this were issued before the last service restart.
+    current_from: u64,
+    /// Every handle id this renderer was ever given: none may come twice.
+    ids_seen: BTreeSet<HandleId>,
 }
 
 impl Attacker {
@@ -421,6 +444,8 @@ impl Attacker {
 
 struct World {
     host: CosHost,
+    /// The running service's end of its control pipe: shutting it down is a crash.
+    service_control: Arc<std::sync::Mutex<Option<Endpoint>>>,
     observer: BadMessageObserver,
     model: Model,
     attacker: Option<Attacker>,
@@ -435,7 +460,10 @@ impl World {
         let list_path = profile.path().join("public-hash-list.txt");
         let list: String = (0..4).filter(|&c| ON_PHL[c]).map(|c| format!("{}\n", HASHES[c].to_hex())).collect();
         std::fs::write(&list_path, list).expect("write the Public Hash List");
-        let run: InProcessService = Arc::new(|endpoint: Endpoint| {
+        let service_control: Arc<std::sync::Mutex<Option<Endpoint>>> = Arc::default();
+        let control_slot = service_control.clone();
+        let run: InProcessService = Arc::new(move |endpoint: Endpoint| {
+            *control_slot.lock().expect("control slot") = endpoint.try_clone().ok();
             std::thread::spawn(move || {
                 let _ = cos_storage_service::process::serve(endpoint, cos_storage_service::process::no_lock_down);
             });
@@ -457,6 +485,7 @@ impl World {
         let honest = RendererConnection::new(renderer_end).expect("honest renderer connection");
         Self {
             host,
+            service_control,
             observer: BadMessageObserver::new(),
             model: Model::default(),
             attacker: None,
@@ -488,6 +517,9 @@ impl World {
                 writers: Vec::new(),
                 readers: Vec::new(),
                 next_request: 0,
+                next_handle: 1,
+                current_from: 1,
+                ids_seen: BTreeSet::new(),
             });
         }
         self.attacker.as_mut().expect("just started")
@@ -506,15 +538,20 @@ impl World {
             Action::GetFileHandle { frame, hash, create, origins } => {
                 self.get_file_handle(frame, hash, *create, origins)
             }
-            Action::GetFile { handle } => self.get_file(handle),
-            Action::CreateWritable { handle } => self.create_writable(handle),
+            Action::GetFile { handle, frame } => self.get_file(handle, frame),
+            Action::CreateWritable { handle, frame } => self.create_writable(handle, frame),
             Action::ReleaseHandle { handle } => {
                 let attacker = self.attacker();
                 let (id, known) = pick_handle(attacker, handle);
+                let live = known.is_some_and(|i| !attacker.handles[i].released && !attacker.handles[i].stale);
                 if let Some(i) = known {
                     attacker.handles[i].released = true;
                 }
                 send(&attacker.pipe, &RendererToBroker::ReleaseHandle { handle: id });
+                // Releasing a stale id is harmless; anything but a live or stale one is a lie.
+                if !live && id.0 >= attacker.current_from {
+                    self.expect_termination(None, None, "release of a handle the renderer does not hold");
+                }
             }
             Action::Write { writer, position, data } => self.write(*writer, *position, data),
             Action::WriteContent { writer } => {
@@ -582,7 +619,8 @@ impl World {
             Action::MessageWithAttachment => {
                 let attacker = self.attacker();
                 let request = attacker.request_id();
-                let message = RendererToBroker::GetFile { request, handle: HandleId(1) };
+                let frame = attacker.frame(SLOT_TOP);
+                let message = RendererToBroker::GetFile { request, frame, handle: HandleId(1) };
                 let (stowaway, _other) = Endpoint::pair_in_process();
                 let _ = attacker.pipe.send(&message, vec![stowaway]);
                 self.expect_termination(Some(request), None, "pipe attached to a request");
@@ -592,6 +630,7 @@ impl World {
                 // The process exits: every pipe it held closes.
                 self.attacker = None;
             }
+            Action::RestartService => self.restart_service(),
             Action::UserActivation { frame } => {
                 let id = self.resolve_frame(frame);
                 self.host.notify_user_activation(id);
@@ -600,6 +639,9 @@ impl World {
                 let origin = pool_origin(*origin);
                 self.host.clear_site_data(Partition::Regular, &origin).expect("clear site data");
                 self.model.clear(&origin);
+                if let Some(attacker) = self.attacker.as_mut() {
+                    attacker.handles.iter_mut().for_each(|handle| handle.maybe_revoked = true);
+                }
             }
             Action::HonestStore { frame, content, origins, hash } => {
                 self.honest_store(*frame, usize::from(*content) % 4, origins, hash);
@@ -660,11 +702,17 @@ impl World {
             assert!(matches!(result, CallResult::Failed(CosError::NotAllowed(_))), "slot {slot}: {result:?}");
             return;
         }
+        // The broker numbers every request it forwards, issued or not.
+        let attacker = self.attacker.as_mut().expect("alive");
+        let expected_id = HandleId(attacker.next_handle);
+        attacker.next_handle += 1;
         let caller = self.caller(slot).expect("a tuple origin");
         let attacker = self.attacker.as_mut().expect("alive");
         match result {
             CallResult::Handle { handle, create: answered_create } => {
                 assert_eq!(answered_create, create, "the handle's kind is the request's");
+                assert_eq!(handle, expected_id, "the broker's numbering");
+                assert!(attacker.ids_seen.insert(handle), "handle id {handle:?} issued twice to one renderer");
                 if !create {
                     // SPEC §4/§5: a read handle exists only for a verified entry within the grants.
                     let c = content.unwrap_or_else(|| panic!("read handle for {hash:?}, which nobody could write"));
@@ -682,6 +730,8 @@ impl World {
                     may_read: !create,
                     origins,
                     released: false,
+                    stale: false,
+                    maybe_revoked: false,
                 });
             }
             CallResult::Failed(CosError::NotFound) if !create => {}
@@ -689,32 +739,58 @@ impl World {
         }
     }
 
-    /// Sends a request on a handle the renderer picks and waits for the answer. A handle it was
-    /// never issued (or released) must get `AbortError` and ends the step (`None`); otherwise
-    /// returns the handle's index, the answer, its pipes and the data pipes held before.
+    /// Sends a request on a handle the renderer picks, from a document it picks, and waits for
+    /// the answer. A document of another renderer or of nobody, a handle the renderer does not
+    /// hold, or a document of another origin or partition than the handle's is a bad message
+    /// (`None`); a handle from before a service restart must get `AbortError` (`None`);
+    /// otherwise returns the handle's index, the answer, its pipes and the data pipes held before.
     fn handle_request(
         &mut self,
         choice: &HandleChoice,
-        message: impl FnOnce(RequestId, HandleId) -> RendererToBroker,
+        frame: &FrameChoice,
+        message: impl FnOnce(RequestId, FrameId, HandleId) -> RendererToBroker,
     ) -> Option<(usize, CallResult, Vec<Endpoint>, usize)> {
+        let frame_id = self.resolve_frame(frame);
         let attacker = self.attacker();
         let (id, known) = pick_handle(attacker, choice);
         let pipes_before = attacker.open_pipes();
         let request = attacker.request_id();
-        send(&attacker.pipe, &message(request, id));
-        let (result, pipes) = self.reply(request);
-        let attacker = self.attacker.as_ref().expect("alive");
-        let Some(i) = known.filter(|&i| !attacker.handles[i].released) else {
-            assert_eq!(result, CallResult::Failed(CosError::Abort), "a request on a handle never issued");
+        let own_slot = (frame_id.0 >= attacker.base_frame && frame_id.0 < attacker.base_frame + ATTACKER_SLOTS)
+            .then(|| frame_id.0 - attacker.base_frame);
+        let live = known.filter(|&i| !attacker.handles[i].released && !attacker.handles[i].stale);
+        let current_from = attacker.current_from;
+        send(&attacker.pipe, &message(request, frame_id, id));
+        let Some(slot) = own_slot else {
+            self.expect_termination(Some(request), None, "a handle call from another renderer's document");
             return None;
         };
+        let Some(i) = live else {
+            if id.0 < current_from {
+                let (result, _) = self.reply(request);
+                assert_eq!(result, CallResult::Failed(CosError::Abort), "a handle from before a restart");
+                return None;
+            }
+            self.expect_termination(Some(request), None, "a handle the renderer does not hold");
+            return None;
+        };
+        let handle_slot = self.attacker.as_ref().expect("alive").handles[i].slot;
+        let (caller, owner) = (self.caller(slot), self.caller(handle_slot));
+        let same = match (&caller, &owner) {
+            (Some(caller), Some(owner)) => caller.origin == owner.origin && caller.partition == owner.partition,
+            _ => false,
+        };
+        if !same {
+            self.expect_termination(Some(request), None, "a handle used by a document of another origin or partition");
+            return None;
+        }
+        let (result, pipes) = self.reply(request);
         Some((i, result, pipes, pipes_before))
     }
 
-    fn get_file(&mut self, choice: &HandleChoice) {
-        let Some((i, result, mut pipes, pipes_before)) =
-            self.handle_request(choice, |request, handle| RendererToBroker::GetFile { request, handle })
-        else {
+    fn get_file(&mut self, choice: &HandleChoice, frame: &FrameChoice) {
+        let Some((i, result, mut pipes, pipes_before)) = self.handle_request(choice, frame, |request, frame, handle| {
+            RendererToBroker::GetFile { request, frame, handle }
+        }) else {
             return;
         };
         let attacker = self.attacker.as_mut().expect("alive");
@@ -737,10 +813,10 @@ impl World {
         }
     }
 
-    fn create_writable(&mut self, choice: &HandleChoice) {
-        let Some((i, result, mut pipes, pipes_before)) =
-            self.handle_request(choice, |request, handle| RendererToBroker::CreateWritable { request, handle })
-        else {
+    fn create_writable(&mut self, choice: &HandleChoice, frame: &FrameChoice) {
+        let Some((i, result, mut pipes, pipes_before)) = self.handle_request(choice, frame, |request, frame, handle| {
+            RendererToBroker::CreateWritable { request, frame, handle }
+        }) else {
             return;
         };
         let attacker = self.attacker.as_mut().expect("alive");
@@ -756,6 +832,9 @@ impl World {
                 assert!(!handle.create, "a create handle refused a writer");
             }
             CallResult::Failed(CosError::QuotaExceeded(QuotaScope::Renderer)) => {}
+            CallResult::Failed(CosError::NotFound) => {
+                assert!(handle.maybe_revoked, "only a revoked handle answers createWritable with NotFoundError");
+            }
             other => panic!("createWritable on {handle:?}: {other:?}"),
         }
     }
@@ -830,6 +909,7 @@ impl World {
                 }
             }
             Err(CosError::Data(_) | CosError::QuotaExceeded(_)) => {}
+            Err(CosError::Abort) if handle.maybe_revoked => {}
             Err(other) => panic!("close() failed with {other:?}"),
         }
     }
@@ -838,7 +918,9 @@ impl World {
     fn read_back(&mut self, id: HandleId, content: usize) {
         let attacker = self.attacker.as_mut().expect("alive");
         let request = attacker.request_id();
-        send(&attacker.pipe, &RendererToBroker::GetFile { request, handle: id });
+        let slot = attacker.handles.iter().find(|h| h.id == id).expect("a handle of this renderer").slot;
+        let frame = attacker.frame(slot);
+        send(&attacker.pipe, &RendererToBroker::GetFile { request, frame, handle: id });
         let (result, mut pipes) = self.reply(request);
         match result {
             CallResult::File { size } => {
@@ -868,13 +950,20 @@ impl World {
         let attacker = self.attacker();
         let first = attacker.next_request + 1;
         attacker.next_request += n as u64;
+        let frame = attacker.frame(SLOT_TOP);
         // Sent from a second thread while this one reads answers, as a renderer's IO thread does:
         // a sender that never read would stall on backpressure.
         let sender = attacker.pipe.try_clone().expect("clone the renderer's pipe");
         let flooder = std::thread::spawn(move || {
             for request in first..first + n as u64 {
-                // Never issued: the service answers AbortError at once.
-                let message = RendererToBroker::GetFile { request: RequestId(request), handle: HandleId(u64::MAX) };
+                // A lookup of bytes nobody stores: the service answers NotFoundError.
+                let message = RendererToBroker::GetFileHandle {
+                    request: RequestId(request),
+                    frame,
+                    hash: FLOOD_HASH,
+                    create: false,
+                    origins: OriginsOption::Omitted,
+                };
                 if sender.send(&message, vec![]).is_err() {
                     return; // cut off mid-flood
                 }
@@ -885,7 +974,7 @@ impl World {
         while answered.len() < n {
             match attacker.pipe.recv_timeout(ANSWER_TIMEOUT) {
                 Ok((reply, _)) => {
-                    assert_eq!(reply.result, CallResult::Failed(CosError::Abort), "a flooded request");
+                    assert_eq!(reply.result, CallResult::Failed(CosError::NotFound), "a flooded request");
                     assert!((first..first + n as u64).contains(&reply.request.0), "an answer to nothing asked");
                     assert!(answered.insert(reply.request), "{:?} answered twice", reply.request);
                 }
@@ -903,6 +992,26 @@ impl World {
             }
         }
         flooder.join().expect("the flooding thread");
+        // Each lookup the broker forwarded took a handle id.
+        self.attacker.as_mut().expect("alive").next_handle += n as u64;
+    }
+
+    /// The storage service dies; the browser notices, restarts it and binds every broker to the
+    /// new one. The attacker's data pipes died with the old service; every handle it holds is
+    /// stale from now on.
+    fn restart_service(&mut self) {
+        let generation = self.host.service_generation();
+        let control = self.service_control.lock().expect("control slot").take().expect("the running service's control pipe");
+        control.shutdown();
+        assert!(self.host.wait_for_generation(generation + 1, ANSWER_TIMEOUT), "the service was restarted");
+        if let Some(attacker) = self.attacker.as_mut() {
+            attacker.writers.clear();
+            attacker.readers.clear();
+            for handle in &mut attacker.handles {
+                handle.stale = true;
+            }
+            attacker.current_from = attacker.next_handle;
+        }
     }
 
     /// The step was a protocol violation: the renderer must be reported and cut off, and nothing
@@ -1071,4 +1180,43 @@ pub fn renderer_actions(data: &[u8]) {
     let unexpected = world.observer.take();
     assert!(unexpected.is_empty(), "bad-message report after a well-formed action: {unexpected:?}");
     world.still_works();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fixed sequence through a restart of the service: the handles from before answer
+    /// `AbortError` (checked inside `World::run`), new ones are numbered after them and work, and
+    /// a handle used from a document of another origin ends the renderer.
+    #[test]
+    fn no_handle_survives_a_restart_and_none_crosses_origins() {
+        let own = |slot| FrameChoice::Own(slot);
+        let actions = [
+            Action::GetFileHandle { frame: own(0), hash: HashChoice::Content(1), create: true, origins: OriginsChoice::Omitted },
+            Action::CreateWritable { handle: HandleChoice::Received(0), frame: own(0) },
+            Action::WriteContent { writer: 0 },
+            Action::Close { writer: 0 },
+            Action::GetFileHandle { frame: own(0), hash: HashChoice::Content(1), create: false, origins: OriginsChoice::Omitted },
+            Action::CreateWritable { handle: HandleChoice::Received(0), frame: own(0) },
+            Action::RestartService,
+            Action::GetFile { handle: HandleChoice::Received(0), frame: own(0) },
+            Action::GetFile { handle: HandleChoice::Received(1), frame: own(1) },
+            Action::Close { writer: 0 },
+            Action::ReleaseHandle { handle: HandleChoice::Received(1) },
+            Action::GetFileHandle { frame: own(0), hash: HashChoice::Content(1), create: false, origins: OriginsChoice::Omitted },
+            Action::GetFile { handle: HandleChoice::Received(2), frame: own(0) },
+            Action::Read { reader: 0, offset: Position::Small(0), len: Position::Small(100) },
+            Action::RestartService,
+            Action::GetFileHandle { frame: own(3), hash: HashChoice::Content(1), create: true, origins: OriginsChoice::Omitted },
+            Action::GetFile { handle: HandleChoice::Received(3), frame: own(0) },
+        ];
+        let mut world = World::new();
+        for action in &actions {
+            world.run(action);
+        }
+        assert!(world.attacker.is_none(), "the last call used an off-the-record handle from a regular document");
+        assert_eq!(world.incarnations, 1);
+        world.still_works();
+    }
 }

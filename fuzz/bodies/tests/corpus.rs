@@ -67,10 +67,21 @@ fn write_seeds() {
         "ipc_messages",
         "renderer-get-file",
         0,
-        cos_ipc::encode(&RendererToBroker::GetFile { request: RequestId(3), handle: HandleId(4) }).unwrap(),
+        cos_ipc::encode(&RendererToBroker::GetFile { request: RequestId(3), frame: FrameId(2), handle: HandleId(4) })
+            .unwrap(),
     );
-    let to_service = BrokerToService::GetFileHandle { request: RequestId(1), caller, hash, kind: HandleRequest::Read };
+    let to_service = BrokerToService::GetFileHandle {
+        request: RequestId(1),
+        handle: HandleId(5),
+        caller,
+        hash,
+        kind: HandleRequest::Read,
+    };
     add("ipc_messages", "broker-get-file-handle", 1, cos_ipc::encode(&to_service).unwrap());
+    let reply = ServiceToBroker::Reply(Reply { request: RequestId(1), result: CallResult::Handle { handle: HandleId(5), create: false } });
+    add("ipc_messages", "service-reply", 10, cos_ipc::encode(&reply).unwrap());
+    let report = ServiceToBroker::BadMessage { reason: "malformed write frame".into() };
+    add("ipc_messages", "service-bad-message", 10, cos_ipc::encode(&report).unwrap());
     let mut frame = Vec::new();
     WriterFrame::Write { position: Some(3), data: b"some bytes" }.encode_into(&mut frame);
     add("ipc_messages", "writer-data", 4, frame);
@@ -86,6 +97,8 @@ fn write_seeds() {
     let failed = WriterEvent::Closed(Err(cos_common::CosError::Data(cos_common::DataErrorKind::HashMismatch)));
     add("ipc_messages", "writer-event", 7, cos_ipc::encode(&failed).unwrap());
     add("ipc_messages", "inspection-end", 8, cos_ipc::encode(&InspectionItem::End).unwrap());
+    let more = InspectionItem::EntryOrigins { storing: vec![origin.clone()], listed: vec![origin.clone()] };
+    add("ipc_messages", "inspection-entry-origins", 8, cos_ipc::encode(&more).unwrap());
     let progress = ScrubItem::Progress { report: ScrubReport { entries_checked: 3, ..Default::default() }, total: 9 };
     add("ipc_messages", "scrub-progress", 9, cos_ipc::encode(&progress).unwrap());
 

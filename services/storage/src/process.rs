@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use cos_common::interface::{
-    BrokerToService, BrowserToService, CallResult, DATA_CHUNK_BYTES, DATA_PIPE_SEND_BUFFER, HandleId, InspectionItem,
-    ReaderFrame, ReaderRequest, RendererId, Reply, ScrubItem, ServiceProcessConfig, ServiceToBrowser, WriterEvent,
-    WriterFrame,
+    BrokerToService, BrowserToService, CallResult, DATA_CHUNK_BYTES, DATA_PIPE_SEND_BUFFER, EntryInfo, HandleId,
+    InspectionItem, ReaderFrame, ReaderRequest, RendererId, Reply, ScrubItem, ServiceProcessConfig, ServiceToBroker,
+    ServiceToBrowser, WriterEvent, WriterFrame,
 };
-use cos_common::{CosError, Partition, QuotaScope};
+use cos_common::{CosError, Origin, Partition, QuotaScope};
 use cos_ipc::{Endpoint, IpcError, Pipe};
 
 use crate::config::{ServiceConfig, StorageLimits};
@@ -176,12 +176,12 @@ impl Served {
 fn lower_this_threads_priority() {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: gettid and setpriority take and return plain integers; raising the calling
-        // thread's own nice value needs no privilege and affects no memory.
-        let rc = unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, 10)
-        };
+        // On Linux the nice value is per thread, and `PRIO_PROCESS` with `who = 0` names the
+        // calling thread: the only form the seccomp policy allows, so no thread of the service
+        // can touch another process's priority.
+        // SAFETY: setpriority takes and returns plain integers; raising the calling thread's own
+        // nice value needs no privilege and affects no memory.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
         if rc != 0 {
             tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower a data pipe's priority");
         }
@@ -248,9 +248,8 @@ fn serve_control(service: &StorageService, control: &Arc<ControlPipe>, connectio
                     continue;
                 };
                 let service = service.clone();
-                let control = control.clone();
                 let spawned = Served::spawn(format!("cos-renderer-{}", renderer.0), endpoint, move |endpoint| {
-                    RendererConnection::new(service, renderer, control, endpoint).run();
+                    RendererConnection::new(service, renderer, endpoint).run();
                     release_freed_memory();
                 });
                 match spawned {
@@ -320,12 +319,17 @@ fn serve_control(service: &StorageService, control: &Arc<ControlPipe>, connectio
     }
 }
 
-/// Streams a partition's entries and origins to the browser, then `End`.
+/// Origin bytes (serialised) one inspection item carries at most, far below the transport's
+/// message limit whatever else the item holds (a bounded provenance list and a few numbers).
+const INSPECTION_ORIGIN_BYTES: usize = 32 * 1024;
+
+/// Streams a partition's entries and origins to the browser, then `End`. An entry's origin lists
+/// are cut into pieces ([`InspectionItem::EntryOrigins`]), so that no entry breaks the listing.
 fn stream_inspection(service: &StorageService, partition: Partition, stream: &Endpoint) -> Result<(), CosError> {
     let pipe: Pipe<InspectionItem, ()> = Pipe::new(stream.try_clone().map_err(|_| CosError::Unknown)?);
     let entries = service.inspect_entries(partition).map_err(|e| e.to_web_error())?;
     let origins = service.inspect_origins(partition).map_err(|e| e.to_web_error())?;
-    let items = entries.into_iter().map(InspectionItem::Entry).chain(origins.into_iter().map(InspectionItem::Origin));
+    let items = entries.into_iter().flat_map(entry_items).chain(origins.into_iter().map(InspectionItem::Origin));
     for item in items.chain(std::iter::once(InspectionItem::End)) {
         pipe.send(&item, vec![]).map_err(|error| {
             tracing::warn!(%error, "inspection stream failed");
@@ -333,6 +337,43 @@ fn stream_inspection(service: &StorageService, partition: Partition, stream: &En
         })?;
     }
     Ok(())
+}
+
+/// One entry as inspection items: the entry with as many of its origins as fit
+/// [`INSPECTION_ORIGIN_BYTES`], then the rest in pieces of that size.
+fn entry_items(mut entry: EntryInfo) -> Vec<InspectionItem> {
+    let mut storing = std::mem::take(&mut entry.storing_origins).into_iter().peekable();
+    let mut listed = std::mem::take(&mut entry.listed_origins).into_iter().peekable();
+    let mut next_piece = || {
+        let (mut piece_storing, mut piece_listed, mut bytes) = (Vec::new(), Vec::new(), 0usize);
+        let mut fits = |origin: &Origin| {
+            // At least one origin per piece, however long: each came in one message.
+            let size = origin.to_string().len() + 3;
+            let fits = bytes == 0 || bytes + size <= INSPECTION_ORIGIN_BYTES;
+            if fits {
+                bytes += size;
+            }
+            fits
+        };
+        while let Some(origin) = storing.next_if(&mut fits) {
+            piece_storing.push(origin);
+        }
+        while let Some(origin) = listed.next_if(&mut fits) {
+            piece_listed.push(origin);
+        }
+        (piece_storing, piece_listed)
+    };
+    let (first_storing, first_listed) = next_piece();
+    entry.storing_origins = first_storing.into_iter().collect();
+    entry.listed_origins = first_listed;
+    let mut items = vec![InspectionItem::Entry(entry)];
+    loop {
+        let (storing, listed) = next_piece();
+        if storing.is_empty() && listed.is_empty() {
+            return items;
+        }
+        items.push(InspectionItem::EntryOrigins { storing, listed });
+    }
 }
 
 /// Runs a scrub, streaming its progress to the browser, then the end.
@@ -360,14 +401,14 @@ fn receive_public_hash_list(stream: &Endpoint) -> Result<PublicHashList, String>
     }
 }
 
+type BrokerConnection = Pipe<ServiceToBroker, BrokerToService>;
+
 /// One renderer's connection: its handles and the bounds on them.
 struct RendererConnection {
     service: StorageService,
     renderer: RendererId,
-    control: Arc<ControlPipe>,
-    pipe: Pipe<Reply, BrokerToService>,
+    pipe: BrokerConnection,
     handles: HashMap<HandleId, FileHandle>,
-    next_handle: u64,
     open_pipes: Arc<std::sync::atomic::AtomicUsize>,
     pipes: Vec<Served>,
     /// Requests refused in a row for this renderer's own limits; see [`pause_after_refusals`].
@@ -393,14 +434,12 @@ fn pause_after_refusals(refusals_in_a_row: u32) -> Option<std::time::Duration> {
 }
 
 impl RendererConnection {
-    fn new(service: StorageService, renderer: RendererId, control: Arc<ControlPipe>, endpoint: Endpoint) -> Self {
+    fn new(service: StorageService, renderer: RendererId, endpoint: Endpoint) -> Self {
         Self {
             service,
             renderer,
-            control,
             pipe: Pipe::new(endpoint),
             handles: HashMap::new(),
-            next_handle: 1,
             open_pipes: Arc::default(),
             pipes: Vec::new(),
             refusals_in_a_row: 0,
@@ -427,15 +466,19 @@ impl RendererConnection {
                 }
             };
             let (request, result, attachment) = match message {
-                BrokerToService::GetFileHandle { request, caller, hash, kind } => {
+                BrokerToService::GetFileHandle { request, handle, caller, hash, kind } => {
                     let _span =
                         tracing::debug_span!("request", renderer = self.renderer.0, request = request.0).entered();
                     // At the limit the store is not consulted: a refusal costs nothing and
                     // spends no probe budget.
                     let result = if self.handles.len() >= MAX_HANDLES_PER_RENDERER {
                         CallResult::Failed(CosError::QuotaExceeded(QuotaScope::Renderer))
+                    } else if self.handles.contains_key(&handle) {
+                        // The broker never reuses an id; refusing keeps the first handle intact.
+                        tracing::error!(renderer = self.renderer.0, handle = handle.0, "the broker reused a handle id");
+                        CallResult::Failed(CosError::Unknown)
                     } else {
-                        self.issue_handle(self.service.get_file_handle(&caller, hash, kind))
+                        self.issue_handle(handle, self.service.get_file_handle(&caller, hash, kind))
                     };
                     (request, result, None)
                 }
@@ -454,7 +497,7 @@ impl RendererConnection {
             };
             self.hold_back_repeated_refusals(&result);
             let attachments = attachment.into_iter().collect();
-            if let Err(error) = self.pipe.send(&Reply { request, result }, attachments) {
+            if let Err(error) = self.pipe.send(&ServiceToBroker::Reply(Reply { request, result }), attachments) {
                 tracing::warn!(renderer = self.renderer.0, %error, "could not reply to the broker");
                 return;
             }
@@ -479,12 +522,10 @@ impl RendererConnection {
         }
     }
 
-    fn issue_handle(&mut self, result: Result<FileHandle, CosError>) -> CallResult {
+    fn issue_handle(&mut self, id: HandleId, result: Result<FileHandle, CosError>) -> CallResult {
         match result {
             Err(error) => CallResult::Failed(error),
             Ok(handle) => {
-                let id = HandleId(self.next_handle);
-                self.next_handle += 1;
                 let create = handle.is_create();
                 self.handles.insert(id, handle);
                 CallResult::Handle { handle: id, create }
@@ -492,7 +533,8 @@ impl RendererConnection {
         }
     }
 
-    /// A handle id this connection never issued (or issued before a service restart).
+    /// A handle id this connection does not hold (the broker answers stale ids itself; this is
+    /// its second line).
     fn unknown_handle() -> (CallResult, Option<Endpoint>) {
         (CallResult::Failed(CosError::Abort), None)
     }
@@ -552,7 +594,11 @@ impl RendererConnection {
                 CosError::Unknown
             })?
         };
-        let report = BadMessageReport { renderer: self.renderer, control: self.control.clone() };
+        let to_broker = self.pipe.try_clone().map_err(|error| {
+            tracing::error!(%error, "could not share the broker connection with a data pipe");
+            CosError::Unknown
+        })?;
+        let report = BadMessageReport { renderer: self.renderer, to_broker };
         let served = Served::spawn(name.into(), ours, move |ours| serve(ours, report)).map_err(|error| {
             tracing::error!(%error, "could not start a data pipe thread");
             CosError::Unknown
@@ -573,17 +619,17 @@ impl Drop for PipeSlot {
 }
 
 /// Tells the browser that a renderer misbehaved on a data pipe (the service cannot terminate
-/// renderers itself).
+/// renderers itself). The report goes over that renderer's own broker connection, so it can name
+/// no other renderer.
 struct BadMessageReport {
     renderer: RendererId,
-    control: Arc<ControlPipe>,
+    to_broker: BrokerConnection,
 }
 
 impl BadMessageReport {
     fn send(&self, reason: &str) {
         tracing::error!(renderer = self.renderer.0, reason, "bad message on a data pipe");
-        let message = ServiceToBrowser::BadMessage { renderer: self.renderer, reason: reason.into() };
-        let _ = self.control.send(&message, vec![]);
+        let _ = self.to_broker.send(&ServiceToBroker::BadMessage { reason: reason.into() }, vec![]);
     }
 }
 

@@ -1,7 +1,8 @@
 //! The storage service's request loop ([`cos_storage_service::process::serve`]) driven over the
 //! in-process transport exactly as the browser drives it: `Configure`, wait for `Ready`, then
 //! `BindRenderer` with one endpoint per renderer, over which the broker's `BrokerToService`
-//! requests go and `Reply`s (with their data pipes) come back.
+//! requests go and `ServiceToBroker` replies (with their data pipes) and bad-message reports come
+//! back.
 //!
 //! Every receive is bounded (`WAIT`), so a hang fails the test instead of blocking CI; no test
 //! asserts on timing.
@@ -13,10 +14,12 @@ use std::time::{Duration, Instant};
 
 use cos_common::interface::{
     BrokerToService, BrowserToService, CallResult, CreateOptions, DATA_CHUNK_BYTES, HandleId, HandleRequest,
-    ReaderFrame, ReaderRequest, RendererId, Reply, RequestId, ServiceProcessConfig, ServiceToBrowser, WriterEvent,
-    WriterFrame,
+    InspectionItem, ReaderFrame, ReaderRequest, RendererId, RequestId, ServiceProcessConfig, ServiceToBroker,
+    ServiceToBrowser, WriterEvent, WriterFrame,
 };
-use cos_common::{CallerContext, ContentHash, CosError, DataErrorKind, Origin, Partition, QuotaScope};
+use cos_common::{
+    CallerContext, ContentHash, CosError, DataErrorKind, OffTheRecordProfileId, Origin, Partition, QuotaScope,
+};
 use cos_ipc::{Endpoint, IpcError, Pipe};
 use cos_storage_service::process::{MAX_DATA_PIPES_PER_RENDERER, no_lock_down, serve};
 use cos_storage_service::{ServiceConfig, StorageService};
@@ -28,7 +31,7 @@ const WAIT: Duration = Duration::from_secs(10);
 const GIB: u64 = 1 << 30;
 
 type ControlPipe = Pipe<BrowserToService, ServiceToBrowser>;
-type ConnectionPipe = Pipe<BrokerToService, Reply>;
+type ConnectionPipe = Pipe<BrokerToService, ServiceToBroker>;
 
 fn hash_of(bytes: &[u8]) -> ContentHash {
     ContentHash::from_bytes(Sha256::digest(bytes).into())
@@ -107,7 +110,7 @@ impl Browser {
     fn bind(&self, renderer: u64) -> Renderer {
         let (ours, theirs) = Endpoint::pair_in_process();
         self.control.send(&BrowserToService::BindRenderer { renderer: RendererId(renderer) }, vec![theirs]).unwrap();
-        Renderer { pipe: ConnectionPipe::new(ours), next_request: Cell::new(1) }
+        Renderer { pipe: ConnectionPipe::new(ours), next_request: Cell::new(1), next_handle: Cell::new(1) }
     }
 
     /// The next control message from the service.
@@ -139,6 +142,8 @@ impl Browser {
 struct Renderer {
     pipe: ConnectionPipe,
     next_request: Cell<u64>,
+    /// The broker numbers handles; the service takes the id it is given.
+    next_handle: Cell<u64>,
 }
 
 impl Renderer {
@@ -148,15 +153,29 @@ impl Renderer {
         self.next_request.set(request.0 + 1);
         self.pipe.send(&make(request), vec![]).unwrap();
         let (reply, mut attachments) = self.pipe.recv_timeout(WAIT).expect("no reply from the service");
+        let ServiceToBroker::Reply(reply) = reply else { panic!("expected a reply, got {reply:?}") };
         assert_eq!(reply.request, request, "reply to the wrong request");
         assert_eq!(attachments.len(), reply.result.attachment_count(), "{:?}", reply.result);
         (reply.result, attachments.pop())
     }
 
+    /// The next message on this connection, which must be a bad-message report; its reason.
+    fn next_report(&self) -> String {
+        match self.pipe.recv_timeout(WAIT) {
+            Ok((ServiceToBroker::BadMessage { reason }, _)) => reason,
+            other => panic!("expected a bad-message report on this connection, got {other:?}"),
+        }
+    }
+
     fn get_file_handle(&self, caller: &CallerContext, hash: ContentHash, kind: HandleRequest) -> CallResult {
+        let handle = HandleId(self.next_handle.get());
+        self.next_handle.set(handle.0 + 1);
         let (result, attachment) =
-            self.call(|request| BrokerToService::GetFileHandle { request, caller: caller.clone(), hash, kind });
+            self.call(|request| BrokerToService::GetFileHandle { request, handle, caller: caller.clone(), hash, kind });
         assert!(attachment.is_none());
+        if let CallResult::Handle { handle: issued, .. } = result {
+            assert_eq!(issued, handle, "the service issues the id the broker chose");
+        }
         result
     }
 
@@ -361,7 +380,7 @@ fn mismatching_write_closes_with_data_error_and_stores_nothing() {
 }
 
 #[test]
-fn malformed_write_frames_are_reported_as_bad_messages_of_the_right_renderer() {
+fn malformed_write_frames_are_reported_on_the_culprits_own_connection() {
     let browser = Browser::start();
     let innocent = browser.bind(3);
     let culprit = browser.bind(7);
@@ -371,23 +390,17 @@ fn malformed_write_frames_are_reported_as_bad_messages_of_the_right_renderer() {
     // An unknown tag byte.
     let writer = culprit.create_writable(culprit.create_handle(&who, hash)).unwrap();
     writer.endpoint.send(&[0x99], vec![]).unwrap();
-    match browser.next_control_message() {
-        ServiceToBrowser::BadMessage { renderer, reason } => {
-            assert_eq!(renderer, RendererId(7), "reported against the wrong renderer ({reason})");
-        }
-        other => panic!("expected BadMessage, got {other:?}"),
-    }
+    assert_eq!(culprit.next_report(), "malformed write frame");
     writer.assert_closed_by_service();
 
     // A write frame whose payload is one byte over DATA_CHUNK_BYTES (still a valid IPC message).
     let writer = culprit.create_writable(culprit.create_handle(&who, hash)).unwrap();
     let oversized = vec![0u8; DATA_CHUNK_BYTES + 1];
     writer.send(WriterFrame::Write { position: Some(0), data: &oversized });
-    match browser.next_control_message() {
-        ServiceToBrowser::BadMessage { renderer, .. } => assert_eq!(renderer, RendererId(7)),
-        other => panic!("expected BadMessage, got {other:?}"),
-    }
+    assert_eq!(culprit.next_report(), "malformed write frame");
     writer.assert_closed_by_service();
+    // The other renderer's connection heard nothing (its next message answers its own request).
+    assert!(matches!(innocent.pipe.recv_timeout(Duration::from_millis(100)), Err(IpcError::Timeout)));
 
     // The connection itself keeps working (terminating the renderer is the browser's call).
     let bytes = content(3000, 9);
@@ -651,4 +664,47 @@ fn an_overflowing_write_position_errors_the_stream() {
     assert_eq!(writer.next_event(), WriterEvent::Failed(CosError::QuotaExceeded(QuotaScope::Origin)));
     assert_eq!(writer.close(), Err(CosError::QuotaExceeded(QuotaScope::Origin)));
     assert_eq!(renderer.read_entry(&who, hash_of(b"abc")), Err(CosError::NotFound));
+}
+
+#[test]
+fn an_entry_with_a_thousand_long_storing_origins_is_listed_whole() {
+    use cos_storage_service::visibility::MAX_STORING_ORIGINS;
+    let browser = Browser::start();
+    let renderer = browser.bind(1);
+    // Off the record (in memory), so the thousand commits take no fsyncs.
+    let partition = Partition::OffTheRecord(OffTheRecordProfileId(4));
+    let bytes = b"stored by a thousand sites".as_slice();
+    let long_label = "x".repeat(180);
+    let storers: Vec<Origin> =
+        (0..MAX_STORING_ORIGINS).map(|i| origin(&format!("https://{long_label}.s{i}.example"))).collect();
+    for storer in &storers {
+        let who = CallerContext::top_level(storer.clone()).in_partition(partition);
+        renderer.store(&who, bytes);
+    }
+    // Together more than one message may carry: the listing cuts the entry into pieces.
+    let (ours, theirs) = Endpoint::pair_in_process();
+    browser.control.send(&BrowserToService::Inspect { request: RequestId(5), partition }, vec![theirs]).unwrap();
+    let stream: Pipe<(), InspectionItem> = Pipe::new(ours);
+    let (mut entries, mut pieces, mut origins) = (Vec::new(), 0, 0);
+    loop {
+        match stream.recv_timeout(WAIT).expect("the inspection stream").0 {
+            InspectionItem::Entry(entry) => entries.push(entry),
+            InspectionItem::EntryOrigins { storing, listed } => {
+                pieces += 1;
+                let entry = entries.last_mut().expect("pieces follow their entry");
+                entry.storing_origins.extend(storing);
+                entry.listed_origins.extend(listed);
+            }
+            InspectionItem::Origin(_) => origins += 1,
+            InspectionItem::End => break,
+        }
+    }
+    match browser.next_control_message() {
+        ServiceToBrowser::Done { request: RequestId(5), result } => assert_eq!(result, Ok(())),
+        other => panic!("expected Done, got {other:?}"),
+    }
+    assert_eq!(entries.len(), 1);
+    assert!(pieces >= 5, "{pieces} pieces for ~190 KB of origins");
+    assert_eq!(entries[0].storing_origins, storers.into_iter().collect());
+    assert_eq!(origins, MAX_STORING_ORIGINS, "every storing origin is charged and listed");
 }

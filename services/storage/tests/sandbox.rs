@@ -50,6 +50,7 @@ mod child {
             "service" => service(&profile),
             "forbidden-syscall" => forbidden_syscall(&profile),
             "prot-exec" => prot_exec(&profile),
+            "setpriority-other" => setpriority_other(&profile),
             "audit-log" => audit_log(&profile),
             "panic-abort" => panic_abort(&profile),
             other => Err(format!("unknown role {other}")),
@@ -355,6 +356,21 @@ mod child {
         Ok(format!("{} survived=acct rc={rc}", report_fields(&report)))
     }
 
+    /// `setpriority` is allowed only on the calling thread (`PRIO_PROCESS`, `who = 0`): that
+    /// works; naming any process — here the parent, the browser — is fatal.
+    fn setpriority_other(profile: &Path) -> Result<String, String> {
+        let (_service, _) = StorageService::open(ServiceConfig::new(profile)).map_err(|e| format!("open: {e}"))?;
+        // SAFETY: getppid takes no arguments (and is not allowed once locked down).
+        let parent = unsafe { libc::getppid() } as libc::id_t;
+        let report = lock(profile)?;
+        // SAFETY: plain integers; lowering the calling thread's own priority needs no privilege.
+        let own = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 5) };
+        println!("own_thread_rc={own}");
+        // SAFETY: plain integers; it is refused before it runs.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, parent, 19) };
+        Ok(format!("{} survived=setpriority_other rc={rc}", report_fields(&report)))
+    }
+
     /// An allowed syscall outside its argument condition (mmap with PROT_EXEC): SIGSYS too.
     fn prot_exec(profile: &Path) -> Result<String, String> {
         let (_service, _) = StorageService::open(ServiceConfig::new(profile)).map_err(|e| format!("open: {e}"))?;
@@ -612,6 +628,17 @@ mod parent {
         expect_sigsys(&spawn("prot-exec", None)?)
     }
 
+    fn setpriority_on_another_process_kills_with_sigsys() -> Result<(), String> {
+        let child = spawn("setpriority-other", None)?;
+        let mut e = Expect::default();
+        e.that(
+            "its own thread's priority could be lowered first",
+            String::from_utf8_lossy(&child.output.stdout).contains("own_thread_rc=0"),
+        );
+        e.finish(&child)?;
+        expect_sigsys(&child)
+    }
+
     fn panic_and_abort_work_under_the_policy() -> Result<(), String> {
         let child = spawn("panic-abort", None)?;
         let mut e = Expect::default();
@@ -648,6 +675,7 @@ mod parent {
             ("service_round_trip_and_probes", service_round_trip_and_probes),
             ("unlisted_syscall_kills_with_sigsys", unlisted_syscall_kills_with_sigsys),
             ("mmap_prot_exec_kills_with_sigsys", mmap_prot_exec_kills_with_sigsys),
+            ("setpriority_on_another_process_kills_with_sigsys", setpriority_on_another_process_kills_with_sigsys),
             ("panic_and_abort_work_under_the_policy", panic_and_abort_work_under_the_policy),
             ("audit_mode_logs_instead_of_killing", audit_mode_logs_instead_of_killing),
         ];

@@ -1,31 +1,78 @@
 //! One broker stub per renderer process: the only way a renderer reaches the storage service.
+//!
+//! The broker owns the renderer's handle ids. It numbers them itself, in order, for the
+//! renderer's whole life, and hands the service the id to use: a restarted service therefore
+//! never issues an id the renderer already holds, and an id from before the restart can only ever
+//! answer `AbortError`. Each id is bound to the origin and partition that opened it; a call on it
+//! from any other document of the renderer is a bad message.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use cos_common::CosError;
 use cos_common::interface::CreateOptions;
 use cos_common::interface::{
-    BrokerToService, CallResult, HandleRequest, RendererId, RendererToBroker, Reply, RequestId,
+    BrokerToService, CallResult, FrameId, HandleId, HandleRequest, RendererId, RendererToBroker, Reply, RequestId,
+    ServiceToBroker,
 };
+use cos_common::{CosError, NotAllowedKind, Origin, Partition};
 use cos_ipc::{Endpoint, IpcError, Peer, Pipe, report_bad_message};
 use parking_lot::Mutex;
 
-use crate::frame_table::FrameTable;
+use crate::frame_table::{ContextKind, FrameInfo, FrameOrigin, FrameTable};
 
 /// Requests a renderer may have outstanding at once. `cos_renderer` never exceeds it (it queues),
 /// so a renderer that does is misbehaving.
 pub const MAX_IN_FLIGHT_PER_RENDERER: usize = 256;
 
-pub(crate) type ServiceConnection = Pipe<BrokerToService, Reply>;
+pub(crate) type ServiceConnection = Pipe<BrokerToService, ServiceToBroker>;
+
+/// Who opened a handle: only documents of this origin and partition may use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HandleOwner {
+    origin: Origin,
+    partition: Partition,
+}
+
+/// The broker's view of one renderer's handles and requests.
+#[derive(Default)]
+struct BrokerState {
+    /// The service connection requests go to, and its generation.
+    service: Option<(u64, Arc<ServiceConnection>)>,
+    /// Requests forwarded and not yet answered.
+    in_flight: HashSet<RequestId>,
+    /// Handles the current service generation issued.
+    handles: HashMap<HandleId, HandleOwner>,
+    /// `getFileHandle` requests in flight, with the id and owner their handle would get.
+    issuing: HashMap<RequestId, (HandleId, HandleOwner)>,
+    /// Ids below this were issued before the current service generation started.
+    current_from: u64,
+    /// The next id to issue (ids start at 1 and are never issued twice).
+    next_handle: u64,
+}
+
+impl BrokerState {
+    /// A new service generation: every handle of the old one is stale from now on.
+    fn forget_handles(&mut self) {
+        self.handles.clear();
+        self.issuing.clear();
+        self.current_from = self.next_handle;
+    }
+}
+
+/// What to do with a call on a handle id.
+enum HandleCall {
+    /// Forward it to the current service.
+    Forward(Arc<ServiceConnection>),
+    /// Answer it here.
+    Answer(CosError),
+}
 
 pub(crate) struct BrokerStub {
     renderer: RendererId,
     peer: Arc<Peer>,
     to_renderer: Pipe<Reply, RendererToBroker>,
     frames: Arc<FrameTable>,
-    service: Mutex<Option<(u64, Arc<ServiceConnection>)>>,
-    in_flight: Mutex<HashSet<RequestId>>,
+    state: Mutex<BrokerState>,
 }
 
 impl BrokerStub {
@@ -36,17 +83,12 @@ impl BrokerStub {
             peer,
             to_renderer: Pipe::new(endpoint),
             frames,
-            service: Mutex::new(None),
-            in_flight: Mutex::new(HashSet::new()),
+            state: Mutex::new(BrokerState { next_handle: 1, current_from: 1, ..BrokerState::default() }),
         })
     }
 
     pub(crate) fn renderer(&self) -> RendererId {
         self.renderer
-    }
-
-    pub(crate) fn peer(&self) -> &Arc<Peer> {
-        &self.peer
     }
 
     /// Serves the renderer's messages until it goes away or misbehaves. `on_exit` runs once,
@@ -83,7 +125,7 @@ impl BrokerStub {
             }
         }
         // The renderer is gone: dropping the service connection releases its handles there.
-        if let Some((_, connection)) = self.service.lock().take() {
+        if let Some((_, connection)) = self.state.lock().service.take() {
             connection.endpoint().shutdown();
         }
         on_exit();
@@ -93,14 +135,20 @@ impl BrokerStub {
         report_bad_message(&self.peer, reason);
     }
 
+    /// The record of `frame`, which must be one of this renderer's documents.
+    fn own_frame(&self, frame: FrameId) -> Result<FrameInfo, &'static str> {
+        let info = self.frames.get(frame).ok_or("unknown frame id")?;
+        if info.renderer != self.renderer {
+            return Err("frame id of another renderer");
+        }
+        Ok(info)
+    }
+
     /// Err(reason) means the renderer misbehaved.
     fn handle(&self, message: RendererToBroker) -> Result<(), &'static str> {
         match message {
             RendererToBroker::GetFileHandle { request, frame, hash, create, origins } => {
-                let info = self.frames.get(frame).ok_or("unknown frame id")?;
-                if info.renderer != self.renderer {
-                    return Err("frame id of another renderer");
-                }
+                let info = self.own_frame(frame)?;
                 let caller = match info.authorize() {
                     Ok(caller) => caller,
                     Err(error) => return self.reply(request, CallResult::Failed(error)),
@@ -114,16 +162,39 @@ impl BrokerStub {
                 } else {
                     HandleRequest::Read
                 };
-                self.forward(request, BrokerToService::GetFileHandle { request, caller, hash, kind })
+                let owner = HandleOwner { origin: caller.origin().clone(), partition: caller.partition() };
+                let connection = {
+                    let mut state = self.state.lock();
+                    let connection = Self::admit(&mut state, request)?;
+                    let handle = HandleId(state.next_handle);
+                    state.next_handle += 1;
+                    if connection.is_some() {
+                        state.issuing.insert(request, (handle, owner));
+                    }
+                    connection.map(|connection| (connection, handle))
+                };
+                let message = connection
+                    .map(|(connection, handle)| (connection, BrokerToService::GetFileHandle { request, handle, caller, hash, kind }));
+                self.send(request, message)
             }
-            RendererToBroker::GetFile { request, handle } => {
-                self.forward(request, BrokerToService::GetFile { request, handle })
+            RendererToBroker::GetFile { request, frame, handle } => {
+                self.call_on_handle(request, frame, handle, BrokerToService::GetFile { request, handle })
             }
-            RendererToBroker::CreateWritable { request, handle } => {
-                self.forward(request, BrokerToService::CreateWritable { request, handle })
+            RendererToBroker::CreateWritable { request, frame, handle } => {
+                self.call_on_handle(request, frame, handle, BrokerToService::CreateWritable { request, handle })
             }
             RendererToBroker::ReleaseHandle { handle } => {
-                if let Some(connection) = self.connection() {
+                let connection = {
+                    let mut state = self.state.lock();
+                    if state.handles.remove(&handle).is_some() {
+                        state.service.as_ref().map(|(_, connection)| connection.clone())
+                    } else if handle.0 < state.current_from {
+                        None // issued before the service restarted: nothing to release there
+                    } else {
+                        return Err("release of a handle this renderer does not hold");
+                    }
+                };
+                if let Some(connection) = connection {
                     let _ = connection.send(&BrokerToService::ReleaseHandle { handle }, vec![]);
                 }
                 Ok(())
@@ -131,24 +202,71 @@ impl BrokerStub {
         }
     }
 
-    fn connection(&self) -> Option<Arc<ServiceConnection>> {
-        self.service.lock().as_ref().map(|(_, connection)| connection.clone())
+    /// Counts `request` as in flight and returns the connection to send it on (`None`: the service
+    /// is down or restarting, and the caller answers `AbortError`). Err: the renderer broke the
+    /// in-flight rules.
+    fn admit(state: &mut BrokerState, request: RequestId) -> Result<Option<Arc<ServiceConnection>>, &'static str> {
+        if state.in_flight.len() >= MAX_IN_FLIGHT_PER_RENDERER {
+            return Err("too many requests in flight");
+        }
+        if state.in_flight.contains(&request) {
+            return Err("request id reused while in flight");
+        }
+        let connection = state.service.as_ref().map(|(_, connection)| connection.clone());
+        if connection.is_some() {
+            state.in_flight.insert(request);
+        }
+        Ok(connection)
     }
 
-    fn forward(&self, request: RequestId, message: BrokerToService) -> Result<(), &'static str> {
-        {
-            let mut in_flight = self.in_flight.lock();
-            if in_flight.len() >= MAX_IN_FLIGHT_PER_RENDERER {
-                return Err("too many requests in flight");
+    /// A call on handle `handle` from document `frame`: forwarded if the handle is live and the
+    /// document may use it; `AbortError` for a handle issued before the service restarted; a bad
+    /// message for a handle this renderer does not hold or a document of another origin.
+    fn call_on_handle(
+        &self,
+        request: RequestId,
+        frame: FrameId,
+        handle: HandleId,
+        message: BrokerToService,
+    ) -> Result<(), &'static str> {
+        let info = self.own_frame(frame)?;
+        let call = {
+            let mut state = self.state.lock();
+            match state.handles.get(&handle) {
+                Some(owner) => {
+                    let same_document_origin =
+                        info.origin == FrameOrigin::Tuple(owner.origin.clone()) && info.partition == owner.partition;
+                    if !same_document_origin {
+                        return Err("a handle used by a document of another origin or partition");
+                    }
+                    if info.kind == ContextKind::ServiceWorker {
+                        HandleCall::Answer(CosError::NotAllowed(NotAllowedKind::ServiceWorker))
+                    } else {
+                        match Self::admit(&mut state, request)? {
+                            Some(connection) => HandleCall::Forward(connection),
+                            None => HandleCall::Answer(CosError::Abort),
+                        }
+                    }
+                }
+                None if handle.0 < state.current_from => HandleCall::Answer(CosError::Abort),
+                None => return Err("a handle this renderer does not hold"),
             }
-            if !in_flight.insert(request) {
-                return Err("request id reused while in flight");
-            }
+        };
+        match call {
+            HandleCall::Forward(connection) => self.send(request, Some((connection, message))),
+            HandleCall::Answer(error) => self.reply(request, CallResult::Failed(error)),
         }
-        let sent = self.connection().map(|connection| connection.send(&message, vec![]));
+    }
+
+    /// Sends an admitted request; if it cannot reach the service, the caller sees `AbortError`
+    /// and the next call reconnects.
+    fn send(&self, request: RequestId, message: Option<(Arc<ServiceConnection>, BrokerToService)>) -> Result<(), &'static str> {
+        let sent = message.map(|(connection, message)| connection.send(&message, vec![]));
         if !matches!(sent, Some(Ok(()))) {
-            // The service is down or restarting: the caller sees AbortError, the next call reconnects.
-            self.in_flight.lock().remove(&request);
+            let mut state = self.state.lock();
+            state.in_flight.remove(&request);
+            state.issuing.remove(&request);
+            drop(state);
             return self.reply(request, CallResult::Failed(CosError::Abort));
         }
         Ok(())
@@ -170,29 +288,36 @@ impl BrokerStub {
                 return None;
             }
         };
-        let mut slot = self.service.lock();
-        if slot.as_ref().is_some_and(|(current, _)| *current >= generation) {
+        let mut state = self.state.lock();
+        if state.service.as_ref().is_some_and(|(current, _)| *current >= generation) {
             return None;
         }
-        if let Some((_, old)) = slot.replace((generation, Arc::new(connection))) {
+        if let Some((_, old)) = state.service.replace((generation, Arc::new(connection))) {
             old.endpoint().shutdown();
         }
+        state.forget_handles();
         Some(receiver)
     }
 
-    /// Forwards the service's replies (with their data pipes) to the renderer until the
-    /// connection breaks, then fails whatever was still in flight.
+    /// Forwards the service's replies (with their data pipes) to the renderer, and acts on its
+    /// bad-message reports, until the connection breaks; then fails whatever was still in flight.
     pub(crate) fn serve_replies(&self, generation: u64, receiver: ServiceConnection) {
         loop {
             match receiver.recv() {
-                Ok((mut reply, attachments)) => {
+                Ok((ServiceToBroker::Reply(mut reply), attachments)) => {
                     if attachments.len() != reply.result.attachment_count() {
                         tracing::error!(renderer = self.renderer.0, "service reply with the wrong number of pipes");
                         reply.result = CallResult::Failed(CosError::Unknown);
                         drop(attachments);
-                        self.deliver(reply, Vec::new());
+                        self.deliver(generation, reply, Vec::new());
                     } else {
-                        self.deliver(reply, attachments);
+                        self.deliver(generation, reply, attachments);
+                    }
+                }
+                Ok((ServiceToBroker::BadMessage { reason }, _)) => {
+                    // Only the current generation speaks for this renderer's pipes.
+                    if self.is_current(generation) {
+                        self.bad_message(&reason);
                     }
                 }
                 Err(error) => {
@@ -206,26 +331,51 @@ impl BrokerStub {
         self.service_lost(generation);
     }
 
-    fn deliver(&self, reply: Reply, attachments: Vec<Endpoint>) {
-        if !self.in_flight.lock().remove(&reply.request) {
-            return; // already answered with AbortError
+    fn is_current(&self, generation: u64) -> bool {
+        self.state.lock().service.as_ref().is_some_and(|(current, _)| *current == generation)
+    }
+
+    fn deliver(&self, generation: u64, mut reply: Reply, attachments: Vec<Endpoint>) {
+        {
+            let mut state = self.state.lock();
+            if !state.in_flight.remove(&reply.request) {
+                return; // already answered with AbortError
+            }
+            let current = state.service.as_ref().is_some_and(|(g, _)| *g == generation);
+            let issuing = state.issuing.remove(&reply.request);
+            if !current {
+                reply.result = CallResult::Failed(CosError::Abort);
+            } else if let CallResult::Handle { handle, .. } = reply.result {
+                match issuing {
+                    Some((expected, owner)) if expected == handle => {
+                        state.handles.insert(handle, owner);
+                    }
+                    _ => {
+                        tracing::error!(renderer = self.renderer.0, "the service answered with a handle id it was not given");
+                        reply.result = CallResult::Failed(CosError::Unknown);
+                    }
+                }
+            }
         }
+        let attachments = if reply.result.attachment_count() == attachments.len() { attachments } else { Vec::new() };
         if let Err(error) = self.to_renderer.send(&reply, attachments) {
             tracing::debug!(renderer = self.renderer.0, %error, "renderer gone before its reply");
         }
     }
 
-    /// Fails every call in flight with `AbortError` (SPEC §8) if `generation` is still current.
+    /// Fails every call in flight with `AbortError` (SPEC §8) if `generation` is still current;
+    /// its handles become stale.
     pub(crate) fn service_lost(&self, generation: u64) {
-        {
-            let mut slot = self.service.lock();
-            if slot.as_ref().is_some_and(|(current, _)| *current == generation) {
-                *slot = None;
-            } else if slot.is_some() {
+        let aborted: Vec<RequestId> = {
+            let mut state = self.state.lock();
+            if state.service.as_ref().is_some_and(|(current, _)| *current == generation) {
+                state.service = None;
+            } else if state.service.is_some() {
                 return;
             }
-        }
-        let aborted: Vec<RequestId> = self.in_flight.lock().drain().collect();
+            state.forget_handles();
+            state.in_flight.drain().collect()
+        };
         for request in aborted {
             let _ = self.reply(request, CallResult::Failed(CosError::Abort));
         }
@@ -237,20 +387,50 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
-    use cos_common::interface::{FrameId, HandleId};
-    use cos_common::{ContentHash, NotAllowedKind, Origin, OriginsOption};
+    use cos_common::ContentHash;
+    use cos_common::OriginsOption;
 
     use super::*;
     use crate::frame_table::FrameInfo;
 
     struct Fixture {
         renderer: Pipe<RendererToBroker, Reply>,
-        service: Pipe<Reply, BrokerToService>,
+        service: Pipe<ServiceToBroker, BrokerToService>,
         terminated: Arc<AtomicBool>,
+        stub: Arc<BrokerStub>,
     }
 
-    /// A broker for renderer 1 (frames 1 and 2; frame 9 belongs to renderer 2), bound to a fake
-    /// service that only receives.
+    impl Fixture {
+        /// The fake service answers `reply`.
+        fn answer(&self, reply: Reply) {
+            self.service.send(&ServiceToBroker::Reply(reply), vec![]).unwrap();
+        }
+
+        /// A restart: the broker loses generation `lost` and is bound to `lost + 1`.
+        fn restart(&mut self, lost: u64) {
+            self.stub.service_lost(lost);
+            let (service_end, fake_service_end) = Endpoint::pair_in_process();
+            let receiver = self.stub.attach_service(lost + 1, Pipe::new(service_end)).unwrap();
+            let stub = self.stub.clone();
+            std::thread::spawn(move || stub.serve_replies(lost + 1, receiver));
+            self.service = Pipe::new(fake_service_end);
+        }
+
+        /// Asks for a handle from `frame` and lets the fake service issue it.
+        fn open_handle(&self, request: u64, frame: u64) -> HandleId {
+            self.renderer.send(&get(request, frame), vec![]).unwrap();
+            let (forwarded, _) = self.service.recv_timeout(Duration::from_secs(10)).unwrap();
+            let BrokerToService::GetFileHandle { handle, .. } = forwarded else { panic!("{forwarded:?}") };
+            self.answer(Reply { request: RequestId(request), result: CallResult::Handle { handle, create: false } });
+            let (reply, _) = self.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(reply.result, CallResult::Handle { handle, create: false });
+            handle
+        }
+    }
+
+    /// A broker for renderer 1 (frames 1, 2, 3 and 4; frame 9 belongs to renderer 2), bound to a
+    /// fake service. Frames 1, 2 and 3 are `https://a.example` (2 with COS blocked by policy, 3
+    /// off the record); frame 4 is `https://b.example`.
     fn fixture() -> Fixture {
         let frames = Arc::new(FrameTable::default());
         let origin = Origin::from_url("https://a.example").unwrap();
@@ -258,6 +438,10 @@ mod tests {
         let mut blocked = FrameInfo::top_level(RendererId(1), origin.clone());
         blocked.cos_allowed = false;
         frames.insert(FrameId(2), blocked);
+        let mut private = FrameInfo::top_level(RendererId(1), origin.clone());
+        private.partition = Partition::OffTheRecord(cos_common::OffTheRecordProfileId(1));
+        frames.insert(FrameId(3), private);
+        frames.insert(FrameId(4), FrameInfo::top_level(RendererId(1), Origin::from_url("https://b.example").unwrap()));
         frames.insert(FrameId(9), FrameInfo::top_level(RendererId(2), origin));
         let terminated = Arc::new(AtomicBool::new(false));
         let flag = terminated.clone();
@@ -268,8 +452,9 @@ mod tests {
         let loop_stub = stub.clone();
         std::thread::spawn(move || loop_stub.run_renderer_loop(|| {}));
         let receiver = stub.attach_service(1, Pipe::new(service_end)).unwrap();
-        std::thread::spawn(move || stub.serve_replies(1, receiver));
-        Fixture { renderer: Pipe::new(renderer_end), service: Pipe::new(fake_service_end), terminated }
+        let replies = stub.clone();
+        std::thread::spawn(move || replies.serve_replies(1, receiver));
+        Fixture { renderer: Pipe::new(renderer_end), service: Pipe::new(fake_service_end), terminated, stub }
     }
 
     fn get(request: u64, frame: u64) -> RendererToBroker {
@@ -297,14 +482,17 @@ mod tests {
         let fixture = fixture();
         fixture.renderer.send(&get(1, 1), vec![]).unwrap();
         let (forwarded, _) = fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
-        let BrokerToService::GetFileHandle { request, caller, kind, .. } = forwarded else { panic!("{forwarded:?}") };
+        let BrokerToService::GetFileHandle { request, handle, caller, kind, .. } = forwarded else {
+            panic!("{forwarded:?}")
+        };
         assert_eq!(request, RequestId(1));
+        assert_eq!(handle, HandleId(1), "the broker numbers handles");
         assert_eq!(caller.origin().to_string(), "https://a.example");
         assert_eq!(caller.nik().top_level_site.to_string(), "https://a.example");
         assert_eq!(kind, HandleRequest::Read);
         // The service's answer goes back to the renderer.
-        let reply = Reply { request, result: CallResult::Handle { handle: HandleId(4), create: false } };
-        fixture.service.send(&reply, vec![]).unwrap();
+        let reply = Reply { request, result: CallResult::Handle { handle, create: false } };
+        fixture.answer(reply.clone());
         assert_eq!(fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap().0, reply);
     }
 
@@ -384,10 +572,79 @@ mod tests {
         let fixture = fixture();
         fixture.renderer.send(&get(1, 1), vec![]).unwrap();
         fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
-        let reply = Reply { request: RequestId(1), result: CallResult::Writable };
-        fixture.service.send(&reply, vec![]).unwrap();
+        fixture.answer(Reply { request: RequestId(1), result: CallResult::Writable });
         let (reply, pipes) = fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(reply.result, CallResult::Failed(CosError::Unknown));
         assert!(pipes.is_empty());
+    }
+
+    #[test]
+    fn handle_ids_are_never_reused_and_a_restart_makes_the_old_ones_abort() {
+        let mut fixture = fixture();
+        let first = fixture.open_handle(1, 1);
+        let second = fixture.open_handle(2, 1);
+        assert_eq!((first, second), (HandleId(1), HandleId(2)));
+        fixture.restart(1);
+        // The new service is told to number from where the old one stopped.
+        let third = fixture.open_handle(3, 1);
+        assert_eq!(third, HandleId(3), "never an id the renderer may still hold");
+        // An old id is answered here, never forwarded: it cannot reach the new service's handles.
+        fixture.renderer.send(&RendererToBroker::GetFile { request: RequestId(4), frame: FrameId(1), handle: first }, vec![]).unwrap();
+        let (reply, _) = fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(reply, Reply { request: RequestId(4), result: CallResult::Failed(CosError::Abort) });
+        fixture.renderer.send(&RendererToBroker::ReleaseHandle { handle: first }, vec![]).unwrap();
+        // The live one is forwarded.
+        fixture.renderer.send(&RendererToBroker::GetFile { request: RequestId(5), frame: FrameId(1), handle: third }, vec![]).unwrap();
+        let (forwarded, _) = fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(forwarded, BrokerToService::GetFile { request: RequestId(5), handle: third });
+        assert!(!fixture.terminated.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_handle_serves_only_documents_of_the_origin_and_partition_that_opened_it() {
+        for (frame, allowed) in [(2, true), (3, false), (4, false)] {
+            let fixture = fixture();
+            let handle = fixture.open_handle(1, 1);
+            let call = RendererToBroker::CreateWritable { request: RequestId(2), frame: FrameId(frame), handle };
+            fixture.renderer.send(&call, vec![]).unwrap();
+            if allowed {
+                // Same origin and partition (a transferred handle): forwarded, whatever its policy.
+                let (forwarded, _) = fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
+                assert_eq!(forwarded, BrokerToService::CreateWritable { request: RequestId(2), handle });
+                assert!(!fixture.terminated.load(Ordering::SeqCst));
+            } else {
+                assert!(wait_terminated(&fixture), "frame {frame}");
+                let forwarded = fixture.service.recv_timeout(Duration::from_millis(200));
+                assert!(forwarded.is_err(), "nothing reaches the service: {forwarded:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_handle_id_never_issued_or_released_twice_is_a_bad_message() {
+        let fixture = fixture();
+        let call = RendererToBroker::GetFile { request: RequestId(1), frame: FrameId(1), handle: HandleId(77) };
+        fixture.renderer.send(&call, vec![]).unwrap();
+        assert!(wait_terminated(&fixture));
+        let fixture = self::fixture();
+        let handle = fixture.open_handle(1, 1);
+        fixture.renderer.send(&RendererToBroker::ReleaseHandle { handle }, vec![]).unwrap();
+        let (forwarded, _) = fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(forwarded, BrokerToService::ReleaseHandle { handle });
+        fixture.renderer.send(&RendererToBroker::ReleaseHandle { handle }, vec![]).unwrap();
+        assert!(wait_terminated(&fixture));
+    }
+
+    #[test]
+    fn a_bad_message_report_counts_only_from_the_current_connection_and_names_only_its_renderer() {
+        let mut fixture = fixture();
+        let stale = fixture.service.try_clone().unwrap();
+        fixture.restart(1);
+        // The old generation's connection is shut: a report queued on it reaches nobody.
+        let _ = stale.send(&ServiceToBroker::BadMessage { reason: "stale".into() }, vec![]);
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!fixture.terminated.load(Ordering::SeqCst));
+        fixture.service.send(&ServiceToBroker::BadMessage { reason: "malformed write frame".into() }, vec![]).unwrap();
+        assert!(wait_terminated(&fixture));
     }
 }

@@ -12,7 +12,7 @@ use cos_common::interface::{
 };
 use cos_common::{ContentHash, CosError, OffTheRecordProfileId, Origin, Partition};
 use cos_ipc::launch::{LaunchOptions, LaunchedChild};
-use cos_ipc::{Endpoint, IpcError, Peer, Pipe, report_bad_message};
+use cos_ipc::{Endpoint, IpcError, Peer, Pipe};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 
@@ -212,6 +212,11 @@ impl CosHost {
         loop {
             match stream.recv() {
                 Ok((InspectionItem::Entry(entry), _)) => entries.push(entry),
+                Ok((InspectionItem::EntryOrigins { storing, listed }, _)) => {
+                    let Some(entry) = entries.last_mut() else { break };
+                    entry.storing_origins.extend(storing);
+                    entry.listed_origins.extend(listed);
+                }
                 Ok((InspectionItem::Origin(origin), _)) => origins.push(origin),
                 Ok((InspectionItem::End, _)) => break,
                 Err(_) => break,
@@ -422,12 +427,6 @@ impl HostInner {
             ServiceToBrowser::Done { request, result } => {
                 if let Some(sender) = self.pending.lock().remove(&request) {
                     let _ = sender.send(result);
-                }
-            }
-            ServiceToBrowser::BadMessage { renderer, reason } => {
-                let stub = self.brokers.lock().get(&renderer).cloned();
-                if let Some(stub) = stub {
-                    report_bad_message(stub.peer(), &reason);
                 }
             }
             other => tracing::warn!(?other, "unexpected message from the storage service"),

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  renderer ──RendererToBroker──► broker stub (browser) ──BrokerToService──► storage service
-//!  renderer ◄──────Reply───────── broker stub          ◄──────Reply──────── storage service
+//!  renderer ◄──────Reply───────── broker stub          ◄──ServiceToBroker── storage service
 //!  renderer ◄═══ data pipe (WriterFrame / ReaderFrame), bound to one writer or one read ═══► service
 //!  browser  ──BrowserToService──► storage service (control: configure, bind renderers, clear data)
 //! ```
@@ -29,7 +29,10 @@ pub struct FrameId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RendererId(pub u64);
 
-/// A file handle, numbered by the service within one renderer's connection.
+/// A file handle of one renderer. The broker numbers them, in order, for as long as the renderer
+/// lives: an id is never issued twice on a renderer's pipe, not even by a restarted service, so it
+/// can never come to name another handle. The broker binds each id to the origin and partition
+/// that opened it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct HandleId(pub u64);
 
@@ -91,6 +94,9 @@ pub enum RendererToBroker {
     GetFile {
         /// Echoed in the reply.
         request: RequestId,
+        /// The calling document: the one that opened the handle, or a same-origin document of the
+        /// same partition that received it by transfer (anything else is a bad message).
+        frame: FrameId,
         /// A handle this renderer received.
         handle: HandleId,
     },
@@ -98,6 +104,8 @@ pub enum RendererToBroker {
     CreateWritable {
         /// Echoed in the reply.
         request: RequestId,
+        /// The calling document, as for [`GetFile`](Self::GetFile).
+        frame: FrameId,
         /// A handle this renderer received.
         handle: HandleId,
     },
@@ -118,6 +126,8 @@ pub enum BrokerToService {
     GetFileHandle {
         /// Echoed in the reply.
         request: RequestId,
+        /// The id the handle gets if one is issued (the broker's numbering: never reused).
+        handle: HandleId,
         /// Origin, Network Isolation Key and partition of the calling document.
         caller: CallerContext,
         /// The entry.
@@ -143,6 +153,21 @@ pub enum BrokerToService {
     ReleaseHandle {
         /// The handle.
         handle: HandleId,
+    },
+}
+
+/// Service → broker, on the connection the browser bound for one renderer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceToBroker {
+    /// The answer to a request (with its data pipe, if the result carries one).
+    Reply(Reply),
+    /// The renderer sent something on one of its data pipes that a well-behaved renderer never
+    /// sends; the browser terminates it. It travels on that renderer's own connection, so the
+    /// service can only ever report the renderer whose pipe misbehaved, and only while the
+    /// connection is current.
+    BadMessage {
+        /// What was wrong (for the log).
+        reason: String,
     },
 }
 
@@ -280,8 +305,16 @@ pub struct OriginInfo {
 /// Streamed over the pipe attached to [`BrowserToService::Inspect`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InspectionItem {
-    /// One entry.
+    /// One entry; its origin lists may continue in [`EntryOrigins`](Self::EntryOrigins) items.
     Entry(EntryInfo),
+    /// More storing and listed origins of the last [`Entry`](Self::Entry), so that no entry,
+    /// however many origins it records, is too large for one message.
+    EntryOrigins {
+        /// Storing origins to add.
+        storing: Vec<Origin>,
+        /// Listed origins to append.
+        listed: Vec<Origin>,
+    },
     /// One origin.
     Origin(OriginInfo),
     /// Nothing follows.
@@ -404,14 +437,6 @@ pub enum ServiceToBrowser {
     Failed {
         /// Operator-facing description.
         message: String,
-    },
-    /// A renderer sent something on a data pipe that a well-behaved renderer never sends; the
-    /// browser should terminate it.
-    BadMessage {
-        /// The renderer.
-        renderer: RendererId,
-        /// What was wrong (for the log).
-        reason: String,
     },
     /// Only in the service's `--sandbox-self-test` mode, right after `Ready`: whether each
     /// forbidden operation, tried inside the locked-down process, was blocked.

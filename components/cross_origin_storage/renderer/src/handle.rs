@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use cos_common::interface::{CallResult, HandleId, RendererToBroker};
+use cos_common::interface::{CallResult, FrameId, HandleId, RendererToBroker};
 use cos_common::{ContentHash, CosError, InvalidStateKind, NotAllowedKind};
 
 use crate::connection::RendererConnection;
@@ -40,15 +40,38 @@ impl Drop for HandleInner {
     }
 }
 
-/// A handle on one entry. Cheap to clone; the service forgets it when the last clone drops.
+/// A handle on one entry, as one document (or worker) holds it. Cheap to clone; the service
+/// forgets it when the last clone drops.
+///
+/// Its calls name the document that holds it: the broker lets only documents of the origin and
+/// partition that opened the handle use it. A DOM binding that transfers a handle to another
+/// same-origin document (`postMessage`) gives the receiver [`adopted_by`](Self::adopted_by) it.
 #[derive(Clone)]
 pub struct FileSystemFileHandle {
     inner: Arc<HandleInner>,
+    frame: FrameId,
 }
 
 impl FileSystemFileHandle {
-    pub(crate) fn new(connection: Arc<RendererConnection>, id: HandleId, hash: ContentHash, create: bool) -> Self {
-        Self { inner: Arc::new(HandleInner { connection, id, hash, create }) }
+    pub(crate) fn new(
+        connection: Arc<RendererConnection>,
+        frame: FrameId,
+        id: HandleId,
+        hash: ContentHash,
+        create: bool,
+    ) -> Self {
+        Self { inner: Arc::new(HandleInner { connection, id, hash, create }), frame }
+    }
+
+    /// The same handle held by `frame`, a same-origin document of the same partition that
+    /// received it by transfer. Readability stays the handle's own (SPEC §4).
+    pub fn adopted_by(&self, frame: FrameId) -> Self {
+        Self { inner: self.inner.clone(), frame }
+    }
+
+    /// The document that holds this copy of the handle.
+    pub fn frame(&self) -> FrameId {
+        self.frame
     }
 
     /// `kind`: always `"file"`.
@@ -73,9 +96,9 @@ impl FileSystemFileHandle {
 
     /// `getFile()`.
     pub async fn get_file(&self) -> Result<File, CosError> {
-        let handle = self.inner.id;
+        let (handle, frame) = (self.inner.id, self.frame);
         let (result, mut pipes) =
-            self.inner.connection.call(|request| RendererToBroker::GetFile { request, handle }).await;
+            self.inner.connection.call(|request| RendererToBroker::GetFile { request, frame, handle }).await;
         match (result, pipes.pop()) {
             (CallResult::File { size }, Some(pipe)) => Ok(File::new(self.name(), size, pipe)),
             (CallResult::Failed(error), _) => Err(error),
@@ -85,9 +108,9 @@ impl FileSystemFileHandle {
 
     /// `createWritable({keepExistingData})`: always starts empty (SPEC §4).
     pub async fn create_writable(&self, _keep_existing_data: bool) -> Result<FileSystemWritableFileStream, CosError> {
-        let handle = self.inner.id;
+        let (handle, frame) = (self.inner.id, self.frame);
         let (result, mut pipes) =
-            self.inner.connection.call(|request| RendererToBroker::CreateWritable { request, handle }).await;
+            self.inner.connection.call(|request| RendererToBroker::CreateWritable { request, frame, handle }).await;
         match (result, pipes.pop()) {
             (CallResult::Writable, Some(pipe)) => Ok(FileSystemWritableFileStream::new(pipe)),
             (CallResult::Failed(error), _) => Err(error),

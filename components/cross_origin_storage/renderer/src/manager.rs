@@ -110,7 +110,7 @@ impl CrossOriginStorageManager {
             self.connection.call(|request| RendererToBroker::GetFileHandle { request, frame, hash, create, origins });
         match reply.await.0 {
             CallResult::Handle { handle, create } => {
-                Ok(FileSystemFileHandle::new(self.connection.clone(), handle, hash, create))
+                Ok(FileSystemFileHandle::new(self.connection.clone(), frame, handle, hash, create))
             }
             CallResult::Failed(error) => Err(error),
             _ => Err(CosError::Unknown),

@@ -89,6 +89,8 @@ pub enum When {
     Always,
     /// Only if argument `.0` (low 32 bits) is one of these values.
     ArgIn(u8, &'static [u64]),
+    /// Only if every listed argument (low 32 bits) has its value.
+    ArgsAre(&'static [(u8, u64)]),
     /// Only if the protection argument (`arg2` of `mmap`/`mprotect`) lacks `PROT_EXEC`: the
     /// service never creates code after start-up, so no injected payload can be made executable.
     NoProtExec,
@@ -227,7 +229,10 @@ pub const ALLOWED: &[Allowed] = &[
     allow(libc::SYS_sched_getaffinity, "sched_getaffinity", "glibc's pthread_getattr_np (std's new threads)"),
     allow(libc::SYS_sched_yield,     "sched_yield",     "spinning locks and channels back off"),
     allow(libc::SYS_gettid,          "gettid",          "thread ids (abort, logs, lowering a data pipe's priority)"),
-    allow(libc::SYS_setpriority,     "setpriority",     "data-pipe threads lower their own priority"),
+    // `PRIO_PROCESS` with `who = 0` is the calling thread (Linux keeps nice values per thread):
+    // a compromised service may lower its own threads, never touch another process or group.
+    allow_if(libc::SYS_setpriority,  "setpriority",     When::ArgsAre(&[(0, libc::PRIO_PROCESS as u64), (1, 0)]),
+                                                        "data-pipe threads lower their own priority"),
     allow(libc::SYS_getpid,          "getpid",          "swap file names <pid>-<n>.tmp; abort"),
     allow_if(libc::SYS_tgkill,       "tgkill",          When::Arg0IsOwnPid, "abort() signals its own thread"),
     allow_if(libc::SYS_prctl,        "prctl",           When::ArgIn(0, &[PR_SET_NAME as u64, PR_GET_NAME as u64]),
@@ -373,6 +378,12 @@ fn allow_rules(when: When, own_pid: u32) -> Result<Vec<SeccompRule>, seccompiler
                 SeccompRule::new(vec![SeccompCondition::new(index, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, v)?])
             })
             .collect::<Result<_, _>>()?,
+        When::ArgsAre(conditions) => vec![SeccompRule::new(
+            conditions
+                .iter()
+                .map(|&(index, value)| SeccompCondition::new(index, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value))
+                .collect::<Result<_, _>>()?,
+        )?],
         When::NoProtExec => {
             let exec = libc::PROT_EXEC as u64;
             vec![SeccompRule::new(vec![SeccompCondition::new(
