@@ -788,9 +788,13 @@ impl World {
     }
 
     fn get_file(&mut self, choice: &HandleChoice, frame: &FrameChoice) {
-        let Some((i, result, mut pipes, pipes_before)) = self.handle_request(choice, frame, |request, frame, handle| {
-            RendererToBroker::GetFile { request, frame, handle }
-        }) else {
+        let Some((i, result, mut pipes, pipes_before)) =
+            self.handle_request(choice, frame, |request, frame, handle| RendererToBroker::GetFile {
+                request,
+                frame,
+                handle,
+            })
+        else {
             return;
         };
         let attacker = self.attacker.as_mut().expect("alive");
@@ -814,9 +818,13 @@ impl World {
     }
 
     fn create_writable(&mut self, choice: &HandleChoice, frame: &FrameChoice) {
-        let Some((i, result, mut pipes, pipes_before)) = self.handle_request(choice, frame, |request, frame, handle| {
-            RendererToBroker::CreateWritable { request, frame, handle }
-        }) else {
+        let Some((i, result, mut pipes, pipes_before)) =
+            self.handle_request(choice, frame, |request, frame, handle| RendererToBroker::CreateWritable {
+                request,
+                frame,
+                handle,
+            })
+        else {
             return;
         };
         let attacker = self.attacker.as_mut().expect("alive");
@@ -1001,7 +1009,8 @@ impl World {
     /// stale from now on.
     fn restart_service(&mut self) {
         let generation = self.host.service_generation();
-        let control = self.service_control.lock().expect("control slot").take().expect("the running service's control pipe");
+        let control =
+            self.service_control.lock().expect("control slot").take().expect("the running service's control pipe");
         control.shutdown();
         assert!(self.host.wait_for_generation(generation + 1, ANSWER_TIMEOUT), "the service was restarted");
         if let Some(attacker) = self.attacker.as_mut() {
@@ -1193,22 +1202,42 @@ mod tests {
     fn no_handle_survives_a_restart_and_none_crosses_origins() {
         let own = |slot| FrameChoice::Own(slot);
         let actions = [
-            Action::GetFileHandle { frame: own(0), hash: HashChoice::Content(1), create: true, origins: OriginsChoice::Omitted },
+            Action::GetFileHandle {
+                frame: own(0),
+                hash: HashChoice::Content(1),
+                create: true,
+                origins: OriginsChoice::Omitted,
+            },
             Action::CreateWritable { handle: HandleChoice::Received(0), frame: own(0) },
             Action::WriteContent { writer: 0 },
             Action::Close { writer: 0 },
-            Action::GetFileHandle { frame: own(0), hash: HashChoice::Content(1), create: false, origins: OriginsChoice::Omitted },
+            Action::GetFileHandle {
+                frame: own(0),
+                hash: HashChoice::Content(1),
+                create: false,
+                origins: OriginsChoice::Omitted,
+            },
             Action::CreateWritable { handle: HandleChoice::Received(0), frame: own(0) },
             Action::RestartService,
             Action::GetFile { handle: HandleChoice::Received(0), frame: own(0) },
             Action::GetFile { handle: HandleChoice::Received(1), frame: own(1) },
             Action::Close { writer: 0 },
             Action::ReleaseHandle { handle: HandleChoice::Received(1) },
-            Action::GetFileHandle { frame: own(0), hash: HashChoice::Content(1), create: false, origins: OriginsChoice::Omitted },
+            Action::GetFileHandle {
+                frame: own(0),
+                hash: HashChoice::Content(1),
+                create: false,
+                origins: OriginsChoice::Omitted,
+            },
             Action::GetFile { handle: HandleChoice::Received(2), frame: own(0) },
             Action::Read { reader: 0, offset: Position::Small(0), len: Position::Small(100) },
             Action::RestartService,
-            Action::GetFileHandle { frame: own(3), hash: HashChoice::Content(1), create: true, origins: OriginsChoice::Omitted },
+            Action::GetFileHandle {
+                frame: own(3),
+                hash: HashChoice::Content(1),
+                create: true,
+                origins: OriginsChoice::Omitted,
+            },
             Action::GetFile { handle: HandleChoice::Received(3), frame: own(0) },
         ];
         let mut world = World::new();

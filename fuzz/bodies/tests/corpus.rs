@@ -78,7 +78,10 @@ fn write_seeds() {
         kind: HandleRequest::Read,
     };
     add("ipc_messages", "broker-get-file-handle", 1, cos_ipc::encode(&to_service).unwrap());
-    let reply = ServiceToBroker::Reply(Reply { request: RequestId(1), result: CallResult::Handle { handle: HandleId(5), create: false } });
+    let reply = ServiceToBroker::Reply(Reply {
+        request: RequestId(1),
+        result: CallResult::Handle { handle: HandleId(5), create: false },
+    });
     add("ipc_messages", "service-reply", 10, cos_ipc::encode(&reply).unwrap());
     let report = ServiceToBroker::BadMessage { reason: "malformed write frame".into() };
     add("ipc_messages", "service-bad-message", 10, cos_ipc::encode(&report).unwrap());

@@ -280,7 +280,8 @@ impl PartitionStore {
         });
         let same_site_storers = txn.storing_origins_in_site(hash, &Site::of(writer))?;
         let slot = storing_slot(&entry, writer, same_site_storers).map_err(Failure::Refused)?;
-        if slot == StoringSlot::Recorded && account.charged_bytes.saturating_add(entry.size) > self.limits.per_origin_bytes
+        if slot == StoringSlot::Recorded
+            && account.charged_bytes.saturating_add(entry.size) > self.limits.per_origin_bytes
         {
             return Err(Failure::Refused(CosError::QuotaExceeded(QuotaScope::Origin)));
         }

@@ -139,9 +139,8 @@ impl IssuedHandles {
     pub(crate) fn revoke_after_clear(&self, origin: &Origin, touched: &[(ContentHash, Option<EntryRecord>)]) -> usize {
         let issued = self.issued.lock();
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        let mut revoked = revoke_where(issued.by_hash.values().flat_map(HashMap::values), |state| {
-            state.holder == *origin
-        });
+        let mut revoked =
+            revoke_where(issued.by_hash.values().flat_map(HashMap::values), |state| state.holder == *origin);
         for (hash, after) in touched {
             let Some(handles) = issued.by_hash.get(hash) else { continue };
             revoked += revoke_where(handles.values(), |state| {

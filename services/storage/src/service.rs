@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cos_common::interface::HandleRequest;
 use cos_common::{
@@ -153,7 +153,12 @@ impl StorageService {
     /// cost does not depend on the entry (`registry::access`), so that the classes of
     /// `NotFoundError` cost the same; each refusal is then held to the configured floor. Returns
     /// why the read is allowed.
-    fn may_disclose(&self, partition: &PartitionStore, caller: &CallerContext, hash: &ContentHash) -> Option<IssuedFor> {
+    fn may_disclose(
+        &self,
+        partition: &PartitionStore,
+        caller: &CallerContext,
+        hash: &ContentHash,
+    ) -> Option<IssuedFor> {
         let started = Instant::now();
         let decision = self.decide_disclosure(partition, caller, hash);
         if decision.is_none() {
@@ -189,19 +194,6 @@ impl StorageService {
         let gate_allows = self.inner.gates.global_allows(hash, head.as_ref());
         let global = head.is_some_and(|head| head.global);
         (global && within_budget && gate_allows).then_some(IssuedFor::GlobalRead)
-    }
-
-    /// The natural cost of deciding a read for `caller`, without the floor that hides it: what
-    /// the floor must stay above (measured by `cargo bench -p cos_storage_service --bench
-    /// refusal_cost`). Charges the probe budget like any read.
-    pub fn time_read_decision(&self, caller: &CallerContext, hash: &ContentHash) -> Result<(bool, Duration), StoreError> {
-        let partition = self.partition(caller.partition()).map_err(|failure| match failure {
-            Failure::Store(error) => error,
-            Failure::Refused(_) => unreachable!("opening a partition is never refused"),
-        })?;
-        let started = Instant::now();
-        let allowed = self.decide_disclosure(&partition, caller, hash).is_some();
-        Ok((allowed, started.elapsed()))
     }
 
     fn budgets(&self, partition: Partition) -> Arc<ProbeBudgets> {
@@ -406,6 +398,7 @@ impl FileHandle {
     }
 }
 
+#[allow(clippy::large_enum_variant, reason = "one per writer, and almost always the open one")]
 enum WriterState {
     Open {
         sink: Box<BlobSink>,

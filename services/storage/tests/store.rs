@@ -772,8 +772,10 @@ fn a_same_site_grant_goes_with_the_origin_it_came_from_a_listed_one_stays() {
     let options = CreateOptions::with_origins(list(&["https://listed.example"]), ceiling(&["https://listed.example"]));
     store(&service, &caller(A), bytes, options).unwrap();
     store_same_site(&service, &caller(B), bytes);
-    let sibling = service.get_file_handle(&caller("https://www.a.example"), hash_of(bytes), HandleRequest::Read).unwrap();
-    let listed = service.get_file_handle(&caller("https://listed.example"), hash_of(bytes), HandleRequest::Read).unwrap();
+    let sibling =
+        service.get_file_handle(&caller("https://www.a.example"), hash_of(bytes), HandleRequest::Read).unwrap();
+    let listed =
+        service.get_file_handle(&caller("https://listed.example"), hash_of(bytes), HandleRequest::Read).unwrap();
     service.clear_site_data(Partition::Regular, &origin(A)).unwrap();
     assert_eq!(sibling.get_file().err(), Some(CosError::NotFound), "its grant came from the cleared origin");
     assert_eq!(listed.get_file().unwrap().read_all().unwrap(), bytes, "clearing A does not unlist anyone else");
@@ -860,7 +862,8 @@ fn storing_origins_are_recorded_up_to_eight_per_site_and_a_thousand_per_entry() 
     let service = profile.open();
     let partition = Partition::OffTheRecord(OffTheRecordProfileId(5));
     let bytes = b"popular".as_slice();
-    let store_from = |url: &str| store(&service, &caller(url).in_partition(partition), bytes, CreateOptions::same_site());
+    let store_from =
+        |url: &str| store(&service, &caller(url).in_partition(partition), bytes, CreateOptions::same_site());
     // One site with wildcard DNS: only the first eight are recorded (and charged); the others
     // still write and read as same-site origins.
     for i in 0..20 {
@@ -961,7 +964,13 @@ fn closing_an_off_the_record_profile_discards_its_probe_budgets() {
     let partition = Partition::OffTheRecord(OffTheRecordProfileId(9));
     let prober = caller("https://prober.example").in_partition(partition);
     let bytes = b"probed".as_slice();
-    store(&service, &caller(A).in_partition(partition), bytes, CreateOptions::with_origins(OriginsOption::Global, ceiling(&[]))).unwrap();
+    store(
+        &service,
+        &caller(A).in_partition(partition),
+        bytes,
+        CreateOptions::with_origins(OriginsOption::Global, ceiling(&[])),
+    )
+    .unwrap();
     service.set_public_hash_list(Some(PublicHashList::from_hashes([hash_of(bytes)])));
     // Spend the budget on two misses: the entry itself is then refused.
     read(&service, &prober, hash_of(b"miss 1")).unwrap_err();
@@ -969,7 +978,13 @@ fn closing_an_off_the_record_profile_discards_its_probe_budgets() {
     let denied = (0..50).all(|_| read(&service, &prober, hash_of(bytes)).is_err());
     assert!(denied, "over budget");
     service.close_off_the_record(OffTheRecordProfileId(9));
-    store(&service, &caller(A).in_partition(partition), bytes, CreateOptions::with_origins(OriginsOption::Global, ceiling(&[]))).unwrap();
+    store(
+        &service,
+        &caller(A).in_partition(partition),
+        bytes,
+        CreateOptions::with_origins(OriginsOption::Global, ceiling(&[])),
+    )
+    .unwrap();
     let read_once = (0..50).any(|_| read(&service, &prober, hash_of(bytes)).is_ok());
     assert!(read_once, "a profile opened again with the same id starts with a fresh budget");
 }

@@ -8,7 +8,9 @@
 //!
 //! Then abuse: a victim renderer's `getFileHandle` p99 alone, and while another renderer opens
 //! handles, writers or chunks without end (up to its limit, then on past the refusals), in five
-//! rounds — target: within 2×.
+//! rounds — target: within 2×. Last, bytes in flight: off the record (where a writer's bytes live
+//! in the service's memory), three origins each truncate two writers to 1 GiB; the service's peak
+//! memory must stay within the partition's total (2 GiB), not grow by the 6 GiB asked for.
 //!
 //! Run: `cargo bench -p cos_browser --bench load`.
 
@@ -45,7 +47,50 @@ fn main() -> ExitCode {
         load_ok &= summary.unexpected.is_empty() && summary.descriptors.2 == summary.descriptors.0;
     }
     let abuse_ok = if smoke { abuse(&browser, 200, 1, 300) } else { abuse(&browser, 1000, 5, 2000) };
-    if abuse_ok && load_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    let in_flight_ok = if smoke { true } else { truncate_abuse(&browser) };
+    if abuse_ok && load_ok && in_flight_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Three off-the-record origins each truncate two writers to 1 GiB and hold them: at most the
+/// partition's total (the default off-the-record limits: 1 GiB an origin, 2 GiB in all) may be
+/// held, so the service's peak memory grows by about 2 GiB, not 6. True if it stayed within.
+fn truncate_abuse(browser: &Browser) -> bool {
+    use cos_common::interface::FrameId;
+    use cos_common::{OffTheRecordProfileId, Partition};
+    let frames = [9020, 9021, 9022];
+    let abuser = browser.renderer(
+        902,
+        &[
+            (frames[0], "https://one.private.example", "https://one.private.example", None),
+            (frames[1], "https://two.private.example", "https://two.private.example", None),
+            (frames[2], "https://three.private.example", "https://three.private.example", None),
+        ],
+    );
+    for frame in frames {
+        let mut info = browser.host.frames().get(FrameId(frame)).expect("registered");
+        info.partition = Partition::OffTheRecord(OffTheRecordProfileId(902));
+        browser.host.frames().insert(FrameId(frame), info);
+    }
+    let pid = browser.host.service_pid().expect("a service process");
+    let status = |key: &str| -> u64 {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let line = text.lines().find(|line| line.starts_with(key)).unwrap_or_default();
+        line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    // Reset the service's high-water mark, then abuse.
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    let before = status("VmHWM:");
+    let command = Command::TruncateAbuse { frames: frames.to_vec(), writers: 2, size: 1 << 30, hold_millis: 3000 };
+    let outcome = abuser.ask(command);
+    let peak = status("VmHWM:").saturating_sub(before) as f64 / 1024.0;
+    let limit = 2048.0;
+    let within = peak <= limit * 1.05;
+    println!(
+        "in flight: 3 off-the-record origins x 2 writers truncated to 1 GiB (6 GiB asked): {outcome:?}; \
+         service peak memory +{peak:.0} MiB [target: within the partition's {limit:.0} MiB]: {}",
+        if within { "met" } else { "MISSED" }
+    );
+    within
 }
 
 fn p99_ms(samples: &[u64]) -> f64 {

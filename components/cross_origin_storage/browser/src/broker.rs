@@ -173,8 +173,9 @@ impl BrokerStub {
                     }
                     connection.map(|connection| (connection, handle))
                 };
-                let message = connection
-                    .map(|(connection, handle)| (connection, BrokerToService::GetFileHandle { request, handle, caller, hash, kind }));
+                let message = connection.map(|(connection, handle)| {
+                    (connection, BrokerToService::GetFileHandle { request, handle, caller, hash, kind })
+                });
                 self.send(request, message)
             }
             RendererToBroker::GetFile { request, frame, handle } => {
@@ -260,7 +261,11 @@ impl BrokerStub {
 
     /// Sends an admitted request; if it cannot reach the service, the caller sees `AbortError`
     /// and the next call reconnects.
-    fn send(&self, request: RequestId, message: Option<(Arc<ServiceConnection>, BrokerToService)>) -> Result<(), &'static str> {
+    fn send(
+        &self,
+        request: RequestId,
+        message: Option<(Arc<ServiceConnection>, BrokerToService)>,
+    ) -> Result<(), &'static str> {
         let sent = message.map(|(connection, message)| connection.send(&message, vec![]));
         if !matches!(sent, Some(Ok(()))) {
             let mut state = self.state.lock();
@@ -351,7 +356,10 @@ impl BrokerStub {
                         state.handles.insert(handle, owner);
                     }
                     _ => {
-                        tracing::error!(renderer = self.renderer.0, "the service answered with a handle id it was not given");
+                        tracing::error!(
+                            renderer = self.renderer.0,
+                            "the service answered with a handle id it was not given"
+                        );
                         reply.result = CallResult::Failed(CosError::Unknown);
                     }
                 }
@@ -589,12 +597,18 @@ mod tests {
         let third = fixture.open_handle(3, 1);
         assert_eq!(third, HandleId(3), "never an id the renderer may still hold");
         // An old id is answered here, never forwarded: it cannot reach the new service's handles.
-        fixture.renderer.send(&RendererToBroker::GetFile { request: RequestId(4), frame: FrameId(1), handle: first }, vec![]).unwrap();
+        fixture
+            .renderer
+            .send(&RendererToBroker::GetFile { request: RequestId(4), frame: FrameId(1), handle: first }, vec![])
+            .unwrap();
         let (reply, _) = fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(reply, Reply { request: RequestId(4), result: CallResult::Failed(CosError::Abort) });
         fixture.renderer.send(&RendererToBroker::ReleaseHandle { handle: first }, vec![]).unwrap();
         // The live one is forwarded.
-        fixture.renderer.send(&RendererToBroker::GetFile { request: RequestId(5), frame: FrameId(1), handle: third }, vec![]).unwrap();
+        fixture
+            .renderer
+            .send(&RendererToBroker::GetFile { request: RequestId(5), frame: FrameId(1), handle: third }, vec![])
+            .unwrap();
         let (forwarded, _) = fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(forwarded, BrokerToService::GetFile { request: RequestId(5), handle: third });
         assert!(!fixture.terminated.load(Ordering::SeqCst));

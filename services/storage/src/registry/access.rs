@@ -173,7 +173,9 @@ mod tests {
         let (start, end) = reader_rows(&hash);
         let site = Site::of(&Origin::from_url("https://a.example").unwrap());
         let origin = Origin::from_url("https://\u{00fc}.example:8443").unwrap();
-        for key in [storing_site_key(&hash, &site), listed_origin_key(&hash, &origin), storing_origin_key(&hash, &origin)] {
+        for key in
+            [storing_site_key(&hash, &site), listed_origin_key(&hash, &origin), storing_origin_key(&hash, &origin)]
+        {
             assert!(key.as_slice() > start.as_slice() && key.as_slice() < end.as_slice());
         }
         assert!(storing_site_key(&next, &site).as_slice() > end.as_slice());

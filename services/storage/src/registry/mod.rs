@@ -358,7 +358,11 @@ impl RegistryWrite<'_> {
     }
 
     /// How many of the recorded storing origins of `hash` have site `site`.
-    pub(crate) fn storing_origins_in_site(&self, hash: &ContentHash, site: &cos_common::Site) -> Result<u32, StoreError> {
+    pub(crate) fn storing_origins_in_site(
+        &self,
+        hash: &ContentHash,
+        site: &cos_common::Site,
+    ) -> Result<u32, StoreError> {
         let table = self.txn.open_table(READERS)?;
         Ok(table.get(access::storing_site_key(hash, site).as_slice())?.map_or(0, |v| v.value()))
     }

@@ -97,6 +97,10 @@ pub enum Command {
     /// answers `Err("<error> after <n>")`. With `millis` > 0 it goes on asking past the refusal
     /// for that long and adds `", then refused <r> more times in <millis> ms"`.
     Abuse { frame: u64, kind: Abuse, millis: u64 },
+    /// Abuse of bytes in flight: from each of `frames` in turn, `writers` writers each truncated
+    /// to `size`, all held open for `hold_millis`; answers `Ok("<held> held, <refused> refused")`
+    /// (a refusal surfaces on a writer's next call, made after the hold).
+    TruncateAbuse { frames: Vec<u64>, writers: u32, size: u64, hold_millis: u64 },
 }
 
 /// What an abusive renderer does without end.
@@ -325,6 +329,27 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
             }
             Command::Pong => Outcome::Err("unexpected pong".into()),
             Command::Abuse { frame, kind, millis } => abuse(&connection, &manager(frame), kind, millis),
+            Command::TruncateAbuse { frames, writers, size, hold_millis } => {
+                let mut held = Vec::new();
+                for (i, &frame) in frames.iter().enumerate() {
+                    for n in 0..writers {
+                        let target = CosHashDict::sha256(sha256_hex(format!("truncated {i} {n}").as_bytes()));
+                        let options = CosOptions { create: true, origins: OriginsInput::Absent };
+                        let opened = connection.run_until(async {
+                            let handle = manager(frame).get_file_handle(&target, &options).await?;
+                            let writer = handle.create_writable(false).await?;
+                            Ok::<_, cos_common::CosError>((handle, writer))
+                        });
+                        if let Ok((handle, mut writer)) = opened {
+                            let _ = writer.truncate(size);
+                            held.push((handle, writer));
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(hold_millis));
+                let refused = held.iter_mut().map(|(_, writer)| writer.write(&[]).is_err()).filter(|&e| e).count();
+                Outcome::Ok(Some(format!("{} held, {refused} refused", held.len() - refused)))
+            }
             Command::Workload { frame, millis, seed, shared } => {
                 Outcome::Load(workload(&connection, &manager(frame), millis, seed, &shared))
             }
@@ -473,14 +498,14 @@ fn workload(
             if result.is_ok() {
                 stored.push(hash);
             }
-            (1, result.err().map(|error| format!("small write: {}", error.name())))
+            (1, result.err().and_then(|error| write_problem("small write", &error)))
         } else if roll < 74 {
             let (bytes, hash) = &shared[(next() % shared.len() as u64) as usize];
             let result = store(bytes, hash);
             if result.is_ok() {
                 stored.push(hash.clone());
             }
-            (2, result.err().map(|error| format!("shared write: {}", error.name())))
+            (2, result.err().and_then(|error| write_problem("shared write", &error)))
         } else {
             let Some(hash) = (!stored.is_empty()).then(|| stored[(next() % stored.len() as u64) as usize].clone())
             else {
@@ -512,6 +537,13 @@ fn workload(
         }
     }
     report
+}
+
+/// A failed store of the workload, unless it is one the run provokes: the browser clears this
+/// site's data during the run, which revokes its handles, so a write in flight across the clear
+/// cannot commit (`AbortError`).
+fn write_problem(kind: &str, error: &cos_common::CosError) -> Option<String> {
+    (*error != cos_common::CosError::Abort).then(|| format!("{kind}: {}", error.name()))
 }
 
 pub fn outcome(result: Result<Option<String>, cos_common::CosError>) -> Outcome {
