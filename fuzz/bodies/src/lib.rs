@@ -235,6 +235,35 @@ pub fn corrupt_registry(data: &[u8]) {
     assert_eq!(read(kept_hash).as_deref(), Ok(kept), "the re-stored entry reads back");
 }
 
+/// The threads of this process (`/proc/self/task`), or `None` where that cannot be read.
+pub(crate) fn thread_count() -> Option<usize> {
+    std::fs::read_dir("/proc/self/task").ok().map(Iterator::count)
+}
+
+/// Waits until this process is back to `baseline` threads (from [`thread_count`] before a target
+/// ran): every thread the target started, its own or the product's, has ended. A thread still
+/// running after its input is a finding — a service, broker or pipe that never stops — and would
+/// also make LeakSanitizer report what it holds as leaked: once the kernel hands out thread ids
+/// again (`pid_max` is often 32768, ~1,000 `renderer_actions` inputs), ASan's registry still has
+/// an entry for the id's earlier thread, LeakSanitizer finds that one first and does not scan
+/// the live thread's stack.
+pub(crate) fn wait_for_threads_to_end(baseline: Option<usize>, timeout: std::time::Duration) {
+    let Some(baseline) = baseline else { return };
+    let deadline = std::time::Instant::now() + timeout;
+    while thread_count().is_some_and(|threads| threads > baseline) {
+        if std::time::Instant::now() >= deadline {
+            let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+                .into_iter()
+                .flatten()
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                .map(|name| name.trim_end().to_owned())
+                .collect();
+            panic!("threads outlived the input ({baseline} before): {names:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// The content hash of `bytes`.
 pub(crate) fn sha256(bytes: &[u8]) -> ContentHash {
     use sha2::Digest;

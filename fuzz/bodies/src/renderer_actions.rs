@@ -454,6 +454,14 @@ struct World {
     _profile: tempfile::TempDir,
 }
 
+impl Drop for World {
+    /// The harness's handle on the service's end of the control pipe goes first: the host, when
+    /// it drops, waits for that pipe to close as the sign that the service has stopped.
+    fn drop(&mut self) {
+        self.service_control.lock().expect("control slot").take();
+    }
+}
+
 impl World {
     fn new() -> Self {
         let profile = scratch_dir();
@@ -1179,8 +1187,10 @@ fn read_range(endpoint: &Endpoint, offset: u64, len: u64) -> Vec<u8> {
     }
 }
 
-/// The fuzz target: a world, then the actions `data` describes, then the final checks.
+/// The fuzz target: a world, then the actions `data` describes, then the final checks; and no
+/// thread of the world outlives it.
 pub fn renderer_actions(data: &[u8]) {
+    let threads_before = crate::thread_count();
     let actions: Vec<Action> = crate::sequence(data, MAX_ACTIONS);
     let mut world = World::new();
     for action in &actions {
@@ -1189,6 +1199,10 @@ pub fn renderer_actions(data: &[u8]) {
     let unexpected = world.observer.take();
     assert!(unexpected.is_empty(), "bad-message report after a well-formed action: {unexpected:?}");
     world.still_works();
+    // The host waits for the service to close its store; brokers and reply threads end as
+    // their pipes close.
+    drop(world);
+    crate::wait_for_threads_to_end(threads_before, ANSWER_TIMEOUT);
 }
 
 #[cfg(test)]

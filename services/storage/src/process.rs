@@ -78,6 +78,10 @@ pub fn serve(
     if let Err(error) = service.shut_down_cleanly() {
         tracing::warn!(%error, "could not flush the registry at shutdown");
     }
+    // The store closes before the control pipe: an in-process host learns from the pipe closing
+    // that the service is gone and its profile free.
+    drop(service);
+    drop(control);
     Ok(())
 }
 

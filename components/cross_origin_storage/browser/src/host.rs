@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cos_common::interface::{
     BrowserToService, EntryInfo, FrameId, InspectionItem, OriginInfo, RendererId, RequestId, ScrubItem, ScrubReport,
@@ -26,6 +26,10 @@ type DoneReceiver = Receiver<Result<(), CosError>>;
 
 /// How long a starting service may take to open its store and report ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a dropped host waits for an in-process service to close its store: the two seconds
+/// a service process gets before it is killed.
+const IN_PROCESS_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs the storage service on a control endpoint, in this process (typically
 /// `cos_storage_service::process::serve` on a new thread). Keeps this crate free of the service.
@@ -69,7 +73,8 @@ pub enum HostError {
     Ipc(#[from] IpcError),
 }
 
-/// The browser-side COS host. Dropping it shuts the service down.
+/// The browser-side COS host. Dropping it shuts the service down; an in-process service has
+/// closed its store when the drop returns (or two seconds have passed).
 pub struct CosHost {
     inner: Arc<HostInner>,
 }
@@ -294,6 +299,9 @@ impl Drop for CosHost {
         };
         if let Some(control) = control {
             let _ = control.send(&BrowserToService::Shutdown, vec![]);
+            if matches!(self.inner.config.launch, ServiceLaunch::InProcess(_)) {
+                wait_for_in_process_service(&control);
+            }
         }
         if let Some(mut child) = child {
             // Give it a moment to flush; then make sure it is gone.
@@ -305,6 +313,25 @@ impl Drop for CosHost {
             }
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// Waits until an in-process service has stopped: its end of the control pipe closes only after
+/// its store is closed (`serve` drops the store first). Otherwise its thread would still be
+/// closing the store — writing the registry, holding the profile's lock and the store's memory —
+/// after the host is gone, while the embedder may already reopen or delete that profile.
+fn wait_for_in_process_service(control: &ControlPipe) {
+    let deadline = Instant::now() + IN_PROCESS_SHUTDOWN_TIMEOUT;
+    loop {
+        match control.endpoint().recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            // Nobody waits for answers any more.
+            Ok(_) => {}
+            Err(IpcError::Disconnected) => return,
+            Err(error) => {
+                tracing::warn!(%error, "the in-process storage service did not stop in time");
+                return;
+            }
         }
     }
 }
