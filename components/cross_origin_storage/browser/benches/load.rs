@@ -72,17 +72,12 @@ fn truncate_abuse(browser: &Browser) -> bool {
         browser.host.frames().insert(FrameId(frame), info);
     }
     let pid = browser.host.service_pid().expect("a service process");
-    let status = |key: &str| -> u64 {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let line = text.lines().find(|line| line.starts_with(key)).unwrap_or_default();
-        line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
-    };
     // Reset the service's high-water mark, then abuse.
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
-    let before = status("VmHWM:");
+    let before = support::process_status_kib(pid, "VmHWM:");
     let command = Command::TruncateAbuse { frames: frames.to_vec(), writers: 2, size: 1 << 30, hold_millis: 3000 };
     let outcome = abuser.ask(command);
-    let peak = status("VmHWM:").saturating_sub(before) as f64 / 1024.0;
+    let peak = support::process_status_kib(pid, "VmHWM:").saturating_sub(before) as f64 / 1024.0;
     let limit = 2048.0;
     let within = peak <= limit * 1.05;
     println!(

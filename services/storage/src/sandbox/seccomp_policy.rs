@@ -228,7 +228,7 @@ pub const ALLOWED: &[Allowed] = &[
     allow(libc::SYS_rseq,            "rseq",            "glibc, at the start of every thread"),
     allow(libc::SYS_sched_getaffinity, "sched_getaffinity", "glibc's pthread_getattr_np (std's new threads)"),
     allow(libc::SYS_sched_yield,     "sched_yield",     "spinning locks and channels back off"),
-    allow(libc::SYS_gettid,          "gettid",          "thread ids (abort, logs, lowering a data pipe's priority)"),
+    allow(libc::SYS_gettid,          "gettid",          "thread ids (abort, logs)"),
     // `PRIO_PROCESS` with `who = 0` is the calling thread (Linux keeps nice values per thread):
     // a compromised service may lower its own threads, never touch another process or group.
     allow_if(libc::SYS_setpriority,  "setpriority",     When::ArgsAre(&[(0, libc::PRIO_PROCESS as u64), (1, 0)]),

@@ -816,8 +816,13 @@ impl LoadSummary {
 /// and other file-backed pages (`RssFile`) are left out: they grow as paths first run, are
 /// shared and reclaimable, and say nothing about leaks.
 pub fn service_rss_kib(pid: u32) -> u64 {
+    process_status_kib(pid, "RssAnon:")
+}
+
+/// A KiB figure of `/proc/<pid>/status` (`key` with its colon, e.g. `VmHWM:`); 0 if unreadable.
+pub fn process_status_kib(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap_or("RssAnon: 0 kB");
+    let line = status.lines().find(|l| l.starts_with(key)).unwrap_or_default();
     line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
