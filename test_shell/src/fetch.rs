@@ -65,7 +65,7 @@ fn receive(response: &Endpoint) -> Option<FetchResponse> {
 
 fn decoded(received: Result<cos_ipc::Message, cos_ipc::IpcError>) -> Option<FetchResponse> {
     match received {
-        Ok(message) => FetchResponse::decode(&message.bytes),
+        Ok(message) => cos_ipc::decode(&message.bytes).ok(),
         Err(error) => Some(FetchResponse::Failed(format!("the browser went away: {error}"))),
     }
 }

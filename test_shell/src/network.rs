@@ -55,39 +55,48 @@ pub(crate) fn serve_renderer(
     Ok(())
 }
 
+/// Sends one message on a response pipe; `false` if the renderer is gone or the message cannot
+/// be sent (then the fetch is over).
+fn send(response: &Endpoint, message: &FetchResponse) -> bool {
+    match cos_ipc::encode(message) {
+        Ok(bytes) => response.send(&bytes, Vec::new()).is_ok(),
+        Err(error) => {
+            // Only a head can outgrow a message (body pieces are sized to fit): fail the fetch.
+            let failed = FetchResponse::Failed(format!("the response cannot be passed on: {error}"));
+            if let Ok(bytes) = cos_ipc::encode(&failed) {
+                let _ = response.send(&bytes, Vec::new());
+            }
+            false
+        }
+    }
+}
+
 /// Makes the request and streams the response into `response`; stops when the renderer stops
 /// reading (its end of the pipe closed).
 fn fetch(url: &str, origin: &str, response: &Endpoint) {
     // Several chunks in flight, so that the hub, this thread and the renderer overlap.
     let _ = response.set_send_buffer(2 << 20);
-    let send = |message: FetchResponse| response.send(&message.encode(), Vec::new()).is_ok();
     let mut reader = match cos_test_hub::open("GET", url, &[(cos_test_hub::ORIGIN_HEADER, origin)]) {
         Ok(reader) => reader,
         Err(error) => {
-            send(FetchResponse::Failed(format!("Failed to fetch {url}: {error}")));
+            send(response, &FetchResponse::Failed(format!("Failed to fetch {url}: {error}")));
             return;
         }
     };
     let head = reader.head();
-    if !send(FetchResponse::Head { status: head.status, headers: head.headers.clone() }) {
+    if !send(response, &FetchResponse::Head { status: head.status, headers: head.headers.clone() }) {
         return;
     }
     let mut buffer = vec![0u8; FETCH_CHUNK];
     loop {
-        match reader.read(&mut buffer) {
-            Ok(0) => {
-                send(FetchResponse::End);
-                return;
-            }
-            Ok(n) => {
-                if response.send(&FetchResponse::body_message(&buffer[..n]), Vec::new()).is_err() {
-                    return;
-                }
-            }
-            Err(error) => {
-                send(FetchResponse::Failed(error.to_string()));
-                return;
-            }
+        let message = match reader.read(&mut buffer) {
+            Ok(0) => FetchResponse::End,
+            Ok(n) => FetchResponse::Body(buffer[..n].to_vec()),
+            Err(error) => FetchResponse::Failed(error.to_string()),
+        };
+        let last = !matches!(message, FetchResponse::Body(_));
+        if !send(response, &message) || last {
+            return;
         }
     }
 }

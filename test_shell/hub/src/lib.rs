@@ -9,13 +9,14 @@
 //! * other added paths (e.g. `/runtime/ort-wasm.wasm`) are served as-is, without a pointer;
 //! * anything else is `404`.
 //!
-//! It is a small HTTP/1.1 server on `std::net::TcpListener` bound to `127.0.0.1:0` (keep-alive,
-//! `HEAD`, single `Range`s, CORS), correct for this crate's client and for curl. It counts the
-//! body bytes it writes, in total and per `X-COS-Origin` request header (which the shell's
-//! browser process sets to attribute traffic to an origin), and logs every request.
+//! It is hyper's HTTP/1.1 server on a tokio runtime that the [`Hub`] owns, on a background
+//! thread, bound to `127.0.0.1:0` (keep-alive, `HEAD`, single `Range`s, CORS). The hub decides
+//! what each request gets; hyper parses and frames the messages. It counts the body bytes it
+//! sends, in total and per `X-COS-Origin` request header (which the shell's browser process sets
+//! to attribute traffic to an origin), and logs every request.
 //!
-//! The crate also has a tiny blocking HTTP/1.1 client ([`get`], [`get_streaming`], [`open`]),
-//! which the shell's browser process uses to implement `fetch`.
+//! The crate also has a small blocking client over hyper ([`get`], [`get_streaming`], [`open`]),
+//! which the shell's browser process uses to implement `fetch`: callers are plain threads.
 //!
 //! ```
 //! use cos_test_hub::{Hub, LfsPointer, get};
@@ -38,7 +39,8 @@
 
 mod client;
 mod content;
-mod http;
+mod deadline;
+mod range;
 mod server;
 
 pub use client::{CONNECT_TIMEOUT, IO_TIMEOUT, Response, ResponseHead, ResponseReader, get, get_streaming, open};
@@ -58,7 +60,7 @@ pub enum HubError {
     /// A request method or header was refused before anything was sent.
     #[error("invalid request: {0}")]
     InvalidHeader(String),
-    /// The server's response is not valid HTTP/1.x.
+    /// The server's response is not valid HTTP/1.x (as hyper parses it).
     #[error("malformed response: {0}")]
     MalformedResponse(String),
     /// The connection ended before the response (head or body) was complete.

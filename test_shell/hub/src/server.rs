@@ -1,39 +1,57 @@
-//! The loopback hub: a small HTTP/1.1 server on `std::net`.
+//! The loopback hub: hyper's HTTP/1.1 server on a tokio runtime that the [`Hub`] handle owns.
 //!
-//! One acceptor thread; one thread per connection, at most [`MAX_CONNECTIONS`] at a time. When
-//! the limit is reached the acceptor stops accepting (new connections wait in the kernel's
-//! backlog) and closes connections that sit idle between keep-alive requests, one per freed slot
-//! needed. Every connection is registered (a clone of its socket) so that shutdown can close it
-//! and join its thread.
+//! A background thread runs the accept loop on a small multi-threaded runtime; every accepted
+//! connection is served by one task. hyper parses and frames the messages (and answers malformed
+//! ones itself); this module decides what each request gets. At most [`MAX_CONNECTIONS`]
+//! connections are served at once: when the limit is reached, an accepted connection waits
+//! while a connection sitting idle between keep-alive requests is closed to make room.
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::convert::Infallible;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use bytes::{Buf, Bytes};
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use parking_lot::{Mutex, RwLock};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Notify, watch};
 
 use crate::content::{self, CHUNK, LfsPointer};
-use crate::http::{self, HeadError, RangeRequest, RequestHead};
+use crate::deadline::WriteDeadline;
+use crate::range::{self, RangeRequest};
 
 /// Most connections served at once.
 pub const MAX_CONNECTIONS: usize = 32;
-/// A connection with no complete request for this long is closed (also the write timeout).
+/// A connection with no complete request head for this long is closed; a write that makes no
+/// progress for this long fails (so a client that stops reading cannot hold a slot forever).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// After an error response the server keeps reading (and discarding) what the client still
-/// sends, so closing does not reset the connection before the client has read the response.
+/// Largest request header section accepted (request line, header lines and the empty line that
+/// ends them); beyond it hyper answers `431 Request Header Fields Too Large`.
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
+/// After a request is refused (by hyper or by the hub) the server keeps reading (and
+/// discarding) what the client still sends before closing, so that unread input does not turn
+/// the close into a reset that destroys the response before the client has read it.
 const LINGER: Duration = Duration::from_secs(2);
-const LINGER_MAX_BYTES: usize = 1 << 20;
-/// A request body (unusual for GET / HEAD) up to this size is read and discarded to keep the
-/// connection; a bigger one, or a chunked one, closes the connection after the response.
-const MAX_DISCARDED_BODY: u64 = 1 << 20;
+const LINGER_MAX_BYTES: u64 = 1 << 20;
+/// Runtime threads serving connections (the accept loop runs on the handle's own thread).
+const WORKER_THREADS: usize = 2;
 /// The request header carrying the origin the shell's browser process fetches for.
 pub const ORIGIN_HEADER: &str = "X-COS-Origin";
 
 const EXPOSED_HEADERS: &str = "Accept-Ranges, Content-Length, Content-Range, Content-Type, ETag";
+const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
 
 /// A file added to a [`Hub`](crate::Hub).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -62,15 +80,16 @@ impl HubFile {
 /// One request the hub answered (or started answering).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RequestLog {
-    /// The request method; empty if the request line could not be parsed.
+    /// The request method; empty for a request hyper refused before it reached the hub
+    /// (malformed, or its header section too large).
     pub method: String,
-    /// The request-target as received (query included); empty if it could not be parsed.
+    /// The request-target as received (query included); empty when `method` is.
     pub path: String,
     /// The response status.
     pub status: u16,
-    /// Response body bytes written to the socket (0 for `HEAD`). Counted just before each
-    /// write and taken back if the write fails, so it is final by the time the client has the
-    /// whole body; fewer than announced if the client went away mid-body.
+    /// Response body bytes sent (0 for `HEAD`). Each piece (at most 1 MiB) is counted when the
+    /// connection takes it to write, and what the connection drops unwritten (the client went
+    /// away) is taken back, so the count is final by the time the client has the whole body.
     pub body_bytes: u64,
     /// The value of the request's `X-COS-Origin` header, if present.
     pub origin: Option<String>,
@@ -91,15 +110,18 @@ fn normalise(path: &str) -> String {
     if path.starts_with('/') { path.to_owned() } else { format!("/{path}") }
 }
 
-enum Body {
-    Bytes(Arc<[u8]>),
-    Generated { seed: u64 },
+enum Content {
+    /// Held once; every response is a cheap slice of it.
+    Bytes(Bytes),
+    Generated {
+        seed: u64,
+    },
 }
 
 /// What one path serves. Shared by `Arc` with in-flight responses, so replacing a file does
 /// not disturb a response already streaming the old one.
 struct Resource {
-    body: Body,
+    content: Content,
     size: u64,
     /// `"<sha256 hex>"`, quotes included.
     etag: String,
@@ -113,27 +135,52 @@ struct Stats {
     log: Vec<RequestLog>,
 }
 
-struct Conn {
-    stream: TcpStream,
-    /// Waiting for the next request on a kept-alive connection (so it may be closed to make
-    /// room for a new connection).
-    idle: Arc<AtomicBool>,
-    /// Closed by the acceptor to make room; its thread is on its way out.
-    evicted: bool,
+/// The hub's view of one open connection.
+struct ConnState {
+    /// Requests whose response body hyper still holds.
+    in_flight: AtomicUsize,
+    /// At least one response completed: a connection with nothing in flight is then idle
+    /// between keep-alive requests (a fresh one is left alone: its first request may be on the
+    /// way).
+    served: AtomicBool,
+    /// The hub refused a request and asked hyper to close: linger before closing.
+    refused: AtomicBool,
+    /// Chosen to close to make room for a new connection.
+    evicted: AtomicBool,
+    /// Wakes the connection's task to close it (a stored permit, so it is not missed).
+    evict: Notify,
+}
+
+impl ConnState {
+    fn new() -> ConnState {
+        ConnState {
+            in_flight: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
+            refused: AtomicBool::new(false),
+            evicted: AtomicBool::new(false),
+            evict: Notify::new(),
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.served.load(Ordering::SeqCst) && self.in_flight.load(Ordering::SeqCst) == 0
+    }
 }
 
 #[derive(Default)]
 struct Conns {
     next_id: u64,
-    open: HashMap<u64, Conn>,
+    /// By id: the oldest idle connection is the one evicted.
+    open: BTreeMap<u64, Arc<ConnState>>,
+    /// Connections asked to close that have not closed yet.
+    evicting: usize,
 }
 
 struct Shared {
     files: RwLock<HashMap<String, Arc<Resource>>>,
     stats: Mutex<Stats>,
     conns: Mutex<Conns>,
-    slot_freed: Condvar,
-    shutting_down: AtomicBool,
+    slot_freed: Notify,
 }
 
 impl Shared {
@@ -174,15 +221,16 @@ impl Shared {
 /// `Accept-Ranges: bytes` and `Access-Control-Allow-Origin: *`. A single `Range` (`bytes=a-b`,
 /// `bytes=a-`, `bytes=-n`) gets `206` with `Content-Range`, or `416` when unsatisfiable;
 /// `If-None-Match` and `If-Range` are honoured. HTTP/1.1 keep-alive and pipelining are
-/// supported; idle connections are closed after [`IDLE_TIMEOUT`]. Malformed requests get `400`
-/// (`505` for another HTTP version, `431` beyond 16 KiB of headers) and the connection is
-/// closed.
+/// supported; idle connections are closed after [`IDLE_TIMEOUT`]. Requests hyper cannot parse
+/// get `400` (`431` beyond 16 KiB of headers), as do HTTP/1.1 requests without exactly one
+/// `Host` and request-targets that are not a path; the connection is then closed.
 ///
 /// Dropping the hub shuts it down like [`Hub::shutdown`].
 pub struct Hub {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    acceptor: Option<JoinHandle<Vec<JoinHandle<()>>>>,
+    stop: Option<watch::Sender<bool>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -195,20 +243,35 @@ impl Hub {
     /// Binds `127.0.0.1:0` and starts serving on background threads.
     pub fn start() -> io::Result<Hub> {
         let listener = TcpListener::bind(("127.0.0.1", 0))?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(WORKER_THREADS)
+            .thread_name("cos-hub")
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let listener = {
+            let _context = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
         let shared = Arc::new(Shared {
             files: RwLock::new(HashMap::new()),
             stats: Mutex::new(Stats::default()),
             conns: Mutex::new(Conns::default()),
-            slot_freed: Condvar::new(),
-            shutting_down: AtomicBool::new(false),
+            slot_freed: Notify::new(),
         });
-        let acceptor = {
+        let (stop, stopped) = watch::channel(false);
+        let thread = {
             let shared = Arc::clone(&shared);
-            thread::Builder::new().name("cos-hub-accept".into()).spawn(move || accept_loop(&shared, &listener))?
+            thread::Builder::new().name("cos-hub-accept".into()).spawn(move || {
+                runtime.block_on(accept_loop(shared, listener, stopped));
+                // Dropping the runtime drops every connection task, and with it its socket.
+                drop(runtime);
+            })?
         };
         tracing::debug!(%addr, "hub listening");
-        Ok(Hub { shared, addr, acceptor: Some(acceptor) })
+        Ok(Hub { shared, addr, stop: Some(stop), thread: Some(thread) })
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -225,11 +288,11 @@ impl Hub {
     ///
     /// A path of the form `/<repo>/resolve/main/<file>` also gets its Git LFS pointer at
     /// `/<repo>/raw/main/<file>`; any other path is served verbatim. The bytes are held once
-    /// (`Arc<[u8]>`) and never copied per request.
+    /// and never copied per request.
     pub fn add(&self, path: &str, bytes: Vec<u8>) -> HubFile {
         let sha256_hex = content::sha256_hex(&bytes);
         let size = bytes.len() as u64;
-        self.insert(normalise(path), Body::Bytes(Arc::from(bytes)), sha256_hex, size)
+        self.insert(normalise(path), Content::Bytes(Bytes::from(bytes)), sha256_hex, size)
     }
 
     /// Serves `size` bytes of deterministic pseudo-random content derived from `seed` at `path`
@@ -238,19 +301,23 @@ impl Hub {
     /// bytes; a different seed gives different bytes.
     pub fn add_generated(&self, path: &str, size: u64, seed: u64) -> HubFile {
         let sha256_hex = content::generated_sha256_hex(size, seed);
-        self.insert(normalise(path), Body::Generated { seed }, sha256_hex, size)
+        self.insert(normalise(path), Content::Generated { seed }, sha256_hex, size)
     }
 
-    fn insert(&self, path: String, body: Body, sha256_hex: String, size: u64) -> HubFile {
+    fn insert(&self, path: String, content: Content, sha256_hex: String, size: u64) -> HubFile {
         let file = HubFile { path, sha256_hex, size };
-        let resource =
-            Resource { body, size, etag: format!("\"{}\"", file.sha256_hex), content_type: content_type(&file.path) };
+        let resource = Resource {
+            content,
+            size,
+            etag: format!("\"{}\"", file.sha256_hex),
+            content_type: content_type(&file.path),
+        };
         let pointer = file.pointer_path().map(|pointer_path| {
             let text = file.lfs_pointer().to_text().into_bytes();
             let pointer = Resource {
                 size: text.len() as u64,
                 etag: format!("\"{}\"", content::sha256_hex(&text)),
-                body: Body::Bytes(Arc::from(text)),
+                content: Content::Bytes(Bytes::from(text)),
                 content_type: "text/plain; charset=utf-8",
             };
             (pointer_path, pointer)
@@ -263,9 +330,9 @@ impl Hub {
         file
     }
 
-    /// Total response body bytes written to all clients so far. Bytes are counted just before
-    /// each (at most 1 MiB) write and taken back if it fails, so a response a client has fully
-    /// received is always included; one still streaming is partly included.
+    /// Total response body bytes sent to all clients so far (counted like
+    /// [`RequestLog::body_bytes`]): a response a client has fully received is always included;
+    /// one still streaming is partly included.
     pub fn bytes_served(&self) -> u64 {
         self.shared.stats.lock().total
     }
@@ -276,7 +343,7 @@ impl Hub {
         self.shared.stats.lock().log.clone()
     }
 
-    /// Response body bytes written for requests whose `X-COS-Origin` header was `origin`
+    /// Response body bytes sent for requests whose `X-COS-Origin` header was `origin`
     /// (counted like [`Hub::bytes_served`]): the sum of [`RequestLog::body_bytes`] over those
     /// requests.
     pub fn bytes_served_to(&self, origin: &str) -> u64 {
@@ -284,28 +351,16 @@ impl Hub {
     }
 
     /// Stops accepting, closes the listening socket (releasing the port) and every open
-    /// connection, and joins all threads. Responses in flight are cut off.
+    /// connection, and joins the hub's threads. Responses in flight are cut off.
     pub fn shutdown(self) {
         // The work is done by `Drop`.
     }
 
     fn stop(&mut self) {
-        let Some(acceptor) = self.acceptor.take() else { return };
-        self.shared.shutting_down.store(true, Ordering::SeqCst);
-        {
-            let _conns = self.shared.conns.lock();
-            self.shared.slot_freed.notify_all();
-        }
-        // Wake the acceptor out of `accept` with a connection of our own.
-        if let Err(e) = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)) {
-            tracing::warn!(error = %e, "could not wake the hub's acceptor");
-        }
-        let handles = acceptor.join().unwrap_or_default();
-        for conn in self.shared.conns.lock().open.values() {
-            let _ = conn.stream.shutdown(Shutdown::Both);
-        }
-        for handle in handles {
-            let _ = handle.join();
+        let (Some(stop), Some(thread)) = (self.stop.take(), self.thread.take()) else { return };
+        let _ = stop.send(true);
+        if thread.join().is_err() {
+            tracing::warn!("the hub's thread panicked");
         }
         tracing::debug!(addr = %self.addr, "hub stopped");
     }
@@ -326,589 +381,447 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
-/// Accepts until shutdown; returns the handles of the connection threads still to be joined.
-fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) -> Vec<JoinHandle<()>> {
-    let mut handles: Vec<JoinHandle<()>> = Vec::new();
+/// Accepts until `stopped` turns true (or its sender is gone).
+///
+/// Each accepted TCP stream goes to [`serve_connection`], which takes any
+/// `AsyncRead + AsyncWrite` stream. That is where TLS slots in for `https://` names: in the
+/// spawned task, just before `serve_connection` (so that a slow handshake does not hold up the
+/// accept loop), `tokio_rustls::TlsAcceptor::accept(stream)` wraps the TCP stream and the TLS
+/// stream is handed on unchanged. Nothing from `serve_connection` down knows about TCP.
+async fn accept_loop(shared: Arc<Shared>, listener: tokio::net::TcpListener, mut stopped: watch::Receiver<bool>) {
     loop {
-        let accepted = listener.accept();
-        if shared.shutting_down.load(Ordering::SeqCst) {
-            break;
-        }
+        let accepted = tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => return,
+            accepted = listener.accept() => accepted,
+        };
         let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(e) => {
                 tracing::warn!(error = %e, "hub accept failed");
                 // E.g. out of descriptors: back off instead of spinning.
-                thread::sleep(Duration::from_millis(20));
-                continue;
+                tokio::select! {
+                    _ = stopped.wait_for(|stop| *stop) => return,
+                    () = tokio::time::sleep(Duration::from_millis(20)) => continue,
+                }
             }
         };
-        handles.retain(|h| !h.is_finished());
-        let (id, idle) = match register(shared, &stream) {
-            Registration::Registered { id, idle } => (id, idle),
-            Registration::Failed => continue,
-            Registration::ShuttingDown => break,
+        let _ = stream.set_nodelay(true);
+        let registered = tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => return,
+            registered = register(&shared) => registered,
         };
-        let spawned = {
-            let shared = Arc::clone(shared);
-            thread::Builder::new().name("cos-hub-conn".into()).spawn(move || {
-                let _guard = Unregister { shared: &shared, id };
-                serve_connection(&shared, stream, &idle);
-            })
-        };
-        match spawned {
-            Ok(handle) => handles.push(handle),
-            Err(e) => {
-                tracing::warn!(error = %e, "hub could not spawn a connection thread");
-                // The closure (and with it the stream) is gone; forget the registration.
-                shared.conns.lock().open.remove(&id);
-                shared.slot_freed.notify_all();
+        let (id, state) = registered;
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            // The TLS handshake goes here (see above).
+            serve_connection(&shared, stream, &state).await;
+            let mut conns = shared.conns.lock();
+            conns.open.remove(&id);
+            if state.evicted.load(Ordering::SeqCst) {
+                conns.evicting = conns.evicting.saturating_sub(1);
             }
-        }
+            drop(conns);
+            shared.slot_freed.notify_one();
+        });
     }
-    handles
 }
 
-enum Registration {
-    Registered {
-        id: u64,
-        idle: Arc<AtomicBool>,
-    },
-    /// The socket could not be tracked; it is dropped (closed) unserved.
-    Failed,
-    ShuttingDown,
-}
-
-/// Waits for a free connection slot (closing idle keep-alive connections to make one), then
-/// registers `stream`.
-fn register(shared: &Shared, stream: &TcpStream) -> Registration {
-    let mut conns = shared.conns.lock();
+/// Waits for a free connection slot (closing idle keep-alive connections to make one) and
+/// registers a new connection.
+async fn register(shared: &Shared) -> (u64, Arc<ConnState>) {
     loop {
-        if shared.shutting_down.load(Ordering::SeqCst) {
-            return Registration::ShuttingDown;
-        }
-        if conns.open.len() < MAX_CONNECTIONS {
-            break;
-        }
-        // One eviction per slot needed: connections already evicted are about to free theirs.
-        if !conns.open.values().any(|c| c.evicted) {
-            let victim = conns
-                .open
-                .values_mut()
-                .find(|c| c.idle.compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst).is_ok());
-            if let Some(victim) = victim {
-                tracing::debug!("hub at its connection limit: closing an idle connection");
-                victim.evicted = true;
-                let _ = victim.stream.shutdown(Shutdown::Both);
+        // Created before the check, so a slot freed in between is not missed (`notify_one`
+        // stores a permit).
+        let freed = shared.slot_freed.notified();
+        {
+            let mut conns = shared.conns.lock();
+            if conns.open.len() < MAX_CONNECTIONS {
+                let id = conns.next_id;
+                conns.next_id += 1;
+                let state = Arc::new(ConnState::new());
+                conns.open.insert(id, Arc::clone(&state));
+                return (id, state);
+            }
+            // One eviction per slot needed: a connection already asked to close is about to
+            // free its slot.
+            if conns.evicting == 0 {
+                let victim = conns.open.values().find(|c| c.is_idle() && !c.evicted.load(Ordering::SeqCst)).cloned();
+                if let Some(victim) = victim {
+                    tracing::debug!("hub at its connection limit: closing an idle connection");
+                    victim.evicted.store(true, Ordering::SeqCst);
+                    victim.evict.notify_one();
+                    conns.evicting += 1;
+                }
             }
         }
-        shared.slot_freed.wait_for(&mut conns, Duration::from_millis(100));
+        freed.await;
     }
-    // Shutdown needs a handle on the socket to close it.
-    let clone = match stream.try_clone() {
-        Ok(clone) => clone,
-        Err(e) => {
-            tracing::warn!(error = %e, "hub could not clone a connection socket");
-            return Registration::Failed;
+}
+
+/// Serves HTTP/1.1 on `stream` until the client closes, hyper gives up on the connection, or
+/// the hub evicts it; then lingers if a request was refused.
+///
+/// Generic over the stream so that a TLS stream is served exactly like a TCP one. hyper borrows
+/// the stream rather than owning it, so that after hyper is done the hub can still log a
+/// refusal and drain the connection before closing it.
+async fn serve_connection<S>(shared: &Arc<Shared>, stream: S, state: &Arc<ConnState>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut stream = WriteDeadline::new(stream, IDLE_TIMEOUT);
+    let service = {
+        let (shared, state) = (Arc::clone(shared), Arc::clone(state));
+        service_fn(move |request| std::future::ready(Ok::<_, Infallible>(respond(&shared, &state, request))))
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(IDLE_TIMEOUT)
+        .max_header_size(MAX_REQUEST_HEAD)
+        // Queued (vectored) writes hand each body piece to the stream as it is, so a piece's
+        // bytes are only ever written from the piece itself: what is dropped unwritten is
+        // exactly its remainder (see `Piece`). Flattening would copy pieces into hyper's buffer.
+        .writev(true);
+    let result = {
+        let mut connection = pin!(builder.serve_connection(TokioIo::new(&mut stream), service));
+        tokio::select! {
+            result = connection.as_mut() => result,
+            () = state.evict.notified() => {
+                // Closes at once when idle; a response already under way is finished first.
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
         }
     };
-    let id = conns.next_id;
-    conns.next_id += 1;
-    let idle = Arc::new(AtomicBool::new(false));
-    conns.open.insert(id, Conn { stream: clone, idle: Arc::clone(&idle), evicted: false });
-    Registration::Registered { id, idle }
+    let linger = match result {
+        Ok(()) => state.refused.load(Ordering::SeqCst),
+        // hyper answered the request itself (400, or 431 for a header section too large).
+        Err(e) if e.is_parse() && !e.is_parse_version_h2() => {
+            let status = if e.is_parse_too_large() { 431 } else { 400 };
+            tracing::debug!(error = %e, status, "hub refused a request hyper could not parse");
+            let log = RequestLog { method: String::new(), path: String::new(), status, body_bytes: 0, origin: None };
+            shared.log_request(log);
+            true
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "hub connection ended");
+            false
+        }
+    };
+    if linger {
+        linger_close(&mut stream).await;
+    }
 }
 
-struct Unregister<'a> {
-    shared: &'a Shared,
-    id: u64,
+/// Half-closes, then reads and discards (bounded in time and bytes) until the client closes.
+async fn linger_close<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut sink = [0u8; 8192];
+        let mut drained = 0u64;
+        while drained < LINGER_MAX_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => drained += n as u64,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
-impl Drop for Unregister<'_> {
+/// Counts a request as in flight on its connection until hyper drops its response body.
+struct InFlight {
+    shared: Arc<Shared>,
+    state: Arc<ConnState>,
+}
+
+impl InFlight {
+    fn new(shared: &Arc<Shared>, state: &Arc<ConnState>) -> InFlight {
+        state.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight { shared: Arc::clone(shared), state: Arc::clone(state) }
+    }
+}
+
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.shared.conns.lock().open.remove(&self.id);
-        self.shared.slot_freed.notify_all();
-    }
-}
-
-/// What to do with the connection after a response.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum After {
-    KeepAlive,
-    Close,
-    /// An error response: stop reading requests, drain what the client still sends, close.
-    LingerClose,
-}
-
-fn serve_connection(shared: &Shared, mut stream: TcpStream, idle: &AtomicBool) {
-    let _ = stream.set_nodelay(true);
-    if stream.set_read_timeout(Some(IDLE_TIMEOUT)).is_err() || stream.set_write_timeout(Some(IDLE_TIMEOUT)).is_err() {
-        return;
-    }
-    let mut conn = Connection { shared, input: Vec::with_capacity(4096), chunk: Vec::new() };
-    let mut first = true;
-    loop {
-        let head = match conn.read_head(&mut stream, idle, first) {
-            Ok(Some(head)) => head,
-            Ok(None) => return,
-            Err(error) => {
-                let (status, what) = match error {
-                    HeadError::Malformed(what) => (400, what),
-                    HeadError::Version => (505, "unsupported HTTP version"),
-                    HeadError::TooLarge => (431, "request header section larger than 16 KiB"),
-                };
-                tracing::debug!(status, what, "hub rejected a request");
-                let log =
-                    RequestLog { method: String::new(), path: String::new(), status, body_bytes: 0, origin: None };
-                conn.send_error(&mut stream, log, false, &[]);
-                linger_close(&mut stream);
-                return;
-            }
-        };
-        first = false;
-        match conn.respond(&mut stream, head) {
-            After::KeepAlive => {}
-            After::Close => return,
-            After::LingerClose => {
-                linger_close(&mut stream);
-                return;
-            }
+        self.state.served.store(true, Ordering::SeqCst);
+        if self.state.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // An accept waiting for a slot may now evict this connection.
+            self.shared.slot_freed.notify_one();
         }
     }
 }
 
-/// Half-closes, then reads and discards (bounded in time and bytes) until the client closes, so
-/// that closing does not turn into a reset that destroys the response before it is read.
-fn linger_close(stream: &mut TcpStream) {
-    let _ = stream.flush();
-    if stream.shutdown(Shutdown::Write).is_err() || stream.set_read_timeout(Some(LINGER)).is_err() {
-        return;
+/// Where a response's body bytes are counted.
+struct Account {
+    shared: Arc<Shared>,
+    origin: Option<String>,
+    log_index: usize,
+}
+
+impl Account {
+    fn add(&self, n: i64) {
+        self.shared.count_body_bytes(self.log_index, self.origin.as_deref(), n);
     }
-    let mut sink = [0u8; 8192];
-    let mut drained = 0;
-    while drained < LINGER_MAX_BYTES {
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => drained += n,
+}
+
+/// One piece of a response body (at most 1 MiB). Its bytes are counted when hyper takes it to
+/// write, before any of them can reach the client; whatever is left unwritten when hyper drops
+/// it (the connection failed or was closed) is taken back.
+struct Piece {
+    bytes: Bytes,
+    account: Arc<Account>,
+}
+
+impl Buf for Piece {
+    fn remaining(&self) -> usize {
+        self.bytes.remaining()
+    }
+
+    fn chunk(&self) -> &[u8] {
+        self.bytes.chunk()
+    }
+
+    fn advance(&mut self, cnt: usize) {
+        self.bytes.advance(cnt);
+    }
+}
+
+impl Drop for Piece {
+    fn drop(&mut self) {
+        if !self.bytes.is_empty() {
+            self.account.add(-(self.bytes.len() as i64));
         }
     }
 }
 
-struct Connection<'a> {
-    shared: &'a Shared,
-    /// Bytes read but not yet consumed (the start of the next request when pipelining).
-    input: Vec<u8>,
-    /// Generation buffer for generated files, allocated on first use.
-    chunk: Vec<u8>,
+/// Bytes `offset..end` of a resource, still to be sent.
+struct Source {
+    resource: Arc<Resource>,
+    offset: u64,
+    end: u64,
+    account: Arc<Account>,
 }
 
-/// A response head to write; `body_len` is the announced `Content-Length`.
-struct Head<'h> {
-    status: u16,
-    content_type: &'static str,
-    body_len: u64,
-    extra: &'h [(&'h str, &'h str)],
-    etag: Option<&'h str>,
-    content_range: Option<String>,
-    after: After,
-    /// The client is HTTP/1.0 with keep-alive: say so.
-    announce_keep_alive: bool,
+/// A response body: a slice of a resource, produced a piece at a time (generated content is
+/// generated piece by piece, so a big file never sits in memory whole).
+struct HubBody {
+    source: Option<Source>,
+    _in_flight: InFlight,
 }
 
-impl Connection<'_> {
-    /// Reads until one full request head is buffered. `Ok(None)`: the connection ended (EOF,
-    /// timeout, error or shutdown) before a complete request.
-    fn read_head(
-        &mut self,
-        stream: &mut TcpStream,
-        idle: &AtomicBool,
-        first: bool,
-    ) -> Result<Option<RequestHead>, HeadError> {
-        let mut buf = [0u8; 8192];
-        loop {
-            let skip = http::leading_empty_lines(&self.input);
-            if skip > 0 {
-                self.input.drain(..skip);
-            }
-            if let Some((head, len)) = http::parse_request_head(&self.input)? {
-                self.input.drain(..len);
-                return Ok(Some(head));
-            }
-            // Between requests on a kept-alive connection (nothing buffered) the connection is
-            // idle and may be closed to make room for a new one.
-            let waiting = !first && self.input.is_empty();
-            if waiting {
-                idle.store(true, Ordering::SeqCst);
-            }
-            let read = stream.read(&mut buf);
-            if waiting && idle.compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst).is_err() {
-                return Ok(None); // Evicted: the acceptor has shut the socket down.
-            }
-            match read {
-                Ok(0) => return Ok(None),
-                Ok(n) => self.input.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Ok(None),
-            }
+impl HttpBody for HubBody {
+    type Data = Piece;
+    type Error = Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Piece>, Infallible>>> {
+        let Some(source) = &mut self.get_mut().source else { return Poll::Ready(None) };
+        if source.offset >= source.end {
+            return Poll::Ready(None);
         }
+        let n = usize::try_from(source.end - source.offset).map_or(CHUNK, |left| left.min(CHUNK));
+        let bytes = match &source.resource.content {
+            Content::Bytes(bytes) => {
+                // `Content::Bytes` sizes come from a `Vec`'s length, so offsets fit in `usize`.
+                let from = usize::try_from(source.offset).unwrap_or(usize::MAX).min(bytes.len());
+                bytes.slice(from..(from + n).min(bytes.len()))
+            }
+            Content::Generated { seed } => {
+                let mut piece = vec![0; n];
+                content::fill_generated(*seed, source.offset, &mut piece);
+                Bytes::from(piece)
+            }
+        };
+        source.offset += n as u64;
+        source.account.add(bytes.len() as i64);
+        Poll::Ready(Some(Ok(Frame::data(Piece { bytes, account: Arc::clone(&source.account) }))))
     }
 
-    fn respond(&mut self, stream: &mut TcpStream, head: RequestHead) -> After {
-        let origin = head.value(ORIGIN_HEADER).map(str::to_owned);
-        let mut log =
-            RequestLog { method: head.method.clone(), path: head.target.clone(), status: 0, body_bytes: 0, origin };
-        let is_head = head.method == "HEAD";
-
-        // Framing of the request itself: it must be exactly delimited to keep the connection.
-        let lengths: Vec<&str> = head.values("content-length").flat_map(|v| v.split(',')).map(str::trim).collect();
-        let content_length = match lengths.first() {
-            None => 0,
-            Some(first) => match http::parse_content_length(first) {
-                Some(n) if lengths.iter().all(|l| l == first) => n,
-                _ => {
-                    log.status = 400;
-                    self.send_error(stream, log, is_head, &[]);
-                    return After::LingerClose;
-                }
-            },
-        };
-        let chunked_body = head.value("transfer-encoding").is_some();
-        if head.minor == 1 && head.values("host").count() != 1 {
-            log.status = 400;
-            self.send_error(stream, log, is_head, &[]);
-            return After::LingerClose;
-        }
-        let mut after = if head.has_token("connection", "close")
-            || (head.minor == 0 && !head.has_token("connection", "keep-alive"))
-        {
-            After::Close
-        } else {
-            After::KeepAlive
-        };
-        if chunked_body || content_length > MAX_DISCARDED_BODY {
-            after = After::LingerClose;
-        } else if content_length > 0 && !self.discard_body(stream, content_length) {
-            return After::Close;
-        }
-        let announce_keep_alive = head.minor == 0 && after == After::KeepAlive;
-
-        let path = match target_path(&head.target) {
-            Some(path) => path,
-            None if head.method == "OPTIONS" && head.target == "*" => String::new(),
-            None => {
-                log.status = 400;
-                self.send_error(stream, log, is_head, &[]);
-                return After::LingerClose;
-            }
-        };
-        match head.method.as_str() {
-            "GET" | "HEAD" => {}
-            "OPTIONS" => {
-                let request_headers = head.value("access-control-request-headers").unwrap_or("*").to_owned();
-                let extra = [
-                    ("Allow", "GET, HEAD, OPTIONS"),
-                    ("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS"),
-                    ("Access-Control-Allow-Headers", request_headers.as_str()),
-                    ("Access-Control-Max-Age", "86400"),
-                ];
-                log.status = 204;
-                let h = Head {
-                    status: 204,
-                    content_type: "",
-                    body_len: 0,
-                    extra: &extra,
-                    etag: None,
-                    content_range: None,
-                    after,
-                    announce_keep_alive,
-                };
-                return self.send(stream, &h, None, log, true);
-            }
-            _ => {
-                log.status = 405;
-                return self.send_error_keep(
-                    stream,
-                    log,
-                    is_head,
-                    after,
-                    announce_keep_alive,
-                    &[("Allow", "GET, HEAD, OPTIONS")],
-                );
-            }
-        }
-
-        let resource = {
-            let files = self.shared.files.read();
-            http::percent_decode(&path)
-                .and_then(|decoded| files.get(&decoded).cloned())
-                .or_else(|| files.get(&path).cloned())
-        };
-        let Some(resource) = resource else {
-            log.status = 404;
-            return self.send_error_keep(stream, log, is_head, after, announce_keep_alive, &[]);
-        };
-
-        if let Some(tags) = head.value("if-none-match")
-            && etag_matches(tags, &resource.etag)
-        {
-            log.status = 304;
-            let h = Head {
-                status: 304,
-                content_type: "",
-                body_len: 0,
-                extra: &[],
-                etag: Some(&resource.etag),
-                content_range: None,
-                after,
-                announce_keep_alive,
-            };
-            return self.send(stream, &h, None, log, true);
-        }
-        let range_applies = head.value("if-range").is_none_or(|tag| tag.trim() == resource.etag);
-        let range = match head.value("range") {
-            Some(value) if range_applies => http::parse_range(value, resource.size),
-            _ => RangeRequest::Full,
-        };
-        let (status, start, len, content_range) = match range {
-            RangeRequest::Full => (200, 0, resource.size, None),
-            RangeRequest::Partial { start, end } => {
-                (206, start, end - start + 1, Some(format!("bytes {start}-{end}/{}", resource.size)))
-            }
-            RangeRequest::Unsatisfiable => {
-                log.status = 416;
-                let content_range = format!("bytes */{}", resource.size);
-                return self.send_error_keep(
-                    stream,
-                    log,
-                    is_head,
-                    after,
-                    announce_keep_alive,
-                    &[("Content-Range", content_range.as_str())],
-                );
-            }
-        };
-        log.status = status;
-        let h = Head {
-            status,
-            content_type: resource.content_type,
-            body_len: len,
-            extra: &[],
-            etag: Some(&resource.etag),
-            content_range,
-            after,
-            announce_keep_alive,
-        };
-        self.send(stream, &h, Some((&resource, start)), log, is_head)
+    fn is_end_stream(&self) -> bool {
+        self.source.as_ref().is_none_or(|s| s.offset >= s.end)
     }
 
-    /// Reads and drops a request body of `len` bytes. `false` if the connection failed.
-    fn discard_body(&mut self, stream: &mut TcpStream, len: u64) -> bool {
-        let buffered = usize::try_from(len).map_or(self.input.len(), |len| len.min(self.input.len()));
-        self.input.drain(..buffered);
-        let mut left = len - buffered as u64;
-        let mut buf = [0u8; 8192];
-        while left > 0 {
-            let want = usize::try_from(left).map_or(buf.len(), |left| left.min(buf.len()));
-            match stream.read(&mut buf[..want]) {
-                Ok(0) => return false,
-                Ok(n) => left -= n as u64,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return false,
-            }
-        }
-        true
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.source.as_ref().map_or(0, |s| s.end.saturating_sub(s.offset)))
     }
+}
 
-    /// An error response that closes the connection (with lingering by the caller).
-    fn send_error(&mut self, stream: &mut TcpStream, log: RequestLog, is_head: bool, extra: &[(&str, &str)]) {
-        self.send_error_keep(stream, log, is_head, After::LingerClose, false, extra);
-    }
+fn header_value(s: &str) -> HeaderValue {
+    // Only called with values the hub writes itself (numbers, hashes, fixed text).
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
 
-    /// An error response with a short `text/plain` body (`"<status> <reason>\n"`).
-    fn send_error_keep(
-        &mut self,
-        stream: &mut TcpStream,
-        log: RequestLog,
-        is_head: bool,
-        after: After,
-        announce_keep_alive: bool,
-        extra: &[(&str, &str)],
-    ) -> After {
-        let text = format!("{} {}\n", log.status, reason(log.status));
-        let body: Arc<[u8]> = Arc::from(text.into_bytes());
-        let resource = Resource {
-            size: body.len() as u64,
-            body: Body::Bytes(body),
+/// A response under construction for one request.
+struct Reply {
+    shared: Arc<Shared>,
+    in_flight: InFlight,
+    log: RequestLog,
+    is_head: bool,
+}
+
+impl Reply {
+    /// An error response with a short `text/plain` body (`"<status> <reason>\n"`); `close`
+    /// asks hyper to close the connection after it, with lingering.
+    fn error(
+        self,
+        status: StatusCode,
+        headers: Vec<(header::HeaderName, HeaderValue)>,
+        close: bool,
+    ) -> Response<HubBody> {
+        let text = format!("{} {}\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
+        let resource = Arc::new(Resource {
+            size: text.len() as u64,
+            content: Content::Bytes(Bytes::from(text)),
             etag: String::new(),
             content_type: "text/plain; charset=utf-8",
-        };
-        let h = Head {
-            status: log.status,
-            content_type: resource.content_type,
-            body_len: resource.size,
-            extra,
-            etag: None,
-            content_range: None,
-            after,
-            announce_keep_alive,
-        };
-        self.send(stream, &h, Some((&resource, 0)), log, is_head)
+        });
+        let len = resource.size;
+        if close {
+            self.in_flight.state.refused.store(true, Ordering::SeqCst);
+        }
+        self.send(status, headers, Some((resource, 0, len)), close)
     }
 
-    /// Writes the head, then (unless `no_body`) `h.body_len` bytes of `body` from its offset,
-    /// counting body bytes as they are written; logs the request. Returns what to do next.
+    /// Logs the request, then builds the response: the common headers, `headers`, and `len`
+    /// bytes of `content` from `start` (only announced for `HEAD`).
     fn send(
-        &mut self,
-        stream: &mut TcpStream,
-        h: &Head<'_>,
-        body: Option<(&Resource, u64)>,
-        mut log: RequestLog,
-        no_body: bool,
-    ) -> After {
-        let mut out = String::with_capacity(320);
-        use std::fmt::Write as _;
-        let _ = write!(out, "HTTP/1.1 {} {}\r\n", h.status, reason(h.status));
-        if !h.content_type.is_empty() {
-            let _ = write!(out, "Content-Type: {}\r\n", h.content_type);
-        }
-        if h.status != 204 && h.status != 304 {
-            let _ = write!(out, "Content-Length: {}\r\n", h.body_len);
-        }
-        if let Some(range) = &h.content_range {
-            let _ = write!(out, "Content-Range: {range}\r\n");
-        }
-        if let Some(etag) = h.etag {
-            let _ = write!(out, "ETag: {etag}\r\nAccept-Ranges: bytes\r\n");
-        }
-        for (name, value) in h.extra {
-            let _ = write!(out, "{name}: {value}\r\n");
-        }
-        let _ = write!(out, "Access-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: {EXPOSED_HEADERS}\r\n");
-        match h.after {
-            After::KeepAlive if h.announce_keep_alive => out.push_str("Connection: keep-alive\r\n"),
-            After::KeepAlive => {}
-            After::Close | After::LingerClose => out.push_str("Connection: close\r\n"),
-        }
-        out.push_str("\r\n");
-
-        // Logged (and body bytes counted) before they are written, so that once a client has
-        // the whole response the accounting already includes it.
-        let (origin, path) = (log.origin.clone(), log.path.clone());
+        self,
+        status: StatusCode,
+        headers: Vec<(header::HeaderName, HeaderValue)>,
+        content: Option<(Arc<Resource>, u64, u64)>,
+        close: bool,
+    ) -> Response<HubBody> {
+        let Reply { shared, in_flight, mut log, is_head } = self;
+        log.status = status.as_u16();
         log.body_bytes = 0;
-        let index = self.shared.log_request(log);
-        let mut result = write_all(stream, out.as_bytes());
-        if result.is_ok()
-            && !no_body
-            && let Some((resource, start)) = body
-        {
-            result = self.write_body(stream, resource, start, h.body_len, origin.as_deref(), index);
-        }
-        if let Err(e) = &result {
-            tracing::debug!(error = %e, %path, "hub response not fully written");
-        }
-        if result.is_err() { After::Close } else { h.after }
-    }
-
-    /// Streams `len` bytes of `resource` from `start` in writes of at most 1 MiB.
-    fn write_body(
-        &mut self,
-        stream: &mut TcpStream,
-        resource: &Resource,
-        start: u64,
-        len: u64,
-        origin: Option<&str>,
-        log_index: usize,
-    ) -> io::Result<()> {
-        let mut offset = start;
-        let end = start.saturating_add(len).min(resource.size);
-        while offset < end {
-            let n = usize::try_from(end - offset).map_or(CHUNK, |left| left.min(CHUNK));
-            let piece: &[u8] = match &resource.body {
-                Body::Bytes(bytes) => {
-                    let from = usize::try_from(offset).map_err(io::Error::other)?;
-                    bytes.get(from..from + n).ok_or_else(|| io::Error::other("range outside the file"))?
-                }
-                Body::Generated { seed } => {
-                    if self.chunk.len() < n {
-                        self.chunk.resize(CHUNK, 0);
-                    }
-                    content::fill_generated(*seed, offset, &mut self.chunk[..n]);
-                    &self.chunk[..n]
-                }
-            };
-            self.shared.count_body_bytes(log_index, origin, n as i64);
-            let mut written = 0;
-            let result = write_counted(stream, piece, &mut written);
-            if result.is_err() {
-                self.shared.count_body_bytes(log_index, origin, written as i64 - n as i64);
+        let origin = log.origin.clone();
+        // Logged before the response is written, so that once a client has the whole response
+        // the accounting already includes it.
+        let log_index = shared.log_request(log);
+        let mut response_headers = header::HeaderMap::new();
+        if let Some((resource, _, len)) = &content {
+            if !resource.content_type.is_empty() {
+                response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(resource.content_type));
             }
-            result?;
-            offset += n as u64;
-        }
-        Ok(())
-    }
-}
-
-/// `write_all` that reports how much was written even when it fails.
-fn write_counted(stream: &mut TcpStream, mut buf: &[u8], written: &mut usize) -> io::Result<()> {
-    while !buf.is_empty() {
-        match stream.write(buf) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                *written += n;
-                buf = &buf[n..];
+            if is_head {
+                // No body goes with a HEAD response, so hyper cannot size it: announce it.
+                response_headers.insert(header::CONTENT_LENGTH, header_value(&len.to_string()));
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
         }
+        for (name, value) in headers {
+            response_headers.append(name, value);
+        }
+        response_headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        response_headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSED_HEADERS));
+        if close {
+            response_headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        let source = content.filter(|_| !is_head).map(|(resource, start, len)| Source {
+            end: start.saturating_add(len).min(resource.size),
+            offset: start,
+            resource,
+            account: Arc::new(Account { shared: Arc::clone(&shared), origin, log_index }),
+        });
+        let mut response = Response::new(HubBody { source, _in_flight: in_flight });
+        *response.status_mut() = status;
+        *response.headers_mut() = response_headers;
+        response
     }
-    Ok(())
-}
-
-fn write_all(stream: &mut TcpStream, buf: &[u8]) -> io::Result<()> {
-    write_counted(stream, buf, &mut 0)
 }
 
 /// The path of an origin-form (`/p?q`) or absolute-form (`http://host/p?q`) request-target,
-/// without the query.
-fn target_path(target: &str) -> Option<String> {
-    let path_and_query = if target.starts_with('/') {
-        target
-    } else {
-        let scheme_end = target.find("://")?;
-        let scheme = &target[..scheme_end];
-        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-            return None;
+/// without the query; `"*"` for the asterisk-form; `None` for anything else.
+fn target_path(uri: &http::Uri) -> Option<&str> {
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(_)) if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") => {
+            Some(if uri.path().is_empty() { "/" } else { uri.path() })
         }
-        let rest = &target[scheme_end + 3..];
-        match rest.find('/') {
-            Some(slash) => &rest[slash..],
-            None => "/",
+        (None, None) if uri.path().starts_with('/') || uri.path() == "*" => Some(uri.path()),
+        _ => None,
+    }
+}
+
+/// Answers one request (hyper has parsed it; what it asks for is decided here).
+fn respond(shared: &Arc<Shared>, state: &Arc<ConnState>, request: Request<Incoming>) -> Response<HubBody> {
+    let headers = request.headers();
+    let first = |name: &str| headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let reply = Reply {
+        shared: Arc::clone(shared),
+        in_flight: InFlight::new(shared, state),
+        log: RequestLog {
+            method: request.method().to_string(),
+            path: request.uri().to_string(),
+            status: 0,
+            body_bytes: 0,
+            origin: first(ORIGIN_HEADER),
+        },
+        is_head: request.method() == Method::HEAD,
+    };
+    // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is refused.
+    if request.version() == Version::HTTP_11 && headers.get_all(header::HOST).iter().count() != 1 {
+        return reply.error(StatusCode::BAD_REQUEST, Vec::new(), true);
+    }
+    let Some(path) = target_path(request.uri()) else {
+        return reply.error(StatusCode::BAD_REQUEST, Vec::new(), true);
+    };
+    let method = request.method();
+    if path == "*" && method != Method::OPTIONS {
+        return reply.error(StatusCode::BAD_REQUEST, Vec::new(), true);
+    }
+    if method == Method::OPTIONS {
+        let allow_headers =
+            headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned().unwrap_or(HeaderValue::from_static("*"));
+        let preflight = vec![
+            (header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS)),
+            (header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(ALLOWED_METHODS)),
+            (header::ACCESS_CONTROL_ALLOW_HEADERS, allow_headers),
+            (header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400")),
+        ];
+        return reply.send(StatusCode::NO_CONTENT, preflight, None, false);
+    }
+    if method != Method::GET && method != Method::HEAD {
+        let allow = vec![(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS))];
+        return reply.error(StatusCode::METHOD_NOT_ALLOWED, allow, false);
+    }
+
+    let resource = {
+        let files = shared.files.read();
+        range::percent_decode(path)
+            .and_then(|decoded| files.get(&decoded).cloned())
+            .or_else(|| files.get(path).cloned())
+    };
+    let Some(resource) = resource else {
+        return reply.error(StatusCode::NOT_FOUND, Vec::new(), false);
+    };
+    let validators = |resource: &Resource| {
+        vec![(header::ETAG, header_value(&resource.etag)), (header::ACCEPT_RANGES, HeaderValue::from_static("bytes"))]
+    };
+    if let Some(tags) = first(header::IF_NONE_MATCH.as_str())
+        && range::etag_matches(&tags, &resource.etag)
+    {
+        return reply.send(StatusCode::NOT_MODIFIED, validators(&resource), None, false);
+    }
+    let range_applies = first(header::IF_RANGE.as_str()).is_none_or(|tag| tag.trim() == resource.etag);
+    let range = match first(header::RANGE.as_str()) {
+        Some(value) if range_applies => range::parse_range(&value, resource.size),
+        _ => RangeRequest::Full,
+    };
+    let mut headers = validators(&resource);
+    let (status, start, len) = match range {
+        RangeRequest::Full => (StatusCode::OK, 0, resource.size),
+        RangeRequest::Partial { start, end } => {
+            let content_range = format!("bytes {start}-{end}/{}", resource.size);
+            headers.push((header::CONTENT_RANGE, header_value(&content_range)));
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
+        RangeRequest::Unsatisfiable => {
+            let content_range = vec![(header::CONTENT_RANGE, header_value(&format!("bytes */{}", resource.size)))];
+            return reply.error(StatusCode::RANGE_NOT_SATISFIABLE, content_range, false);
         }
     };
-    let path = path_and_query.split(['?', '#']).next().unwrap_or(path_and_query);
-    Some(path.to_owned())
-}
-
-/// Whether an `If-None-Match` value matches `etag` (weak comparison, `*` matches).
-fn etag_matches(header: &str, etag: &str) -> bool {
-    header.split(',').map(str::trim).any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        204 => "No Content",
-        206 => "Partial Content",
-        304 => "Not Modified",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        416 => "Range Not Satisfiable",
-        431 => "Request Header Fields Too Large",
-        505 => "HTTP Version Not Supported",
-        _ => "Unknown",
-    }
+    reply.send(status, headers, Some((resource, start, len)), false)
 }
 
 #[cfg(test)]
@@ -937,19 +850,13 @@ mod tests {
 
     #[test]
     fn target_paths() {
-        assert_eq!(target_path("/a/b?x=1").as_deref(), Some("/a/b"));
-        assert_eq!(target_path("http://h:1/a?x").as_deref(), Some("/a"));
-        assert_eq!(target_path("HTTP://h").as_deref(), Some("/"));
-        assert_eq!(target_path("ftp://h/a"), None);
-        assert_eq!(target_path("h:443"), None);
-        assert_eq!(target_path("*"), None);
-    }
-
-    #[test]
-    fn etags() {
-        assert!(etag_matches("\"abc\"", "\"abc\""));
-        assert!(etag_matches("\"x\", W/\"abc\"", "\"abc\""));
-        assert!(etag_matches("*", "\"abc\""));
-        assert!(!etag_matches("\"abd\"", "\"abc\""));
+        let path = |target: &str| target_path(&target.parse().unwrap()).map(str::to_owned);
+        assert_eq!(path("/a/b?x=1").as_deref(), Some("/a/b"));
+        assert_eq!(path("http://h:1/a?x").as_deref(), Some("/a"));
+        assert_eq!(path("HTTP://h").as_deref(), Some("/"));
+        assert_eq!(path("*").as_deref(), Some("*"));
+        assert_eq!(path("ftp://h/a"), None);
+        assert_eq!(path("h:443"), None);
+        assert_eq!(path("a.bin"), None);
     }
 }
