@@ -73,3 +73,48 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
         self.check(cx, poll)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap()
+    }
+
+    #[test]
+    fn a_write_the_peer_never_reads_fails_with_timed_out() {
+        runtime().block_on(async {
+            let (ours, _peer) = tokio::io::duplex(64);
+            let mut stream = WriteDeadline::new(ours, Duration::from_millis(10));
+            let error = loop {
+                // The pipe fills up, then the write stays pending until the deadline.
+                if let Err(error) = stream.write_all(&[1; 64]).await {
+                    break error;
+                }
+            };
+            assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        });
+    }
+
+    #[test]
+    fn a_peer_that_reads_keeps_writes_going() {
+        runtime().block_on(async {
+            let (ours, mut peer) = tokio::io::duplex(64);
+            let mut stream = WriteDeadline::new(ours, Duration::from_secs(3600));
+            let reader = async {
+                let mut all = Vec::new();
+                peer.read_to_end(&mut all).await.unwrap();
+                all
+            };
+            let writer = async {
+                stream.write_all(&[7; 10_000]).await.unwrap();
+                stream.shutdown().await.unwrap();
+            };
+            let (all, ()) = tokio::join!(reader, writer);
+            assert_eq!(all, vec![7; 10_000]);
+        });
+    }
+}
