@@ -308,7 +308,7 @@ impl ShellBrowser {
     /// Kills the renderer process hosting `page` (its frames are gone; the next page of that
     /// site gets a new process).
     pub fn crash_renderer(&self, page: &Page) {
-        tracing::info!(frame = page.frame, "killing a renderer process on request");
+        tracing::warn!(frame = page.frame, "killing a renderer process on request");
         {
             let mut renderer = page.renderer.lock();
             let _ = renderer.child.kill();
@@ -320,7 +320,7 @@ impl ShellBrowser {
     /// Kills the storage service and waits until the supervisor has restarted it.
     pub fn restart_storage_service(&self) -> Result<(), PageError> {
         let generation = self.host.service_generation();
-        tracing::info!(generation, "killing the storage service on request");
+        tracing::warn!(generation, "killing the storage service on request");
         if let Some(pid) = self.host.service_pid() {
             // SAFETY: kill(2) on the storage service's pid, a child of this process.
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };

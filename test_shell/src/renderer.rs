@@ -83,6 +83,7 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
                 };
                 match create_frame(&js, (&connection, &network), &control, &links, context, &url, parent) {
                     Ok(created) => {
+                        tracing::debug!(frame, url, ?parent, "frame created");
                         frames.insert(frame, created);
                         RendererReply::Done
                     }

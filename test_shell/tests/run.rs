@@ -258,7 +258,7 @@ fn the_services_log_lines_reach_the_browser_tagged_with_their_process() {
 }
 
 #[test]
-fn a_restart_of_the_service_is_logged_by_the_browser_and_the_new_service() {
+fn a_restart_is_logged_by_the_browser_and_the_new_service_and_renderers_log_too() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("restart.js");
     std::fs::write(
@@ -266,9 +266,14 @@ fn a_restart_of_the_service_is_logged_by_the_browser_and_the_new_service() {
         "promise_test(async () => { await shell.open('https://a.test/'); await shell.restartStorageService(); }, 'restarts');\n",
     )
     .unwrap();
-    let (stdout, stderr, passed) = run_shell(&["run", &file.to_string_lossy()], Some("info"));
+    let (stdout, stderr, passed) =
+        run_shell(&["run", &file.to_string_lossy()], Some("info,test_shell::renderer=debug"));
     assert!(passed, "{stdout}{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("renderer[https://a.test]: ") && l.contains("frame created")),
+        "{stderr}"
+    );
     let restarting = lines.iter().position(|l| l.starts_with("browser: ") && l.contains("restarting it"));
     let ready_again =
         lines.iter().rposition(|l| l.starts_with("storage-service: ") && l.contains("storage service ready"));
