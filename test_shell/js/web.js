@@ -1,5 +1,6 @@
 // The Web APIs of a page realm in the COS test shell, written on a few natives:
-// __host (sha256, randomBytes, utf8Encode, utf8Decode, generatedBytes) and, where the attribute exists,
+// __host (sha256, randomBytes, utf8Encode, utf8Decode, generatedBytes, urlParse, formDecode,
+// formEncode) and, where the attribute exists,
 // __cos (navigator.crossOriginStorage). Our own implementation (MIT OR Apache-2.0).
 (() => {
   "use strict";
@@ -372,16 +373,150 @@
   delete globalThis.__workerScope;
   delete globalThis.__frames;
   const blobUrls = new Map();
-  const URLs = {
-    createObjectURL(blob) {
+
+  // URL and URLSearchParams: the parsing is the `url` crate's WHATWG parser (host.urlParse);
+  // the classes only keep its answer and rebuild the URL when its query changes.
+  const parseUrl = (url, base) => {
+    const parts = host.urlParse(String(url), base === undefined || base === null ? null : String(base));
+    return parts == null ? null : parts;
+  };
+  const paramsState = new WeakMap();
+  const urlState = new WeakMap();
+  const pairsOf = (flat) => {
+    const pairs = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) pairs.push([flat[i], flat[i + 1]]);
+    return pairs;
+  };
+  class URLSearchParams {
+    constructor(init = "") {
+      let pairs = [];
+      if (init instanceof URLSearchParams) {
+        pairs = paramsState.get(init).pairs.map(([k, v]) => [k, v]);
+      } else if (init !== null && typeof init === "object" && typeof init[Symbol.iterator] === "function") {
+        for (const item of init) {
+          const pair = [...item];
+          if (pair.length !== 2) throw new TypeError("URLSearchParams: each pair needs a name and a value");
+          pairs.push([String(pair[0]), String(pair[1])]);
+        }
+      } else if (init !== null && typeof init === "object") {
+        for (const key of Object.keys(init)) pairs.push([key, String(init[key])]);
+      } else {
+        const text = String(init);
+        pairs = pairsOf(host.formDecode(text.startsWith("?") ? text.slice(1) : text));
+      }
+      paramsState.set(this, { pairs, url: null });
+    }
+    get size() { return paramsState.get(this).pairs.length; }
+    append(name, value) { this.#change((pairs) => pairs.push([String(name), String(value)])); }
+    delete(name, value) {
+      const [n, v] = [String(name), value === undefined ? undefined : String(value)];
+      this.#change((pairs) => {
+        const kept = pairs.filter(([k, x]) => !(k === n && (v === undefined || x === v)));
+        pairs.splice(0, pairs.length, ...kept);
+      });
+    }
+    get(name) {
+      const found = paramsState.get(this).pairs.find(([k]) => k === String(name));
+      return found ? found[1] : null;
+    }
+    getAll(name) { return paramsState.get(this).pairs.filter(([k]) => k === String(name)).map(([, v]) => v); }
+    has(name, value) {
+      const [n, v] = [String(name), value === undefined ? undefined : String(value)];
+      return paramsState.get(this).pairs.some(([k, x]) => k === n && (v === undefined || x === v));
+    }
+    set(name, value) {
+      const [n, v] = [String(name), String(value)];
+      this.#change((pairs) => {
+        const first = pairs.findIndex(([k]) => k === n);
+        if (first < 0) return void pairs.push([n, v]);
+        pairs[first][1] = v;
+        const kept = pairs.filter(([k], i) => k !== n || i === first);
+        pairs.splice(0, pairs.length, ...kept);
+      });
+    }
+    sort() {
+      // A stable sort by code units, as the standard asks.
+      this.#change((pairs) => pairs.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    }
+    forEach(callback, thisArg) {
+      for (const [k, v] of this.entries()) callback.call(thisArg, v, k, this);
+    }
+    *entries() { for (const [k, v] of paramsState.get(this).pairs) yield [k, v]; }
+    *keys() { for (const [k] of this.entries()) yield k; }
+    *values() { for (const [, v] of this.entries()) yield v; }
+    [Symbol.iterator]() { return this.entries(); }
+    toString() { return host.formEncode(paramsState.get(this).pairs.flat()); }
+    // Mutations of a URL's searchParams rewrite that URL's query.
+    #change(mutate) {
+      const state = paramsState.get(this);
+      mutate(state.pairs);
+      if (state.url) urlState.get(state.url).setQuery(this.toString());
+    }
+  }
+  const PARTS = ["href", "origin", "protocol", "username", "password", "host", "hostname", "port", "pathname", "search", "hash"];
+  class URL {
+    constructor(url, base) {
+      if (arguments.length === 0) throw new TypeError("URL: a URL is required");
+      const parts = parseUrl(url, base);
+      if (!parts) throw new TypeError(`URL: ${String(url)}${base === undefined ? "" : ` (against ${String(base)})`} is not a valid URL`);
+      const params = new URLSearchParams(parts[9]);
+      paramsState.get(params).url = this;
+      const state = {
+        parts,
+        params,
+        setHref: (href) => {
+          const next = parseUrl(href);
+          if (!next) throw new TypeError(`URL: ${String(href)} is not a valid URL`);
+          state.parts = next;
+          paramsState.get(params).pairs = pairsOf(host.formDecode(next[9].slice(1)));
+        },
+        setQuery: (query) => {
+          const [href, , , , , , , , , search, hash] = state.parts;
+          const stem = href.slice(0, href.length - search.length - hash.length);
+          const next = parseUrl(stem + (query ? `?${query}` : "") + hash);
+          if (next) state.parts = next;
+        },
+      };
+      urlState.set(this, state);
+    }
+    static canParse(url, base) { return parseUrl(url, base) !== null; }
+    static parse(url, base) { return parseUrl(url, base) === null ? null : new URL(url, base); }
+    static createObjectURL(blob) {
       if (!(blob instanceof Blob)) throw new TypeError("createObjectURL needs a Blob");
       const url = `blob:${globalThis.location ? globalThis.location.origin : "null"}/${crypto.randomUUID()}`;
       blobUrls.set(url, blob);
       return url;
-    },
-    revokeObjectURL(url) { blobUrls.delete(String(url)); },
-  };
-  define("URL", URLs);
+    }
+    static revokeObjectURL(url) { blobUrls.delete(String(url)); }
+    set href(value) { urlState.get(this).setHref(value); }
+    set search(value) {
+      const text = String(value);
+      const query = text.startsWith("?") ? text.slice(1) : text;
+      const state = urlState.get(this);
+      state.setQuery(query);
+      paramsState.get(state.params).pairs = pairsOf(host.formDecode(query));
+    }
+    set hash(value) {
+      const text = String(value);
+      const [href, , , , , , , , , , hash] = urlState.get(this).parts;
+      const stem = href.slice(0, href.length - hash.length);
+      urlState.get(this).setHref(stem + (text === "" ? "" : text.startsWith("#") ? text : `#${text}`));
+    }
+    get searchParams() { return urlState.get(this).params; }
+    toString() { return this.href; }
+    toJSON() { return this.href; }
+  }
+  PARTS.forEach((name, index) => {
+    const existing = Object.getOwnPropertyDescriptor(URL.prototype, name) || {};
+    Object.defineProperty(URL.prototype, name, {
+      get() { return urlState.get(this).parts[index]; },
+      set: existing.set,
+      enumerable: true,
+      configurable: true,
+    });
+  });
+  define("URL", URL);
+  define("URLSearchParams", URLSearchParams);
 
   // Messages are JSON; a COS handle travels as a reference to the sender's native table. A
   // page's workers share that table (same origin, same COS view); a frame adopts the handle into

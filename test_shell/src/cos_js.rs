@@ -120,6 +120,7 @@ pub fn install_host(ctx: &Ctx<'_>) -> rquickjs::Result<()> {
             Ok(String::from_utf8_lossy(&bytes_of(&data)?).into_owned())
         })?,
     )?;
+    crate::url_js::install(ctx, &host)?;
     ctx.globals().set("__host", host)?;
     // `performance.now()`: milliseconds since this realm started, at the clock's resolution
     // (benchmark pages time 100 µs lookups; `Date.now()` counts whole milliseconds).

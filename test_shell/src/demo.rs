@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use cos_test_hub::{Hub, HubFile};
 
-use crate::page::{Browser, PageError};
+use crate::page::{PageError, ShellBrowser};
 
 /// The loader the pages run (Transformers.js' call pattern).
 pub const DEMO_LOADER_JS: &str = include_str!("../js/demo_loader.js");
 
-/// The two sites of the seed's story.
+/// The two sites: the first downloads the model files and keeps them in Cross-Origin Storage,
+/// the second gets the same files from there.
 pub const SITES: [&str; 2] =
     ["https://googlechrome.github.io/samples/cross-origin-storage/", "https://rawcdn.rawgit.net/demo/"];
 
@@ -134,7 +135,7 @@ pub fn run_story_with(
         list.push('\n');
     }
     std::fs::write(&list_path, list)?;
-    let browser = Browser::start_with(program, profile, |config| {
+    let browser = ShellBrowser::start_with(program, profile, |config| {
         config.public_hash_list_path = Some(list_path.to_string_lossy().into_owned());
     })?;
     let manifest = manifest(&hub, &files);

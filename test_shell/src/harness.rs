@@ -12,7 +12,7 @@ use cos_test_hub::Hub;
 use rquickjs::{Ctx, Exception, Function, Object, Value};
 
 use crate::js::{JsError, JsHost, TESTHARNESS_JS, TestResult};
-use crate::page::{Browser, OpenOptions, Page, PageError};
+use crate::page::{OpenOptions, Page, PageError, ShellBrowser};
 
 /// The harness realm's `shell` API.
 pub const SHELL_JS: &str = include_str!("../js/shell.js");
@@ -30,6 +30,8 @@ pub struct ScenarioConfig {
     pub public_hash_list: Option<PathBuf>,
     /// One renderer process per site (`true`, the default) or one for every page.
     pub process_per_site: bool,
+    /// The bound of one message to or from a renderer (`frame.eval` arguments and results).
+    pub message_limit: usize,
 }
 
 /// Storage-service settings a scenario asks for with `// META: service.<key>=<value>` lines at
@@ -69,17 +71,17 @@ fn service_meta(source: &str, script: &Path) -> Result<ServiceMeta, PageError> {
 struct Harness {
     config: ScenarioConfig,
     meta: ServiceMeta,
-    browser: Option<Browser>,
+    browser: Option<ShellBrowser>,
     hub: Option<Hub>,
     pages: HashMap<u64, Page>,
 }
 
 impl Harness {
-    fn browser(&mut self) -> Result<&Browser, PageError> {
+    fn browser(&mut self) -> Result<&ShellBrowser, PageError> {
         if self.browser.is_none() {
             let list = self.meta.public_hash_list.clone().or_else(|| self.config.public_hash_list.clone());
             let meta = self.meta.clone();
-            let browser = Browser::start_with(&self.config.program, self.config.profile.as_deref(), |service| {
+            let browser = ShellBrowser::start_with(&self.config.program, self.config.profile.as_deref(), |service| {
                 service.public_hash_list_path = list.map(|p| p.to_string_lossy().into_owned());
                 if let Some(bytes) = meta.per_origin_bytes {
                     service.per_origin_bytes = bytes;
@@ -94,6 +96,7 @@ impl Harness {
                 service.grease_for_tests = meta.grease;
             })?;
             browser.set_process_per_site(self.config.process_per_site);
+            browser.set_message_limit(self.config.message_limit);
             self.browser = Some(browser);
         }
         Ok(self.browser.as_ref().expect("just started"))
@@ -129,6 +132,8 @@ pub fn run_scenario(config: ScenarioConfig, script: &Path, timeout: Duration) ->
         Rc::new(RefCell::new(Harness { config, meta, browser: None, hub: None, pages: HashMap::new() }));
     let js = JsHost::new(false).map_err(js_error)?;
     let realm = js.realm().map_err(js_error)?;
+    js.set_console(Rc::new(crate::console::print));
+    js.set_label(&realm, "harness");
     js.with_realm(&realm, |ctx| install(&ctx, &shared)).map_err(|e| js_error(e.into()))?;
     js.with_realm(&realm, |ctx| crate::cos_js::install_host(&ctx)).map_err(|e| js_error(e.into()))?;
     for (name, code) in

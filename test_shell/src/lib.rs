@@ -15,13 +15,17 @@
 //! ```
 
 pub mod bench;
+pub mod channel;
+pub mod console;
 mod cos_js;
 pub mod demo;
 mod harness;
 pub use harness::{ScenarioConfig, run_scenario};
 mod fetch;
 pub mod js;
+pub mod logging;
 mod network;
 pub mod page;
 pub mod protocol;
 pub mod renderer;
+mod url_js;

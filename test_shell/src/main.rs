@@ -1,7 +1,7 @@
 //! `test_shell`: the Cross-Origin Storage component's content_shell: runs JavaScript test files
 //! and the demo against the real COS stack (see the crate's README).
 
-use test_shell::{demo, js, page};
+use test_shell::{demo, js, logging, page};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,16 +13,21 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "test_shell", version, about, long_about = None)]
 struct Cli {
+    /// Do not print console output (`console.log` and friends) of the scenario, its pages,
+    /// frames and workers.
+    #[arg(long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// The seed's scenario for real: a loopback hub serves a Whisper-tiny-sized model set
-    /// (177 MiB), a 23 MiB Wasm runtime and a sentiment model; page A loads them the way
-    /// Transformers.js does with Cross-Origin Storage, then page B on another site does the same.
-    /// Prints, per origin, bytes from the network, bytes from COS and the time to ready.
+    /// Shows what Cross-Origin Storage saves across sites: a loopback hub serves a
+    /// Whisper-tiny-sized model set (177 MiB), a 23 MiB Wasm runtime and a sentiment model; a page
+    /// on one site downloads them the way Transformers.js does and keeps them in Cross-Origin
+    /// Storage, then a page on a second site gets the same files from there without downloading
+    /// them. Prints, per origin, bytes from the network, bytes from COS and the time to ready.
     Demo {
         /// The browser profile directory (default: a new temporary one).
         #[arg(long)]
@@ -52,6 +57,10 @@ enum Command {
         /// One renderer process per site (site isolation); `false` puts every page in one.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         process_per_site: bool,
+        /// The largest `frame.eval` argument list or result (and any other message between the
+        /// browser and a renderer), in bytes; a larger one fails the call with an error.
+        #[arg(long, default_value_t = test_shell::channel::DEFAULT_MESSAGE_LIMIT)]
+        message_limit: usize,
     },
     /// Opens one page at ORIGIN and runs a web-platform-tests style file in it (`// META:
     /// script=` includes are loaded first, relative to the file). Same output and exit code as
@@ -113,8 +122,20 @@ fn main() -> ExitCode {
     match cos_ipc::launch::bootstrap_from_args() {
         Ok(Some(bootstrap)) => {
             return match bootstrap.process_type.as_str() {
-                "renderer" => test_shell::renderer::run_renderer_process(bootstrap),
-                "storage-service" => cos_storage_service::process::run_storage_service_process(bootstrap),
+                "renderer" => {
+                    let name = bootstrap
+                        .args
+                        .iter()
+                        .find_map(|arg| arg.strip_prefix(page::RENDERER_NAME_ARG))
+                        .unwrap_or("unnamed");
+                    logging::init(&format!("renderer[{name}]"));
+                    test_shell::renderer::run_renderer_process(bootstrap)
+                }
+                "storage-service" => {
+                    // Before the service locks itself down: see `logging`.
+                    logging::init("storage-service");
+                    cos_storage_service::process::run_storage_service_process(bootstrap)
+                }
                 test_shell::bench::TRANSPORT_PROCESS_TYPE => test_shell::bench::run_transport_peer(bootstrap),
                 other => {
                     eprintln!("test_shell: unknown process type {other}");
@@ -128,7 +149,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    logging::init("browser");
     let cli = Cli::parse();
+    test_shell::console::set_quiet(cli.quiet);
     match cli.command {
         Command::Demo { profile, json } => match demo::run(&program(), profile.as_deref(), json) {
             Ok(()) => ExitCode::SUCCESS,
@@ -137,9 +160,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { script, profile, phl, timeout, process_per_site } => {
-            let config =
-                test_shell::ScenarioConfig { program: program(), profile, public_hash_list: phl, process_per_site };
+        Command::Run { script, profile, phl, timeout, process_per_site, message_limit } => {
+            let config = test_shell::ScenarioConfig {
+                program: program(),
+                profile,
+                public_hash_list: phl,
+                process_per_site,
+                message_limit,
+            };
             finish(test_shell::run_scenario(config, &script, Duration::from_secs(timeout)).map_err(|e| e.to_string()))
         }
         Command::Wpt { test, origin, profile, timeout } => {
@@ -177,7 +205,7 @@ fn scrub(profile: &std::path::Path, json: bool) -> ExitCode {
         eprintln!("test_shell scrub: {} holds no Cross-Origin Storage (no cos/ directory)", profile.display());
         return ExitCode::FAILURE;
     }
-    let outcome = page::Browser::start(&program(), Some(profile)).map_err(|e| e.to_string()).and_then(|browser| {
+    let outcome = page::ShellBrowser::start(&program(), Some(profile)).map_err(|e| e.to_string()).and_then(|browser| {
         let mut last_print = std::time::Instant::now();
         let progress = |report: &cos_common::interface::ScrubReport, total: u64| {
             let done = report.entries_checked + report.missing_removed;
@@ -215,7 +243,7 @@ fn scrub(profile: &std::path::Path, json: bool) -> ExitCode {
 
 fn wpt(test: &std::path::Path, origin: &str, profile: Option<&std::path::Path>, timeout: Duration) -> ExitCode {
     let outcome = (|| -> Result<Vec<js::TestResult>, page::PageError> {
-        let browser = page::Browser::start(&program(), profile)?;
+        let browser = page::ShellBrowser::start(&program(), profile)?;
         let page = browser.open(origin)?;
         page.run_test_file(test, timeout)
     })();

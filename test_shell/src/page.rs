@@ -9,9 +9,11 @@ use cos_browser::permissions_policy;
 use cos_browser::{CosHost, FrameInfo, HostConfig, ServiceLaunch};
 use cos_common::interface::{FrameId, RendererId, ServiceProcessConfig};
 use cos_common::{AllowOriginCeiling, OffTheRecordProfileId, Origin, Partition, Scheme, Site};
+use cos_ipc::Endpoint;
 use cos_ipc::launch::{LaunchOptions, LaunchedChild};
-use cos_ipc::{Endpoint, Pipe};
 use parking_lot::Mutex;
+
+use crate::channel::{Channel, DEFAULT_MESSAGE_LIMIT};
 
 use crate::js::TestResult;
 use crate::protocol::{RendererCommand, RendererReply};
@@ -38,16 +40,24 @@ pub enum PageError {
     Origin(String),
 }
 
-/// Whether documents of `origin` are secure contexts (SPEC §1: https, or `http://localhost`).
+/// Whether documents of `origin` are secure contexts: whether it is "potentially trustworthy"
+/// (Secure Contexts §3.1): https, or a loopback host (`localhost`, `*.localhost`, 127.0.0.0/8,
+/// `[::1]`), which no other machine can answer for.
 pub fn is_secure(origin: &Origin) -> bool {
-    origin.scheme() == Scheme::Https || origin.host() == "localhost" || origin.host().ends_with(".localhost")
+    let host = origin.host();
+    let loopback_ip =
+        host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    origin.scheme() == Scheme::Https || host == "localhost" || host.ends_with(".localhost") || loopback_ip
 }
 
 struct RendererProcess {
     id: u64,
     child: LaunchedChild,
-    control: Pipe<RendererCommand, RendererReply>,
+    control: Channel<RendererCommand, RendererReply>,
 }
+
+/// The argument that names a renderer process in its log lines (`renderer[<name>]`).
+pub const RENDERER_NAME_ARG: &str = "--renderer-for=";
 
 /// How a document is opened: its response headers and profile.
 #[derive(Debug, Clone, Default)]
@@ -76,11 +86,14 @@ struct FrameRecord {
     partition: Partition,
 }
 
-/// The browser side, in this process.
-pub struct Browser {
+/// The shell's browser process: the COS host, the frame table and the renderer processes that
+/// pages and frames run in.
+pub struct ShellBrowser {
     host: CosHost,
     program: PathBuf,
     process_per_site: std::sync::atomic::AtomicBool,
+    /// The bound of one control message to or from a renderer (see [`Channel`]).
+    message_limit: std::sync::atomic::AtomicUsize,
     /// Renderer processes by what they host: `site:<site>`, `shared` or `named:<name>`.
     renderers: Mutex<HashMap<String, std::sync::Arc<Mutex<RendererProcess>>>>,
     frames: Mutex<HashMap<u64, FrameRecord>>,
@@ -88,7 +101,10 @@ pub struct Browser {
     _profile: Option<tempfile::TempDir>,
 }
 
-impl Browser {
+/// The former name of [`ShellBrowser`], kept only while `src/bench/` still uses it.
+pub type Browser = ShellBrowser;
+
+impl ShellBrowser {
     /// Starts the COS host with its sandboxed storage-service process on `profile` (a temporary
     /// one when `None`). `program` is the shell binary (it runs every process type).
     pub fn start(program: &Path, profile: Option<&Path>) -> Result<Self, PageError> {
@@ -121,6 +137,7 @@ impl Browser {
             host,
             program: program.to_path_buf(),
             process_per_site: std::sync::atomic::AtomicBool::new(true),
+            message_limit: std::sync::atomic::AtomicUsize::new(DEFAULT_MESSAGE_LIMIT),
             renderers: Mutex::new(HashMap::new()),
             frames: Mutex::new(HashMap::new()),
             next_id: Mutex::new(1),
@@ -146,6 +163,12 @@ impl Browser {
         self.process_per_site.store(enabled, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Bounds each message to and from renderers launched from now on (a `frame.eval` argument
+    /// or result, a script, a console line) at `bytes`; larger ones fail with a clear error.
+    pub fn set_message_limit(&self, bytes: usize) {
+        self.message_limit.store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn renderer_for(
         &self,
         site: &Site,
@@ -162,8 +185,11 @@ impl Browser {
         let id = self.next();
         let mut options = LaunchOptions::new("renderer");
         options.program = self.program.clone();
+        let name = key.split_once(':').map_or(key.as_str(), |(_, name)| name);
+        options.extra_args.push(format!("{RENDERER_NAME_ARG}{name}"));
         let mut child = cos_ipc::launch::launch(&options).map_err(|e| PageError::Start(format!("renderer: {e}")))?;
-        let control = Pipe::new(child.take_endpoint());
+        let message_limit = self.message_limit.load(std::sync::atomic::Ordering::Relaxed);
+        let control = Channel::with_limit(child.take_endpoint(), message_limit);
         let (browser_end, renderer_end) = Endpoint::pair().map_err(|e| PageError::Start(e.to_string()))?;
         let (network_end, renderer_network) = Endpoint::pair().map_err(|e| PageError::Start(e.to_string()))?;
         let pid = child.pid();
@@ -175,7 +201,7 @@ impl Browser {
         crate::network::serve_renderer(RendererId(id), network_end, self.host.frames().clone(), kill)
             .map_err(|e| PageError::Start(format!("network service: {e}")))?;
         control
-            .send(&RendererCommand::Init, vec![renderer_end, renderer_network])
+            .send(&RendererCommand::Init { message_limit: message_limit as u64 }, vec![renderer_end, renderer_network])
             .map_err(|e| PageError::Renderer(e.to_string()))?;
         let renderer = std::sync::Arc::new(Mutex::new(RendererProcess { id, child, control }));
         self.renderers.lock().insert(key, renderer.clone());
@@ -282,6 +308,7 @@ impl Browser {
     /// Kills the renderer process hosting `page` (its frames are gone; the next page of that
     /// site gets a new process).
     pub fn crash_renderer(&self, page: &Page) {
+        tracing::warn!(frame = page.frame, "killing a renderer process on request");
         {
             let mut renderer = page.renderer.lock();
             let _ = renderer.child.kill();
@@ -293,6 +320,7 @@ impl Browser {
     /// Kills the storage service and waits until the supervisor has restarted it.
     pub fn restart_storage_service(&self) -> Result<(), PageError> {
         let generation = self.host.service_generation();
+        tracing::warn!(generation, "killing the storage service on request");
         if let Some(pid) = self.host.service_pid() {
             // SAFETY: kill(2) on the storage service's pid, a child of this process.
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
@@ -305,7 +333,7 @@ impl Browser {
     }
 }
 
-impl Drop for Browser {
+impl Drop for ShellBrowser {
     fn drop(&mut self) {
         for renderer in self.renderers.lock().values() {
             let mut renderer = renderer.lock();
@@ -338,6 +366,7 @@ impl Page {
         loop {
             match renderer.control.recv() {
                 Ok((RendererReply::Progress(name, done, total), _)) => progress(name, done, total),
+                Ok((RendererReply::Console { level, origin, text }, _)) => crate::console::print(level, &origin, &text),
                 Ok((RendererReply::Failed(message), _)) => return Err(PageError::Renderer(message)),
                 Ok((reply, _)) => return Ok(reply),
                 Err(error) => return Err(PageError::Renderer(error.to_string())),

@@ -9,7 +9,12 @@ use serde::{Deserialize, Serialize};
 pub enum RendererCommand {
     /// First message; two attachments: the renderer's COS pipe to its broker stub, then its
     /// network pipe to the browser's network service ([`FetchRequest`]).
-    Init,
+    Init {
+        /// The largest message either side may send on the control pipe
+        /// ([`Channel`](crate::channel::Channel)), so that the renderer fails a too large
+        /// reply itself rather than have the browser drop it.
+        message_limit: u64,
+    },
     /// Create a frame (its own realm) for a document at `url`.
     CreateFrame {
         /// The browser's frame id.
@@ -66,6 +71,16 @@ pub enum RendererReply {
     TestResults(Vec<(String, String, Option<String>)>),
     /// A download progressed (the demo's progress bar): (file, bytes so far, total).
     Progress(String, f64, f64),
+    /// A realm wrote a console line while the renderer ran a command; sent before the
+    /// command's answer, so the browser prints lines in the order they were written.
+    Console {
+        /// Which `console` method.
+        level: crate::console::Level,
+        /// The realm's origin (for display only; the browser trusts nothing else in it).
+        origin: String,
+        /// The line.
+        text: String,
+    },
     /// The command failed (a host error, not a script's).
     Failed(String),
 }

@@ -11,17 +11,18 @@ use std::time::Duration;
 
 use cos_common::Origin;
 use cos_common::interface::FrameId;
+use cos_ipc::Endpoint;
 use cos_ipc::launch::ChildBootstrap;
-use cos_ipc::{Endpoint, Pipe};
 use cos_renderer::{CrossOriginStorageManager, RendererConnection, ScriptContext};
 
+use crate::channel::{Channel, ChannelError};
 use crate::js::{JsError, JsHost, Realm, TESTHARNESS_JS};
 use crate::protocol::{RendererCommand, RendererReply};
 
 /// The page realm's Web APIs, built on the natives of `cos_js`.
 pub const WEB_JS: &str = include_str!("../js/web.js");
 
-type Control = Rc<Pipe<RendererReply, RendererCommand>>;
+type Control = Rc<Channel<RendererReply, RendererCommand>>;
 
 struct Frame {
     realm: Realm,
@@ -30,30 +31,40 @@ struct Frame {
 
 /// Entry point of a `--type=renderer` process.
 pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
-    let control: Control = Rc::new(Pipe::new(bootstrap.endpoint));
+    let mut control = Channel::new(bootstrap.endpoint);
     let (connection, network) = match control.recv() {
-        Ok((RendererCommand::Init, mut pipes)) if pipes.len() == 2 => {
+        Ok((RendererCommand::Init { message_limit }, mut pipes)) if pipes.len() == 2 => {
+            control.set_limit(usize::try_from(message_limit).unwrap_or(usize::MAX));
             let network = Arc::new(pipes.pop().expect("two pipes"));
             match RendererConnection::new_pumped(pipes.pop().expect("two pipes")) {
                 Ok(connection) => (connection, network),
                 Err(error) => {
-                    eprintln!("renderer: {error}");
+                    tracing::error!(%error, "cannot connect to the broker");
                     return ExitCode::FAILURE;
                 }
             }
         }
         _ => {
-            eprintln!("renderer: expected Init with the COS and network pipes");
+            tracing::error!("expected Init with the COS and network pipes");
             return ExitCode::FAILURE;
         }
     };
+    let control: Control = Rc::new(control);
     let js = match JsHost::new(false) {
         Ok(js) => js,
         Err(error) => {
-            eprintln!("renderer: {error}");
+            tracing::error!(%error, "cannot start the JavaScript engine");
             return ExitCode::FAILURE;
         }
     };
+    let console = control.clone();
+    js.set_console(Rc::new(move |level, origin: &str, text: &str| {
+        let line = RendererReply::Console { level, origin: origin.to_owned(), text: text.to_owned() };
+        if let Err(ChannelError::TooLarge { len, limit }) = console.send(&line, Vec::new()) {
+            let text = format!("(a console line of {len} bytes was dropped: the message limit is {limit} bytes)");
+            let _ = console.send(&RendererReply::Console { level, origin: origin.to_owned(), text }, Vec::new());
+        }
+    }));
     let pump = connection.clone();
     // Short waits: fetches finish on their own threads, and the loop must notice them.
     js.set_idle_wait(Box::new(move |wait| pump.pump_timeout(wait.min(Duration::from_millis(2))) != Some(false)));
@@ -61,7 +72,7 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
     let links = FrameLinks::default();
     while let Ok((command, _)) = control.recv() {
         let reply = match command {
-            RendererCommand::Init => RendererReply::Failed("already initialised".into()),
+            RendererCommand::Init { .. } => RendererReply::Failed("already initialised".into()),
             RendererCommand::CreateFrame { frame, url, secure, policy_allows, parent } => {
                 let context = ScriptContext {
                     frame: FrameId(frame),
@@ -72,6 +83,7 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
                 };
                 match create_frame(&js, (&connection, &network), &control, &links, context, &url, parent) {
                     Ok(created) => {
+                        tracing::debug!(frame, url, ?parent, "frame created");
                         frames.insert(frame, created);
                         RendererReply::Done
                     }
@@ -113,7 +125,14 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
                 }
             },
         };
-        if control.send(&reply, Vec::new()).is_err() {
+        let sent = match control.send(&reply, Vec::new()) {
+            // The command still gets an answer, so the browser is not left waiting.
+            Err(error @ ChannelError::TooLarge { .. }) => {
+                control.send(&RendererReply::Failed(format!("the answer is too large: {error}")), Vec::new())
+            }
+            other => other,
+        };
+        if sent.is_err() {
             break;
         }
     }
@@ -162,6 +181,7 @@ fn create_frame(
         next_worker: RefCell::new(0),
     });
     let realm = js.realm()?;
+    js.set_label(&realm, group.origin.clone());
     let settled = Rc::new(RefCell::new(None));
     install_realm(js, &realm, &group, None)?;
     install_frame_messaging(js, &realm, links, frame, parent)?;
@@ -320,7 +340,7 @@ fn install_realm(
                         let group = g.clone();
                         o.host_task(Box::new(move |js: &JsHost| {
                             if let Err(error) = start_worker(js, &group, id, index, &source, service_worker) {
-                                eprintln!("renderer: worker {id} failed to start: {error}");
+                                tracing::error!(worker = id, %error, "a worker failed to start");
                             }
                         }));
                         id
@@ -353,7 +373,11 @@ fn install_realm(
         ctx.globals().set("__worker", worker)?;
         Ok(())
     })?;
-    let location = format!("globalThis.location = {{ href: {:?}, origin: {:?} }};", group.url, group.origin);
+    let location = format!(
+        "globalThis.location = {{ href: {:?}, origin: {:?} }};\n\
+         Object.defineProperty(globalThis, 'isSecureContext', {{ value: {}, enumerable: true, configurable: true }});",
+        group.url, group.origin, group.context.secure_context
+    );
     js.eval(realm, "location.js", &location)
 }
 
@@ -368,6 +392,7 @@ fn start_worker(
     service_worker: bool,
 ) -> Result<(), JsError> {
     let realm = js.realm()?;
+    js.set_label(&realm, group.origin.clone());
     let own = if service_worker {
         let context = ScriptContext { service_worker: true, ..group.context };
         Rc::new(RealmGroup {

@@ -1,4 +1,4 @@
-//! The seed's story with small files: the second site gets every public file from COS and
+//! The demo with small files: a page on a second site gets every public file from COS and
 //! downloads only the pointers (SPEC §10 item 42, Transformers.js call pattern).
 
 use test_shell::demo::{Loader, RUNTIME, SENTIMENT, SiteReport, WHISPER, run_story, run_story_with};

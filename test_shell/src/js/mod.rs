@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
+pub use crate::console::Level;
 use rquickjs::{CatchResultExt, Context, Ctx, Function, Object, Persistent, Runtime, Value};
 
 /// Our implementation of the web-platform-tests harness API.
@@ -102,6 +103,13 @@ pub type IdleWait = Box<dyn Fn(Duration) -> bool>;
 /// Work the loop runs outside any realm (e.g. creating a worker's realm).
 pub type HostTask = Box<dyn FnOnce(&JsHost)>;
 
+/// Receives every console line: its level, the label of the realm that wrote it (see
+/// [`JsHost::set_label`]) and its text.
+pub type ConsoleSink = Rc<dyn Fn(Level, &str, &str)>;
+
+/// What a realm is called in console lines until [`JsHost::set_label`] names it.
+const UNLABELLED: &str = "js";
+
 #[derive(Default)]
 struct LoopState {
     ops: Vec<PendingOp>,
@@ -115,8 +123,30 @@ struct LoopState {
     next_timer: u64,
     results: Vec<TestResult>,
     complete: bool,
-    console: Vec<String>,
     echo_console: bool,
+    /// Each realm's name in console lines, by realm index.
+    labels: Vec<String>,
+    console: Option<ConsoleSink>,
+}
+
+impl LoopState {
+    fn label(&self, realm: Option<usize>) -> String {
+        realm.and_then(|r| self.labels.get(r)).map_or(UNLABELLED, String::as_str).to_owned()
+    }
+}
+
+/// Hands a console line to the sink (or stdout when echoing), outside any borrow of the loop
+/// state: the sink may do anything, including sending over a pipe.
+fn emit(state: &RefCell<LoopState>, realm: Option<usize>, level: Level, text: &str) {
+    let (sink, label, echo) = {
+        let state = state.borrow();
+        (state.console.clone(), state.label(realm), state.echo_console)
+    };
+    match sink {
+        Some(sink) => sink(level, &label, text),
+        None if echo => println!("{text}"),
+        None => {}
+    }
 }
 
 /// One JavaScript engine instance and its event loop.
@@ -133,7 +163,8 @@ pub struct Realm {
 }
 
 impl JsHost {
-    /// A new engine. `echo_console`: print `console.*` output to stdout as it happens.
+    /// A new engine. `echo_console`: print `console.*` output to stdout as it happens, when no
+    /// [`set_console`](Self::set_console) sink takes it.
     pub fn new(echo_console: bool) -> Result<Self, JsError> {
         let runtime = Runtime::new()?;
         // Generous but bounded: a runaway script cannot take the machine's memory.
@@ -149,15 +180,28 @@ impl JsHost {
         let index = {
             let mut loop_state = state.borrow_mut();
             loop_state.contexts.push(context.clone());
+            loop_state.labels.push(UNLABELLED.to_owned());
             loop_state.contexts.len() - 1
         };
         context.with(|ctx| -> Result<(), JsError> {
-            install_console(&ctx, &state)?;
+            install_console(&ctx, &state, index)?;
             install_timers(&ctx, &state, index)?;
             install_testharness_hooks(&ctx, &state)?;
             eval(&ctx, "prelude.js", PRELUDE_JS)
         })?;
         Ok(Realm { context, index })
+    }
+
+    /// Sends every realm's console lines (and the exceptions the loop catches) to `sink`.
+    pub fn set_console(&self, sink: ConsoleSink) {
+        self.state.borrow_mut().console = Some(sink);
+    }
+
+    /// Names `realm` in console lines (a page's origin, `harness`, ...).
+    pub fn set_label(&self, realm: &Realm, label: impl Into<String>) {
+        if let Some(slot) = self.state.borrow_mut().labels.get_mut(realm.index) {
+            *slot = label.into();
+        }
     }
 
     /// Sets what the loop does while native operations are pending and nothing else is runnable.
@@ -263,7 +307,7 @@ impl JsHost {
                     .and_then(|deliver| deliver.call::<_, ()>((json, from)))
                     .catch(&ctx);
                 if let Err(error) = delivered {
-                    self.log(format!("uncaught exception in a message handler: {error}"));
+                    self.log(Some(realm), format!("uncaught exception in a message handler: {error}"));
                 }
             });
         }
@@ -292,7 +336,7 @@ impl JsHost {
                             }
                         })();
                         if let Err(error) = outcome.catch(&ctx) {
-                            self.log(format!("could not settle a promise: {error}"));
+                            self.log(Some(op.realm), format!("could not settle a promise: {error}"));
                         }
                     });
                 }
@@ -310,7 +354,7 @@ impl JsHost {
             if let Ok(callback) = timer.callback.restore(&ctx)
                 && let Err(error) = callback.call::<_, ()>(()).catch(&ctx)
             {
-                self.log(format!("uncaught exception in a timer: {error}"));
+                self.log(Some(timer.realm), format!("uncaught exception in a timer: {error}"));
             }
         });
     }
@@ -322,18 +366,15 @@ impl JsHost {
                 Ok(false) => return,
                 Err(error) => {
                     let message = error.0.with(|ctx| format!("{:?}", ctx.catch()));
-                    self.log(format!("uncaught exception in a job: {message}"));
+                    self.log(None, format!("uncaught exception in a job: {message}"));
                 }
             }
         }
     }
 
-    fn log(&self, line: String) {
-        let mut state = self.state.borrow_mut();
-        if state.echo_console {
-            println!("{line}");
-        }
-        state.console.push(line);
+    /// Reports what the loop caught as a console error of `realm` (when known).
+    fn log(&self, realm: Option<usize>, line: String) {
+        emit(&self.state, realm, Level::Error, &line);
     }
 }
 
@@ -360,20 +401,15 @@ fn eval(ctx: &Ctx<'_>, file: &str, source: &str) -> Result<(), JsError> {
         .map_err(|error| JsError::Uncaught { file: file.to_owned(), message: error.to_string() })
 }
 
-fn install_console(ctx: &Ctx<'_>, state: &Rc<RefCell<LoopState>>) -> Result<(), JsError> {
+fn install_console(ctx: &Ctx<'_>, state: &Rc<RefCell<LoopState>>, realm: usize) -> Result<(), JsError> {
     let console = Object::new(ctx.clone())?;
-    for level in ["log", "info", "warn", "error", "debug"] {
+    for level in [Level::Log, Level::Info, Level::Warn, Level::Error, Level::Debug] {
         let state = state.clone();
         let print = Function::new(ctx.clone(), move |args: rquickjs::function::Rest<Value>| {
             let text: Vec<String> = args.0.iter().map(display).collect();
-            let line = text.join(" ");
-            let mut state = state.borrow_mut();
-            if state.echo_console {
-                println!("{line}");
-            }
-            state.console.push(line);
+            emit(&state, Some(realm), level, &text.join(" "));
         })?;
-        console.set(level, print)?;
+        console.set(level.method(), print)?;
     }
     ctx.globals().set("console", console)?;
     Ok(())
