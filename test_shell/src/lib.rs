@@ -14,8 +14,8 @@
 //! # Ok::<(), test_shell::js::JsError>(())
 //! ```
 
-pub mod bench;
 mod cos_js;
+pub use cos_js::generate as generated_bytes;
 pub mod demo;
 mod harness;
 pub use harness::{ScenarioConfig, run_scenario};

@@ -7,14 +7,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cos_common::{Origin, Partition};
+use cos_test_support::callers::sha256_hex;
+use cos_test_support::measure::anonymous_rss_kib;
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
+use test_shell::page::{Browser, Page};
 
 use super::report::{Kind, Report};
-use super::{BenchError, MIB, Parts, Plan, anonymous_rss_kib};
-use crate::page::{Browser, Page};
+use super::{BenchError, MIB, Parts, Plan};
 
 /// The steps the pages run.
-pub const BENCH_COS_JS: &str = include_str!("../../js/bench_cos.js");
+pub const BENCH_COS_JS: &str = include_str!("../js/bench_cos.js");
 
 /// How long one page step may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(900);
@@ -40,32 +43,27 @@ fn evaluate(page: &Page, expression: &str) -> Result<String, BenchError> {
     }
 }
 
-fn evaluate_number(page: &Page, expression: &str) -> Result<f64, BenchError> {
+/// Evaluates `expression` in `page` and decodes its JSON as `T` (`what` names it in the error).
+fn evaluate_as<T: DeserializeOwned>(page: &Page, expression: &str, what: &str) -> Result<T, BenchError> {
     let json = evaluate(page, expression)?;
-    json.trim().parse().map_err(|_| BenchError::Step(format!("{expression}: expected a number, got {json}")))
+    serde_json::from_str(&json).map_err(|_| BenchError::Step(format!("{expression}: expected {what}, got {json:.80}")))
+}
+
+fn evaluate_number(page: &Page, expression: &str) -> Result<f64, BenchError> {
+    evaluate_as(page, expression, "a number")
 }
 
 fn evaluate_string(page: &Page, expression: &str) -> Result<String, BenchError> {
-    let json = evaluate(page, expression)?;
-    Ok(json.trim().trim_matches('"').to_owned())
+    evaluate_as(page, expression, "a string")
 }
 
 fn evaluate_numbers(page: &Page, expression: &str) -> Result<Vec<f64>, BenchError> {
-    let json = evaluate(page, expression)?;
-    parse_numbers(&json).ok_or_else(|| BenchError::Step(format!("{expression}: expected numbers, got {json:.80}")))
+    evaluate_as(page, expression, "numbers")
 }
 
-/// A JSON array of numbers.
-fn parse_numbers(json: &str) -> Option<Vec<f64>> {
-    let inner = json.trim().strip_prefix('[')?.strip_suffix(']')?;
-    if inner.trim().is_empty() {
-        return Some(Vec::new());
-    }
-    inner.split(',').map(|n| n.trim().parse().ok()).collect()
-}
-
+/// `text` as a JavaScript string literal (a JSON string is one).
 fn js_string(text: &str) -> String {
-    format!("{text:?}")
+    serde_json::Value::from(text).to_string()
 }
 
 /// Opens a page on `url` with the bench steps loaded.
@@ -153,7 +151,7 @@ fn single_page(
     evaluate_number(&page, "cosBench.store('small')")?;
     let hit = evaluate_numbers(&page, &format!("cosBench.lookups({}, {}, true)", js_string(&hash), plan.lookups))?;
     report.add("cos", "lookup hit", Kind::Latency, hit);
-    let never_stored = cos_common::ContentHash::from_bytes(Sha256::digest(b"never stored").into()).to_hex();
+    let never_stored = sha256_hex(b"never stored");
     let miss =
         evaluate_numbers(&page, &format!("cosBench.lookups({}, {}, false)", js_string(&never_stored), plan.lookups))?;
     report.add("cos", "lookup miss", Kind::Latency, miss);
@@ -330,7 +328,7 @@ fn huge_store(
         label(total),
         label(chunk)
     ));
-    let chunk_bytes = crate::cos_js::generate(chunk as usize, 4242);
+    let chunk_bytes = test_shell::generated_bytes(chunk as usize, 4242);
     let mut hasher = Sha256::new();
     for _ in 0..copies {
         hasher.update(&chunk_bytes);
@@ -436,10 +434,8 @@ mod tests {
     }
 
     #[test]
-    fn number_arrays_parse_and_garbage_does_not() {
-        assert_eq!(parse_numbers("[0.5, 2,3e-1]"), Some(vec![0.5, 2.0, 0.3]));
-        assert_eq!(parse_numbers("[]"), Some(Vec::new()));
-        assert_eq!(parse_numbers("[1,\"x\"]"), None);
-        assert_eq!(parse_numbers("{}"), None);
+    fn strings_become_javascript_literals() {
+        assert_eq!(js_string("ab"), "\"ab\"");
+        assert_eq!(js_string("a\"b\\c\nd"), r#""a\"b\\c\nd""#);
     }
 }
