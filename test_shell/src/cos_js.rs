@@ -150,8 +150,8 @@ fn generated_bytes<'js>(ctx: Ctx<'js>, length: f64, seed: f64) -> rquickjs::Resu
 }
 
 /// The bytes `__host.generatedBytes(length, seed)` makes (xorshift64, little-endian words), so
-/// that the shell can know a page's data without asking the page.
-pub(crate) fn generate(length: usize, seed: u64) -> Vec<u8> {
+/// that the shell and its bench can know a page's data without asking the page.
+pub fn generate(length: usize, seed: u64) -> Vec<u8> {
     let mut bytes = vec![0u8; length];
     let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
     let mut next = || {

@@ -14,10 +14,10 @@
 //! # Ok::<(), test_shell::js::JsError>(())
 //! ```
 
-pub mod bench;
 pub mod channel;
 pub mod console;
 mod cos_js;
+pub use cos_js::generate as generated_bytes;
 pub mod demo;
 mod harness;
 pub use harness::{ScenarioConfig, run_scenario};

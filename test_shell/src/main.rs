@@ -78,31 +78,16 @@ enum Command {
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
-    /// Measures every hot path against this machine's limits, in one run: baselines (SHA-256,
-    /// write + fsync, page-cache read, memcpy, the raw transport), COS from JavaScript in a
-    /// renderer frame (store, read, lookups), scale (concurrent renderers, dedup, start-up on a
-    /// 100,000-entry registry, a 500,000-digest Public Hash List, a 4 GiB store), the ratios
-    /// with their targets, and with --peers the browser's own storage in headless Chromium.
-    /// Progress goes to stderr, the table (or JSON) to stdout. Takes a few minutes (--quick:
-    /// under one).
+    /// Measures every hot path against this machine's limits and, with --peers, the browser's
+    /// own storage in headless Chromium (`--quick`: a smoke test under a minute; `--json`;
+    /// `--only PARTS`; `--help` lists all). The bench is its own binary, `test_shell_bench`
+    /// (`cargo build --release -p cos_shell_bench`), which this runs from beside this binary
+    /// with the same arguments.
+    #[command(disable_help_flag = true)]
     Bench {
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-        /// Small sizes and few samples: a smoke test in under a minute (no targets apply).
-        #[arg(long)]
-        quick: bool,
-        /// Also measure Cache API, OPFS and IndexedDB in headless Chromium (`/usr/bin/chromium`
-        /// or `$CHROMIUM`); skipped, saying so, when there is none.
-        #[arg(long)]
-        peers: bool,
-        /// Where to put the profiles and files measured (default: a new temporary directory);
-        /// its filesystem is the one measured.
-        #[arg(long)]
-        profile: Option<PathBuf>,
-        /// Run only these parts (comma-separated: baselines, cos, scale), e.g. to profile one.
-        #[arg(long, value_parser = test_shell::bench::Parts::parse)]
-        only: Option<test_shell::bench::Parts>,
+        /// The bench's arguments, passed on as they are.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
     /// Re-hashes every blob of a profile's Cross-Origin Storage (through the sandboxed storage
     /// service, as the browser's maintenance would) and deletes entries whose blob is damaged or
@@ -136,7 +121,6 @@ fn main() -> ExitCode {
                     logging::init("storage-service");
                     cos_storage_service::process::run_storage_service_process(bootstrap)
                 }
-                test_shell::bench::TRANSPORT_PROCESS_TYPE => test_shell::bench::run_transport_peer(bootstrap),
                 other => {
                     eprintln!("test_shell: unknown process type {other}");
                     ExitCode::FAILURE
@@ -174,30 +158,30 @@ fn main() -> ExitCode {
             wpt(&test, &origin, profile.as_deref(), Duration::from_secs(timeout))
         }
         Command::Scrub { profile, json } => scrub(&profile, json),
-        Command::Bench { json, quick, peers, profile, only } => {
-            bench(test_shell::bench::BenchOptions { quick, peers, profile, only }, json)
-        }
+        Command::Bench { args } => bench(args),
     }
 }
 
-fn bench(options: test_shell::bench::BenchOptions, json: bool) -> ExitCode {
-    let started = std::time::Instant::now();
-    let mut progress = |line: &str| eprintln!("[{:>6.1} s] {line}", started.elapsed().as_secs_f64());
-    match test_shell::bench::run(&program(), &options, &mut progress) {
-        Ok(report) => {
-            if json {
-                println!("{}", report.to_json());
-            } else {
-                print!("{}", report.to_table());
-            }
-            eprintln!("bench finished in {:.1} s", started.elapsed().as_secs_f64());
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("test_shell bench: {error}");
-            ExitCode::FAILURE
-        }
+/// The bench binary's name; it sits beside this one in a cargo target directory.
+const BENCH_BINARY: &str = "test_shell_bench";
+
+/// Replaces this process with the bench binary beside it, or says how to build it.
+fn bench(args: Vec<std::ffi::OsString>) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let bench = program().with_file_name(BENCH_BINARY);
+    if !bench.is_file() {
+        eprintln!(
+            "test_shell bench: the bench is its own binary, {BENCH_BINARY}, and there is none at {}; build it \
+             with `cargo build --release -p cos_shell_bench` (the same profile as this test_shell), or run it \
+             directly with `cargo run --release -p cos_shell_bench -- [ARGS]`",
+            bench.display()
+        );
+        return ExitCode::FAILURE;
     }
+    // exec only returns on failure.
+    let error = std::process::Command::new(&bench).args(args).exec();
+    eprintln!("test_shell bench: could not run {}: {error}", bench.display());
+    ExitCode::FAILURE
 }
 
 fn scrub(profile: &std::path::Path, json: bool) -> ExitCode {

@@ -101,9 +101,6 @@ pub struct ShellBrowser {
     _profile: Option<tempfile::TempDir>,
 }
 
-/// The former name of [`ShellBrowser`], kept only while `src/bench/` still uses it.
-pub type Browser = ShellBrowser;
-
 impl ShellBrowser {
     /// Starts the COS host with its sandboxed storage-service process on `profile` (a temporary
     /// one when `None`). `program` is the shell binary (it runs every process type).

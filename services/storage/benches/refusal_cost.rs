@@ -17,15 +17,8 @@ use cos_storage_service::visibility::MAX_STORING_ORIGINS;
 use cos_storage_service::{
     CreateOptions, DEFAULT_NOT_FOUND_FLOOR, GateConfig, HandleRequest, PublicHashList, ServiceConfig, StorageService,
 };
-use sha2::{Digest, Sha256};
-
-fn hash_of(bytes: &[u8]) -> ContentHash {
-    ContentHash::from_bytes(Sha256::digest(bytes).into())
-}
-
-fn origin(url: &str) -> Origin {
-    Origin::from_url(url).unwrap()
-}
+use cos_test_support::callers::{hash_of, origin};
+use cos_test_support::measure::quantile;
 
 fn store(service: &StorageService, writer: &CallerContext, bytes: &[u8], options: CreateOptions) {
     let handle = service.get_file_handle(writer, hash_of(bytes), HandleRequest::Create(options)).unwrap();
@@ -34,8 +27,9 @@ fn store(service: &StorageService, writer: &CallerContext, bytes: &[u8], options
     file.close().unwrap();
 }
 
+/// The `p`th quantile of sorted nanosecond samples, in µs.
 fn percentile(sorted: &[u64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0
+    quantile(sorted, p).unwrap_or(0) as f64 / 1000.0
 }
 
 fn main() {

@@ -1,16 +1,19 @@
 //! `store_177mib`: store a 177 MiB model through the service (write + verify + fsync + rename +
 //! registry commit) and read it back, next to raw `sha2` throughput measured in the same run.
 //!
-//! Targets (issue 2): write ≥ 0.7× raw sha2, read ≥ 2 GiB/s from the page cache, peak extra
-//! memory < 32 MiB. Issue 7: the first whole read after a service start re-hashes the blob as it
+//! Targets: write ≥ 0.7× raw sha2, read ≥ 2 GiB/s from the page cache, peak extra memory
+//! < 32 MiB; and the first whole read after a service start, which re-hashes the blob as it
 //! streams, at near-raw sha2 speed. Run: `cargo bench -p cos_storage_service --bench store_177mib`.
 //! `COS_BENCH_MIB=<n>` changes the size (e.g. 16 for a quick run).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use cos_common::{CallerContext, ContentHash, Origin, Partition};
+use cos_common::{CallerContext, ContentHash, Partition};
 use cos_storage_service::{CreateOptions, HandleRequest, ServiceConfig, StorageService, Streamed};
+use cos_test_support::callers::{caller, hash_of};
+use cos_test_support::measure::{median_duration, peak_extra_rss_kib};
+use cos_test_support::rng::pattern;
 use criterion::{Criterion, SamplingMode, Throughput};
 use sha2::{Digest, Sha256};
 
@@ -28,19 +31,10 @@ impl Fixture {
     fn new(mib: usize) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let service = StorageService::open(ServiceConfig::new(dir.path())).expect("open service").0;
-        // Incompressible, deterministic bytes (xorshift), fully touched before measuring.
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let data: Vec<u8> = (0..mib * CHUNK / 8)
-            .flat_map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state.to_le_bytes()
-            })
-            .collect();
-        let hash = ContentHash::from_bytes(Sha256::digest(&data).into());
-        let caller = CallerContext::top_level(Origin::from_url("https://whisper.example").unwrap());
-        Self { _dir: dir, service, caller, data, hash }
+        // Incompressible, deterministic bytes, fully touched before measuring.
+        let data = pattern(0, mib * CHUNK);
+        let hash = hash_of(&data);
+        Self { _dir: dir, service, caller: caller("https://whisper.example"), data, hash }
     }
 
     /// One full store, as the service will see it: 1 MiB chunks, then close.
@@ -90,7 +84,7 @@ impl Fixture {
 /// that the two are compared under the same machine state. Returns (first read, raw sha2).
 fn first_reads_after_restart(data: &[u8], hash: ContentHash, rounds: usize) -> (Vec<Duration>, Vec<Duration>) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let caller = CallerContext::top_level(Origin::from_url("https://whisper.example").unwrap());
+    let caller = caller("https://whisper.example");
     {
         let service = StorageService::open(ServiceConfig::new(dir.path())).expect("open service").0;
         let handle = service.get_file_handle(&caller, hash, HandleRequest::Create(CreateOptions::same_site())).unwrap();
@@ -122,25 +116,6 @@ fn hash_raw(data: &[u8]) -> Duration {
     let start = Instant::now();
     black_box(Sha256::digest(black_box(data)));
     start.elapsed()
-}
-
-/// Peak resident memory (VmHWM) in bytes after resetting the high-water mark to the current RSS.
-fn measure_peak_extra_memory(f: impl FnOnce()) -> Option<u64> {
-    let read_kib = |key: &str| -> Option<u64> {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let line = status.lines().find(|l| l.starts_with(key))?;
-        line.split_whitespace().nth(1)?.parse().ok()
-    };
-    std::fs::write("/proc/self/clear_refs", "5").ok()?;
-    let baseline = read_kib("VmRSS:")?;
-    f();
-    let peak = read_kib("VmHWM:")?;
-    Some(peak.saturating_sub(baseline) * 1024)
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
 }
 
 fn mib_per_s(bytes: usize, time: Duration) -> f64 {
@@ -184,12 +159,12 @@ fn main() {
         read.push(fixture.read(&mut buffer));
         fixture.forget();
     }
-    let (first_reads, raw_beside) = first_reads_after_restart(&fixture.data, fixture.hash, ROUNDS);
-    let (first_read, raw_beside) = (median(first_reads), median(raw_beside));
-    let peak = measure_peak_extra_memory(|| {
+    let (mut first_reads, mut raw_beside) = first_reads_after_restart(&fixture.data, fixture.hash, ROUNDS);
+    let (first_read, raw_beside) = (median_duration(&mut first_reads), median_duration(&mut raw_beside));
+    let peak = peak_extra_rss_kib(|| {
         fixture.store();
     });
-    let (sha, store, read) = (median(sha), median(store), median(read));
+    let (sha, store, read) = (median_duration(&mut sha), median_duration(&mut store), median_duration(&mut read));
     let (sha_rate, store_rate, read_rate) = (mib_per_s(bytes, sha), mib_per_s(bytes, store), mib_per_s(bytes, read));
     println!("\nstore_{mib}mib summary (median of {ROUNDS} interleaved rounds)");
     println!("  raw sha2 SHA-256        {sha_rate:8.0} MiB/s  ({:.1} ms)", sha.as_secs_f64() * 1e3);
@@ -213,10 +188,9 @@ fn main() {
     );
     println!("   a restart (re-hashed)");
     match peak {
-        Some(peak) => println!(
-            "  peak extra memory of one store: {:.1} MiB   [target < 32 MiB]",
-            peak as f64 / (1u64 << 20) as f64
-        ),
+        Some(peak_kib) => {
+            println!("  peak extra memory of one store: {:.1} MiB   [target < 32 MiB]", peak_kib as f64 / 1024.0)
+        }
         None => println!("  peak extra memory: not measurable here (/proc/self/clear_refs unavailable)"),
     }
 }

@@ -2,25 +2,27 @@
 //! the raw transport and raw SHA-256 measured in the same run.
 //!
 //! `cargo bench -p cos_browser --bench cross_process` (`COS_BENCH_MIB=16` for a quick run).
-//! Targets (issue 3): lookup p50 ≤ 2.5× two raw round trips; store ≥ 0.6× raw sha2; read ≥ 1.5 GiB/s.
+//! Targets: lookup p50 ≤ 2.5× two raw round trips; store ≥ 0.6× raw sha2; read ≥ 1.5 GiB/s.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use cos_test_support::measure::quantile_ns;
 use sha2::{Digest, Sha256};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 use support::{Browser, Command, Payload};
 
-fn percentile(samples: &mut [u64], p: f64) -> Duration {
+/// Nanosecond samples, sorted for [`quantile_ns`].
+fn sorted(mut samples: Vec<u64>) -> Vec<u64> {
     samples.sort_unstable();
-    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    Duration::from_nanos(samples[index])
+    samples
 }
 
-fn median(mut samples: Vec<u64>) -> Duration {
-    percentile(&mut samples, 0.5)
+/// The median of nanosecond samples.
+fn median(samples: Vec<u64>) -> Duration {
+    quantile_ns(&sorted(samples), 0.5)
 }
 
 fn us(d: Duration) -> f64 {
@@ -45,10 +47,10 @@ fn main() -> ExitCode {
     // figure (where a wake-up costs no inter-processor interrupt) is shown for reference.
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     renderer.ping_pong(200, None);
-    let mut cross = renderer.ping_pong(lookups, (cpus >= 2).then_some((0, 1)));
-    let mut same = renderer.ping_pong(lookups, Some((0, 0)));
-    let (raw_p50, raw_p99) = (percentile(&mut cross, 0.5), percentile(&mut cross, 0.99));
-    let (same_p50, same_p99) = (percentile(&mut same, 0.5), percentile(&mut same, 0.99));
+    let cross = sorted(renderer.ping_pong(lookups, (cpus >= 2).then_some((0, 1))));
+    let same = sorted(renderer.ping_pong(lookups, Some((0, 0))));
+    let (raw_p50, raw_p99) = (quantile_ns(&cross, 0.5), quantile_ns(&cross, 0.99));
+    let (same_p50, same_p99) = (quantile_ns(&same, 0.5), quantile_ns(&same, 0.99));
 
     // getFileHandle hit and miss: renderer → broker → service → broker → renderer.
     let small = Payload::Pattern { len: 1024, seed: 1 };
@@ -57,10 +59,10 @@ fn main() -> ExitCode {
     let miss_hash = "00".repeat(32);
     let miss = || Command::LookupLatency { frame: 10, hash: miss_hash.clone(), n: lookups, millis: 0 };
     renderer.timings(hit());
-    let mut hits = renderer.timings(hit());
-    let mut misses = renderer.timings(miss());
-    let (hit_p50, hit_p99) = (percentile(&mut hits, 0.5), percentile(&mut hits, 0.99));
-    let (miss_p50, miss_p99) = (percentile(&mut misses, 0.5), percentile(&mut misses, 0.99));
+    let hits = sorted(renderer.timings(hit()));
+    let misses = sorted(renderer.timings(miss()));
+    let (hit_p50, hit_p99) = (quantile_ns(&hits, 0.5), quantile_ns(&hits, 0.99));
+    let (miss_p50, miss_p99) = (quantile_ns(&misses, 0.5), quantile_ns(&misses, 0.99));
 
     // Bulk: raw sha2 in this process, then stores and reads of distinct payloads.
     let probe = Payload::Pattern { len: bytes, seed: 1000 }.bytes();

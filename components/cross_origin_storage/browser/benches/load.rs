@@ -19,6 +19,7 @@ mod support;
 
 use std::process::ExitCode;
 
+use cos_test_support::measure::{quantile_ns, status_kib};
 use support::{Abuse, Browser, Command, Outcome, literal, run_load};
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -74,10 +75,10 @@ fn truncate_abuse(browser: &Browser) -> bool {
     let pid = browser.host.service_pid().expect("a service process");
     // Reset the service's high-water mark, then abuse.
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
-    let before = support::process_status_kib(pid, "VmHWM:");
+    let before = status_kib(Some(pid), "VmHWM:").unwrap_or(0);
     let command = Command::TruncateAbuse { frames: frames.to_vec(), writers: 2, size: 1 << 30, hold_millis: 3000 };
     let outcome = abuser.ask(command);
-    let peak = support::process_status_kib(pid, "VmHWM:").saturating_sub(before) as f64 / 1024.0;
+    let peak = status_kib(Some(pid), "VmHWM:").unwrap_or(0).saturating_sub(before) as f64 / 1024.0;
     let limit = 2048.0;
     let within = peak <= limit * 1.05;
     println!(
@@ -91,7 +92,7 @@ fn truncate_abuse(browser: &Browser) -> bool {
 fn p99_ms(samples: &[u64]) -> f64 {
     let mut samples = samples.to_vec();
     samples.sort_unstable();
-    samples[(samples.len() - 1) * 99 / 100] as f64 / 1e6
+    quantile_ns(&samples, 0.99).as_secs_f64() * 1e3
 }
 
 /// The victim's lookup p99 alone and under each abuse, in `rounds` rounds: `lookups` lookups

@@ -16,13 +16,11 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use cos_test_support::measure::quantile_ns;
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 use support::{Browser, Command, Outcome, Payload};
-
-fn percentile(sorted: &[u64], p: f64) -> Duration {
-    Duration::from_nanos(sorted[((sorted.len() as f64 - 1.0) * p).round() as usize])
-}
 
 /// The two-sample Kolmogorov–Smirnov statistic D of two sorted samples.
 fn ks_statistic(a: &[u64], b: &[u64]) -> f64 {
@@ -150,7 +148,7 @@ fn main() -> ExitCode {
     let reference = [None, Some(0), Some(0), Some(0), Some(3), Some(0), Some(0)];
     for ((name, class), against) in classes.iter().zip(&per_class).zip(reference) {
         let us = |d: Duration| d.as_secs_f64() * 1e6;
-        let (median, p90) = (percentile(class, 0.5), percentile(class, 0.9));
+        let (median, p90) = (quantile_ns(class, 0.5), quantile_ns(class, 0.9));
         let Some(other) = against else {
             println!("  {name:<24} {:7.1} us {:7.1} us", us(median), us(p90));
             continue;
@@ -197,13 +195,13 @@ fn main() -> ExitCode {
     );
     println!(
         "  new bytes                {:7.3} ms {:7.3} ms (median, p90)",
-        ms(percentile(&new_bytes, 0.5)),
-        ms(percentile(&new_bytes, 0.9))
+        ms(quantile_ns(&new_bytes, 0.5)),
+        ms(quantile_ns(&new_bytes, 0.9))
     );
     println!(
         "  already stored           {:7.3} ms {:7.3} ms   KS D {d:.4}   p-value {p:.3} ({})",
-        ms(percentile(&stored_bytes, 0.5)),
-        ms(percentile(&stored_bytes, 0.9)),
+        ms(quantile_ns(&stored_bytes, 0.5)),
+        ms(quantile_ns(&stored_bytes, 0.9)),
         if p > 0.01 { "indistinguishable" } else { "DISTINGUISHABLE" }
     );
     ExitCode::SUCCESS

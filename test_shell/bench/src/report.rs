@@ -2,8 +2,16 @@
 
 use std::fmt::Write;
 
+use cos_test_support::measure::quantile_of;
+use serde_json::{Value, json};
+
 use super::peers::PeersOutcome;
-use super::{MIB, Plan, median, percentile};
+use super::{MIB, Plan};
+
+/// The `p`th quantile (`0.0..=1.0`, nearest rank) of `samples`, which stay in the order taken.
+fn quantile(samples: &[f64], p: f64) -> f64 {
+    quantile_of(&mut samples.to_vec(), p)
+}
 
 /// What a figure's samples are.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,7 +52,7 @@ pub struct Figure {
 impl Figure {
     /// The median sample.
     pub fn median(&self) -> f64 {
-        median(&self.samples)
+        quantile(&self.samples, 0.5)
     }
 
     /// MiB/s at the median, for transfers.
@@ -120,7 +128,7 @@ impl Report {
     }
 
     fn p50(&self, name: &str) -> Option<f64> {
-        self.figure(name).map(|f| percentile(&f.samples, 50.0))
+        self.figure(name).map(|f| quantile(&f.samples, 0.5))
     }
 
     fn throughput(&self, name: &str) -> Option<f64> {
@@ -276,74 +284,72 @@ impl Report {
 
     /// The report as JSON.
     pub fn to_json(&self) -> String {
-        let mut out = String::from("{");
-        let _ = write!(out, "\"quick\":{},\"machine\":{},\"figures\":[", self.quick, json_string(&self.machine));
-        for (i, figure) in self.figures.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let (kind, extra) = match figure.kind {
-                Kind::Transfer { bytes } => (
-                    "transfer",
-                    format!(",\"bytes\":{bytes},\"mib_per_s\":{}", json_number(figure.mib_per_s().unwrap_or(0.0))),
-                ),
-                Kind::Latency => (
-                    "latency",
-                    format!(
-                        ",\"p50_ms\":{},\"p99_ms\":{}",
-                        json_number(percentile(&figure.samples, 50.0)),
-                        json_number(percentile(&figure.samples, 99.0))
-                    ),
-                ),
-                Kind::Rate { unit } => ("rate", format!(",\"unit\":{}", json_string(unit))),
-                Kind::Time => ("time", String::new()),
-                Kind::Memory => ("memory", String::new()),
-            };
-            let samples: Vec<String> = figure.samples.iter().map(|s| json_number(*s)).collect();
-            let _ = write!(
-                out,
-                "{{\"section\":{},\"name\":{},\"kind\":\"{kind}\",\"min\":{},\"median\":{},\"max\":{}{extra},\"note\":{},\"samples\":[{}]}}",
-                json_string(figure.section),
-                json_string(&figure.name),
-                json_number(percentile(&figure.samples, 0.0)),
-                json_number(figure.median()),
-                json_number(percentile(&figure.samples, 100.0)),
-                json_string(&figure.note),
-                samples.join(",")
-            );
-        }
-        out.push_str("],\"ratios\":[");
-        for (i, ratio) in self.ratios.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let met = ratio.met.map_or("null".to_owned(), |m| m.to_string());
-            let _ = write!(
-                out,
-                "{{\"name\":{},\"value\":{},\"target\":{},\"met\":{met}}}",
-                json_string(&ratio.name),
-                json_number(ratio.value),
-                json_string(&ratio.target)
-            );
-        }
-        out.push_str("],\"peers\":");
-        match &self.peers {
-            Some(Ok(browser)) => {
-                let _ = write!(out, "{{\"browser\":{}}}", json_string(browser));
-            }
-            Some(Err(reason)) => {
-                let _ = write!(out, "{{\"skipped\":{}}}", json_string(reason));
-            }
-            None => out.push_str("null"),
-        }
-        out.push('}');
-        out
+        let figures: Vec<Value> = self.figures.iter().map(figure_json).collect();
+        let ratios: Vec<Value> = self
+            .ratios
+            .iter()
+            .map(|ratio| {
+                json!({
+                    "name": ratio.name,
+                    "value": json_number(ratio.value),
+                    "target": ratio.target,
+                    "met": ratio.met,
+                })
+            })
+            .collect();
+        let peers = match &self.peers {
+            Some(Ok(browser)) => json!({ "browser": browser }),
+            Some(Err(reason)) => json!({ "skipped": reason }),
+            None => Value::Null,
+        };
+        json!({
+            "quick": self.quick,
+            "machine": self.machine,
+            "figures": figures,
+            "ratios": ratios,
+            "peers": peers,
+        })
+        .to_string()
     }
+}
+
+/// One figure as JSON: its summary for its kind, then every sample.
+fn figure_json(figure: &Figure) -> Value {
+    let mut object = json!({
+        "section": figure.section,
+        "name": figure.name,
+        "kind": "",
+        "min": json_number(quantile(&figure.samples, 0.0)),
+        "median": json_number(figure.median()),
+        "max": json_number(quantile(&figure.samples, 1.0)),
+    });
+    let kind = match figure.kind {
+        Kind::Transfer { bytes } => {
+            object["bytes"] = bytes.into();
+            object["mib_per_s"] = json_number(figure.mib_per_s().unwrap_or(0.0));
+            "transfer"
+        }
+        Kind::Latency => {
+            object["p50_ms"] = json_number(quantile(&figure.samples, 0.5));
+            object["p99_ms"] = json_number(quantile(&figure.samples, 0.99));
+            "latency"
+        }
+        Kind::Rate { unit } => {
+            object["unit"] = unit.into();
+            "rate"
+        }
+        Kind::Time => "time",
+        Kind::Memory => "memory",
+    };
+    object["kind"] = kind.into();
+    object["note"] = figure.note.as_str().into();
+    object["samples"] = figure.samples.iter().map(|sample| json_number(*sample)).collect();
+    object
 }
 
 /// One table row.
 fn row(figure: &Figure) -> String {
-    let (min, med, max) = (percentile(&figure.samples, 0.0), figure.median(), percentile(&figure.samples, 100.0));
+    let (min, med, max) = (quantile(&figure.samples, 0.0), figure.median(), quantile(&figure.samples, 1.0));
     let n = figure.samples.len();
     let values = match figure.kind {
         Kind::Transfer { .. } => {
@@ -351,8 +357,8 @@ fn row(figure: &Figure) -> String {
         }
         Kind::Latency => format!(
             "p50 {:>8.3} ms  p99 {:>8.3} ms  ({n} calls)",
-            percentile(&figure.samples, 50.0),
-            percentile(&figure.samples, 99.0)
+            quantile(&figure.samples, 0.5),
+            quantile(&figure.samples, 0.99)
         ),
         Kind::Rate { unit } => format!("{min:>9.1} {med:>9.1} {max:>9.1} {unit}"),
         Kind::Time => format!("{min:>9.2} {med:>9.2} {max:>9.2} ms"),
@@ -362,28 +368,10 @@ fn row(figure: &Figure) -> String {
     format!("{:<58} {values}{note}", figure.name)
 }
 
-fn json_number(value: f64) -> String {
-    if value.is_finite() {
-        format!("{value:.6}").trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        "null".into()
-    }
-}
-
-fn json_string(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// A figure rounded to a nanosecond (of a millisecond figure), which keeps thousands of lookup
+/// samples short; `null` where not finite, as JSON has no NaN.
+fn json_number(value: f64) -> Value {
+    if value.is_finite() { Value::from((value * 1e6).round() / 1e6) } else { Value::Null }
 }
 
 #[cfg(test)]
@@ -416,14 +404,29 @@ mod tests {
     }
 
     #[test]
-    fn json_is_escaped_and_numbers_are_plain() {
-        let report = sample_report();
-        let json = report.to_json();
-        assert!(json.contains("\"note\":\"a \\\"quoted\\\" note\""), "{json}");
-        assert!(json.contains("\"median\":170"), "{json}");
-        assert!(json.contains("\"p50_ms\":0.1"), "{json}");
-        assert_eq!(json_number(f64::NAN), "null");
-        assert_eq!(json_string("a\nb"), "\"a\\u000ab\"");
+    fn json_holds_every_figure_and_ratio() {
+        let mut report = sample_report();
+        report.add_ratios();
+        let json: Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(json["quick"], false);
+        assert_eq!(json["peers"], Value::Null);
+        let figures = json["figures"].as_array().unwrap();
+        assert_eq!(figures.len(), report.figures.len());
+        let sha = &figures[0];
+        assert_eq!((sha["name"].as_str(), sha["kind"].as_str()), (Some("sha256 177 MiB"), Some("transfer")));
+        assert_eq!(
+            (sha["min"].as_f64(), sha["median"].as_f64(), sha["max"].as_f64()),
+            (Some(165.0), Some(170.0), Some(180.0))
+        );
+        assert_eq!(sha["bytes"].as_u64(), Some(177 * MIB));
+        assert_eq!(sha["samples"], json!([170.0, 165.0, 180.0]));
+        let lookup = figures.iter().find(|f| f["name"] == "lookup hit").unwrap();
+        assert_eq!((lookup["p50_ms"].as_f64(), lookup["p99_ms"].as_f64()), (Some(0.1), Some(0.2)));
+        assert_eq!(lookup["note"], "a \"quoted\" note");
+        let ratio = json["ratios"].as_array().unwrap().iter().find(|r| r["name"] == "store 177 MiB / raw sha256");
+        assert_eq!(ratio.unwrap()["met"], true);
+        assert_eq!(json_number(f64::NAN), Value::Null);
+        assert_eq!(json_number(1.0 / 3.0), json!(0.333333));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Part 1: what this machine can do at best, measured in the same run as COS: SHA-256 over the
 //! big size in memory, sequential write + fsync of it to the profile's filesystem, page-cache
 //! read of it, memcpy, and the raw transport between two processes (the `bench-transport`
-//! process type of this binary).
+//! process type of the bench binary).
 
 use std::io::{IoSliceMut, Read, Write};
 use std::path::Path;
@@ -10,6 +10,7 @@ use std::time::Instant;
 use cos_common::interface::{DATA_CHUNK_BYTES, DATA_PIPE_SEND_BUFFER};
 use cos_ipc::Endpoint;
 use cos_ipc::launch::{ChildBootstrap, LaunchOptions};
+use cos_test_support::measure::PinnedToCpu;
 use sha2::{Digest, Sha256};
 
 use super::report::{Kind, Report};
@@ -51,7 +52,7 @@ pub(super) fn run(
     let label = super::cos::label(plan.big);
     let bytes = Kind::Transfer { bytes: plan.big };
     progress(&format!("baselines: SHA-256, memcpy, write + fsync and page-cache read of {label}"));
-    let data = crate::cos_js::generate(plan.big as usize, 1);
+    let data = test_shell::generated_bytes(plan.big as usize, 1);
     let sha = timed(plan.repeats, || {
         std::hint::black_box(Sha256::digest(std::hint::black_box(&data)));
         Ok(())
@@ -98,31 +99,9 @@ fn step_error(error: impl std::fmt::Display) -> BenchError {
     BenchError::Step(format!("transport: {error}"))
 }
 
-/// Pins the calling thread to `cpu`; returns the mask it had, to restore.
-fn pin_to_cpu(cpu: usize) -> Option<libc::cpu_set_t> {
-    // SAFETY: cpu_set_t is plain data; the calls read and write only the sets passed, for the
-    // calling thread (pid 0).
-    unsafe {
-        let mut previous: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut previous) != 0 {
-            return None;
-        }
-        let mut only: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut only);
-        (libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &only) == 0).then_some(previous)
-    }
-}
-
-fn restore_affinity(mask: &libc::cpu_set_t) {
-    // SAFETY: as in `pin_to_cpu`: the calling thread's own mask, from a set we own.
-    unsafe {
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), mask);
-    }
-}
-
 /// Small-message round trips with this thread and the peer's pinned to `(ours, theirs)`.
 fn round_trips(pipe: &Endpoint, n: u32, cpus: (usize, usize)) -> Result<Vec<f64>, BenchError> {
-    let restore = pin_to_cpu(cpus.0);
+    let pinned = PinnedToCpu::new(cpus.0);
     pipe.send(&[PIN, cpus.1 as u8], Vec::new()).map_err(step_error)?;
     pipe.recv().map_err(step_error)?;
     let round_trip = || -> Result<f64, BenchError> {
@@ -135,9 +114,7 @@ fn round_trips(pipe: &Endpoint, n: u32, cpus: (usize, usize)) -> Result<Vec<f64>
         round_trip()?;
     }
     let samples = (0..n).map(|_| round_trip()).collect::<Result<Vec<_>, _>>();
-    if let Some(mask) = restore {
-        restore_affinity(&mask);
-    }
+    drop(pinned);
     pipe.send(&[UNPIN], Vec::new()).map_err(step_error)?;
     pipe.recv().map_err(step_error)?;
     samples
@@ -179,8 +156,8 @@ fn transport(pipe: &Endpoint, plan: &Plan, data: &[u8], report: &mut Report) -> 
     Ok(())
 }
 
-/// The `bench-transport` process: pins itself when asked, echoes each ping, swallows bulk frames into one buffer (as a
-/// data pipe's reader does) and answers the ping that follows them.
+/// The `bench-transport` process: pins itself when asked, echoes each ping, swallows bulk frames
+/// into one buffer (as a data pipe's reader does) and answers the ping that follows them.
 pub fn run_transport_peer(bootstrap: ChildBootstrap) -> std::process::ExitCode {
     let pipe = bootstrap.endpoint;
     let mut buffer = vec![0u8; DATA_CHUNK_BYTES + 1];
@@ -188,15 +165,15 @@ pub fn run_transport_peer(bootstrap: ChildBootstrap) -> std::process::ExitCode {
     loop {
         match pipe.recv_vectored(&mut [IoSliceMut::new(&mut buffer)]) {
             Ok((2, _)) if buffer[0] == PIN => {
-                pinned = pin_to_cpu(usize::from(buffer[1])).or(pinned);
+                // Back to the original mask first, so that the new guard restores that one.
+                drop(pinned.take());
+                pinned = PinnedToCpu::new(usize::from(buffer[1]));
                 if pipe.send(&[PIN], Vec::new()).is_err() {
                     return std::process::ExitCode::SUCCESS;
                 }
             }
             Ok((1, _)) if buffer[0] == UNPIN => {
-                if let Some(mask) = pinned.take() {
-                    restore_affinity(&mask);
-                }
+                drop(pinned.take());
                 if pipe.send(&[UNPIN], Vec::new()).is_err() {
                     return std::process::ExitCode::SUCCESS;
                 }

@@ -5,28 +5,38 @@
 //! (`js/bench_peers.html`) does the timing itself with `performance.now()`; this side only serves
 //! it, starts Chromium and collects what the page posts back.
 //!
-//! The page is served from a throwaway HTTP server on `http://127.0.0.1`: loopback is a secure
+//! The page is served from a throwaway HTTP server (hyper, on a tokio runtime of its own thread)
+//! on `http://127.0.0.1`: loopback is a secure
 //! context, so the Cache API, OPFS and `crypto.subtle` are all available without certificates,
 //! and the COOP/COEP headers it sends make the page cross-origin isolated, which is what gives
 //! `performance.now()` the resolution the sub-millisecond lookup figures need.
 
+use std::convert::Infallible;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use cos_test_support::measure::quantile_of;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
 /// The page that does the measuring.
-const PAGE: &str = include_str!("../../js/bench_peers.html");
+const PAGE: &str = include_str!("../js/bench_peers.html");
 
 /// Where Debian and Ubuntu put Chromium, and where this machine has it.
 const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
@@ -42,16 +52,8 @@ const LOOKUPS: [&str; 2] = ["cache match miss", "cache match hit"];
 /// at once rather than after the whole timeout.
 const POLL: Duration = Duration::from_millis(200);
 
-/// A connection that sends nothing for this long is not the page (which posts whole bodies at
-/// once), so its thread gives up rather than hold up the server's shutdown.
-const IDLE_CONNECTION: Duration = Duration::from_secs(10);
-
-/// Request line and header lines are tiny from the page; anything longer is not ours.
-const MAX_LINE: usize = 8 * 1024;
-/// As for [`MAX_LINE`].
-const MAX_HEADERS: usize = 100;
 /// Results are a few tens of KiB even with many lookups; the cap only stops a runaway client.
-const MAX_BODY: u64 = 64 << 20;
+const MAX_BODY: usize = 64 << 20;
 
 /// How much of Chromium's stderr an error quotes: enough for a crash reason, not a whole log.
 const TAIL_LINES: usize = 25;
@@ -273,30 +275,16 @@ fn chromium_version(chromium: &Path) -> Result<String, PeerError> {
 }
 
 /// The page's query string: `size=<label>:<bytes>` per size (the page splits at the last `:`),
-/// then `repeats` and `lookups`.
+/// then `repeats` and `lookups`, form-encoded so labels survive any spelling (spaces, `&`, `+`,
+/// non-ASCII) through `URLSearchParams`.
 fn query_string(options: &PeerOptions) -> String {
-    let mut parts: Vec<String> = options
-        .sizes
-        .iter()
-        .map(|(label, bytes)| format!("size={}", percent_encode(&format!("{label}:{bytes}"))))
-        .collect();
-    parts.push(format!("repeats={}", options.repeats));
-    parts.push(format!("lookups={}", options.lookups));
-    parts.join("&")
-}
-
-/// Encodes everything but RFC 3986's unreserved characters, so labels survive any spelling
-/// (spaces, `&`, `+`, non-ASCII) through `URLSearchParams`.
-fn percent_encode(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            encoded.push(char::from(byte));
-        } else {
-            let _ = write!(encoded, "%{byte:02X}");
-        }
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (label, bytes) in &options.sizes {
+        query.append_pair("size", &format!("{label}:{bytes}"));
     }
-    encoded
+    query.append_pair("repeats", &options.repeats.to_string());
+    query.append_pair("lookups", &options.lookups.to_string());
+    query.finish()
 }
 
 /// Every figure the page must report, with its sample count, in reporting order.
@@ -379,12 +367,9 @@ fn describe_progress(text: &str) -> String {
     }
 }
 
-/// The median of non-empty samples.
+/// The median (nearest rank, as the report's) of samples in the order taken.
 fn median(samples: &[f64]) -> f64 {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let middle = sorted.len() / 2;
-    if sorted.len().is_multiple_of(2) { (sorted[middle - 1] + sorted[middle]) / 2.0 } else { sorted[middle] }
+    quantile_of(&mut samples.to_vec(), 0.5)
 }
 
 /// Milliseconds in a unit that keeps lookups (hundreds of µs) and large puts readable.
@@ -552,199 +537,114 @@ enum Event {
     Error(String),
 }
 
-/// The loopback HTTP server, stopped and joined when dropped.
+/// Cross-origin isolation: `performance.now()` at 5 µs instead of 100 µs.
+const ISOLATION: [(HeaderName, &str); 2] = [
+    (HeaderName::from_static("cross-origin-opener-policy"), "same-origin"),
+    (HeaderName::from_static("cross-origin-embedder-policy"), "require-corp"),
+];
+
+/// The loopback HTTP server: hyper on a current-thread tokio runtime in a thread of its own,
+/// stopped and joined when dropped.
 struct Server {
     address: SocketAddr,
-    stop: Arc<AtomicBool>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Server {
     fn start(events: Sender<Event>) -> io::Result<Self> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        // Bound here rather than in the thread, so that a failure is this call's error.
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::Builder::new().name("bench-peers-http".into()).spawn({
-            let stop = stop.clone();
-            move || serve(&listener, &stop, &events)
+        let listener = {
+            let _context = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new().name("bench-peers-http".into()).spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    () = serve(listener, events) => {}
+                    _ = stopped => {}
+                }
+            });
+            // Dropping the runtime ends every connection still open, such as the ones Chromium
+            // preconnects and leaves idle.
+            drop(runtime);
         })?;
-        Ok(Server { address, stop, thread: Some(thread) })
+        Ok(Server { address, stop: Some(stop), thread: Some(thread) })
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // accept() has no timeout; a connection of our own is what wakes it to see `stop`.
-        let _ = TcpStream::connect_timeout(&self.address, Duration::from_secs(1));
+        if let Some(stop) = self.stop.take() {
+            // An Err means the thread already ended, which the join below sees too.
+            let _ = stop.send(());
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-/// Accepts until stopped, a thread per connection so a connection Chromium opens and leaves
-/// idle (it preconnects) cannot block the page's posts.
-fn serve(listener: &TcpListener, stop: &AtomicBool, events: &Sender<Event>) {
-    std::thread::scope(|scope| {
-        for stream in listener.incoming() {
-            if stop.load(Ordering::SeqCst) {
-                break;
-            }
-            let Ok(stream) = stream else {
+/// Accepts until stopped, a task per connection so a connection Chromium opens and leaves idle
+/// (it preconnects) cannot hold up the page's posts.
+async fn serve(listener: tokio::net::TcpListener, events: Sender<Event>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
                 // Out of descriptors or the like: back off instead of spinning.
-                std::thread::sleep(Duration::from_millis(10));
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
-            };
-            let events = events.clone();
-            let _ = std::thread::Builder::new().spawn_scoped(scope, move || {
-                let _ = handle_connection(&stream, &events);
-            });
-        }
-    });
-}
-
-/// One request per connection (we answer `Connection: close`).
-fn handle_connection(stream: &TcpStream, events: &Sender<Event>) -> io::Result<()> {
-    stream.set_read_timeout(Some(IDLE_CONNECTION))?;
-    stream.set_write_timeout(Some(IDLE_CONNECTION))?;
-    let response = match read_request(&mut BufReader::new(stream)) {
-        Ok(request) => route(request, events),
-        Err(Reject::Closed) => return Ok(()),
-        Err(Reject::Status(status)) => Response::empty(status),
-    };
-    response.write_to(&mut &*stream)
-}
-
-/// A parsed request; headers other than the body's length do not matter here.
-#[derive(Debug, PartialEq)]
-struct Request {
-    method: String,
-    target: String,
-    body: Vec<u8>,
-}
-
-/// Why no request could be read.
-#[derive(Debug, PartialEq)]
-enum Reject {
-    /// The peer went away or stalled: nothing to answer.
-    Closed,
-    /// Answer with this status line (e.g. "400 Bad Request") and close.
-    Status(&'static str),
-}
-
-impl From<io::Error> for Reject {
-    fn from(_: io::Error) -> Self {
-        Reject::Closed
-    }
-}
-
-/// Reads the request line, the headers and a `Content-Length` body.
-fn read_request(reader: &mut impl BufRead) -> Result<Request, Reject> {
-    let request_line = read_line(reader)?;
-    let mut parts = request_line.split_whitespace();
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(Reject::Status("400 Bad Request"));
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Err(Reject::Status("505 HTTP Version Not Supported"));
-    }
-    let mut content_length = 0u64;
-    for _ in 0..=MAX_HEADERS {
-        let line = read_line(reader)?;
-        if line.is_empty() {
-            let length = usize::try_from(content_length).map_err(|_| Reject::Status("413 Content Too Large"))?;
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body)?;
-            return Ok(Request { method: method.to_owned(), target: target.to_owned(), body });
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(Reject::Status("400 Bad Request"));
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            content_length = value.parse().map_err(|_| Reject::Status("400 Bad Request"))?;
-            if content_length > MAX_BODY {
-                return Err(Reject::Status("413 Content Too Large"));
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            // fetch() sends a string body with a length; chunked bodies are not worth decoding.
-            return Err(Reject::Status("411 Length Required"));
-        }
-    }
-    Err(Reject::Status("431 Request Header Fields Too Large"))
-}
-
-/// One CRLF- (or LF-) terminated line, bounded so a client cannot make us buffer without end.
-fn read_line(reader: &mut impl BufRead) -> Result<String, Reject> {
-    let mut line = Vec::new();
-    reader.take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line)?;
-    if line.len() > MAX_LINE {
-        return Err(Reject::Status("431 Request Header Fields Too Large"));
-    }
-    if line.pop() != Some(b'\n') {
-        return Err(Reject::Closed);
-    }
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    String::from_utf8(line).map_err(|_| Reject::Status("400 Bad Request"))
-}
-
-/// What the server answers.
-struct Response {
-    status: &'static str,
-    headers: &'static [(&'static str, &'static str)],
-    body: &'static [u8],
-}
-
-impl Response {
-    fn empty(status: &'static str) -> Self {
-        Response { status, headers: &[], body: b"" }
-    }
-
-    fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
-        let mut head = format!("HTTP/1.1 {}\r\nConnection: close\r\nCache-Control: no-store\r\n", self.status);
-        // RFC 9110 forbids a length on 204.
-        if !self.status.starts_with("204") {
-            let _ = write!(head, "Content-Length: {}\r\n", self.body.len());
-        }
-        for (name, value) in self.headers {
-            let _ = write!(head, "{name}: {value}\r\n");
-        }
-        head.push_str("\r\n");
-        out.write_all(head.as_bytes())?;
-        out.write_all(self.body)?;
-        out.flush()
+        };
+        let events = events.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| route(request, events.clone()));
+            // A connection the client breaks off only loses that client's request.
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
     }
 }
 
 /// `/` is the page (whatever the query), the three POST paths are the page reporting back.
-fn route(request: Request, events: &Sender<Event>) -> Response {
-    let path = request.target.split('?').next().unwrap_or_default();
-    let text = || String::from_utf8_lossy(&request.body).into_owned();
-    let event = match (request.method.as_str(), path) {
-        ("GET", "/") => {
-            return Response {
-                status: "200 OK",
-                headers: &[
-                    ("Content-Type", "text/html; charset=utf-8"),
-                    // Cross-origin isolation: performance.now() at 5 µs instead of 100 µs.
-                    ("Cross-Origin-Opener-Policy", "same-origin"),
-                    ("Cross-Origin-Embedder-Policy", "require-corp"),
-                ],
-                body: PAGE.as_bytes(),
-            };
+async fn route(request: Request<Incoming>, events: Sender<Event>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let event: fn(String) -> Event = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/") => {
+            let mut headers = vec![(CONTENT_TYPE, "text/html; charset=utf-8")];
+            headers.extend(ISOLATION);
+            return Ok(respond(StatusCode::OK, &headers, PAGE));
         }
-        ("POST", "/progress") => Event::Progress(text()),
-        ("POST", "/result") => Event::Result(text()),
-        ("POST", "/error") => Event::Error(text()),
-        _ => return Response::empty("404 Not Found"),
+        (&Method::POST, "/progress") => Event::Progress,
+        (&Method::POST, "/result") => Event::Result,
+        (&Method::POST, "/error") => Event::Error,
+        _ => return Ok(respond(StatusCode::NOT_FOUND, &[], "")),
+    };
+    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(error) if error.is::<LengthLimitError>() => return Ok(respond(StatusCode::PAYLOAD_TOO_LARGE, &[], "")),
+        // The body broke off: there is nothing whole to relay.
+        Err(_) => return Ok(respond(StatusCode::BAD_REQUEST, &[], "")),
     };
     // The receiver is gone only once the run is over; a late post no longer matters then.
-    let _ = events.send(event);
-    Response::empty("204 No Content")
+    let _ = events.send(event(String::from_utf8_lossy(&body).into_owned()));
+    Ok(respond(StatusCode::NO_CONTENT, &[], ""))
+}
+
+/// An answer that no cache keeps: every answer is for this run only.
+fn respond(status: StatusCode, headers: &[(HeaderName, &'static str)], body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    let map = response.headers_mut();
+    map.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for (name, value) in headers {
+        map.insert(name.clone(), HeaderValue::from_static(value));
+    }
+    response
 }
 
 #[cfg(test)]
@@ -825,7 +725,7 @@ mod tests {
         let options = options(&[("177 MiB", 185_597_952), ("4.5 MiB", 4_718_592), ("a&b+c:µ", 1)], 3, 1000);
         assert_eq!(
             query_string(&options),
-            "size=177%20MiB%3A185597952&size=4.5%20MiB%3A4718592&size=a%26b%2Bc%3A%C2%B5%3A1&repeats=3&lookups=1000"
+            "size=177+MiB%3A185597952&size=4.5+MiB%3A4718592&size=a%26b%2Bc%3A%C2%B5%3A1&repeats=3&lookups=1000"
         );
     }
 
@@ -853,7 +753,7 @@ mod tests {
     #[test]
     fn summarises_progress() {
         assert_eq!(describe_progress("cache put 1 KiB\t3\t1\t2\n"), "cache put 1 KiB: median 2.0 ms over 3 samples");
-        assert_eq!(describe_progress("cache match hit\t0.3\t0.2"), "cache match hit: median 250 µs over 2 samples");
+        assert_eq!(describe_progress("cache match hit\t0.3\t0.2"), "cache match hit: median 200 µs over 2 samples");
         assert_eq!(describe_progress("page ready: quota 1 GiB\n"), "page ready: quota 1 GiB");
     }
 
@@ -911,65 +811,53 @@ mod tests {
         assert_eq!(not_found_reason(None), "Chromium not found: install it at /usr/bin/chromium or set CHROMIUM=");
     }
 
-    #[test]
-    fn parses_http_requests() {
-        let mut post =
-            io::Cursor::new(b"POST /result HTTP/1.1\r\nHost: x\r\ncontent-length: 5\r\n\r\nab\tcdEXTRA".to_vec());
-        assert_eq!(
-            read_request(&mut post),
-            Ok(Request { method: "POST".into(), target: "/result".into(), body: b"ab\tcd".to_vec() })
-        );
-        let mut get = io::Cursor::new(b"GET /?size=1 HTTP/1.1\nHost: x\n\n".to_vec());
-        assert_eq!(read_request(&mut get).unwrap().target, "/?size=1");
-        for (bytes, expected) in [
-            (&b"GARBAGE\r\n\r\n"[..], Reject::Status("400 Bad Request")),
-            (b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n", Reject::Status("400 Bad Request")),
-            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", Reject::Status("411 Length Required")),
-            (b"POST / HTTP/1.1\r\nContent-Length: 999999999999\r\n\r\n", Reject::Status("413 Content Too Large")),
-            (b"POST / HTTP/1.1\r\nContent-Length: 9\r\n\r\nshort", Reject::Closed),
-            (b"GET / HTTP/1.1\r\nHost: x", Reject::Closed),
-            (b"", Reject::Closed),
-        ] {
-            assert_eq!(read_request(&mut io::Cursor::new(bytes.to_vec())), Err(expected), "{bytes:?}");
-        }
-        let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_LINE));
-        assert_eq!(
-            read_request(&mut io::Cursor::new(long.into_bytes())),
-            Err(Reject::Status("431 Request Header Fields Too Large"))
-        );
+    /// One request on a connection of its own, through hyper's client; the answer with its body.
+    async fn exchange(address: SocketAddr, method: Method, target: &str, body: &'static str) -> Response<Bytes> {
+        let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(connection);
+        let request = Request::builder()
+            .method(method)
+            .uri(target)
+            .header(hyper::header::HOST, address.to_string())
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap();
+        let (parts, body) = sender.send_request(request).await.unwrap().into_parts();
+        Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
     }
 
     #[test]
     fn serves_the_page_and_relays_posts() {
-        fn exchange(address: SocketAddr, request: &str) -> String {
-            let mut stream = TcpStream::connect(address).unwrap();
-            stream.write_all(request.as_bytes()).unwrap();
-            let mut response = String::new();
-            stream.read_to_string(&mut response).unwrap();
-            response
-        }
         let (events_tx, events) = mpsc::channel();
         let server = Server::start(events_tx).unwrap();
-        // An idle connection, as Chromium's preconnects are, must not hold up the others.
-        let _idle = TcpStream::connect(server.address).unwrap();
+        let address = server.address;
+        let client = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        client.block_on(async {
+            // An idle connection, as Chromium's preconnects are, must not hold up the others.
+            let _idle = tokio::net::TcpStream::connect(address).await.unwrap();
 
-        let page = exchange(server.address, "GET /?repeats=1 HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
-        assert!(page.contains("Content-Type: text/html; charset=utf-8\r\n"));
-        assert!(page.contains("Cross-Origin-Embedder-Policy: require-corp\r\n"));
-        assert!(page.contains(&format!("Content-Length: {}\r\n", PAGE.len())));
-        assert!(page.ends_with(PAGE));
+            let page = exchange(address, Method::GET, "/?repeats=1", "").await;
+            assert_eq!(page.status(), StatusCode::OK);
+            assert_eq!(page.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
+            assert_eq!(page.headers()["cross-origin-opener-policy"], "same-origin");
+            assert_eq!(page.headers()["cross-origin-embedder-policy"], "require-corp");
+            assert_eq!(page.headers()[CACHE_CONTROL], "no-store");
+            assert_eq!(page.body(), PAGE.as_bytes());
 
-        let posted = exchange(server.address, "POST /progress HTTP/1.1\r\nContent-Length: 4\r\n\r\nhalf");
-        assert!(posted.starts_with("HTTP/1.1 204 No Content\r\n"), "{posted}");
-        assert!(!posted.contains("Content-Length"));
-        assert_eq!(events.recv_timeout(Duration::from_secs(5)), Ok(Event::Progress("half".into())));
+            let posted = exchange(address, Method::POST, "/progress", "half").await;
+            assert_eq!(posted.status(), StatusCode::NO_CONTENT);
+            assert_eq!(events.recv_timeout(Duration::from_secs(5)), Ok(Event::Progress("half".into())));
+            let result = exchange(address, Method::POST, "/result", "ab\tcd").await;
+            assert_eq!(result.status(), StatusCode::NO_CONTENT);
+            assert_eq!(events.recv_timeout(Duration::from_secs(5)), Ok(Event::Result("ab\tcd".into())));
 
-        let missing = exchange(server.address, "GET /favicon.ico HTTP/1.1\r\n\r\n");
-        assert!(missing.starts_with("HTTP/1.1 404 Not Found\r\n"), "{missing}");
-        assert!(missing.contains("Connection: close\r\n"));
-        drop(_idle);
-        drop(server);
+            let missing = exchange(address, Method::GET, "/favicon.ico", "").await;
+            assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+            let wrong_method = exchange(address, Method::GET, "/result", "").await;
+            assert_eq!(wrong_method.status(), StatusCode::NOT_FOUND);
+            // Dropping the server with the idle connection still open must not hang.
+            drop(server);
+        });
     }
 
     /// Runs the real page in real Chromium with tiny sizes; skipped where there is no Chromium
@@ -999,7 +887,7 @@ mod tests {
         assert!(messages.iter().any(|m| m.starts_with("cache put 1 KiB: median")), "{messages:?}");
     }
 
-    /// The full-size measurement, by hand: `cargo test -p test_shell --lib bench::peers --
+    /// The full-size measurement, by hand: `cargo test --release -p cos_shell_bench --lib peers --
     /// --ignored --nocapture`. About 20 s on a 2-core VM, and under 1 GiB of scratch disk.
     #[test]
     #[ignore = "about 20 s of headless Chromium and hundreds of MiB of disk; run by hand"]

@@ -7,14 +7,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cos_common::{Origin, Partition};
+use cos_test_support::callers::sha256_hex;
+use cos_test_support::measure::anonymous_rss_kib;
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
+use test_shell::page::{Page, ShellBrowser};
 
 use super::report::{Kind, Report};
-use super::{BenchError, MIB, Parts, Plan, anonymous_rss_kib};
-use crate::page::{Browser, Page};
+use super::{BenchError, MIB, Parts, Plan};
 
 /// The steps the pages run.
-pub const BENCH_COS_JS: &str = include_str!("../../js/bench_cos.js");
+pub const BENCH_COS_JS: &str = include_str!("../js/bench_cos.js");
 
 /// How long one page step may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(900);
@@ -40,42 +43,37 @@ fn evaluate(page: &Page, expression: &str) -> Result<String, BenchError> {
     }
 }
 
-fn evaluate_number(page: &Page, expression: &str) -> Result<f64, BenchError> {
+/// Evaluates `expression` in `page` and decodes its JSON as `T` (`what` names it in the error).
+fn evaluate_as<T: DeserializeOwned>(page: &Page, expression: &str, what: &str) -> Result<T, BenchError> {
     let json = evaluate(page, expression)?;
-    json.trim().parse().map_err(|_| BenchError::Step(format!("{expression}: expected a number, got {json}")))
+    serde_json::from_str(&json).map_err(|_| BenchError::Step(format!("{expression}: expected {what}, got {json:.80}")))
+}
+
+fn evaluate_number(page: &Page, expression: &str) -> Result<f64, BenchError> {
+    evaluate_as(page, expression, "a number")
 }
 
 fn evaluate_string(page: &Page, expression: &str) -> Result<String, BenchError> {
-    let json = evaluate(page, expression)?;
-    Ok(json.trim().trim_matches('"').to_owned())
+    evaluate_as(page, expression, "a string")
 }
 
 fn evaluate_numbers(page: &Page, expression: &str) -> Result<Vec<f64>, BenchError> {
-    let json = evaluate(page, expression)?;
-    parse_numbers(&json).ok_or_else(|| BenchError::Step(format!("{expression}: expected numbers, got {json:.80}")))
+    evaluate_as(page, expression, "numbers")
 }
 
-/// A JSON array of numbers.
-fn parse_numbers(json: &str) -> Option<Vec<f64>> {
-    let inner = json.trim().strip_prefix('[')?.strip_suffix(']')?;
-    if inner.trim().is_empty() {
-        return Some(Vec::new());
-    }
-    inner.split(',').map(|n| n.trim().parse().ok()).collect()
-}
-
+/// `text` as a JavaScript string literal (a JSON string is one).
 fn js_string(text: &str) -> String {
-    format!("{text:?}")
+    serde_json::Value::from(text).to_string()
 }
 
 /// Opens a page on `url` with the bench steps loaded.
-fn bench_page(browser: &Browser, url: &str) -> Result<Page, BenchError> {
+fn bench_page(browser: &ShellBrowser, url: &str) -> Result<Page, BenchError> {
     let page = browser.open(url)?;
     page.eval("bench_cos.js", BENCH_COS_JS)?;
     Ok(page)
 }
 
-fn clear(browser: &Browser, url: &str) -> Result<(), BenchError> {
+fn clear(browser: &ShellBrowser, url: &str) -> Result<(), BenchError> {
     let origin = Origin::from_url(url).map_err(|e| BenchError::Step(format!("{url}: {e}")))?;
     browser
         .host()
@@ -99,7 +97,7 @@ pub(super) fn run(
 ) -> Result<(), BenchError> {
     let store_profile = profile.join("bench-store");
     let _ = std::fs::remove_dir_all(&store_profile);
-    let browser = Browser::start(program, Some(&store_profile))?;
+    let browser = ShellBrowser::start(program, Some(&store_profile))?;
     if parts.cos {
         single_page(&browser, plan, report, progress)?;
     }
@@ -120,7 +118,7 @@ pub(super) fn run(
 
 /// Part 2: store, read and look up from one page.
 fn single_page(
-    browser: &Browser,
+    browser: &ShellBrowser,
     plan: &Plan,
     report: &mut Report,
     progress: &mut dyn FnMut(&str),
@@ -153,7 +151,7 @@ fn single_page(
     evaluate_number(&page, "cosBench.store('small')")?;
     let hit = evaluate_numbers(&page, &format!("cosBench.lookups({}, {}, true)", js_string(&hash), plan.lookups))?;
     report.add("cos", "lookup hit", Kind::Latency, hit);
-    let never_stored = cos_common::ContentHash::from_bytes(Sha256::digest(b"never stored").into()).to_hex();
+    let never_stored = sha256_hex(b"never stored");
     let miss =
         evaluate_numbers(&page, &format!("cosBench.lookups({}, {}, false)", js_string(&never_stored), plan.lookups))?;
     report.add("cos", "lookup miss", Kind::Latency, miss);
@@ -191,11 +189,11 @@ fn store_in_every_page(pages: &[Page], size: u64, seed: impl Fn(usize) -> usize)
     Ok(all_at_once(pages, |_| "cosBench.store('file')".into())?.0)
 }
 
-fn clear_all(browser: &Browser, urls: &[String]) -> Result<(), BenchError> {
+fn clear_all(browser: &ShellBrowser, urls: &[String]) -> Result<(), BenchError> {
     urls.iter().try_for_each(|url| clear(browser, url))
 }
 
-fn site_pages(browser: &Browser, prefix: &str, count: usize) -> Result<(Vec<String>, Vec<Page>), BenchError> {
+fn site_pages(browser: &ShellBrowser, prefix: &str, count: usize) -> Result<(Vec<String>, Vec<Page>), BenchError> {
     let urls: Vec<String> = (0..count).map(|i| format!("https://{prefix}{i}.example/")).collect();
     let pages = urls.iter().map(|url| bench_page(browser, url)).collect::<Result<_, _>>()?;
     Ok((urls, pages))
@@ -207,7 +205,7 @@ fn scale_rounds(plan: &Plan) -> usize {
 
 /// Part 3: renderers storing distinct files at once (aggregate MiB/s).
 fn concurrent_distinct(
-    browser: &Browser,
+    browser: &ShellBrowser,
     plan: &Plan,
     report: &mut Report,
     progress: &mut dyn FnMut(&str),
@@ -233,7 +231,7 @@ fn concurrent_distinct(
 
 /// Part 3: renderers storing the same file at once: all succeed, one blob on disk.
 fn concurrent_same(
-    browser: &Browser,
+    browser: &ShellBrowser,
     profile: &Path,
     plan: &Plan,
     report: &mut Report,
@@ -260,7 +258,7 @@ fn concurrent_same(
 
 /// Part 3: lookups per second with many renderers looking up at once.
 fn lookups_per_second(
-    browser: &Browser,
+    browser: &ShellBrowser,
     plan: &Plan,
     report: &mut Report,
     progress: &mut dyn FnMut(&str),
@@ -286,7 +284,7 @@ fn lookups_per_second(
 
 /// Part 3: loading a Public Hash List into the running service: time and the service's memory.
 fn public_hash_list(
-    browser: &Browser,
+    browser: &ShellBrowser,
     profile: &Path,
     plan: &Plan,
     report: &mut Report,
@@ -317,7 +315,7 @@ fn public_hash_list(
 
 /// Part 3: one huge store: throughput and the service's peak memory growth while it runs.
 fn huge_store(
-    browser: &Browser,
+    browser: &ShellBrowser,
     plan: &Plan,
     report: &mut Report,
     progress: &mut dyn FnMut(&str),
@@ -330,7 +328,7 @@ fn huge_store(
         label(total),
         label(chunk)
     ));
-    let chunk_bytes = crate::cos_js::generate(chunk as usize, 4242);
+    let chunk_bytes = test_shell::generated_bytes(chunk as usize, 4242);
     let mut hasher = Sha256::new();
     for _ in 0..copies {
         hasher.update(&chunk_bytes);
@@ -397,7 +395,7 @@ fn startup(
         let mut samples = Vec::new();
         for round in 0..=plan.repeats.min(5) {
             let start = Instant::now();
-            let browser = Browser::start(program, Some(dir))?;
+            let browser = ShellBrowser::start(program, Some(dir))?;
             let ms = start.elapsed().as_secs_f64() * 1e3;
             drop(browser);
             if round == 0 && count > 0 {
@@ -436,10 +434,8 @@ mod tests {
     }
 
     #[test]
-    fn number_arrays_parse_and_garbage_does_not() {
-        assert_eq!(parse_numbers("[0.5, 2,3e-1]"), Some(vec![0.5, 2.0, 0.3]));
-        assert_eq!(parse_numbers("[]"), Some(Vec::new()));
-        assert_eq!(parse_numbers("[1,\"x\"]"), None);
-        assert_eq!(parse_numbers("{}"), None);
+    fn strings_become_javascript_literals() {
+        assert_eq!(js_string("ab"), "\"ab\"");
+        assert_eq!(js_string("a\"b\\c\nd"), r#""a\"b\\c\nd""#);
     }
 }

@@ -1,5 +1,6 @@
-//! `test_shell bench`: every hot path measured against the machine's limits and the browser's
-//! own storage, side by side in one run.
+//! The test shell's bench (`test_shell_bench`, also reached as `test_shell bench`): every hot
+//! path measured against the machine's limits and the browser's own storage, side by side in one
+//! run. Its own crate so that none of it (nor its HTTP stack) is built into the shell.
 //!
 //! Five parts, each in one process tree started by this process:
 //! 1. [`baselines`]: raw SHA-256, write + fsync, page-cache read and memcpy of the big size, and
@@ -24,7 +25,7 @@ pub use report::{Figure, Kind, Ratio, Report};
 /// MiB.
 pub(crate) const MIB: u64 = 1 << 20;
 
-/// What `test_shell bench` was asked for.
+/// What the bench was asked for.
 #[derive(Debug, Clone, Default)]
 pub struct BenchOptions {
     /// Smaller sizes and fewer samples: the whole run in under a minute (a smoke test).
@@ -157,14 +158,14 @@ impl BenchError {
     }
 }
 
-impl From<crate::page::PageError> for BenchError {
-    fn from(error: crate::page::PageError) -> Self {
+impl From<test_shell::page::PageError> for BenchError {
+    fn from(error: test_shell::page::PageError) -> Self {
         Self::Step(error.to_string())
     }
 }
 
-/// Runs the bench with `program` (the shell binary: renderers, the service and the transport
-/// peer) and returns its report; `progress` sees a line as each step starts.
+/// Runs the bench with `program` (the bench binary, which also plays the renderers, the service
+/// and the transport peer) and returns its report; `progress` sees a line as each step starts.
 pub fn run(program: &Path, options: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report, BenchError> {
     let plan = if options.quick { Plan::quick() } else { Plan::full() };
     let (profile, _temporary) = match &options.profile {
@@ -223,46 +224,9 @@ fn machine() -> String {
     format!("{cpus} CPUs ({model}), {memory_gib:.0} GiB RAM, Linux {}", kernel.trim())
 }
 
-/// The median of `samples` (sorted copy); 0 when empty.
-pub(crate) fn median(samples: &[f64]) -> f64 {
-    percentile(samples, 50.0)
-}
-
-/// The `p`th percentile (nearest rank) of `samples`; 0 when empty.
-pub(crate) fn percentile(samples: &[f64], p: f64) -> f64 {
-    if samples.is_empty() {
-        return 0.0;
-    }
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// The service's anonymous resident memory (heap, stacks), KiB.
-pub(crate) fn anonymous_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("RssAnon:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let samples: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&samples, 50.0), 50.0);
-        assert_eq!(percentile(&samples, 99.0), 99.0);
-        assert_eq!(percentile(&samples, 100.0), 100.0);
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[]), 0.0);
-        assert_eq!(percentile(&[7.0], 99.0), 7.0);
-    }
 
     #[test]
     fn parts_parse_from_a_list() {
