@@ -81,16 +81,15 @@ pub fn serve_files(hub: &Hub, files: &[(&str, &str, u64)]) -> Vec<HubFile> {
 /// The loader's manifest: Hub files by URL (their hash comes from the pointer); the runtime by
 /// URL and hash (it has no pointer).
 fn manifest(hub: &Hub, files: &[HubFile]) -> String {
-    let entries: Vec<String> = files
+    let entries: Vec<serde_json::Value> = files
         .iter()
         .map(|file| {
             let name = file.path.rsplit('/').next().unwrap_or(&file.path);
-            let hash =
-                if file.path.contains("/resolve/") { "null".to_owned() } else { format!("{:?}", file.sha256_hex) };
-            format!("{{\"name\":{name:?},\"url\":{:?},\"size\":{},\"sha256\":{hash}}}", hub.url(&file.path), file.size)
+            let hash = (!file.path.contains("/resolve/")).then_some(&file.sha256_hex);
+            serde_json::json!({ "name": name, "url": hub.url(&file.path), "size": file.size, "sha256": hash })
         })
         .collect();
-    format!("[{}]", entries.join(","))
+    serde_json::Value::Array(entries).to_string()
 }
 
 /// Runs the story with the demo's files: site A downloads and shares, site B reuses.
@@ -194,14 +193,15 @@ fn progress_bar() -> impl Fn(String, f64, f64) + 'static {
     }
 }
 
-/// `cos` bytes and `ms` from the loader's JSON (a tiny reader: the shape is ours).
+/// `cos` bytes and `ms` from the loader's JSON result.
 fn parse_stats(json: &str) -> Option<(u64, Duration)> {
-    let number = |key: &str| -> Option<u64> {
-        let start = json.find(&format!("\"{key}\":"))? + key.len() + 3;
-        let digits: String = json[start..].chars().take_while(char::is_ascii_digit).collect();
-        digits.parse().ok()
-    };
-    Some((number("cos")?, Duration::from_millis(number("ms")?)))
+    #[derive(serde::Deserialize)]
+    struct LoaderStats {
+        cos: u64,
+        ms: u64,
+    }
+    let stats: LoaderStats = serde_json::from_str(json).ok()?;
+    Some((stats.cos, Duration::from_millis(stats.ms)))
 }
 
 /// Runs the demo and prints its report (a table, or JSON with `json`).
@@ -215,19 +215,18 @@ pub fn run(program: &Path, profile: Option<&Path>, json: bool) -> Result<(), Dem
     let reports = run_sites(program, profile, !json)?;
     let mib = |bytes: u64| bytes as f64 / (1u64 << 20) as f64;
     if json {
-        let rows: Vec<String> = reports
+        let rows: Vec<serde_json::Value> = reports
             .iter()
             .map(|r| {
-                format!(
-                    "{{\"origin\":{:?},\"network_bytes\":{},\"cos_bytes\":{},\"ready_ms\":{}}}",
-                    r.origin,
-                    r.network_bytes,
-                    r.cos_bytes,
-                    r.ready.as_millis()
-                )
+                serde_json::json!({
+                    "origin": r.origin,
+                    "network_bytes": r.network_bytes,
+                    "cos_bytes": r.cos_bytes,
+                    "ready_ms": r.ready.as_millis() as u64,
+                })
             })
             .collect();
-        println!("[{}]", rows.join(","));
+        println!("{}", serde_json::Value::Array(rows));
         return Ok(());
     }
     println!("\n  {:<40} {:>14} {:>14} {:>12}", "origin", "from network", "from COS", "ready in");

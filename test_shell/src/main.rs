@@ -206,10 +206,13 @@ fn scrub(profile: &std::path::Path, json: bool) -> ExitCode {
     match outcome {
         Ok(report) => {
             if json {
-                println!(
-                    "{{\"entries_checked\":{},\"bytes_checked\":{},\"corrupt_removed\":{},\"missing_removed\":{}}}",
-                    report.entries_checked, report.bytes_checked, report.corrupt_removed, report.missing_removed
-                );
+                let json = serde_json::json!({
+                    "entries_checked": report.entries_checked,
+                    "bytes_checked": report.bytes_checked,
+                    "corrupt_removed": report.corrupt_removed,
+                    "missing_removed": report.missing_removed,
+                });
+                println!("{json}");
             } else {
                 println!(
                     "{} entries re-hashed ({} bytes): {} damaged and deleted, {} missing and deleted",
