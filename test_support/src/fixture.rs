@@ -110,6 +110,14 @@ impl ServiceThread {
         }
     }
 
+    /// Drops the browser's end of the control pipe, as a browser that went away does; the
+    /// profile is handed back so that the store outlives the fixture.
+    pub fn hang_up(self) -> tempfile::TempDir {
+        let Self { profile, control, .. } = self;
+        drop(control);
+        profile
+    }
+
     /// The thread running `serve`, to join.
     pub fn take_thread(&mut self) -> JoinHandle<Result<(), String>> {
         self.thread.take().expect("the service thread was already taken")
