@@ -4,8 +4,8 @@
 //!
 //! - [`ServiceThread`] (`storage` feature): the service's own request loop on a thread, spoken to
 //!   exactly as the browser speaks to it; for tests of the service's protocol.
-//! - [`BrowserFixture`] (`browser` feature): a [`CosHost`] whose storage service is this test
-//!   binary re-executed as `--type=storage-service` (sandboxed), or threads of it.
+//! - `BrowserFixture` (`browser` feature): a `cos_browser::CosHost` whose storage service is
+//!   this test binary re-executed as `--type=storage-service` (sandboxed), or threads of it.
 //! - [`run_child_role`] and [`run_single_test`]: the `main` of such a binary.
 
 use std::path::Path;

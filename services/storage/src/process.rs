@@ -39,7 +39,7 @@ pub struct LockDown {
 
 /// Runs the service on the browser's control endpoint until the browser says `Shutdown` or goes
 /// away. `lock_down` is called after the store is open and before any request is served (the
-/// process entry point applies the sandbox; in-process embedders pass [`no_lock_down`]).
+/// process entry point applies the sandbox; in-process tests pass `no_lock_down`).
 pub fn serve(
     control: Endpoint,
     lock_down: impl FnOnce(&ServiceProcessConfig) -> Result<LockDown, String>,

@@ -27,7 +27,7 @@ fn damaged(bytes: &[u8], damage: impl FnOnce(&Path)) -> (tempfile::TempDir, Stor
         let service = open(dir.path());
         store(&service, &caller("https://a.example"), bytes).unwrap();
     }
-    damage(&blob_path(dir.path(), &hash_of(&bytes)));
+    damage(&blob_path(dir.path(), &hash_of(bytes)));
     let service = open(dir.path());
     (dir, service)
 }

@@ -1,5 +1,6 @@
 //! Shared by the multi-process tests and the cross-process benchmark: the protocol between the
-//! driver (the browser) and its renderer processes, the renderer role, and the browser fixture.
+//! driver (the browser) and its renderer processes, the renderer role, and the browser (the
+//! shared `BrowserFixture` of cos_test_support, with renderers to launch).
 //! Each includer uses part of it.
 #![allow(dead_code)]
 
@@ -626,10 +627,12 @@ impl std::ops::Deref for Browser {
 }
 
 impl Browser {
+    /// The fixture's configuration: 1 GiB per origin, 4 GiB in all.
     pub fn start() -> Self {
         Self::start_with(|_| {})
     }
 
+    /// The fixture's configuration with other limits.
     pub fn start_with_limits(per_origin_bytes: u64, total_bytes: u64) -> Self {
         Self::start_with(|config| {
             config.per_origin_bytes = per_origin_bytes;
