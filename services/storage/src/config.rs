@@ -68,21 +68,8 @@ const fn percent(value: u64, pct: u64) -> u64 {
 /// The size of the filesystem holding `path` (all of it, not what is free now): limits follow the
 /// disk, not its momentary fill level, so they do not change from one start to the next.
 pub fn disk_capacity(path: &Path) -> io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
-    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `c_path` is a NUL-terminated string that outlives the call, and `stats` points to
-    // writable memory of the size `statvfs` fills; it is read only after the call succeeded.
-    let rc = unsafe { libc::statvfs(c_path.as_ptr(), stats.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `statvfs` returned 0, so it initialised the whole struct.
-    let stats = unsafe { stats.assume_init() };
-    #[allow(clippy::useless_conversion, reason = "the field types differ between platforms")]
-    let (blocks, fragment) = (u64::from(stats.f_blocks), u64::from(stats.f_frsize));
-    Ok(blocks.saturating_mul(fragment))
+    let stats = rustix::fs::statvfs(path)?;
+    Ok(stats.f_blocks.saturating_mul(stats.f_frsize))
 }
 
 /// Configuration of a [`StorageService`](crate::StorageService).
@@ -97,8 +84,9 @@ pub struct ServiceConfig {
     /// The privacy gates of the global grant (by default: no Public Hash List, so no global
     /// disclosure; GREASE on; a probe budget of 16).
     pub gates: GateConfig,
-    /// Test seam: injects disk failures into the regular partition's files (`None` always, in a
-    /// browser).
+    /// Test seam (`testing` feature only): injects disk failures into the regular partition's
+    /// files.
+    #[cfg(feature = "testing")]
     pub faults: Option<std::sync::Arc<crate::FaultInjector>>,
     /// How long every refused read takes at least (SPEC §6: no timing difference an attacker can
     /// measure); [`DEFAULT_NOT_FOUND_FLOOR`] unless the embedder measured its hardware.
@@ -115,7 +103,7 @@ impl ServiceConfig {
     /// Defaults for a profile directory: limits sized from the disk it lives on
     /// ([`StorageLimits::for_disk`]; the nearest existing ancestor is measured when the directory
     /// does not exist yet), or [`StorageLimits::REGULAR_DEFAULT`] when the disk cannot be measured.
-    /// Measuring needs `statvfs`, which the service's seccomp policy does not allow: make the
+    /// Measuring needs `statfs`, which the service's seccomp policy does not allow: make the
     /// configuration before [`lock_down`](crate::sandbox::lock_down).
     pub fn new(profile_dir: impl Into<PathBuf>) -> Self {
         let profile_dir = profile_dir.into();
@@ -135,6 +123,7 @@ impl ServiceConfig {
             limits,
             off_the_record_limits: StorageLimits::OFF_THE_RECORD_DEFAULT,
             gates: GateConfig::default(),
+            #[cfg(feature = "testing")]
             faults: None,
             not_found_floor: DEFAULT_NOT_FOUND_FLOOR,
         }
@@ -147,7 +136,9 @@ impl ServiceConfig {
         self
     }
 
-    /// Test seam: routes every write, sync and rename of the on-disk store through `injector`.
+    /// Test seam (`testing` feature only): routes every write, sync and rename of the on-disk
+    /// store through `injector`.
+    #[cfg(feature = "testing")]
     pub fn with_fault_injector(mut self, injector: std::sync::Arc<crate::FaultInjector>) -> Self {
         self.faults = Some(injector);
         self

@@ -2,18 +2,25 @@
 //! through [`FaultInjector::check`], so that a test can make the n-th one fail the way a full or
 //! failing disk would (`ENOSPC`, `EIO` on write, a failed `fsync`, a failed `rename`).
 //!
-//! A store opened without an injector (every real one) pays one branch per operation. An armed
-//! injector fails exactly one operation, then disarms itself: the fault has cleared.
+//! An armed injector fails exactly one operation, then disarms itself: the fault has cleared.
+//!
+//! The injector exists only with the `testing` feature. Without it, [`Faults`] holds nothing and
+//! every check is a constant `Ok`, so a product build has no way to make its own I/O fail.
 
 use std::fmt;
 use std::io;
+#[cfg(feature = "testing")]
 use std::ops::Bound;
+#[cfg(feature = "testing")]
 use std::sync::Arc;
+#[cfg(feature = "testing")]
 use std::sync::atomic::{AtomicU64, Ordering};
 
+#[cfg(feature = "testing")]
 use parking_lot::Mutex;
 
 /// A disk failure to inject.
+#[cfg(feature = "testing")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
     /// A write (or a file growing) fails with `ENOSPC`: the disk is full.
@@ -28,12 +35,14 @@ pub enum Fault {
 
 /// The I/O operations an injector counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "testing"), allow(dead_code, reason = "only an injector tells them apart"))]
 pub(crate) enum IoOp {
     Write,
     Sync,
     Rename,
 }
 
+#[cfg(feature = "testing")]
 impl Fault {
     fn hits(self, op: IoOp) -> bool {
         matches!(
@@ -54,12 +63,14 @@ impl Fault {
 
 /// Fails the n-th matching I/O operation of a store (test seam: see
 /// [`ServiceConfig::with_fault_injector`](crate::ServiceConfig::with_fault_injector)).
+#[cfg(feature = "testing")]
 #[derive(Debug, Default)]
 pub struct FaultInjector {
     armed: Mutex<Option<(Fault, u64)>>,
     injected: AtomicU64,
 }
 
+#[cfg(feature = "testing")]
 impl FaultInjector {
     /// A disarmed injector, to share with a store.
     pub fn new() -> Arc<Self> {
@@ -102,44 +113,78 @@ impl FaultInjector {
 
 /// An optional injector, as the store's file code holds it.
 #[derive(Clone, Default)]
-pub(crate) struct Faults(Option<Arc<FaultInjector>>);
+pub(crate) struct Faults {
+    #[cfg(feature = "testing")]
+    injector: Option<Arc<FaultInjector>>,
+}
 
 impl Faults {
-    pub(crate) fn new(injector: Option<Arc<FaultInjector>>) -> Self {
-        Self(injector)
+    /// The store's injector, if its configuration has one.
+    #[cfg(feature = "testing")]
+    pub(crate) fn of(config: &crate::ServiceConfig) -> Self {
+        Self { injector: config.faults.clone() }
     }
 
+    /// No injector: a product build's configuration cannot carry one.
+    #[cfg(not(feature = "testing"))]
+    pub(crate) fn of(_config: &crate::ServiceConfig) -> Self {
+        Self::none()
+    }
+
+    /// No injector: every operation goes through.
+    pub(crate) fn none() -> Self {
+        Self::default()
+    }
+
+    /// Called before every counted operation: the injected error, if this one is to fail.
+    #[cfg(feature = "testing")]
     pub(crate) fn check(&self, op: IoOp) -> io::Result<()> {
-        match &self.0 {
+        match &self.injector {
             Some(injector) => injector.check(op),
             None => Ok(()),
         }
     }
 
+    /// Without the test seam nothing can fail an operation on purpose.
+    #[cfg(not(feature = "testing"))]
+    #[inline(always)]
+    pub(crate) fn check(&self, _op: IoOp) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Whether an injector is attached (so the registry needs the counting file backend).
+    #[cfg(feature = "testing")]
     pub(crate) fn is_active(&self) -> bool {
-        self.0.is_some()
+        self.injector.is_some()
     }
 }
 
 impl fmt::Debug for Faults {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() { "Faults(injector)" } else { "Faults(none)" })
+        #[cfg(feature = "testing")]
+        if self.is_active() {
+            return f.write_str("Faults(injector)");
+        }
+        f.write_str("Faults(none)")
     }
 }
 
 /// The registry's file, with its writes and syncs counted by the injector.
+#[cfg(feature = "testing")]
 #[derive(Debug)]
 pub(crate) struct FaultyFileBackend {
     inner: redb::backends::FileBackend,
     faults: Faults,
 }
 
+#[cfg(feature = "testing")]
 impl FaultyFileBackend {
     pub(crate) fn new(file: std::fs::File, faults: Faults) -> Result<Self, redb::DatabaseError> {
         Ok(Self { inner: redb::backends::FileBackend::new(file)?, faults })
     }
 }
 
+#[cfg(feature = "testing")]
 impl redb::StorageBackend for FaultyFileBackend {
     fn len(&self) -> io::Result<u64> {
         self.inner.len()
@@ -193,7 +238,7 @@ impl redb::StorageBackend for FaultyFileBackend {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "testing"))]
 mod tests {
     use super::*;
 

@@ -63,7 +63,7 @@ pub fn populate(
     let root = profile_dir.join("cos");
     let blobs = root.join("blobs");
     std::fs::create_dir_all(&blobs).map_err(|e| StoreError::io("create store directory", &blobs, e))?;
-    let registry = Registry::open_file(&root.join("registry.redb"), Faults::new(None))?;
+    let registry = Registry::open_file(&root.join("registry.redb"), Faults::none())?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as u64);

@@ -39,6 +39,7 @@ mod blob_store;
 mod config;
 mod error;
 mod faults;
+#[cfg(feature = "testing")]
 pub mod fixtures;
 pub mod gates;
 mod in_flight;
@@ -56,6 +57,7 @@ pub use config::{DEFAULT_NOT_FOUND_FLOOR, ServiceConfig, StorageLimits, disk_cap
 pub use cos_common::interface::{CreateOptions, HandleRequest};
 pub use cos_common::interface::{EntryInfo, OriginInfo, ProvenanceInfo};
 pub use error::StoreError;
+#[cfg(feature = "testing")]
 pub use faults::{Fault, FaultInjector};
 pub use gates::{GateConfig, GreaseMode, PublicHashList, PublicHashListBuilder, PublicHashListError};
 pub use integrity::ScrubReport;

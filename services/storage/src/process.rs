@@ -39,7 +39,7 @@ pub struct LockDown {
 
 /// Runs the service on the browser's control endpoint until the browser says `Shutdown` or goes
 /// away. `lock_down` is called after the store is open and before any request is served (the
-/// process entry point applies the sandbox; in-process embedders pass [`no_lock_down`]).
+/// process entry point applies the sandbox; in-process tests pass `no_lock_down`).
 pub fn serve(
     control: Endpoint,
     lock_down: impl FnOnce(&ServiceProcessConfig) -> Result<LockDown, String>,
@@ -85,7 +85,8 @@ pub fn serve(
     Ok(())
 }
 
-/// The lock-down step for an in-process service: nothing to enforce.
+/// The lock-down step for an in-process service: nothing to enforce (`testing` feature only).
+#[cfg(feature = "testing")]
 pub fn no_lock_down(_: &ServiceProcessConfig) -> Result<LockDown, String> {
     Ok(LockDown::default())
 }
@@ -103,7 +104,9 @@ pub fn run_storage_service_process(bootstrap: cos_ipc::launch::ChildBootstrap) -
         // The probe's listener must exist before lock-down: afterwards sockets cannot be made.
         let listener = if self_test { std::net::TcpListener::bind("127.0.0.1:0").ok() } else { None };
         let port = listener.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.port());
-        if !config.sandbox {
+        // Only a build with the test seams may run unsandboxed; a product service locks down
+        // whatever the browser asked.
+        if !config.sandbox && cfg!(feature = "testing") {
             tracing::warn!("storage service running WITHOUT its sandbox (configuration says so)");
             return Ok(LockDown::default());
         }
@@ -143,7 +146,7 @@ fn open_service(config: &ServiceProcessConfig) -> Result<(StorageService, u64), 
     let gates = GateConfig {
         public_hash_list,
         availability_threshold: config.availability_threshold,
-        grease: config.grease_for_tests.map_or(GreaseMode::Random, GreaseMode::ForTests),
+        grease: GreaseMode::from_process_config(config.grease_for_tests),
         probe_budget: config.probe_budget,
     };
     let service_config = ServiceConfig::new(PathBuf::from(&config.profile_dir)).with_limits(limits).with_gates(gates);
@@ -183,11 +186,8 @@ fn lower_this_threads_priority() {
         // On Linux the nice value is per thread, and `PRIO_PROCESS` with `who = 0` names the
         // calling thread: the only form the seccomp policy allows, so no thread of the service
         // can touch another process's priority.
-        // SAFETY: setpriority takes and returns plain integers; raising the calling thread's own
-        // nice value needs no privilege and affects no memory.
-        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
-        if rc != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower a data pipe's priority");
+        if let Err(error) = rustix::process::setpriority_process(None, 10) {
+            tracing::debug!(%error, "could not lower a data pipe's priority");
         }
     }
 }

@@ -69,7 +69,7 @@ impl StorageService {
     /// process owns the profile or the directory is unusable.
     pub fn open(config: ServiceConfig) -> Result<(Self, RecoveryReport), StoreError> {
         let root = config.profile_dir.join("cos");
-        let faults = Faults::new(config.faults.clone());
+        let faults = Faults::of(&config);
         let (regular, report) = PartitionStore::open_disk(&root, config.limits, faults)?;
         if report != RecoveryReport::default() {
             tracing::info!(?report, "storage service recovered the store");

@@ -4,33 +4,19 @@
 //! accounting stays exact across evictions, deletions and restarts.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cos_common::{
-    AllowOriginCeiling, CallerContext, ContentHash, CosError, Origin, OriginsOption, Partition, QuotaScope,
-};
+use cos_common::{AllowOriginCeiling, CosError, Origin, OriginsOption, Partition, QuotaScope};
 use cos_storage_service::{
     CommitOutcome, CreateOptions, EntryInfo, HandleRequest, OriginInfo, OriginRecord, PublicHashList, RecoveryReport,
-    ServiceConfig, StorageLimits, StorageService,
+    StorageLimits, StorageService,
 };
-use sha2::{Digest, Sha256};
+use cos_test_support::callers::{caller, hash_of, origin};
+use cos_test_support::storage::{self, Profile};
 
 const X: &str = "https://x.example";
 const Y: &str = "https://y.example";
 const Z: &str = "https://z.example";
-
-fn hash_of(bytes: &[u8]) -> ContentHash {
-    ContentHash::from_bytes(Sha256::digest(bytes).into())
-}
-
-fn origin(url: &str) -> Origin {
-    Origin::from_url(url).unwrap()
-}
-
-fn caller(url: &str) -> CallerContext {
-    CallerContext::top_level(origin(url))
-}
 
 /// `len` bytes of one value: distinct contents of a chosen size.
 fn content(tag: u8, len: usize) -> Vec<u8> {
@@ -55,43 +41,12 @@ fn next_millisecond() {
     }
 }
 
-struct Profile {
-    dir: tempfile::TempDir,
-    limits: StorageLimits,
+/// A profile whose store has these limits.
+fn limited(per_origin_bytes: u64, total_bytes: u64, share_bytes: u64) -> Profile {
+    Profile::with_limits(StorageLimits { per_origin_bytes, total_bytes, share_bytes })
 }
 
-impl Profile {
-    fn new(per_origin_bytes: u64, total_bytes: u64, share_bytes: u64) -> Self {
-        Self { dir: tempfile::tempdir().unwrap(), limits: StorageLimits { per_origin_bytes, total_bytes, share_bytes } }
-    }
-
-    fn config(&self) -> ServiceConfig {
-        ServiceConfig::new(self.dir.path()).with_limits(self.limits)
-    }
-
-    fn open(&self) -> StorageService {
-        let (service, report) = StorageService::open(self.config()).unwrap();
-        assert_eq!(report, RecoveryReport::default(), "a fresh store needs no recovery");
-        service
-    }
-
-    fn reopen(&self) -> (StorageService, RecoveryReport) {
-        StorageService::open(self.config()).unwrap()
-    }
-
-    fn blob_path(&self, hash: &ContentHash) -> PathBuf {
-        self.dir.path().join("cos").join("blobs").join(hash.shard()).join(hash.to_hex())
-    }
-
-    fn blob_files(&self) -> usize {
-        let blobs = self.dir.path().join("cos").join("blobs");
-        std::fs::read_dir(blobs).unwrap().map(|shard| std::fs::read_dir(shard.unwrap().path()).unwrap().count()).sum()
-    }
-
-    fn swap_files(&self) -> usize {
-        std::fs::read_dir(self.dir.path().join("cos").join("swap")).unwrap().count()
-    }
-}
+// The tests name callers by URL; the shared steps take their contexts.
 
 fn store_with(
     service: &StorageService,
@@ -99,18 +54,15 @@ fn store_with(
     bytes: &[u8],
     options: CreateOptions,
 ) -> Result<CommitOutcome, CosError> {
-    let handle = service.get_file_handle(&caller(who), hash_of(bytes), HandleRequest::Create(options))?;
-    let mut writer = handle.create_writable()?;
-    writer.write(bytes)?;
-    writer.close()
+    storage::store_with(service, &caller(who), bytes, options)
 }
 
 fn store(service: &StorageService, who: &str, bytes: &[u8]) -> Result<CommitOutcome, CosError> {
-    store_with(service, who, bytes, CreateOptions::same_site())
+    storage::store(service, &caller(who), bytes)
 }
 
 fn read(service: &StorageService, who: &str, bytes: &[u8]) -> Result<Vec<u8>, CosError> {
-    service.get_file_handle(&caller(who), hash_of(bytes), HandleRequest::Read)?.get_file()?.read_all()
+    storage::read(service, &caller(who), bytes)
 }
 
 fn exists(service: &StorageService, bytes: &[u8]) -> bool {
@@ -156,8 +108,8 @@ fn assert_restart_is_clean(profile: &Profile, service: StorageService) -> Storag
 
 #[test]
 fn the_entry_read_recently_survives_and_the_unread_one_goes() {
-    let profile = Profile::new(1000, 200, 1000);
-    let service = profile.open();
+    let profile = limited(1000, 200, 1000);
+    let service = profile.open_fresh();
     // `older` is created first and has the lower hash: by creation or by hash it would go first.
     let (older, newer) = ordered_pair(100);
     store(&service, X, &older).unwrap();
@@ -181,8 +133,8 @@ fn the_entry_read_recently_survives_and_the_unread_one_goes() {
 
 #[test]
 fn between_two_read_entries_the_one_read_longer_ago_goes() {
-    let profile = Profile::new(1000, 200, 1000);
-    let service = profile.open();
+    let profile = limited(1000, 200, 1000);
+    let service = profile.open_fresh();
     let (older, newer) = ordered_pair(100);
     store(&service, X, &older).unwrap();
     store(&service, X, &newer).unwrap();
@@ -198,8 +150,8 @@ fn between_two_read_entries_the_one_read_longer_ago_goes() {
 
 #[test]
 fn a_read_not_yet_flushed_still_protects_its_entry() {
-    let profile = Profile::new(1000, 200, 1000);
-    let service = profile.open();
+    let profile = limited(1000, 200, 1000);
+    let service = profile.open_fresh();
     let (older, newer) = ordered_pair(100);
     store(&service, X, &older).unwrap();
     store(&service, X, &newer).unwrap();
@@ -223,8 +175,8 @@ fn a_read_not_yet_flushed_still_protects_its_entry() {
 
 #[test]
 fn eviction_frees_only_as_much_as_the_write_needs() {
-    let profile = Profile::new(1000, 300, 1000);
-    let service = profile.open();
+    let profile = limited(1000, 300, 1000);
+    let service = profile.open_fresh();
     let small = [content(1, 50), content(2, 50), content(3, 50), content(4, 50), content(5, 100)];
     for bytes in &small {
         store(&service, X, bytes).unwrap();
@@ -243,8 +195,8 @@ fn eviction_frees_only_as_much_as_the_write_needs() {
 
 #[test]
 fn writes_that_fit_or_store_known_bytes_evict_nothing() {
-    let profile = Profile::new(1000, 200, 1000);
-    let service = profile.open();
+    let profile = limited(1000, 200, 1000);
+    let service = profile.open_fresh();
     let (a, b) = ordered_pair(100);
     assert_eq!(store(&service, X, &a).unwrap().evicted_entries, 0);
     assert_eq!(store(&service, X, &b).unwrap().evicted_entries, 0, "exactly at the cap fits");
@@ -260,8 +212,8 @@ fn writes_that_fit_or_store_known_bytes_evict_nothing() {
 
 #[test]
 fn an_origin_over_its_share_evicts_only_what_it_alone_stores() {
-    let profile = Profile::new(1000, 300, 150);
-    let service = profile.open();
+    let profile = limited(1000, 300, 150);
+    let service = profile.open_fresh();
     let y_alone = content(1, 100);
     let shared = content(2, 100);
     let x_alone = content(3, 100);
@@ -288,8 +240,8 @@ fn an_origin_over_its_share_evicts_only_what_it_alone_stores() {
 
 #[test]
 fn over_its_share_with_too_little_of_its_own_the_write_fails_and_nothing_is_evicted() {
-    let profile = Profile::new(1000, 300, 150);
-    let service = profile.open();
+    let profile = limited(1000, 300, 150);
+    let service = profile.open_fresh();
     let y_alone = content(1, 100);
     let shared = content(2, 100);
     let x_alone = content(3, 50);
@@ -315,8 +267,8 @@ fn over_its_share_with_too_little_of_its_own_the_write_fails_and_nothing_is_evic
 
 #[test]
 fn an_origin_under_its_share_evicts_others_least_recently_read_entries() {
-    let profile = Profile::new(1000, 300, 150);
-    let service = profile.open();
+    let profile = limited(1000, 300, 150);
+    let service = profile.open_fresh();
     let shared = content(1, 100);
     let y_read = [content(2, 100), content(3, 100)];
     store(&service, Y, &shared).unwrap();
@@ -344,8 +296,8 @@ fn an_origin_under_its_share_evicts_others_least_recently_read_entries() {
 
 #[test]
 fn the_per_origin_limit_is_never_resolved_by_evicting() {
-    let profile = Profile::new(200, 300, 1000);
-    let service = profile.open();
+    let profile = limited(200, 300, 1000);
+    let service = profile.open_fresh();
     let mine = [content(1, 100), content(2, 100)];
     for bytes in &mine {
         store(&service, X, bytes).unwrap();
@@ -360,8 +312,8 @@ fn the_per_origin_limit_is_never_resolved_by_evicting() {
 
 #[test]
 fn empty_entries_free_nothing_and_are_never_evicted() {
-    let profile = Profile::new(1000, 300, 1000);
-    let service = profile.open();
+    let profile = limited(1000, 300, 1000);
+    let service = profile.open_fresh();
     let empty: &[u8] = b"";
     // The empty entry is the least recently read of all (created first, never read).
     store(&service, Y, empty).unwrap();
@@ -383,7 +335,7 @@ fn empty_entries_free_nothing_and_are_never_evicted() {
 
 #[test]
 fn inspect_entries_shows_every_field_sorted_by_hash() {
-    let profile = Profile::new(1000, 10_000, 1000);
+    let profile = limited(1000, 10_000, 1000);
     let on_list = b"listed on the PHL and global".to_vec();
     let off_list = b"listed for y".to_vec();
     let config = profile.config().with_public_hash_list(PublicHashList::from_hashes([hash_of(&on_list)]));
@@ -435,8 +387,8 @@ fn inspect_entries_shows_every_field_sorted_by_hash() {
 
 #[test]
 fn inspect_origins_shows_charges_sorted_by_origin() {
-    let profile = Profile::new(1000, 10_000, 1000);
-    let service = profile.open();
+    let profile = limited(1000, 10_000, 1000);
+    let service = profile.open_fresh();
     let shared = content(1, 100);
     store(&service, Z, &shared).unwrap();
     store(&service, X, &shared).unwrap();
@@ -458,8 +410,8 @@ fn inspect_origins_shows_charges_sorted_by_origin() {
 
 #[test]
 fn delete_entry_removes_it_for_everyone_and_open_readers_keep_their_bytes() {
-    let profile = Profile::new(1000, 10_000, 1000);
-    let service = profile.open();
+    let profile = limited(1000, 10_000, 1000);
+    let service = profile.open_fresh();
     let shared = content(1, 100);
     let kept = content(2, 40);
     store(&service, X, &shared).unwrap();

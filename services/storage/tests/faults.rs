@@ -5,38 +5,20 @@
 //! fault has cleared the next store succeeds (a registry that failed mid-commit is reopened by the
 //! next transaction, which redb requires).
 
-use cos_common::{CallerContext, ContentHash, CosError, Origin, Partition, QuotaScope};
-use cos_storage_service::{CreateOptions, Fault, FaultInjector, HandleRequest, ServiceConfig, StorageService};
-use sha2::{Digest, Sha256};
-
-fn hash_of(bytes: &[u8]) -> ContentHash {
-    ContentHash::from_bytes(Sha256::digest(bytes).into())
-}
+use cos_common::{CallerContext, CosError, Origin, Partition, QuotaScope};
+use cos_storage_service::{CreateOptions, Fault, FaultInjector, ServiceConfig, StorageService};
+use cos_test_support::callers::hash_of;
+use cos_test_support::rng::pattern;
+use cos_test_support::storage::{read, store_in_pieces};
 
 /// Large enough for the writer's I/O thread (past 2 MiB) and several writes.
 fn content(seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..5_000_000 / 8)
-        .flat_map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()
-        })
-        .collect()
+    pattern(seed, 5_000_000)
 }
 
+/// Written in 1 MiB pieces, so that a store makes several writes to fail.
 fn store(service: &StorageService, who: &CallerContext, bytes: &[u8]) -> Result<(), CosError> {
-    let handle = service.get_file_handle(who, hash_of(bytes), HandleRequest::Create(CreateOptions::same_site()))?;
-    let mut writer = handle.create_writable()?;
-    for piece in bytes.chunks(1 << 20) {
-        writer.write(piece)?;
-    }
-    writer.close().map(drop)
-}
-
-fn read(service: &StorageService, who: &CallerContext, bytes: &[u8]) -> Result<Vec<u8>, CosError> {
-    service.get_file_handle(who, hash_of(bytes), HandleRequest::Read)?.get_file()?.read_all()
+    store_in_pieces(service, who, bytes, CreateOptions::same_site(), 1 << 20).map(drop)
 }
 
 fn every_injection_point_of_a_store_fails_cleanly(fault: Fault) {

@@ -1,23 +1,12 @@
 //! The privacy gates of the global grant (SPEC §6), through the service's public API.
 
-use cos_common::{AllowOriginCeiling, Origin};
-use cos_common::{CallerContext, ContentHash, CosError, OriginsOption, Partition, Site};
+use cos_common::AllowOriginCeiling;
+use cos_common::{CallerContext, CosError, OriginsOption, Partition, Site};
 use cos_storage_service::{
     CreateOptions, GateConfig, GreaseMode, HandleRequest, PublicHashList, ServiceConfig, StorageService,
 };
-use sha2::{Digest, Sha256};
-
-fn hash_of(bytes: &[u8]) -> ContentHash {
-    ContentHash::from_bytes(Sha256::digest(bytes).into())
-}
-
-fn origin(url: &str) -> Origin {
-    Origin::from_url(url).unwrap()
-}
-
-fn top(url: &str) -> CallerContext {
-    CallerContext::top_level(origin(url))
-}
+use cos_test_support::callers::{caller, hash_of, origin};
+use cos_test_support::storage::store_with;
 
 /// A frame of `frame` inside a top-level document of `top_level`.
 fn framed(frame: &str, top_level: &str) -> CallerContext {
@@ -39,10 +28,7 @@ fn gates(list: &[&[u8]]) -> GateConfig {
 fn store(service: &StorageService, who: &CallerContext, bytes: &[u8], origins: OriginsOption, ceiling: &[&str]) {
     let options =
         CreateOptions::with_origins(origins, AllowOriginCeiling::from_origins(ceiling.iter().map(|o| origin(o))));
-    let handle = service.get_file_handle(who, hash_of(bytes), HandleRequest::Create(options)).unwrap();
-    let mut writer = handle.create_writable().unwrap();
-    writer.write(bytes).unwrap();
-    writer.close().unwrap();
+    store_with(service, who, bytes, options).unwrap();
 }
 
 fn global(service: &StorageService, who: &CallerContext, bytes: &[u8]) {
@@ -63,17 +49,17 @@ fn readable(service: &StorageService, who: &CallerContext, bytes: &[u8]) -> bool
 fn the_public_hash_list_decides_and_reloads_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let service = open(dir.path(), gates(&[b"public"]));
-    global(&service, &top("https://a.example"), b"public");
-    global(&service, &top("https://a.example"), b"private");
-    let stranger = top("https://z.example");
+    global(&service, &caller("https://a.example"), b"public");
+    global(&service, &caller("https://a.example"), b"private");
+    let stranger = caller("https://z.example");
     assert!(readable(&service, &stranger, b"public"));
     assert!(!readable(&service, &stranger, b"private"));
     service.set_public_hash_list(Some(PublicHashList::from_hashes([hash_of(b"private")])));
     assert!(service.is_on_public_hash_list(&hash_of(b"private")));
     assert!(readable(&service, &stranger, b"private"));
-    assert!(!readable(&service, &top("https://y.example"), b"public"), "off the new list");
+    assert!(!readable(&service, &caller("https://y.example"), b"public"), "off the new list");
     service.set_public_hash_list(None);
-    assert!(!readable(&service, &top("https://x.example"), b"private"), "no list: fail closed");
+    assert!(!readable(&service, &caller("https://x.example"), b"private"), "no list: fail closed");
 }
 
 #[test]
@@ -83,15 +69,15 @@ fn availability_gating_needs_k_distinct_sites_and_reads_never_count() {
         GateConfig { availability_threshold: Some(3), grease: GreaseMode::ForTests(false), ..GateConfig::default() };
     let service = open(dir.path(), config);
     let bytes = vec![5u8; 600 * 1024];
-    global(&service, &top("https://a.example"), &bytes);
-    global(&service, &top("https://www.a.example"), &bytes); // same site: still one
-    global(&service, &top("https://b.example"), &bytes);
+    global(&service, &caller("https://a.example"), &bytes);
+    global(&service, &caller("https://www.a.example"), &bytes); // same site: still one
+    global(&service, &caller("https://b.example"), &bytes);
     // Reads by many sites do not count.
     for i in 0..5 {
-        assert!(!readable(&service, &top(&format!("https://reader{i}.example")), &bytes), "K-1 sites");
+        assert!(!readable(&service, &caller(&format!("https://reader{i}.example")), &bytes), "K-1 sites");
     }
-    global(&service, &top("https://c.example"), &bytes);
-    assert!(readable(&service, &top("https://reader9.example"), &bytes), "K sites");
+    global(&service, &caller("https://c.example"), &bytes);
+    assert!(readable(&service, &caller("https://reader9.example"), &bytes), "K sites");
 }
 
 #[test]
@@ -101,15 +87,15 @@ fn grease_never_strikes_storers_same_site_listed_or_large_entries() {
     let large = vec![7u8; 500 * 1024];
     let config = GateConfig { grease: GreaseMode::ForTests(true), ..gates(&[&small, &large]) };
     let service = open(dir.path(), config);
-    let writer = top("https://a.example");
+    let writer = caller("https://a.example");
     store(&service, &writer, &small, OriginsOption::List(vec![origin("https://l.example")]), &["https://l.example"]);
     global(&service, &writer, &small);
     global(&service, &writer, &large);
     assert!(readable(&service, &writer, &small), "storing origin");
-    assert!(readable(&service, &top("https://www.a.example"), &small), "same site");
-    assert!(readable(&service, &top("https://l.example"), &small), "listed");
-    assert!(readable(&service, &top("https://z.example"), &large), "≥ 500 KiB");
-    assert!(!readable(&service, &top("https://z.example"), &small), "global grant, small: GREASE'd");
+    assert!(readable(&service, &caller("https://www.a.example"), &small), "same site");
+    assert!(readable(&service, &caller("https://l.example"), &small), "listed");
+    assert!(readable(&service, &caller("https://z.example"), &large), "≥ 500 KiB");
+    assert!(!readable(&service, &caller("https://z.example"), &small), "global grant, small: GREASE'd");
 }
 
 #[test]
@@ -119,11 +105,11 @@ fn probe_budget_counts_distinct_hashes_per_top_level_site() {
     let refs: Vec<&[u8]> = public.iter().map(Vec::as_slice).collect();
     let config = GateConfig { probe_budget: 3, ..gates(&refs) };
     let service = open(dir.path(), config);
-    let owner = top("https://owner.example");
+    let owner = caller("https://owner.example");
     for bytes in &public {
         global(&service, &owner, bytes);
     }
-    let prober = top("https://prober.example");
+    let prober = caller("https://prober.example");
     // Misses count too; repeating a hash is free.
     assert!(!readable(&service, &prober, b"never stored"));
     assert!(readable(&service, &prober, &public[0]));
@@ -158,13 +144,13 @@ fn probe_budgets_survive_a_restart() {
     {
         let service = open(dir.path(), config.clone());
         for bytes in &public {
-            global(&service, &top("https://owner.example"), bytes);
+            global(&service, &caller("https://owner.example"), bytes);
         }
-        assert!(readable(&service, &top("https://prober.example"), &public[0]));
-        assert!(readable(&service, &top("https://prober.example"), &public[1]));
+        assert!(readable(&service, &caller("https://prober.example"), &public[0]));
+        assert!(readable(&service, &caller("https://prober.example"), &public[1]));
     }
     let service = open(dir.path(), config);
-    let prober = top("https://prober.example");
+    let prober = caller("https://prober.example");
     assert!(!readable(&service, &prober, &public[2]), "the spent budget was persisted");
     assert!(readable(&service, &prober, &public[0]));
 }
@@ -174,10 +160,10 @@ fn off_the_record_budgets_are_separate() {
     let dir = tempfile::tempdir().unwrap();
     let config = GateConfig { probe_budget: 1, ..gates(&[]) };
     let service = open(dir.path(), config);
-    let prober = top("https://prober.example");
+    let prober = caller("https://prober.example");
     assert!(!readable(&service, &prober, b"a"));
     let private = prober.clone().in_partition(Partition::OffTheRecord(cos_common::OffTheRecordProfileId(1)));
-    global(&service, &top("https://owner.example").in_partition(private.partition()), b"b");
+    global(&service, &caller("https://owner.example").in_partition(private.partition()), b"b");
     service.set_public_hash_list(Some(PublicHashList::from_hashes([hash_of(b"b")])));
     assert!(readable(&service, &private, b"b"), "the private profile's budget is its own");
 }

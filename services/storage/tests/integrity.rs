@@ -2,44 +2,16 @@
 //! replaced by other bytes of the same size, a truncated file, a missing file — is never handed
 //! out as valid, and a scrub finds every damaged blob.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use cos_common::{CallerContext, ContentHash, CosError, Origin, Partition};
-use cos_storage_service::{CreateOptions, HandleRequest, ScrubReport, ServiceConfig, StorageService};
-use sha2::{Digest, Sha256};
-
-fn caller(url: &str) -> CallerContext {
-    CallerContext::top_level(Origin::from_url(url).unwrap())
-}
-
-fn hash_of(bytes: &[u8]) -> ContentHash {
-    ContentHash::from_bytes(Sha256::digest(bytes).into())
-}
+use cos_common::{CosError, Partition};
+use cos_storage_service::{HandleRequest, ScrubReport, StorageService};
+use cos_test_support::callers::{caller, hash_of};
+use cos_test_support::storage::{blob_path, open, read, store};
 
 /// More than one data-pipe chunk and more than one hashing chunk.
 fn content(seed: u8) -> Vec<u8> {
     (0..2_500_000u32).map(|i| (i as u8).wrapping_mul(seed).wrapping_add(i.wrapping_shr(9) as u8)).collect()
-}
-
-fn open(dir: &Path) -> StorageService {
-    StorageService::open(ServiceConfig::new(dir)).unwrap().0
-}
-
-fn store(service: &StorageService, who: &CallerContext, bytes: &[u8]) {
-    let handle =
-        service.get_file_handle(who, hash_of(bytes), HandleRequest::Create(CreateOptions::same_site())).unwrap();
-    let mut writer = handle.create_writable().unwrap();
-    writer.write(bytes).unwrap();
-    writer.close().unwrap();
-}
-
-fn read(service: &StorageService, who: &CallerContext, bytes: &[u8]) -> Result<Vec<u8>, CosError> {
-    service.get_file_handle(who, hash_of(bytes), HandleRequest::Read)?.get_file()?.read_all()
-}
-
-fn blob_path(dir: &Path, bytes: &[u8]) -> PathBuf {
-    let hash = hash_of(bytes);
-    dir.join("cos/blobs").join(hash.shard()).join(hash.to_hex())
 }
 
 fn flip_a_bit(path: &Path, at: usize) {
@@ -53,9 +25,9 @@ fn damaged(bytes: &[u8], damage: impl FnOnce(&Path)) -> (tempfile::TempDir, Stor
     let dir = tempfile::tempdir().unwrap();
     {
         let service = open(dir.path());
-        store(&service, &caller("https://a.example"), bytes);
+        store(&service, &caller("https://a.example"), bytes).unwrap();
     }
-    damage(&blob_path(dir.path(), bytes));
+    damage(&blob_path(dir.path(), &hash_of(bytes)));
     let service = open(dir.path());
     (dir, service)
 }
@@ -74,9 +46,9 @@ fn a_flipped_bit_fails_the_first_whole_read_and_deletes_the_entry() {
     let a = caller("https://a.example");
     assert_eq!(read(&service, &a, &bytes), Err(CosError::NotFound));
     assert_entry_gone(&service, &bytes);
-    assert!(!blob_path(dir.path(), &bytes).exists(), "the damaged blob is unlinked");
+    assert!(!blob_path(dir.path(), &hash_of(&bytes)).exists(), "the damaged blob is unlinked");
     // The next verified write brings it back.
-    store(&service, &a, &bytes);
+    store(&service, &a, &bytes).unwrap();
     assert_eq!(read(&service, &a, &bytes).unwrap(), bytes);
 }
 
@@ -146,7 +118,7 @@ fn a_verified_rewrite_heals_a_damaged_blob_before_anyone_reads_it() {
     let bytes = content(17);
     let (_dir, service) = damaged(&bytes, |path| flip_a_bit(path, 42));
     // Another origin stores the same bytes: they verify, and replace the damaged file.
-    store(&service, &caller("https://b.example"), &bytes);
+    store(&service, &caller("https://b.example"), &bytes).unwrap();
     assert_eq!(read(&service, &caller("https://a.example"), &bytes).unwrap(), bytes);
 }
 
@@ -157,11 +129,11 @@ fn scrub_finds_damaged_and_missing_blobs_and_keeps_the_rest() {
     let (intact, flipped, vanished) = (content(19), content(21), content(23));
     let service = open(dir.path());
     for bytes in [&intact, &flipped, &vanished] {
-        store(&service, &a, bytes);
+        store(&service, &a, bytes).unwrap();
     }
     // Damage while the service runs: even blobs verified at write are re-hashed by a scrub.
-    flip_a_bit(&blob_path(dir.path(), &flipped), 77);
-    std::fs::remove_file(blob_path(dir.path(), &vanished)).unwrap();
+    flip_a_bit(&blob_path(dir.path(), &hash_of(&flipped)), 77);
+    std::fs::remove_file(blob_path(dir.path(), &hash_of(&vanished))).unwrap();
     let mut heard = Vec::new();
     let report = service.scrub(Partition::Regular, |report, total| heard.push((report.clone(), total))).unwrap();
     let expected = ScrubReport {

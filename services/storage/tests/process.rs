@@ -8,42 +8,25 @@
 //! asserts on timing.
 
 use std::cell::Cell;
-use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use cos_common::interface::{
     BrokerToService, BrowserToService, CallResult, CreateOptions, DATA_CHUNK_BYTES, HandleId, HandleRequest,
-    InspectionItem, ReaderFrame, ReaderRequest, RendererId, RequestId, ServiceProcessConfig, ServiceToBroker,
-    ServiceToBrowser, WriterEvent, WriterFrame,
+    InspectionItem, ReaderFrame, ReaderRequest, RequestId, ServiceToBroker, ServiceToBrowser, WriterEvent, WriterFrame,
 };
 use cos_common::{
     CallerContext, ContentHash, CosError, DataErrorKind, OffTheRecordProfileId, Origin, Partition, QuotaScope,
 };
 use cos_ipc::{Endpoint, IpcError, Pipe};
-use cos_storage_service::process::{MAX_DATA_PIPES_PER_RENDERER, no_lock_down, serve};
+use cos_storage_service::process::MAX_DATA_PIPES_PER_RENDERER;
 use cos_storage_service::{ServiceConfig, StorageService};
-use sha2::{Digest, Sha256};
-
-/// Upper bound on every wait: a bound against hangs, not a timing assertion.
-const WAIT: Duration = Duration::from_secs(10);
+use cos_test_support::callers::{caller, hash_of, origin};
+use cos_test_support::fixture::{ServiceThread, WAIT};
 
 const GIB: u64 = 1 << 30;
 
-type ControlPipe = Pipe<BrowserToService, ServiceToBrowser>;
 type ConnectionPipe = Pipe<BrokerToService, ServiceToBroker>;
-
-fn hash_of(bytes: &[u8]) -> ContentHash {
-    ContentHash::from_bytes(Sha256::digest(bytes).into())
-}
-
-fn caller(url: &str) -> CallerContext {
-    CallerContext::top_level(Origin::from_url(url).unwrap())
-}
-
-fn origin(url: &str) -> Origin {
-    Origin::from_url(url).unwrap()
-}
 
 /// Deterministic, non-repeating-looking test content.
 fn content(len: usize, seed: u8) -> Vec<u8> {
@@ -60,81 +43,32 @@ fn join_bounded<T>(handle: JoinHandle<T>) -> T {
     handle.join().expect("the thread panicked")
 }
 
-/// The browser's side of one storage service: the profile, the control pipe and the thread that
-/// runs `serve`.
-struct Browser {
-    profile: tempfile::TempDir,
-    control: ControlPipe,
-    service: Option<JoinHandle<Result<(), String>>>,
-}
+/// The browser's side of one storage service: the service's request loop on a thread, with
+/// generous limits unless a test asks for others.
+struct Browser;
 
 impl Browser {
-    /// A service with generous limits.
-    fn start() -> Self {
+    fn start() -> ServiceThread {
         Self::start_with_limits(20 * GIB, 100 * GIB)
     }
 
-    fn start_with_limits(per_origin_bytes: u64, total_bytes: u64) -> Self {
-        let profile = tempfile::tempdir().unwrap();
-        let (browser_end, service_end) = Endpoint::pair_in_process();
-        let service = std::thread::Builder::new()
-            .name("test-storage-service".into())
-            .spawn(move || serve(service_end, no_lock_down))
-            .unwrap();
-        let control = ControlPipe::new(browser_end);
-        let config = ServiceProcessConfig {
-            profile_dir: profile.path().to_str().unwrap().to_owned(),
-            per_origin_bytes,
-            total_bytes,
-            public_hash_list_path: None,
-            availability_threshold: None,
-            probe_budget: 16,
-            grease_for_tests: Some(false),
-            sandbox: false,
-        };
-        control.send(&BrowserToService::Configure(config), vec![]).unwrap();
-        match control.recv_timeout(WAIT) {
-            Ok((ServiceToBrowser::Ready { entries: 0, sandboxed: false }, attachments)) => {
-                assert!(attachments.is_empty());
-            }
-            other => panic!("expected Ready, got {other:?}"),
-        }
-        Self { profile, control, service: Some(service) }
+    fn start_with_limits(per_origin_bytes: u64, total_bytes: u64) -> ServiceThread {
+        ServiceThread::start_with(|config| {
+            config.per_origin_bytes = per_origin_bytes;
+            config.total_bytes = total_bytes;
+        })
     }
+}
 
-    fn profile_dir(&self) -> &Path {
-        self.profile.path()
-    }
+/// Binding a renderer connection, as `CosHost::bind` does, into this test's broker.
+trait Bind {
+    fn bind(&self, renderer: u64) -> Renderer;
+}
 
-    /// Binds a renderer connection, as `CosHost::bind` does.
+impl Bind for ServiceThread {
     fn bind(&self, renderer: u64) -> Renderer {
-        let (ours, theirs) = Endpoint::pair_in_process();
-        self.control.send(&BrowserToService::BindRenderer { renderer: RendererId(renderer) }, vec![theirs]).unwrap();
-        Renderer { pipe: ConnectionPipe::new(ours), next_request: Cell::new(1), next_handle: Cell::new(1) }
-    }
-
-    /// The next control message from the service.
-    fn next_control_message(&self) -> ServiceToBrowser {
-        let (message, attachments) = self.control.recv_timeout(WAIT).expect("no control message from the service");
-        assert!(attachments.is_empty());
-        message
-    }
-
-    /// Sends a control request and returns the `Done` result for it.
-    fn control_request(&self, request: RequestId, message: BrowserToService) -> Result<(), CosError> {
-        self.control.send(&message, vec![]).unwrap();
-        match self.next_control_message() {
-            ServiceToBrowser::Done { request: answered, result } => {
-                assert_eq!(answered, request);
-                result
-            }
-            other => panic!("expected Done for {request:?}, got {other:?}"),
-        }
-    }
-
-    /// The `serve` thread, to join.
-    fn take_service(&mut self) -> JoinHandle<Result<(), String>> {
-        self.service.take().expect("the service thread was already taken")
+        let pipe = ConnectionPipe::new(self.bind_renderer(renderer));
+        Renderer { pipe, next_request: Cell::new(1), next_handle: Cell::new(1) }
     }
 }
 
@@ -615,7 +549,7 @@ fn shutdown_returns_ok_and_keeps_the_data_on_disk() {
         // The broker's connection goes away with the renderer (its thread holds the store).
     }
     browser.control.send(&BrowserToService::Shutdown, vec![]).unwrap();
-    assert_eq!(join_bounded(browser.take_service()), Ok(()));
+    assert_eq!(join_bounded(browser.take_thread()), Ok(()));
     // `serve` returned only after every connection and pipe thread ended: the store is free.
     let (service, report) = StorageService::open(ServiceConfig::new(browser.profile_dir())).unwrap();
     assert_eq!(report.entries, 1);
@@ -627,9 +561,8 @@ fn shutdown_returns_ok_and_keeps_the_data_on_disk() {
 #[test]
 fn dropping_the_control_endpoint_stops_the_service() {
     let mut browser = Browser::start();
-    let service = browser.take_service();
-    let Browser { control, profile, .. } = browser;
-    drop(control);
+    let service = browser.take_thread();
+    let profile = browser.hang_up();
     assert_eq!(join_bounded(service), Ok(()));
     // Nothing is left holding the store.
     assert!(StorageService::open(ServiceConfig::new(profile.path())).is_ok());
@@ -643,7 +576,7 @@ fn shutdown_ends_live_connections_and_their_pipes() {
     let writer = renderer.create_writable(renderer.create_handle(&who, hash_of(b"late"))).unwrap();
     writer.write_all(b"la");
     browser.control.send(&BrowserToService::Shutdown, vec![]).unwrap();
-    assert_eq!(join_bounded(browser.take_service()), Ok(()));
+    assert_eq!(join_bounded(browser.take_thread()), Ok(()));
     // The renderer's connection and its open writer were ended, not left serving.
     writer.assert_closed_by_service();
     assert!(matches!(renderer.pipe.recv_timeout(WAIT), Err(IpcError::Disconnected)));

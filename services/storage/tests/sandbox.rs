@@ -16,10 +16,11 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Output};
 
-use cos_common::{CallerContext, ContentHash, Origin};
+use cos_common::CallerContext;
 use cos_storage_service::sandbox::{self, LandlockStatus, Probe, SandboxReport, SeccompMode, seccomp_policy};
 use cos_storage_service::{CreateOptions, HandleRequest, ServiceConfig, StorageService};
-use sha2::{Digest, Sha256};
+use cos_test_support::callers::hash_of;
+use cos_test_support::rng::pattern;
 
 const ROLE_ENV: &str = "COS_SANDBOX_CHILD";
 const PROFILE_ENV: &str = "COS_SANDBOX_PROFILE";
@@ -416,25 +417,7 @@ mod child {
     }
 
     fn caller() -> CallerContext {
-        CallerContext::top_level(Origin::from_url("https://app.example").expect("origin"))
-    }
-
-    fn hash_of(bytes: &[u8]) -> ContentHash {
-        ContentHash::from_bytes(Sha256::digest(bytes).into())
-    }
-
-    /// Deterministic, incompressible-looking bytes (xorshift64*), distinct per seed.
-    fn pattern(seed: u64, len: usize) -> Vec<u8> {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut out = Vec::with_capacity(len + 8);
-        while out.len() < len {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-        }
-        out.truncate(len);
-        out
+        cos_test_support::callers::caller("https://app.example")
     }
 
     fn store(service: &StorageService, bytes: &[u8]) -> Result<(), String> {

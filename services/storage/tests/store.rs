@@ -1,15 +1,16 @@
 //! End-to-end behaviour of the in-process storage service on a real directory.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cos_common::{
     AllowOriginCeiling, CallerContext, ContentHash, CosError, DataErrorKind, NotAllowedKind, OffTheRecordProfileId,
-    Origin, OriginsOption, Partition, QuotaScope,
+    OriginsOption, Partition, QuotaScope,
 };
 use cos_storage_service::{
-    CreateOptions, GateConfig, GreaseMode, HandleRequest, PublicHashList, ServiceConfig, StorageLimits, StorageService,
-    StoreError,
+    CreateOptions, GateConfig, GreaseMode, HandleRequest, PublicHashList, StorageLimits, StorageService, StoreError,
 };
+use cos_test_support::callers::{caller, hash_of, origin};
+use cos_test_support::storage::{Profile, read_hash as read};
 use sha2::{Digest, Sha256};
 
 /// A Public Hash List with GREASE switched off (its own tests live in `gates`), so that these
@@ -18,48 +19,7 @@ fn list_without_grease(list: PublicHashList) -> GateConfig {
     GateConfig { public_hash_list: Some(list), grease: GreaseMode::ForTests(false), ..GateConfig::default() }
 }
 
-fn hash_of(bytes: &[u8]) -> ContentHash {
-    ContentHash::from_bytes(Sha256::digest(bytes).into())
-}
-
-fn origin(url: &str) -> Origin {
-    Origin::from_url(url).unwrap()
-}
-
-fn caller(url: &str) -> CallerContext {
-    CallerContext::top_level(origin(url))
-}
-
-struct Profile {
-    dir: tempfile::TempDir,
-}
-
-impl Profile {
-    fn new() -> Self {
-        Self { dir: tempfile::tempdir().unwrap() }
-    }
-
-    fn config(&self) -> ServiceConfig {
-        ServiceConfig::new(self.dir.path())
-    }
-
-    fn open(&self) -> StorageService {
-        StorageService::open(self.config()).unwrap().0
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("cos")
-    }
-
-    fn blob_path(&self, hash: &ContentHash) -> PathBuf {
-        self.root().join("blobs").join(hash.shard()).join(hash.to_hex())
-    }
-
-    fn swap_files(&self) -> usize {
-        std::fs::read_dir(self.root().join("swap")).unwrap().count()
-    }
-}
-
+/// Stores `bytes` and checks that the create handle may read what it wrote.
 fn store(service: &StorageService, who: &CallerContext, bytes: &[u8], options: CreateOptions) -> Result<(), CosError> {
     let handle = service.get_file_handle(who, hash_of(bytes), HandleRequest::Create(options))?;
     let mut writer = handle.create_writable()?;
@@ -71,10 +31,6 @@ fn store(service: &StorageService, who: &CallerContext, bytes: &[u8], options: C
 
 fn store_same_site(service: &StorageService, who: &CallerContext, bytes: &[u8]) {
     store(service, who, bytes, CreateOptions::same_site()).unwrap();
-}
-
-fn read(service: &StorageService, who: &CallerContext, hash: ContentHash) -> Result<Vec<u8>, CosError> {
-    service.get_file_handle(who, hash, HandleRequest::Read)?.get_file()?.read_all()
 }
 
 fn list(origins: &[&str]) -> OriginsOption {

@@ -1,9 +1,7 @@
 //! The whole stack in one process over the in-process transport: `cos_renderer`'s API as a DOM
 //! binding calls it, through a broker stub, to the storage service's request loop.
 
-use std::sync::Arc;
-
-use cos_browser::{CosHost, FrameInfo, HostConfig, InProcessService, ServiceLaunch};
+use cos_browser::{CosHost, FrameInfo};
 use cos_common::interface::{FrameId, RendererId, ServiceProcessConfig};
 use cos_common::{AllowOriginCeiling, CosError, OffTheRecordProfileId, Origin, OriginsInput, Partition};
 use cos_ipc::Endpoint;
@@ -11,11 +9,8 @@ use cos_renderer::{
     CosHashDict, CosOptions, CrossOriginStorageManager, FileSystemFileHandle, PermissionMode, PermissionState,
     RendererConnection, ScriptContext, block_on,
 };
-use sha2::{Digest, Sha256};
-
-fn hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
+use cos_test_support::callers::sha256_hex as hex;
+use cos_test_support::fixture::BrowserFixture;
 
 struct World {
     host: CosHost,
@@ -31,21 +26,14 @@ impl World {
         Self::with(|config| config.per_origin_bytes = per_origin_bytes)
     }
 
+    /// The service on threads of this process, with the fixture's configuration (4 GiB in all)
+    /// adjusted by `adjust`.
     fn with(adjust: impl FnOnce(&mut ServiceProcessConfig)) -> Self {
-        let profile = tempfile::tempdir().unwrap();
-        let run: InProcessService = Arc::new(|endpoint: Endpoint| {
-            std::thread::spawn(move || {
-                cos_storage_service::process::serve(endpoint, cos_storage_service::process::no_lock_down).unwrap();
-            });
+        let BrowserFixture { host, profile } = BrowserFixture::start_in_process(|config| {
+            config.total_bytes = 1 << 32;
+            adjust(config);
         });
-        let mut service = ServiceProcessConfig::new(profile.path().to_string_lossy());
-        service.per_origin_bytes = 1 << 30;
-        service.total_bytes = 1 << 32;
-        service.grease_for_tests = Some(false);
-        service.sandbox = false;
-        adjust(&mut service);
-        let config = HostConfig { launch: ServiceLaunch::InProcess(run), service };
-        Self { host: CosHost::start(config).unwrap(), _profile: profile }
+        Self { host, _profile: profile }
     }
 
     /// A renderer hosting one frame; returns its manager.

@@ -7,12 +7,14 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use cos_common::interface::{BrowserToService, ServiceProcessConfig, ServiceToBrowser};
+use cos_common::interface::{BrowserToService, ServiceToBrowser};
 use cos_ipc::launch::LaunchOptions;
 use cos_ipc::{BadMessageObserver, Pipe};
 
 mod support;
-use support::{Abuse, Browser, Command, Outcome, Payload, err, literal, ok, program, service_descriptors, swap_files};
+use cos_test_support::fixture::service_config;
+use cos_test_support::measure::open_descriptors as service_descriptors;
+use support::{Abuse, Browser, Command, Outcome, Payload, err, literal, ok, program, swap_files};
 
 // ----- tests -------------------------------------------------------------------------------------
 
@@ -130,16 +132,11 @@ fn the_sandbox_blocks_files_network_and_exec() {
     options.extra_args = vec![cos_storage_service::process::SANDBOX_SELF_TEST_ARG.into()];
     let mut child = cos_ipc::launch::launch(&options).expect("service launches");
     let control: Pipe<BrowserToService, ServiceToBrowser> = Pipe::new(child.take_endpoint());
-    let config = ServiceProcessConfig {
-        profile_dir: profile.path().to_string_lossy().into_owned(),
-        per_origin_bytes: 1 << 20,
-        total_bytes: 1 << 20,
-        public_hash_list_path: None,
-        availability_threshold: None,
-        probe_budget: 16,
-        grease_for_tests: Some(false),
-        sandbox: true,
-    };
+    let mut config = service_config(profile.path());
+    config.per_origin_bytes = 1 << 20;
+    config.total_bytes = 1 << 20;
+    // This test is about the sandbox: it stays on whatever the environment says.
+    config.sandbox = true;
     control.send(&BrowserToService::Configure(config), Vec::new()).unwrap();
     let ready = control.recv_timeout(Duration::from_secs(30)).unwrap().0;
     assert_eq!(ready, ServiceToBrowser::Ready { entries: 0, sandboxed: true });

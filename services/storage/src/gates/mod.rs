@@ -32,9 +32,28 @@ pub enum GreaseMode {
     /// Production: 1% of eligible reads, drawn from the operating system's CSPRNG.
     #[default]
     Random,
-    /// Test seam only: strike every eligible read (`true`) or none (`false`), so that tests are
-    /// deterministic. Never configure this in a browser.
+    /// Test seam (`testing` feature only): strike every eligible read (`true`) or none
+    /// (`false`), so that tests are deterministic.
+    #[cfg(feature = "testing")]
     ForTests(bool),
+}
+
+impl GreaseMode {
+    /// The mode a service process's configuration asks for: `Random` unless it fixes the outcome
+    /// (`Some`). Only a build with the `testing` feature honours a fixed outcome; a product
+    /// service always draws, whatever the browser sent.
+    pub fn from_process_config(fixed: Option<bool>) -> Self {
+        match fixed {
+            #[cfg(feature = "testing")]
+            Some(strike) => Self::ForTests(strike),
+            #[cfg(not(feature = "testing"))]
+            Some(_) => {
+                tracing::warn!("ignoring a fixed GREASE outcome: this build has no test seams");
+                Self::Random
+            }
+            None => Self::Random,
+        }
+    }
 }
 
 /// How the gates are configured.
@@ -103,10 +122,12 @@ impl PrivacyGates {
 
     fn grease_strikes(&self) -> bool {
         match self.grease {
+            #[cfg(feature = "testing")]
             GreaseMode::ForTests(strike) => strike,
             GreaseMode::Random => {
                 let mut bytes = [0u8; 4];
-                if let Err(error) = getrandom(&mut bytes) {
+                // The getrandom syscall (flags 0): the one source the seccomp policy allows.
+                if let Err(error) = getrandom::fill(&mut bytes) {
                     // No randomness: err on the side of privacy for this read.
                     tracing::warn!(%error, "getrandom failed; treating the read as GREASE'd");
                     return true;
@@ -115,25 +136,6 @@ impl PrivacyGates {
             }
         }
     }
-}
-
-/// Fills `buf` from the kernel's CSPRNG.
-fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        // SAFETY: the pointer and length describe the unfilled tail of `buf`, which is writable;
-        // getrandom(2) writes at most that many bytes.
-        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
-        if n < 0 {
-            let error = std::io::Error::last_os_error();
-            if error.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(error);
-        }
-        filled += n as usize;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

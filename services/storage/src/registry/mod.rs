@@ -33,7 +33,9 @@ pub use records::{BudgetRecord, EntryRecord, OriginRecord, Provenance};
 use access::{DerivedRows, HEADS, READERS};
 
 use crate::error::StoreError;
-use crate::faults::{Faults, FaultyFileBackend};
+use crate::faults::Faults;
+#[cfg(feature = "testing")]
+use crate::faults::FaultyFileBackend;
 
 const ENTRIES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("entries");
 const ORIGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("origins");
@@ -70,6 +72,7 @@ impl Registry {
     }
 
     fn open_database(path: &Path, faults: &Faults) -> Result<Database, StoreError> {
+        #[cfg(feature = "testing")]
         let db = if faults.is_active() {
             let file = std::fs::OpenOptions::new()
                 .read(true)
@@ -81,6 +84,12 @@ impl Registry {
             FaultyFileBackend::new(file, faults.clone())
                 .and_then(|backend| Database::builder().create_with_backend(backend))
         } else {
+            Database::create(path)
+        };
+        // Without the test seam there is no injector, so the plain file backend always serves.
+        #[cfg(not(feature = "testing"))]
+        let db = {
+            let _ = faults;
             Database::create(path)
         };
         db.map_err(|e| match e {

@@ -246,7 +246,7 @@ pub const ALLOWED: &[Allowed] = &[
     allow(libc::SYS_gettimeofday,    "gettimeofday",    "the same, older interface"),
     allow(libc::SYS_clock_nanosleep, "clock_nanosleep", "thread::sleep"),
     allow(libc::SYS_nanosleep,       "nanosleep",       "thread::sleep, older libcs"),
-    allow(libc::SYS_getrandom,       "getrandom",       "HashMap keys, per thread"),
+    allow(libc::SYS_getrandom,       "getrandom",       "HashMap keys, per thread; GREASE draws (flags 0)"),
     // ── signals ──────────────────────────────────────────────────────────────────────────────
     allow(libc::SYS_rt_sigaction,    "rt_sigaction",    "glibc's SIGRT handlers at first thread; abort()"),
     allow(libc::SYS_rt_sigprocmask,  "rt_sigprocmask",  "glibc masks signals around clone; abort()"),

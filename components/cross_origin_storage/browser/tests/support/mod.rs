@@ -1,5 +1,6 @@
 //! Shared by the multi-process tests and the cross-process benchmark: the protocol between the
-//! driver (the browser) and its renderer processes, the renderer role, and the browser fixture.
+//! driver (the browser) and its renderer processes, the renderer role, and the browser (the
+//! shared `BrowserFixture` of cos_test_support, with renderers to launch).
 //! Each includer uses part of it.
 #![allow(dead_code)]
 
@@ -8,14 +9,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use cos_browser::{CosHost, FrameInfo, HostConfig, ServiceLaunch};
+use cos_browser::FrameInfo;
 use cos_common::interface::{FrameId, RendererId, ServiceProcessConfig};
 use cos_common::{AllowOriginCeiling, Origin, OriginsInput, Site};
 use cos_ipc::launch::{LaunchOptions, LaunchedChild};
 use cos_ipc::{Endpoint, Pipe};
 use cos_renderer::{CosHashDict, CosOptions, CrossOriginStorageManager, RendererConnection, ScriptContext};
+pub use cos_test_support::callers::sha256_hex;
+pub use cos_test_support::fixture::this_program as program;
+use cos_test_support::fixture::{self, BrowserFixture, ChildRole};
+use cos_test_support::measure::{PinnedToCpu, anonymous_rss_kib, open_descriptors};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 // ----- the protocol between the test driver and its renderer processes ---------------------------
 
@@ -152,10 +156,6 @@ pub enum Outcome {
     Ping,
     /// A workload's report.
     Load(LoadReport),
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 // ----- renderer process --------------------------------------------------------------------------
@@ -310,7 +310,8 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
                 }
             }
             Command::PingPong { n, cpu } => {
-                let restore = cpu.map(pin_to_cpu);
+                // Unpinned again when the round's samples are sent.
+                let pinned = cpu.and_then(PinnedToCpu::new);
                 let mut samples = Vec::with_capacity(n as usize);
                 for _ in 0..n {
                     let start = Instant::now();
@@ -322,9 +323,7 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
                         _ => return ExitCode::FAILURE,
                     }
                 }
-                if let Some(Some(mask)) = restore {
-                    set_affinity(&mask);
-                }
+                drop(pinned);
                 Outcome::Timings(samples)
             }
             Command::Pong => Outcome::Err("unexpected pong".into()),
@@ -570,7 +569,7 @@ impl Renderer {
     /// Runs a `PingPong` round: answers every `Ping` with `Pong` until the samples arrive. With
     /// `cpus = Some((ours, theirs))` both threads are pinned for the round.
     pub fn ping_pong(&self, n: u32, cpus: Option<(usize, usize)>) -> Vec<u64> {
-        let restore = cpus.and_then(|(ours, _)| pin_to_cpu(ours));
+        let pinned = cpus.and_then(|(ours, _)| PinnedToCpu::new(ours));
         self.control
             .send(&Command::PingPong { n, cpu: cpus.map(|(_, theirs)| theirs) }, Vec::new())
             .expect("renderer alive");
@@ -581,9 +580,7 @@ impl Renderer {
                 other => panic!("unexpected {other:?}"),
             }
         };
-        if let Some(mask) = restore {
-            set_affinity(&mask);
-        }
+        drop(pinned);
         samples
     }
 
@@ -616,20 +613,26 @@ impl Renderer {
     }
 }
 
-pub struct Browser {
-    pub host: CosHost,
-    pub profile: tempfile::TempDir,
-}
+/// The multi-process tests' browser: a [`BrowserFixture`] whose storage service is this binary
+/// re-executed (sandboxed unless `COS_TEST_NO_SANDBOX` is set, GREASE off), plus the renderer
+/// processes this module drives. Derefs to the fixture (`host`, `profile`).
+pub struct Browser(BrowserFixture);
 
-pub fn program() -> std::path::PathBuf {
-    std::env::current_exe().expect("test binary path")
+impl std::ops::Deref for Browser {
+    type Target = BrowserFixture;
+
+    fn deref(&self) -> &BrowserFixture {
+        &self.0
+    }
 }
 
 impl Browser {
+    /// The fixture's configuration: 1 GiB per origin, 4 GiB in all.
     pub fn start() -> Self {
-        Self::start_with_limits(1 << 30, 4 << 30)
+        Self::start_with(|_| {})
     }
 
+    /// The fixture's configuration with other limits.
     pub fn start_with_limits(per_origin_bytes: u64, total_bytes: u64) -> Self {
         Self::start_with(|config| {
             config.per_origin_bytes = per_origin_bytes;
@@ -637,19 +640,9 @@ impl Browser {
         })
     }
 
-    /// Starts with a configuration adjusted by `adjust` (sandboxed, GREASE off unless changed).
+    /// Starts with the fixture's configuration adjusted by `adjust`.
     pub fn start_with(adjust: impl FnOnce(&mut ServiceProcessConfig)) -> Self {
-        let profile = tempfile::tempdir().expect("profile");
-        let mut launch = LaunchOptions::new("storage-service");
-        launch.program = program();
-        let mut service = ServiceProcessConfig::new(profile.path().to_string_lossy());
-        service.per_origin_bytes = 1 << 30;
-        service.total_bytes = 4 << 30;
-        service.grease_for_tests = Some(false);
-        service.sandbox = std::env::var_os("COS_TEST_NO_SANDBOX").is_none();
-        adjust(&mut service);
-        let config = HostConfig { launch: ServiceLaunch::Process(launch), service };
-        Self { host: CosHost::start(config).expect("storage service starts"), profile }
+        Self(BrowserFixture::start_process(adjust))
     }
 
     /// Launches a renderer hosting `frames` (frame id, frame URL, top-level URL, ceiling header).
@@ -694,68 +687,18 @@ pub fn err(name: &str) -> Outcome {
     Outcome::Err(name.into())
 }
 
+/// The roles this binary plays when re-executed, besides the storage service.
+const ROLES: &[ChildRole] = &[("renderer", renderer_main)];
+
+/// `main` of a test binary holding one test (see [`fixture::run_single_test`]).
+pub fn run_single_test(name: &str, test: fn()) -> ExitCode {
+    fixture::run_single_test(name, test, ROLES)
+}
+
 /// If this process was launched as a child (`--type=...`), plays that role and returns its exit
 /// code; `None` in the driver.
-/// `main` of a test binary holding one test (own harness, since it re-executes itself as the
-/// service and the renderers): honours a name filter, prints libtest-like lines.
-pub fn run_single_test(name: &str, test: fn()) -> ExitCode {
-    if let Some(code) = run_child_role() {
-        return code;
-    }
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-        println!("\n0 passed, 0 failed");
-        return ExitCode::SUCCESS;
-    }
-    match std::panic::catch_unwind(test) {
-        Ok(()) => {
-            println!("test {name} ... ok\n\n1 passed, 0 failed");
-            ExitCode::SUCCESS
-        }
-        Err(_) => {
-            println!("test {name} ... FAILED\n\n0 passed, 1 failed");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 pub fn run_child_role() -> Option<ExitCode> {
-    match cos_ipc::launch::bootstrap_from_args() {
-        Ok(Some(bootstrap)) => Some(match bootstrap.process_type.as_str() {
-            "storage-service" => cos_storage_service::process::run_storage_service_process(bootstrap),
-            "renderer" => renderer_main(bootstrap.endpoint),
-            other => {
-                eprintln!("unknown process type {other}");
-                ExitCode::FAILURE
-            }
-        }),
-        Ok(None) => None,
-        Err(error) => {
-            eprintln!("bootstrap failed: {error}");
-            Some(ExitCode::FAILURE)
-        }
-    }
-}
-
-/// Pins the calling thread to `cpu`; returns the previous mask to restore (None if it failed).
-pub fn pin_to_cpu(cpu: usize) -> Option<libc::cpu_set_t> {
-    // SAFETY: cpu_set_t is plain data; sched_{get,set}affinity(0, ..) act on the calling thread
-    // and read/write exactly size_of::<cpu_set_t>() bytes of the sets passed.
-    unsafe {
-        let mut previous: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut previous) != 0 {
-            return None;
-        }
-        let mut only: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut only);
-        (libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &only) == 0).then_some(previous)
-    }
-}
-
-/// Restores a mask saved by [`pin_to_cpu`].
-pub fn set_affinity(mask: &libc::cpu_set_t) {
-    // SAFETY: as in `pin_to_cpu`.
-    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), mask) };
+    fixture::run_child_role(ROLES)
 }
 
 // ----- load ----------------------------------------------------------------------------------------
@@ -770,7 +713,7 @@ pub struct LoadSummary {
     pub samples: [Vec<u64>; 4],
     pub unexpected: Vec<String>,
     pub clears: u64,
-    /// The service's anonymous resident memory (KiB, see [`service_rss_kib`]) and open descriptors
+    /// The service's anonymous resident memory (KiB, see [`anonymous_rss_kib`]) and open descriptors
     /// at the end of the load, and once every renderer was gone.
     pub rss_kib: (u64, u64, u64),
     pub descriptors: (usize, usize, usize),
@@ -812,28 +755,9 @@ impl LoadSummary {
     }
 }
 
-/// The service's anonymous resident memory (heap, arenas, stacks): what it holds on to. Its code
-/// and other file-backed pages (`RssFile`) are left out: they grow as paths first run, are
-/// shared and reclaimable, and say nothing about leaks.
-pub fn service_rss_kib(pid: u32) -> u64 {
-    process_status_kib(pid, "RssAnon:")
-}
-
-/// A KiB figure of `/proc/<pid>/status` (`key` with its colon, e.g. `VmHWM:`); 0 if unreadable.
-pub fn process_status_kib(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let line = status.lines().find(|l| l.starts_with(key)).unwrap_or_default();
-    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
 /// Swap files in the store (writers in flight, or left by a crash until recovery).
 pub fn swap_files(browser: &Browser) -> usize {
-    std::fs::read_dir(browser.profile.path().join("cos/swap")).map_or(0, |dir| dir.count())
-}
-
-/// Descriptors the storage service process has open.
-pub fn service_descriptors(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
+    browser.0.swap_files()
 }
 
 /// Runs `renderers` renderer processes (each its own site) through a mixed workload for
@@ -841,7 +765,7 @@ pub fn service_descriptors(pid: u32) -> usize {
 /// (bounded) for the service to release every renderer's descriptors.
 pub fn run_load(browser: &Browser, renderers: usize, millis: u64, seed: u64, clear_every_ms: u64) -> LoadSummary {
     let pid = browser.host.service_pid().expect("the service runs in a process");
-    let before = (service_rss_kib(pid), service_descriptors(pid));
+    let before = (anonymous_rss_kib(pid), open_descriptors(pid));
     // The same three "models" on every site, as real clients share them.
     let shared: Vec<Payload> = [(50 << 20, 1), (12 << 20, 2), (3 << 20, 3)]
         .iter()
@@ -877,7 +801,7 @@ pub fn run_load(browser: &Browser, renderers: usize, millis: u64, seed: u64, cle
             .clear_site_data(cos_common::Partition::Regular, &Origin::from_url(&site).unwrap())
             .expect("clear site data");
         clears += 1;
-        under_load = (service_rss_kib(pid).max(under_load.0), service_descriptors(pid).max(under_load.1));
+        under_load = (anonymous_rss_kib(pid).max(under_load.0), open_descriptors(pid).max(under_load.1));
     }
     let mut summary = LoadSummary {
         renderers,
@@ -912,10 +836,10 @@ pub fn run_load(browser: &Browser, renderers: usize, millis: u64, seed: u64, cle
         let _ = child.wait();
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while service_descriptors(pid) != before.1 && Instant::now() < deadline {
+    while open_descriptors(pid) != before.1 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    summary.rss_kib.2 = service_rss_kib(pid);
-    summary.descriptors.2 = service_descriptors(pid);
+    summary.rss_kib.2 = anonymous_rss_kib(pid);
+    summary.descriptors.2 = open_descriptors(pid);
     summary
 }
