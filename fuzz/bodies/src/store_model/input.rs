@@ -115,7 +115,7 @@ pub(super) enum Op {
     },
 }
 
-/// Builds a sequence from fuzzer bytes, with the proptest's weights (`tests` below). Positions
+/// Builds a sequence from fuzzer bytes, with the proptest's weights (`tests.rs`). Positions
 /// and sizes are mostly small, where the contents live, and now and then anything a `u64` holds.
 impl<'a> Arbitrary<'a> for Op {
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {

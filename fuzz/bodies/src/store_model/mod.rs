@@ -1,10 +1,11 @@
 //! `store_model`: sequences of store operations — creates, writes, seeks, truncates, closes,
 //! aborts, reads, clears and restarts, across origins and sites — run against the real
-//! [`StorageService`] and against a small reference model written from SPEC §4 (entries, handles,
-//! writes), §5 (visibility) and §7 (limits, clearing). After every operation the two must agree on
-//! the outcome (the exact `CosError`, the bytes read) and on the store's accounting.
+//! [`StorageService`](cos_storage_service::StorageService) and against a small reference model
+//! written from SPEC §4 (entries, handles, writes), §5 (visibility) and §7 (limits, clearing).
+//! After every operation the two must agree on the outcome (the exact `CosError`, the bytes read)
+//! and on the store's accounting.
 //!
-//! The same model drives two runners: the proptest in this module's tests (random sequences,
+//! The same model drives two runners: the proptest in `tests.rs` (random sequences,
 //! every CI run) and the coverage-guided fuzz target (`fuzz/targets`), which builds the sequence
 //! from libFuzzer's bytes with [`arbitrary`].
 //!
@@ -32,7 +33,7 @@ mod model;
 #[cfg(test)]
 mod tests;
 
-/// The callers. Indices are used everywhere below.
+/// The callers; the other modules name them by index.
 const ORIGINS: [&str; 5] =
     ["https://a.example", "https://www.a.example", "https://b.example", "http://a.example", "https://c.test:8443"];
 
