@@ -15,6 +15,7 @@ use cos_common::interface::{
 use cos_common::{AllowOriginCeiling, ContentHash, Origin, OriginsInput, OriginsOption, Site};
 use cos_storage_service::registry::records::{BudgetRecord, EntryRecord, OriginRecord};
 use cos_storage_service::{PublicHashList, PublicHashListBuilder};
+use cos_test_support::callers::{caller, hash_of};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -173,20 +174,19 @@ const BUDGETS_TABLE: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition:
 /// recovery report, never serve other bytes for the damaged entry, keep its accounting equal to
 /// what the surviving entries charge, and keep storing and reading.
 pub fn corrupt_registry(data: &[u8]) {
-    use cos_common::CallerContext;
     use cos_storage_service::{HandleRequest, ServiceConfig, StorageService};
 
     let Some((&choice, value)) = data.split_first() else { return };
     let kept: &[u8] = b"kept across the damage";
     let fresh: &[u8] = b"stored after the damage";
-    let writer = CallerContext::top_level(Origin::from_url("https://a.example").expect("origin"));
+    let writer = caller("https://a.example");
     let dir = scratch_dir();
     let config = || ServiceConfig::new(dir.path());
     {
         let (service, _) = StorageService::open(config()).expect("a fresh store opens");
         store(&service, &writer, kept).expect("the first entry stores");
     }
-    let kept_hash = sha256(kept);
+    let kept_hash = hash_of(kept);
     // The damage: one row, keyed by the kept entry, its origin, or a key made of the bytes.
     {
         let db = redb::Database::open(dir.path().join("cos/registry.redb")).expect("the registry file opens");
@@ -231,7 +231,7 @@ pub fn corrupt_registry(data: &[u8]) {
     // And the store keeps working.
     store(&service, &writer, fresh).expect("a store after the damage");
     store(&service, &writer, kept).expect("the damaged entry stores again");
-    assert_eq!(read(sha256(fresh)).as_deref(), Ok(fresh), "the new entry reads back");
+    assert_eq!(read(hash_of(fresh)).as_deref(), Ok(fresh), "the new entry reads back");
     assert_eq!(read(kept_hash).as_deref(), Ok(kept), "the re-stored entry reads back");
 }
 
@@ -264,19 +264,13 @@ pub(crate) fn wait_for_threads_to_end(baseline: Option<usize>, timeout: std::tim
     }
 }
 
-/// The content hash of `bytes`.
-pub(crate) fn sha256(bytes: &[u8]) -> ContentHash {
-    use sha2::Digest;
-    ContentHash::from_bytes(sha2::Sha256::digest(bytes).into())
-}
-
 fn store(
     service: &cos_storage_service::StorageService,
     caller: &cos_common::CallerContext,
     bytes: &[u8],
 ) -> Result<(), cos_common::CosError> {
     use cos_storage_service::{CreateOptions, HandleRequest};
-    let handle = service.get_file_handle(caller, sha256(bytes), HandleRequest::Create(CreateOptions::same_site()))?;
+    let handle = service.get_file_handle(caller, hash_of(bytes), HandleRequest::Create(CreateOptions::same_site()))?;
     let mut writer = handle.create_writable()?;
     writer.write(bytes)?;
     writer.close().map(drop)

@@ -1,457 +1,40 @@
-//! `renderer_actions`: a compromised renderer drives the real broker stub and storage service (in
-//! this process, over the in-process transport) with a sequence of actions built by
-//! [`arbitrary`]: requests for its own and other renderers' frame ids, hashes of any shape, writes,
-//! seeks, truncates, closes, aborts, reads, raw bytes on every pipe it holds, handles used from
-//! documents of other origins and partitions, disconnects, user activations, floods, and restarts
-//! of the storage service. Beside it, an honest renderer calls the web-facing API
-//! (`cos_renderer`) with hash and `origins` strings of any shape, and the browser clears site
-//! data.
-//!
-//! After every step the invariants hold, or the step panics:
-//! - a foreign or unknown frame id, an undecodable message or any other protocol violation ends in
-//!   a bad-message report naming the renderer, its pipe closing, and nothing else (no reply to the
-//!   offending request, no commit from the offending writer); a well-formed action never does;
-//! - nothing is ever readable without a verified write, and what is read is exactly the bytes
-//!   whose SHA-256 was asked for;
-//! - no read handle is ever granted outside the SPEC §5 grants (checked against an upper-bound
-//!   model: storing and same-site origins, the origins list, the global flag for hashes on the
-//!   Public Hash List; the gates may only narrow it);
-//! - a create handle reads only after its own write verified (SPEC §4);
-//! - no handle survives a restart of the service: a handle id is never issued twice to the same
-//!   renderer, and every id issued before a restart answers `AbortError` from then on; a handle
-//!   serves only documents of the origin and partition that opened it (any other document of the
-//!   renderer using it is a bad message), and an id the renderer does not hold is a bad message;
-//! - the per-renderer bounds hold: data pipes ([`MAX_DATA_PIPES_PER_RENDERER`]) and requests in
-//!   flight ([`MAX_IN_FLIGHT_PER_RENDERER`]);
-//! - at the end, the service still answers and the honest renderer can still store and read.
+//! The world one input runs in (the browser host with its in-process storage service, the
+//! attacker, the honest renderer and the model) and every action's checks.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock};
-use std::time::Duration;
 
-use arbitrary::Arbitrary;
-use cos_browser::{
-    CosHost, FrameInfo, FrameOrigin, HostConfig, InProcessService, MAX_IN_FLIGHT_PER_RENDERER, ServiceLaunch,
-};
+use cos_browser::{CosHost, FrameInfo, HostConfig, InProcessService, MAX_IN_FLIGHT_PER_RENDERER, ServiceLaunch};
 use cos_common::interface::{
-    CallResult, DATA_CHUNK_BYTES, FrameId, HandleId, ReaderFrame, ReaderRequest, RendererId, RendererToBroker, Reply,
-    RequestId, ServiceProcessConfig, WriterEvent, WriterFrame,
+    CallResult, DATA_CHUNK_BYTES, FrameId, HandleId, ReaderRequest, RendererId, RendererToBroker, RequestId,
+    ServiceProcessConfig, WriterEvent, WriterFrame,
 };
-use cos_common::{
-    AllowOriginCeiling, ContentHash, CosError, NotAllowedKind, OffTheRecordProfileId, Origin, OriginsInput,
-    OriginsOption, Partition, QuotaScope,
-};
+use cos_common::{ContentHash, CosError, NotAllowedKind, Origin, OriginsOption, Partition, QuotaScope};
 use cos_ipc::{BadMessageObserver, Endpoint, IpcError, Pipe};
-use cos_renderer::{CosHashDict, CosOptions, CrossOriginStorageManager, RendererConnection, ScriptContext, block_on};
+use cos_renderer::RendererConnection;
 use cos_storage_service::process::MAX_DATA_PIPES_PER_RENDERER;
-use sha2::{Digest, Sha256};
+use cos_test_support::callers;
 
+use super::attacker::{Attacker, HandleState, ReaderState, WriterState, pick_handle, read_range, send};
+use super::input::{Action, DataChoice, FrameChoice, HandleChoice, HashChoice, OriginsChoice, Position};
+use super::model::Model;
+use super::{
+    ANSWER_TIMEOUT, ATTACKER_SLOTS, CONTENTS, Caller, FLOOD_HASH, HASHES, HONEST_FRAMES, HONEST_RENDERER, ON_PHL,
+    SLOT_BLOCKED, SLOT_OPAQUE, SLOT_TOP, attacker_frame_info, pool_origin,
+};
 use crate::scratch_dir;
 
-/// How long a step may wait for an answer before the service counts as hung (a finding).
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Longest action sequence one input runs.
-const MAX_ACTIONS: usize = 48;
-
-/// The contents anyone can store: empty, tiny, one chunk, and more than one data-pipe chunk.
-static CONTENTS: LazyLock<[Vec<u8>; 4]> = LazyLock::new(|| {
-    let pattern = |len: usize, seed: u8| (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
-    [Vec::new(), b"cos!".to_vec(), pattern(1000, 7), pattern(DATA_CHUNK_BYTES + 4096, 11)]
-});
-
-static HASHES: LazyLock<[ContentHash; 4]> =
-    LazyLock::new(|| std::array::from_fn(|c| ContentHash::from_bytes(Sha256::digest(&CONTENTS[c]).into())));
-
-/// What flooded lookups ask for: bytes nobody stores.
-const FLOOD_HASH: ContentHash = ContentHash::from_bytes([0xf1; 32]);
-
-/// Which contents the Public Hash List names (only these may be disclosed by the global grant).
-const ON_PHL: [bool; 4] = [false, true, false, true];
-
-/// Origins the `origins` lists and clear-site-data pick from.
-const ORIGIN_POOL: [&str; 5] =
-    ["https://a.example", "https://www.a.example", "https://b.example", "https://c.example", "http://a.example"];
-
-fn pool_origin(i: u8) -> Origin {
-    Origin::from_url(ORIGIN_POOL[usize::from(i) % ORIGIN_POOL.len()]).expect("pool origin")
-}
-
-// ---------------------------------------------------------------------------------------------
-// The documents
-// ---------------------------------------------------------------------------------------------
-
-/// The attacker renderer's documents (one set per incarnation of the process).
-const ATTACKER_SLOTS: u64 = 5;
-/// Slot 0: `https://a.example`, top level, with a `Cross-Origin-Storage-Allow-Origin` header.
-const SLOT_TOP: u64 = 0;
-/// Slot 2: Permissions Policy blocks COS.
-const SLOT_BLOCKED: u64 = 2;
-/// Slot 3: `https://a.example` in an off-the-record profile.
-const SLOT_OFF_THE_RECORD: u64 = 3;
-/// Slot 4: an opaque origin.
-const SLOT_OPAQUE: u64 = 4;
-
-const OFF_THE_RECORD: Partition = Partition::OffTheRecord(OffTheRecordProfileId(7));
-const HONEST_RENDERER: RendererId = RendererId(2);
-/// The honest renderer's documents: `https://c.example` and `https://b.example`, both top level.
-const HONEST_FRAMES: [(u64, &str); 2] = [(1, "https://c.example"), (2, "https://b.example")];
-
-fn attacker_frame_info(renderer: RendererId, slot: u64) -> FrameInfo {
-    let a = Origin::from_url("https://a.example").expect("origin");
-    let mut info = FrameInfo::top_level(renderer, a.clone());
-    match slot {
-        SLOT_TOP => {
-            info.allow_origin_ceiling = AllowOriginCeiling::from_header(Some("https://b.example, https://c.example"));
-        }
-        1 => {
-            // A cross-site iframe: its own origin, a.example's top-level site.
-            info.origin = FrameOrigin::Tuple(Origin::from_url("https://b.example").expect("origin"));
-        }
-        SLOT_BLOCKED => {
-            info.origin = FrameOrigin::Tuple(Origin::from_url("https://www.a.example").expect("origin"));
-            info.cos_allowed = false;
-        }
-        SLOT_OFF_THE_RECORD => info.partition = OFF_THE_RECORD,
-        _ => info.origin = FrameOrigin::Opaque,
-    }
-    info
-}
-
-/// Who a document is, for the model.
-#[derive(Debug, Clone)]
-struct Caller {
-    origin: Origin,
-    partition: Partition,
-    ceiling: AllowOriginCeiling,
-}
-
-impl Caller {
-    fn of(info: &FrameInfo) -> Option<Self> {
-        let FrameOrigin::Tuple(origin) = &info.origin else { return None };
-        Some(Self { origin: origin.clone(), partition: info.partition, ceiling: info.allow_origin_ceiling.clone() })
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Actions
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Arbitrary)]
-enum FrameChoice {
-    /// One of the attacker's own documents (slot modulo [`ATTACKER_SLOTS`]).
-    Own(u8),
-    /// A document of the honest renderer.
-    Foreign(bool),
-    /// A frame id nobody registered.
-    Unknown(u32),
-}
-
-#[derive(Debug, Arbitrary)]
-enum HashChoice {
-    Content(u8),
-    Raw([u8; 32]),
-}
-
-#[derive(Debug, Arbitrary)]
-enum OriginsChoice {
-    Omitted,
-    Global,
-    /// Pool indices (duplicates removed; empty means omitted).
-    List(Vec<u8>),
-}
-
-#[derive(Debug, Arbitrary)]
-enum HandleChoice {
-    /// A handle this incarnation received (index modulo their number).
-    Received(u8),
-    /// Any id at all.
-    Any(u64),
-}
-
-#[derive(Debug, Clone, Copy, Arbitrary)]
-enum Position {
-    Small(u16),
-    Any(u64),
-}
-
-impl Position {
-    fn get(self) -> u64 {
-        match self {
-            Self::Small(n) => u64::from(n),
-            Self::Any(n) => n,
-        }
-    }
-}
-
-#[derive(Debug, Arbitrary)]
-enum DataChoice {
-    /// A piece of a content.
-    Piece { content: u8, start: u16, len: u16 },
-    /// Bytes of the fuzzer's choosing.
-    Bytes(Vec<u8>),
-    /// One byte more than a data frame may carry: a protocol violation.
-    Oversized,
-}
-
-#[derive(Debug, Arbitrary)]
-enum HashText {
-    /// The content's hex digest, as clients send it.
-    Content(u8),
-    /// The content's digest in upper case.
-    Upper(u8),
-    /// Any value.
-    Text(String),
-    /// Any algorithm name with a content's digest.
-    Algorithm(String, u8),
-}
-
-impl HashText {
-    fn dict(&self) -> CosHashDict {
-        let hex = |c: &u8| HASHES[usize::from(*c) % 4].to_hex();
-        match self {
-            Self::Content(c) => CosHashDict::sha256(hex(c)),
-            Self::Upper(c) => CosHashDict::sha256(hex(c).to_uppercase()),
-            Self::Text(text) => CosHashDict::sha256(text.clone()),
-            Self::Algorithm(algorithm, c) => CosHashDict { algorithm: algorithm.clone(), value: hex(c) },
-        }
-    }
-}
-
-#[derive(Debug, Arbitrary)]
-enum HonestOrigins {
-    Absent,
-    Star,
-    Pool(Vec<u8>),
-    Strings(Vec<String>),
-}
-
-impl HonestOrigins {
-    fn input(&self) -> OriginsInput {
-        match self {
-            Self::Absent => OriginsInput::Absent,
-            Self::Star => OriginsInput::Single("*".into()),
-            Self::Pool(indices) => OriginsInput::Sequence(
-                indices.iter().map(|&i| ORIGIN_POOL[usize::from(i) % ORIGIN_POOL.len()].to_owned()).collect(),
-            ),
-            Self::Strings(strings) if strings.len() == 1 => OriginsInput::Single(strings[0].clone()),
-            Self::Strings(strings) => OriginsInput::Sequence(strings.clone()),
-        }
-    }
-}
-
-#[derive(Debug, Arbitrary)]
-enum Action {
-    GetFileHandle {
-        frame: FrameChoice,
-        hash: HashChoice,
-        create: bool,
-        origins: OriginsChoice,
-    },
-    GetFile {
-        handle: HandleChoice,
-        frame: FrameChoice,
-    },
-    CreateWritable {
-        handle: HandleChoice,
-        frame: FrameChoice,
-    },
-    ReleaseHandle {
-        handle: HandleChoice,
-    },
-    Write {
-        writer: u8,
-        position: Option<Position>,
-        data: DataChoice,
-    },
-    /// Writes the handle's whole content at the cursor, chunk by chunk.
-    WriteContent {
-        writer: u8,
-    },
-    Seek {
-        writer: u8,
-        position: Position,
-    },
-    Truncate {
-        writer: u8,
-        size: Position,
-    },
-    Close {
-        writer: u8,
-    },
-    Abort {
-        writer: u8,
-    },
-    DropWriter {
-        writer: u8,
-    },
-    RawWriterFrame {
-        writer: u8,
-        bytes: Vec<u8>,
-    },
-    Read {
-        reader: u8,
-        offset: Position,
-        len: Position,
-    },
-    RawReaderMessage {
-        reader: u8,
-        bytes: Vec<u8>,
-    },
-    DropReader {
-        reader: u8,
-    },
-    RawBrokerMessage(Vec<u8>),
-    MessageWithAttachment,
-    /// `n` requests without waiting for answers.
-    Flood {
-        n: u16,
-    },
-    /// The renderer process goes away (a new one takes its place at the next attacker action).
-    Disconnect,
-    /// The storage service crashes; the browser restarts it and binds every broker again.
-    RestartService,
-    UserActivation {
-        frame: FrameChoice,
-    },
-    ClearSiteData {
-        origin: u8,
-    },
-    HonestStore {
-        frame: bool,
-        content: u8,
-        origins: HonestOrigins,
-        hash: HashText,
-    },
-    HonestRead {
-        frame: bool,
-        hash: HashText,
-    },
-}
-
-// ---------------------------------------------------------------------------------------------
-// The upper-bound model of SPEC §5
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Default)]
-struct Grants {
-    storing: BTreeSet<Origin>,
-    listed: BTreeSet<Origin>,
-    global: bool,
-}
-
-/// Every grant a verified write ever made, per partition and content. Clearing site data removes
-/// what SPEC §7 removes; eviction is not modelled, which only makes the bound looser.
-#[derive(Debug, Default)]
-struct Model {
-    entries: HashMap<(Partition, usize), Grants>,
-}
-
-impl Model {
-    fn commit(&mut self, caller: &Caller, content: usize, requested: &OriginsOption) {
-        let entry = self.entries.entry((caller.partition, content)).or_default();
-        entry.storing.insert(caller.origin.clone());
-        match caller.ceiling.apply(requested.clone()).0 {
-            OriginsOption::Omitted => {}
-            OriginsOption::List(list) => entry.listed.extend(list),
-            OriginsOption::Global => entry.global = true,
-        }
-    }
-
-    fn may_read(&self, partition: Partition, content: usize, reader: &Origin) -> bool {
-        let Some(entry) = self.entries.get(&(partition, content)) else { return false };
-        entry.storing.iter().any(|storer| storer.is_same_site(reader))
-            || entry.listed.contains(reader)
-            || (entry.global && ON_PHL[content])
-    }
-
-    fn clear(&mut self, origin: &Origin) {
-        self.entries.retain(|(partition, _), entry| {
-            if *partition == Partition::Regular {
-                entry.storing.remove(origin);
-                entry.listed.remove(origin);
-            }
-            !entry.storing.is_empty()
-        });
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The attacker
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug)]
-struct HandleState {
-    id: HandleId,
-    slot: u64,
-    content: Option<usize>,
-    create: bool,
-    may_read: bool,
-    origins: OriginsOption,
-    released: bool,
-    /// Issued by a service generation that has since gone: it answers `AbortError`.
-    stale: bool,
-    /// Site data was cleared since it was issued, so its grant may have been revoked (it may then
-    /// answer `NotFoundError`, and its writers `AbortError`).
-    maybe_revoked: bool,
-}
-
-struct WriterState {
-    endpoint: Endpoint,
-    handle: usize,
-}
-
-struct ReaderState {
-    endpoint: Endpoint,
-    content: Option<usize>,
-    size: u64,
-}
-
-/// One incarnation of the compromised renderer process.
-struct Attacker {
-    renderer: RendererId,
-    base_frame: u64,
-    pipe: Pipe<RendererToBroker, Reply>,
-    terminated: Arc<AtomicBool>,
-    handles: Vec<HandleState>,
-    writers: Vec<WriterState>,
-    readers: Vec<ReaderState>,
-    next_request: u64,
-    /// The broker's next handle id for this renderer (it numbers them from 1, for good).
-    next_handle: u64,
-    /// Ids below this were issued before the last service restart.
-    current_from: u64,
-    /// Every handle id this renderer was ever given: none may come twice.
-    ids_seen: BTreeSet<HandleId>,
-}
-
-impl Attacker {
-    fn frame(&self, slot: u64) -> FrameId {
-        FrameId(self.base_frame + slot)
-    }
-
-    fn request_id(&mut self) -> RequestId {
-        self.next_request += 1;
-        RequestId(self.next_request)
-    }
-
-    /// Data pipes this renderer holds that the service may still be serving.
-    fn open_pipes(&self) -> usize {
-        self.writers.len() + self.readers.len()
-    }
-}
-
-struct World {
-    host: CosHost,
+pub(super) struct World {
+    pub(super) host: CosHost,
     /// The running service's end of its control pipe: shutting it down is a crash.
-    service_control: Arc<std::sync::Mutex<Option<Endpoint>>>,
-    observer: BadMessageObserver,
-    model: Model,
-    attacker: Option<Attacker>,
-    incarnations: u64,
-    honest: Arc<RendererConnection>,
-    _profile: tempfile::TempDir,
+    pub(super) service_control: Arc<std::sync::Mutex<Option<Endpoint>>>,
+    pub(super) observer: BadMessageObserver,
+    pub(super) model: Model,
+    pub(super) attacker: Option<Attacker>,
+    pub(super) incarnations: u64,
+    pub(super) honest: Arc<RendererConnection>,
+    pub(super) _profile: tempfile::TempDir,
 }
 
 impl Drop for World {
@@ -463,7 +46,7 @@ impl Drop for World {
 }
 
 impl World {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let profile = scratch_dir();
         let list_path = profile.path().join("public-hash-list.txt");
         let list: String = (0..4).filter(|&c| ON_PHL[c]).map(|c| format!("{}\n", HASHES[c].to_hex())).collect();
@@ -485,7 +68,7 @@ impl World {
         service.sandbox = false;
         let host = CosHost::start(HostConfig { launch: ServiceLaunch::InProcess(run), service }).expect("start");
         for (frame, url) in HONEST_FRAMES {
-            let origin = Origin::from_url(url).expect("origin");
+            let origin = callers::origin(url);
             host.frames().insert(FrameId(frame), FrameInfo::top_level(HONEST_RENDERER, origin));
         }
         let (browser_end, renderer_end) = Endpoint::pair_in_process();
@@ -504,7 +87,7 @@ impl World {
     }
 
     /// The current attacker process, started (with fresh frame ids) if there is none.
-    fn attacker(&mut self) -> &mut Attacker {
+    pub(super) fn attacker(&mut self) -> &mut Attacker {
         if self.attacker.is_none() {
             self.incarnations += 1;
             let renderer = RendererId(100 + self.incarnations);
@@ -533,12 +116,12 @@ impl World {
         self.attacker.as_mut().expect("just started")
     }
 
-    fn caller(&self, slot: u64) -> Option<Caller> {
+    pub(super) fn caller(&self, slot: u64) -> Option<Caller> {
         let attacker = self.attacker.as_ref()?;
         Caller::of(&self.host.frames().get(attacker.frame(slot))?)
     }
 
-    fn run(&mut self, action: &Action) {
+    pub(super) fn run(&mut self, action: &Action) {
         // A well-formed step never ends in a bad-message report (a bad one consumes its own).
         let unexpected = self.observer.take();
         assert!(unexpected.is_empty(), "bad-message report after a well-formed action: {unexpected:?}");
@@ -1056,7 +639,7 @@ impl World {
     }
 
     /// The answer to `request`: the only one outstanding.
-    fn reply(&mut self, request: RequestId) -> (CallResult, Vec<Endpoint>) {
+    pub(super) fn reply(&mut self, request: RequestId) -> (CallResult, Vec<Endpoint>) {
         let attacker = self.attacker.as_ref().expect("alive");
         match attacker.pipe.recv_timeout(ANSWER_TIMEOUT) {
             Ok((reply, attachments)) => {
@@ -1067,142 +650,6 @@ impl World {
             Err(error) => panic!("a well-formed request went unanswered: {error}"),
         }
     }
-
-    fn honest_manager(&self, second: bool) -> (CrossOriginStorageManager, Caller) {
-        let (frame, url) = HONEST_FRAMES[usize::from(second)];
-        let context = ScriptContext {
-            frame: FrameId(frame),
-            secure_context: true,
-            policy_allows: true,
-            service_worker: false,
-            opaque_origin: false,
-        };
-        let manager = CrossOriginStorageManager::new(self.honest.clone(), context).expect("a secure context");
-        let caller = Caller {
-            origin: Origin::from_url(url).expect("origin"),
-            partition: Partition::Regular,
-            ceiling: AllowOriginCeiling::empty(),
-        };
-        (manager, caller)
-    }
-
-    fn honest_store(&mut self, second: bool, content: usize, origins: &HonestOrigins, hash: &HashText) {
-        let (manager, caller) = self.honest_manager(second);
-        let dict = hash.dict();
-        let input = origins.input();
-        let parsed_hash = ContentHash::parse(&dict.algorithm, &dict.value);
-        let parsed_origins = OriginsOption::parse(&input);
-        let bytes = &CONTENTS[content];
-        let outcome = block_on(async {
-            let options = CosOptions { create: true, origins: input };
-            let handle = manager.get_file_handle(&dict, &options).await?;
-            let mut writer = handle.create_writable(false).await?;
-            for piece in bytes.chunks(DATA_CHUNK_BYTES) {
-                writer.write(piece)?;
-            }
-            writer.close()?;
-            handle.get_file().await?.read_all()
-        });
-        let (Ok(hash), Ok(requested)) = (parsed_hash, parsed_origins) else {
-            assert!(matches!(outcome, Err(CosError::Type(_))), "invalid input must be a TypeError: {outcome:?}");
-            return;
-        };
-        match outcome {
-            Ok(read) => {
-                assert_eq!(hash, HASHES[content], "a write verified against another hash");
-                assert!(read == *bytes, "a verified entry reads back other bytes");
-                self.model.commit(&caller, content, &requested);
-            }
-            Err(CosError::Data(_)) => assert_ne!(hash, HASHES[content], "the right bytes failed to verify"),
-            Err(CosError::QuotaExceeded(_) | CosError::NotFound) => {}
-            Err(other) => panic!("honest store: {other:?}"),
-        }
-    }
-
-    fn honest_read(&mut self, second: bool, hash: &HashText) {
-        let (manager, caller) = self.honest_manager(second);
-        let dict = hash.dict();
-        let outcome = block_on(async {
-            let handle = manager.get_file_handle(&dict, &CosOptions::default()).await?;
-            handle.get_file().await?.read_all()
-        });
-        let Ok(hash) = ContentHash::parse(&dict.algorithm, &dict.value) else {
-            assert!(matches!(outcome, Err(CosError::Type(_))), "an invalid hash must be a TypeError: {outcome:?}");
-            return;
-        };
-        match outcome {
-            Ok(bytes) => {
-                assert_eq!(crate::sha256(&bytes), hash, "a read returned bytes of another hash");
-                let c = (0..4).find(|&c| HASHES[c] == hash).expect("only contents can be stored");
-                assert!(self.model.may_read(Partition::Regular, c, &caller.origin), "read outside the grants");
-            }
-            Err(CosError::NotFound) => {}
-            Err(other) => panic!("honest read: {other:?}"),
-        }
-    }
-
-    /// After the sequence: the service answers, and the honest renderer stores and reads.
-    fn still_works(&mut self) {
-        self.host.ping().expect("the service still answers");
-        self.honest_store(false, 1, &HonestOrigins::Absent, &HashText::Content(1));
-        let (manager, _) = self.honest_manager(false);
-        let dict = HashText::Content(1).dict();
-        let read = block_on(async {
-            manager.get_file_handle(&dict, &CosOptions::default()).await?.get_file().await?.read_all()
-        });
-        assert_eq!(read.as_deref(), Ok(CONTENTS[1].as_slice()), "the honest renderer reads what it stored");
-    }
-}
-
-fn send(pipe: &Pipe<RendererToBroker, Reply>, message: &RendererToBroker) {
-    pipe.send(message, vec![]).expect("the renderer's pipe is open while it behaves");
-}
-
-fn pick_handle(attacker: &Attacker, choice: &HandleChoice) -> (HandleId, Option<usize>) {
-    match choice {
-        HandleChoice::Received(i) if !attacker.handles.is_empty() => {
-            let i = usize::from(*i) % attacker.handles.len();
-            (attacker.handles[i].id, Some(i))
-        }
-        HandleChoice::Received(_) => (HandleId(u64::MAX - 1), None),
-        HandleChoice::Any(id) => {
-            let id = HandleId(*id);
-            (id, attacker.handles.iter().position(|h| h.id == id))
-        }
-    }
-}
-
-/// Reads `[offset, offset + len)` (clamped) over a read pipe.
-fn read_range(endpoint: &Endpoint, offset: u64, len: u64) -> Vec<u8> {
-    let request = cos_ipc::encode(&ReaderRequest::Read { offset, len }).expect("encode");
-    endpoint.send(&request, vec![]).expect("the read pipe is open");
-    let mut bytes = Vec::new();
-    loop {
-        let message = endpoint.recv_timeout(ANSWER_TIMEOUT).expect("the read pipe answers");
-        match ReaderFrame::decode(&message.bytes).expect("reader frames decode") {
-            ReaderFrame::Data(data) => bytes.extend_from_slice(data),
-            ReaderFrame::End => return bytes,
-            ReaderFrame::Failed(error) => panic!("reading a verified entry failed: {error:?}"),
-        }
-    }
-}
-
-/// The fuzz target: a world, then the actions `data` describes, then the final checks; and no
-/// thread of the world outlives it.
-pub fn renderer_actions(data: &[u8]) {
-    let threads_before = crate::thread_count();
-    let actions: Vec<Action> = crate::sequence(data, MAX_ACTIONS);
-    let mut world = World::new();
-    for action in &actions {
-        world.run(action);
-    }
-    let unexpected = world.observer.take();
-    assert!(unexpected.is_empty(), "bad-message report after a well-formed action: {unexpected:?}");
-    world.still_works();
-    // The host waits for the service to close its store; brokers and reply threads end as
-    // their pipes close.
-    drop(world);
-    crate::wait_for_threads_to_end(threads_before, ANSWER_TIMEOUT);
 }
 
 #[cfg(test)]
