@@ -352,8 +352,9 @@ fn origins_input(value: Option<Value<'_>>) -> rquickjs::Result<OriginsInput> {
 pub(crate) type Table = Rc<RefCell<Objects>>;
 
 /// Copies handle `id` of `from` into `into`, the table of frame `receiver` (a same-origin frame
-/// receiving it by `postMessage`): the copy keeps the readability the handle had when it was
-/// sent, and its calls name the receiver, as the broker requires. Returns its id there and its
+/// receiving it by `postMessage`): the copy shares the sender's handle, so it may read exactly
+/// when that handle may (revocations included), and its calls name the receiver, as the broker
+/// requires. Returns its id there and its
 /// name, or nothing if `from` holds no such handle.
 pub(crate) fn adopt_handle(from: &Table, id: u32, into: &Table, receiver: FrameId) -> Option<(u32, String)> {
     let handle = from.borrow().handles.get(&id)?.adopted_by(receiver);

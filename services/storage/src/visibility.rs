@@ -1,6 +1,6 @@
 //! Who may read an entry (SPEC §5): three additive grants, widened by verified writes, never
 //! narrowed. Pure functions over [`EntryRecord`]; the privacy gates of the global grant live in
-//! [`crate::gate`].
+//! [`crate::gates`].
 
 use cos_common::{CosError, MAX_ORIGINS_LIST_LEN, Origin, OriginsOption, QuotaScope, Site};
 
