@@ -37,6 +37,16 @@ pub struct Message {
     pub attachments: Vec<Endpoint>,
 }
 
+impl Message {
+    /// Decodes the message as a `T`, handing the attachments to its endpoint fields; see
+    /// [`decode_with_attachments`](crate::decode_with_attachments). `T` may borrow bulk bytes
+    /// from the payload.
+    pub fn decode<'a, T: serde::Deserialize<'a>>(&'a mut self) -> Result<T, IpcError> {
+        let attachments = std::mem::take(&mut self.attachments);
+        crate::decode_with_attachments(&self.bytes, attachments)
+    }
+}
+
 impl Endpoint {
     /// Creates a connected pair of OS endpoints (a `SOCK_SEQPACKET` socketpair, close-on-exec),
     /// which can be passed to other processes as attachments or through [`crate::launch`].
@@ -184,6 +194,16 @@ impl Endpoint {
         match &self.inner {
             Inner::Os(fd) => os::shutdown(fd.as_fd()),
             Inner::InProcess(core) => core.shutdown(),
+        }
+    }
+
+    /// Whether `other` is this very handle (the same descriptor, or the same in-process end
+    /// object), not merely an end of the same pipe.
+    pub(crate) fn is_same_handle(&self, other: &Endpoint) -> bool {
+        match (&self.inner, &other.inner) {
+            (Inner::Os(a), Inner::Os(b)) => a.as_raw_fd() == b.as_raw_fd(),
+            (Inner::InProcess(a), Inner::InProcess(b)) => Arc::ptr_eq(a, b),
+            _ => false,
         }
     }
 

@@ -7,9 +7,13 @@ use serde::{Deserialize, Serialize};
 /// Browser → renderer.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum RendererCommand {
-    /// First message; two attachments: the renderer's COS pipe to its broker stub, then its
-    /// network pipe to the browser's network service ([`FetchRequest`]).
-    Init,
+    /// First message.
+    Init {
+        /// The renderer's COS pipe to its broker stub.
+        cos: cos_ipc::Attached,
+        /// Its network pipe to the browser's network service ([`FetchRequest`]).
+        network: cos_ipc::Attached,
+    },
     /// Create a frame (its own realm) for a document at `url`.
     CreateFrame {
         /// The browser's frame id.

@@ -32,9 +32,9 @@ struct Frame {
 pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
     let control: Control = Rc::new(Pipe::new(bootstrap.endpoint));
     let (connection, network) = match control.recv() {
-        Ok((RendererCommand::Init, mut pipes)) if pipes.len() == 2 => {
-            let network = Arc::new(pipes.pop().expect("two pipes"));
-            match RendererConnection::new_pumped(pipes.pop().expect("two pipes")) {
+        Ok(RendererCommand::Init { cos, network }) => {
+            let network = Arc::new(network.into_endpoint());
+            match RendererConnection::new_pumped(cos.into_endpoint()) {
                 Ok(connection) => (connection, network),
                 Err(error) => {
                     eprintln!("renderer: {error}");
@@ -59,9 +59,9 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
     js.set_idle_wait(Box::new(move |wait| pump.pump_timeout(wait.min(Duration::from_millis(2))) != Some(false)));
     let mut frames: HashMap<u64, Frame> = HashMap::new();
     let links = FrameLinks::default();
-    while let Ok((command, _)) = control.recv() {
+    while let Ok(command) = control.recv() {
         let reply = match command {
-            RendererCommand::Init => RendererReply::Failed("already initialised".into()),
+            RendererCommand::Init { .. } => RendererReply::Failed("already initialised".into()),
             RendererCommand::CreateFrame { frame, url, secure, policy_allows, parent } => {
                 let context = ScriptContext {
                     frame: FrameId(frame),
@@ -113,7 +113,7 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
                 }
             },
         };
-        if control.send(&reply, Vec::new()).is_err() {
+        if control.send(reply).is_err() {
             break;
         }
     }
@@ -193,7 +193,7 @@ fn create_frame(
         globals.set(
             "__demo_progress",
             rquickjs::Function::new(ctx.clone(), move |name: String, done: f64, total: f64| {
-                let _ = progress.send(&RendererReply::Progress(name, done, total), Vec::new());
+                let _ = progress.send(RendererReply::Progress(name, done, total));
             })?,
         )?;
         Ok(())
