@@ -163,7 +163,8 @@ impl<T: 'static> Drop for Restore<T> {
 }
 
 /// Encodes `message` (see [`encode`](crate::encode)) and moves the endpoints its [`Attached`]
-/// fields hold into the returned list, in field order. At most [`MAX_ATTACHMENTS`].
+/// fields hold into the returned list, in field order. At most [`MAX_ATTACHMENTS`]. Pass the
+/// message itself, not a reference: its endpoints leave it.
 pub fn encode_with_attachments<T: Serialize>(message: T) -> Result<(Vec<u8>, Vec<Endpoint>), IpcError> {
     let scope = Restore::install(&ENCODING, Table::new(Vec::new()));
     let bytes = crate::codec::encode(&message);
