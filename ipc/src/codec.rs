@@ -3,7 +3,7 @@
 //! Only this crate knows the wire format: callers hand in serde types and get serde types back.
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{Deserialize, DeserializeOwned};
 
 use crate::{IpcError, MAX_MESSAGE_BYTES};
 
@@ -34,7 +34,14 @@ impl postcard::ser_flavors::Flavor for BoundedVec {
 /// Encodes `message` with postcard; fails with [`IpcError::Encode`] if the encoding would exceed
 /// [`MAX_MESSAGE_BYTES`] (checked while encoding: at most that much is ever buffered).
 pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, IpcError> {
-    postcard::serialize_with_flavor(message, BoundedVec(Vec::new())).map_err(|e| match e {
+    encode_into(message, Vec::new())
+}
+
+/// Like [`encode`], but into `buffer` (cleared first), so a sender of many frames reuses one
+/// allocation.
+pub fn encode_into<T: Serialize>(message: &T, mut buffer: Vec<u8>) -> Result<Vec<u8>, IpcError> {
+    buffer.clear();
+    postcard::serialize_with_flavor(message, BoundedVec(buffer)).map_err(|e| match e {
         postcard::Error::SerializeBufferFull => {
             IpcError::Encode(format!("encoding exceeds the limit of {MAX_MESSAGE_BYTES} bytes"))
         }
@@ -46,6 +53,11 @@ pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, IpcError> {
 /// [`IpcError::Decode`]. Trailing bytes are refused because a well-behaved peer never sends them:
 /// accepting them would let two different byte strings mean the same message.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, IpcError> {
+    decode_borrowed(bytes)
+}
+
+/// Like [`decode`], for a message that borrows from `bytes` (bulk data is not copied out).
+pub fn decode_borrowed<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, IpcError> {
     let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| IpcError::Decode(e.to_string()))?;
     if !rest.is_empty() {
         return Err(IpcError::Decode(format!("{} trailing bytes after the message", rest.len())));

@@ -37,6 +37,16 @@ pub struct Message {
     pub attachments: Vec<Endpoint>,
 }
 
+impl Message {
+    /// Decodes the message as a `T`, handing the attachments to its endpoint fields; see
+    /// [`decode_with_attachments`](crate::decode_with_attachments). `T` may borrow bulk bytes
+    /// from the payload.
+    pub fn decode<'a, T: serde::Deserialize<'a>>(&'a mut self) -> Result<T, IpcError> {
+        let attachments = std::mem::take(&mut self.attachments);
+        crate::decode_with_attachments(&self.bytes, attachments)
+    }
+}
+
 impl Endpoint {
     /// Creates a connected pair of OS endpoints (a `SOCK_SEQPACKET` socketpair, close-on-exec),
     /// which can be passed to other processes as attachments or through [`crate::launch`].
@@ -81,7 +91,7 @@ impl Endpoint {
                 let mut fds = Vec::with_capacity(attachments.len());
                 for attachment in &attachments {
                     match &attachment.inner {
-                        Inner::Os(attached) => fds.push(attached.as_raw_fd()),
+                        Inner::Os(attached) => fds.push(attached.as_fd()),
                         Inner::InProcess(_) => return Err(IpcError::WrongTransport),
                     }
                 }
@@ -184,6 +194,16 @@ impl Endpoint {
         match &self.inner {
             Inner::Os(fd) => os::shutdown(fd.as_fd()),
             Inner::InProcess(core) => core.shutdown(),
+        }
+    }
+
+    /// Whether `other` is this very handle (the same descriptor, or the same in-process end
+    /// object), not merely an end of the same pipe.
+    pub(crate) fn is_same_handle(&self, other: &Endpoint) -> bool {
+        match (&self.inner, &other.inner) {
+            (Inner::Os(a), Inner::Os(b)) => a.as_raw_fd() == b.as_raw_fd(),
+            (Inner::InProcess(a), Inner::InProcess(b)) => Arc::ptr_eq(a, b),
+            _ => false,
         }
     }
 
@@ -524,9 +544,7 @@ mod tests {
     /// True once every copy of the pipe's read end is closed (writing then fails with EPIPE;
     /// Rust ignores SIGPIPE).
     fn read_end_closed(write_end: &OwnedFd) -> bool {
-        // SAFETY: writes one byte from a live buffer to a descriptor we own.
-        let rc = unsafe { libc::write(write_end.as_raw_fd(), b"x".as_ptr().cast(), 1) };
-        rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EPIPE)
+        rustix::io::write(write_end, b"x") == Err(rustix::io::Errno::PIPE)
     }
 
     #[test]
@@ -543,7 +561,7 @@ mod tests {
         // real length and drops the rest; we never allocate it.
         set_send_buffer(a.os_fd(), 2 << 20);
         let huge = 2 * 1024 * 1024;
-        if send_buffer(a.os_fd()) as usize > huge + 4096 {
+        if send_buffer(a.os_fd()) > huge + 4096 {
             raw_send(a.os_fd(), &vec![frame_header(0); huge], &[]).unwrap();
             let err = b.recv().unwrap_err();
             assert!(matches!(err, IpcError::Oversized { len } if len == huge - 1), "{err:?}");
@@ -557,7 +575,7 @@ mod tests {
     fn non_socket_attachment_is_refused_and_closed() {
         let (a, b) = Endpoint::pair().unwrap();
         let (read_end, write_end) = pipe();
-        raw_send(a.os_fd(), &[frame_header(1)], &[read_end.as_raw_fd()]).unwrap();
+        raw_send(a.os_fd(), &[frame_header(1)], &[read_end.as_fd()]).unwrap();
         drop(read_end);
         assert!(!read_end_closed(&write_end), "the copy in flight keeps the pipe open");
         let err = b.recv().unwrap_err();
@@ -567,30 +585,24 @@ mod tests {
 
         // /dev/null is not a socket either.
         let null = std::fs::File::open("/dev/null").unwrap();
-        raw_send(a.os_fd(), &[frame_header(1)], &[null.as_raw_fd()]).unwrap();
+        raw_send(a.os_fd(), &[frame_header(1)], &[null.as_fd()]).unwrap();
         assert!(matches!(b.recv(), Err(IpcError::BadAttachment(_))));
     }
 
     #[test]
     fn wrong_kind_of_socket_is_refused() {
         let (a, b) = Endpoint::pair().unwrap();
-        let mut fds = [-1; 2];
-        // SAFETY: `fds` is a writable array of two ints.
-        assert_eq!(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) }, 0);
-        raw_send(a.os_fd(), &[frame_header(1)], &[fds[0]]).unwrap();
+        use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
+        let (stream, _other) = socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None).unwrap();
+        raw_send(a.os_fd(), &[frame_header(1)], &[stream.as_fd()]).unwrap();
         assert!(matches!(b.recv(), Err(IpcError::BadAttachment(_))));
-        // SAFETY: closing the two descriptors socketpair gave us, once.
-        unsafe {
-            libc::close(fds[0]);
-            libc::close(fds[1]);
-        }
     }
 
     #[test]
     fn too_many_descriptors_are_refused_and_closed() {
         let (a, b) = Endpoint::pair().unwrap();
         let pipes: Vec<(OwnedFd, OwnedFd)> = (0..MAX_ATTACHMENTS + 3).map(|_| pipe()).collect();
-        let raw: Vec<i32> = pipes.iter().map(|(r, _)| r.as_raw_fd()).collect();
+        let raw: Vec<_> = pipes.iter().map(|(r, _)| r.as_fd()).collect();
         raw_send(a.os_fd(), &[frame_header(MAX_ATTACHMENTS)], &raw).unwrap();
         let write_ends: Vec<OwnedFd> = pipes.into_iter().map(|(_, w)| w).collect();
         let err = b.recv().unwrap_err();
@@ -604,9 +616,9 @@ mod tests {
     fn attachment_count_must_match_header() {
         let (a, b) = Endpoint::pair().unwrap();
         let (_c, d) = Endpoint::pair().unwrap();
-        raw_send(a.os_fd(), &[frame_header(0)], &[d.os_fd().as_raw_fd()]).unwrap();
+        raw_send(a.os_fd(), &[frame_header(0)], &[d.os_fd()]).unwrap();
         assert!(matches!(b.recv(), Err(IpcError::BadAttachment(_))));
-        raw_send(a.os_fd(), &[frame_header(2)], &[d.os_fd().as_raw_fd()]).unwrap();
+        raw_send(a.os_fd(), &[frame_header(2)], &[d.os_fd()]).unwrap();
         assert!(matches!(b.recv(), Err(IpcError::BadAttachment(_))));
     }
 
@@ -631,11 +643,8 @@ mod tests {
     #[test]
     fn a_peer_setting_nonblocking_does_not_break_blocking_recv() {
         let (a, b) = Endpoint::pair().unwrap();
-        // SAFETY: sets O_NONBLOCK on a descriptor we own; what a peer sharing it could do.
-        unsafe {
-            let flags = libc::fcntl(b.os_fd().as_raw_fd(), libc::F_GETFL);
-            libc::fcntl(b.os_fd().as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
-        }
+        // O_NONBLOCK on the shared open file description: what a peer holding a duplicate could do.
+        rustix::io::ioctl_fionbio(b.os_fd(), true).unwrap();
         let receiver = thread::spawn(move || b.recv().map(|m| m.bytes));
         thread::sleep(Duration::from_millis(20));
         a.send(b"late", vec![]).unwrap();

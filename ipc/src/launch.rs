@@ -171,6 +171,11 @@ pub fn launch(options: &LaunchOptions) -> Result<LaunchedChild, IpcError> {
 
 /// Runs in the child between fork and exec: only async-signal-safe calls, no allocation (an
 /// `io::Error` built from an errno does not allocate).
+///
+/// These stay raw `libc` calls: they act on descriptor *numbers* this process does not own
+/// (fd 3, every number above it, numbers that may be closed), which a safe wrapper could only
+/// reach through `BorrowedFd::borrow_raw` (an unchecked claim, and a false one for closed numbers), and
+/// between fork and exec the calls must be the plain async-signal-safe libc ones.
 fn prepare_child(child_fd: RawFd, launcher_pid: u32) -> io::Result<()> {
     // SAFETY: plain system calls on integers and a stack-allocated rlimit.
     unsafe {
@@ -230,15 +235,11 @@ fn reserve_child_endpoint_fd() {
     }
     let Ok(null) = std::fs::File::open("/dev/null") else { return };
     // F_DUPFD_CLOEXEC takes the lowest free number >= 3 and never replaces an open descriptor.
-    // SAFETY: duplicates a descriptor we own; the result, if any, is new and owned by us.
-    let fd = unsafe { libc::fcntl(null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, CHILD_ENDPOINT_FD) };
-    if fd == CHILD_ENDPOINT_FD {
-        // SAFETY: `fd` was just returned by fcntl and nothing else owns it.
-        *reserved = Some(unsafe { OwnedFd::from_raw_fd(fd) });
-    } else if fd >= 0 {
-        // Someone took 3 meanwhile: fine, drop our copy.
-        // SAFETY: as above, a fresh descriptor we own.
-        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    // If someone took 3 meanwhile, our copy lands higher and is dropped: equally good.
+    if let Ok(fd) = rustix::io::fcntl_dupfd_cloexec(&null, CHILD_ENDPOINT_FD)
+        && fd.as_raw_fd() == CHILD_ENDPOINT_FD
+    {
+        *reserved = Some(fd);
     }
 }
 
@@ -283,16 +284,11 @@ fn random_token() -> io::Result<String> {
     let mut bytes = [0u8; TOKEN_BYTES];
     let mut filled = 0;
     while filled < bytes.len() {
-        // SAFETY: writes at most `len - filled` bytes into the live array from offset `filled`.
-        let n = unsafe { libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err);
+        match rustix::rand::getrandom(&mut bytes[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(err) => return Err(err.into()),
         }
-        filled += n as usize;
     }
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -18,8 +18,11 @@
 //! caller (or travels in shared memory).
 //!
 //! **Encoding.** [`Pipe`] sends and receives serde types with postcard ([`encode`], [`decode`]);
-//! only this crate knows the wire format. A message that does not decode, an oversized datagram
-//! or a bad attachment is peer misbehaviour ([`IpcError::is_peer_misbehaviour`]).
+//! only this crate knows the wire format. Endpoints a message carries are typed fields
+//! ([`Attached`]): decoding hands each its attachment and fails when they disagree, so no
+//! receiver counts attachments. Bulk data pipes frame chunks as [`DataFrame`]s, whose bytes never
+//! pass through a serializer. A message that does not decode, an oversized datagram or a bad
+//! attachment is peer misbehaviour ([`IpcError::is_peer_misbehaviour`]).
 //!
 //! **Processes.** [`launch`](launch::launch) self-execs a child with `--type=` and a one-shot
 //! token; the child calls [`launch::bootstrap_from_args`] first thing in `main`.
@@ -30,15 +33,17 @@
 //! let (a, b) = Endpoint::pair()?;
 //! let client: Pipe<String, u32> = Pipe::new(a);
 //! let service: Pipe<u32, String> = Pipe::new(b);
-//! client.send(&"hello".to_owned(), vec![])?;
-//! let (text, _attachments) = service.recv()?;
-//! service.send(&(text.len() as u32), vec![])?;
-//! assert_eq!(client.recv()?.0, 5);
+//! client.send("hello".to_owned())?;
+//! let text = service.recv()?;
+//! service.send(text.len() as u32)?;
+//! assert_eq!(client.recv()?, 5);
 //! # Ok::<(), cos_ipc::IpcError>(())
 //! ```
 
+mod attached;
 mod bad_message;
 mod codec;
+mod data_frame;
 mod endpoint;
 mod error;
 mod in_process;
@@ -46,8 +51,10 @@ pub mod launch;
 mod os;
 mod pipe;
 
+pub use attached::{Attached, decode_with_attachments, encode_with_attachments};
 pub use bad_message::{BadMessageObserver, BadMessageReport, Peer, report_bad_message};
-pub use codec::{decode, encode};
+pub use codec::{decode, decode_borrowed, encode, encode_into};
+pub use data_frame::{BULK_PREFIX, DataFrame, Received};
 pub use endpoint::{Endpoint, Message};
 pub use error::IpcError;
 pub use pipe::Pipe;

@@ -65,17 +65,21 @@ impl<Out: Serialize, In: DeserializeOwned> Channel<Out, In> {
         self.limit = limit;
     }
 
-    /// Sends `message`; `attachments` only fit a message small enough for one datagram.
-    pub fn send(&self, message: &Out, attachments: Vec<Endpoint>) -> Result<(), ChannelError> {
-        let bytes = postcard::to_allocvec(message).map_err(|e| IpcError::Encode(e.to_string()))?;
+    /// Sends `message`. A message that carries endpoints ([`cos_ipc::Attached`] fields) goes
+    /// through the transport's declared encoding and must fit one datagram; any other may be of
+    /// any size up to the limit.
+    pub fn send(&self, message: Out) -> Result<(), ChannelError> {
+        // An `Attached` field refuses to serialize outside the transport's encoder, before it
+        // gives its endpoint up: such a message takes the declared path below.
+        let Ok(bytes) = postcard::to_allocvec(&message) else {
+            let (bytes, attachments) = cos_ipc::encode_with_attachments(message)?;
+            return Ok(self.endpoint.send(&[&[TAG_WHOLE][..], &bytes].concat(), attachments)?);
+        };
         if bytes.len() > self.limit {
             return Err(ChannelError::TooLarge { len: bytes.len(), limit: self.limit });
         }
         if bytes.len() <= PIECE {
-            return Ok(self.endpoint.send(&[&[TAG_WHOLE][..], &bytes].concat(), attachments)?);
-        }
-        if !attachments.is_empty() {
-            return Err(IpcError::Encode("endpoints attached to a message larger than one datagram".into()).into());
+            return Ok(self.endpoint.send(&[&[TAG_WHOLE][..], &bytes].concat(), Vec::new())?);
         }
         let mut datagram = Vec::with_capacity(MAX_MESSAGE_BYTES);
         let count = bytes.len().div_ceil(PIECE);
@@ -91,14 +95,14 @@ impl<Out: Serialize, In: DeserializeOwned> Channel<Out, In> {
     /// Receives the next message, joining its pieces. A message over the limit is read to its
     /// last piece without being kept (so the channel stays usable) and reported as
     /// [`ChannelError::TooLarge`].
-    pub fn recv(&self) -> Result<(In, Vec<Endpoint>), ChannelError> {
+    pub fn recv(&self) -> Result<In, ChannelError> {
         let mut joined: Vec<u8> = Vec::new();
         let mut len = 0usize;
         loop {
             let message = self.endpoint.recv()?;
             let (&tag, rest) = message.bytes.split_first().ok_or(ChannelError::Malformed("an empty datagram"))?;
             match tag {
-                TAG_WHOLE if len == 0 => return Ok((cos_ipc::decode(rest)?, message.attachments)),
+                TAG_WHOLE if len == 0 => return Ok(cos_ipc::decode_with_attachments(rest, message.attachments)?),
                 TAG_PART | TAG_LAST => {
                     if !message.attachments.is_empty() {
                         return Err(ChannelError::Malformed("endpoints attached to a piece"));
@@ -114,7 +118,7 @@ impl<Out: Serialize, In: DeserializeOwned> Channel<Out, In> {
                         if len > self.limit {
                             return Err(ChannelError::TooLarge { len, limit: self.limit });
                         }
-                        return Ok((cos_ipc::decode(&joined)?, Vec::new()));
+                        return Ok(cos_ipc::decode_with_attachments(&joined, Vec::new())?);
                     }
                 }
                 TAG_WHOLE => return Err(ChannelError::Malformed("a whole message inside a large one")),
@@ -138,12 +142,12 @@ mod tests {
         let (a, b) = pair(DEFAULT_MESSAGE_LIMIT);
         let sender = std::thread::spawn(move || {
             for len in [0, 1, PIECE - 8, PIECE, PIECE + 1, 3 * PIECE, 4 << 20] {
-                a.send(&"x".repeat(len), Vec::new()).unwrap();
+                a.send("x".repeat(len)).unwrap();
             }
             a
         });
         for len in [0, 1, PIECE - 8, PIECE, PIECE + 1, 3 * PIECE, 4 << 20] {
-            assert_eq!(b.recv().unwrap().0.len(), len);
+            assert_eq!(b.recv().unwrap().len(), len);
         }
         sender.join().unwrap();
     }
@@ -156,16 +160,38 @@ mod tests {
             (Channel::<String, String>::new(x), Channel::<String, String>::with_limit(y, 1 << 20))
         };
         let sender = std::thread::spawn(move || {
-            big_sender.send(&"y".repeat(3 << 20), Vec::new()).unwrap();
-            big_sender.send(&"after".to_owned(), Vec::new()).unwrap();
+            big_sender.send("y".repeat(3 << 20)).unwrap();
+            big_sender.send("after".to_owned()).unwrap();
         });
         match receiver.recv() {
             Err(ChannelError::TooLarge { len, limit }) => assert!(len > limit && limit == 1 << 20),
             other => panic!("expected TooLarge, got {other:?}"),
         }
-        assert_eq!(receiver.recv().unwrap().0, "after");
+        assert_eq!(receiver.recv().unwrap(), "after");
         sender.join().unwrap();
         let local = Channel::<String, String>::with_limit(a.endpoint.try_clone().unwrap(), 10);
-        assert!(matches!(local.send(&"z".repeat(11), Vec::new()), Err(ChannelError::TooLarge { .. })));
+        assert!(matches!(local.send("z".repeat(11)), Err(ChannelError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn a_message_with_an_endpoint_carries_it_and_a_stray_endpoint_is_refused() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct WithPipe {
+            pipe: cos_ipc::Attached,
+        }
+        let (a, b) = Endpoint::pair().unwrap();
+        let (sender, receiver) = (Channel::<WithPipe, WithPipe>::new(a), Channel::<WithPipe, WithPipe>::new(b));
+        let (ours, theirs) = Endpoint::pair().unwrap();
+        sender.send(WithPipe { pipe: theirs.into() }).unwrap();
+        let received = receiver.recv().unwrap().pipe.into_endpoint();
+        received.send(b"through", Vec::new()).unwrap();
+        assert_eq!(ours.recv().unwrap().bytes, b"through");
+
+        // A peer attaching an endpoint to a message whose type declares none is refused.
+        let (raw, b) = Endpoint::pair().unwrap();
+        let receiver = Channel::<String, String>::new(b);
+        let bytes = [&[TAG_WHOLE][..], &postcard::to_allocvec("hi").unwrap()].concat();
+        raw.send(&bytes, vec![Endpoint::pair().unwrap().0]).unwrap();
+        assert!(matches!(receiver.recv(), Err(ChannelError::Ipc(cos_ipc::IpcError::BadAttachment(_)))));
     }
 }

@@ -73,8 +73,9 @@ fn decoded(received: Result<cos_ipc::Message, cos_ipc::IpcError>) -> Option<Fetc
 /// Sends the request to the browser's network service; returns the pipe its response comes on.
 fn ask_browser(network: &Endpoint, frame: u64, url: &str) -> Result<Endpoint, String> {
     let (mine, theirs) = Endpoint::pair().map_err(|e| e.to_string())?;
-    let request = cos_ipc::encode(&FetchRequest { frame, url: url.to_owned() }).map_err(|e| e.to_string())?;
-    network.send(&request, vec![theirs]).map_err(|e| format!("the browser went away: {e}"))?;
+    let request = FetchRequest { frame, url: url.to_owned(), response: theirs.into() };
+    let (bytes, attachments) = cos_ipc::encode_with_attachments(request).map_err(|e| e.to_string())?;
+    network.send(&bytes, attachments).map_err(|e| format!("the browser went away: {e}"))?;
     Ok(mine)
 }
 

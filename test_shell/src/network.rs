@@ -26,29 +26,34 @@ pub(crate) fn serve_renderer(
                 Ok(message) => message,
                 Err(_) => return, // the renderer exited
             };
-            let request: Result<FetchRequest, _> = cos_ipc::decode(&message.bytes);
-            let mut attachments = message.attachments;
-            let (Ok(request), Some(response), true) = (request, attachments.pop(), attachments.is_empty()) else {
-                eprintln!("browser: renderer {} sent a malformed fetch; ending it", renderer.0);
+            // Decoding checks the response pipe is attached, and nothing else is.
+            let Ok(FetchRequest { frame, url, response }) =
+                cos_ipc::decode_with_attachments(&message.bytes, message.attachments)
+            else {
+                tracing::error!(renderer = renderer.0, "a malformed fetch request: ending the renderer");
                 kill();
                 return;
             };
-            let origin = match frames.get(FrameId(request.frame)) {
+            let response = response.into_endpoint();
+            let origin = match frames.get(FrameId(frame)) {
                 Some(info) if info.renderer == renderer => match info.origin {
                     FrameOrigin::Tuple(origin) => origin.to_string(),
                     FrameOrigin::Opaque => "null".to_owned(),
                 },
                 _ => {
-                    eprintln!("browser: renderer {} fetched for a frame it does not host; ending it", renderer.0);
+                    tracing::error!(
+                        renderer = renderer.0,
+                        frame,
+                        "a fetch for a frame the renderer does not host: ending it"
+                    );
                     kill();
                     return;
                 }
             };
-            let spawned = std::thread::Builder::new()
-                .name("shell-fetch".into())
-                .spawn(move || fetch(&request.url, &origin, &response));
+            let spawned =
+                std::thread::Builder::new().name("shell-fetch".into()).spawn(move || fetch(&url, &origin, &response));
             if let Err(error) = spawned {
-                eprintln!("browser: cannot start a fetch: {error}");
+                tracing::error!(%error, "cannot start a fetch");
             }
         }
     })?;
@@ -130,16 +135,20 @@ mod tests {
     fn a_renderer_fetching_for_another_renderers_frame_is_ended() {
         let (renderer, kills) = service();
         let (_mine, theirs) = Endpoint::pair().unwrap();
-        let request = cos_ipc::encode(&FetchRequest { frame: 7, url: "http://127.0.0.1:9/".into() }).unwrap();
-        renderer.send(&request, vec![theirs]).unwrap();
+        let request = FetchRequest { frame: 7, url: "http://127.0.0.1:9/".into(), response: theirs.into() };
+        let (bytes, attachments) = cos_ipc::encode_with_attachments(request).unwrap();
+        renderer.send(&bytes, attachments).unwrap();
         kills.recv_timeout(Duration::from_secs(10)).expect("the renderer is ended");
     }
 
     #[test]
     fn a_request_without_its_response_pipe_ends_the_renderer() {
         let (renderer, kills) = service();
-        let request = cos_ipc::encode(&FetchRequest { frame: 7, url: "http://127.0.0.1:9/".into() }).unwrap();
-        renderer.send(&request, Vec::new()).unwrap();
+        let (_mine, theirs) = Endpoint::pair().unwrap();
+        let request = FetchRequest { frame: 7, url: "http://127.0.0.1:9/".into(), response: theirs.into() };
+        // The message names its pipe, but the pipe stays behind.
+        let (bytes, _pipe) = cos_ipc::encode_with_attachments(request).unwrap();
+        renderer.send(&bytes, Vec::new()).unwrap();
         kills.recv_timeout(Duration::from_secs(10)).expect("the renderer is ended");
     }
 }

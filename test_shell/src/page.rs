@@ -198,7 +198,11 @@ impl ShellBrowser {
         crate::network::serve_renderer(RendererId(id), network_end, self.host.frames().clone(), kill)
             .map_err(|e| PageError::Start(format!("network service: {e}")))?;
         control
-            .send(&RendererCommand::Init { message_limit: message_limit as u64 }, vec![renderer_end, renderer_network])
+            .send(RendererCommand::Init {
+                message_limit: message_limit as u64,
+                cos: renderer_end.into(),
+                network: renderer_network.into(),
+            })
             .map_err(|e| PageError::Renderer(e.to_string()))?;
         let renderer = std::sync::Arc::new(Mutex::new(RendererProcess { id, child, control }));
         self.renderers.lock().insert(key, renderer.clone());
@@ -359,13 +363,13 @@ impl Page {
         mut progress: impl FnMut(String, f64, f64),
     ) -> Result<RendererReply, PageError> {
         let renderer = self.renderer.lock();
-        renderer.control.send(&command, Vec::new()).map_err(|e| PageError::Renderer(e.to_string()))?;
+        renderer.control.send(command).map_err(|e| PageError::Renderer(e.to_string()))?;
         loop {
             match renderer.control.recv() {
-                Ok((RendererReply::Progress(name, done, total), _)) => progress(name, done, total),
-                Ok((RendererReply::Console { level, origin, text }, _)) => crate::console::print(level, &origin, &text),
-                Ok((RendererReply::Failed(message), _)) => return Err(PageError::Renderer(message)),
-                Ok((reply, _)) => return Ok(reply),
+                Ok(RendererReply::Progress(name, done, total)) => progress(name, done, total),
+                Ok(RendererReply::Console { level, origin, text }) => crate::console::print(level, &origin, &text),
+                Ok(RendererReply::Failed(message)) => return Err(PageError::Renderer(message)),
+                Ok(reply) => return Ok(reply),
                 Err(error) => return Err(PageError::Renderer(error.to_string())),
             }
         }

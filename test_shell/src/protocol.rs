@@ -7,13 +7,16 @@ use serde::{Deserialize, Serialize};
 /// Browser → renderer.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum RendererCommand {
-    /// First message; two attachments: the renderer's COS pipe to its broker stub, then its
-    /// network pipe to the browser's network service ([`FetchRequest`]).
+    /// First message: the renderer's pipes, and the bound of its control messages.
     Init {
         /// The largest message either side may send on the control pipe
         /// ([`Channel`](crate::channel::Channel)), so that the renderer fails a too large
         /// reply itself rather than have the browser drop it.
         message_limit: u64,
+        /// The renderer's COS pipe to its broker stub.
+        cos: cos_ipc::Attached,
+        /// Its network pipe to the browser's network service ([`FetchRequest`]).
+        network: cos_ipc::Attached,
     },
     /// Create a frame (its own realm) for a document at `url`.
     CreateFrame {
@@ -85,8 +88,8 @@ pub enum RendererReply {
     Failed(String),
 }
 
-/// Renderer → browser on the renderer's network pipe: fetch `url` for `frame`. One attachment:
-/// the pipe the response comes back on (one per request, so a slow reader only stalls itself).
+/// Renderer → browser on the renderer's network pipe: fetch `url` for `frame`, answering on
+/// `response` (one pipe per request, so a slow reader only stalls itself).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct FetchRequest {
     /// The frame (or the page of the worker) making the request; the browser attributes the
@@ -94,6 +97,8 @@ pub struct FetchRequest {
     pub frame: u64,
     /// An absolute http URL.
     pub url: String,
+    /// The pipe the [`FetchResponse`] messages come back on.
+    pub response: cos_ipc::Attached,
 }
 
 /// Browser → renderer on a request's response pipe, one message each: a head, body chunks, then

@@ -33,10 +33,10 @@ struct Frame {
 pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
     let mut control = Channel::new(bootstrap.endpoint);
     let (connection, network) = match control.recv() {
-        Ok((RendererCommand::Init { message_limit }, mut pipes)) if pipes.len() == 2 => {
+        Ok(RendererCommand::Init { message_limit, cos, network }) => {
             control.set_limit(usize::try_from(message_limit).unwrap_or(usize::MAX));
-            let network = Arc::new(pipes.pop().expect("two pipes"));
-            match RendererConnection::new_pumped(pipes.pop().expect("two pipes")) {
+            let network = Arc::new(network.into_endpoint());
+            match RendererConnection::new_pumped(cos.into_endpoint()) {
                 Ok(connection) => (connection, network),
                 Err(error) => {
                     tracing::error!(%error, "cannot connect to the broker");
@@ -60,9 +60,9 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
     let console = control.clone();
     js.set_console(Rc::new(move |level, origin: &str, text: &str| {
         let line = RendererReply::Console { level, origin: origin.to_owned(), text: text.to_owned() };
-        if let Err(ChannelError::TooLarge { len, limit }) = console.send(&line, Vec::new()) {
+        if let Err(ChannelError::TooLarge { len, limit }) = console.send(line) {
             let text = format!("(a console line of {len} bytes was dropped: the message limit is {limit} bytes)");
-            let _ = console.send(&RendererReply::Console { level, origin: origin.to_owned(), text }, Vec::new());
+            let _ = console.send(RendererReply::Console { level, origin: origin.to_owned(), text });
         }
     }));
     let pump = connection.clone();
@@ -70,7 +70,7 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
     js.set_idle_wait(Box::new(move |wait| pump.pump_timeout(wait.min(Duration::from_millis(2))) != Some(false)));
     let mut frames: HashMap<u64, Frame> = HashMap::new();
     let links = FrameLinks::default();
-    while let Ok((command, _)) = control.recv() {
+    while let Ok(command) = control.recv() {
         let reply = match command {
             RendererCommand::Init { .. } => RendererReply::Failed("already initialised".into()),
             RendererCommand::CreateFrame { frame, url, secure, policy_allows, parent } => {
@@ -125,10 +125,10 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
                 }
             },
         };
-        let sent = match control.send(&reply, Vec::new()) {
+        let sent = match control.send(reply) {
             // The command still gets an answer, so the browser is not left waiting.
             Err(error @ ChannelError::TooLarge { .. }) => {
-                control.send(&RendererReply::Failed(format!("the answer is too large: {error}")), Vec::new())
+                control.send(RendererReply::Failed(format!("the answer is too large: {error}")))
             }
             other => other,
         };
@@ -213,7 +213,7 @@ fn create_frame(
         globals.set(
             "__demo_progress",
             rquickjs::Function::new(ctx.clone(), move |name: String, done: f64, total: f64| {
-                let _ = progress.send(&RendererReply::Progress(name, done, total), Vec::new());
+                let _ = progress.send(RendererReply::Progress(name, done, total));
             })?,
         )?;
         Ok(())

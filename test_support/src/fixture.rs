@@ -67,11 +67,9 @@ impl ServiceThread {
         let mut config = service_config(profile.path());
         config.sandbox = false;
         adjust(&mut config);
-        control.send(&BrowserToService::Configure(config), vec![]).expect("the service is listening");
+        control.send(BrowserToService::Configure(config)).expect("the service is listening");
         match control.recv_timeout(WAIT) {
-            Ok((ServiceToBrowser::Ready { entries: 0, sandboxed: false }, attachments)) => {
-                assert!(attachments.is_empty(), "Ready carries no descriptors");
-            }
+            Ok(ServiceToBrowser::Ready { entries: 0, sandboxed: false }) => {}
             other => panic!("expected Ready, got {other:?}"),
         }
         Self { profile, control, thread: Some(thread) }
@@ -85,22 +83,20 @@ impl ServiceThread {
     /// Binds a renderer connection, as the host does; returns the broker's end of it.
     pub fn bind_renderer(&self, renderer: u64) -> Endpoint {
         let (ours, theirs) = Endpoint::pair_in_process();
-        let bind = BrowserToService::BindRenderer { renderer: RendererId(renderer) };
-        self.control.send(&bind, vec![theirs]).expect("the service is listening");
+        let bind = BrowserToService::BindRenderer { renderer: RendererId(renderer), connection: theirs.into() };
+        self.control.send(bind).expect("the service is listening");
         ours
     }
 
-    /// The next control message from the service (bounded by [`WAIT`]), which carries no
-    /// descriptors.
+    /// The next control message from the service (bounded by [`WAIT`]); decoding checked that it
+    /// carries exactly the descriptors its type declares.
     pub fn next_control_message(&self) -> ServiceToBrowser {
-        let (message, attachments) = self.control.recv_timeout(WAIT).expect("no control message from the service");
-        assert!(attachments.is_empty());
-        message
+        self.control.recv_timeout(WAIT).expect("no control message from the service")
     }
 
     /// Sends a control request and returns the result of its `Done`.
     pub fn control_request(&self, request: RequestId, message: BrowserToService) -> Result<(), CosError> {
-        self.control.send(&message, vec![]).expect("the service is listening");
+        self.control.send(message).expect("the service is listening");
         match self.next_control_message() {
             ServiceToBrowser::Done { request: answered, result } => {
                 assert_eq!(answered, request);

@@ -9,8 +9,8 @@
 use std::fmt::Debug;
 
 use cos_common::interface::{
-    BrokerToService, BrowserToService, InspectionItem, ReaderFrame, ReaderRequest, RendererToBroker, ScrubItem,
-    ServiceToBroker, ServiceToBrowser, WriterEvent, WriterFrame,
+    BrokerToService, BrowserToService, DATA_CHUNK_BYTES, InspectionItem, ReaderFrame, ReaderRequest, RendererToBroker,
+    ScrubItem, ServiceToBroker, ServiceToBrowser, WriterEvent, WriterFrame,
 };
 use cos_common::{AllowOriginCeiling, ContentHash, Origin, OriginsInput, OriginsOption, Site};
 use cos_storage_service::registry::records::{BudgetRecord, EntryRecord, OriginRecord};
@@ -63,17 +63,17 @@ pub fn ipc_messages(data: &[u8]) {
         8 => round_trip::<InspectionItem>(bytes),
         9 => round_trip::<ScrubItem>(bytes),
         4 => {
-            if let Ok(frame) = WriterFrame::decode(bytes) {
-                let mut encoded = Vec::new();
-                frame.encode_into(&mut encoded);
-                assert_eq!(WriterFrame::decode(&encoded), Ok(frame), "a writer frame re-encodes");
+            if let Ok(frame) = cos_ipc::decode_borrowed::<WriterFrame<'_>>(bytes) {
+                let encoded = cos_ipc::encode(&frame).expect("a decoded writer frame re-encodes");
+                let again = cos_ipc::decode_borrowed::<WriterFrame<'_>>(&encoded).expect("and decodes");
+                assert_eq!(again, frame, "a writer frame re-encodes");
             }
         }
         _ => {
-            if let Ok(frame) = ReaderFrame::decode(bytes) {
-                let mut encoded = Vec::new();
-                frame.encode_into(&mut encoded);
-                assert_eq!(ReaderFrame::decode(&encoded), Ok(frame), "a reader frame re-encodes");
+            if let Ok(frame) = ReaderFrame::decode(bytes, DATA_CHUNK_BYTES) {
+                let encoded = frame.encode().expect("a decoded reader frame re-encodes");
+                let again = ReaderFrame::decode(&encoded, DATA_CHUNK_BYTES).expect("and decodes");
+                assert_eq!(again, frame, "a reader frame re-encodes");
             }
         }
     }

@@ -67,8 +67,11 @@ fn write_seeds() {
         "ipc_messages",
         "renderer-get-file",
         0,
-        cos_ipc::encode(&RendererToBroker::GetFile { request: RequestId(3), frame: FrameId(2), handle: HandleId(4) })
-            .unwrap(),
+        cos_ipc::encode(&RendererToBroker::Call {
+            frame: FrameId(2),
+            call: HandleCall::GetFile { request: RequestId(3), handle: HandleId(4) },
+        })
+        .unwrap(),
     );
     let to_service = BrokerToService::GetFileHandle {
         request: RequestId(1),
@@ -85,12 +88,9 @@ fn write_seeds() {
     add("ipc_messages", "service-reply", 10, cos_ipc::encode(&reply).unwrap());
     let report = ServiceToBroker::BadMessage { reason: "malformed write frame".into() };
     add("ipc_messages", "service-bad-message", 10, cos_ipc::encode(&report).unwrap());
-    let mut frame = Vec::new();
-    WriterFrame::Write { position: Some(3), data: b"some bytes" }.encode_into(&mut frame);
+    let frame = cos_ipc::encode(&WriterFrame::Write { position: Some(3), data: b"some bytes" }).unwrap();
     add("ipc_messages", "writer-data", 4, frame);
-    let mut frame = Vec::new();
-    ReaderFrame::Data(b"some bytes").encode_into(&mut frame);
-    add("ipc_messages", "reader-data", 5, frame);
+    add("ipc_messages", "reader-data", 5, ReaderFrame::Bulk(b"some bytes").encode().unwrap());
     add(
         "ipc_messages",
         "reader-request",

@@ -12,8 +12,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use cos_common::interface::{
-    BrokerToService, BrowserToService, CallResult, CreateOptions, DATA_CHUNK_BYTES, HandleId, HandleRequest,
-    InspectionItem, ReaderFrame, ReaderRequest, RequestId, ServiceToBroker, ServiceToBrowser, WriterEvent, WriterFrame,
+    BrokerToService, BrowserToService, CallResult, CreateOptions, DATA_CHUNK_BYTES, HandleCall, HandleId,
+    HandleRequest, InspectionItem, ReaderEnd, ReaderFrame, ReaderRequest, RequestId, ServiceToBroker, ServiceToBrowser,
+    WriterEvent, WriterFrame,
 };
 use cos_common::{
     CallerContext, ContentHash, CosError, DataErrorKind, OffTheRecordProfileId, Origin, Partition, QuotaScope,
@@ -81,22 +82,22 @@ struct Renderer {
 }
 
 impl Renderer {
-    /// Sends one request and returns its reply, checking the request id and the attachments.
-    fn call(&self, make: impl FnOnce(RequestId) -> BrokerToService) -> (CallResult, Option<Endpoint>) {
+    /// Sends one request and returns its reply, checking the request id (decoding checked the
+    /// pipes).
+    fn call(&self, make: impl FnOnce(RequestId) -> BrokerToService) -> CallResult {
         let request = RequestId(self.next_request.get());
         self.next_request.set(request.0 + 1);
-        self.pipe.send(&make(request), vec![]).unwrap();
-        let (reply, mut attachments) = self.pipe.recv_timeout(WAIT).expect("no reply from the service");
+        self.pipe.send(make(request)).unwrap();
+        let reply = self.pipe.recv_timeout(WAIT).expect("no reply from the service");
         let ServiceToBroker::Reply(reply) = reply else { panic!("expected a reply, got {reply:?}") };
         assert_eq!(reply.request, request, "reply to the wrong request");
-        assert_eq!(attachments.len(), reply.result.attachment_count(), "{:?}", reply.result);
-        (reply.result, attachments.pop())
+        reply.result
     }
 
     /// The next message on this connection, which must be a bad-message report; its reason.
     fn next_report(&self) -> String {
         match self.pipe.recv_timeout(WAIT) {
-            Ok((ServiceToBroker::BadMessage { reason }, _)) => reason,
+            Ok(ServiceToBroker::BadMessage { reason }) => reason,
             other => panic!("expected a bad-message report on this connection, got {other:?}"),
         }
     }
@@ -104,9 +105,8 @@ impl Renderer {
     fn get_file_handle(&self, caller: &CallerContext, hash: ContentHash, kind: HandleRequest) -> CallResult {
         let handle = HandleId(self.next_handle.get());
         self.next_handle.set(handle.0 + 1);
-        let (result, attachment) =
+        let result =
             self.call(|request| BrokerToService::GetFileHandle { request, handle, caller: caller.clone(), hash, kind });
-        assert!(attachment.is_none());
         if let CallResult::Handle { handle: issued, .. } = result {
             assert_eq!(issued, handle, "the service issues the id the broker chose");
         }
@@ -129,23 +129,23 @@ impl Renderer {
     }
 
     fn create_writable(&self, handle: HandleId) -> Result<Writer, CosError> {
-        match self.call(|request| BrokerToService::CreateWritable { request, handle }) {
-            (CallResult::Writable, Some(endpoint)) => Ok(Writer { endpoint }),
-            (CallResult::Failed(error), None) => Err(error),
+        match self.call(|request| BrokerToService::Call(HandleCall::CreateWritable { request, handle })) {
+            CallResult::Writable { pipe } => Ok(Writer { endpoint: pipe.into_endpoint() }),
+            CallResult::Failed(error) => Err(error),
             other => panic!("unexpected answer to CreateWritable: {other:?}"),
         }
     }
 
     fn get_file(&self, handle: HandleId) -> Result<ReadPipe, CosError> {
-        match self.call(|request| BrokerToService::GetFile { request, handle }) {
-            (CallResult::File { size }, Some(endpoint)) => Ok(ReadPipe { size, endpoint }),
-            (CallResult::Failed(error), None) => Err(error),
+        match self.call(|request| BrokerToService::Call(HandleCall::GetFile { request, handle })) {
+            CallResult::File { size, pipe } => Ok(ReadPipe { size, endpoint: pipe.into_endpoint() }),
+            CallResult::Failed(error) => Err(error),
             other => panic!("unexpected answer to GetFile: {other:?}"),
         }
     }
 
     fn release(&self, handle: HandleId) {
-        self.pipe.send(&BrokerToService::ReleaseHandle { handle }, vec![]).unwrap();
+        self.pipe.send(BrokerToService::Call(HandleCall::ReleaseHandle { handle })).unwrap();
     }
 
     /// Stores `bytes` as `caller` (same-site), through a create handle and a write pipe.
@@ -170,9 +170,7 @@ struct Writer {
 
 impl Writer {
     fn send(&self, frame: WriterFrame<'_>) {
-        let mut bytes = Vec::new();
-        frame.encode_into(&mut bytes);
-        self.endpoint.send(&bytes, vec![]).unwrap();
+        self.endpoint.send(&cos_ipc::encode(&frame).unwrap(), vec![]).unwrap();
     }
 
     /// Writes at the cursor in chunks of at most `DATA_CHUNK_BYTES`.
@@ -183,9 +181,8 @@ impl Writer {
     }
 
     fn next_event(&self) -> WriterEvent {
-        let message = self.endpoint.recv_timeout(WAIT).expect("no event on the write pipe");
-        assert!(message.attachments.is_empty());
-        cos_ipc::decode(&message.bytes).expect("undecodable writer event")
+        let mut message = self.endpoint.recv_timeout(WAIT).expect("no event on the write pipe");
+        message.decode().expect("undecodable writer event")
     }
 
     /// Sends `Close` and returns the `Closed` result (any other event fails the test).
@@ -224,13 +221,13 @@ impl ReadPipe {
         loop {
             let message = self.endpoint.recv_timeout(WAIT).expect("no frame on the read pipe");
             assert!(message.attachments.is_empty());
-            match ReaderFrame::decode(&message.bytes).expect("malformed reader frame") {
-                ReaderFrame::Data(data) => {
+            match ReaderFrame::decode(&message.bytes, DATA_CHUNK_BYTES).expect("malformed reader frame") {
+                ReaderFrame::Bulk(data) => {
                     assert!(!data.is_empty() && data.len() <= DATA_CHUNK_BYTES, "{} bytes in one frame", data.len());
                     out.extend_from_slice(data);
                 }
-                ReaderFrame::End => return Ok(out),
-                ReaderFrame::Failed(error) => return Err(error),
+                ReaderFrame::Message(ReaderEnd::End) => return Ok(out),
+                ReaderFrame::Message(ReaderEnd::Failed(error)) => return Err(error),
             }
         }
     }
@@ -548,7 +545,7 @@ fn shutdown_returns_ok_and_keeps_the_data_on_disk() {
         renderer.store(&caller("https://a.example"), &bytes);
         // The broker's connection goes away with the renderer (its thread holds the store).
     }
-    browser.control.send(&BrowserToService::Shutdown, vec![]).unwrap();
+    browser.control.send(BrowserToService::Shutdown).unwrap();
     assert_eq!(join_bounded(browser.take_thread()), Ok(()));
     // `serve` returned only after every connection and pipe thread ended: the store is free.
     let (service, report) = StorageService::open(ServiceConfig::new(browser.profile_dir())).unwrap();
@@ -575,7 +572,7 @@ fn shutdown_ends_live_connections_and_their_pipes() {
     let who = caller("https://a.example");
     let writer = renderer.create_writable(renderer.create_handle(&who, hash_of(b"late"))).unwrap();
     writer.write_all(b"la");
-    browser.control.send(&BrowserToService::Shutdown, vec![]).unwrap();
+    browser.control.send(BrowserToService::Shutdown).unwrap();
     assert_eq!(join_bounded(browser.take_thread()), Ok(()));
     // The renderer's connection and its open writer were ended, not left serving.
     writer.assert_closed_by_service();
@@ -616,11 +613,12 @@ fn an_entry_with_a_thousand_long_storing_origins_is_listed_whole() {
     }
     // Together more than one message may carry: the listing cuts the entry into pieces.
     let (ours, theirs) = Endpoint::pair_in_process();
-    browser.control.send(&BrowserToService::Inspect { request: RequestId(5), partition }, vec![theirs]).unwrap();
+    let message = BrowserToService::Inspect { request: RequestId(5), partition, stream: theirs.into() };
+    browser.control.send(message).unwrap();
     let stream: Pipe<(), InspectionItem> = Pipe::new(ours);
     let (mut entries, mut pieces, mut origins) = (Vec::new(), 0, 0);
     loop {
-        match stream.recv_timeout(WAIT).expect("the inspection stream").0 {
+        match stream.recv_timeout(WAIT).expect("the inspection stream") {
             InspectionItem::Entry(entry) => entries.push(entry),
             InspectionItem::EntryOrigins { storing, listed } => {
                 pieces += 1;

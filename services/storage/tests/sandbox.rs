@@ -192,7 +192,7 @@ mod child {
             }
             fd.into()
         });
-        let ipc = match ipc_round_trip() {
+        let ipc = match ipc_round_trip().and_then(|()| cos_ipc_round_trip()) {
             Ok(()) => "ok".to_owned(),
             Err(e) => e.replace(' ', "_"),
         };
@@ -266,6 +266,34 @@ mod child {
         }
         // SAFETY: shutdown on an open socket we own.
         os_check(unsafe { libc::shutdown(a.as_raw_fd(), libc::SHUT_RDWR) }.into(), "shutdown")
+    }
+
+    /// The same through `cos_ipc` itself, whatever system calls its OS layer makes: a pair, a
+    /// deeper send queue, a typed message carrying an endpoint, a receive with a timeout (poll
+    /// first) and a blocking one, the attachment used, and a shutdown seen by the peer.
+    fn cos_ipc_round_trip() -> Result<(), String> {
+        use cos_ipc::{Attached, Endpoint, IpcError, Pipe};
+        let fail = |what: &'static str| move |error: IpcError| format!("cos_ipc {what}: {error}");
+        let (a, b) = Endpoint::pair().map_err(|e| format!("cos_ipc pair: {e}"))?;
+        let (c, d) = Endpoint::pair().map_err(|e| format!("cos_ipc pair: {e}"))?;
+        a.set_send_buffer(2 << 20).map_err(|e| format!("cos_ipc set_send_buffer: {e}"))?;
+        type Carrying = (String, Attached);
+        let sender: Pipe<Carrying, ()> = Pipe::new(a);
+        let receiver: Pipe<(), Carrying> = Pipe::new(b);
+        sender.send(("endpoint attached".to_owned(), d.into())).map_err(fail("send"))?;
+        let (text, attached) = receiver.recv_timeout(std::time::Duration::from_secs(10)).map_err(fail("recv"))?;
+        if text != "endpoint attached" {
+            return Err("cos_ipc message corrupted".into());
+        }
+        attached.into_endpoint().send(b"through the attachment", vec![]).map_err(fail("send on the attachment"))?;
+        if c.recv().map_err(fail("recv on the attachment"))?.bytes != b"through the attachment" {
+            return Err("cos_ipc second message corrupted".into());
+        }
+        sender.endpoint().shutdown();
+        match receiver.recv() {
+            Err(IpcError::Disconnected) => Ok(()),
+            other => Err(format!("cos_ipc shutdown not seen: {other:?}")),
+        }
     }
 
     fn os_check(rc: libc::c_long, what: &str) -> Result<(), String> {
@@ -577,7 +605,11 @@ mod parent {
         e.eq("clone3 (ENOSYS so that glibc falls back to clone)", child.field("clone3"), ENOSYS);
         e.eq("UDP socket (not covered by Landlock before ABI 10)", child.field("udp"), EPERM);
         e.eq("AF_UNIX datagram socket (could sendto any socket path)", child.field("unix_dgram"), EPERM);
-        e.eq("the IPC transport's syscalls (SEQPACKET pair, SCM_RIGHTS, poll, getpeername)", child.field("ipc"), "ok");
+        e.eq(
+            "the IPC transport's syscalls (SEQPACKET pair, SCM_RIGHTS, poll, getpeername), raw and through cos_ipc",
+            child.field("ipc"),
+            "ok",
+        );
         if landlock_enforced() {
             e.eq("open /etc/passwd (Landlock)", child.field("open"), EACCES);
             e.eq("open /etc/passwd from a thread started after lock-down", child.field("thread_open"), EACCES);

@@ -115,13 +115,10 @@ fn abuse(browser: &Browser, lookups: u32, rounds: u32, abuse_ms: u64) -> bool {
         let (mut alone, mut under, mut ratios, mut outcomes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             let quiet = measure(0);
-            abuser
-                .control
-                .send(&Command::Abuse { frame: 9010, kind, millis: abuse_ms }, Vec::new())
-                .expect("abuser alive");
+            abuser.control.send(Command::Abuse { frame: 9010, kind, millis: abuse_ms }).expect("abuser alive");
             // Lookups throughout the abuse: its ramp to the limit and the refusals after.
             let loaded = measure(abuse_ms);
-            let outcome = abuser.control.recv().expect("the abuser answers").0;
+            let outcome = abuser.control.recv().expect("the abuser answers");
             refused &= matches!(&outcome, Outcome::Err(e) if e.starts_with("QuotaExceededError"));
             ratios.push(format!("{:.2}", p99_ms(&loaded) / p99_ms(&quiet)));
             outcomes.push(outcome);

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use cos_common::interface::CreateOptions;
 use cos_common::interface::{
-    BrokerToService, CallResult, FrameId, HandleId, HandleRequest, RendererId, RendererToBroker, Reply, RequestId,
-    ServiceToBroker,
+    BrokerToService, CallResult, FrameId, HandleCall, HandleId, HandleRequest, RendererId, RendererToBroker, Reply,
+    RequestId, ServiceToBroker,
 };
 use cos_common::{CosError, NotAllowedKind, Origin, Partition};
 use cos_ipc::{Endpoint, IpcError, Peer, Pipe, report_bad_message};
@@ -60,7 +60,7 @@ impl BrokerState {
 }
 
 /// What to do with a call on a handle id.
-enum HandleCall {
+enum Route {
     /// Forward it to the current service.
     Forward(Arc<ServiceConnection>),
     /// Answer it here.
@@ -102,12 +102,9 @@ impl BrokerStub {
             }
         };
         loop {
+            // A renderer's message carries no pipes, so one with attachments does not decode.
             match receiver.recv() {
-                Ok((message, attachments)) => {
-                    if !attachments.is_empty() {
-                        self.bad_message("a renderer never sends pipes to the broker");
-                        break;
-                    }
+                Ok(message) => {
                     if let Err(reason) = self.handle(message) {
                         self.bad_message(reason);
                         break;
@@ -178,13 +175,11 @@ impl BrokerStub {
                 });
                 self.send(request, message)
             }
-            RendererToBroker::GetFile { request, frame, handle } => {
-                self.call_on_handle(request, frame, handle, BrokerToService::GetFile { request, handle })
-            }
-            RendererToBroker::CreateWritable { request, frame, handle } => {
-                self.call_on_handle(request, frame, handle, BrokerToService::CreateWritable { request, handle })
-            }
-            RendererToBroker::ReleaseHandle { handle } => {
+            RendererToBroker::Call {
+                frame,
+                call: call @ (HandleCall::GetFile { request, handle } | HandleCall::CreateWritable { request, handle }),
+            } => self.call_on_handle(request, frame, handle, call),
+            RendererToBroker::Call { frame: _, call: call @ HandleCall::ReleaseHandle { handle } } => {
                 let connection = {
                     let mut state = self.state.lock();
                     if state.handles.remove(&handle).is_some() {
@@ -196,7 +191,7 @@ impl BrokerStub {
                     }
                 };
                 if let Some(connection) = connection {
-                    let _ = connection.send(&BrokerToService::ReleaseHandle { handle }, vec![]);
+                    let _ = connection.send(BrokerToService::Call(call));
                 }
                 Ok(())
             }
@@ -228,10 +223,10 @@ impl BrokerStub {
         request: RequestId,
         frame: FrameId,
         handle: HandleId,
-        message: BrokerToService,
+        call: HandleCall,
     ) -> Result<(), &'static str> {
         let info = self.own_frame(frame)?;
-        let call = {
+        let route = {
             let mut state = self.state.lock();
             match state.handles.get(&handle) {
                 Some(owner) => {
@@ -241,21 +236,21 @@ impl BrokerStub {
                         return Err("a handle used by a document of another origin or partition");
                     }
                     if info.kind == ContextKind::ServiceWorker {
-                        HandleCall::Answer(CosError::NotAllowed(NotAllowedKind::ServiceWorker))
+                        Route::Answer(CosError::NotAllowed(NotAllowedKind::ServiceWorker))
                     } else {
                         match Self::admit(&mut state, request)? {
-                            Some(connection) => HandleCall::Forward(connection),
-                            None => HandleCall::Answer(CosError::Abort),
+                            Some(connection) => Route::Forward(connection),
+                            None => Route::Answer(CosError::Abort),
                         }
                     }
                 }
-                None if handle.0 < state.current_from => HandleCall::Answer(CosError::Abort),
+                None if handle.0 < state.current_from => Route::Answer(CosError::Abort),
                 None => return Err("a handle this renderer does not hold"),
             }
         };
-        match call {
-            HandleCall::Forward(connection) => self.send(request, Some((connection, message))),
-            HandleCall::Answer(error) => self.reply(request, CallResult::Failed(error)),
+        match route {
+            Route::Forward(connection) => self.send(request, Some((connection, BrokerToService::Call(call)))),
+            Route::Answer(error) => self.reply(request, CallResult::Failed(error)),
         }
     }
 
@@ -266,7 +261,7 @@ impl BrokerStub {
         request: RequestId,
         message: Option<(Arc<ServiceConnection>, BrokerToService)>,
     ) -> Result<(), &'static str> {
-        let sent = message.map(|(connection, message)| connection.send(&message, vec![]));
+        let sent = message.map(|(connection, message)| connection.send(message));
         if !matches!(sent, Some(Ok(()))) {
             let mut state = self.state.lock();
             state.in_flight.remove(&request);
@@ -278,7 +273,7 @@ impl BrokerStub {
     }
 
     fn reply(&self, request: RequestId, result: CallResult) -> Result<(), &'static str> {
-        let _ = self.to_renderer.send(&Reply { request, result }, vec![]);
+        let _ = self.to_renderer.send(Reply { request, result });
         Ok(())
     }
 
@@ -305,21 +300,14 @@ impl BrokerStub {
     }
 
     /// Forwards the service's replies (with their data pipes) to the renderer, and acts on its
-    /// bad-message reports, until the connection breaks; then fails whatever was still in flight.
+    /// bad-message reports, until the connection breaks or the service sends something that does
+    /// not decode (a reply with the wrong pipes included: which request it answers is then
+    /// unknown, so the connection is given up); then fails whatever was still in flight.
     pub(crate) fn serve_replies(&self, generation: u64, receiver: ServiceConnection) {
         loop {
             match receiver.recv() {
-                Ok((ServiceToBroker::Reply(mut reply), attachments)) => {
-                    if attachments.len() != reply.result.attachment_count() {
-                        tracing::error!(renderer = self.renderer.0, "service reply with the wrong number of pipes");
-                        reply.result = CallResult::Failed(CosError::Unknown);
-                        drop(attachments);
-                        self.deliver(generation, reply, Vec::new());
-                    } else {
-                        self.deliver(generation, reply, attachments);
-                    }
-                }
-                Ok((ServiceToBroker::BadMessage { reason }, _)) => {
+                Ok(ServiceToBroker::Reply(reply)) => self.deliver(generation, reply),
+                Ok(ServiceToBroker::BadMessage { reason }) => {
                     // Only the current generation speaks for this renderer's pipes.
                     if self.is_current(generation) {
                         self.bad_message(&reason);
@@ -340,7 +328,7 @@ impl BrokerStub {
         self.state.lock().service.as_ref().is_some_and(|(current, _)| *current == generation)
     }
 
-    fn deliver(&self, generation: u64, mut reply: Reply, attachments: Vec<Endpoint>) {
+    fn deliver(&self, generation: u64, mut reply: Reply) {
         {
             let mut state = self.state.lock();
             if !state.in_flight.remove(&reply.request) {
@@ -365,8 +353,7 @@ impl BrokerStub {
                 }
             }
         }
-        let attachments = if reply.result.attachment_count() == attachments.len() { attachments } else { Vec::new() };
-        if let Err(error) = self.to_renderer.send(&reply, attachments) {
+        if let Err(error) = self.to_renderer.send(reply) {
             tracing::debug!(renderer = self.renderer.0, %error, "renderer gone before its reply");
         }
     }
@@ -411,7 +398,7 @@ mod tests {
     impl Fixture {
         /// The fake service answers `reply`.
         fn answer(&self, reply: Reply) {
-            self.service.send(&ServiceToBroker::Reply(reply), vec![]).unwrap();
+            self.service.send(ServiceToBroker::Reply(reply)).unwrap();
         }
 
         /// A restart: the broker loses generation `lost` and is bound to `lost + 1`.
@@ -426,11 +413,11 @@ mod tests {
 
         /// Asks for a handle from `frame` and lets the fake service issue it.
         fn open_handle(&self, request: u64, frame: u64) -> HandleId {
-            self.renderer.send(&get(request, frame), vec![]).unwrap();
-            let (forwarded, _) = self.service.recv_timeout(Duration::from_secs(10)).unwrap();
+            self.renderer.send(get(request, frame)).unwrap();
+            let forwarded = self.service.recv_timeout(Duration::from_secs(10)).unwrap();
             let BrokerToService::GetFileHandle { handle, .. } = forwarded else { panic!("{forwarded:?}") };
             self.answer(Reply { request: RequestId(request), result: CallResult::Handle { handle, create: false } });
-            let (reply, _) = self.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
+            let reply = self.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
             assert_eq!(reply.result, CallResult::Handle { handle, create: false });
             handle
         }
@@ -475,6 +462,10 @@ mod tests {
         }
     }
 
+    fn release(handle: HandleId) -> RendererToBroker {
+        RendererToBroker::Call { frame: FrameId(1), call: HandleCall::ReleaseHandle { handle } }
+    }
+
     fn wait_terminated(fixture: &Fixture) -> bool {
         for _ in 0..500 {
             if fixture.terminated.load(Ordering::SeqCst) {
@@ -488,8 +479,8 @@ mod tests {
     #[test]
     fn requests_reach_the_service_with_the_callers_context() {
         let fixture = fixture();
-        fixture.renderer.send(&get(1, 1), vec![]).unwrap();
-        let (forwarded, _) = fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
+        fixture.renderer.send(get(1, 1)).unwrap();
+        let forwarded = fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
         let BrokerToService::GetFileHandle { request, handle, caller, kind, .. } = forwarded else {
             panic!("{forwarded:?}")
         };
@@ -499,16 +490,16 @@ mod tests {
         assert_eq!(caller.nik().top_level_site.to_string(), "https://a.example");
         assert_eq!(kind, HandleRequest::Read);
         // The service's answer goes back to the renderer.
-        let reply = Reply { request, result: CallResult::Handle { handle, create: false } };
-        fixture.answer(reply.clone());
-        assert_eq!(fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap().0, reply);
+        fixture.answer(Reply { request, result: CallResult::Handle { handle, create: false } });
+        let reply = fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(reply, Reply { request, result: CallResult::Handle { handle, create: false } });
     }
 
     #[test]
     fn the_policy_is_applied_before_the_service_sees_anything() {
         let fixture = fixture();
-        fixture.renderer.send(&get(1, 2), vec![]).unwrap();
-        let (reply, _) = fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
+        fixture.renderer.send(get(1, 2)).unwrap();
+        let reply = fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(reply.result, CallResult::Failed(CosError::NotAllowed(NotAllowedKind::PermissionsPolicy)));
         assert!(matches!(fixture.service.recv_timeout(Duration::from_millis(200)), Err(IpcError::Timeout)));
         assert!(!fixture.terminated.load(Ordering::SeqCst));
@@ -517,7 +508,7 @@ mod tests {
     #[test]
     fn another_renderers_frame_is_a_bad_message() {
         let fixture = fixture();
-        fixture.renderer.send(&get(1, 9), vec![]).unwrap();
+        fixture.renderer.send(get(1, 9)).unwrap();
         assert!(wait_terminated(&fixture));
         assert!(matches!(fixture.renderer.recv_timeout(Duration::from_secs(10)), Err(IpcError::Disconnected)));
     }
@@ -525,7 +516,7 @@ mod tests {
     #[test]
     fn unknown_frames_and_attachments_are_bad_messages() {
         let fixture = fixture();
-        fixture.renderer.send(&get(1, 12345), vec![]).unwrap();
+        fixture.renderer.send(get(1, 12345)).unwrap();
         assert!(wait_terminated(&fixture));
         let second = fixture_with_attachment();
         assert!(wait_terminated(&second));
@@ -534,15 +525,16 @@ mod tests {
     fn fixture_with_attachment() -> Fixture {
         let fixture = fixture();
         let (stray, _keep) = Endpoint::pair_in_process();
-        fixture.renderer.send(&get(1, 1), vec![stray]).unwrap();
+        let bytes = cos_ipc::encode(&get(1, 1)).unwrap();
+        fixture.renderer.endpoint().send(&bytes, vec![stray]).unwrap();
         fixture
     }
 
     #[test]
     fn reusing_a_request_id_in_flight_is_a_bad_message() {
         let fixture = fixture();
-        fixture.renderer.send(&get(5, 1), vec![]).unwrap();
-        fixture.renderer.send(&get(5, 1), vec![]).unwrap();
+        fixture.renderer.send(get(5, 1)).unwrap();
+        fixture.renderer.send(get(5, 1)).unwrap();
         assert!(wait_terminated(&fixture));
     }
 
@@ -551,39 +543,57 @@ mod tests {
         let fixture = fixture();
         // The fake service never answers, so every request stays in flight.
         for request in 0..MAX_IN_FLIGHT_PER_RENDERER as u64 {
-            fixture.renderer.send(&get(request, 1), vec![]).unwrap();
+            fixture.renderer.send(get(request, 1)).unwrap();
         }
         for _ in 0..MAX_IN_FLIGHT_PER_RENDERER {
             fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
         }
         assert!(!fixture.terminated.load(Ordering::SeqCst), "up to the bound is fine");
-        fixture.renderer.send(&get(100_000, 1), vec![]).unwrap();
+        fixture.renderer.send(get(100_000, 1)).unwrap();
         assert!(wait_terminated(&fixture));
     }
 
     #[test]
     fn losing_the_service_fails_calls_in_flight_with_abort_error() {
         let fixture = fixture();
-        fixture.renderer.send(&get(1, 1), vec![]).unwrap();
+        fixture.renderer.send(get(1, 1)).unwrap();
         fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
         drop(fixture.service);
-        let (reply, _) = fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
+        let reply = fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(reply, Reply { request: RequestId(1), result: CallResult::Failed(CosError::Abort) });
         // With no service, new calls fail the same way (the supervisor rebinds after a restart).
-        fixture.renderer.send(&get(2, 1), vec![]).unwrap();
-        let (reply, _) = fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
+        fixture.renderer.send(get(2, 1)).unwrap();
+        let reply = fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(reply.result, CallResult::Failed(CosError::Abort));
     }
 
+    /// The service's replies are data, but a reply whose pipes do not match its result does not
+    /// decode: no renderer ever receives a pipe it was not meant to, and since the request it
+    /// answers is unknown, the connection is given up and the calls in flight fail with
+    /// `AbortError` (the renderer itself did nothing wrong).
     #[test]
-    fn a_reply_with_the_wrong_number_of_pipes_becomes_unknown_error() {
-        let fixture = fixture();
-        fixture.renderer.send(&get(1, 1), vec![]).unwrap();
-        fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
-        fixture.answer(Reply { request: RequestId(1), result: CallResult::Writable });
-        let (reply, pipes) = fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
-        assert_eq!(reply.result, CallResult::Failed(CosError::Unknown));
-        assert!(pipes.is_empty());
+    fn a_reply_with_the_wrong_pipes_fails_the_calls_in_flight() {
+        let (spare, _peer) = Endpoint::pair_in_process();
+        let writable = ServiceToBroker::Reply(Reply {
+            request: RequestId(1),
+            result: CallResult::Writable { pipe: spare.into() },
+        });
+        let (missing_pipe, _) = cos_ipc::encode_with_attachments(writable).unwrap();
+        let handle = ServiceToBroker::Reply(Reply {
+            request: RequestId(1),
+            result: CallResult::Handle { handle: HandleId(1), create: false },
+        });
+        let stray_pipe = cos_ipc::encode(&handle).unwrap();
+        for (bytes, attachments) in [(missing_pipe, 0), (stray_pipe, 1)] {
+            let fixture = fixture();
+            fixture.renderer.send(get(1, 1)).unwrap();
+            fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
+            let pipes: Vec<Endpoint> = (0..attachments).map(|_| Endpoint::pair_in_process().0).collect();
+            fixture.service.endpoint().send(&bytes, pipes).unwrap();
+            let reply = fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(reply, Reply { request: RequestId(1), result: CallResult::Failed(CosError::Abort) });
+            assert!(!fixture.terminated.load(Ordering::SeqCst), "the renderer did nothing wrong");
+        }
     }
 
     #[test]
@@ -599,18 +609,24 @@ mod tests {
         // An old id is answered here, never forwarded: it cannot reach the new service's handles.
         fixture
             .renderer
-            .send(&RendererToBroker::GetFile { request: RequestId(4), frame: FrameId(1), handle: first }, vec![])
+            .send(RendererToBroker::Call {
+                frame: FrameId(1),
+                call: HandleCall::GetFile { request: RequestId(4), handle: first },
+            })
             .unwrap();
-        let (reply, _) = fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
+        let reply = fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(reply, Reply { request: RequestId(4), result: CallResult::Failed(CosError::Abort) });
-        fixture.renderer.send(&RendererToBroker::ReleaseHandle { handle: first }, vec![]).unwrap();
+        fixture.renderer.send(release(first)).unwrap();
         // The live one is forwarded.
         fixture
             .renderer
-            .send(&RendererToBroker::GetFile { request: RequestId(5), frame: FrameId(1), handle: third }, vec![])
+            .send(RendererToBroker::Call {
+                frame: FrameId(1),
+                call: HandleCall::GetFile { request: RequestId(5), handle: third },
+            })
             .unwrap();
-        let (forwarded, _) = fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
-        assert_eq!(forwarded, BrokerToService::GetFile { request: RequestId(5), handle: third });
+        let forwarded = fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(forwarded, BrokerToService::Call(HandleCall::GetFile { request: RequestId(5), handle: third }));
         assert!(!fixture.terminated.load(Ordering::SeqCst));
     }
 
@@ -619,12 +635,12 @@ mod tests {
         for (frame, allowed) in [(2, true), (3, false), (4, false)] {
             let fixture = fixture();
             let handle = fixture.open_handle(1, 1);
-            let call = RendererToBroker::CreateWritable { request: RequestId(2), frame: FrameId(frame), handle };
-            fixture.renderer.send(&call, vec![]).unwrap();
+            let call = HandleCall::CreateWritable { request: RequestId(2), handle };
+            fixture.renderer.send(RendererToBroker::Call { frame: FrameId(frame), call }).unwrap();
             if allowed {
                 // Same origin and partition (a transferred handle): forwarded, whatever its policy.
-                let (forwarded, _) = fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
-                assert_eq!(forwarded, BrokerToService::CreateWritable { request: RequestId(2), handle });
+                let forwarded = fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
+                assert_eq!(forwarded, BrokerToService::Call(call));
                 assert!(!fixture.terminated.load(Ordering::SeqCst));
             } else {
                 assert!(wait_terminated(&fixture), "frame {frame}");
@@ -637,15 +653,15 @@ mod tests {
     #[test]
     fn a_handle_id_never_issued_or_released_twice_is_a_bad_message() {
         let fixture = fixture();
-        let call = RendererToBroker::GetFile { request: RequestId(1), frame: FrameId(1), handle: HandleId(77) };
-        fixture.renderer.send(&call, vec![]).unwrap();
+        let call = HandleCall::GetFile { request: RequestId(1), handle: HandleId(77) };
+        fixture.renderer.send(RendererToBroker::Call { frame: FrameId(1), call }).unwrap();
         assert!(wait_terminated(&fixture));
         let fixture = self::fixture();
         let handle = fixture.open_handle(1, 1);
-        fixture.renderer.send(&RendererToBroker::ReleaseHandle { handle }, vec![]).unwrap();
-        let (forwarded, _) = fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
-        assert_eq!(forwarded, BrokerToService::ReleaseHandle { handle });
-        fixture.renderer.send(&RendererToBroker::ReleaseHandle { handle }, vec![]).unwrap();
+        fixture.renderer.send(release(handle)).unwrap();
+        let forwarded = fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(forwarded, BrokerToService::Call(HandleCall::ReleaseHandle { handle }));
+        fixture.renderer.send(release(handle)).unwrap();
         assert!(wait_terminated(&fixture));
     }
 
@@ -655,10 +671,10 @@ mod tests {
         let stale = fixture.service.try_clone().unwrap();
         fixture.restart(1);
         // The old generation's connection is shut: a report queued on it reaches nobody.
-        let _ = stale.send(&ServiceToBroker::BadMessage { reason: "stale".into() }, vec![]);
+        let _ = stale.send(ServiceToBroker::BadMessage { reason: "stale".into() });
         std::thread::sleep(Duration::from_millis(200));
         assert!(!fixture.terminated.load(Ordering::SeqCst));
-        fixture.service.send(&ServiceToBroker::BadMessage { reason: "malformed write frame".into() }, vec![]).unwrap();
+        fixture.service.send(ServiceToBroker::BadMessage { reason: "malformed write frame".into() }).unwrap();
         assert!(wait_terminated(&fixture));
     }
 }

@@ -12,7 +12,7 @@ use cos_common::interface::{
 };
 use cos_common::{ContentHash, CosError, OffTheRecordProfileId, Origin, Partition};
 use cos_ipc::launch::{LaunchOptions, LaunchedChild};
-use cos_ipc::{Endpoint, IpcError, Peer, Pipe};
+use cos_ipc::{Attached, Endpoint, IpcError, Peer, Pipe};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 
@@ -177,7 +177,7 @@ impl CosHost {
         let Some(info) = self.inner.frames.get(frame) else { return };
         let (Some(top_level_site), Some(control)) = (info.top_level_site, self.inner.control()) else { return };
         let message = BrowserToService::UserActivation { partition: info.partition, top_level_site };
-        let _ = control.send(&message, vec![]);
+        let _ = control.send(message);
     }
 
     /// Replaces the service's Public Hash List with the file at `path`, without a restart. The
@@ -194,7 +194,7 @@ impl CosHost {
         let request = RequestId(self.inner.next_request.fetch_add(1, Ordering::Relaxed));
         let (sender, receiver) = crossbeam_channel::bounded(1);
         self.inner.pending.lock().insert(request, sender);
-        control.send(&BrowserToService::ReloadPublicHashList { request }, vec![theirs])?;
+        control.send(BrowserToService::ReloadPublicHashList { request, list: theirs.into() })?;
         let mut chunk = vec![0u8; cos_ipc::MAX_MESSAGE_BYTES];
         loop {
             let n = file.read(&mut chunk).map_err(|e| HostError::ServiceStart(format!("{}: {e}", path.display())))?;
@@ -212,18 +212,19 @@ impl CosHost {
     /// The browser's inspection views ("View by Resource", "View by Origin") of a partition:
     /// every entry and every storing origin. Never reachable from renderers.
     pub fn inspect(&self, partition: Partition) -> Result<(Vec<EntryInfo>, Vec<OriginInfo>), CosError> {
-        let (stream, done) = self.inner.streamed_request(|request| BrowserToService::Inspect { request, partition })?;
+        let (stream, done) =
+            self.inner.streamed_request(|request, stream| BrowserToService::Inspect { request, partition, stream })?;
         let (mut entries, mut origins) = (Vec::new(), Vec::new());
         loop {
             match stream.recv() {
-                Ok((InspectionItem::Entry(entry), _)) => entries.push(entry),
-                Ok((InspectionItem::EntryOrigins { storing, listed }, _)) => {
+                Ok(InspectionItem::Entry(entry)) => entries.push(entry),
+                Ok(InspectionItem::EntryOrigins { storing, listed }) => {
                     let Some(entry) = entries.last_mut() else { break };
                     entry.storing_origins.extend(storing);
                     entry.listed_origins.extend(listed);
                 }
-                Ok((InspectionItem::Origin(origin), _)) => origins.push(origin),
-                Ok((InspectionItem::End, _)) => break,
+                Ok(InspectionItem::Origin(origin)) => origins.push(origin),
+                Ok(InspectionItem::End) => break,
                 Err(_) => break,
             }
         }
@@ -239,9 +240,10 @@ impl CosHost {
         partition: Partition,
         mut progress: impl FnMut(&ScrubReport, u64),
     ) -> Result<ScrubReport, CosError> {
-        let (stream, done) = self.inner.streamed_request(|request| BrowserToService::Scrub { request, partition })?;
+        let (stream, done) =
+            self.inner.streamed_request(|request, stream| BrowserToService::Scrub { request, partition, stream })?;
         let mut last = ScrubReport::default();
-        while let Ok((ScrubItem::Progress { report, total }, _)) = stream.recv() {
+        while let Ok(ScrubItem::Progress { report, total }) = stream.recv() {
             progress(&report, total);
             last = report;
         }
@@ -257,7 +259,7 @@ impl CosHost {
     /// Discards an off-the-record profile's store.
     pub fn close_off_the_record(&self, profile: OffTheRecordProfileId) {
         if let Some(control) = self.inner.control() {
-            let _ = control.send(&BrowserToService::CloseOffTheRecord { profile }, vec![]);
+            let _ = control.send(BrowserToService::CloseOffTheRecord { profile });
         }
     }
 
@@ -298,7 +300,7 @@ impl Drop for CosHost {
             (state.control.take(), state.child.take())
         };
         if let Some(control) = control {
-            let _ = control.send(&BrowserToService::Shutdown, vec![]);
+            let _ = control.send(BrowserToService::Shutdown);
             if matches!(self.inner.config.launch, ServiceLaunch::InProcess(_)) {
                 wait_for_in_process_service(&control);
             }
@@ -341,7 +343,7 @@ impl HostInner {
     /// returns that stream and where the request's `Done` will arrive.
     fn streamed_request<T: serde::de::DeserializeOwned>(
         &self,
-        message: impl FnOnce(RequestId) -> BrowserToService,
+        message: impl FnOnce(RequestId, Attached) -> BrowserToService,
     ) -> Result<(Pipe<(), T>, DoneReceiver), CosError> {
         let control = self.control().ok_or(CosError::Abort)?;
         let pair = if control.endpoint().is_in_process() { Ok(Endpoint::pair_in_process()) } else { Endpoint::pair() };
@@ -349,7 +351,7 @@ impl HostInner {
         let request = RequestId(self.next_request.fetch_add(1, Ordering::Relaxed));
         let (sender, done) = crossbeam_channel::bounded(1);
         self.pending.lock().insert(request, sender);
-        if control.send(&message(request), vec![theirs]).is_err() {
+        if control.send(message(request, theirs.into())).is_err() {
             self.pending.lock().remove(&request);
             return Err(CosError::Abort);
         }
@@ -365,7 +367,7 @@ impl HostInner {
         let request = RequestId(self.next_request.fetch_add(1, Ordering::Relaxed));
         let (sender, receiver): (Sender<_>, Receiver<_>) = crossbeam_channel::bounded(1);
         self.pending.lock().insert(request, sender);
-        if control.send(&make(request), vec![]).is_err() {
+        if control.send(make(request)).is_err() {
             self.pending.lock().remove(&request);
             return Err(CosError::Abort);
         }
@@ -386,9 +388,9 @@ impl HostInner {
             }
         };
         let control = Arc::new(ControlPipe::new(endpoint));
-        control.send(&BrowserToService::Configure(self.config.service.clone()), vec![]).map_err(|e| e.to_string())?;
+        control.send(BrowserToService::Configure(self.config.service.clone())).map_err(|e| e.to_string())?;
         match control.recv_timeout(READY_TIMEOUT) {
-            Ok((ServiceToBrowser::Ready { entries, sandboxed }, _)) => {
+            Ok(ServiceToBrowser::Ready { entries, sandboxed }) => {
                 let pid = child.as_ref().map(LaunchedChild::pid);
                 tracing::info!(entries, sandboxed, ?pid, "storage service ready");
                 let mut state = self.service.lock();
@@ -399,7 +401,7 @@ impl HostInner {
                 state.last_error = None;
                 Ok(control)
             }
-            Ok((ServiceToBrowser::Failed { message }, _)) => {
+            Ok(ServiceToBrowser::Failed { message }) => {
                 self.reap(child);
                 Err(message)
             }
@@ -439,7 +441,7 @@ impl HostInner {
             }
         };
         let renderer = stub.renderer();
-        if control.send(&BrowserToService::BindRenderer { renderer }, vec![theirs]).is_err() {
+        if control.send(BrowserToService::BindRenderer { renderer, connection: theirs.into() }).is_err() {
             return;
         }
         let Some(receiver) = stub.attach_service(generation, Pipe::new(ours)) else { return };
@@ -486,7 +488,7 @@ fn supervise(host: Weak<HostInner>, mut control: Arc<ControlPipe>) {
         };
         loop {
             match receiver.recv() {
-                Ok((message, _)) => match host.upgrade() {
+                Ok(message) => match host.upgrade() {
                     Some(inner) => inner.handle_service_message(message),
                     None => return,
                 },

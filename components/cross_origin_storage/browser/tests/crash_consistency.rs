@@ -140,7 +140,7 @@ fn crash_consistency() {
             if let Op::Store(i) = op {
                 attempted.insert(payloads[*i].hash());
             }
-            renderers[r].control.send(&command(r, op, &payloads), Vec::new()).expect("renderer alive");
+            renderers[r].control.send(command(r, op, &payloads)).expect("renderer alive");
         }
         let delay = Duration::from_micros(rng.below(40_000));
         std::thread::sleep(delay);
@@ -149,7 +149,7 @@ fn crash_consistency() {
         // SAFETY: kill(2) on the storage service's pid, a child of this process.
         assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
         for (r, op) in ops.iter().enumerate() {
-            let (outcome, _) = renderers[r].control.recv_timeout(Duration::from_secs(120)).expect("renderer answers");
+            let outcome = renderers[r].control.recv_timeout(Duration::from_secs(120)).expect("renderer answers");
             match (op, outcome) {
                 (Op::Store(i), Outcome::Ok(None)) => {
                     stores_ok += 1;

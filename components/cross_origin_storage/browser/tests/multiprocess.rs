@@ -82,7 +82,7 @@ fn a_renderer_naming_another_renderers_frame_is_terminated() {
     let bytes = literal(b"a's data");
     assert_eq!(a.store(10, &bytes), Outcome::Ok(None));
     // The compromised renderer asks with a's frame id (10): a bad message, never an answer.
-    evil.control.send(&Command::Read { frame: 10, hash: bytes.hash() }, Vec::new()).unwrap();
+    evil.control.send(Command::Read { frame: 10, hash: bytes.hash() }).unwrap();
     let report = observer.wait(Duration::from_secs(20)).expect("bad message reported");
     assert_eq!(report.peer, "renderer-2");
     assert!(report.reason.contains("another renderer"), "{}", report.reason);
@@ -99,7 +99,7 @@ fn a_malformed_message_is_a_bad_message() {
     let a = browser.renderer(1, &[(10, "https://a.example", "https://a.example", None)]);
     let mut evil = browser.renderer(2, &[(20, "https://evil.example", "https://evil.example", None)]);
     // Not `ask`: the broker may kill the renderer before it answers.
-    evil.control.send(&Command::RawBytes(vec![0xff, 0x13, 0x37, 0x00, 0x42]), Vec::new()).unwrap();
+    evil.control.send(Command::RawBytes(vec![0xff, 0x13, 0x37, 0x00, 0x42])).unwrap();
     let report = observer.wait(Duration::from_secs(20)).expect("bad message reported");
     assert_eq!(report.peer, "renderer-2");
     assert!(evil.wait_for_exit());
@@ -137,10 +137,10 @@ fn the_sandbox_blocks_files_network_and_exec() {
     config.total_bytes = 1 << 20;
     // This test is about the sandbox: it stays on whatever the environment says.
     config.sandbox = true;
-    control.send(&BrowserToService::Configure(config), Vec::new()).unwrap();
-    let ready = control.recv_timeout(Duration::from_secs(30)).unwrap().0;
+    control.send(BrowserToService::Configure(config)).unwrap();
+    let ready = control.recv_timeout(Duration::from_secs(30)).unwrap();
     assert_eq!(ready, ServiceToBrowser::Ready { entries: 0, sandboxed: true });
-    let report = control.recv_timeout(Duration::from_secs(30)).unwrap().0;
+    let report = control.recv_timeout(Duration::from_secs(30)).unwrap();
     assert_eq!(
         report,
         ServiceToBrowser::SandboxSelfTest {
@@ -149,7 +149,7 @@ fn the_sandbox_blocks_files_network_and_exec() {
             exec_blocked: true
         }
     );
-    control.send(&BrowserToService::Shutdown, Vec::new()).unwrap();
+    control.send(BrowserToService::Shutdown).unwrap();
     assert!(child.wait().unwrap().success());
 }
 

@@ -1,5 +1,6 @@
-//! The messages of every COS interface, as pure data. Only `cos_ipc` knows how they travel; this
-//! module says what they mean and who is trusted to send them.
+//! The messages of every COS interface, declared once: serde types that `cos_ipc` encodes (the
+//! wire format lives there and nowhere else). This module says what they mean and who is trusted
+//! to send them.
 //!
 //! ```text
 //!  renderer ──RendererToBroker──► broker stub (browser) ──BrokerToService──► storage service
@@ -10,8 +11,10 @@
 //!
 //! Every field is a validated type, so decoding a message *is* validating it: a renderer that
 //! sends bytes which do not decode is misbehaving (a bad message), because a well-behaved
-//! renderer throws `TypeError` before sending anything.
+//! renderer throws `TypeError` before sending anything. That includes the pipes a message
+//! carries: they are [`Attached`] fields, so a message with the wrong pipes does not decode.
 
+use cos_ipc::{Attached, DataFrame};
 use serde::{Deserialize, Serialize};
 
 use crate::caller::{CallerContext, OffTheRecordProfileId, Partition};
@@ -73,6 +76,42 @@ pub enum HandleRequest {
     Create(CreateOptions),
 }
 
+/// A call on a handle, as the renderer makes it and as the broker forwards it to the service
+/// (unchanged, once it checked the caller may use the handle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HandleCall {
+    /// `handle.getFile()`. The reply carries a read data pipe.
+    GetFile {
+        /// Echoed in the reply.
+        request: RequestId,
+        /// The handle.
+        handle: HandleId,
+    },
+    /// `handle.createWritable()`. The reply carries a write data pipe.
+    CreateWritable {
+        /// Echoed in the reply.
+        request: RequestId,
+        /// The handle.
+        handle: HandleId,
+    },
+    /// The renderer dropped its last reference to a handle: forget it.
+    ReleaseHandle {
+        /// The handle.
+        handle: HandleId,
+    },
+}
+
+impl HandleCall {
+    /// The handle called on.
+    pub fn handle(&self) -> HandleId {
+        match *self {
+            Self::GetFile { handle, .. } | Self::CreateWritable { handle, .. } | Self::ReleaseHandle { handle } => {
+                handle
+            }
+        }
+    }
+}
+
 /// Renderer → broker. **Untrusted**: the broker checks that `frame` belongs to the sending
 /// renderer (otherwise: bad message) and applies the Permissions Policy before anything else.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,29 +129,15 @@ pub enum RendererToBroker {
         /// The validated `options.origins` (ignored by reads, but validated anyway).
         origins: OriginsOption,
     },
-    /// `handle.getFile()`. The reply carries a read data pipe.
-    GetFile {
-        /// Echoed in the reply.
-        request: RequestId,
-        /// The calling document: the one that opened the handle, or a same-origin document of the
-        /// same partition that received it by transfer (anything else is a bad message).
+    /// A call on a handle this renderer received, from document `frame`: the one that opened the
+    /// handle, or a same-origin document of the same partition that received it by transfer
+    /// (anything else is a bad message). A release is no document's call (the last reference may
+    /// outlive every document that held it), so its `frame` names the opener and is not checked.
+    Call {
+        /// The calling document.
         frame: FrameId,
-        /// A handle this renderer received.
-        handle: HandleId,
-    },
-    /// `handle.createWritable()`. The reply carries a write data pipe.
-    CreateWritable {
-        /// Echoed in the reply.
-        request: RequestId,
-        /// The calling document, as for [`GetFile`](Self::GetFile).
-        frame: FrameId,
-        /// A handle this renderer received.
-        handle: HandleId,
-    },
-    /// The renderer dropped its last reference to a handle.
-    ReleaseHandle {
-        /// The handle.
-        handle: HandleId,
+        /// The call.
+        call: HandleCall,
     },
 }
 
@@ -135,29 +160,12 @@ pub enum BrokerToService {
         /// Read or create.
         kind: HandleRequest,
     },
-    /// `getFile()` on a handle of this connection.
-    GetFile {
-        /// Echoed in the reply.
-        request: RequestId,
-        /// The handle.
-        handle: HandleId,
-    },
-    /// `createWritable()` on a handle of this connection.
-    CreateWritable {
-        /// Echoed in the reply.
-        request: RequestId,
-        /// The handle.
-        handle: HandleId,
-    },
-    /// Forget a handle.
-    ReleaseHandle {
-        /// The handle.
-        handle: HandleId,
-    },
+    /// A call on a handle of this connection, as the renderer made it.
+    Call(HandleCall),
 }
 
 /// Service → broker, on the connection the browser bound for one renderer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServiceToBroker {
     /// The answer to a request (with its data pipe, if the result carries one).
     Reply(Reply),
@@ -172,7 +180,7 @@ pub enum ServiceToBroker {
 }
 
 /// The answer to one request (service → broker → renderer).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reply {
     /// The request this answers.
     pub request: RequestId,
@@ -181,7 +189,7 @@ pub struct Reply {
 }
 
 /// The outcome of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CallResult {
     /// `getFileHandle` succeeded.
     Handle {
@@ -190,25 +198,20 @@ pub enum CallResult {
         /// Whether it came from a create request (starts unreadable).
         create: bool,
     },
-    /// `getFile` succeeded; one attachment: the read data pipe.
+    /// `getFile` succeeded.
     File {
         /// Size of the entry.
         size: u64,
+        /// The read data pipe, bound to this read.
+        pipe: Attached,
     },
-    /// `createWritable` succeeded; one attachment: the write data pipe.
-    Writable,
+    /// `createWritable` succeeded.
+    Writable {
+        /// The write data pipe, bound to this writer.
+        pipe: Attached,
+    },
     /// The request failed with this web error.
     Failed(CosError),
-}
-
-impl CallResult {
-    /// How many data pipes travel with this result.
-    pub fn attachment_count(&self) -> usize {
-        match self {
-            Self::File { .. } | Self::Writable => 1,
-            Self::Handle { .. } | Self::Failed(_) => 0,
-        }
-    }
 }
 
 /// The storage service's process configuration, sent by the browser right after the handshake
@@ -353,14 +356,16 @@ pub enum ScrubItem {
 pub const MAX_PROVENANCE_URL_BYTES: usize = 2048;
 
 /// Browser → service control messages. Trusted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BrowserToService {
     /// First message: how to open the store.
     Configure(ServiceProcessConfig),
-    /// Serve a renderer on the attached endpoint (one attachment).
+    /// Serve a renderer on `connection`.
     BindRenderer {
         /// Which renderer (for logs).
         renderer: RendererId,
+        /// The renderer's connection (the broker holds the other end).
+        connection: Attached,
     },
     /// Clear one origin's COS data (a user action).
     ClearSiteData {
@@ -378,19 +383,21 @@ pub enum BrowserToService {
         /// The top-level site of the activated document.
         top_level_site: Site,
     },
-    /// Replace the Public Hash List without a restart. One attachment: a pipe over which the
-    /// browser streams the list file's bytes, then an empty message.
+    /// Replace the Public Hash List without a restart.
     ReloadPublicHashList {
         /// Echoed in the `Done` reply.
         request: RequestId,
+        /// The browser streams the list file's bytes over it, then an empty message.
+        list: Attached,
     },
-    /// List a partition's entries and origins; one attachment: the pipe to stream
-    /// [`InspectionItem`]s over. Answered with `Done` once the stream ended.
+    /// List a partition's entries and origins. Answered with `Done` once the stream ended.
     Inspect {
         /// Echoed in the `Done` reply.
         request: RequestId,
         /// Which store.
         partition: Partition,
+        /// The pipe to stream [`InspectionItem`]s over.
+        stream: Attached,
     },
     /// Delete an entry for everyone (a user action in "View by Resource").
     DeleteEntry {
@@ -401,13 +408,15 @@ pub enum BrowserToService {
         /// The entry.
         hash: ContentHash,
     },
-    /// Re-hash every blob of a partition, deleting damaged or missing ones; one attachment: the
-    /// pipe to stream [`ScrubItem`]s over. Answered with `Done` once the stream ended.
+    /// Re-hash every blob of a partition, deleting damaged or missing ones. Answered with `Done`
+    /// once the stream ended.
     Scrub {
         /// Echoed in the `Done` reply.
         request: RequestId,
         /// Which store.
         partition: Partition,
+        /// The pipe to stream [`ScrubItem`]s over.
+        stream: Attached,
     },
     /// Discard an off-the-record profile's store.
     CloseOffTheRecord {
@@ -463,15 +472,16 @@ pub const DATA_CHUNK_BYTES: usize = 128 * 1024;
 /// The send queue each side of a data pipe asks for, so that several chunks are in flight.
 pub const DATA_PIPE_SEND_BUFFER: usize = 2 << 20;
 
-/// A frame on a write data pipe, renderer → service. **Untrusted.** Encoded by hand (tag byte,
-/// little-endian integers, raw payload) so chunks are never copied through a serializer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A frame on a write data pipe, renderer → service. **Untrusted.** `data` is borrowed from the
+/// received message, so a chunk is never copied on its way to the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WriterFrame<'a> {
     /// Write `data` at `position` (or at the cursor when `None`).
     Write {
         /// Where.
         position: Option<u64>,
-        /// At most [`DATA_CHUNK_BYTES`].
+        /// At most [`DATA_CHUNK_BYTES`] (more does not decode).
+        #[serde(borrow, with = "chunk")]
         data: &'a [u8],
     },
     /// Move the cursor.
@@ -484,73 +494,39 @@ pub enum WriterFrame<'a> {
     Abort,
 }
 
-/// A data frame that does not decode: the peer is misbehaving.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("malformed data-pipe frame")]
-pub struct MalformedFrame;
+/// A data chunk as serde bytes (one length, then the bytes: no per-byte encoding), refused on
+/// decoding beyond [`DATA_CHUNK_BYTES`].
+mod chunk {
+    use std::fmt;
 
-const TAG_WRITE_AT: u8 = 1;
-const TAG_WRITE: u8 = 2;
-const TAG_SEEK: u8 = 3;
-const TAG_TRUNCATE: u8 = 4;
-const TAG_CLOSE: u8 = 5;
-const TAG_ABORT: u8 = 6;
+    use serde::de::{self, Deserializer, Visitor};
+    use serde::ser::Serializer;
 
-fn read_u64(bytes: &[u8]) -> Result<u64, MalformedFrame> {
-    let array: [u8; 8] = bytes.try_into().map_err(|_| MalformedFrame)?;
-    Ok(u64::from_le_bytes(array))
-}
+    use super::DATA_CHUNK_BYTES;
 
-impl<'a> WriterFrame<'a> {
-    /// Appends the encoding to `out`.
-    pub fn encode_into(&self, out: &mut Vec<u8>) {
-        match *self {
-            Self::Write { position: Some(position), data } => {
-                out.push(TAG_WRITE_AT);
-                out.extend_from_slice(&position.to_le_bytes());
-                out.extend_from_slice(data);
-            }
-            Self::Write { position: None, data } => {
-                out.push(TAG_WRITE);
-                out.extend_from_slice(data);
-            }
-            Self::Seek(position) => {
-                out.push(TAG_SEEK);
-                out.extend_from_slice(&position.to_le_bytes());
-            }
-            Self::Truncate(size) => {
-                out.push(TAG_TRUNCATE);
-                out.extend_from_slice(&size.to_le_bytes());
-            }
-            Self::Close => out.push(TAG_CLOSE),
-            Self::Abort => out.push(TAG_ABORT),
-        }
+    pub(super) fn serialize<S: Serializer>(data: &&[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(data)
     }
 
-    /// Decodes one frame; payloads longer than [`DATA_CHUNK_BYTES`] are malformed.
-    pub fn decode(bytes: &'a [u8]) -> Result<Self, MalformedFrame> {
-        let (&tag, rest) = bytes.split_first().ok_or(MalformedFrame)?;
-        let frame = match tag {
-            TAG_WRITE_AT => {
-                if rest.len() < 8 {
-                    return Err(MalformedFrame);
-                }
-                let (position, data) = rest.split_at(8);
-                Self::Write { position: Some(read_u64(position)?), data }
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<&'de [u8], D::Error> {
+        struct Chunk;
+
+        impl<'de> Visitor<'de> for Chunk {
+            type Value = &'de [u8];
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "at most {DATA_CHUNK_BYTES} bytes")
             }
-            TAG_WRITE => Self::Write { position: None, data: rest },
-            TAG_SEEK => Self::Seek(read_u64(rest)?),
-            TAG_TRUNCATE => Self::Truncate(read_u64(rest)?),
-            TAG_CLOSE if rest.is_empty() => Self::Close,
-            TAG_ABORT if rest.is_empty() => Self::Abort,
-            _ => return Err(MalformedFrame),
-        };
-        if let Self::Write { data, .. } = frame
-            && data.len() > DATA_CHUNK_BYTES
-        {
-            return Err(MalformedFrame);
+
+            fn visit_borrowed_bytes<E: de::Error>(self, data: &'de [u8]) -> Result<&'de [u8], E> {
+                if data.len() > DATA_CHUNK_BYTES {
+                    return Err(E::invalid_length(data.len(), &self));
+                }
+                Ok(data)
+            }
         }
-        Ok(frame)
+
+        deserializer.deserialize_bytes(Chunk)
     }
 }
 
@@ -575,51 +551,18 @@ pub enum ReaderRequest {
     },
 }
 
-/// Service → renderer on a read data pipe: a tag byte then the payload, encoded by hand.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReaderFrame<'a> {
-    /// Up to [`DATA_CHUNK_BYTES`] of the requested range, in order.
-    Data(&'a [u8]),
+/// Service → renderer on a read data pipe: `Bulk` chunks of up to [`DATA_CHUNK_BYTES`] of the
+/// requested range, in order (read straight from the blob into the message after
+/// [`cos_ipc::BULK_PREFIX`], received straight into the result), then one [`ReaderEnd`].
+pub type ReaderFrame<'a> = DataFrame<'a, ReaderEnd>;
+
+/// How a read on a read data pipe ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReaderEnd {
     /// The requested range is complete.
     End,
     /// The read failed (always `NotFoundError` for the entry's own failures).
     Failed(CosError),
-}
-
-const TAG_DATA: u8 = ReaderFrame::DATA_TAG;
-const TAG_END: u8 = 2;
-const TAG_FAILED: u8 = 3;
-
-impl<'a> ReaderFrame<'a> {
-    /// The first byte of a [`ReaderFrame::Data`] frame; the payload follows directly, so a sender
-    /// may read file bytes straight into a buffer after this byte.
-    pub const DATA_TAG: u8 = 1;
-
-    /// Appends the encoding to `out`.
-    pub fn encode_into(&self, out: &mut Vec<u8>) {
-        match self {
-            Self::Data(data) => {
-                out.push(TAG_DATA);
-                out.extend_from_slice(data);
-            }
-            Self::End => out.push(TAG_END),
-            Self::Failed(error) => {
-                out.push(TAG_FAILED);
-                out.extend_from_slice(&postcard::to_allocvec(error).expect("errors always serialise"));
-            }
-        }
-    }
-
-    /// Decodes one frame.
-    pub fn decode(bytes: &'a [u8]) -> Result<Self, MalformedFrame> {
-        let (&tag, rest) = bytes.split_first().ok_or(MalformedFrame)?;
-        match tag {
-            TAG_DATA if rest.len() <= DATA_CHUNK_BYTES => Ok(Self::Data(rest)),
-            TAG_END if rest.is_empty() => Ok(Self::End),
-            TAG_FAILED => postcard::from_bytes(rest).map(Self::Failed).map_err(|_| MalformedFrame),
-            _ => Err(MalformedFrame),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -627,7 +570,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn writer_frames_round_trip() {
+    fn writer_frames_round_trip_without_copying_data() {
         let data = [7u8; 300];
         for frame in [
             WriterFrame::Write { position: Some(42), data: &data },
@@ -638,29 +581,36 @@ mod tests {
             WriterFrame::Close,
             WriterFrame::Abort,
         ] {
-            let mut bytes = Vec::new();
-            frame.encode_into(&mut bytes);
-            assert_eq!(WriterFrame::decode(&bytes), Ok(frame));
+            let bytes = cos_ipc::encode(&frame).unwrap();
+            let decoded: WriterFrame<'_> = cos_ipc::decode_borrowed(&bytes).unwrap();
+            assert_eq!(decoded, frame);
+            if let WriterFrame::Write { data, .. } = decoded {
+                assert!(data.is_empty() || bytes.as_ptr_range().contains(&data.as_ptr()), "borrowed");
+            }
         }
     }
 
     #[test]
     fn malformed_writer_frames_are_rejected() {
-        for bytes in [&[][..], &[0], &[9], &[TAG_SEEK, 1, 2], &[TAG_CLOSE, 0], &[TAG_WRITE_AT, 1, 2, 3]] {
-            assert_eq!(WriterFrame::decode(bytes), Err(MalformedFrame), "{bytes:?}");
+        for bytes in [&[][..], &[9], &[2, 1, 2], &[3, 0], &[0, 1, 1, 2, 3]] {
+            assert!(cos_ipc::decode_borrowed::<WriterFrame<'_>>(bytes).is_err(), "{bytes:?}");
         }
-        let mut oversized = vec![TAG_WRITE];
-        oversized.resize(DATA_CHUNK_BYTES + 2, 0);
-        assert_eq!(WriterFrame::decode(&oversized), Err(MalformedFrame));
+        let oversized = vec![0u8; DATA_CHUNK_BYTES + 1];
+        let bytes = cos_ipc::encode(&WriterFrame::Write { position: None, data: &oversized }).unwrap();
+        assert!(cos_ipc::decode_borrowed::<WriterFrame<'_>>(&bytes).is_err());
     }
 
     #[test]
     fn reader_frames_round_trip() {
-        for frame in [ReaderFrame::Data(b"abc"), ReaderFrame::End, ReaderFrame::Failed(CosError::NotFound)] {
-            let mut bytes = Vec::new();
-            frame.encode_into(&mut bytes);
-            assert_eq!(ReaderFrame::decode(&bytes), Ok(frame));
+        for frame in [
+            ReaderFrame::Bulk(b"abc"),
+            ReaderFrame::Message(ReaderEnd::End),
+            ReaderFrame::Message(ReaderEnd::Failed(CosError::NotFound)),
+        ] {
+            let bytes = frame.encode().unwrap();
+            assert_eq!(ReaderFrame::decode(&bytes, DATA_CHUNK_BYTES).unwrap(), frame);
         }
-        assert_eq!(ReaderFrame::decode(&[TAG_FAILED, 200]), Err(MalformedFrame));
+        let failed = ReaderFrame::Message(ReaderEnd::Failed(CosError::NotFound)).encode().unwrap();
+        assert!(ReaderFrame::decode(&[failed[0], 1, 200], DATA_CHUNK_BYTES).is_err());
     }
 }

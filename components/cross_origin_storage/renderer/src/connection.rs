@@ -16,7 +16,7 @@ use parking_lot::{Condvar, Mutex};
 /// broker treats a renderer that exceeds its bound (256) as compromised.
 pub const MAX_IN_FLIGHT: usize = 128;
 
-type Delivery = (CallResult, Vec<Endpoint>);
+type Delivery = CallResult;
 
 #[derive(Default)]
 struct Slot {
@@ -71,7 +71,7 @@ impl RendererConnection {
                 let received = receiver.recv();
                 let Some(connection) = weak.upgrade() else { return };
                 match received {
-                    Ok((reply, attachments)) => connection.deliver(reply.request, (reply.result, attachments)),
+                    Ok(reply) => connection.deliver(reply.request, reply.result),
                     Err(error) => {
                         tracing::debug!(%error, "COS pipe to the broker closed");
                         connection.disconnect();
@@ -103,8 +103,8 @@ impl RendererConnection {
         let Some(receiver) = &self.receiver else { return false };
         let received = receiver.lock().recv();
         match received {
-            Ok((reply, attachments)) => {
-                self.deliver(reply.request, (reply.result, attachments));
+            Ok(reply) => {
+                self.deliver(reply.request, reply.result);
                 true
             }
             Err(error) => {
@@ -121,8 +121,8 @@ impl RendererConnection {
         let Some(receiver) = &self.receiver else { return Some(false) };
         let received = receiver.lock().recv_timeout(timeout);
         match received {
-            Ok((reply, attachments)) => {
-                self.deliver(reply.request, (reply.result, attachments));
+            Ok(reply) => {
+                self.deliver(reply.request, reply.result);
                 Some(true)
             }
             Err(cos_ipc::IpcError::Timeout) => None,
@@ -174,7 +174,7 @@ impl RendererConnection {
         self.room.notify_all();
         for slot in waiting {
             let mut slot = slot.lock();
-            slot.delivery = Some((CallResult::Failed(CosError::Abort), Vec::new()));
+            slot.delivery = Some(CallResult::Failed(CosError::Abort));
             if let Some(waker) = slot.waker.take() {
                 waker.wake();
             }
@@ -199,20 +199,20 @@ impl RendererConnection {
                 }
             }
             if pending.disconnected {
-                slot.lock().delivery = Some((CallResult::Failed(CosError::Abort), Vec::new()));
+                slot.lock().delivery = Some(CallResult::Failed(CosError::Abort));
                 return ReplyFuture { slot };
             }
             pending.waiting.insert(request, slot.clone());
         }
-        if self.sender.send(&make(request), Vec::new()).is_err() {
-            self.deliver(request, (CallResult::Failed(CosError::Abort), Vec::new()));
+        if self.sender.send(make(request)).is_err() {
+            self.deliver(request, CallResult::Failed(CosError::Abort));
         }
         ReplyFuture { slot }
     }
 
     /// Sends a message that has no reply.
-    pub(crate) fn notify(&self, message: &RendererToBroker) {
-        let _ = self.sender.send(message, Vec::new());
+    pub(crate) fn notify(&self, message: RendererToBroker) {
+        let _ = self.sender.send(message);
     }
 }
 

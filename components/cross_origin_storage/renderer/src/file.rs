@@ -1,10 +1,8 @@
 //! `File` for a COS entry: immutable bytes read through the entry's data pipe.
 
-use std::io::IoSliceMut;
-
 use cos_common::CosError;
-use cos_common::interface::{ReaderFrame, ReaderRequest};
-use cos_ipc::{Endpoint, IpcError};
+use cos_common::interface::{DATA_CHUNK_BYTES, ReaderEnd, ReaderFrame, ReaderRequest};
+use cos_ipc::{Endpoint, IpcError, Received};
 use parking_lot::Mutex;
 
 /// An opened entry. Reads stream through a data pipe bound to this file; the bytes are never
@@ -39,13 +37,13 @@ impl File {
         let mut received = 0u64;
         loop {
             let message = pipe.recv().map_err(abort)?;
-            match ReaderFrame::decode(&message.bytes).map_err(|_| CosError::Unknown)? {
-                ReaderFrame::Data(data) => {
+            match ReaderFrame::decode(&message.bytes, DATA_CHUNK_BYTES).map_err(|_| CosError::Unknown)? {
+                ReaderFrame::Bulk(data) => {
                     received += data.len() as u64;
                     sink(data);
                 }
-                ReaderFrame::End => return Ok(received),
-                ReaderFrame::Failed(error) => return Err(error),
+                ReaderFrame::Message(ReaderEnd::End) => return Ok(received),
+                ReaderFrame::Message(ReaderEnd::Failed(error)) => return Err(error),
             }
         }
     }
@@ -64,37 +62,16 @@ impl File {
         pipe.send(&request, Vec::new()).map_err(abort)?;
         let mut filled = 0;
         loop {
-            let mut tag = [0u8; 1];
-            // Room for the end or error frame's body once `out` is full.
-            let mut tail = [0u8; 256];
-            let (len, _) = pipe
-                .recv_vectored(&mut [
-                    IoSliceMut::new(&mut tag),
-                    IoSliceMut::new(&mut out[filled..]),
-                    IoSliceMut::new(&mut tail),
-                ])
-                .map_err(abort)?;
-            let body = len.saturating_sub(1);
-            let remaining = expected - filled;
-            if tag[0] == ReaderFrame::DATA_TAG {
-                if body > remaining {
-                    return Err(CosError::Unknown); // more than was asked for: a broken service
-                }
-                filled += body;
-                continue;
+            match pipe.recv_data_into::<ReaderEnd>(&mut out[filled..]) {
+                Ok(Received::Bulk(len)) => filled += len,
+                Ok(Received::Message(ReaderEnd::End)) if filled == expected => return Ok(out),
+                // The blob was shorter than recorded.
+                Ok(Received::Message(ReaderEnd::End)) => return Err(CosError::NotFound),
+                Ok(Received::Message(ReaderEnd::Failed(error))) => return Err(error),
+                // More than was asked for, or bytes a service never sends: a broken service.
+                Err(error) if error.is_peer_misbehaviour() => return Err(CosError::Unknown),
+                Err(error) => return Err(abort(error)),
             }
-            // Not data: reassemble the frame from wherever its body landed, and decode it.
-            let mut frame = Vec::with_capacity(len);
-            frame.push(tag[0]);
-            let in_out = body.min(remaining);
-            frame.extend_from_slice(&out[filled..filled + in_out]);
-            frame.extend_from_slice(&tail[..body - in_out]);
-            return match ReaderFrame::decode(&frame).map_err(|_| CosError::Unknown)? {
-                ReaderFrame::End if filled == expected => Ok(out),
-                ReaderFrame::End => Err(CosError::NotFound), // the blob was shorter than recorded
-                ReaderFrame::Failed(error) => Err(error),
-                ReaderFrame::Data(_) => Err(CosError::Unknown),
-            };
         }
     }
 

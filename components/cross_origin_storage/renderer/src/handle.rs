@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use cos_common::interface::{CallResult, FrameId, HandleId, RendererToBroker};
+use cos_common::interface::{CallResult, FrameId, HandleCall, HandleId, RendererToBroker};
 use cos_common::{ContentHash, CosError, InvalidStateKind, NotAllowedKind};
 
 use crate::connection::RendererConnection;
@@ -29,6 +29,8 @@ pub enum PermissionState {
 
 struct HandleInner {
     connection: Arc<RendererConnection>,
+    /// The document that opened the handle; a release names it (see `RendererToBroker::Call`).
+    opener: FrameId,
     id: HandleId,
     hash: ContentHash,
     create: bool,
@@ -36,7 +38,8 @@ struct HandleInner {
 
 impl Drop for HandleInner {
     fn drop(&mut self) {
-        self.connection.notify(&RendererToBroker::ReleaseHandle { handle: self.id });
+        let call = HandleCall::ReleaseHandle { handle: self.id };
+        self.connection.notify(RendererToBroker::Call { frame: self.opener, call });
     }
 }
 
@@ -60,7 +63,7 @@ impl FileSystemFileHandle {
         hash: ContentHash,
         create: bool,
     ) -> Self {
-        Self { inner: Arc::new(HandleInner { connection, id, hash, create }), frame }
+        Self { inner: Arc::new(HandleInner { connection, opener: frame, id, hash, create }), frame }
     }
 
     /// The same handle held by `frame`, a same-origin document of the same partition that
@@ -97,11 +100,10 @@ impl FileSystemFileHandle {
     /// `getFile()`.
     pub async fn get_file(&self) -> Result<File, CosError> {
         let (handle, frame) = (self.inner.id, self.frame);
-        let (result, mut pipes) =
-            self.inner.connection.call(|request| RendererToBroker::GetFile { request, frame, handle }).await;
-        match (result, pipes.pop()) {
-            (CallResult::File { size }, Some(pipe)) => Ok(File::new(self.name(), size, pipe)),
-            (CallResult::Failed(error), _) => Err(error),
+        let call = |request| RendererToBroker::Call { frame, call: HandleCall::GetFile { request, handle } };
+        match self.inner.connection.call(call).await {
+            CallResult::File { size, pipe } => Ok(File::new(self.name(), size, pipe.into_endpoint())),
+            CallResult::Failed(error) => Err(error),
             _ => Err(CosError::Unknown),
         }
     }
@@ -109,11 +111,10 @@ impl FileSystemFileHandle {
     /// `createWritable({keepExistingData})`: always starts empty (SPEC §4).
     pub async fn create_writable(&self, _keep_existing_data: bool) -> Result<FileSystemWritableFileStream, CosError> {
         let (handle, frame) = (self.inner.id, self.frame);
-        let (result, mut pipes) =
-            self.inner.connection.call(|request| RendererToBroker::CreateWritable { request, frame, handle }).await;
-        match (result, pipes.pop()) {
-            (CallResult::Writable, Some(pipe)) => Ok(FileSystemWritableFileStream::new(pipe)),
-            (CallResult::Failed(error), _) => Err(error),
+        let call = |request| RendererToBroker::Call { frame, call: HandleCall::CreateWritable { request, handle } };
+        match self.inner.connection.call(call).await {
+            CallResult::Writable { pipe } => Ok(FileSystemWritableFileStream::new(pipe.into_endpoint())),
+            CallResult::Failed(error) => Err(error),
             _ => Err(CosError::Unknown),
         }
     }

@@ -108,7 +108,7 @@ impl CrossOriginStorageManager {
         let frame = self.context.frame;
         let reply =
             self.connection.call(|request| RendererToBroker::GetFileHandle { request, frame, hash, create, origins });
-        match reply.await.0 {
+        match reply.await {
             CallResult::Handle { handle, create } => {
                 Ok(FileSystemFileHandle::new(self.connection.clone(), frame, handle, hash, create))
             }

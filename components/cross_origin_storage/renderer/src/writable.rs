@@ -28,8 +28,8 @@ impl FileSystemWritableFileStream {
             return Err(error.clone());
         }
         match self.pipe.recv_timeout(Duration::ZERO) {
-            Ok(message) => {
-                let error = match cos_ipc::decode::<WriterEvent>(&message.bytes) {
+            Ok(mut message) => {
+                let error = match message.decode::<WriterEvent>() {
                     Ok(WriterEvent::Failed(error)) => error,
                     _ => CosError::Unknown,
                 };
@@ -48,8 +48,11 @@ impl FileSystemWritableFileStream {
     }
 
     fn send(&mut self, frame: WriterFrame<'_>) -> Result<(), CosError> {
-        self.frame.clear();
-        frame.encode_into(&mut self.frame);
+        // One buffer for every frame: a chunk is copied once, into the message.
+        self.frame = match cos_ipc::encode_into(&frame, std::mem::take(&mut self.frame)) {
+            Ok(bytes) => bytes,
+            Err(error) => return Err(self.lost(error)),
+        };
         match self.pipe.send(&self.frame, Vec::new()) {
             Ok(()) => Ok(()),
             Err(error) => Err(self.lost(error)),
@@ -99,8 +102,8 @@ impl FileSystemWritableFileStream {
         }
         self.send(WriterFrame::Close)?;
         loop {
-            let message = self.pipe.recv().map_err(|error| self.lost(error))?;
-            match cos_ipc::decode::<WriterEvent>(&message.bytes) {
+            let mut message = self.pipe.recv().map_err(|error| self.lost(error))?;
+            match message.decode::<WriterEvent>() {
                 Ok(WriterEvent::Closed(result)) => return result,
                 Ok(WriterEvent::Failed(_)) => continue, // the close answer repeats it
                 Err(_) => return Err(CosError::Unknown),

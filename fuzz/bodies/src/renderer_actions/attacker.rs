@@ -7,7 +7,8 @@ use std::sync::atomic::AtomicBool;
 
 use cos_common::OriginsOption;
 use cos_common::interface::{
-    FrameId, HandleId, ReaderFrame, ReaderRequest, RendererId, RendererToBroker, Reply, RequestId,
+    DATA_CHUNK_BYTES, FrameId, HandleId, ReaderEnd, ReaderFrame, ReaderRequest, RendererId, RendererToBroker, Reply,
+    RequestId,
 };
 use cos_ipc::{Endpoint, Pipe};
 
@@ -75,8 +76,8 @@ impl Attacker {
     }
 }
 
-pub(super) fn send(pipe: &Pipe<RendererToBroker, Reply>, message: &RendererToBroker) {
-    pipe.send(message, vec![]).expect("the renderer's pipe is open while it behaves");
+pub(super) fn send(pipe: &Pipe<RendererToBroker, Reply>, message: RendererToBroker) {
+    pipe.send(message).expect("the renderer's pipe is open while it behaves");
 }
 
 pub(super) fn pick_handle(attacker: &Attacker, choice: &HandleChoice) -> (HandleId, Option<usize>) {
@@ -100,10 +101,10 @@ pub(super) fn read_range(endpoint: &Endpoint, offset: u64, len: u64) -> Vec<u8> 
     let mut bytes = Vec::new();
     loop {
         let message = endpoint.recv_timeout(ANSWER_TIMEOUT).expect("the read pipe answers");
-        match ReaderFrame::decode(&message.bytes).expect("reader frames decode") {
-            ReaderFrame::Data(data) => bytes.extend_from_slice(data),
-            ReaderFrame::End => return bytes,
-            ReaderFrame::Failed(error) => panic!("reading a verified entry failed: {error:?}"),
+        match ReaderFrame::decode(&message.bytes, DATA_CHUNK_BYTES).expect("reader frames decode") {
+            ReaderFrame::Bulk(data) => bytes.extend_from_slice(data),
+            ReaderFrame::Message(ReaderEnd::End) => return bytes,
+            ReaderFrame::Message(ReaderEnd::Failed(error)) => panic!("reading a verified entry failed: {error:?}"),
         }
     }
 }

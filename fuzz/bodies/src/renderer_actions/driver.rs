@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use cos_browser::{CosHost, FrameInfo, HostConfig, InProcessService, MAX_IN_FLIGHT_PER_RENDERER, ServiceLaunch};
 use cos_common::interface::{
-    CallResult, DATA_CHUNK_BYTES, FrameId, HandleId, ReaderRequest, RendererId, RendererToBroker, RequestId,
-    ServiceProcessConfig, WriterEvent, WriterFrame,
+    CallResult, DATA_CHUNK_BYTES, FrameId, HandleCall, HandleId, ReaderRequest, RendererId, RendererToBroker,
+    RequestId, ServiceProcessConfig, WriterEvent, WriterFrame,
 };
 use cos_common::{ContentHash, CosError, NotAllowedKind, Origin, OriginsOption, Partition, QuotaScope};
 use cos_ipc::{BadMessageObserver, Endpoint, IpcError, Pipe};
@@ -138,7 +138,8 @@ impl World {
                 if let Some(i) = known {
                     attacker.handles[i].released = true;
                 }
-                send(&attacker.pipe, &RendererToBroker::ReleaseHandle { handle: id });
+                let release = HandleCall::ReleaseHandle { handle: id };
+                send(&attacker.pipe, RendererToBroker::Call { frame: attacker.frame(SLOT_TOP), call: release });
                 // Releasing a stale id is harmless; anything but a live or stale one is a lie.
                 if !live && id.0 >= attacker.current_from {
                     self.expect_termination(None, None, "release of a handle the renderer does not hold");
@@ -177,7 +178,7 @@ impl World {
             }
             Action::RawWriterFrame { writer, bytes } => {
                 let Some(w) = self.writer_index(*writer) else { return };
-                if WriterFrame::decode(bytes).is_ok() {
+                if cos_ipc::decode_borrowed::<WriterFrame<'_>>(bytes).is_ok() {
                     return; // well-formed frames are the typed actions' business
                 }
                 let attacker = self.attacker.as_ref().expect("has writers");
@@ -211,9 +212,10 @@ impl World {
                 let attacker = self.attacker();
                 let request = attacker.request_id();
                 let frame = attacker.frame(SLOT_TOP);
-                let message = RendererToBroker::GetFile { request, frame, handle: HandleId(1) };
+                let call = HandleCall::GetFile { request, handle: HandleId(1) };
+                let message = cos_ipc::encode(&RendererToBroker::Call { frame, call }).expect("encode");
                 let (stowaway, _other) = Endpoint::pair_in_process();
-                let _ = attacker.pipe.send(&message, vec![stowaway]);
+                let _ = attacker.pipe.endpoint().send(&message, vec![stowaway]);
                 self.expect_termination(Some(request), None, "pipe attached to a request");
             }
             Action::Flood { n } => self.flood(usize::from(*n % 320) + 1),
@@ -283,12 +285,12 @@ impl World {
             .then(|| frame_id.0 - attacker.base_frame);
         send(
             &attacker.pipe,
-            &RendererToBroker::GetFileHandle { request, frame: frame_id, hash, create, origins: origins.clone() },
+            RendererToBroker::GetFileHandle { request, frame: frame_id, hash, create, origins: origins.clone() },
         );
         let Some(slot) = own_slot else {
             return self.expect_termination(Some(request), None, "frame id of another renderer or of nobody");
         };
-        let (result, _) = self.reply(request);
+        let result = self.reply(request);
         if slot == SLOT_BLOCKED || slot == SLOT_OPAQUE {
             assert!(matches!(result, CallResult::Failed(CosError::NotAllowed(_))), "slot {slot}: {result:?}");
             return;
@@ -340,7 +342,7 @@ impl World {
         choice: &HandleChoice,
         frame: &FrameChoice,
         message: impl FnOnce(RequestId, FrameId, HandleId) -> RendererToBroker,
-    ) -> Option<(usize, CallResult, Vec<Endpoint>, usize)> {
+    ) -> Option<(usize, CallResult, usize)> {
         let frame_id = self.resolve_frame(frame);
         let attacker = self.attacker();
         let (id, known) = pick_handle(attacker, choice);
@@ -350,14 +352,14 @@ impl World {
             .then(|| frame_id.0 - attacker.base_frame);
         let live = known.filter(|&i| !attacker.handles[i].released && !attacker.handles[i].stale);
         let current_from = attacker.current_from;
-        send(&attacker.pipe, &message(request, frame_id, id));
+        send(&attacker.pipe, message(request, frame_id, id));
         let Some(slot) = own_slot else {
             self.expect_termination(Some(request), None, "a handle call from another renderer's document");
             return None;
         };
         let Some(i) = live else {
             if id.0 < current_from {
-                let (result, _) = self.reply(request);
+                let result = self.reply(request);
                 assert_eq!(result, CallResult::Failed(CosError::Abort), "a handle from before a restart");
                 return None;
             }
@@ -374,29 +376,25 @@ impl World {
             self.expect_termination(Some(request), None, "a handle used by a document of another origin or partition");
             return None;
         }
-        let (result, pipes) = self.reply(request);
-        Some((i, result, pipes, pipes_before))
+        let result = self.reply(request);
+        Some((i, result, pipes_before))
     }
 
     fn get_file(&mut self, choice: &HandleChoice, frame: &FrameChoice) {
-        let Some((i, result, mut pipes, pipes_before)) =
-            self.handle_request(choice, frame, |request, frame, handle| RendererToBroker::GetFile {
-                request,
-                frame,
-                handle,
-            })
-        else {
+        let Some((i, result, pipes_before)) = self.handle_request(choice, frame, |request, frame, handle| {
+            RendererToBroker::Call { frame, call: HandleCall::GetFile { request, handle } }
+        }) else {
             return;
         };
         let attacker = self.attacker.as_mut().expect("alive");
         let handle = &attacker.handles[i];
         match result {
-            CallResult::File { size } => {
+            CallResult::File { size, pipe } => {
                 assert!(handle.may_read, "getFile succeeded on a handle that may not read: {handle:?}");
                 assert!(pipes_before < MAX_DATA_PIPES_PER_RENDERER, "a data pipe past the renderer's bound");
                 let content = handle.content.expect("a readable handle has a content");
                 assert_eq!(size, CONTENTS[content].len() as u64, "size of content {content}");
-                let endpoint = pipes.pop().expect("a read pipe");
+                let endpoint = pipe.into_endpoint();
                 attacker.readers.push(ReaderState { endpoint, content: Some(content), size });
             }
             CallResult::Failed(CosError::NotAllowed(NotAllowedKind::HandleNotReadable)) => {
@@ -409,22 +407,18 @@ impl World {
     }
 
     fn create_writable(&mut self, choice: &HandleChoice, frame: &FrameChoice) {
-        let Some((i, result, mut pipes, pipes_before)) =
-            self.handle_request(choice, frame, |request, frame, handle| RendererToBroker::CreateWritable {
-                request,
-                frame,
-                handle,
-            })
-        else {
+        let Some((i, result, pipes_before)) = self.handle_request(choice, frame, |request, frame, handle| {
+            RendererToBroker::Call { frame, call: HandleCall::CreateWritable { request, handle } }
+        }) else {
             return;
         };
         let attacker = self.attacker.as_mut().expect("alive");
         let handle = &attacker.handles[i];
         match result {
-            CallResult::Writable => {
+            CallResult::Writable { pipe } => {
                 assert!(handle.create, "a read handle opened a writer: {handle:?}");
                 assert!(pipes_before < MAX_DATA_PIPES_PER_RENDERER, "a data pipe past the renderer's bound");
-                let endpoint = pipes.pop().expect("a write pipe");
+                let endpoint = pipe.into_endpoint();
                 attacker.writers.push(WriterState { endpoint, handle: i });
             }
             CallResult::Failed(CosError::NotAllowed(NotAllowedKind::HandleNotWritable)) => {
@@ -449,8 +443,7 @@ impl World {
     }
 
     fn send_frame(&mut self, writer: usize, frame: WriterFrame<'_>) {
-        let mut bytes = Vec::new();
-        frame.encode_into(&mut bytes);
+        let bytes = cos_ipc::encode(&frame).expect("a frame encodes");
         let attacker = self.attacker.as_ref().expect("has writers");
         // A send fails only if the service already ended the stream; close reports why.
         let _ = attacker.writers[writer].endpoint.send(&bytes, vec![]);
@@ -519,11 +512,10 @@ impl World {
         let request = attacker.request_id();
         let slot = attacker.handles.iter().find(|h| h.id == id).expect("a handle of this renderer").slot;
         let frame = attacker.frame(slot);
-        send(&attacker.pipe, &RendererToBroker::GetFile { request, frame, handle: id });
-        let (result, mut pipes) = self.reply(request);
-        match result {
-            CallResult::File { size } => {
-                let endpoint = pipes.pop().expect("a read pipe");
+        send(&attacker.pipe, RendererToBroker::Call { frame, call: HandleCall::GetFile { request, handle: id } });
+        match self.reply(request) {
+            CallResult::File { size, pipe } => {
+                let endpoint = pipe.into_endpoint();
                 let bytes = read_range(&endpoint, 0, size);
                 assert!(bytes == CONTENTS[content], "a verified entry reads back other bytes");
             }
@@ -563,7 +555,7 @@ impl World {
                     create: false,
                     origins: OriginsOption::Omitted,
                 };
-                if sender.send(&message, vec![]).is_err() {
+                if sender.send(message).is_err() {
                     return; // cut off mid-flood
                 }
             }
@@ -572,7 +564,7 @@ impl World {
         let mut answered = BTreeSet::new();
         while answered.len() < n {
             match attacker.pipe.recv_timeout(ANSWER_TIMEOUT) {
-                Ok((reply, _)) => {
+                Ok(reply) => {
                     assert_eq!(reply.result, CallResult::Failed(CosError::NotFound), "a flooded request");
                     assert!((first..first + n as u64).contains(&reply.request.0), "an answer to nothing asked");
                     assert!(answered.insert(reply.request), "{:?} answered twice", reply.request);
@@ -623,7 +615,7 @@ impl World {
         assert!(attacker.terminated.load(Ordering::Acquire), "{what}: the embedder was asked to kill the renderer");
         loop {
             match attacker.pipe.recv_timeout(ANSWER_TIMEOUT) {
-                Ok((reply, _)) => {
+                Ok(reply) => {
                     assert_ne!(Some(reply.request), bad_request, "{what}: the offending request was answered")
                 }
                 Err(IpcError::Disconnected) => break,
@@ -639,13 +631,13 @@ impl World {
     }
 
     /// The answer to `request`: the only one outstanding.
-    pub(super) fn reply(&mut self, request: RequestId) -> (CallResult, Vec<Endpoint>) {
+    /// Its pipes travel in the result: decoding checked them.
+    pub(super) fn reply(&mut self, request: RequestId) -> CallResult {
         let attacker = self.attacker.as_ref().expect("alive");
         match attacker.pipe.recv_timeout(ANSWER_TIMEOUT) {
-            Ok((reply, attachments)) => {
+            Ok(reply) => {
                 assert_eq!(reply.request, request, "an answer to another request");
-                assert_eq!(attachments.len(), reply.result.attachment_count(), "pipes travel with their result");
-                (reply.result, attachments)
+                reply.result
             }
             Err(error) => panic!("a well-formed request went unanswered: {error}"),
         }

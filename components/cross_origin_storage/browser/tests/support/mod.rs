@@ -13,7 +13,7 @@ use cos_browser::FrameInfo;
 use cos_common::interface::{FrameId, RendererId, ServiceProcessConfig};
 use cos_common::{AllowOriginCeiling, Origin, OriginsInput, Site};
 use cos_ipc::launch::{LaunchOptions, LaunchedChild};
-use cos_ipc::{Endpoint, Pipe};
+use cos_ipc::{Attached, Endpoint, Pipe};
 use cos_renderer::{CosHashDict, CosOptions, CrossOriginStorageManager, RendererConnection, ScriptContext};
 pub use cos_test_support::callers::sha256_hex;
 pub use cos_test_support::fixture::this_program as program;
@@ -65,8 +65,13 @@ impl Payload {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Command {
-    /// First message; one attachment: the renderer's COS pipe to its broker.
-    Init { frames: Vec<FrameSpec> },
+    /// First message.
+    Init {
+        /// The renderer's documents.
+        frames: Vec<FrameSpec>,
+        /// The renderer's COS pipe to its broker.
+        cos_pipe: Attached,
+    },
     /// create → createWritable → write (in 1 MiB pieces) → close.
     Store { frame: u64, payload: Payload, origins: Option<Vec<String>>, global: bool },
     /// getFileHandle → getFile → read everything; answers the SHA-256 of what was read.
@@ -162,8 +167,8 @@ pub enum Outcome {
 
 pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
     let control: Pipe<Outcome, Command> = Pipe::new(endpoint);
-    let (Command::Init { frames }, mut pipes) = control.recv().expect("init") else { return ExitCode::FAILURE };
-    let cos_pipe = pipes.pop().expect("COS pipe");
+    let Command::Init { frames, cos_pipe } = control.recv().expect("init") else { return ExitCode::FAILURE };
+    let cos_pipe = cos_pipe.into_endpoint();
     let raw = cos_pipe.try_clone().expect("clone");
     let connection = RendererConnection::new_pumped(cos_pipe).expect("connection");
     let manager = |frame: u64| {
@@ -179,7 +184,7 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
     };
     let mut parked = None;
     loop {
-        let Ok((command, _)) = control.recv() else { return ExitCode::SUCCESS };
+        let Ok(command) = control.recv() else { return ExitCode::SUCCESS };
         let outcome = match command {
             Command::Init { .. } => Outcome::Err("double init".into()),
             Command::Store { frame, payload, origins, global } => {
@@ -315,11 +320,11 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
                 let mut samples = Vec::with_capacity(n as usize);
                 for _ in 0..n {
                     let start = Instant::now();
-                    if control.send(&Outcome::Ping, Vec::new()).is_err() {
+                    if control.send(Outcome::Ping).is_err() {
                         return ExitCode::SUCCESS;
                     }
                     match control.recv() {
-                        Ok((Command::Pong, _)) => samples.push(start.elapsed().as_nanos() as u64),
+                        Ok(Command::Pong) => samples.push(start.elapsed().as_nanos() as u64),
                         _ => return ExitCode::FAILURE,
                     }
                 }
@@ -357,7 +362,7 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
                 Err(error) => Outcome::Err(error.to_string()),
             },
         };
-        if control.send(&outcome, Vec::new()).is_err() {
+        if control.send(outcome).is_err() {
             return ExitCode::SUCCESS;
         }
     }
@@ -562,20 +567,18 @@ pub struct Renderer {
 
 impl Renderer {
     pub fn ask(&self, command: Command) -> Outcome {
-        self.control.send(&command, Vec::new()).expect("renderer alive");
-        self.control.recv_timeout(Duration::from_secs(300)).expect("renderer answers").0
+        self.control.send(command).expect("renderer alive");
+        self.control.recv_timeout(Duration::from_secs(300)).expect("renderer answers")
     }
 
     /// Runs a `PingPong` round: answers every `Ping` with `Pong` until the samples arrive. With
     /// `cpus = Some((ours, theirs))` both threads are pinned for the round.
     pub fn ping_pong(&self, n: u32, cpus: Option<(usize, usize)>) -> Vec<u64> {
         let pinned = cpus.and_then(|(ours, _)| PinnedToCpu::new(ours));
-        self.control
-            .send(&Command::PingPong { n, cpu: cpus.map(|(_, theirs)| theirs) }, Vec::new())
-            .expect("renderer alive");
+        self.control.send(Command::PingPong { n, cpu: cpus.map(|(_, theirs)| theirs) }).expect("renderer alive");
         let samples = loop {
-            match self.control.recv().expect("renderer answers").0 {
-                Outcome::Ping => self.control.send(&Command::Pong, Vec::new()).expect("renderer alive"),
+            match self.control.recv().expect("renderer answers") {
+                Outcome::Ping => self.control.send(Command::Pong).expect("renderer alive"),
                 Outcome::Timings(samples) => break samples,
                 other => panic!("unexpected {other:?}"),
             }
@@ -669,7 +672,7 @@ impl Browser {
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
         });
         let specs = frames.iter().map(|&(frame, ..)| FrameSpec { frame, policy_allows: true }).collect();
-        control.send(&Command::Init { frames: specs }, vec![renderer_end]).expect("init renderer");
+        control.send(Command::Init { frames: specs, cos_pipe: renderer_end.into() }).expect("init renderer");
         Renderer { child, control, terminated }
     }
 }
@@ -785,7 +788,7 @@ pub fn run_load(browser: &Browser, renderers: usize, millis: u64, seed: u64, cle
             seed: seed ^ ((i as u64 + 1) * 0x9e37),
             shared: shared.clone(),
         };
-        renderer.control.send(&command, Vec::new()).expect("renderer alive");
+        renderer.control.send(command).expect("renderer alive");
     }
     let mut clears = 0;
     let mut state = seed | 1;
@@ -814,7 +817,7 @@ pub fn run_load(browser: &Browser, renderers: usize, millis: u64, seed: u64, cle
         descriptors: (before.1, under_load.1, 0),
     };
     for renderer in &started {
-        match renderer.control.recv_timeout(Duration::from_secs(600)).expect("renderer answers").0 {
+        match renderer.control.recv_timeout(Duration::from_secs(600)).expect("renderer answers") {
             Outcome::Load(report) => {
                 for kind in 0..4 {
                     summary.ops[kind] += report.ops[kind];

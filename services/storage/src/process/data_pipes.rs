@@ -1,0 +1,147 @@
+//! The data pipes: one thread per open writer or read, bound to that writer or read, carrying
+//! the renderer's bulk bytes directly (the broker is not on this path).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use cos_common::interface::{
+    DATA_CHUNK_BYTES, DATA_PIPE_SEND_BUFFER, ReaderEnd, ReaderFrame, ReaderRequest, RendererId, ServiceToBroker,
+    WriterEvent, WriterFrame,
+};
+use cos_ipc::{BULK_PREFIX, Endpoint, IpcError, Pipe};
+
+use super::renderer_session::BrokerConnection;
+use crate::service::{FileReader, Streamed, WritableFile};
+
+/// Releases one of a session's data-pipe slots when the pipe's thread ends.
+pub(super) struct PipeSlot(Arc<AtomicUsize>);
+
+impl PipeSlot {
+    /// Holds a slot already counted in `open_pipes`.
+    pub(super) fn new(open_pipes: Arc<AtomicUsize>) -> Self {
+        Self(open_pipes)
+    }
+}
+
+impl Drop for PipeSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Tells the browser that a renderer misbehaved on a data pipe (the service cannot terminate
+/// renderers itself; the broker reports the bad message). The report goes over that renderer's
+/// own broker connection, so it can name no other renderer.
+pub(super) struct DataPipeReporter {
+    renderer: RendererId,
+    to_broker: BrokerConnection,
+}
+
+impl DataPipeReporter {
+    /// Reports on `to_broker`, the connection of `renderer`.
+    pub(super) fn new(renderer: RendererId, to_broker: BrokerConnection) -> Self {
+        Self { renderer, to_broker }
+    }
+
+    fn send(&self, reason: &str) {
+        tracing::error!(renderer = self.renderer.0, reason, "bad message on a data pipe");
+        let _ = self.to_broker.send(ServiceToBroker::BadMessage { reason: reason.into() });
+    }
+}
+
+pub(super) fn serve_write(mut writer: WritableFile, endpoint: Endpoint, report: DataPipeReporter, slot: PipeSlot) {
+    lower_this_threads_priority();
+    let events: Pipe<WriterEvent, ()> = Pipe::new(endpoint);
+    // Declared after the pipe, so it is released before the renderer can see the pipe end.
+    let slot = slot;
+    let mut failed = false;
+    loop {
+        let mut message = match events.endpoint().recv() {
+            Ok(message) => message,
+            Err(IpcError::Disconnected) => return, // dropping the writer aborts it
+            Err(error) if error.is_peer_misbehaviour() => return report.send(&error.to_string()),
+            Err(error) => {
+                tracing::warn!(%error, "write data pipe failed");
+                return;
+            }
+        };
+        // The chunk is borrowed from the message; a frame with attachments does not decode.
+        let Ok(frame) = message.decode::<WriterFrame<'_>>() else {
+            return report.send("malformed write frame");
+        };
+        let result = match frame {
+            WriterFrame::Write { position: Some(position), data } => writer.write_at(position, data),
+            WriterFrame::Write { position: None, data } => writer.write(data),
+            WriterFrame::Seek(position) => writer.seek(position),
+            WriterFrame::Truncate(size) => writer.truncate(size),
+            WriterFrame::Close => {
+                let result = writer.close().map(|_| ());
+                // Free the slot first: the renderer may open the next stream as soon as it hears.
+                drop(slot);
+                let _ = events.send(WriterEvent::Closed(result));
+                return;
+            }
+            WriterFrame::Abort => return writer.abort(),
+        };
+        if let Err(error) = result
+            && !failed
+        {
+            // Reported once, as soon as it happens; the writer keeps answering with it.
+            failed = true;
+            if events.send(WriterEvent::Failed(error)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+pub(super) fn serve_read(file: FileReader, endpoint: Endpoint, report: DataPipeReporter, slot: PipeSlot) {
+    lower_this_threads_priority();
+    // Released before the pipe closes (locals drop in reverse order).
+    let _slot = slot;
+    if let Err(error) = endpoint.set_send_buffer(DATA_PIPE_SEND_BUFFER) {
+        tracing::debug!(%error, "could not deepen a read pipe's send queue");
+    }
+    loop {
+        let request: ReaderRequest = match endpoint.recv() {
+            Ok(mut message) => match message.decode() {
+                Ok(request) => request,
+                Err(_) => return report.send("malformed read request"),
+            },
+            Err(error) if error.is_peer_misbehaviour() => return report.send(&error.to_string()),
+            Err(_) => return,
+        };
+        let ReaderRequest::Read { offset, len } = request;
+        // Data frames go out as they are read; the end frame only once the bytes are verified.
+        let outcome =
+            file.stream(offset, len, BULK_PREFIX, DATA_CHUNK_BYTES, |frame| endpoint.send(frame, vec![]).is_ok());
+        let outcome = match outcome {
+            Ok(Streamed::Complete) => Ok(()),
+            Ok(Streamed::Stopped) => return,
+            Err(error) => Err(error),
+        };
+        let end = match outcome {
+            Ok(()) => ReaderEnd::End,
+            Err(error) => ReaderEnd::Failed(error),
+        };
+        let Ok(last) = ReaderFrame::Message(end).encode() else { return };
+        if endpoint.send(&last, vec![]).is_err() {
+            return;
+        }
+    }
+}
+
+/// Bulk transfers (a data pipe's reads, writes and hashing, and the threads they start) run at a
+/// lower priority than request handling, so that a renderer streaming gigabytes — or abusing its
+/// limits — cannot stretch other renderers' lookups on a machine with few cores.
+pub(super) fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // On Linux the nice value is per thread, and `PRIO_PROCESS` with `who = 0` names the
+        // calling thread: the only form the seccomp policy allows, so no thread of the service
+        // can touch another process's priority.
+        if let Err(error) = rustix::process::setpriority_process(None, 10) {
+            tracing::debug!(%error, "could not lower a data pipe's priority");
+        }
+    }
+}
