@@ -45,20 +45,17 @@ fn join_bounded<T>(handle: JoinHandle<T>) -> T {
 }
 
 /// The browser's side of one storage service: the service's request loop on a thread, with
-/// generous limits unless a test asks for others.
-struct Browser;
+/// generous limits.
+fn service() -> ServiceThread {
+    service_with_limits(20 * GIB, 100 * GIB)
+}
 
-impl Browser {
-    fn start() -> ServiceThread {
-        Self::start_with_limits(20 * GIB, 100 * GIB)
-    }
-
-    fn start_with_limits(per_origin_bytes: u64, total_bytes: u64) -> ServiceThread {
-        ServiceThread::start_with(|config| {
-            config.per_origin_bytes = per_origin_bytes;
-            config.total_bytes = total_bytes;
-        })
-    }
+/// The same with the given limits.
+fn service_with_limits(per_origin_bytes: u64, total_bytes: u64) -> ServiceThread {
+    ServiceThread::start_with(|config| {
+        config.per_origin_bytes = per_origin_bytes;
+        config.total_bytes = total_bytes;
+    })
 }
 
 /// Binding a renderer connection, as `CosHost::bind` does, into this test's broker.
@@ -240,7 +237,7 @@ impl ReadPipe {
 
 #[test]
 fn full_round_trip_write_overwrite_close_then_ranged_and_whole_reads() {
-    let browser = Browser::start();
+    let browser = service();
     let renderer = browser.bind(1);
     let writer_origin = caller("https://a.example");
     // Three chunks: two full ones and a short tail, so a read crosses chunk boundaries.
@@ -283,7 +280,7 @@ fn full_round_trip_write_overwrite_close_then_ranged_and_whole_reads() {
 
 #[test]
 fn mismatching_write_closes_with_data_error_and_stores_nothing() {
-    let browser = Browser::start();
+    let browser = service();
     let renderer = browser.bind(1);
     let who = caller("https://a.example");
     let expected = content(10_000, 1);
@@ -312,7 +309,7 @@ fn mismatching_write_closes_with_data_error_and_stores_nothing() {
 
 #[test]
 fn malformed_write_frames_are_reported_on_the_culprits_own_connection() {
-    let browser = Browser::start();
+    let browser = service();
     let innocent = browser.bind(3);
     let culprit = browser.bind(7);
     let who = caller("https://a.example");
@@ -344,7 +341,7 @@ fn malformed_write_frames_are_reported_on_the_culprits_own_connection() {
 
 #[test]
 fn write_errors_are_reported_at_once_and_only_once() {
-    let browser = Browser::start_with_limits(1000, 100 * GIB);
+    let browser = service_with_limits(1000, 100 * GIB);
     let renderer = browser.bind(1);
     let who = caller("https://a.example");
     let writer = renderer.create_writable(renderer.create_handle(&who, hash_of(b"x"))).unwrap();
@@ -366,7 +363,7 @@ fn write_errors_are_reported_at_once_and_only_once() {
 
 #[test]
 fn unknown_handle_ids_are_aborts() {
-    let browser = Browser::start();
+    let browser = service();
     let first = browser.bind(1);
     let second = browser.bind(2);
     let who = caller("https://a.example");
@@ -387,7 +384,7 @@ fn unknown_handle_ids_are_aborts() {
 
 #[test]
 fn data_pipes_per_renderer_are_bounded_and_released() {
-    let browser = Browser::start();
+    let browser = service();
     let renderer = browser.bind(1);
     let other = browser.bind(2);
     let who = caller("https://a.example");
@@ -446,7 +443,7 @@ fn data_pipes_per_renderer_are_bounded_and_released() {
 
 #[test]
 fn a_stalled_reader_stalls_only_itself() {
-    let browser = Browser::start();
+    let browser = service();
     let renderer = browser.bind(1);
     let who = caller("https://a.example");
     let data = content(4 << 20, 7);
@@ -476,7 +473,7 @@ fn a_stalled_reader_stalls_only_itself() {
 
 #[test]
 fn release_handle_frees_the_handle() {
-    let browser = Browser::start();
+    let browser = service();
     let renderer = browser.bind(1);
     let who = caller("https://a.example");
     let bytes = content(500, 4);
@@ -505,7 +502,7 @@ fn release_handle_frees_the_handle() {
 
 #[test]
 fn clear_site_data_and_ping_answer_on_the_control_pipe() {
-    let browser = Browser::start();
+    let browser = service();
     let renderer = browser.bind(1);
     let who = caller("https://a.example");
     let bytes = content(2000, 5);
@@ -537,7 +534,7 @@ fn clear_site_data_and_ping_answer_on_the_control_pipe() {
 
 #[test]
 fn shutdown_returns_ok_and_keeps_the_data_on_disk() {
-    let mut browser = Browser::start();
+    let mut browser = service();
     let bytes = content(100_000, 6);
     let hash = hash_of(&bytes);
     {
@@ -557,7 +554,7 @@ fn shutdown_returns_ok_and_keeps_the_data_on_disk() {
 
 #[test]
 fn dropping_the_control_endpoint_stops_the_service() {
-    let mut browser = Browser::start();
+    let mut browser = service();
     let service = browser.take_thread();
     let profile = browser.hang_up();
     assert_eq!(join_bounded(service), Ok(()));
@@ -567,7 +564,7 @@ fn dropping_the_control_endpoint_stops_the_service() {
 
 #[test]
 fn shutdown_ends_live_connections_and_their_pipes() {
-    let mut browser = Browser::start();
+    let mut browser = service();
     let renderer = browser.bind(1);
     let who = caller("https://a.example");
     let writer = renderer.create_writable(renderer.create_handle(&who, hash_of(b"late"))).unwrap();
@@ -585,7 +582,7 @@ fn shutdown_ends_live_connections_and_their_pipes() {
 
 #[test]
 fn an_overflowing_write_position_errors_the_stream() {
-    let browser = Browser::start();
+    let browser = service();
     let renderer = browser.bind(1);
     let who = caller("https://a.example");
     let writer = renderer.create_writable(renderer.create_handle(&who, hash_of(b"abc"))).unwrap();
@@ -599,7 +596,7 @@ fn an_overflowing_write_position_errors_the_stream() {
 #[test]
 fn an_entry_with_a_thousand_long_storing_origins_is_listed_whole() {
     use cos_storage_service::visibility::MAX_STORING_ORIGINS;
-    let browser = Browser::start();
+    let browser = service();
     let renderer = browser.bind(1);
     // Off the record (in memory), so the thousand commits take no fsyncs.
     let partition = Partition::OffTheRecord(OffTheRecordProfileId(4));

@@ -20,23 +20,13 @@ use std::time::{Duration, Instant};
 use cos_common::Partition;
 
 mod support;
+use cos_test_support::rng::XorShift64Star;
 use support::{Browser, Command, Outcome, Payload, Renderer, err, ok, sha256_hex, swap_files};
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+const A_FRAME: u64 = 10;
+const B_FRAME: u64 = 20;
+const C_FRAME: u64 = 30;
+const D_FRAME: u64 = 40;
 
 /// What the renderers may store: sizes from one data chunk to several MiB.
 fn payloads() -> Vec<Payload> {
@@ -46,11 +36,6 @@ fn payloads() -> Vec<Payload> {
         .map(|(i, &len)| Payload::Pattern { len, seed: 1000 + i as u64 })
         .collect()
 }
-
-const A_FRAME: u64 = 10;
-const B_FRAME: u64 = 20;
-const C_FRAME: u64 = 30;
-const D_FRAME: u64 = 40;
 
 /// One renderer's operation in a round.
 #[derive(Debug, Clone)]
@@ -122,7 +107,7 @@ fn crash_consistency() {
     }
     assert_eq!(renderers[2].read(C_FRAME, &global), err("NotFoundError"), "C's budget is spent");
 
-    let mut rng = Rng(seed | 1);
+    let mut rng = XorShift64Star::new(seed);
     let mut attempted: BTreeSet<String> = [global.hash()].into();
     // Stores answered Ok, by renderer index: they must survive every later kill.
     let mut committed: BTreeMap<String, (usize, usize)> = BTreeMap::new();

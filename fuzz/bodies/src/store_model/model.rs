@@ -179,15 +179,20 @@ impl Model {
         entry.storing.iter().any(|&storer| SITES[storer] == SITES[reader]) || entry.listed.contains(&reader)
     }
 
-    /// A step on the slot's writer: the largest-entry limit, then its in-flight reservation
-    /// against its origin's limit and the store's cap; a refused step kills the stream.
+    /// A step on the slot's writer: if it grows the writer, the largest-entry limit, then its
+    /// in-flight reservation against its origin's limit and the store's cap; a refused step
+    /// kills the stream.
     pub(super) fn write_step(&mut self, slot: usize, step: &Step) -> Result<(), CosError> {
         let state = self.slots[slot].as_ref().expect("a slot with a writer");
         let writer = state.writer.as_ref().expect("a slot with a writer");
         if let Some(error) = &writer.failed {
             return Err(error.clone());
         }
-        if let Some(size) = writer.size_after(step) {
+        // Only growth is checked, as the store reserves: a step that leaves the size as it is
+        // or shrinks it always succeeds, even while the origin is over its limit (its other
+        // writers and commits may have put it there after this writer opened).
+        let grows = writer.size_after(step).filter(|&size| size > writer.buffer.len() as u64);
+        if let Some(size) = grows {
             let error = if size > MAX_ENTRY_BYTES {
                 Some(QuotaScope::Origin)
             } else {

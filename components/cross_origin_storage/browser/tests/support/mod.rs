@@ -19,6 +19,7 @@ pub use cos_test_support::callers::sha256_hex;
 pub use cos_test_support::fixture::this_program as program;
 use cos_test_support::fixture::{self, BrowserFixture, ChildRole};
 use cos_test_support::measure::{PinnedToCpu, anonymous_rss_kib, open_descriptors};
+use cos_test_support::rng::XorShift64Star;
 use serde::{Deserialize, Serialize};
 
 // ----- the protocol between the test driver and its renderer processes ---------------------------
@@ -264,13 +265,10 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
                 // Each round visits the probes in a fresh random order, so that no probe always
                 // follows the same one (position effects would bias the comparison).
                 let mut order: Vec<usize> = (0..managers.len()).collect();
-                let mut state = 0x2545_f491_4f6c_dd1du64;
+                let mut rng = XorShift64Star::new(rounds.into());
                 for round in 0..rounds as usize {
                     for i in (1..order.len()).rev() {
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
-                        order.swap(i, (state % (i as u64 + 1)) as usize);
+                        order.swap(i, rng.below(i as u64 + 1) as usize);
                     }
                     for &index in &order {
                         let (manager, dict) = &managers[index];
