@@ -552,13 +552,8 @@ fn idle_connections_make_room_beyond_the_connection_limit() {
 fn random_bytes_never_break_the_server() {
     let hub = Hub::start().unwrap();
     hub.add(MODEL, pattern(3000, 9));
-    let mut state = 0x1234_5678_9abc_def0u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = cos_test_support::rng::XorShift64Star::new(0x1234_5678_9abc_def0);
+    let mut next = move || rng.next_u64();
     let valid = request("GET", MODEL, "Range: bytes=1-20\r\nX-COS-Origin: o\r\n");
     for i in 0..300 {
         let mut input = if i % 2 == 0 {

@@ -45,17 +45,7 @@ impl Payload {
     pub fn bytes(&self) -> Vec<u8> {
         match self {
             Self::Literal(bytes) => bytes.clone(),
-            Self::Pattern { len, seed } => {
-                let mut state = seed | 1;
-                (0..*len)
-                    .map(|_| {
-                        state ^= state << 13;
-                        state ^= state >> 7;
-                        state ^= state << 17;
-                        state as u8
-                    })
-                    .collect()
-            }
+            Self::Pattern { len, seed } => cos_test_support::rng::pattern(*seed, *len),
         }
     }
 
@@ -455,13 +445,8 @@ fn workload(
     shared: &[Payload],
 ) -> LoadReport {
     use cos_common::CosError;
-    let mut state = seed | 1;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = XorShift64Star::new(seed);
+    let mut next = move || rng.next_u64();
     let shared: Vec<(Vec<u8>, String)> = shared
         .iter()
         .map(|payload| {
@@ -721,9 +706,9 @@ pub struct LoadSummary {
 }
 
 impl LoadSummary {
+    /// The `p`th quantile (`0.0..=1.0`) of `kind`'s latencies, in ms.
     pub fn percentile(&self, kind: usize, p: f64) -> Option<f64> {
-        let samples = &self.samples[kind];
-        (!samples.is_empty()).then(|| samples[((samples.len() - 1) as f64 * p).round() as usize] as f64 / 1e6)
+        cos_test_support::measure::quantile(&self.samples[kind], p).map(|ns| ns as f64 / 1e6)
     }
 
     pub fn print(&self) {
@@ -789,14 +774,11 @@ pub fn run_load(browser: &Browser, renderers: usize, millis: u64, seed: u64, cle
         renderer.control.send(command).expect("renderer alive");
     }
     let mut clears = 0;
-    let mut state = seed | 1;
+    let mut rng = XorShift64Star::new(seed);
     let mut under_load = (0, 0);
     while start.elapsed() < Duration::from_millis(millis) {
         std::thread::sleep(Duration::from_millis(clear_every_ms));
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let site = format!("https://site{}.example", state % renderers as u64);
+        let site = format!("https://site{}.example", rng.below(renderers as u64));
         browser
             .host
             .clear_site_data(cos_common::Partition::Regular, &Origin::from_url(&site).unwrap())
