@@ -163,12 +163,8 @@ fn lock_down_once(store_dir: &Path) -> Result<SandboxReport, SandboxError> {
 
     // 1. no_new_privs: required for unprivileged Landlock and seccomp, and makes setuid binaries
     //    powerless should anything ever run.
-    // SAFETY: prctl with integer arguments only; PR_SET_NO_NEW_PRIVS touches no memory.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(SandboxError::NoNewPrivs(io::Error::last_os_error()));
-    }
-    // SAFETY: as above; PR_GET_NO_NEW_PRIVS returns the flag.
-    let no_new_privs = unsafe { libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) } == 1;
+    rustix::thread::set_no_new_privs(true).map_err(|errno| SandboxError::NoNewPrivs(errno.into()))?;
+    let no_new_privs = rustix::thread::no_new_privs().unwrap_or(false);
 
     // 2. Landlock.
     let (landlock, landlock_abi) = apply_landlock(store_dir)?;
