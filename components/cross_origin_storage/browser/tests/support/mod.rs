@@ -366,7 +366,13 @@ fn store_bytes(
     connection.run_until(async {
         let options = CosOptions { create: true, origins: OriginsInput::Absent };
         let handle = manager.get_file_handle(&CosHashDict::sha256(hash), &options).await?;
-        let mut writer = handle.create_writable(false).await?;
+        // A create handle revoked by a clear before its writer opened answers as every revoked
+        // handle does (`NotFoundError`; a create never misses otherwise): for the workload that
+        // is the clear's doing, like a writer the clear aborts.
+        let mut writer = handle.create_writable(false).await.map_err(|error| match error {
+            cos_common::CosError::NotFound => cos_common::CosError::Abort,
+            other => other,
+        })?;
         for piece in bytes.chunks(1 << 20) {
             writer.write(piece)?;
         }
@@ -528,7 +534,8 @@ fn workload(
 
 /// A failed store of the workload, unless it is one the run provokes: the browser clears this
 /// site's data during the run, which revokes its handles, so a write in flight across the clear
-/// cannot commit (`AbortError`).
+/// cannot commit (`AbortError`; see [`store_bytes`] for a handle revoked before its writer
+/// opened).
 fn write_problem(kind: &str, error: &cos_common::CosError) -> Option<String> {
     (*error != cos_common::CosError::Abort).then(|| format!("{kind}: {}", error.name()))
 }
