@@ -235,15 +235,12 @@ pub fn renderer_main(endpoint: Endpoint) -> ExitCode {
                 let capacity = (n as usize).max(LOOKUP_SAMPLES_KEPT);
                 let mut samples = Vec::with_capacity(n as usize);
                 let until = Instant::now() + Duration::from_millis(millis);
-                let (mut seen, mut state) = (0u64, 0x9e37_79b9_7f4a_7c15u64);
+                let (mut seen, mut rng) = (0u64, XorShift64Star::new(0));
                 while seen < u64::from(n) || Instant::now() < until {
                     let start = Instant::now();
                     let _ = connection.run_until(manager.get_file_handle(&dict, &CosOptions::default()));
                     seen += 1;
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    keep_uniformly(&mut samples, capacity, seen, start.elapsed().as_nanos() as u64, state);
+                    keep_uniformly(&mut samples, capacity, seen, start.elapsed().as_nanos() as u64, rng.next_u64());
                 }
                 Outcome::Timings(samples)
             }
