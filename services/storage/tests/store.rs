@@ -920,13 +920,16 @@ fn closing_an_off_the_record_profile_discards_its_probe_budgets() {
     let partition = Partition::OffTheRecord(OffTheRecordProfileId(9));
     let prober = caller("https://prober.example").in_partition(partition);
     let bytes = b"probed".as_slice();
-    store(
-        &service,
-        &caller(A).in_partition(partition),
-        bytes,
-        CreateOptions::with_origins(OriginsOption::Global, ceiling(&[])),
-    )
-    .unwrap();
+    let store_global = || {
+        store(
+            &service,
+            &caller(A).in_partition(partition),
+            bytes,
+            CreateOptions::with_origins(OriginsOption::Global, ceiling(&[])),
+        )
+        .unwrap()
+    };
+    store_global();
     service.set_public_hash_list(Some(PublicHashList::from_hashes([hash_of(bytes)])));
     // Spend the budget on two misses: the entry itself is then refused.
     read(&service, &prober, hash_of(b"miss 1")).unwrap_err();
@@ -934,13 +937,7 @@ fn closing_an_off_the_record_profile_discards_its_probe_budgets() {
     let denied = (0..50).all(|_| read(&service, &prober, hash_of(bytes)).is_err());
     assert!(denied, "over budget");
     service.close_off_the_record(OffTheRecordProfileId(9));
-    store(
-        &service,
-        &caller(A).in_partition(partition),
-        bytes,
-        CreateOptions::with_origins(OriginsOption::Global, ceiling(&[])),
-    )
-    .unwrap();
+    store_global();
     let read_once = (0..50).any(|_| read(&service, &prober, hash_of(bytes)).is_ok());
     assert!(read_once, "a profile opened again with the same id starts with a fresh budget");
 }

@@ -466,6 +466,10 @@ mod tests {
         RendererToBroker::Call { frame: FrameId(1), call: HandleCall::ReleaseHandle { handle } }
     }
 
+    fn get_file(request: u64, handle: HandleId) -> RendererToBroker {
+        RendererToBroker::Call { frame: FrameId(1), call: HandleCall::GetFile { request: RequestId(request), handle } }
+    }
+
     fn wait_terminated(fixture: &Fixture) -> bool {
         for _ in 0..500 {
             if fixture.terminated.load(Ordering::SeqCst) {
@@ -607,24 +611,12 @@ mod tests {
         let third = fixture.open_handle(3, 1);
         assert_eq!(third, HandleId(3), "never an id the renderer may still hold");
         // An old id is answered here, never forwarded: it cannot reach the new service's handles.
-        fixture
-            .renderer
-            .send(RendererToBroker::Call {
-                frame: FrameId(1),
-                call: HandleCall::GetFile { request: RequestId(4), handle: first },
-            })
-            .unwrap();
+        fixture.renderer.send(get_file(4, first)).unwrap();
         let reply = fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(reply, Reply { request: RequestId(4), result: CallResult::Failed(CosError::Abort) });
         fixture.renderer.send(release(first)).unwrap();
         // The live one is forwarded.
-        fixture
-            .renderer
-            .send(RendererToBroker::Call {
-                frame: FrameId(1),
-                call: HandleCall::GetFile { request: RequestId(5), handle: third },
-            })
-            .unwrap();
+        fixture.renderer.send(get_file(5, third)).unwrap();
         let forwarded = fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(forwarded, BrokerToService::Call(HandleCall::GetFile { request: RequestId(5), handle: third }));
         assert!(!fixture.terminated.load(Ordering::SeqCst));
@@ -653,8 +645,7 @@ mod tests {
     #[test]
     fn a_handle_id_never_issued_or_released_twice_is_a_bad_message() {
         let fixture = fixture();
-        let call = HandleCall::GetFile { request: RequestId(1), handle: HandleId(77) };
-        fixture.renderer.send(RendererToBroker::Call { frame: FrameId(1), call }).unwrap();
+        fixture.renderer.send(get_file(1, HandleId(77))).unwrap();
         assert!(wait_terminated(&fixture));
         let fixture = self::fixture();
         let handle = fixture.open_handle(1, 1);
