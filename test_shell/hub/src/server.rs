@@ -374,8 +374,14 @@ impl Drop for Hub {
 
 fn content_type(path: &str) -> &'static str {
     let name = path.rsplit('/').next().unwrap_or(path);
-    if name.len() > 5 && name.get(name.len() - 5..).is_some_and(|ext| ext.eq_ignore_ascii_case(".wasm")) {
+    let ends_with = |ext: &str| name.len() > ext.len() && name.get(name.len() - ext.len()..).is_some_and(|e| e.eq_ignore_ascii_case(ext));
+    if ends_with(".wasm") {
         "application/wasm"
+    } else if ends_with(".html") {
+        "text/html; charset=utf-8"
+    } else if ends_with(".js") {
+        // Browsers load worker scripts only with a JavaScript MIME type.
+        "text/javascript; charset=utf-8"
     } else {
         "application/octet-stream"
     }

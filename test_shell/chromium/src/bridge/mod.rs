@@ -1,0 +1,704 @@
+//! The trusted side for Chromium pages: every attached target is a COS renderer, every
+//! execution context a frame of the broker's frame table, and every binding call a request
+//! whose origin comes from Chromium's record of the calling context, never from the payload.
+
+pub mod calls;
+pub mod context;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use cos_browser::permissions_policy;
+use cos_browser::{ContextKind, CosHost, FrameInfo, FrameOrigin, HostConfig, ServiceLaunch};
+use cos_common::interface::{FrameId, RendererId, ServiceProcessConfig};
+use cos_common::{AllowOriginCeiling, CosError, Partition, Site};
+use cos_ipc::Endpoint;
+use cos_ipc::launch::LaunchOptions;
+use cos_renderer::{CrossOriginStorageManager, RendererConnection, ScriptContext};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use self::context::{ContextState, DocumentHeaders, Objects, Session, TargetKind, is_secure, tuple_origin};
+use crate::data_server::DataServer;
+use crate::devtools::{ChromiumProcess, Client, DevToolsError, Event};
+
+/// The injected script, before the bridge names its binding and reply function.
+const INJECT_JS: &str = include_str!("../js/inject.js");
+
+/// The largest binding payload (bytes). The script refuses larger calls itself, so a larger
+/// one comes from something other than our script: the target is closed.
+pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
+/// The longest a page may take to load or a script to settle: a hang guard only.
+pub const PAGE_GUARD: Duration = Duration::from_secs(60);
+
+/// What went wrong in the bridge (operator-facing).
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    /// Chromium or the protocol failed.
+    #[error(transparent)]
+    DevTools(#[from] DevToolsError),
+    /// The COS host (and its sandboxed storage service) failed to start.
+    #[error("the storage service did not start: {0}")]
+    Host(String),
+    /// An operating-system error.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// A page script threw or rejected.
+    #[error("script error: {0}")]
+    Script(String),
+    /// A hang guard expired.
+    #[error("gave up waiting for {0}")]
+    Timeout(String),
+}
+
+/// How to start the bridge.
+#[derive(Debug, Clone)]
+pub struct BridgeConfig {
+    /// The executable that runs the storage service when started with `--type=storage-service`
+    /// (its `main` calls [`crate::run_child_process`] first).
+    pub service_program: PathBuf,
+    /// Extra Chromium flags (`--host-resolver-rules=...`, `--ignore-certificate-errors`).
+    pub chromium_args: Vec<String>,
+    /// The COS profile; a temporary one when `None`.
+    pub profile_dir: Option<PathBuf>,
+    /// Run the storage service sandboxed (always, except under a debugger).
+    pub sandbox: bool,
+}
+
+impl BridgeConfig {
+    /// A sandboxed service run by `service_program`, a temporary profile, no extra flags.
+    pub fn new(service_program: PathBuf) -> Self {
+        Self { service_program, chromium_args: Vec::new(), profile_dir: None, sandbox: true }
+    }
+}
+
+pub(crate) struct Shared {
+    client: Client,
+    host: CosHost,
+    data: DataServer,
+    binding: String,
+    script: String,
+    reply: String,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Per session, the site of its top-level document (the page's main frame).
+    top_sites: Mutex<HashMap<String, Site>>,
+    contexts: Mutex<HashMap<(String, i64), Arc<ContextState>>>,
+    next_frame: AtomicU64,
+    next_renderer: AtomicU64,
+    closed_for_misbehaviour: AtomicU64,
+}
+
+/// Headless Chromium, the COS host with its sandboxed storage service, and the bridge between.
+pub struct Bridge {
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Runtime,
+    _chromium: ChromiumProcess,
+    _profile: Option<tempfile::TempDir>,
+}
+
+fn random_name(prefix: &str) -> String {
+    let mut bytes = [0u8; 12];
+    rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()).expect("getrandom");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
+}
+
+/// `{name, message}` of an error, as the injected script rebuilds it.
+pub(crate) fn error_json(error: &CosError) -> Value {
+    json!({ "name": error.name(), "message": error.message() })
+}
+
+impl Bridge {
+    /// Starts the storage service, Chromium and the bridge.
+    pub fn start(config: BridgeConfig) -> Result<Self, BridgeError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cos-bridge")
+            .enable_all()
+            .build()?;
+        let (profile_dir, temporary) = match &config.profile_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                (dir.clone(), None)
+            }
+            None => {
+                let dir = tempfile::Builder::new().prefix("cos-bridge-").tempdir()?;
+                (dir.path().to_path_buf(), Some(dir))
+            }
+        };
+        let mut service = ServiceProcessConfig::new(profile_dir.to_string_lossy());
+        service.sandbox = config.sandbox;
+        let mut launch = LaunchOptions::new("storage-service");
+        launch.program = config.service_program.clone();
+        let host = CosHost::start(HostConfig { launch: ServiceLaunch::Process(launch), service })
+            .map_err(|e| BridgeError::Host(e.to_string()))?;
+        let mut chromium = ChromiumProcess::launch(&config.chromium_args)?;
+        let client = Client::connect(&mut chromium)?;
+        let data = runtime.block_on(DataServer::start())?;
+        let binding = random_name("__cos_");
+        let reply = random_name("__cos_reply_");
+        let script = INJECT_JS
+            .replace("__COS_BINDING__", &Value::String(binding.clone()).to_string())
+            .replace("__COS_REPLY__", &Value::String(reply.clone()).to_string());
+        let shared = Arc::new(Shared {
+            client: client.clone(),
+            host,
+            data,
+            binding,
+            script,
+            reply,
+            sessions: Mutex::new(HashMap::new()),
+            top_sites: Mutex::new(HashMap::new()),
+            contexts: Mutex::new(HashMap::new()),
+            next_frame: AtomicU64::new(1),
+            next_renderer: AtomicU64::new(1),
+            closed_for_misbehaviour: AtomicU64::new(0),
+        });
+        let events = client.subscribe();
+        runtime.spawn(event_loop(shared.clone(), events));
+        runtime.block_on(async {
+            // Local Network Access: without it, loopback fetches from public pages are dropped.
+            let granted = client
+                .send("Browser.grantPermissions", json!({ "permissions": ["loopbackNetwork"] }), None)
+                .await;
+            if let Err(error) = granted {
+                tracing::info!(%error, "loopbackNetwork permission not granted; relying on the feature flag");
+            }
+            client
+                .send(
+                    "Target.setAutoAttach",
+                    json!({ "autoAttach": true, "flatten": true, "waitForDebuggerOnStart": true }),
+                    None,
+                )
+                .await
+        })?;
+        Ok(Self { shared, runtime, _chromium: chromium, _profile: temporary })
+    }
+
+    /// The COS host (clear site data, inspection, ...).
+    pub fn host(&self) -> &CosHost {
+        &self.shared.host
+    }
+
+    /// The capability-URL server (per-origin byte counters).
+    pub fn data_server(&self) -> &DataServer {
+        &self.shared.data
+    }
+
+    /// Bytes pages of `origin` (serialised, e.g. `https://a.example`) read from COS.
+    pub fn bytes_served_from_cos(&self, origin: &str) -> u64 {
+        self.shared.data.bytes_served_to(origin)
+    }
+
+    /// The DevTools client (for tests that play a compromised renderer).
+    pub fn client(&self) -> &Client {
+        &self.shared.client
+    }
+
+    /// The binding's name (for tests that play a compromised renderer).
+    pub fn binding_name(&self) -> &str {
+        &self.shared.binding
+    }
+
+    /// Targets closed because they sent what only a compromised renderer sends.
+    pub fn targets_closed_for_misbehaviour(&self) -> u64 {
+        self.shared.closed_for_misbehaviour.load(Ordering::SeqCst)
+    }
+
+    /// Runs `future` on the bridge's runtime (not from inside it).
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// Opens `url` in a fresh tab and waits for its load event.
+    pub fn open(&self, url: &str) -> Result<Tab, BridgeError> {
+        let shared = self.shared.clone();
+        let handle = self.runtime.handle().clone();
+        self.runtime.block_on(async move {
+            let created = shared.client.send("Target.createTarget", json!({ "url": "about:blank" }), None).await?;
+            let target_id = created["targetId"].as_str().unwrap_or_default().to_owned();
+            let session = tokio::time::timeout(PAGE_GUARD, async {
+                loop {
+                    let found = shared
+                        .sessions
+                        .lock()
+                        .iter()
+                        .find(|(_, s)| s.target_id == target_id && *s.ready.borrow())
+                        .map(|(id, _)| id.clone());
+                    if let Some(id) = found {
+                        return id;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .map_err(|_| BridgeError::Timeout(format!("the new tab for {url}")))?;
+            let tab = Tab { shared: shared.clone(), handle, session, target_id, events: Mutex::new(shared.client.subscribe()) };
+            tab.navigate_async(url).await?;
+            Ok(tab)
+        })
+    }
+}
+
+/// A tab: a page target and its session.
+pub struct Tab {
+    shared: Arc<Shared>,
+    handle: tokio::runtime::Handle,
+    session: String,
+    target_id: String,
+    events: Mutex<mpsc::UnboundedReceiver<Arc<Event>>>,
+}
+
+impl Tab {
+    /// The DevTools session id.
+    pub fn session_id(&self) -> &str {
+        &self.session
+    }
+
+    /// The target id.
+    pub fn target_id(&self) -> &str {
+        &self.target_id
+    }
+
+    async fn navigate_async(&self, url: &str) -> Result<(), BridgeError> {
+        let session = Some(self.session.as_str());
+        let navigated = self.shared.client.send("Page.navigate", json!({ "url": url }), session).await?;
+        if let Some(error) = navigated.get("errorText").and_then(Value::as_str) {
+            return Err(BridgeError::Script(format!("navigating to {url}: {error}")));
+        }
+        self.next_event(|event| event.method == "Page.loadEventFired", "the page's load event").await.map(|_| ())
+    }
+
+    async fn next_event(&self, matches: impl Fn(&Event) -> bool, what: &str) -> Result<Arc<Event>, BridgeError> {
+        let wait = async {
+            let mut events = self.events.lock();
+            while let Some(event) = events.recv().await {
+                if event.session_id.as_deref() == Some(self.session.as_str()) && matches(&event) {
+                    return Some(event);
+                }
+            }
+            None
+        };
+        #[allow(clippy::await_holding_lock)]
+        match tokio::time::timeout(PAGE_GUARD, wait).await {
+            Ok(Some(event)) => Ok(event),
+            Ok(None) => Err(BridgeError::DevTools(DevToolsError::Died { stderr_tail: String::new() })),
+            Err(_) => Err(BridgeError::Timeout(what.to_owned())),
+        }
+    }
+
+    /// Navigates the tab to `url` and waits for its load event.
+    pub fn navigate(&self, url: &str) -> Result<(), BridgeError> {
+        self.handle.block_on(self.navigate_async(url))
+    }
+
+    /// Evaluates `expression` in the page's main world (awaiting a promise) and returns its
+    /// value as JSON; an exception or rejection is [`BridgeError::Script`].
+    pub fn evaluate(&self, expression: &str) -> Result<Value, BridgeError> {
+        self.handle.block_on(self.evaluate_async(expression))
+    }
+
+    /// [`evaluate`](Self::evaluate), for async callers.
+    pub async fn evaluate_async(&self, expression: &str) -> Result<Value, BridgeError> {
+        let params = json!({ "expression": expression, "awaitPromise": true, "returnByValue": true });
+        let result = self.shared.client.send("Runtime.evaluate", params, Some(&self.session)).await?;
+        if let Some(details) = result.get("exceptionDetails") {
+            let text = details["exception"]["description"]
+                .as_str()
+                .or_else(|| details["text"].as_str())
+                .unwrap_or("exception")
+                .to_owned();
+            return Err(BridgeError::Script(text));
+        }
+        Ok(result["result"]["value"].clone())
+    }
+
+    /// Waits for a `console` message of this tab's page whose text satisfies `matches`.
+    pub fn wait_for_console(&self, matches: impl Fn(&str) -> bool) -> Result<String, BridgeError> {
+        self.handle.block_on(async {
+            let event = self
+                .next_event(
+                    |event| event.method == "Runtime.consoleAPICalled" && matches(&console_text(&event.params)),
+                    "a console message",
+                )
+                .await?;
+            Ok(console_text(&event.params))
+        })
+    }
+
+    /// Closes the tab.
+    pub fn close(self) -> Result<(), BridgeError> {
+        let client = self.shared.client.clone();
+        let target = self.target_id.clone();
+        self.handle.block_on(async move { client.send("Target.closeTarget", json!({ "targetId": target }), None).await })?;
+        Ok(())
+    }
+}
+
+/// The text of a `Runtime.consoleAPICalled` event: its arguments joined by spaces.
+pub fn console_text(params: &Value) -> String {
+    params["args"]
+        .as_array()
+        .map(|args| {
+            args.iter()
+                .map(|arg| match arg.get("value") {
+                    Some(Value::String(text)) => text.clone(),
+                    Some(other) => other.to_string(),
+                    None => arg["description"].as_str().unwrap_or("").to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+async fn event_loop(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Arc<Event>>) {
+    while let Some(event) = events.recv().await {
+        match event.method.as_str() {
+            "Target.attachedToTarget" => shared.attached(&event),
+            "Target.detachedFromTarget" => shared.detached(&event),
+            "Runtime.executionContextCreated" => shared.context_created(&event),
+            "Runtime.executionContextDestroyed" => {
+                if let (Some(session), Some(id)) = (&event.session_id, event.params["executionContextId"].as_i64()) {
+                    shared.remove_context(session, id);
+                }
+            }
+            "Runtime.executionContextsCleared" => {
+                if let Some(session) = &event.session_id {
+                    shared.remove_contexts(|(s, _)| s == session);
+                }
+            }
+            "Runtime.bindingCalled" => shared.binding_called(&event),
+            "Network.responseReceived" => shared.response_received(&event),
+            _ => {}
+        }
+    }
+}
+
+impl Shared {
+    fn session(&self, id: &str) -> Option<Arc<Session>> {
+        self.sessions.lock().get(id).cloned()
+    }
+
+    /// The page target a session belongs to (what is closed when it misbehaves).
+    fn page_target(&self, session: &str) -> Option<String> {
+        let mut current = self.session(session)?;
+        while current.kind != TargetKind::Page {
+            current = self.session(current.parent.as_deref()?)?;
+        }
+        Some(current.target_id.clone())
+    }
+
+    fn top_site(&self, session: &str) -> Option<Site> {
+        let mut current = session.to_owned();
+        loop {
+            if let Some(site) = self.top_sites.lock().get(&current) {
+                return Some(site.clone());
+            }
+            current = self.session(&current)?.parent.clone()?;
+        }
+    }
+
+    fn close_for_misbehaviour(&self, session: &str, why: &str) {
+        tracing::warn!(session, why, "closing a target that sent what only a compromised renderer sends");
+        self.closed_for_misbehaviour.fetch_add(1, Ordering::SeqCst);
+        if let Some(target) = self.page_target(session) {
+            self.client.send_detached("Target.closeTarget", json!({ "targetId": target }), None);
+        }
+    }
+
+    fn attached(self: &Arc<Self>, event: &Event) {
+        let Some(session_id) = event.params["sessionId"].as_str().map(str::to_owned) else { return };
+        let info = &event.params["targetInfo"];
+        let kind = TargetKind::of(info["type"].as_str().unwrap_or(""));
+        let target_id = info["targetId"].as_str().unwrap_or_default().to_owned();
+        if kind == TargetKind::Other {
+            self.client.send_detached("Runtime.runIfWaitingForDebugger", json!({}), Some(&session_id));
+            return;
+        }
+        let Ok((browser_end, renderer_end)) = Endpoint::pair() else { return };
+        let Ok(connection) = RendererConnection::new(renderer_end) else { return };
+        let renderer = RendererId(self.next_renderer.fetch_add(1, Ordering::Relaxed));
+        let weak = Arc::downgrade(self);
+        let culprit = session_id.clone();
+        self.host.register_renderer(renderer, browser_end, move || {
+            if let Some(shared) = weak.upgrade() {
+                shared.close_for_misbehaviour(&culprit, "the broker reported a bad message");
+            }
+        });
+        let session = Arc::new(Session {
+            target_id,
+            kind,
+            parent: event.session_id.clone(),
+            renderer,
+            connection,
+            url: Mutex::new(info["url"].as_str().unwrap_or_default().to_owned()),
+            headers: Mutex::new(HashMap::new()),
+            ready: tokio::sync::watch::channel(false).0,
+        });
+        self.sessions.lock().insert(session_id.clone(), session.clone());
+        let shared = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = shared.set_up(&session_id, &session).await {
+                tracing::debug!(%error, session_id, "target set-up failed (it may have gone away)");
+            }
+            session.ready.send_replace(true);
+        });
+    }
+
+    async fn set_up(&self, session_id: &str, session: &Session) -> Result<(), DevToolsError> {
+        let s = Some(session_id);
+        let client = &self.client;
+        if session.kind != TargetKind::ServiceWorker {
+            client
+                .send(
+                    "Target.setAutoAttach",
+                    json!({ "autoAttach": true, "flatten": true, "waitForDebuggerOnStart": true }),
+                    s,
+                )
+                .await?;
+        }
+        client.send("Runtime.addBinding", json!({ "name": self.binding }), s).await?;
+        if session.kind.is_frame() {
+            client.send("Page.enable", json!({}), s).await?;
+            client.send("Network.enable", json!({}), s).await?;
+            client
+                .send(
+                    "Page.addScriptToEvaluateOnNewDocument",
+                    json!({ "source": self.script, "runImmediately": true }),
+                    s,
+                )
+                .await?;
+        }
+        client.send("Runtime.enable", json!({}), s).await?;
+        if !session.kind.is_frame() {
+            client.send("Runtime.evaluate", json!({ "expression": self.script }), s).await?;
+        }
+        client.send("Runtime.runIfWaitingForDebugger", json!({}), s).await?;
+        Ok(())
+    }
+
+    fn detached(&self, event: &Event) {
+        let Some(session) = event.params["sessionId"].as_str() else { return };
+        self.sessions.lock().remove(session);
+        self.top_sites.lock().remove(session);
+        self.remove_contexts(|(s, _)| s == session);
+    }
+
+    fn response_received(&self, event: &Event) {
+        if event.params["type"].as_str() != Some("Document") {
+            return;
+        }
+        let (Some(session), Some(frame)) = (&event.session_id, event.params["frameId"].as_str()) else { return };
+        let Some(session) = self.session(session) else { return };
+        let headers = &event.params["response"]["headers"];
+        let header = |name: &str| {
+            headers.as_object().and_then(|map| {
+                map.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.as_str().map(str::to_owned))
+            })
+        };
+        let record = DocumentHeaders {
+            permissions_policy: header("Permissions-Policy"),
+            allow_origin: header("Cross-Origin-Storage-Allow-Origin"),
+        };
+        session.headers.lock().insert(frame.to_owned(), record);
+    }
+
+    fn context_created(&self, event: &Event) {
+        let Some(session_id) = &event.session_id else { return };
+        let Some(session) = self.session(session_id) else { return };
+        let context = &event.params["context"];
+        let Some(context_id) = context["id"].as_i64() else { return };
+        let aux = &context["auxData"];
+        if session.kind.is_frame() && aux["isDefault"].as_bool() != Some(true) {
+            // Isolated worlds are not the page's script.
+            return;
+        }
+        let reported = context["origin"].as_str().unwrap_or("");
+        let origin_source = if reported.is_empty() && !session.kind.is_frame() {
+            session.url.lock().clone()
+        } else {
+            reported.to_owned()
+        };
+        let origin = tuple_origin(&origin_source);
+        let frame_id = aux["frameId"].as_str().unwrap_or("").to_owned();
+        let main_frame = session.kind == TargetKind::Page && frame_id == session.target_id;
+        if main_frame {
+            match &origin {
+                Some(origin) => {
+                    self.top_sites.lock().insert(session_id.clone(), Site::of(origin));
+                }
+                None => {
+                    self.top_sites.lock().remove(session_id);
+                }
+            }
+        }
+        let top_level_site = self.top_site(session_id);
+        let headers = session.headers.lock().get(&frame_id).cloned().unwrap_or_default();
+        let kind = match session.kind {
+            TargetKind::Worker => ContextKind::DedicatedWorker,
+            TargetKind::SharedWorker => ContextKind::SharedWorker,
+            TargetKind::ServiceWorker => ContextKind::ServiceWorker,
+            _ => ContextKind::Window,
+        };
+        let policy_allows = match (&origin, session.kind.is_frame()) {
+            (Some(origin), true) if main_frame => {
+                permissions_policy::is_enabled(Some(origin), headers.permissions_policy.as_deref(), None)
+            }
+            (Some(origin), true) => {
+                // A child frame: its container is the top document here; the `allow` attribute
+                // of its owner element is not read yet, so the default allowlist (`self`) rules.
+                let parent = self.main_origin(session_id);
+                let container = permissions_policy::Container {
+                    parent_origin: parent.as_ref(),
+                    parent_allows: true,
+                    allow_attribute: None,
+                };
+                permissions_policy::is_enabled(Some(origin), headers.permissions_policy.as_deref(), Some(container))
+            }
+            // Workers inherit their owner's policy; the owner could call already.
+            (Some(_), false) => true,
+            (None, _) => false,
+        };
+        let frame = FrameId(self.next_frame.fetch_add(1, Ordering::Relaxed));
+        let mut info = FrameInfo::top_level(
+            session.renderer,
+            origin.clone().unwrap_or_else(|| cos_common::Origin::from_url("https://opaque.invalid").expect("valid")),
+        );
+        info.origin = origin.clone().map_or(FrameOrigin::Opaque, FrameOrigin::Tuple);
+        info.top_level_site = top_level_site;
+        info.kind = kind;
+        info.cos_allowed = policy_allows;
+        info.allow_origin_ceiling = AllowOriginCeiling::from_header(headers.allow_origin.as_deref());
+        info.partition = Partition::Regular;
+        info.url = None;
+        self.host.frames().insert(frame, info);
+        let script_context = ScriptContext {
+            frame,
+            secure_context: origin.as_ref().is_some_and(is_secure),
+            policy_allows,
+            service_worker: kind == ContextKind::ServiceWorker,
+            opaque_origin: origin.is_none(),
+        };
+        let manager = CrossOriginStorageManager::new(session.connection.clone(), script_context);
+        let state = Arc::new(ContextState {
+            session: session_id.clone(),
+            context_id,
+            frame,
+            origin_text: origin.as_ref().map_or_else(|| "null".to_owned(), ToString::to_string),
+            origin,
+            manager,
+            objects: Mutex::new(Objects::default()),
+            resolver: tokio::sync::OnceCell::new(),
+            frames: self.host.frames().clone(),
+            data: self.data.clone(),
+        });
+        if let Some(old) = self.contexts.lock().insert((session_id.clone(), context_id), state) {
+            old.clear();
+        }
+    }
+
+    fn main_origin(&self, session: &str) -> Option<cos_common::Origin> {
+        let contexts = self.contexts.lock();
+        let target = self.session(session)?.target_id.clone();
+        // The page's main frame context: the first (lowest frame id) in this session.
+        contexts
+            .values()
+            .filter(|c| c.session == session)
+            .min_by_key(|c| c.frame.0)
+            .and_then(|c| c.origin.clone())
+            .filter(|_| !target.is_empty())
+    }
+
+    fn remove_context(&self, session: &str, id: i64) {
+        let removed = self.contexts.lock().remove(&(session.to_owned(), id));
+        if let Some(context) = removed {
+            context.clear();
+        }
+    }
+
+    fn remove_contexts(&self, matches: impl Fn(&(String, i64)) -> bool) {
+        let removed: Vec<_> = {
+            let mut contexts = self.contexts.lock();
+            let keys: Vec<_> = contexts.keys().filter(|k| matches(k)).cloned().collect();
+            keys.into_iter().filter_map(|k| contexts.remove(&k)).collect()
+        };
+        for context in removed {
+            context.clear();
+        }
+    }
+
+    fn binding_called(self: &Arc<Self>, event: &Event) {
+        if event.params["name"].as_str() != Some(self.binding.as_str()) {
+            return;
+        }
+        let Some(session) = event.session_id.clone() else { return };
+        let payload = event.params["payload"].as_str().unwrap_or("");
+        if payload.len() > MAX_PAYLOAD_BYTES {
+            return self.close_for_misbehaviour(&session, "oversized binding payload");
+        }
+        let Some((id, body)) = payload.split_once(':') else {
+            return self.close_for_misbehaviour(&session, "binding payload without a call id");
+        };
+        let Ok(id) = id.parse::<u64>() else {
+            return self.close_for_misbehaviour(&session, "binding payload with a bad call id");
+        };
+        let Some(context_id) = event.params["executionContextId"].as_i64() else { return };
+        let Some(context) = self.contexts.lock().get(&(session.clone(), context_id)).cloned() else {
+            // The context is gone (navigated away): nobody is waiting for the answer.
+            return;
+        };
+        let call = serde_json::from_str::<calls::Call>(body);
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let outcome = match call {
+                Ok(call) => calls::run(context.clone(), call).await.map_err(|e| error_json(&e)),
+                Err(error) => {
+                    tracing::debug!(%error, "undecodable COS call refused");
+                    Err(json!({ "name": "TypeError", "message": "The arguments could not be converted." }))
+                }
+            };
+            if id != 0 {
+                shared.reply(&context, id, outcome).await;
+            }
+        });
+    }
+
+    async fn reply(&self, context: &ContextState, id: u64, outcome: Result<Value, Value>) {
+        let session = Some(context.session.as_str());
+        let resolver = context
+            .resolver
+            .get_or_try_init(|| async {
+                // Taken off the global once: page script cannot reach it afterwards.
+                let expression =
+                    format!("(() => {{ const f = globalThis[{0}]; delete globalThis[{0}]; return f; }})()", json!(self.reply));
+                let result = self
+                    .client
+                    .send("Runtime.evaluate", json!({ "expression": expression, "contextId": context.context_id }), session)
+                    .await?;
+                result["result"]["objectId"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| DevToolsError::Command { method: "Runtime.evaluate".into(), message: "no resolver".into() })
+            })
+            .await;
+        let Ok(resolver) = resolver else { return };
+        let (ok, value) = match outcome {
+            Ok(value) => (true, value),
+            Err(error) => (false, error),
+        };
+        let params = json!({
+            "functionDeclaration": "function (id, ok, value) { this(id, ok, value); }",
+            "objectId": resolver,
+            "arguments": [{ "value": id }, { "value": ok }, { "value": value }],
+        });
+        if let Err(error) = self.client.send("Runtime.callFunctionOn", params, session).await {
+            tracing::debug!(%error, "a reply found its context gone");
+        }
+    }
+}

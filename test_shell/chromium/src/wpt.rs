@@ -1,0 +1,303 @@
+//! WPT `.any.js` files in Chromium: as a window (an HTML page including the scripts) and as a
+//! dedicated worker (`importScripts` of them, results posted back), pages served by the
+//! loopback hub at the origin asked for.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cos_test_hub::Hub;
+
+use crate::bridge::{Bridge, BridgeConfig, BridgeError};
+
+/// Our harness, used for `/resources/testharness.js` when no WPT root is given.
+const SHELL_TESTHARNESS: &str = include_str!("../../js/testharness.js");
+
+/// Per-test timeout handed to the harness (milliseconds).
+const TEST_TIMEOUT_MS: u64 = 10_000;
+
+/// What went wrong running a file (operator-facing).
+#[derive(Debug, thiserror::Error)]
+pub enum WptError {
+    /// The bridge or Chromium failed.
+    #[error(transparent)]
+    Bridge(#[from] BridgeError),
+    /// A file could not be read.
+    #[error("cannot read {path}: {error}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The origin is not usable.
+    #[error("unusable --origin {0}: {1}")]
+    Origin(String, &'static str),
+    /// The page did not report results.
+    #[error("the {0} variant reported no results: {1}")]
+    NoResults(&'static str, String),
+}
+
+/// Where a file runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WptVariant {
+    /// An HTML page.
+    Window,
+    /// A dedicated worker of such a page.
+    Worker,
+}
+
+impl WptVariant {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Window => "window",
+            Self::Worker => "worker",
+        }
+    }
+}
+
+/// One test's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WptResult {
+    /// The test's name (worker results end with ` [worker]`).
+    pub name: String,
+    /// `PASS`, `FAIL`, `TIMEOUT` or `NOTRUN`.
+    pub status: String,
+    /// The failure message.
+    pub message: Option<String>,
+}
+
+/// Prints results as `test_shell wpt` does (`PASS name` / `FAIL name: message` /
+/// `TIMEOUT name`, then `N passed, N failed`); returns whether the run counts as a success
+/// (at least one test ran and none failed).
+pub fn report(results: &[WptResult], out: &mut impl std::io::Write) -> std::io::Result<bool> {
+    let mut failed = 0;
+    for result in results {
+        match result.status.as_str() {
+            "PASS" => writeln!(out, "PASS {}", result.name)?,
+            "TIMEOUT" => {
+                failed += 1;
+                writeln!(out, "TIMEOUT {}", result.name)?;
+            }
+            _ => {
+                failed += 1;
+                writeln!(out, "FAIL {}: {}", result.name, result.message.as_deref().unwrap_or(""))?;
+            }
+        }
+    }
+    writeln!(out, "{} passed, {failed} failed", results.len() - failed)?;
+    Ok(!results.is_empty() && failed == 0)
+}
+
+/// A hub and a bridge whose Chromium resolves the given names to the hub, reused across files.
+pub struct WptRunner {
+    hub: Hub,
+    bridge: Bridge,
+    next: AtomicU64,
+}
+
+impl WptRunner {
+    /// Starts the hub, then Chromium and the bridge with `hosts` mapped to the hub.
+    pub fn start(service_program: PathBuf, hosts: &[&str], extra_args: &[String]) -> Result<Self, WptError> {
+        let hub = Hub::start().map_err(|e| WptError::Bridge(BridgeError::Io(e)))?;
+        let port = hub.base_url().rsplit(':').next().unwrap_or("0").to_owned();
+        let mut config = BridgeConfig::new(service_program);
+        let rules: Vec<String> = hosts.iter().map(|host| format!("MAP {host} 127.0.0.1:{port}")).collect();
+        if !rules.is_empty() {
+            config.chromium_args.push(format!("--host-resolver-rules={}", rules.join(", ")));
+        }
+        config.chromium_args.extend(extra_args.iter().cloned());
+        let bridge = Bridge::start(config)?;
+        Ok(Self { hub, bridge, next: AtomicU64::new(1) })
+    }
+
+    /// The bridge (for tests that also drive pages of their own).
+    pub fn bridge(&self) -> &Bridge {
+        &self.bridge
+    }
+
+    /// The hub serving the pages.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// The page origin to use for `origin`: `http://localhost/` gets the hub's port (loopback
+    /// names are not remapped); other names are mapped by the resolver rules.
+    pub fn page_base(&self, origin: &str) -> Result<String, WptError> {
+        let url = url::Url::parse(origin).map_err(|_| WptError::Origin(origin.to_owned(), "not a URL"))?;
+        let host = url.host_str().ok_or_else(|| WptError::Origin(origin.to_owned(), "no host"))?;
+        match url.scheme() {
+            "http" if host == "localhost" || host.ends_with(".localhost") => {
+                let port = self.hub.base_url().rsplit(':').next().unwrap_or("0").to_owned();
+                Ok(format!("http://{host}:{port}"))
+            }
+            "http" => Ok(format!("http://{host}")),
+            _ => Err(WptError::Origin(
+                origin.to_owned(),
+                "https origins need the hub's TLS; use an http name or http://localhost/",
+            )),
+        }
+    }
+
+    /// Runs `file` at `origin` in each of `variants` (restricted by its `// META: global=`).
+    pub fn run(
+        &self,
+        file: &Path,
+        origin: &str,
+        wpt_root: Option<&Path>,
+        variants: &[WptVariant],
+    ) -> Result<Vec<WptResult>, WptError> {
+        let source = read(file)?;
+        let base = self.page_base(origin)?;
+        let prefix = format!("/wpt-{}", self.next.fetch_add(1, Ordering::Relaxed));
+        // Scripts, in order: the harness, the glue, the includes, the file.
+        let mut scripts = Vec::new();
+        let harness = match wpt_root {
+            Some(root) => read(&root.join("resources/testharness.js"))?,
+            None => SHELL_TESTHARNESS.to_owned(),
+        };
+        scripts.push(("testharness.js".to_owned(), harness));
+        scripts.push(("glue.js".to_owned(), GLUE_JS.replace("__TIMEOUT__", &TEST_TIMEOUT_MS.to_string())));
+        for (index, include) in meta(&source, "script").into_iter().enumerate() {
+            if include == "/resources/testharness.js" {
+                continue;
+            }
+            let path = match (include.strip_prefix('/'), wpt_root) {
+                (Some(absolute), Some(root)) => root.join(absolute),
+                (Some(absolute), None) => file.parent().unwrap_or(Path::new(".")).join(absolute),
+                (None, _) => file.parent().unwrap_or(Path::new(".")).join(&include),
+            };
+            scripts.push((format!("include{index}.js"), read(&path)?));
+        }
+        scripts.push(("test.js".to_owned(), source.clone()));
+        let urls: Vec<String> = scripts
+            .into_iter()
+            .map(|(name, text)| {
+                let path = format!("{prefix}/{name}");
+                self.hub.add(&path, text.into_bytes());
+                path
+            })
+            .collect();
+        let globals = meta(&source, "global");
+        let wanted = |variant: WptVariant| {
+            globals.is_empty()
+                || globals.iter().flat_map(|g| g.split(',')).any(|g| match (g.trim(), variant) {
+                    ("window", WptVariant::Window) => true,
+                    ("worker" | "dedicatedworker", WptVariant::Worker) => true,
+                    _ => false,
+                })
+        };
+        let mut results = Vec::new();
+        for &variant in variants.iter().filter(|v| wanted(**v)) {
+            let page = match variant {
+                WptVariant::Window => {
+                    let tags: String = urls.iter().map(|u| format!("<script src=\"{u}\"></script>\n")).collect();
+                    format!("<!doctype html>\n<meta charset=utf-8>\n<title>wpt</title>\n{tags}")
+                }
+                WptVariant::Worker => {
+                    let list = serde_json::to_string(&urls).expect("strings serialise");
+                    let worker = format!(
+                        "importScripts(...{list});\nif (typeof done === 'function') done();\n\
+                         globalThis.__wptResults.then((results) => postMessage(results));\n"
+                    );
+                    self.hub.add(&format!("{prefix}/worker.js"), worker.into_bytes());
+                    format!(
+                        "<!doctype html>\n<meta charset=utf-8>\n<title>wpt worker</title>\n<script>\n\
+                         globalThis.__wptResults = new Promise((resolve) => {{\n\
+                           const worker = new Worker('{prefix}/worker.js');\n\
+                           worker.onmessage = (event) => resolve(event.data);\n\
+                           worker.onerror = (event) => resolve([{{ name: 'worker', status: 'FAIL', message: String(event.message) }}]);\n\
+                         }});\n</script>\n"
+                    )
+                }
+            };
+            let page_path = format!("{prefix}/{}.html", variant.name());
+            self.hub.add(&page_path, page.into_bytes());
+            let tab = self.bridge.open(&format!("{base}{page_path}"))?;
+            let outcome = tab.evaluate("globalThis.__wptResults");
+            let _ = tab.close();
+            let value = outcome.map_err(|e| WptError::NoResults(variant.name(), e.to_string()))?;
+            let Some(list) = value.as_array() else {
+                return Err(WptError::NoResults(variant.name(), format!("got {value}")));
+            };
+            for item in list {
+                let name = item["name"].as_str().unwrap_or("").to_owned();
+                results.push(WptResult {
+                    name: if variant == WptVariant::Worker { format!("{name} [worker]") } else { name },
+                    status: item["status"].as_str().unwrap_or("FAIL").to_owned(),
+                    message: item["message"].as_str().map(str::to_owned),
+                });
+            }
+        }
+        Ok(results)
+    }
+}
+
+/// Runs one file in a Chromium of its own: starts the hub, the bridge (its storage service run
+/// by `service_program`) and Chromium, then [`WptRunner::run`].
+pub fn run_wpt(
+    service_program: PathBuf,
+    file: &Path,
+    origin: &str,
+    wpt_root: Option<&Path>,
+    variants: &[WptVariant],
+) -> Result<Vec<WptResult>, WptError> {
+    let host = url::Url::parse(origin)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .ok_or_else(|| WptError::Origin(origin.to_owned(), "not a URL with a host"))?;
+    let runner = WptRunner::start(service_program, &[host.as_str()], &[])?;
+    runner.run(file, origin, wpt_root, variants)
+}
+
+/// Collects results through the harness's callbacks, for our harness and WPT's alike (numeric
+/// statuses are WPT's).
+const GLUE_JS: &str = r#"
+globalThis.__testharness_timeout_ms = __TIMEOUT__;
+globalThis.__wptResults = new Promise((resolve) => {
+  const names = ["PASS", "FAIL", "TIMEOUT", "NOTRUN"];
+  add_completion_callback((tests) => resolve(Array.from(tests, (t) => ({
+    name: String(t.name),
+    status: typeof t.status === "number" ? names[t.status] || "FAIL" : String(t.status),
+    message: t.message === undefined || t.message === null ? null : String(t.message),
+  }))));
+});
+"#;
+
+fn read(path: &Path) -> Result<String, WptError> {
+    std::fs::read_to_string(path).map_err(|error| WptError::Read { path: path.to_path_buf(), error })
+}
+
+/// The values of `// META: key=value` lines at the top of a file.
+fn meta(source: &str, key: &str) -> Vec<String> {
+    let prefix = format!("// META: {key}=");
+    source
+        .lines()
+        .take_while(|line| line.starts_with("//") || line.trim().is_empty())
+        .filter_map(|line| line.strip_prefix(prefix.as_str()))
+        .map(|value| value.trim().to_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_lines() {
+        let source = "// META: script=a.js\n// META: global=window,worker\n// META: script=/b.js\ncode();\n// META: script=no.js";
+        assert_eq!(meta(source, "script"), ["a.js", "/b.js"]);
+        assert_eq!(meta(source, "global"), ["window,worker"]);
+    }
+
+    #[test]
+    fn report_matches_the_shell() {
+        let results = vec![
+            WptResult { name: "a".into(), status: "PASS".into(), message: None },
+            WptResult { name: "b".into(), status: "FAIL".into(), message: Some("why".into()) },
+        ];
+        let mut out = Vec::new();
+        assert!(!report(&results, &mut out).unwrap());
+        assert_eq!(String::from_utf8(out).unwrap(), "PASS a\nFAIL b: why\n1 passed, 1 failed\n");
+        assert!(!report(&[], &mut Vec::new()).unwrap(), "no test ran is a failure");
+    }
+}
