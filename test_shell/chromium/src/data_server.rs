@@ -168,6 +168,7 @@ impl DataServer {
         let size = file.size();
         let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
         let state = self.state.clone();
+        let allowed = origin.clone();
         tokio::task::spawn_blocking(move || {
             let mut sent = 0u64;
             let mut gone = false;
@@ -189,7 +190,7 @@ impl DataServer {
         });
         let mut response = Response::new(DataBody::Stream(receiver));
         response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-        response
+        with_cors(response, &allowed)
     }
 
     async fn serve_write(&self, request: Request<Incoming>, writer: WriterSlot, origin: String) -> Response<DataBody> {

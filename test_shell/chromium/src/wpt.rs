@@ -169,14 +169,11 @@ impl WptRunner {
             scripts.push((format!("include{index}.js"), read(&path)?));
         }
         scripts.push(("test.js".to_owned(), source.clone()));
-        let urls: Vec<String> = scripts
-            .into_iter()
-            .map(|(name, text)| {
-                let path = format!("{prefix}/{name}");
-                self.hub.add(&path, text.into_bytes());
-                path
-            })
-            .collect();
+        // One script: our harness starts its queue in a timer when it is evaluated, which in a
+        // browser would fire between separately loaded scripts (before the test registered).
+        let bundle: String = scripts.iter().map(|(name, text)| format!("// ---- {name}\n{text}\n;\n")).collect();
+        let bundle_path = format!("{prefix}/bundle.js");
+        self.hub.add(&bundle_path, bundle.into_bytes());
         let globals = meta(&source, "global");
         let wanted = |variant: WptVariant| {
             globals.is_empty()
@@ -190,13 +187,11 @@ impl WptRunner {
         for &variant in variants.iter().filter(|v| wanted(**v)) {
             let page = match variant {
                 WptVariant::Window => {
-                    let tags: String = urls.iter().map(|u| format!("<script src=\"{u}\"></script>\n")).collect();
-                    format!("<!doctype html>\n<meta charset=utf-8>\n<title>wpt</title>\n{tags}")
+                    format!("<!doctype html>\n<meta charset=utf-8>\n<title>wpt</title>\n<script src=\"{bundle_path}\"></script>\n")
                 }
                 WptVariant::Worker => {
-                    let list = serde_json::to_string(&urls).expect("strings serialise");
                     let worker = format!(
-                        "importScripts(...{list});\nif (typeof done === 'function') done();\n\
+                        "importScripts({bundle_path:?});\nif (typeof done === 'function') done();\n\
                          globalThis.__wptResults.then((results) => postMessage(results));\n"
                     );
                     self.hub.add(&format!("{prefix}/worker.js"), worker.into_bytes());

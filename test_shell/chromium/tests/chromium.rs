@@ -192,8 +192,20 @@ fn mint_read(runner: &WptRunner, tab: &cos_shell_chromium::Tab, hash: &str) -> S
 }
 
 fn probe(runner: &WptRunner) {
+    let _ = runner.run(&wpt_dir().join("getFileHandle-create-and-read.any.js"), "http://localhost/", None, &[]);
+    runner.hub().add("/wpt-1/window.html", b"<!doctype html><script src=/wpt-1/testharness.js></script><script src=/wpt-1/glue.js></script><script src=/wpt-1/include0.js></script><script src=/wpt-1/test.js></script>".to_vec());
+    let t = runner.bridge().open(&format!("{}/wpt-1/window.html", runner.page_base("http://localhost/").unwrap())).unwrap();
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_secs(3));
+        println!("=> {:?}", t.evaluate("JSON.stringify([typeof add_completion_callback, typeof __wptResults, globalThis.__testharness_results])"));
+    }
     let a = page(runner, "localhost", "/probe.html");
+    runner.hub().add("/h.js", std::fs::read(wpt_dir().join("resources/helpers.js")).unwrap());
+    a.evaluate("new Promise(r => { const s = document.createElement('script'); s.src = '/h.js'; s.onload = r; document.head.append(s); })").unwrap();
     for expression in [
+        "(async () => { const bytes = uniqueBytes('x'); await storeBytes(bytes); const h = await navigator.crossOriginStorage.getFileHandle(await hashOf(bytes)); const f = await h.getFile(); return [f.size, bytes.length, f instanceof File]; })().catch(e => 'ERR ' + e)",
+        "(async () => { const bytes = uniqueBytes('y'); const hash = await hashOf(bytes); const handle = await navigator.crossOriginStorage.getFileHandle(hash, { create: true }); try { await handle.getFile(); } catch (e) { return e.name } })().catch(e => 'ERR ' + e)",
+        "(async () => { const bytes = uniqueBytes('z'); const hash = await hashOf(bytes); const handle = await navigator.crossOriginStorage.getFileHandle(hash, { create: true }); const w = await handle.createWritable(); await w.write(bytes); const r = await navigator.crossOriginStorage.getFileHandle(hash).catch(e => e.name); await w.close(); return r; })().catch(e => 'ERR ' + e)",
         "isSecureContext",
         "typeof navigator.crossOriginStorage",
         "location.href",
