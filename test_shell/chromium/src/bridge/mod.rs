@@ -375,6 +375,7 @@ async fn event_loop(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Arc
             }
             "Runtime.bindingCalled" => shared.binding_called(&event),
             "Network.responseReceived" => shared.response_received(&event),
+            "Debugger.paused" => shared.worker_paused(&event),
             _ => {}
         }
     }
@@ -477,10 +478,28 @@ impl Shared {
         }
         client.send("Runtime.enable", json!({}), s).await?;
         if !session.kind.is_frame() {
-            client.send("Runtime.evaluate", json!({ "expression": self.script }), s).await?;
+            // A paused worker's global scope is not set up yet (no `navigator`): stop again
+            // just before its first script runs and inject there (see `worker_paused`).
+            client.send("Debugger.enable", json!({}), s).await?;
+            client
+                .send("Debugger.setInstrumentationBreakpoint", json!({ "instrumentation": "beforeScriptExecution" }), s)
+                .await?;
         }
         client.send("Runtime.runIfWaitingForDebugger", json!({}), s).await?;
         Ok(())
+    }
+
+    fn worker_paused(self: &Arc<Self>, event: &Event) {
+        let Some(session_id) = event.session_id.clone() else { return };
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let s = Some(session_id.as_str());
+            let client = &shared.client;
+            // The script sees the binding only once; a later pause finds nothing to do.
+            let _ = client.send("Runtime.evaluate", json!({ "expression": shared.script }), s).await;
+            let _ = client.send("Debugger.disable", json!({}), s).await;
+            let _ = client.send("Debugger.resume", json!({}), s).await;
+        });
     }
 
     fn detached(&self, event: &Event) {
