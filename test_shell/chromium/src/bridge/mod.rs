@@ -205,6 +205,11 @@ impl Bridge {
         &self.shared.binding
     }
 
+    /// The name of the script's reply function (for tests that play a compromised renderer).
+    pub fn reply_name(&self) -> &str {
+        &self.shared.reply
+    }
+
     /// Targets closed because they sent what only a compromised renderer sends.
     pub fn targets_closed_for_misbehaviour(&self) -> u64 {
         self.shared.closed_for_misbehaviour.load(Ordering::SeqCst)
