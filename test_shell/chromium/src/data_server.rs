@@ -142,9 +142,10 @@ impl DataServer {
         let capability = {
             let mut state = self.state.lock();
             let now = Instant::now();
-            let valid = state.tokens.get(&token).is_some_and(|grant| {
-                grant.origin == origin && grant.expires.is_none_or(|at| at > now)
-            });
+            let valid = state
+                .tokens
+                .get(&token)
+                .is_some_and(|grant| grant.origin == origin && grant.expires.is_none_or(|at| at > now));
             match (valid, request.method()) {
                 (true, &Method::GET) => match state.tokens.get(&token).map(|g| g.capability.clone()) {
                     Some(Capability::Read(_)) => state.tokens.remove(&token).map(|g| g.capability),

@@ -177,17 +177,20 @@ impl WptRunner {
         let globals = meta(&source, "global");
         let wanted = |variant: WptVariant| {
             globals.is_empty()
-                || globals.iter().flat_map(|g| g.split(',')).any(|g| match (g.trim(), variant) {
-                    ("window", WptVariant::Window) => true,
-                    ("worker" | "dedicatedworker", WptVariant::Worker) => true,
-                    _ => false,
+                || globals.iter().flat_map(|g| g.split(',')).any(|g| {
+                    matches!(
+                        (g.trim(), variant),
+                        ("window", WptVariant::Window) | ("worker" | "dedicatedworker", WptVariant::Worker)
+                    )
                 })
         };
         let mut results = Vec::new();
         for &variant in variants.iter().filter(|v| wanted(**v)) {
             let page = match variant {
                 WptVariant::Window => {
-                    format!("<!doctype html>\n<meta charset=utf-8>\n<title>wpt</title>\n<script src=\"{bundle_path}\"></script>\n")
+                    format!(
+                        "<!doctype html>\n<meta charset=utf-8>\n<title>wpt</title>\n<script src=\"{bundle_path}\"></script>\n"
+                    )
                 }
                 WptVariant::Worker => {
                     let worker = format!(

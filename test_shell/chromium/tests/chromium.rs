@@ -32,7 +32,8 @@ fn every_wpt_file_passes_in_windows_and_workers(runner: &WptRunner) {
     assert!(files.len() >= 3, "the conformance files are there");
     let mut failures = Vec::new();
     for file in &files {
-        let origin = if file.ends_with("insecure-context.any.js") { "http://insecure.example/" } else { "http://localhost/" };
+        let origin =
+            if file.ends_with("insecure-context.any.js") { "http://insecure.example/" } else { "http://localhost/" };
         let results = runner
             .run(file, origin, None, &[WptVariant::Window, WptVariant::Worker])
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
@@ -251,6 +252,9 @@ fn oversized_payloads_and_bodies_are_refused(runner: &WptRunner) {
     assert_eq!(bridge.targets_closed_for_misbehaviour(), before + 1, "the target was closed");
 }
 
+/// A test of the shared runner.
+type Test = fn(&WptRunner);
+
 fn main() -> ExitCode {
     if let Some(code) = cos_shell_chromium::run_child_process() {
         return code;
@@ -262,7 +266,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let tests: &[(&str, fn(&WptRunner))] = &[
+    let tests: &[(&str, Test)] = &[
         ("every_wpt_file_passes_in_windows_and_workers", every_wpt_file_passes_in_windows_and_workers),
         ("a_page_cannot_act_as_another_origin", a_page_cannot_act_as_another_origin),
         ("a_capability_is_single_use_and_bound_to_its_origin", a_capability_is_single_use_and_bound_to_its_origin),

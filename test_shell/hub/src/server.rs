@@ -374,7 +374,9 @@ impl Drop for Hub {
 
 fn content_type(path: &str) -> &'static str {
     let name = path.rsplit('/').next().unwrap_or(path);
-    let ends_with = |ext: &str| name.len() > ext.len() && name.get(name.len() - ext.len()..).is_some_and(|e| e.eq_ignore_ascii_case(ext));
+    let ends_with = |ext: &str| {
+        name.len() > ext.len() && name.get(name.len() - ext.len()..).is_some_and(|e| e.eq_ignore_ascii_case(ext))
+    };
     if ends_with(".wasm") {
         "application/wasm"
     } else if ends_with(".html") {

@@ -163,9 +163,8 @@ impl Bridge {
         runtime.spawn(event_loop(shared.clone(), events));
         runtime.block_on(async {
             // Local Network Access: without it, loopback fetches from public pages are dropped.
-            let granted = client
-                .send("Browser.grantPermissions", json!({ "permissions": ["loopbackNetwork"] }), None)
-                .await;
+            let granted =
+                client.send("Browser.grantPermissions", json!({ "permissions": ["loopbackNetwork"] }), None).await;
             if let Err(error) = granted {
                 tracing::info!(%error, "loopbackNetwork permission not granted; relying on the feature flag");
             }
@@ -243,7 +242,13 @@ impl Bridge {
             })
             .await
             .map_err(|_| BridgeError::Timeout(format!("the new tab for {url}")))?;
-            let tab = Tab { shared: shared.clone(), handle, session, target_id, events: Mutex::new(shared.client.subscribe()) };
+            let tab = Tab {
+                shared: shared.clone(),
+                handle,
+                session,
+                target_id,
+                events: tokio::sync::Mutex::new(shared.client.subscribe()),
+            };
             tab.navigate_async(url).await?;
             Ok(tab)
         })
@@ -256,7 +261,7 @@ pub struct Tab {
     handle: tokio::runtime::Handle,
     session: String,
     target_id: String,
-    events: Mutex<mpsc::UnboundedReceiver<Arc<Event>>>,
+    events: tokio::sync::Mutex<mpsc::UnboundedReceiver<Arc<Event>>>,
 }
 
 impl Tab {
@@ -281,7 +286,7 @@ impl Tab {
 
     async fn next_event(&self, matches: impl Fn(&Event) -> bool, what: &str) -> Result<Arc<Event>, BridgeError> {
         let wait = async {
-            let mut events = self.events.lock();
+            let mut events = self.events.lock().await;
             while let Some(event) = events.recv().await {
                 if event.session_id.as_deref() == Some(self.session.as_str()) && matches(&event) {
                     return Some(event);
@@ -289,7 +294,6 @@ impl Tab {
             }
             None
         };
-        #[allow(clippy::await_holding_lock)]
         match tokio::time::timeout(PAGE_GUARD, wait).await {
             Ok(Some(event)) => Ok(event),
             Ok(None) => Err(BridgeError::DevTools(DevToolsError::Died { stderr_tail: String::new() })),
@@ -340,7 +344,8 @@ impl Tab {
     pub fn close(self) -> Result<(), BridgeError> {
         let client = self.shared.client.clone();
         let target = self.target_id.clone();
-        self.handle.block_on(async move { client.send("Target.closeTarget", json!({ "targetId": target }), None).await })?;
+        self.handle
+            .block_on(async move { client.send("Target.closeTarget", json!({ "targetId": target }), None).await })?;
         Ok(())
     }
 }
@@ -523,7 +528,9 @@ impl Shared {
         let headers = &event.params["response"]["headers"];
         let header = |name: &str| {
             headers.as_object().and_then(|map| {
-                map.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).and_then(|(_, v)| v.as_str().map(str::to_owned))
+                map.iter()
+                    .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                    .and_then(|(_, v)| v.as_str().map(str::to_owned))
             })
         };
         let record = DocumentHeaders {
@@ -699,16 +706,22 @@ impl Shared {
             .resolver
             .get_or_try_init(|| async {
                 // Taken off the global once: page script cannot reach it afterwards.
-                let expression =
-                    format!("(() => {{ const f = globalThis[{0}]; delete globalThis[{0}]; return f; }})()", json!(self.reply));
+                let expression = format!(
+                    "(() => {{ const f = globalThis[{0}]; delete globalThis[{0}]; return f; }})()",
+                    json!(self.reply)
+                );
                 let result = self
                     .client
-                    .send("Runtime.evaluate", json!({ "expression": expression, "contextId": context.context_id }), session)
+                    .send(
+                        "Runtime.evaluate",
+                        json!({ "expression": expression, "contextId": context.context_id }),
+                        session,
+                    )
                     .await?;
-                result["result"]["objectId"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| DevToolsError::Command { method: "Runtime.evaluate".into(), message: "no resolver".into() })
+                result["result"]["objectId"].as_str().map(str::to_owned).ok_or_else(|| DevToolsError::Command {
+                    method: "Runtime.evaluate".into(),
+                    message: "no resolver".into(),
+                })
             })
             .await;
         let Ok(resolver) = resolver else { return };

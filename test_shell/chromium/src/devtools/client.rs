@@ -57,7 +57,8 @@ pub struct Client {
 impl Client {
     /// Takes `process`'s protocol pipes and starts the reader and writer threads.
     pub fn connect(process: &mut ChromiumProcess) -> Result<Self, DevToolsError> {
-        let mut commands = process.commands.take().ok_or_else(|| DevToolsError::Io(std::io::ErrorKind::NotFound.into()))?;
+        let mut commands =
+            process.commands.take().ok_or_else(|| DevToolsError::Io(std::io::ErrorKind::NotFound.into()))?;
         let events = process.events.take().ok_or_else(|| DevToolsError::Io(std::io::ErrorKind::NotFound.into()))?;
         let (writer, queue) = std::sync::mpsc::channel::<Vec<u8>>();
         let inner = Arc::new(Inner {

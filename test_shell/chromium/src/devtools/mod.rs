@@ -13,9 +13,7 @@ pub use client::{Client, Event};
 #[derive(Debug, thiserror::Error)]
 pub enum DevToolsError {
     /// No Chromium to run.
-    #[error(
-        "Chromium not found: install it (`apt-get install chromium`) or set CHROMIUM= to its executable{0}"
-    )]
+    #[error("Chromium not found: install it (`apt-get install chromium`) or set CHROMIUM= to its executable{0}")]
     NotFound(String),
     /// Chromium could not be started.
     #[error("could not start Chromium at {path}: {error}")]
