@@ -2,3 +2,5 @@
 //!
 //! Chromium plays the renderer; the trusted side (broker stubs, the sandboxed storage service)
 //! is ours. See ARCHITECTURE.md, "The Chromium bridge".
+
+pub mod clients;
