@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use cos_test_hub::{Hub, HubFile};
+use cos_test_hub::{FileOptions, Hub, HubFile};
 
 use crate::page::{PageError, ShellBrowser};
 
@@ -70,11 +70,17 @@ pub struct SiteReport {
 
 /// Serves `files` (directory, name, size) on `hub`, generated deterministically; returns them
 /// with their hashes.
+///
+/// Every Hub file is served as a Git LFS file, JSON and text included: the demo's loader takes
+/// each hash from a pointer, so the story counts what the second site saves on every file.
 pub fn serve_files(hub: &Hub, files: &[(&str, &str, u64)]) -> Vec<HubFile> {
+    let lfs = FileOptions::default().lfs(true);
     files
         .iter()
         .enumerate()
-        .map(|(seed, (dir, name, size))| hub.add_generated(&format!("{dir}{name}"), *size, 0x5eed + seed as u64))
+        .map(|(seed, (dir, name, size))| {
+            hub.add_generated_with(&format!("{dir}{name}"), *size, 0x5eed + seed as u64, &lfs)
+        })
         .collect()
 }
 

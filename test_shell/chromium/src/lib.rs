@@ -4,9 +4,11 @@
 //! is ours. [`devtools`] launches Chromium and speaks the DevTools protocol over a pipe;
 //! [`bridge`] turns Chromium's targets and execution contexts into COS renderers and frames and
 //! answers the injected script's binding calls; [`data_server`] carries the bytes on capability
-//! URLs; [`wpt`] runs the conformance files in Chromium pages and workers.
+//! URLs; [`wpt`] runs the conformance files in Chromium pages and workers; [`clients`] runs the
+//! real client libraries, unmodified, at their real names.
 
 pub mod bridge;
+pub mod clients;
 pub mod data_server;
 pub mod devtools;
 pub mod wpt;

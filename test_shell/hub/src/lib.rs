@@ -5,12 +5,17 @@
 //!
 //! * `GET /<repo>/resolve/main/<path>` returns the file's bytes;
 //! * `GET /<repo>/raw/main/<path>` returns its Git LFS pointer ([`LfsPointer`]):
-//!   `version https://git-lfs.github.com/spec/v1\noid sha256:<hex>\nsize <bytes>\n`;
+//!   `version https://git-lfs.github.com/spec/v1\noid sha256:<hex>\nsize <bytes>\n` when the
+//!   file is in Git LFS (by default the large binary kinds, [`is_lfs_by_default`]), and the
+//!   file's own bytes when it is not (`config.json`, `tokenizer.json`, ...), as the Hub does;
 //! * other added paths (e.g. `/runtime/ort-wasm.wasm`) are served as-is, without a pointer;
 //! * anything else is `404`.
 //!
 //! It is hyper's HTTP/1.1 server on a tokio runtime that the [`Hub`] owns, on a background
-//! thread, bound to `127.0.0.1:0` (keep-alive, `HEAD`, single `Range`s, CORS). The hub decides
+//! thread, bound to `127.0.0.1:0` (keep-alive, `HEAD`, single `Range`s, CORS). Started with
+//! [`Hub::start_with`] and TLS names, the same port also serves TLS with a certificate made at
+//! start, and files can be served per host ([`Hub::add_for_host`], [`FileOptions`]), so a
+//! browser can reach several `https://` sites on it by their real names. The hub decides
 //! what each request gets; hyper parses and frames the messages. It counts the body bytes it
 //! sends, in total and per `X-COS-Origin` request header (which the shell's browser process sets
 //! to attribute traffic to an origin), and logs every request.
@@ -42,10 +47,29 @@ mod content;
 mod deadline;
 mod range;
 mod server;
+mod tls;
 
 pub use client::{CONNECT_TIMEOUT, IO_TIMEOUT, Response, ResponseHead, ResponseReader, get, get_streaming, open};
 pub use content::LfsPointer;
-pub use server::{Hub, HubFile, IDLE_TIMEOUT, MAX_CONNECTIONS, ORIGIN_HEADER, RequestLog};
+pub use server::{
+    FileOptions, Hub, HubFile, HubOptions, IDLE_TIMEOUT, MAX_CONNECTIONS, ORIGIN_HEADER, RequestLog, ServedCategory,
+    is_lfs_by_default,
+};
+
+/// Why [`Hub::start_with`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubStartError {
+    /// Binding the port or starting the runtime failed.
+    #[error("the hub could not start: {0}")]
+    Io(#[from] std::io::Error),
+    /// The certificate could not be made (e.g. a name that is neither a DNS name nor an IP).
+    #[error("making the hub's TLS certificate failed: {0}")]
+    Certificate(rcgen::Error),
+    /// rustls refused the configuration.
+    #[error("configuring TLS failed: {0}")]
+    Tls(rustls::Error),
+}
 
 /// Errors of the HTTP client.
 #[derive(Debug, thiserror::Error)]

@@ -19,7 +19,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
@@ -27,10 +27,12 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::{Mutex, RwLock};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, watch};
+use tokio_rustls::TlsAcceptor;
 
 use crate::content::{self, CHUNK, LfsPointer};
 use crate::deadline::WriteDeadline;
 use crate::range::{self, RangeRequest};
+use crate::{HubStartError, tls};
 
 /// Most connections served at once.
 pub const MAX_CONNECTIONS: usize = 32;
@@ -62,13 +64,25 @@ pub struct HubFile {
     pub sha256_hex: String,
     /// Its size in bytes.
     pub size: u64,
+    /// The only host it is served for (lowercase, without port); `None`: every host.
+    pub host: Option<String>,
+    /// Whether it is stored in Git LFS: a `/<repo>/resolve/main/` file that is gets its pointer
+    /// at `/<repo>/raw/main/`; one that is not is served there verbatim, as the Hub serves small
+    /// text files. Always `false` for paths outside `/resolve/main/`.
+    pub lfs: bool,
 }
 
 impl HubFile {
-    /// For a file under `/<repo>/resolve/main/`, the path of its Git LFS pointer
-    /// (`/<repo>/raw/main/<same path>`); `None` for verbatim files.
+    /// For a Git LFS file under `/<repo>/resolve/main/`, the path of its pointer
+    /// (`/<repo>/raw/main/<same path>`); `None` for every other file.
     pub fn pointer_path(&self) -> Option<String> {
-        pointer_path_for(&self.path)
+        if self.lfs { raw_path_for(&self.path) } else { None }
+    }
+
+    /// For a file under `/<repo>/resolve/main/`, its `/<repo>/raw/main/` path (which serves its
+    /// pointer when it is in Git LFS, its own bytes otherwise); `None` for other paths.
+    pub fn raw_path(&self) -> Option<String> {
+        raw_path_for(&self.path)
     }
 
     /// The Git LFS pointer describing this file (served at [`HubFile::pointer_path`]).
@@ -93,10 +107,143 @@ pub struct RequestLog {
     pub body_bytes: u64,
     /// The value of the request's `X-COS-Origin` header, if present.
     pub origin: Option<String>,
+    /// The host the request named (its `Host` header, or the absolute-form target's host),
+    /// lowercase, without port: the site it was made to.
+    pub host: Option<String>,
+    /// The origin the request was made from, as the browser says: its `Origin` header, or else
+    /// the origin of its `Referer` (`scheme://host[:port]`). `None` when it sent neither.
+    pub initiator: Option<String>,
+    /// Whether it arrived over TLS.
+    pub tls: bool,
+    /// What was served.
+    pub category: ServedCategory,
+}
+
+/// What a request was answered with, so that bytes served can be split the way the Hub bills
+/// them: model files, Git LFS pointers, everything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ServedCategory {
+    /// A Git LFS file at `/<repo>/resolve/main/` (model weights, runtimes).
+    ModelFile,
+    /// The Git LFS pointer of such a file, at `/<repo>/raw/main/`.
+    LfsPointer,
+    /// Anything else: files not in LFS (at either endpoint), pages, scripts, errors.
+    #[default]
+    Other,
+}
+
+/// Options for [`Hub::start_with`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HubOptions {
+    /// Names (DNS names or IP addresses) the self-signed certificate covers. Non-empty: the
+    /// port also speaks TLS (a connection whose first byte is a TLS handshake record gets TLS,
+    /// any other plain HTTP). Empty: plain HTTP only.
+    pub tls_names: Vec<String>,
+}
+
+/// How one file is served (see [`Hub::add_with`]). Built with its setters:
+///
+/// ```
+/// use cos_test_hub::FileOptions;
+/// use http::header::{HeaderName, HeaderValue};
+///
+/// let options = FileOptions::default()
+///     .host("googlechrome.github.io")
+///     .header(HeaderName::from_static("permissions-policy"), HeaderValue::from_static("cross-origin-storage=*"));
+/// assert_eq!(options.host.as_deref(), Some("googlechrome.github.io"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileOptions {
+    /// Serve it only to requests for this host (compared without port, case-insensitively);
+    /// `None`: every host. A host's own file wins over one served to every host.
+    pub host: Option<String>,
+    /// Whether a `/<repo>/resolve/main/` file is in Git LFS (see [`HubFile::lfs`]); `None`:
+    /// decided by its name ([`is_lfs_by_default`]).
+    pub lfs: Option<bool>,
+    /// Its `Content-Type`; `None`: by extension.
+    pub content_type: Option<HeaderValue>,
+    /// Response headers added to every response carrying it (e.g. `Permissions-Policy`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl FileOptions {
+    /// Served only for `host`.
+    pub fn host(mut self, host: &str) -> FileOptions {
+        self.host = Some(host.to_ascii_lowercase());
+        self
+    }
+
+    /// In Git LFS (`true`) or not, whatever its name says.
+    pub fn lfs(mut self, lfs: bool) -> FileOptions {
+        self.lfs = Some(lfs);
+        self
+    }
+
+    /// With this `Content-Type`.
+    pub fn content_type(mut self, value: HeaderValue) -> FileOptions {
+        self.content_type = Some(value);
+        self
+    }
+
+    /// With one more response header.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> FileOptions {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+/// Whether a file of this name is in Git LFS on the Hugging Face Hub by default: the binary
+/// kinds the Hub's default `.gitattributes` tracks (`.onnx`, `.bin`, `.safetensors`, `.wasm`,
+/// archives, ...) plus `.gguf` and `.onnx_data`, which are always large enough to be uploaded
+/// to LFS. Small text files (`config.json`, `tokenizer.json`, `merges.txt`) are plain Git.
+pub fn is_lfs_by_default(path: &str) -> bool {
+    const LFS_EXTENSIONS: &[&str] = &[
+        "7z",
+        "arrow",
+        "bin",
+        "bz2",
+        "ckpt",
+        "ftz",
+        "gguf",
+        "gz",
+        "h5",
+        "joblib",
+        "mlmodel",
+        "model",
+        "msgpack",
+        "npy",
+        "npz",
+        "onnx",
+        "onnx_data",
+        "ot",
+        "parquet",
+        "pb",
+        "pickle",
+        "pkl",
+        "pt",
+        "pth",
+        "rar",
+        "safetensors",
+        "tar",
+        "tflite",
+        "tgz",
+        "wasm",
+        "xz",
+        "zip",
+        "zst",
+    ];
+    extension(path).is_some_and(|ext| LFS_EXTENSIONS.iter().any(|lfs| ext.eq_ignore_ascii_case(lfs)))
+}
+
+/// The extension of the last path segment, if it has a non-empty stem.
+fn extension(path: &str) -> Option<&str> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let (stem, ext) = name.rsplit_once('.')?;
+    (!stem.is_empty() && !ext.is_empty()).then_some(ext)
 }
 
 /// `/<repo>/resolve/main/<file>` → `/<repo>/raw/main/<file>`.
-fn pointer_path_for(path: &str) -> Option<String> {
+fn raw_path_for(path: &str) -> Option<String> {
     const RESOLVE: &str = "/resolve/main/";
     let at = path.find(RESOLVE)?;
     let (repo, file) = (&path[..at], &path[at + RESOLVE.len()..]);
@@ -125,7 +272,33 @@ struct Resource {
     size: u64,
     /// `"<sha256 hex>"`, quotes included.
     etag: String,
-    content_type: &'static str,
+    content_type: Option<HeaderValue>,
+    /// Extra response headers ([`FileOptions::headers`]).
+    headers: Vec<(HeaderName, HeaderValue)>,
+    category: ServedCategory,
+}
+
+/// Every served path: for every host, and per host.
+#[derive(Default)]
+struct Files {
+    any_host: HashMap<String, Arc<Resource>>,
+    by_host: HashMap<String, HashMap<String, Arc<Resource>>>,
+}
+
+impl Files {
+    fn get(&self, host: Option<&str>, path: &str) -> Option<Arc<Resource>> {
+        host.and_then(|host| self.by_host.get(host))
+            .and_then(|files| files.get(path))
+            .or_else(|| self.any_host.get(path))
+            .cloned()
+    }
+
+    fn insert(&mut self, host: Option<&str>, path: String, resource: Arc<Resource>) {
+        match host {
+            Some(host) => self.by_host.entry(host.to_owned()).or_default().insert(path, resource),
+            None => self.any_host.insert(path, resource),
+        };
+    }
 }
 
 #[derive(Default)]
@@ -177,7 +350,7 @@ struct Conns {
 }
 
 struct Shared {
-    files: RwLock<HashMap<String, Arc<Resource>>>,
+    files: RwLock<Files>,
     stats: Mutex<Stats>,
     conns: Mutex<Conns>,
     slot_freed: Notify,
@@ -225,10 +398,16 @@ impl Shared {
 /// get `400` (`431` beyond 16 KiB of headers), as do HTTP/1.1 requests without exactly one
 /// `Host` and request-targets that are not a path; the connection is then closed.
 ///
+/// Started with [`Hub::start_with`] and TLS names, the same port also speaks TLS: requests can
+/// then name any host mapped to it (a browser's host resolver rules, see
+/// [`Hub::host_resolver_rules`]), and files added for one host ([`Hub::add_for_host`]) are
+/// served only to requests for that host.
+///
 /// Dropping the hub shuts it down like [`Hub::shutdown`].
 pub struct Hub {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    certificate_der: Option<Vec<u8>>,
     stop: Option<watch::Sender<bool>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -240,8 +419,23 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// Binds `127.0.0.1:0` and starts serving on background threads.
+    /// Binds `127.0.0.1:0` and starts serving plain HTTP on background threads.
     pub fn start() -> io::Result<Hub> {
+        Hub::launch(None)
+    }
+
+    /// Like [`Hub::start`], with `options`: non-empty [`HubOptions::tls_names`] make a
+    /// self-signed certificate for those names and serve TLS on the same port as plain HTTP.
+    pub fn start_with(options: HubOptions) -> Result<Hub, HubStartError> {
+        let tls = if options.tls_names.is_empty() { None } else { Some(tls::make(&options.tls_names)?) };
+        Ok(Hub::launch(tls)?)
+    }
+
+    fn launch(tls: Option<tls::Tls>) -> io::Result<Hub> {
+        let (acceptor, certificate_der) = match tls {
+            Some(tls) => (Some(tls.acceptor), Some(tls.certificate_der)),
+            None => (None, None),
+        };
         let listener = TcpListener::bind(("127.0.0.1", 0))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -256,7 +450,7 @@ impl Hub {
             tokio::net::TcpListener::from_std(listener)?
         };
         let shared = Arc::new(Shared {
-            files: RwLock::new(HashMap::new()),
+            files: RwLock::new(Files::default()),
             stats: Mutex::new(Stats::default()),
             conns: Mutex::new(Conns::default()),
             slot_freed: Notify::new(),
@@ -265,13 +459,30 @@ impl Hub {
         let thread = {
             let shared = Arc::clone(&shared);
             thread::Builder::new().name("cos-hub-accept".into()).spawn(move || {
-                runtime.block_on(accept_loop(shared, listener, stopped));
+                runtime.block_on(accept_loop(shared, listener, acceptor, stopped));
                 // Dropping the runtime drops every connection task, and with it its socket.
                 drop(runtime);
             })?
         };
         tracing::debug!(%addr, "hub listening");
-        Ok(Hub { shared, addr, stop: Some(stop), thread: Some(thread) })
+        Ok(Hub { shared, addr, certificate_der, stop: Some(stop), thread: Some(thread) })
+    }
+
+    /// The port it listens on (on `127.0.0.1`).
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The DER bytes of its TLS certificate (for a client to trust); `None` without TLS.
+    pub fn certificate_der(&self) -> Option<&[u8]> {
+        self.certificate_der.as_deref()
+    }
+
+    /// A value for Chromium's `--host-resolver-rules` sending each of `names` to this hub:
+    /// `MAP <name> 127.0.0.1:<port>, ...` (the port in a rule is honoured, so `https://name/`
+    /// and `http://name/` both reach this one port).
+    pub fn host_resolver_rules<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> String {
+        names.into_iter().map(|name| format!("MAP {name} {}", self.addr)).collect::<Vec<_>>().join(", ")
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -284,48 +495,77 @@ impl Hub {
         format!("{}{}", self.base_url(), normalise(path))
     }
 
-    /// Serves `bytes` at `path` (a leading `/` is added if missing), replacing any file there.
-    ///
-    /// A path of the form `/<repo>/resolve/main/<file>` also gets its Git LFS pointer at
-    /// `/<repo>/raw/main/<file>`; any other path is served verbatim. The bytes are held once
-    /// and never copied per request.
+    /// Serves `bytes` at `path` (a leading `/` is added if missing) to every host, replacing
+    /// any file there: [`Hub::add_with`] with default options.
     pub fn add(&self, path: &str, bytes: Vec<u8>) -> HubFile {
+        self.add_with(path, bytes, &FileOptions::default())
+    }
+
+    /// Serves `bytes` at `path` only to requests for `host` (e.g. `cdn.jsdelivr.net`).
+    pub fn add_for_host(&self, host: &str, path: &str, bytes: Vec<u8>) -> HubFile {
+        self.add_with(path, bytes, &FileOptions::default().host(host))
+    }
+
+    /// Serves `bytes` at `path` (a leading `/` is added if missing) as `options` say,
+    /// replacing any file there for the same host (or for every host).
+    ///
+    /// A path of the form `/<repo>/resolve/main/<file>` is also served at
+    /// `/<repo>/raw/main/<file>`: its Git LFS pointer when the file is in LFS
+    /// ([`FileOptions::lfs`], by default [`is_lfs_by_default`]), its own bytes otherwise. Any
+    /// other path is served only there. The bytes are held once and never copied per request.
+    pub fn add_with(&self, path: &str, bytes: Vec<u8>, options: &FileOptions) -> HubFile {
         let sha256_hex = content::sha256_hex(&bytes);
         let size = bytes.len() as u64;
-        self.insert(normalise(path), Content::Bytes(Bytes::from(bytes)), sha256_hex, size)
+        self.insert(normalise(path), Content::Bytes(Bytes::from(bytes)), sha256_hex, size, options)
     }
 
     /// Serves `size` bytes of deterministic pseudo-random content derived from `seed` at `path`
-    /// (same rules as [`Hub::add`]). The content is hashed once here and generated in 1 MiB
-    /// chunks whenever it is served; it is never held in memory whole. Same `(size, seed)`, same
-    /// bytes; a different seed gives different bytes.
+    /// to every host (same rules as [`Hub::add`]). The content is hashed once here and
+    /// generated in 1 MiB chunks whenever it is served; it is never held in memory whole. Same
+    /// `(size, seed)`, same bytes; a different seed gives different bytes.
     pub fn add_generated(&self, path: &str, size: u64, seed: u64) -> HubFile {
-        let sha256_hex = content::generated_sha256_hex(size, seed);
-        self.insert(normalise(path), Content::Generated { seed }, sha256_hex, size)
+        self.add_generated_with(path, size, seed, &FileOptions::default())
     }
 
-    fn insert(&self, path: String, content: Content, sha256_hex: String, size: u64) -> HubFile {
-        let file = HubFile { path, sha256_hex, size };
-        let resource = Resource {
+    /// [`Hub::add_generated`] served as `options` say (see [`Hub::add_with`]).
+    pub fn add_generated_with(&self, path: &str, size: u64, seed: u64, options: &FileOptions) -> HubFile {
+        let sha256_hex = content::generated_sha256_hex(size, seed);
+        self.insert(normalise(path), Content::Generated { seed }, sha256_hex, size, options)
+    }
+
+    fn insert(&self, path: String, content: Content, sha256_hex: String, size: u64, options: &FileOptions) -> HubFile {
+        let host = options.host.as_deref().map(str::to_ascii_lowercase);
+        let raw_path = raw_path_for(&path);
+        let lfs = raw_path.is_some() && options.lfs.unwrap_or_else(|| is_lfs_by_default(&path));
+        let file = HubFile { path, sha256_hex, size, host, lfs };
+        let resource = Arc::new(Resource {
             content,
             size,
             etag: format!("\"{}\"", file.sha256_hex),
-            content_type: content_type(&file.path),
-        };
-        let pointer = file.pointer_path().map(|pointer_path| {
+            content_type: Some(options.content_type.clone().unwrap_or_else(|| content_type(&file.path))),
+            headers: options.headers.clone(),
+            category: if lfs { ServedCategory::ModelFile } else { ServedCategory::Other },
+        });
+        let raw = raw_path.map(|raw_path| {
+            if !lfs {
+                // The Hub's raw endpoint serves a file kept in plain Git as it is.
+                return (raw_path, Arc::clone(&resource));
+            }
             let text = file.lfs_pointer().to_text().into_bytes();
             let pointer = Resource {
                 size: text.len() as u64,
                 etag: format!("\"{}\"", content::sha256_hex(&text)),
                 content: Content::Bytes(Bytes::from(text)),
-                content_type: "text/plain; charset=utf-8",
+                content_type: Some(HeaderValue::from_static("text/plain; charset=utf-8")),
+                headers: options.headers.clone(),
+                category: ServedCategory::LfsPointer,
             };
-            (pointer_path, pointer)
+            (raw_path, Arc::new(pointer))
         });
         let mut files = self.shared.files.write();
-        files.insert(file.path.clone(), Arc::new(resource));
-        if let Some((pointer_path, pointer)) = pointer {
-            files.insert(pointer_path, Arc::new(pointer));
+        files.insert(file.host.as_deref(), file.path.clone(), resource);
+        if let Some((raw_path, raw)) = raw {
+            files.insert(file.host.as_deref(), raw_path, raw);
         }
         file
     }
@@ -372,31 +612,32 @@ impl Drop for Hub {
     }
 }
 
-fn content_type(path: &str) -> &'static str {
-    let name = path.rsplit('/').next().unwrap_or(path);
-    let ends_with = |ext: &str| {
-        name.len() > ext.len() && name.get(name.len() - ext.len()..).is_some_and(|e| e.eq_ignore_ascii_case(ext))
-    };
-    if ends_with(".wasm") {
-        "application/wasm"
-    } else if ends_with(".html") {
-        "text/html; charset=utf-8"
-    } else if ends_with(".js") {
-        // Browsers load worker scripts only with a JavaScript MIME type.
-        "text/javascript; charset=utf-8"
-    } else {
-        "application/octet-stream"
-    }
+fn content_type(path: &str) -> HeaderValue {
+    let ext = extension(path).map(str::to_ascii_lowercase);
+    HeaderValue::from_static(match ext.as_deref() {
+        Some("html" | "htm") => "text/html; charset=utf-8",
+        // Module scripts must have a JavaScript MIME type or browsers refuse to run them.
+        Some("js" | "mjs") => "text/javascript",
+        // `WebAssembly.instantiateStreaming` insists on this one.
+        Some("wasm") => "application/wasm",
+        Some("json") => "application/json",
+        Some("txt") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    })
 }
 
 /// Accepts until `stopped` turns true (or its sender is gone).
 ///
 /// Each accepted TCP stream goes to [`serve_connection`], which takes any
-/// `AsyncRead + AsyncWrite` stream. That is where TLS slots in for `https://` names: in the
-/// spawned task, just before `serve_connection` (so that a slow handshake does not hold up the
-/// accept loop), `tokio_rustls::TlsAcceptor::accept(stream)` wraps the TCP stream and the TLS
-/// stream is handed on unchanged. Nothing from `serve_connection` down knows about TCP.
-async fn accept_loop(shared: Arc<Shared>, listener: tokio::net::TcpListener, mut stopped: watch::Receiver<bool>) {
+/// `AsyncRead + AsyncWrite` stream. With an `acceptor`, the spawned task (so that a slow
+/// handshake does not hold up the accept loop) first tells TLS from plain HTTP and wraps TLS
+/// streams; nothing from `serve_connection` down knows about TCP or TLS.
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: tokio::net::TcpListener,
+    acceptor: Option<TlsAcceptor>,
+    mut stopped: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             _ = stopped.wait_for(|stop| *stop) => return,
@@ -420,9 +661,12 @@ async fn accept_loop(shared: Arc<Shared>, listener: tokio::net::TcpListener, mut
         };
         let (id, state) = registered;
         let shared = Arc::clone(&shared);
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            // The TLS handshake goes here (see above).
-            serve_connection(&shared, stream, &state).await;
+            match acceptor {
+                None => serve_connection(&shared, stream, &state, false).await,
+                Some(acceptor) => serve_tls_or_plain(&shared, stream, &state, &acceptor).await,
+            }
             let mut conns = shared.conns.lock();
             conns.open.remove(&id);
             if state.evicted.load(Ordering::SeqCst) {
@@ -431,6 +675,35 @@ async fn accept_loop(shared: Arc<Shared>, listener: tokio::net::TcpListener, mut
             drop(conns);
             shared.slot_freed.notify_one();
         });
+    }
+}
+
+/// First byte of a TLS record carrying a handshake (RFC 8446 §5.1): a ClientHello starts with
+/// it, and no HTTP/1.x request line can.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Serves one connection on a port that speaks both: peeks at its first byte (without consuming
+/// it) and serves TLS when it starts a handshake, plain HTTP otherwise. A browser mapping an
+/// `https://` name and an `http://` name to the same port needs exactly this.
+async fn serve_tls_or_plain(
+    shared: &Arc<Shared>,
+    stream: tokio::net::TcpStream,
+    state: &Arc<ConnState>,
+    acceptor: &TlsAcceptor,
+) {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(IDLE_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(1..)) => {}
+        // Closed, failed or silent before sending anything: nothing to serve.
+        Ok(Ok(0) | Err(_)) | Err(_) => return,
+    }
+    if first[0] != TLS_HANDSHAKE_RECORD {
+        return serve_connection(shared, stream, state, false).await;
+    }
+    match tokio::time::timeout(IDLE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => serve_connection(shared, stream, state, true).await,
+        Ok(Err(e)) => tracing::debug!(error = %e, "hub TLS handshake failed"),
+        Err(_) => tracing::debug!("hub TLS handshake timed out"),
     }
 }
 
@@ -472,14 +745,14 @@ async fn register(shared: &Shared) -> (u64, Arc<ConnState>) {
 /// Generic over the stream so that a TLS stream is served exactly like a TCP one. hyper borrows
 /// the stream rather than owning it, so that after hyper is done the hub can still log a
 /// refusal and drain the connection before closing it.
-async fn serve_connection<S>(shared: &Arc<Shared>, stream: S, state: &Arc<ConnState>)
+async fn serve_connection<S>(shared: &Arc<Shared>, stream: S, state: &Arc<ConnState>, tls: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let mut stream = WriteDeadline::new(stream, IDLE_TIMEOUT);
     let service = {
         let (shared, state) = (Arc::clone(shared), Arc::clone(state));
-        service_fn(move |request| std::future::ready(Ok::<_, Infallible>(respond(&shared, &state, request))))
+        service_fn(move |request| std::future::ready(Ok::<_, Infallible>(respond(&shared, &state, tls, request))))
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -507,7 +780,17 @@ where
         Err(e) if e.is_parse() && !e.is_parse_version_h2() => {
             let status = if e.is_parse_too_large() { 431 } else { 400 };
             tracing::debug!(error = %e, status, "hub refused a request hyper could not parse");
-            let log = RequestLog { method: String::new(), path: String::new(), status, body_bytes: 0, origin: None };
+            let log = RequestLog {
+                method: String::new(),
+                path: String::new(),
+                status,
+                body_bytes: 0,
+                origin: None,
+                host: None,
+                initiator: None,
+                tls,
+                category: ServedCategory::Other,
+            };
             shared.log_request(log);
             true
         }
@@ -683,7 +966,9 @@ impl Reply {
             size: text.len() as u64,
             content: Content::Bytes(Bytes::from(text)),
             etag: String::new(),
-            content_type: "text/plain; charset=utf-8",
+            content_type: Some(HeaderValue::from_static("text/plain; charset=utf-8")),
+            headers: Vec::new(),
+            category: ServedCategory::Other,
         });
         let len = resource.size;
         if close {
@@ -710,8 +995,11 @@ impl Reply {
         let log_index = shared.log_request(log);
         let mut response_headers = header::HeaderMap::new();
         if let Some((resource, _, len)) = &content {
-            if !resource.content_type.is_empty() {
-                response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(resource.content_type));
+            if let Some(content_type) = &resource.content_type {
+                response_headers.insert(header::CONTENT_TYPE, content_type.clone());
+            }
+            for (name, value) in &resource.headers {
+                response_headers.append(name.clone(), value.clone());
             }
             if is_head {
                 // No body goes with a HEAD response, so hyper cannot size it: announce it.
@@ -751,11 +1039,36 @@ fn target_path(uri: &http::Uri) -> Option<&str> {
     }
 }
 
+/// The host a request names, lowercase and without port: the absolute-form target's, else the
+/// `Host` header's (which is only trusted when there is exactly one; see [`respond`]).
+fn request_host<B>(request: &Request<B>) -> Option<String> {
+    let from_target = request.uri().host().map(str::to_owned);
+    let from_header = || {
+        let mut values = request.headers().get_all(header::HOST).iter();
+        let value = values.next().filter(|_| values.next().is_none())?;
+        let authority: http::uri::Authority = value.to_str().ok()?.parse().ok()?;
+        Some(authority.host().to_owned())
+    };
+    from_target.or_else(from_header).map(|host| host.to_ascii_lowercase())
+}
+
+/// The origin a browser says a request comes from: `Origin` (unless `null`), else the
+/// scheme and authority of `Referer`.
+fn initiator(headers: &header::HeaderMap) -> Option<String> {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).filter(|v| *v != "null");
+    if let Some(origin) = origin {
+        return Some(origin.to_owned());
+    }
+    let referer: http::Uri = headers.get(header::REFERER)?.to_str().ok()?.parse().ok()?;
+    Some(format!("{}://{}", referer.scheme_str()?, referer.authority()?))
+}
+
 /// Answers one request (hyper has parsed it; what it asks for is decided here).
-fn respond(shared: &Arc<Shared>, state: &Arc<ConnState>, request: Request<Incoming>) -> Response<HubBody> {
+fn respond(shared: &Arc<Shared>, state: &Arc<ConnState>, tls: bool, request: Request<Incoming>) -> Response<HubBody> {
     let headers = request.headers();
     let first = |name: &str| headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let reply = Reply {
+    let host = request_host(&request);
+    let mut reply = Reply {
         shared: Arc::clone(shared),
         in_flight: InFlight::new(shared, state),
         log: RequestLog {
@@ -764,6 +1077,10 @@ fn respond(shared: &Arc<Shared>, state: &Arc<ConnState>, request: Request<Incomi
             status: 0,
             body_bytes: 0,
             origin: first(ORIGIN_HEADER),
+            host: host.clone(),
+            initiator: initiator(headers),
+            tls,
+            category: ServedCategory::Other,
         },
         is_head: request.method() == Method::HEAD,
     };
@@ -797,12 +1114,13 @@ fn respond(shared: &Arc<Shared>, state: &Arc<ConnState>, request: Request<Incomi
     let resource = {
         let files = shared.files.read();
         range::percent_decode(path)
-            .and_then(|decoded| files.get(&decoded).cloned())
-            .or_else(|| files.get(path).cloned())
+            .and_then(|decoded| files.get(host.as_deref(), &decoded))
+            .or_else(|| files.get(host.as_deref(), path))
     };
     let Some(resource) = resource else {
         return reply.error(StatusCode::NOT_FOUND, Vec::new(), false);
     };
+    reply.log.category = resource.category;
     let validators = |resource: &Resource| {
         vec![(header::ETAG, header_value(&resource.etag)), (header::ACCEPT_RANGES, HeaderValue::from_static("bytes"))]
     };
@@ -839,13 +1157,13 @@ mod tests {
     #[test]
     fn pointer_paths() {
         assert_eq!(
-            pointer_path_for("/Xenova/whisper-tiny.en/resolve/main/onnx/encoder_model.onnx").as_deref(),
+            raw_path_for("/Xenova/whisper-tiny.en/resolve/main/onnx/encoder_model.onnx").as_deref(),
             Some("/Xenova/whisper-tiny.en/raw/main/onnx/encoder_model.onnx")
         );
-        assert_eq!(pointer_path_for("/m/resolve/main/config.json").as_deref(), Some("/m/raw/main/config.json"));
-        assert_eq!(pointer_path_for("/runtime/ort-wasm.wasm"), None);
-        assert_eq!(pointer_path_for("/resolve/main/x"), None);
-        assert_eq!(pointer_path_for("/m/resolve/main/"), None);
+        assert_eq!(raw_path_for("/m/resolve/main/config.json").as_deref(), Some("/m/raw/main/config.json"));
+        assert_eq!(raw_path_for("/runtime/ort-wasm.wasm"), None);
+        assert_eq!(raw_path_for("/resolve/main/x"), None);
+        assert_eq!(raw_path_for("/m/resolve/main/"), None);
     }
 
     #[test]
@@ -854,6 +1172,24 @@ mod tests {
         assert_eq!(content_type("/runtime/X.WASM"), "application/wasm");
         assert_eq!(content_type("/runtime/.wasm"), "application/octet-stream");
         assert_eq!(content_type("/m/resolve/main/onnx/model.onnx"), "application/octet-stream");
+        assert_eq!(content_type("/app/index.html"), "text/html; charset=utf-8");
+        assert_eq!(content_type("/npm/x@1/dist/x.min.js"), "text/javascript");
+        assert_eq!(content_type("/npm/x@1/dist/ort.mjs"), "text/javascript");
+        assert_eq!(content_type("/m/resolve/main/config.json"), "application/json");
+        assert_eq!(content_type("/m/resolve/main/merges.txt"), "text/plain; charset=utf-8");
+        assert_eq!(content_type("/noext"), "application/octet-stream");
+    }
+
+    #[test]
+    fn lfs_by_name() {
+        for lfs in
+            ["/m/resolve/main/onnx/model.onnx", "/a/b.WASM", "/m/x.gguf", "/m/params_shard_0.bin", "/m/w.safetensors"]
+        {
+            assert!(is_lfs_by_default(lfs), "{lfs}");
+        }
+        for plain in ["/m/config.json", "/m/tokenizer.json", "/m/merges.txt", "/m/.bin", "/m/README.md", "/m/bin"] {
+            assert!(!is_lfs_by_default(plain), "{plain}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cos_test_hub::{Hub, HubError, LfsPointer, MAX_CONNECTIONS, RequestLog, get, get_streaming, open};
+use cos_test_hub::{Hub, HubError, LfsPointer, MAX_CONNECTIONS, RequestLog, ServedCategory, get, get_streaming, open};
 use sha2::{Digest, Sha256};
 
 const MODEL: &str = "/Xenova/whisper-tiny.en/resolve/main/onnx/encoder_model.onnx";
@@ -431,6 +431,10 @@ fn bytes_are_accounted_per_origin() {
         status,
         body_bytes,
         origin: origin.map(Into::into),
+        host: Some("127.0.0.1".into()),
+        initiator: None,
+        tls: false,
+        category: if status == 404 { ServedCategory::Other } else { ServedCategory::ModelFile },
     };
     assert_eq!(
         log,
