@@ -8,11 +8,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cos_shell_chromium::Tab;
-use cos_shell_chromium::wpt::{WptRunner, WptVariant, report};
+use cos_shell_chromium::wpt::{DEFAULT_ORIGIN, WptRunner, WptVariant, report};
 use serde_json::{Value, json};
 
 /// Names the tests' Chromium resolves to the hub.
-const HOSTS: &[&str] = &["insecure.example", "a.localhost", "b.localhost"];
+const HOSTS: &[&str] = &["web-platform.test", "insecure.example", "a.localhost", "b.localhost"];
 
 fn program() -> PathBuf {
     std::env::current_exe().expect("the test binary")
@@ -33,7 +33,7 @@ fn every_wpt_file_passes_in_windows_and_workers(runner: &WptRunner) {
     let mut failures = Vec::new();
     for file in &files {
         let origin =
-            if file.ends_with("insecure-context.any.js") { "http://insecure.example/" } else { "http://localhost/" };
+            if file.ends_with("insecure-context.any.js") { "http://insecure.example/" } else { DEFAULT_ORIGIN };
         let results = runner
             .run(file, origin, None, &[WptVariant::Window, WptVariant::Worker])
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
