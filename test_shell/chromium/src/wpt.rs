@@ -119,7 +119,9 @@ impl WptRunner {
         let mut config = BridgeConfig::new(service_program);
         let mapped: Vec<&str> = hosts.iter().copied().filter(|h| !is_loopback_name(h)).collect();
         if !mapped.is_empty() {
-            config.chromium_args.push(format!("--host-resolver-rules={}", hub.host_resolver_rules(mapped.iter().copied())));
+            config
+                .chromium_args
+                .push(format!("--host-resolver-rules={}", hub.host_resolver_rules(mapped.iter().copied())));
         }
         // The hub's certificate is self-signed; an https page with an ignored certificate error
         // is still a secure context, which is what the files test.
