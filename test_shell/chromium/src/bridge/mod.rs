@@ -629,7 +629,9 @@ impl Shared {
         }
         let key = (new.session_id.clone(), context_id);
         let (sender, receiver) = tokio::sync::watch::channel(None);
-        self.pending.lock().insert(key.clone(), PendingContext { frame_token: new.frame_token.clone(), state: receiver });
+        self.pending
+            .lock()
+            .insert(key.clone(), PendingContext { frame_token: new.frame_token.clone(), state: receiver });
         let shared = self.clone();
         tokio::spawn(async move {
             let verdict = shared.judge_document(&new).await;
@@ -768,8 +770,7 @@ impl Shared {
         }
         let mut waiting = self.pending.lock().values().find(|p| p.frame_token == frame).map(|p| p.state.clone())?;
         // A hang guard: the parent's own judgement is bounded by ATTEST_GUARD.
-        let state = tokio::time::timeout(PAGE_GUARD, waiting.wait_for(Option::is_some)).await.ok()?.ok()?.clone();
-        state
+        tokio::time::timeout(PAGE_GUARD, waiting.wait_for(Option::is_some)).await.ok()?.ok()?.clone()
     }
 
     /// The `allow` attribute of the element owning `frame`, read in the parent's process;
