@@ -89,6 +89,12 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Runs the COS API in real headless Chromium (`$CHROMIUM` or `/usr/bin/chromium`), this
+    /// shell's storage service behind it.
+    Chromium {
+        #[command(subcommand)]
+        command: ChromiumCommand,
+    },
     /// Re-hashes every blob of a profile's Cross-Origin Storage (through the sandboxed storage
     /// service, as the browser's maintenance would) and deletes entries whose blob is damaged or
     /// missing. Prints progress to stderr, then what it found; exits 1 if anything was damaged.
@@ -99,6 +105,27 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChromiumCommand {
+    /// Runs a web-platform-tests `.any.js` file in Chromium, as a window page and in a dedicated
+    /// worker (as its `// META: global=` allows), at ORIGIN (an `http://` or `https://` name
+    /// that Chromium resolves to a loopback hub). Same output and exit code as `wpt`.
+    Wpt {
+        /// The `.any.js` test file.
+        test: PathBuf,
+        /// The page's URL (its origin decides what the page may see).
+        #[arg(long, default_value = cos_shell_chromium::wpt::DEFAULT_ORIGIN)]
+        origin: String,
+        /// A web-platform-tests checkout: `/resources/testharness.js` and absolute `// META:
+        /// script=` paths come from there (default: this shell's own harness).
+        #[arg(long)]
+        wpt_root: Option<PathBuf>,
+        /// Give up if the tests have not completed after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
     },
 }
 
@@ -156,6 +183,9 @@ fn main() -> ExitCode {
         }
         Command::Wpt { test, origin, profile, timeout } => {
             wpt(&test, &origin, profile.as_deref(), Duration::from_secs(timeout))
+        }
+        Command::Chromium { command: ChromiumCommand::Wpt { test, origin, wpt_root, timeout } } => {
+            chromium_wpt(test, origin, wpt_root, Duration::from_secs(timeout))
         }
         Command::Scrub { profile, json } => scrub(&profile, json),
         Command::Bench { args } => bench(args),
@@ -235,6 +265,33 @@ fn wpt(test: &std::path::Path, origin: &str, profile: Option<&std::path::Path>, 
         page.run_test_file(test, timeout)
     })();
     finish(outcome.map_err(|e| e.to_string()))
+}
+
+fn chromium_wpt(test: PathBuf, origin: String, wpt_root: Option<PathBuf>, timeout: Duration) -> ExitCode {
+    use cos_shell_chromium::wpt::{WptVariant, report, run_wpt};
+    // Chromium and the bridge run on other threads; the whole run is given up on here.
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let variants = [WptVariant::Window, WptVariant::Worker];
+        let _ = sender.send(run_wpt(program(), &test, &origin, wpt_root.as_deref(), &variants));
+    });
+    let outcome = match receiver.recv_timeout(timeout) {
+        Ok(outcome) => outcome.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("the tests did not complete within {} s", timeout.as_secs())),
+    };
+    match outcome {
+        Ok(results) => match report(&results, &mut std::io::stdout().lock()) {
+            Ok(true) => ExitCode::SUCCESS,
+            _ => ExitCode::FAILURE,
+        },
+        Err(error) => {
+            eprintln!("test_shell: {error}");
+            println!("0 passed, 1 failed");
+            // Not waiting for the run thread: Chromium leaves when its DevTools pipe closes and
+            // the service when its parent does, both at this exit.
+            std::process::exit(1)
+        }
+    }
 }
 
 /// This binary, which the browser process launches as renderers and the storage service.

@@ -1,11 +1,14 @@
 //! WPT `.any.js` files in Chromium: as a window (an HTML page including the scripts) and as a
 //! dedicated worker (`importScripts` of them, results posted back), pages served by the
-//! loopback hub at the origin asked for.
+//! loopback hub at the origin asked for. The hub speaks TLS as well as plain HTTP on one port,
+//! so `https://` and `http://` names alike reach it through Chromium's host resolver rules
+//! (the certificate is self-signed: Chromium runs with `--ignore-certificate-errors`, which
+//! leaves an `https://` page a secure context).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cos_test_hub::Hub;
+use cos_test_hub::{Hub, HubOptions};
 
 use crate::bridge::{Bridge, BridgeConfig, BridgeError};
 
@@ -14,6 +17,9 @@ const SHELL_TESTHARNESS: &str = include_str!("../../js/testharness.js");
 
 /// Per-test timeout handed to the harness (milliseconds).
 const TEST_TIMEOUT_MS: u64 = 10_000;
+
+/// The origin `test_shell wpt` runs files at unless told otherwise.
+pub const DEFAULT_ORIGIN: &str = "https://web-platform.test/";
 
 /// What went wrong running a file (operator-facing).
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +38,9 @@ pub enum WptError {
     /// The origin is not usable.
     #[error("unusable --origin {0}: {1}")]
     Origin(String, &'static str),
+    /// The hub did not start.
+    #[error(transparent)]
+    Hub(#[from] cos_test_hub::HubStartError),
     /// The page did not report results.
     #[error("the {0} variant reported no results: {1}")]
     NoResults(&'static str, String),
@@ -92,22 +101,35 @@ pub fn report(results: &[WptResult], out: &mut impl std::io::Write) -> std::io::
 pub struct WptRunner {
     hub: Hub,
     bridge: Bridge,
+    /// The names Chromium resolves to the hub.
+    mapped: Vec<String>,
     next: AtomicU64,
 }
 
 impl WptRunner {
-    /// Starts the hub, then Chromium and the bridge with `hosts` mapped to the hub.
+    /// Starts the hub (plain HTTP and TLS on one port, its certificate naming `hosts`), then
+    /// Chromium and the bridge with `hosts` mapped to the hub. Loopback names (`localhost`,
+    /// `*.localhost`) are never remapped by Chromium: pages there use the hub's port.
     pub fn start(service_program: PathBuf, hosts: &[&str], extra_args: &[String]) -> Result<Self, WptError> {
-        let hub = Hub::start().map_err(|e| WptError::Bridge(BridgeError::Io(e)))?;
-        let port = hub.base_url().rsplit(':').next().unwrap_or("0").to_owned();
-        let mut config = BridgeConfig::new(service_program);
-        let rules: Vec<String> = hosts.iter().map(|host| format!("MAP {host} 127.0.0.1:{port}")).collect();
-        if !rules.is_empty() {
-            config.chromium_args.push(format!("--host-resolver-rules={}", rules.join(", ")));
+        let mut tls_names: Vec<String> = hosts.iter().map(|h| (*h).to_owned()).collect();
+        if !tls_names.iter().any(|name| name == "localhost") {
+            tls_names.push("localhost".to_owned());
         }
+        let hub = Hub::start_with(HubOptions { tls_names })?;
+        let mut config = BridgeConfig::new(service_program);
+        let mapped: Vec<&str> = hosts.iter().copied().filter(|h| !is_loopback_name(h)).collect();
+        if !mapped.is_empty() {
+            config
+                .chromium_args
+                .push(format!("--host-resolver-rules={}", hub.host_resolver_rules(mapped.iter().copied())));
+        }
+        // The hub's certificate is self-signed; an https page with an ignored certificate error
+        // is still a secure context, which is what the files test.
+        config.chromium_args.push("--ignore-certificate-errors".to_owned());
         config.chromium_args.extend(extra_args.iter().cloned());
         let bridge = Bridge::start(config)?;
-        Ok(Self { hub, bridge, next: AtomicU64::new(1) })
+        let mapped = mapped.iter().map(|h| h.to_ascii_lowercase()).collect();
+        Ok(Self { hub, bridge, mapped, next: AtomicU64::new(1) })
     }
 
     /// The bridge (for tests that also drive pages of their own).
@@ -120,22 +142,22 @@ impl WptRunner {
         &self.hub
     }
 
-    /// The page origin to use for `origin`: `http://localhost/` gets the hub's port (loopback
-    /// names are not remapped); other names are mapped by the resolver rules.
+    /// The page origin to use for `origin` (`http` or `https`, with its port if it has one):
+    /// a loopback name gets the hub's port (Chromium does not remap loopback names); any other
+    /// name must be one the runner was started with.
     pub fn page_base(&self, origin: &str) -> Result<String, WptError> {
         let url = url::Url::parse(origin).map_err(|_| WptError::Origin(origin.to_owned(), "not a URL"))?;
         let host = url.host_str().ok_or_else(|| WptError::Origin(origin.to_owned(), "no host"))?;
-        match url.scheme() {
-            "http" if host == "localhost" || host.ends_with(".localhost") => {
-                let port = self.hub.base_url().rsplit(':').next().unwrap_or("0").to_owned();
-                Ok(format!("http://{host}:{port}"))
-            }
-            "http" => Ok(format!("http://{host}")),
-            _ => Err(WptError::Origin(
-                origin.to_owned(),
-                "https origins need the hub's TLS; use an http name or http://localhost/",
-            )),
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(WptError::Origin(origin.to_owned(), "neither http nor https"));
         }
+        if is_loopback_name(host) {
+            return Ok(format!("{}://{host}:{}", url.scheme(), self.hub.port()));
+        }
+        if !self.mapped.iter().any(|name| name.eq_ignore_ascii_case(host)) {
+            return Err(WptError::Origin(origin.to_owned(), "its host is not mapped to the hub"));
+        }
+        Ok(url.origin().ascii_serialization())
     }
 
     /// Runs `file` at `origin` in each of `variants` (restricted by its `// META: global=`).
@@ -150,22 +172,16 @@ impl WptRunner {
         let base = self.page_base(origin)?;
         let prefix = format!("/wpt-{}", self.next.fetch_add(1, Ordering::Relaxed));
         // Scripts, in order: the harness, the glue, the includes, the file.
-        let mut scripts = Vec::new();
-        let harness = match wpt_root {
-            Some(root) => read(&root.join("resources/testharness.js"))?,
-            None => SHELL_TESTHARNESS.to_owned(),
-        };
-        scripts.push(("testharness.js".to_owned(), harness));
-        scripts.push(("glue.js".to_owned(), GLUE_JS.replace("__TIMEOUT__", &TEST_TIMEOUT_MS.to_string())));
+        let mut scripts = vec![
+            ("testharness.js".to_owned(), resource(wpt_root, "testharness.js", SHELL_TESTHARNESS)?),
+            ("testharnessreport.js".to_owned(), resource(wpt_root, "testharnessreport.js", "")?),
+            ("glue.js".to_owned(), GLUE_JS.replace("__TIMEOUT__", &TEST_TIMEOUT_MS.to_string())),
+        ];
         for (index, include) in meta(&source, "script").into_iter().enumerate() {
-            if include == "/resources/testharness.js" {
+            if matches!(include.as_str(), "/resources/testharness.js" | "/resources/testharnessreport.js") {
                 continue;
             }
-            let path = match (include.strip_prefix('/'), wpt_root) {
-                (Some(absolute), Some(root)) => root.join(absolute),
-                (Some(absolute), None) => file.parent().unwrap_or(Path::new(".")).join(absolute),
-                (None, _) => file.parent().unwrap_or(Path::new(".")).join(&include),
-            };
+            let path = include_path(file, wpt_root, &include);
             scripts.push((format!("include{index}.js"), read(&path)?));
         }
         scripts.push(("test.js".to_owned(), source.clone()));
@@ -231,7 +247,8 @@ impl WptRunner {
 }
 
 /// Runs one file in a Chromium of its own: starts the hub, the bridge (its storage service run
-/// by `service_program`) and Chromium, then [`WptRunner::run`].
+/// by `service_program`) and Chromium with `origin`'s host mapped to the hub, then
+/// [`WptRunner::run`].
 pub fn run_wpt(
     service_program: PathBuf,
     file: &Path,
@@ -245,6 +262,32 @@ pub fn run_wpt(
         .ok_or_else(|| WptError::Origin(origin.to_owned(), "not a URL with a host"))?;
     let runner = WptRunner::start(service_program, &[host.as_str()], &[])?;
     runner.run(file, origin, wpt_root, variants)
+}
+
+/// Whether Chromium treats `host` as loopback and never applies resolver rules to it.
+fn is_loopback_name(host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    host == "localhost" || host.ends_with(".localhost") || host.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// `/resources/<name>` from the WPT root when there is one, else `fallback` (our harness, or
+/// nothing for the report hook).
+fn resource(wpt_root: Option<&Path>, name: &str, fallback: &str) -> Result<String, WptError> {
+    match wpt_root {
+        Some(root) => read(&root.join("resources").join(name)),
+        None => Ok(fallback.to_owned()),
+    }
+}
+
+/// Where an include lives: absolute paths (`/common/...`) under the WPT root when there is one
+/// (otherwise beside the file, as `test_shell wpt` resolves them), relative ones beside the file.
+fn include_path(file: &Path, wpt_root: Option<&Path>, include: &str) -> PathBuf {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    match (include.strip_prefix('/'), wpt_root) {
+        (Some(absolute), Some(root)) => root.join(absolute),
+        (Some(absolute), None) => dir.join(absolute),
+        (None, _) => dir.join(include),
+    }
 }
 
 /// Collects results through the harness's callbacks, for our harness and WPT's alike (numeric

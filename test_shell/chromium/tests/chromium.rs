@@ -8,11 +8,19 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cos_shell_chromium::Tab;
-use cos_shell_chromium::wpt::{WptRunner, WptVariant, report};
+use cos_shell_chromium::wpt::{DEFAULT_ORIGIN, WptRunner, WptVariant, report};
 use serde_json::{Value, json};
 
 /// Names the tests' Chromium resolves to the hub.
-const HOSTS: &[&str] = &["insecure.example", "a.localhost", "b.localhost"];
+const HOSTS: &[&str] = &[
+    "web-platform.test",
+    "insecure.example",
+    "a.localhost",
+    "b.localhost",
+    "top.example",
+    "sub.top.example",
+    "embedded.example",
+];
 
 fn program() -> PathBuf {
     std::env::current_exe().expect("the test binary")
@@ -33,7 +41,7 @@ fn every_wpt_file_passes_in_windows_and_workers(runner: &WptRunner) {
     let mut failures = Vec::new();
     for file in &files {
         let origin =
-            if file.ends_with("insecure-context.any.js") { "http://insecure.example/" } else { "http://localhost/" };
+            if file.ends_with("insecure-context.any.js") { "http://insecure.example/" } else { DEFAULT_ORIGIN };
         let results = runner
             .run(file, origin, None, &[WptVariant::Window, WptVariant::Worker])
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
@@ -252,6 +260,121 @@ fn oversized_payloads_and_bodies_are_refused(runner: &WptRunner) {
     assert_eq!(bridge.targets_closed_for_misbehaviour(), before + 1, "the target was closed");
 }
 
+/// A child page answering each message with the name of what a lookup of a missing entry gave
+/// (`NotFoundError`: the API is usable; `NotAllowedError`: the policy refused).
+const CHILD_PAGE: &str = r#"<!doctype html><title>child</title><script>
+addEventListener("message", async (event) => {
+  let answer;
+  try {
+    await navigator.crossOriginStorage.getFileHandle({ algorithm: "SHA-256", value: "00".repeat(32) });
+    answer = "found";
+  } catch (error) {
+    answer = error.name;
+  }
+  event.source.postMessage(answer, "*");
+});
+</script>"#;
+
+/// Adds an iframe (`src` or `srcdoc`, with `allow` unless null) to the page and returns what the
+/// child's lookup answered.
+const ASK_CHILD: &str = r#"
+async function ask(source, allow) {
+  const frame = document.createElement("iframe");
+  if (allow !== null) frame.setAttribute("allow", allow);
+  const loaded = new Promise((resolve) => { frame.onload = resolve; });
+  if (source.startsWith("<")) frame.srcdoc = source; else frame.src = source;
+  document.body.appendChild(frame);
+  await loaded;
+  const answer = new Promise((resolve) => {
+    addEventListener("message", function listener(event) {
+      if (event.source === frame.contentWindow) {
+        removeEventListener("message", listener);
+        resolve(event.data);
+      }
+    });
+  });
+  frame.contentWindow.postMessage("go", "*");
+  return answer;
+}
+"#;
+
+/// (e) A child frame's Permissions Policy comes from its container: the parent's origin and the
+/// owner element's `allow` attribute, for frames in the parent's process (same site, srcdoc)
+/// and out-of-process ones (cross-site, their own `iframe` target) alike.
+fn iframes_follow_their_containers_policy(runner: &WptRunner) {
+    runner.hub().add("/frame-child.html", CHILD_PAGE.as_bytes().to_vec());
+    runner.hub().add("/frame-top.html", b"<!doctype html><title>top</title><body></body>".to_vec());
+    let top = runner.page_base("https://top.example/").unwrap();
+    let sub = runner.page_base("https://sub.top.example/").unwrap();
+    let embedded = runner.page_base("https://embedded.example/").unwrap();
+    let tab = runner.bridge().open(&format!("{top}/frame-top.html")).unwrap();
+    let srcdoc = json!(CHILD_PAGE.replace("<!doctype html><title>child</title>", ""));
+    let answers = tab
+        .evaluate(&format!(
+            "{ASK_CHILD}; (async () => ({{
+                crossSiteWithoutAllow: await ask('{embedded}/frame-child.html', null),
+                crossSiteWithAllow: await ask('{embedded}/frame-child.html', 'cross-origin-storage'),
+                crossSiteAllowingAnother: await ask('{embedded}/frame-child.html', 'cross-origin-storage https://other.example'),
+                sameSiteWithoutAllow: await ask('{sub}/frame-child.html', null),
+                sameSiteWithAllow: await ask('{sub}/frame-child.html', 'cross-origin-storage'),
+                sameOrigin: await ask('{top}/frame-child.html', null),
+                srcdoc: await ask({srcdoc}, null),
+            }}))()"
+        ))
+        .unwrap();
+    // While the page is open: the cross-site children are out-of-process frames.
+    let bridge = runner.bridge();
+    let targets = bridge.block_on(bridge.client().send("Target.getTargets", json!({}), None)).unwrap();
+    let out_of_process = targets["targetInfos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["type"] == "iframe" && t["url"].as_str().is_some_and(|u| u.starts_with(&embedded)))
+        .count();
+    let _ = tab.close();
+    assert_eq!(
+        answers,
+        json!({
+            "crossSiteWithoutAllow": "NotAllowedError",
+            "crossSiteWithAllow": "NotFoundError",
+            "crossSiteAllowingAnother": "NotAllowedError",
+            "sameSiteWithoutAllow": "NotAllowedError",
+            "sameSiteWithAllow": "NotFoundError",
+            "sameOrigin": "NotFoundError",
+            "srcdoc": "NotFoundError",
+        })
+    );
+    assert_eq!(out_of_process, 3, "the cross-site children ran in their own targets: {targets}");
+}
+
+/// (f) A document whose renderer reports an origin of another site than the one the browser
+/// attests for its target is a compromised renderer: the tab is closed. No page can make
+/// Chromium report that, so the report is injected where the bridge reads Chromium's events.
+fn a_document_claiming_another_site_closes_its_tab(runner: &WptRunner) {
+    runner.hub().add("/claim.html", b"<!doctype html><title>claim</title>".to_vec());
+    let top = runner.page_base("https://top.example/").unwrap();
+    let embedded = runner.page_base("https://embedded.example/").unwrap();
+    let tab = runner.bridge().open(&format!("{top}/claim.html")).unwrap();
+    let bridge = runner.bridge();
+    let before = bridge.targets_closed_for_misbehaviour();
+    bridge.client().inject_event_for_testing(cos_shell_chromium::devtools::Event {
+        method: "Runtime.executionContextCreated".to_owned(),
+        params: json!({ "context": {
+            "id": 1_000_000, "origin": embedded, "name": "", "uniqueId": "forged",
+            "auxData": { "isDefault": true, "type": "default", "frameId": tab.target_id() },
+        }}),
+        session_id: Some(tab.session_id().to_owned()),
+    });
+    // A hang guard, not a timing assertion.
+    for _ in 0..600 {
+        if bridge.targets_closed_for_misbehaviour() > before {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(bridge.targets_closed_for_misbehaviour(), before + 1, "the tab was closed");
+}
+
 /// A test of the shared runner.
 type Test = fn(&WptRunner);
 
@@ -272,6 +395,8 @@ fn main() -> ExitCode {
         ("a_capability_is_single_use_and_bound_to_its_origin", a_capability_is_single_use_and_bound_to_its_origin),
         ("a_handle_does_not_survive_navigation", a_handle_does_not_survive_navigation),
         ("oversized_payloads_and_bodies_are_refused", oversized_payloads_and_bodies_are_refused),
+        ("iframes_follow_their_containers_policy", iframes_follow_their_containers_policy),
+        ("a_document_claiming_another_site_closes_its_tab", a_document_claiming_another_site_closes_its_tab),
     ];
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let mut failed = 0;

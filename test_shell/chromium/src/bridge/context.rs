@@ -63,10 +63,8 @@ pub struct Session {
     pub renderer: RendererId,
     /// Its COS pipe.
     pub connection: Arc<RendererConnection>,
-    /// The target's URL when it attached (top frames are cross-checked against it).
+    /// The target's URL as Chromium last reported it (attach, `Target.targetInfoChanged`).
     pub url: Mutex<String>,
-    /// `Permissions-Policy` and `Cross-Origin-Storage-Allow-Origin` of each frame's last document.
-    pub headers: Mutex<HashMap<String, DocumentHeaders>>,
     /// Set once the bridge's set-up commands went through.
     pub ready: tokio::sync::watch::Sender<bool>,
 }
@@ -108,6 +106,11 @@ pub struct ContextState {
     pub context_id: i64,
     /// Its frame id (never reused).
     pub frame: FrameId,
+    /// Chromium's id of the frame it belongs to (empty for workers).
+    pub chromium_frame: String,
+    /// Whether the Permissions Policy enables the feature here (what a child's container
+    /// inherits).
+    pub policy_allows: bool,
     /// Its tuple origin (`None`: opaque).
     pub origin: Option<Origin>,
     /// The serialised origin, as Chromium sends it in `Origin` headers.

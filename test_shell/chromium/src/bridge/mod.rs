@@ -1,6 +1,13 @@
 //! The trusted side for Chromium pages: every attached target is a COS renderer, every
 //! execution context a frame of the broker's frame table, and every binding call a request
 //! whose origin comes from Chromium's record of the calling context, never from the payload.
+//!
+//! A document's context is registered only once it has been judged: its origin must be
+//! same-site with the URL the browser attests for its target (Chromium runs one site per
+//! process, so a document claiming another site is a compromised renderer: the tab is closed),
+//! and its Permissions Policy comes from its own `Permissions-Policy` header and, for a child
+//! frame, its container: the parent document's origin and policy and the owner element's
+//! `allow` attribute, read from the parent's process. Calls arriving meanwhile wait.
 
 pub mod calls;
 pub mod context;
@@ -22,7 +29,9 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use self::context::{ContextState, DocumentHeaders, Objects, Session, TargetKind, is_secure, tuple_origin};
+use self::context::{
+    ContextState, DocumentHeaders, Objects, Session, TargetKind, is_secure, site_of_url, tuple_origin,
+};
 use crate::data_server::DataServer;
 use crate::devtools::{ChromiumProcess, Client, DevToolsError, Event};
 
@@ -35,6 +44,11 @@ pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 
 /// The longest a page may take to load or a script to settle: a hang guard only.
 pub const PAGE_GUARD: Duration = Duration::from_secs(60);
+
+/// How long a document's origin may disagree with its target's URL before the disagreement
+/// counts: the URL is updated when the browser has processed the commit, which may be after
+/// the new document's context was reported. A hang guard, not a timing assumption.
+const ATTEST_GUARD: Duration = Duration::from_secs(5);
 
 /// What went wrong in the bridge (operator-facing).
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +102,16 @@ pub(crate) struct Shared {
     /// Per session, the site of its top-level document (the page's main frame).
     top_sites: Mutex<HashMap<String, Site>>,
     contexts: Mutex<HashMap<(String, i64), Arc<ContextState>>>,
+    /// Documents still being judged: their Chromium frame id, and their state once registered
+    /// (the sender is dropped unregistered when the context is refused or goes away first).
+    pending: Mutex<HashMap<(String, i64), PendingContext>>,
+    /// Chromium frame id → its parent's, from `Page.frameAttached` in whichever process the
+    /// parent lives (an out-of-process child's own target does not say).
+    frame_parents: Mutex<HashMap<String, String>>,
+    /// `Permissions-Policy` and `Cross-Origin-Storage-Allow-Origin` of each frame's last
+    /// document, by Chromium frame id (an out-of-process child's response may be reported in its
+    /// parent's session).
+    document_headers: Mutex<HashMap<String, DocumentHeaders>>,
     next_frame: AtomicU64,
     next_renderer: AtomicU64,
     closed_for_misbehaviour: AtomicU64,
@@ -155,6 +179,9 @@ impl Bridge {
             sessions: Mutex::new(HashMap::new()),
             top_sites: Mutex::new(HashMap::new()),
             contexts: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            frame_parents: Mutex::new(HashMap::new()),
+            document_headers: Mutex::new(HashMap::new()),
             next_frame: AtomicU64::new(1),
             next_renderer: AtomicU64::new(1),
             closed_for_misbehaviour: AtomicU64::new(0),
@@ -386,6 +413,20 @@ async fn event_loop(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Arc
             "Runtime.bindingCalled" => shared.binding_called(&event),
             "Network.responseReceived" => shared.response_received(&event),
             "Debugger.paused" => shared.worker_paused(&event),
+            "Page.frameAttached" => {
+                let params = &event.params;
+                if let (Some(child), Some(parent)) = (params["frameId"].as_str(), params["parentFrameId"].as_str()) {
+                    shared.frame_parents.lock().insert(child.to_owned(), parent.to_owned());
+                }
+            }
+            "Target.targetInfoChanged" => {
+                let info = &event.params["targetInfo"];
+                if let (Some(target), Some(url)) = (info["targetId"].as_str(), info["url"].as_str()) {
+                    for session in shared.sessions.lock().values().filter(|s| s.target_id == target) {
+                        *session.url.lock() = url.to_owned();
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -449,7 +490,6 @@ impl Shared {
             renderer,
             connection,
             url: Mutex::new(info["url"].as_str().unwrap_or_default().to_owned()),
-            headers: Mutex::new(HashMap::new()),
             ready: tokio::sync::watch::channel(false).0,
         });
         self.sessions.lock().insert(session_id.clone(), session.clone());
@@ -524,7 +564,9 @@ impl Shared {
             return;
         }
         let (Some(session), Some(frame)) = (&event.session_id, event.params["frameId"].as_str()) else { return };
-        let Some(session) = self.session(session) else { return };
+        if self.session(session).is_none() {
+            return;
+        }
         let headers = &event.params["response"]["headers"];
         let header = |name: &str| {
             headers.as_object().and_then(|map| {
@@ -537,10 +579,10 @@ impl Shared {
             permissions_policy: header("Permissions-Policy"),
             allow_origin: header("Cross-Origin-Storage-Allow-Origin"),
         };
-        session.headers.lock().insert(frame.to_owned(), record);
+        self.document_headers.lock().insert(frame.to_owned(), record);
     }
 
-    fn context_created(&self, event: &Event) {
+    fn context_created(self: &Arc<Self>, event: &Event) {
         let Some(session_id) = &event.session_id else { return };
         let Some(session) = self.session(session_id) else { return };
         let context = &event.params["context"];
@@ -557,8 +599,8 @@ impl Shared {
             reported.to_owned()
         };
         let origin = tuple_origin(&origin_source);
-        let frame_id = aux["frameId"].as_str().unwrap_or("").to_owned();
-        let main_frame = session.kind == TargetKind::Page && frame_id == session.target_id;
+        let frame_token = aux["frameId"].as_str().unwrap_or("").to_owned();
+        let main_frame = session.kind == TargetKind::Page && frame_token == session.target_id;
         if main_frame {
             match &origin {
                 Some(origin) => {
@@ -569,32 +611,192 @@ impl Shared {
                 }
             }
         }
-        let top_level_site = self.top_site(session_id);
-        let headers = session.headers.lock().get(&frame_id).cloned().unwrap_or_default();
+        let new = NewContext {
+            session_id: session_id.clone(),
+            top_level_site: self.top_site(session_id),
+            headers: self.document_headers.lock().get(&frame_token).cloned().unwrap_or_default(),
+            session,
+            context_id,
+            origin,
+            frame_token,
+            main_frame,
+        };
+        if !new.session.kind.is_frame() {
+            // Workers inherit their owner's policy; the owner could call already.
+            let allowed = new.origin.is_some();
+            self.register(new, allowed);
+            return;
+        }
+        let key = (new.session_id.clone(), context_id);
+        let (sender, receiver) = tokio::sync::watch::channel(None);
+        self.pending
+            .lock()
+            .insert(key.clone(), PendingContext { frame_token: new.frame_token.clone(), state: receiver });
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let verdict = shared.judge_document(&new).await;
+            let state = match verdict {
+                Verdict::Compromised(why) => {
+                    shared.pending.lock().remove(&key);
+                    shared.close_for_misbehaviour(&new.session_id, &why);
+                    None
+                }
+                Verdict::Allowed(allowed) => {
+                    // Only a context that still exists is registered (lock order: pending, then
+                    // contexts).
+                    let mut pending = shared.pending.lock();
+                    pending.remove(&key).is_some().then(|| shared.register(new, allowed))
+                }
+            };
+            if let Some(state) = state {
+                sender.send_replace(Some(state));
+            }
+        });
+    }
+
+    /// Whether a document may use the API, or proof that its renderer is compromised.
+    async fn judge_document(&self, new: &NewContext) -> Verdict {
+        // Opaque origins never reach the API and claim no site.
+        let Some(origin) = &new.origin else { return Verdict::Allowed(false) };
+        match self.attest(&new.session, origin).await {
+            Attested::Same => {}
+            // A document whose target's URL says nothing (no http(s) URL, no opener, no parent
+            // to inherit from) cannot be vouched for: it gets no access, but it proves nothing.
+            Attested::Unknown => return Verdict::Allowed(false),
+            Attested::Other(url) => {
+                return Verdict::Compromised(format!(
+                    "a document of {origin} in a process of another site (its target is at {url})"
+                ));
+            }
+        }
+        let header = new.headers.permissions_policy.as_deref();
+        if new.main_frame {
+            return Verdict::Allowed(permissions_policy::is_enabled(Some(origin), header, None));
+        }
+        // A child frame, in its parent's process or its own target: its container is the parent
+        // document and the owner element, both in the parent's process.
+        let Some(parent_token) = self.parent_frame(&new.session_id, &new.frame_token).await else {
+            tracing::debug!(frame = new.frame_token, "a child frame without a known parent gets no access");
+            return Verdict::Allowed(false);
+        };
+        let Some(parent) = self.context_of_frame(&parent_token).await else {
+            tracing::debug!(frame = new.frame_token, "a child frame whose parent document is gone gets no access");
+            return Verdict::Allowed(false);
+        };
+        let allow = self.allow_attribute(&parent.session, &new.frame_token).await;
+        let container = permissions_policy::Container {
+            parent_origin: parent.origin.as_ref(),
+            parent_allows: parent.policy_allows,
+            allow_attribute: allow.as_deref(),
+        };
+        Verdict::Allowed(permissions_policy::is_enabled(Some(origin), header, Some(container)))
+    }
+
+    /// Compares `origin`'s site with the site of the URL the browser reports for the target,
+    /// asking again until they agree or [`ATTEST_GUARD`] has passed (the browser updates the URL
+    /// once it has processed the commit the renderer already reported).
+    async fn attest(&self, session: &Session, origin: &cos_common::Origin) -> Attested {
+        let wanted = Site::of(origin);
+        let deadline = tokio::time::Instant::now() + ATTEST_GUARD;
+        loop {
+            let (url, site) = self.attested_site(&session.target_id, session.parent.as_deref()).await;
+            match site {
+                Some(site) if site == wanted => return Attested::Same,
+                _ if tokio::time::Instant::now() >= deadline => {
+                    return if site.is_some() { Attested::Other(url) } else { Attested::Unknown };
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// The target's current URL and its site. `about:blank` and `about:srcdoc` documents
+    /// inherit their creator's origin, so such a target answers with its opener's site (a popup)
+    /// or, for an out-of-process frame, its parent target's.
+    async fn attested_site(&self, target_id: &str, parent_session: Option<&str>) -> (String, Option<Site>) {
+        let mut target = target_id.to_owned();
+        let mut parent = parent_session.map(str::to_owned);
+        let mut first_url = None;
+        // Bounded: openers and parents form chains, never loops worth following further.
+        for _ in 0..4 {
+            let info = self.client.send("Target.getTargetInfo", json!({ "targetId": target }), None).await;
+            let info = match info {
+                Ok(info) => info["targetInfo"].clone(),
+                Err(_) => break,
+            };
+            let url = info["url"].as_str().unwrap_or("").to_owned();
+            let first = first_url.get_or_insert_with(|| url.clone()).clone();
+            if let Some(site) = site_of_url(&url) {
+                return (first, Some(site));
+            }
+            if !(url.is_empty() || url.starts_with("about:blank") || url == "about:srcdoc") {
+                break;
+            }
+            let next = info["openerId"].as_str().map(str::to_owned).or_else(|| {
+                let parent_session = self.session(parent.as_deref()?)?;
+                parent = parent_session.parent.clone();
+                Some(parent_session.target_id.clone())
+            });
+            match next {
+                Some(next) => target = next,
+                None => break,
+            }
+        }
+        (first_url.unwrap_or_default(), None)
+    }
+
+    /// The parent of a Chromium frame: from `Page.frameAttached`, else from the session's frame
+    /// tree.
+    async fn parent_frame(&self, session_id: &str, frame: &str) -> Option<String> {
+        if let Some(parent) = self.frame_parents.lock().get(frame) {
+            return Some(parent.clone());
+        }
+        let tree = self.client.send("Page.getFrameTree", json!({}), Some(session_id)).await.ok()?;
+        fn find(node: &Value, frame: &str) -> Option<String> {
+            if node["frame"]["id"].as_str() == Some(frame) {
+                return node["frame"]["parentId"].as_str().map(str::to_owned);
+            }
+            node["childFrames"].as_array()?.iter().find_map(|child| find(child, frame))
+        }
+        find(&tree["frameTree"], frame)
+    }
+
+    /// The current document of a Chromium frame, waiting for it if it is still being judged.
+    async fn context_of_frame(&self, frame: &str) -> Option<Arc<ContextState>> {
+        let ready =
+            self.contexts.lock().values().filter(|c| c.chromium_frame == frame).max_by_key(|c| c.frame.0).cloned();
+        if ready.is_some() {
+            return ready;
+        }
+        let mut waiting = self.pending.lock().values().find(|p| p.frame_token == frame).map(|p| p.state.clone())?;
+        // A hang guard: the parent's own judgement is bounded by ATTEST_GUARD.
+        tokio::time::timeout(PAGE_GUARD, waiting.wait_for(Option::is_some)).await.ok()?.ok()?.clone()
+    }
+
+    /// The `allow` attribute of the element owning `frame`, read in the parent's process;
+    /// `None` when there is none or it cannot be read (the default allowlist, `self`, then
+    /// rules: the stricter answer).
+    async fn allow_attribute(&self, parent_session: &str, frame: &str) -> Option<String> {
+        let s = Some(parent_session);
+        let owner = self.client.send("DOM.getFrameOwner", json!({ "frameId": frame }), s).await;
+        let owner = owner.map_err(|error| tracing::debug!(%error, frame, "no frame owner")).ok()?;
+        let backend = owner["backendNodeId"].as_i64()?;
+        let node = self.client.send("DOM.describeNode", json!({ "backendNodeId": backend }), s).await.ok()?;
+        let attributes = node["node"]["attributes"].as_array()?;
+        attributes
+            .chunks(2)
+            .find(|pair| pair[0].as_str().is_some_and(|name| name.eq_ignore_ascii_case("allow")))
+            .and_then(|pair| pair.get(1)?.as_str().map(str::to_owned))
+    }
+
+    /// Enters a judged context in the frame table and the context map.
+    fn register(&self, new: NewContext, policy_allows: bool) -> Arc<ContextState> {
+        let NewContext { session_id, session, context_id, origin, frame_token, top_level_site, headers, .. } = new;
         let kind = match session.kind {
             TargetKind::Worker => ContextKind::DedicatedWorker,
             TargetKind::SharedWorker => ContextKind::SharedWorker,
             TargetKind::ServiceWorker => ContextKind::ServiceWorker,
             _ => ContextKind::Window,
-        };
-        let policy_allows = match (&origin, session.kind.is_frame()) {
-            (Some(origin), true) if main_frame => {
-                permissions_policy::is_enabled(Some(origin), headers.permissions_policy.as_deref(), None)
-            }
-            (Some(origin), true) => {
-                // A child frame: its container is the top document here; the `allow` attribute
-                // of its owner element is not read yet, so the default allowlist (`self`) rules.
-                let parent = self.main_origin(session_id);
-                let container = permissions_policy::Container {
-                    parent_origin: parent.as_ref(),
-                    parent_allows: true,
-                    allow_attribute: None,
-                };
-                permissions_policy::is_enabled(Some(origin), headers.permissions_policy.as_deref(), Some(container))
-            }
-            // Workers inherit their owner's policy; the owner could call already.
-            (Some(_), false) => true,
-            (None, _) => false,
         };
         let frame = FrameId(self.next_frame.fetch_add(1, Ordering::Relaxed));
         let mut info = FrameInfo::top_level(
@@ -621,6 +823,8 @@ impl Shared {
             session: session_id.clone(),
             context_id,
             frame,
+            chromium_frame: frame_token,
+            policy_allows,
             origin_text: origin.as_ref().map_or_else(|| "null".to_owned(), ToString::to_string),
             origin,
             manager,
@@ -629,24 +833,14 @@ impl Shared {
             frames: self.host.frames().clone(),
             data: self.data.clone(),
         });
-        if let Some(old) = self.contexts.lock().insert((session_id.clone(), context_id), state) {
+        if let Some(old) = self.contexts.lock().insert((session_id, context_id), state.clone()) {
             old.clear();
         }
-    }
-
-    fn main_origin(&self, session: &str) -> Option<cos_common::Origin> {
-        let contexts = self.contexts.lock();
-        let target = self.session(session)?.target_id.clone();
-        // The page's main frame context: the first (lowest frame id) in this session.
-        contexts
-            .values()
-            .filter(|c| c.session == session)
-            .min_by_key(|c| c.frame.0)
-            .and_then(|c| c.origin.clone())
-            .filter(|_| !target.is_empty())
+        state
     }
 
     fn remove_context(&self, session: &str, id: i64) {
+        self.pending.lock().remove(&(session.to_owned(), id));
         let removed = self.contexts.lock().remove(&(session.to_owned(), id));
         if let Some(context) = removed {
             context.clear();
@@ -654,6 +848,7 @@ impl Shared {
     }
 
     fn remove_contexts(&self, matches: impl Fn(&(String, i64)) -> bool) {
+        self.pending.lock().retain(|key, _| !matches(key));
         let removed: Vec<_> = {
             let mut contexts = self.contexts.lock();
             let keys: Vec<_> = contexts.keys().filter(|k| matches(k)).cloned().collect();
@@ -680,13 +875,32 @@ impl Shared {
             return self.close_for_misbehaviour(&session, "binding payload with a bad call id");
         };
         let Some(context_id) = event.params["executionContextId"].as_i64() else { return };
-        let Some(context) = self.contexts.lock().get(&(session.clone(), context_id)).cloned() else {
-            // The context is gone (navigated away): nobody is waiting for the answer.
-            return;
+        let key = (session.clone(), context_id);
+        let ready = self.contexts.lock().get(&key).cloned();
+        let waiting = match ready {
+            Some(_) => None,
+            None => match self.pending.lock().get(&key) {
+                Some(pending) => Some(pending.state.clone()),
+                // The context is gone (navigated away): nobody is waiting for the answer.
+                None => return,
+            },
         };
         let call = serde_json::from_str::<calls::Call>(body);
         let shared = self.clone();
         tokio::spawn(async move {
+            let context = match (ready, waiting) {
+                (Some(context), _) => context,
+                (None, Some(mut waiting)) => {
+                    // Still being judged: the call runs once it is registered; a refused or
+                    // vanished context leaves nobody to answer.
+                    let judged = tokio::time::timeout(PAGE_GUARD, waiting.wait_for(Option::is_some)).await;
+                    match judged {
+                        Ok(Ok(state)) => state.clone().expect("waited for Some"),
+                        _ => return,
+                    }
+                }
+                (None, None) => return,
+            };
             let outcome = match call {
                 Ok(call) => calls::run(context.clone(), call).await.map_err(|e| error_json(&e)),
                 Err(error) => {
@@ -738,4 +952,40 @@ impl Shared {
             tracing::debug!(%error, "a reply found its context gone");
         }
     }
+}
+
+/// What `context_created` learnt about a new context, before it is judged.
+struct NewContext {
+    session_id: String,
+    session: Arc<Session>,
+    context_id: i64,
+    origin: Option<cos_common::Origin>,
+    frame_token: String,
+    main_frame: bool,
+    top_level_site: Option<Site>,
+    headers: DocumentHeaders,
+}
+
+/// A document context being judged.
+struct PendingContext {
+    frame_token: String,
+    state: tokio::sync::watch::Receiver<Option<Arc<ContextState>>>,
+}
+
+/// The outcome of judging a document.
+enum Verdict {
+    /// Registered, with the API enabled or not by the Permissions Policy.
+    Allowed(bool),
+    /// Its renderer reported what only a compromised one reports.
+    Compromised(String),
+}
+
+/// A document's origin against its target's attested URL.
+enum Attested {
+    /// Same site.
+    Same,
+    /// The target's URL names no site to compare with.
+    Unknown,
+    /// Another site (the URL).
+    Other(String),
 }

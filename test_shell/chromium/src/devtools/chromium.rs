@@ -92,6 +92,9 @@ impl ChromiumProcess {
             "--disable-component-update",
             "--disable-sync",
             "--remote-debugging-pipe",
+            // One site per renderer process, always: the bridge closes a tab whose document
+            // claims a site other than its target's (see `bridge`), which holds only then.
+            "--site-per-process",
             // Local Network Access: pages treated as public would have their loopback requests
             // (our capability URLs) silently blocked; the permission is also granted over the
             // protocol, this covers builds where the permission name differs.

@@ -118,6 +118,15 @@ impl Client {
         receiver
     }
 
+    /// Hands `event` to every subscriber as if Chromium had sent it: a test plays a renderer that
+    /// reports what a real one never would (a context of another site), which no page script can
+    /// make Chromium say.
+    #[doc(hidden)]
+    pub fn inject_event_for_testing(&self, event: Event) {
+        let event = Arc::new(event);
+        self.inner.subscribers.lock().retain(|subscriber| subscriber.send(event.clone()).is_ok());
+    }
+
     /// Whether Chromium has gone away.
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::SeqCst)
