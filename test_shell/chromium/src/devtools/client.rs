@@ -121,7 +121,8 @@ impl Client {
     /// Hands `event` to every subscriber as if Chromium had sent it: a test plays a renderer that
     /// reports what a real one never would (a context of another site), which no page script can
     /// make Chromium say.
-    #[doc(hidden)]
+    /// Only with the `testing` feature: never in a build that drives a browser for real.
+    #[cfg(feature = "testing")]
     pub fn inject_event_for_testing(&self, event: Event) {
         let event = Arc::new(event);
         self.inner.subscribers.lock().retain(|subscriber| subscriber.send(event.clone()).is_ok());
