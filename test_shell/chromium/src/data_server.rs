@@ -7,6 +7,12 @@
 //! writer and lives until it closes, aborts or its document goes. Every refusal — unknown,
 //! used, expired or another origin's token, any other path or method — is the same `404` with
 //! the same body, decided after the same lookup.
+//!
+//! Everything a page sends counts against a limit: a slice must declare its length, and the
+//! declared bytes of all slices being received at once are reserved from one budget
+//! ([`MAX_IN_FLIGHT_BYTES`]) before any byte is read, so however many connections pages open,
+//! the bridge never buffers more than that; connections are capped ([`MAX_CONNECTIONS`]) and a
+//! connection that sends no request head for [`HEADER_TIMEOUT`] is closed.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -23,10 +29,20 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Frame, Incoming};
 use parking_lot::Mutex;
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 /// The largest POST body (one slice of a write).
 pub const MAX_SLICE_BYTES: usize = 8 << 20;
+
+/// Bytes of write slices being received at once, over all pages: a slice waits for room before
+/// its body is read.
+pub const MAX_IN_FLIGHT_BYTES: usize = 4 * MAX_SLICE_BYTES;
+
+/// Connections served at once; further ones wait in the listen queue.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// A connection that sends no complete request head for this long is closed.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long an unused read capability stays valid.
 const READ_TOKEN_LIFETIME: Duration = Duration::from_secs(120);
@@ -52,6 +68,8 @@ struct Grant {
 
 #[derive(Default)]
 struct State {
+    /// Write slices waiting for room in the in-flight budget.
+    waiting_slices: usize,
     tokens: HashMap<String, Grant>,
     served: HashMap<String, u64>,
     received: HashMap<String, u64>,
@@ -62,6 +80,8 @@ struct State {
 pub struct DataServer {
     state: Arc<Mutex<State>>,
     addr: SocketAddr,
+    /// The in-flight budget for write slices, one permit per byte.
+    in_flight: Arc<Semaphore>,
 }
 
 impl DataServer {
@@ -69,19 +89,39 @@ impl DataServer {
     pub async fn start() -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
-        let server = Self { state: Arc::new(Mutex::new(State::default())), addr };
+        let server = Self {
+            state: Arc::new(Mutex::new(State::default())),
+            addr,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT_BYTES)),
+        };
         let serving = server.clone();
+        let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok(slot) = connections.clone().acquire_owned().await else { return };
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        // Out of descriptors, say: back off instead of spinning on the error.
+                        tracing::warn!(%error, "capability server could not accept");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
                 let server = serving.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let service = hyper::service::service_fn(move |request| {
                         let server = server.clone();
                         async move { Ok::<_, Infallible>(server.handle(request).await) }
                     });
                     let io = hyper_util::rt::TokioIo::new(stream);
-                    if let Err(error) = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await {
+                    let served = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(HEADER_TIMEOUT)
+                        .serve_connection(io, service)
+                        .await;
+                    if let Err(error) = served {
                         tracing::debug!(%error, "capability connection ended");
                     }
                 });
@@ -128,6 +168,12 @@ impl DataServer {
     /// Whether `token` is still valid (unused, unexpired).
     pub(crate) fn is_live(&self, token: &str) -> bool {
         self.state.lock().tokens.get(token).is_some_and(|grant| grant.expires.is_none_or(|at| at > Instant::now()))
+    }
+
+    /// Write slices waiting for room in the in-flight budget, and the bytes reserved by the slices
+    /// being received.
+    pub fn in_flight(&self) -> (usize, usize) {
+        (self.state.lock().waiting_slices, MAX_IN_FLIGHT_BYTES - self.in_flight.available_permits())
     }
 
     /// Tokens currently valid (for tests).
@@ -205,10 +251,21 @@ impl DataServer {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|length| length > MAX_SLICE_BYTES as u64) || matches!(position, Some(Err(_))) {
+        // A slice states its length up front (browsers always do for a Blob body), so its bytes
+        // can be reserved before any is read.
+        let Some(declared) = declared.filter(|&length| length <= MAX_SLICE_BYTES as u64) else {
+            return with_cors(json_response(StatusCode::PAYLOAD_TOO_LARGE, &refusal()), &origin);
+        };
+        if matches!(position, Some(Err(_))) {
             return with_cors(json_response(StatusCode::PAYLOAD_TOO_LARGE, &refusal()), &origin);
         }
-        let body = match Limited::new(request.into_body(), MAX_SLICE_BYTES).collect().await {
+        // Bounded by the check above; at least one permit so an empty slice also takes its turn.
+        let reserve = u32::try_from(declared.max(1)).unwrap_or(u32::MAX);
+        self.state.lock().waiting_slices += 1;
+        let permit = self.in_flight.clone().acquire_many_owned(reserve).await;
+        self.state.lock().waiting_slices -= 1;
+        let Ok(_permit) = permit else { return not_found() };
+        let body = match Limited::new(request.into_body(), declared as usize).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(_) => return with_cors(json_response(StatusCode::PAYLOAD_TOO_LARGE, &refusal()), &origin),
         };
@@ -279,5 +336,73 @@ impl Body for DataBody {
             DataBody::Full(full) => Pin::new(full).poll_frame(cx).map_err(|never| match never {}),
             DataBody::Stream(receiver) => receiver.poll_recv(cx).map(|item| item.map(|r| r.map(Frame::data))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+    use std::net::TcpStream;
+
+    use super::*;
+
+    /// Slices that declare more than the budget wait for room before any of their bytes is read,
+    /// however many connections send them.
+    #[test]
+    fn write_slices_wait_for_room_in_the_in_flight_budget() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let server = runtime.block_on(DataServer::start()).unwrap();
+        let origin = "https://a.example";
+        let (token, _) = server.mint(origin, Capability::Write(Arc::new(Mutex::new(None))));
+        let slices = MAX_IN_FLIGHT_BYTES / MAX_SLICE_BYTES + 1;
+        // Each connection declares a whole slice and sends one byte of it, then stalls.
+        let connections: Vec<TcpStream> = (0..slices)
+            .map(|_| {
+                let mut stream = TcpStream::connect(server.addr).unwrap();
+                write!(
+                    stream,
+                    "POST /c/{token} HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: {origin}\r\nContent-Length: {MAX_SLICE_BYTES}\r\n\r\nx"
+                )
+                .unwrap();
+                stream
+            })
+            .collect();
+        // A hang guard, not a timing assertion: the state is reached as soon as the server has
+        // read the heads.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (waiting, reserved) = server.in_flight();
+            assert!(reserved <= MAX_IN_FLIGHT_BYTES, "reserved {reserved} bytes beyond the budget");
+            if waiting == 1 && reserved == MAX_IN_FLIGHT_BYTES {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never saw one slice waiting: waiting {waiting}, reserved {reserved}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // The waiting slice gets its turn once a reserved one goes away.
+        drop(connections);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.in_flight() != (0, 0) {
+            assert!(Instant::now() < deadline, "the budget was not returned: {:?}", server.in_flight());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A slice without a declared length cannot be reserved, so it is refused.
+    #[test]
+    fn a_slice_without_a_length_is_refused() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let server = runtime.block_on(DataServer::start()).unwrap();
+        let origin = "https://a.example";
+        let (token, _) = server.mint(origin, Capability::Write(Arc::new(Mutex::new(None))));
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        write!(
+            stream,
+            "POST /c/{token} HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: {origin}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n1\r\nx\r\n0\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 413"), "{response}");
     }
 }
