@@ -6,6 +6,8 @@
 use std::process::ExitCode;
 
 use cos_shell_chromium::clients;
+use cos_shell_chromium::clients::report::shares_across_sites;
+use cos_shell_chromium::clients::sites::Client;
 
 fn main() -> ExitCode {
     if let Some(code) = cos_shell_chromium::run_child_process() {
@@ -36,15 +38,22 @@ fn main() -> ExitCode {
             .unwrap_or_else(|| panic!("{name} {version} ran"))
     };
     let outcome = std::panic::catch_unwind(|| {
-        for client in &report.clients {
-            assert_eq!(client.sites.len(), 2, "{} ran at both sites", client.client);
-            assert_eq!(
-                client.sites[1].network.model_files, 0,
-                "{} {}: the second site downloads no model files",
-                client.client, client.version
-            );
-            assert!(client.sites[0].network.model_files > 0, "{}: the first site downloads them", client.client);
-            assert!(client.sites.iter().all(|s| s.report.error.is_none()), "{}: no page error", client.client);
+        assert_eq!(report.clients.len(), Client::ALL.len(), "every client ran");
+        for (client, run) in Client::ALL.iter().zip(&report.clients) {
+            let label = format!("{} {}", run.client, run.version);
+            assert_eq!(run.sites.len(), 2, "{label} ran at both sites");
+            assert!(run.sites.iter().all(|s| s.report.error.is_none()), "{label}: no page error");
+            // Every request but the top-level navigation (no Origin, no Referer) is billed to the
+            // page's site, the cross-site ones to the model hub and the CDN included.
+            assert!(run.sites.iter().all(|s| s.unattributed_requests <= 1), "{label}: requests attributed");
+            let (first, second) = (&run.sites[0].network, &run.sites[1].network);
+            assert!(first.model_files > 0, "{label}: the first site downloads the model files");
+            if shares_across_sites(*client) {
+                assert_eq!(second.model_files, 0, "{label}: the second site downloads no model files");
+            } else {
+                // Written without `origins`: the entry stays with its site, the model comes again.
+                assert_eq!(second.model_files, first.model_files, "{label}: not disclosed across sites");
+            }
         }
         let t432 = by("transformers.js", "4.3.2");
         let t420 = by("transformers.js", "4.2.0");

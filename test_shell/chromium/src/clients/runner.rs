@@ -11,6 +11,10 @@ use super::sites::{Client, SITE_A, SITE_B, Sites, SitesError, Traffic};
 use crate::bridge::{Bridge, BridgeConfig, BridgeError, PAGE_GUARD};
 use crate::devtools::{DevToolsError, find_chromium};
 
+/// When set, every request the hub logged during a page run goes to stderr (method, host and
+/// path, status, body bytes, initiator, category): what a client fetched, and from where.
+pub const TRACE_ENV: &str = "COS_CLIENTS_TRACE";
+
 /// Why the clients could not be run (not: a client did badly; that is in the report).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -36,8 +40,8 @@ pub enum ClientsError {
     },
     /// The page never printed its report (a hang guard expired) or printed something else.
     #[error(
-        "{client} at {site}: {detail}; open {url} in a browser mapped to the loopback sites, or rerun \
-         with RUST_LOG=cos_shell_chromium=debug, to see where the page stopped"
+        "{client} at {site}: {detail}; rerun with COS_CLIENTS_TRACE=1 (the page's requests) and \
+         RUST_LOG=cos_shell_chromium=debug to see where {url} stopped"
     )]
     NoReport {
         /// `name version`.
@@ -168,10 +172,10 @@ fn run_site(bridge: &Bridge, sites: &Sites, client: Client, site: &str) -> Resul
     })?;
     let log = sites.hub().requests();
     let window = log.get(log_start..).unwrap_or_default();
-    if std::env::var_os("COS_CLIENTS_TRACE").is_some() {
+    if std::env::var_os(TRACE_ENV).is_some() {
         for r in window {
             eprintln!(
-                "  {} {}{} {} {} {:?} {:?}",
+                "  {} {}{} {} {} bytes, from {:?}, {:?}",
                 r.method,
                 r.host.as_deref().unwrap_or(""),
                 r.path,
