@@ -100,6 +100,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The API in real headless Chromium (`$CHROMIUM` or /usr/bin/chromium), served by the
+    /// sandboxed storage service through a DevTools-protocol bridge.
+    Chromium {
+        #[command(subcommand)]
+        command: ChromiumCommand,
+    },
+}
+
+/// The `chromium` subcommands.
+#[derive(Subcommand)]
+enum ChromiumCommand {
+    /// Fetches the pinned client packages (Transformers.js, onnxruntime-web, WebLLM, wllama) from
+    /// the npm registry with `npm pack`, once, into $COS_CLIENTS_DIR (default target/cos-clients),
+    /// checks them and prints where they are.
+    Setup,
+    /// Runs the real client libraries, unmodified, in Chromium: each client (Transformers.js 4.3.2
+    /// and 4.2.0, WebLLM 0.2.86, wllama 3.13.0) with a fresh Cross-Origin Storage, at one site and
+    /// then at a second. Prints per client and site the bytes from the network (model files,
+    /// pointers, other), the bytes from COS, the time to ready and the inference; exits 1 unless
+    /// the second sites got the shared model files from COS and inference agrees.
+    Clients {
+        /// Print the report as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -159,6 +184,49 @@ fn main() -> ExitCode {
         }
         Command::Scrub { profile, json } => scrub(&profile, json),
         Command::Bench { args } => bench(args),
+        Command::Chromium { command } => chromium(command),
+    }
+}
+
+fn chromium(command: ChromiumCommand) -> ExitCode {
+    use cos_shell_chromium::clients;
+    match command {
+        ChromiumCommand::Setup => match clients::packages::Packages::ensure_all() {
+            Ok(packages) => {
+                let root = packages.root();
+                println!("client packages ready in {}", root.canonicalize().as_deref().unwrap_or(root).display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("test_shell chromium setup: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        ChromiumCommand::Clients { json } => match clients::run(&program(), &mut |line| eprintln!("{line}")) {
+            Ok(report) => {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                } else {
+                    let mut stdout = std::io::stdout().lock();
+                    if let Err(error) = report.write_table(&mut stdout) {
+                        eprintln!("test_shell chromium clients: {error}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+                if report.passed() {
+                    ExitCode::SUCCESS
+                } else {
+                    for failure in &report.failures {
+                        eprintln!("test_shell chromium clients: {failure}");
+                    }
+                    ExitCode::FAILURE
+                }
+            }
+            Err(error) => {
+                eprintln!("test_shell chromium clients: {error}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

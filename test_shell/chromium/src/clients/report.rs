@@ -241,11 +241,6 @@ impl ClientsReport {
         self.failures.is_empty()
     }
 
-    /// The report as JSON.
-    pub fn to_json(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
-
     /// Writes a table per client, its verdict, the notes and the overall verdict.
     pub fn write_table(&self, out: &mut impl Write) -> io::Result<()> {
         const HEADERS: [&str; 7] =
@@ -342,7 +337,7 @@ pub fn bytes(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
