@@ -11,8 +11,9 @@ use super::sites::{Client, SITE_A, SITE_B, Sites, SitesError, Traffic};
 use crate::bridge::{Bridge, BridgeConfig, BridgeError, PAGE_GUARD};
 use crate::devtools::{DevToolsError, find_chromium};
 
-/// When set, every request the hub logged during a page run goes to stderr (method, host and
-/// path, status, body bytes, initiator, category): what a client fetched, and from where.
+/// When set, the page's console lines and every request the hub logged during a page run go to
+/// stderr (method, host and path, status, body bytes, initiator, category): what a client
+/// said and fetched, and from where.
 pub const TRACE_ENV: &str = "COS_CLIENTS_TRACE";
 
 /// Why the clients could not be run (not: a client did badly; that is in the report).
@@ -154,15 +155,23 @@ fn run_site(bridge: &Bridge, sites: &Sites, client: Client, site: &str) -> Resul
     let tab = bridge.open(&url).map_err(bridge_error)?;
     // The tab subscribed to its events before navigating, so a report printed before the load
     // event is not missed.
-    let line = tab.wait_for_console(|text| text.starts_with(REPORT_PREFIX)).map_err(|error| match error {
-        BridgeError::Timeout(_) => ClientsError::NoReport {
-            client: name.clone(),
-            site: site.to_owned(),
-            url: url.clone(),
-            detail: format!("no `{}` line within {} s", REPORT_PREFIX.trim(), PAGE_GUARD.as_secs()),
-        },
-        other => bridge_error(other),
-    })?;
+    let trace = std::env::var_os(TRACE_ENV).is_some();
+    let line = tab
+        .wait_for_console(|text| {
+            if trace {
+                eprintln!("  console: {text}");
+            }
+            text.starts_with(REPORT_PREFIX)
+        })
+        .map_err(|error| match error {
+            BridgeError::Timeout(_) => ClientsError::NoReport {
+                client: name.clone(),
+                site: site.to_owned(),
+                url: url.clone(),
+                detail: format!("no `{}` line within {} s", REPORT_PREFIX.trim(), PAGE_GUARD.as_secs()),
+            },
+            other => bridge_error(other),
+        })?;
     tab.close().map_err(bridge_error)?;
     let report = PageReport::parse(&line).map_err(|detail| ClientsError::NoReport {
         client: name.clone(),
