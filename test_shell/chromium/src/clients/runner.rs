@@ -29,6 +29,17 @@ pub enum ClientsError {
     /// The loopback sites did not start.
     #[error("the loopback sites did not start: {0}")]
     Sites(#[from] SitesError),
+    /// The Public Hash List for the run could not be written.
+    #[error("writing the run's Public Hash List: {0}")]
+    Io(#[from] std::io::Error),
+    /// Chromium, the bridge or the storage service did not start.
+    #[error("starting Chromium and the storage service for {client}: {source}")]
+    BridgeStart {
+        /// `name version`.
+        client: String,
+        /// What failed.
+        source: BridgeError,
+    },
     /// The bridge failed while running a client page.
     #[error("{client} at {site}: {source}")]
     Bridge {
@@ -79,14 +90,14 @@ pub fn run_with(
     // Entries written with `origins: "*"` reach another site only when their hash is on the
     // Public Hash List (the service fails closed without one): list the model repositories'
     // files, as a browser's list would name popular models.
-    let scratch = tempfile::Builder::new().prefix("cos-clients-").tempdir().map_err(io_error)?;
+    let scratch = tempfile::Builder::new().prefix("cos-clients-").tempdir()?;
     let list_path = scratch.path().join("public-hash-list.txt");
     let mut list = String::from("// The loopback model repositories\n// ===BEGIN SHA-256===\n");
     for file in sites.model_files() {
         list.push_str(&file.sha256_hex);
         list.push('\n');
     }
-    std::fs::write(&list_path, list).map_err(io_error)?;
+    std::fs::write(&list_path, list)?;
     let mut runs = Vec::new();
     for &client in clients {
         runs.push(run_client(service_program, &sites, &list_path, client, progress)?);
@@ -96,10 +107,6 @@ pub fn run_with(
 
 fn label(client: Client) -> String {
     format!("{} {}", client.name(), client.version())
-}
-
-fn io_error(error: std::io::Error) -> ClientsError {
-    ClientsError::Bridge { client: "-".into(), site: "-".into(), source: BridgeError::Io(error) }
 }
 
 fn run_client(
@@ -122,11 +129,7 @@ fn run_client(
     // time by design; a client then downloads it again, which would make the verdict a coin
     // toss. The service honours this only when built with its test seams (test_shell, tests).
     config.grease_for_tests = Some(false);
-    let bridge = Bridge::start(config).map_err(|source| ClientsError::Bridge {
-        client: name.clone(),
-        site: "-".into(),
-        source,
-    })?;
+    let bridge = Bridge::start(config).map_err(|source| ClientsError::BridgeStart { client: name.clone(), source })?;
     let mut runs = Vec::new();
     for site in [SITE_A, SITE_B] {
         progress(&format!("clients: {name} at {site} ..."));
