@@ -108,8 +108,23 @@ enum Command {
     },
 }
 
+/// The `chromium` subcommands.
 #[derive(Subcommand)]
 enum ChromiumCommand {
+    /// Fetches the pinned client packages (Transformers.js, onnxruntime-web, WebLLM, wllama) from
+    /// the npm registry with `npm pack`, once, into $COS_CLIENTS_DIR (default target/cos-clients),
+    /// checks them and prints where they are.
+    Setup,
+    /// Runs the real client libraries, unmodified, in Chromium: each client (Transformers.js 4.3.2
+    /// and 4.2.0, WebLLM 0.2.86, wllama 3.13.0) with a fresh Cross-Origin Storage, at one site and
+    /// then at a second. Prints per client and site the bytes from the network (model files,
+    /// pointers, other), the bytes from COS, the time to ready and the inference; exits 1 unless
+    /// the second sites got the shared model files from COS and inference agrees.
+    Clients {
+        /// Print the report as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Runs a web-platform-tests `.any.js` file in Chromium, as a window page and in a dedicated
     /// worker (as its `// META: global=` allows), at ORIGIN (an `http://` or `https://` name
     /// that Chromium resolves to a loopback hub). Same output and exit code as `wpt`.
@@ -184,11 +199,54 @@ fn main() -> ExitCode {
         Command::Wpt { test, origin, profile, timeout } => {
             wpt(&test, &origin, profile.as_deref(), Duration::from_secs(timeout))
         }
-        Command::Chromium { command: ChromiumCommand::Wpt { test, origin, wpt_root, timeout } } => {
-            chromium_wpt(test, origin, wpt_root, Duration::from_secs(timeout))
-        }
         Command::Scrub { profile, json } => scrub(&profile, json),
         Command::Bench { args } => bench(args),
+        Command::Chromium { command } => chromium(command),
+    }
+}
+
+fn chromium(command: ChromiumCommand) -> ExitCode {
+    use cos_shell_chromium::clients;
+    match command {
+        ChromiumCommand::Wpt { test, origin, wpt_root, timeout } => {
+            chromium_wpt(test, origin, wpt_root, Duration::from_secs(timeout))
+        }
+        ChromiumCommand::Setup => match clients::packages::Packages::ensure_all() {
+            Ok(packages) => {
+                let root = packages.root();
+                println!("client packages ready in {}", root.canonicalize().as_deref().unwrap_or(root).display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("test_shell chromium setup: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        ChromiumCommand::Clients { json } => match clients::run(&program(), &mut |line| eprintln!("{line}")) {
+            Ok(report) => {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                } else {
+                    let mut stdout = std::io::stdout().lock();
+                    if let Err(error) = report.write_table(&mut stdout) {
+                        eprintln!("test_shell chromium clients: {error}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+                if report.passed() {
+                    ExitCode::SUCCESS
+                } else {
+                    for failure in &report.failures {
+                        eprintln!("test_shell chromium clients: {failure}");
+                    }
+                    ExitCode::FAILURE
+                }
+            }
+            Err(error) => {
+                eprintln!("test_shell chromium clients: {error}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

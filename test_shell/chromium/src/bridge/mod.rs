@@ -82,12 +82,26 @@ pub struct BridgeConfig {
     pub profile_dir: Option<PathBuf>,
     /// Run the storage service sandboxed (always, except under a debugger).
     pub sandbox: bool,
+    /// The Public Hash List file the storage service reads at start; without one, entries
+    /// written with `origins: "*"` are never disclosed to other sites (the service fails closed).
+    pub public_hash_list: Option<PathBuf>,
+    /// Fix the GREASE outcome of global-grant reads (`Some(false)`: never): a test seam, honoured
+    /// only by a service built with `cos_storage_service/testing`; `None` draws 1% as a browser does.
+    pub grease_for_tests: Option<bool>,
 }
 
 impl BridgeConfig {
-    /// A sandboxed service run by `service_program`, a temporary profile, no extra flags.
+    /// A sandboxed service run by `service_program`, a temporary profile, no extra flags, no
+    /// Public Hash List, GREASE as in a browser.
     pub fn new(service_program: PathBuf) -> Self {
-        Self { service_program, chromium_args: Vec::new(), profile_dir: None, sandbox: true }
+        Self {
+            service_program,
+            chromium_args: Vec::new(),
+            profile_dir: None,
+            sandbox: true,
+            public_hash_list: None,
+            grease_for_tests: None,
+        }
     }
 }
 
@@ -157,6 +171,9 @@ impl Bridge {
         };
         let mut service = ServiceProcessConfig::new(profile_dir.to_string_lossy());
         service.sandbox = config.sandbox;
+        service.public_hash_list_path =
+            config.public_hash_list.as_ref().map(|path| path.to_string_lossy().into_owned());
+        service.grease_for_tests = config.grease_for_tests;
         let mut launch = LaunchOptions::new("storage-service");
         launch.program = config.service_program.clone();
         let host = CosHost::start(HostConfig { launch: ServiceLaunch::Process(launch), service })
