@@ -3,16 +3,11 @@
 use std::path::Path;
 use std::process::Command;
 
-/// Files that must run at another origin than the default secure one.
-const ORIGINS: &[(&str, &str)] = &[("insecure-context.any.js", "http://insecure.example/")];
+use cos_test_support::conformance;
 
 fn run(file: &Path) -> (String, bool) {
-    let name = file.file_name().unwrap().to_string_lossy().into_owned();
     let mut command = Command::new(env!("CARGO_BIN_EXE_test_shell"));
-    command.arg("wpt").arg(file);
-    if let Some((_, origin)) = ORIGINS.iter().find(|(f, _)| *f == name) {
-        command.args(["--origin", origin]);
-    }
+    command.args(["wpt"]).arg(file).args(["--origin", conformance::origin_for(file)]);
     let output = command.output().expect("test_shell runs");
     let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
     (text, output.status.success())
@@ -20,14 +15,7 @@ fn run(file: &Path) -> (String, bool) {
 
 #[test]
 fn every_wpt_file_passes() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wpt");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.to_string_lossy().ends_with(".any.js"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 3, "the conformance files are there");
+    let files = conformance::files();
     let mut failures = Vec::new();
     for file in &files {
         let (output, ok) = run(file);

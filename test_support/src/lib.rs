@@ -1,6 +1,7 @@
 //! What the tests, benchmarks and fuzz bodies of the workspace share, written once: deterministic
-//! data ([`rng`]), measurement helpers ([`measure`]) and the callers and hashes every store test
-//! starts from ([`callers`]). With the `storage` feature, a scratch profile and the store's
+//! data ([`rng`]), measurement helpers ([`measure`]), the callers and hashes every store test
+//! starts from ([`callers`]) and the conformance files every JavaScript host runs
+//! ([`conformance`]). With the `storage` feature, a scratch profile and the store's
 //! write-then-read steps (`storage`); with `browser`, a storage service process behind a browser
 //! host and the child roles of self-re-executing test binaries (`fixture`).
 //!
@@ -8,6 +9,7 @@
 //! a product build.
 
 pub mod callers;
+pub mod conformance;
 #[cfg(feature = "storage")]
 pub mod fixture;
 pub mod measure;

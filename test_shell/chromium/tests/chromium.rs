@@ -3,12 +3,13 @@
 //! one Chromium (each start costs about a second). Without Chromium every test fails with the
 //! install hint. Waits are hang guards only.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use cos_shell_chromium::Tab;
-use cos_shell_chromium::wpt::{DEFAULT_ORIGIN, WptRunner, WptVariant, report};
+use cos_shell_chromium::wpt::{WptRunner, WptVariant, report};
+use cos_test_support::conformance;
 use serde_json::{Value, json};
 
 /// Names the tests' Chromium resolves to the hub.
@@ -26,22 +27,11 @@ fn program() -> PathBuf {
     std::env::current_exe().expect("the test binary")
 }
 
-fn wpt_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/wpt")
-}
-
 fn every_wpt_file_passes_in_windows_and_workers(runner: &WptRunner) {
-    let mut files: Vec<_> = std::fs::read_dir(wpt_dir())
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.to_string_lossy().ends_with(".any.js"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 3, "the conformance files are there");
+    let files = conformance::files();
     let mut failures = Vec::new();
     for file in &files {
-        let origin =
-            if file.ends_with("insecure-context.any.js") { "http://insecure.example/" } else { DEFAULT_ORIGIN };
+        let origin = conformance::origin_for(file);
         let results = runner
             .run(file, origin, None, &[WptVariant::Window, WptVariant::Worker])
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
