@@ -458,6 +458,39 @@ mod tests {
     }
 
     #[test]
+    fn cos_through_chromium_rows_sit_beside_the_peers_with_ratios() {
+        use crate::peers::{PeerFigure, PeerRun};
+        let mut report = sample_report();
+        report.add_ratios();
+        let figure = |name: &str, samples_ms: Vec<f64>| PeerFigure { name: name.into(), samples_ms };
+        let run = PeerRun {
+            browser: "Chromium 148.0".into(),
+            figures: vec![
+                figure("cache match hit", vec![0.3, 0.3]),
+                figure("cos lookup hit", vec![0.15, 0.15]),
+                figure("cache put 177 MiB", vec![600.0]),
+                figure("cos store 177 MiB", vec![300.0]),
+                figure("cache match 177 MiB", vec![350.0]),
+                figure("cos read 177 MiB", vec![175.0]),
+            ],
+        };
+        report.add_peers(PeersOutcome::Ran(run), &Plan::full());
+        let store = report.figure("cos via chromium store 177 MiB").expect("the COS store row");
+        assert_eq!((store.section, store.kind), ("peers", Kind::Transfer { bytes: 177 * MIB }));
+        assert_eq!(report.figure("cos via chromium lookup hit").map(|f| f.kind), Some(Kind::Latency));
+        assert!(report.figure("chromium cache put 177 MiB").is_some());
+        let ratio = |name: &str| report.ratios.iter().find(|r| r.name == name).map(|r| r.value);
+        assert_eq!(ratio("store 177 MiB: cache put / cos via chromium"), Some(2.0));
+        assert_eq!(ratio("read 177 MiB: cache match / cos via chromium"), Some(2.0));
+        assert_eq!(ratio("lookup hit p50: cache.match hit / cos via chromium"), Some(2.0));
+        assert!(report.to_table().contains("cos via chromium read 177 MiB"));
+        let json: Value = serde_json::from_str(&report.to_json()).unwrap();
+        let rows = json["figures"].as_array().unwrap();
+        let read = rows.iter().find(|f| f["name"] == "cos via chromium read 177 MiB").unwrap();
+        assert_eq!((read["kind"].as_str(), read["median"].as_f64()), (Some("transfer"), Some(175.0)));
+    }
+
+    #[test]
     fn the_table_names_every_section() {
         let mut report = sample_report();
         report.add_ratios();
