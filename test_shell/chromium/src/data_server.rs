@@ -74,6 +74,10 @@ impl DataServer {
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
+                // A streamed answer goes out as headers, then body frames: with Nagle's algorithm
+                // a small body waits for the ACK of the headers, which the client delays (~40 ms
+                // per small read on loopback).
+                let _ = stream.set_nodelay(true);
                 let server = serving.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
