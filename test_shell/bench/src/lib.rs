@@ -9,7 +9,8 @@
 //! 3. [`cos`] at scale: eight renderers storing at once, dedup, 32 renderers' lookups/s,
 //!    start-up on a 100,000-entry registry, a 500,000-digest Public Hash List, a 4 GiB store.
 //! 4. Ratios of COS figures to their baselines, with the targets.
-//! 5. [`peers`]: the browser's own storage in headless Chromium (`--peers`).
+//! 5. [`peers`]: the browser's own storage in headless Chromium, and COS through that Chromium
+//!    beside it (`--peers`).
 
 mod baselines;
 mod cos;
@@ -188,12 +189,13 @@ pub fn run(program: &Path, options: &BenchOptions, progress: &mut dyn FnMut(&str
     }
     report.add_ratios();
     if options.peers {
-        progress("peers: the browser's own storage in headless Chromium");
+        progress("peers: the browser's own storage and COS through the bridge, in headless Chromium");
         let peer_options = peers::PeerOptions {
             sizes: plan.sizes.clone(),
             repeats: plan.repeats as u32,
             lookups: plan.lookups,
             timeout: Duration::from_secs(if options.quick { 120 } else { 900 }),
+            service_program: program.to_path_buf(),
         };
         match peers::run_peers(&peer_options, &mut |line| progress(&format!("  {line}"))) {
             Ok(outcome) => report.add_peers(outcome, &plan),

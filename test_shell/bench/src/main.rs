@@ -1,6 +1,6 @@
 //! `test_shell_bench` (also run as `test_shell bench`): the bench's command line. The same binary
-//! is every process of a run: the browser (no `--type`), renderers, the storage service and the
-//! transport peer.
+//! is every process of a run: the browser (no `--type`), renderers, the storage service (also the
+//! one behind `navigator.crossOriginStorage` in Chromium with `--peers`) and the transport peer.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,7 +24,8 @@ struct Cli {
     #[arg(long)]
     quick: bool,
     /// Also measure Cache API, OPFS and IndexedDB in headless Chromium (`/usr/bin/chromium` or
-    /// `$CHROMIUM`); skipped, saying so, when there is none.
+    /// `$CHROMIUM`), and COS through that Chromium beside them; skipped, saying so, when there is
+    /// none.
     #[arg(long)]
     peers: bool,
     /// Where to put the profiles and files measured (default: a new temporary directory); its
@@ -37,6 +38,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // Every child role first, before any argument parsing. `storage-service` is what
+    // `cos_shell_chromium::run_child_process` runs too, so this also serves the Chromium bridge of
+    // --peers; that function is not called here because it refuses the other roles.
     match cos_ipc::launch::bootstrap_from_args() {
         Ok(Some(bootstrap)) => {
             return match bootstrap.process_type.as_str() {

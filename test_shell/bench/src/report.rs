@@ -64,6 +64,9 @@ impl Figure {
     }
 }
 
+/// The prefix of the peers section's rows for COS measured through Chromium (the bridge).
+pub(crate) const COS_VIA_CHROMIUM: &str = "cos via chromium";
+
 /// A target in words and its test.
 type Target = (&'static str, fn(f64) -> bool);
 
@@ -197,7 +200,12 @@ impl Report {
                 Some(bytes) => Kind::Transfer { bytes },
                 None => Kind::Latency,
             };
-            self.add("peers", format!("chromium {}", figure.name), kind, figure.samples_ms);
+            // The page's `cos …` figures are COS through the bridge; the rest are Chromium's own.
+            let name = match figure.name.strip_prefix("cos ") {
+                Some(operation) => format!("{COS_VIA_CHROMIUM} {operation}"),
+                None => format!("chromium {}", figure.name),
+            };
+            self.add("peers", name, kind, figure.samples_ms);
         }
         let speedup = |peer: Option<f64>, cos: Option<f64>| peer.zip(cos).map(|(p, c)| p / c);
         for (i, (label, _)) in plan.sizes.iter().enumerate() {
@@ -220,6 +228,21 @@ impl Report {
                 big(("> 1x", |v| v > 1.0)),
             );
             self.ratio(format!("read {label}: opfs read / COS"), speedup(opfs_read, cos_read), None);
+            if i == 0 {
+                // The same comparison as a page sees it, both measured in the same Chromium.
+                let via = |operation: &str| self.median_of(&format!("{COS_VIA_CHROMIUM} {operation} {label}"));
+                let (via_store, via_read) = (via("store"), via("read"));
+                self.ratio(
+                    format!("store {label}: cache put / {COS_VIA_CHROMIUM}"),
+                    speedup(cache_put, via_store),
+                    None,
+                );
+                self.ratio(
+                    format!("read {label}: cache match / {COS_VIA_CHROMIUM}"),
+                    speedup(cache_match, via_read),
+                    None,
+                );
+            }
         }
         for kind in ["hit", "miss"] {
             let cos = self.p50(&format!("lookup {kind}"));
@@ -229,6 +252,8 @@ impl Report {
                 speedup(peer, cos),
                 Some(("> 1x", |v| v > 1.0)),
             );
+            let via = self.p50(&format!("{COS_VIA_CHROMIUM} lookup {kind}"));
+            self.ratio(format!("lookup {kind} p50: cache.match {kind} / {COS_VIA_CHROMIUM}"), speedup(peer, via), None);
         }
     }
     /// The report as a table.
@@ -263,7 +288,10 @@ impl Report {
             }
         }
         if !peers.is_empty() {
-            let _ = writeln!(out, "\n5. peers: the browser's own storage in headless Chromium");
+            let _ = writeln!(
+                out,
+                "\n5. peers: the browser's own storage in headless Chromium, and COS through that Chromium"
+            );
             for figure in peers {
                 let _ = writeln!(out, "  {}", row(figure));
             }
@@ -427,6 +455,39 @@ mod tests {
         assert_eq!(ratio.unwrap()["met"], true);
         assert_eq!(json_number(f64::NAN), Value::Null);
         assert_eq!(json_number(1.0 / 3.0), json!(0.333333));
+    }
+
+    #[test]
+    fn cos_through_chromium_rows_sit_beside_the_peers_with_ratios() {
+        use crate::peers::{PeerFigure, PeerRun};
+        let mut report = sample_report();
+        report.add_ratios();
+        let figure = |name: &str, samples_ms: Vec<f64>| PeerFigure { name: name.into(), samples_ms };
+        let run = PeerRun {
+            browser: "Chromium 148.0".into(),
+            figures: vec![
+                figure("cache match hit", vec![0.3, 0.3]),
+                figure("cos lookup hit", vec![0.15, 0.15]),
+                figure("cache put 177 MiB", vec![600.0]),
+                figure("cos store 177 MiB", vec![300.0]),
+                figure("cache match 177 MiB", vec![350.0]),
+                figure("cos read 177 MiB", vec![175.0]),
+            ],
+        };
+        report.add_peers(PeersOutcome::Ran(run), &Plan::full());
+        let store = report.figure("cos via chromium store 177 MiB").expect("the COS store row");
+        assert_eq!((store.section, store.kind), ("peers", Kind::Transfer { bytes: 177 * MIB }));
+        assert_eq!(report.figure("cos via chromium lookup hit").map(|f| f.kind), Some(Kind::Latency));
+        assert!(report.figure("chromium cache put 177 MiB").is_some());
+        let ratio = |name: &str| report.ratios.iter().find(|r| r.name == name).map(|r| r.value);
+        assert_eq!(ratio("store 177 MiB: cache put / cos via chromium"), Some(2.0));
+        assert_eq!(ratio("read 177 MiB: cache match / cos via chromium"), Some(2.0));
+        assert_eq!(ratio("lookup hit p50: cache.match hit / cos via chromium"), Some(2.0));
+        assert!(report.to_table().contains("cos via chromium read 177 MiB"));
+        let json: Value = serde_json::from_str(&report.to_json()).unwrap();
+        let rows = json["figures"].as_array().unwrap();
+        let read = rows.iter().find(|f| f["name"] == "cos via chromium read 177 MiB").unwrap();
+        assert_eq!((read["kind"].as_str(), read["median"].as_f64()), (Some("transfer"), Some(175.0)));
     }
 
     #[test]

@@ -108,6 +108,10 @@ impl DataServer {
                         continue;
                     }
                 };
+                // A streamed answer goes out as headers, then body frames: with Nagle's algorithm
+                // a small body waits for the ACK of the headers, which the client delays (~40 ms
+                // per small read on loopback).
+                let _ = stream.set_nodelay(true);
                 let server = serving.clone();
                 tokio::spawn(async move {
                     let _slot = slot;

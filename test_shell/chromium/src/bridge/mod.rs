@@ -135,7 +135,7 @@ pub(crate) struct Shared {
 pub struct Bridge {
     shared: Arc<Shared>,
     runtime: tokio::runtime::Runtime,
-    _chromium: ChromiumProcess,
+    chromium: ChromiumProcess,
     _profile: Option<tempfile::TempDir>,
 }
 
@@ -220,7 +220,7 @@ impl Bridge {
                 )
                 .await
         })?;
-        Ok(Self { shared, runtime, _chromium: chromium, _profile: temporary })
+        Ok(Self { shared, runtime, chromium, _profile: temporary })
     }
 
     /// The COS host (clear site data, inspection, ...).
@@ -251,6 +251,11 @@ impl Bridge {
     /// The name of the script's reply function (for tests that play a compromised renderer).
     pub fn reply_name(&self) -> &str {
         &self.shared.reply
+    }
+
+    /// The last few KiB Chromium wrote to stderr, for error messages.
+    pub fn chromium_stderr(&self) -> String {
+        self.chromium.stderr.text()
     }
 
     /// Targets closed because they sent what only a compromised renderer sends.
