@@ -11,6 +11,11 @@
 
 pub mod calls;
 pub mod context;
+mod judge;
+mod tab;
+
+use judge::Verdict;
+pub use tab::Tab;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -304,101 +309,6 @@ impl Bridge {
     }
 }
 
-/// A tab: a page target and its session.
-pub struct Tab {
-    shared: Arc<Shared>,
-    handle: tokio::runtime::Handle,
-    session: String,
-    target_id: String,
-    events: tokio::sync::Mutex<mpsc::UnboundedReceiver<Arc<Event>>>,
-}
-
-impl Tab {
-    /// The DevTools session id.
-    pub fn session_id(&self) -> &str {
-        &self.session
-    }
-
-    /// The target id.
-    pub fn target_id(&self) -> &str {
-        &self.target_id
-    }
-
-    async fn navigate_async(&self, url: &str) -> Result<(), BridgeError> {
-        let session = Some(self.session.as_str());
-        let navigated = self.shared.client.send("Page.navigate", json!({ "url": url }), session).await?;
-        if let Some(error) = navigated.get("errorText").and_then(Value::as_str) {
-            return Err(BridgeError::Script(format!("navigating to {url}: {error}")));
-        }
-        self.next_event(|event| event.method == "Page.loadEventFired", "the page's load event").await.map(|_| ())
-    }
-
-    async fn next_event(&self, matches: impl Fn(&Event) -> bool, what: &str) -> Result<Arc<Event>, BridgeError> {
-        let wait = async {
-            let mut events = self.events.lock().await;
-            while let Some(event) = events.recv().await {
-                if event.session_id.as_deref() == Some(self.session.as_str()) && matches(&event) {
-                    return Some(event);
-                }
-            }
-            None
-        };
-        match tokio::time::timeout(PAGE_GUARD, wait).await {
-            Ok(Some(event)) => Ok(event),
-            Ok(None) => Err(BridgeError::DevTools(DevToolsError::Died { stderr_tail: String::new() })),
-            Err(_) => Err(BridgeError::Timeout(what.to_owned())),
-        }
-    }
-
-    /// Navigates the tab to `url` and waits for its load event.
-    pub fn navigate(&self, url: &str) -> Result<(), BridgeError> {
-        self.handle.block_on(self.navigate_async(url))
-    }
-
-    /// Evaluates `expression` in the page's main world (awaiting a promise) and returns its
-    /// value as JSON; an exception or rejection is [`BridgeError::Script`].
-    pub fn evaluate(&self, expression: &str) -> Result<Value, BridgeError> {
-        self.handle.block_on(self.evaluate_async(expression))
-    }
-
-    /// [`evaluate`](Self::evaluate), for async callers.
-    pub async fn evaluate_async(&self, expression: &str) -> Result<Value, BridgeError> {
-        let params = json!({ "expression": expression, "awaitPromise": true, "returnByValue": true });
-        let result = self.shared.client.send("Runtime.evaluate", params, Some(&self.session)).await?;
-        if let Some(details) = result.get("exceptionDetails") {
-            let text = details["exception"]["description"]
-                .as_str()
-                .or_else(|| details["text"].as_str())
-                .unwrap_or("exception")
-                .to_owned();
-            return Err(BridgeError::Script(text));
-        }
-        Ok(result["result"]["value"].clone())
-    }
-
-    /// Waits for a `console` message of this tab's page whose text satisfies `matches`.
-    pub fn wait_for_console(&self, matches: impl Fn(&str) -> bool) -> Result<String, BridgeError> {
-        self.handle.block_on(async {
-            let event = self
-                .next_event(
-                    |event| event.method == "Runtime.consoleAPICalled" && matches(&console_text(&event.params)),
-                    "a console message",
-                )
-                .await?;
-            Ok(console_text(&event.params))
-        })
-    }
-
-    /// Closes the tab.
-    pub fn close(self) -> Result<(), BridgeError> {
-        let client = self.shared.client.clone();
-        let target = self.target_id.clone();
-        self.handle
-            .block_on(async move { client.send("Target.closeTarget", json!({ "targetId": target }), None).await })?;
-        Ok(())
-    }
-}
-
 /// The text of a `Runtime.consoleAPICalled` event: its arguments joined by spaces.
 pub fn console_text(params: &Value) -> String {
     params["args"]
@@ -676,141 +586,6 @@ impl Shared {
         });
     }
 
-    /// Whether a document may use the API, or proof that its renderer is compromised.
-    async fn judge_document(&self, new: &NewContext) -> Verdict {
-        // Opaque origins never reach the API and claim no site.
-        let Some(origin) = &new.origin else { return Verdict::Allowed(false) };
-        match self.attest(&new.session, origin).await {
-            Attested::Same => {}
-            // A document whose target's URL says nothing (no http(s) URL, no opener, no parent
-            // to inherit from) cannot be vouched for: it gets no access, but it proves nothing.
-            Attested::Unknown => return Verdict::Allowed(false),
-            Attested::Other(url) => {
-                return Verdict::Compromised(format!(
-                    "a document of {origin} in a process of another site (its target is at {url})"
-                ));
-            }
-        }
-        let header = new.headers.permissions_policy.as_deref();
-        if new.main_frame {
-            return Verdict::Allowed(permissions_policy::is_enabled(Some(origin), header, None));
-        }
-        // A child frame, in its parent's process or its own target: its container is the parent
-        // document and the owner element, both in the parent's process.
-        let Some(parent_token) = self.parent_frame(&new.session_id, &new.frame_token).await else {
-            tracing::debug!(frame = new.frame_token, "a child frame without a known parent gets no access");
-            return Verdict::Allowed(false);
-        };
-        let Some(parent) = self.context_of_frame(&parent_token).await else {
-            tracing::debug!(frame = new.frame_token, "a child frame whose parent document is gone gets no access");
-            return Verdict::Allowed(false);
-        };
-        let allow = self.allow_attribute(&parent.session, &new.frame_token).await;
-        let container = permissions_policy::Container {
-            parent_origin: parent.origin.as_ref(),
-            parent_allows: parent.policy_allows,
-            allow_attribute: allow.as_deref(),
-        };
-        Verdict::Allowed(permissions_policy::is_enabled(Some(origin), header, Some(container)))
-    }
-
-    /// Compares `origin`'s site with the site of the URL the browser reports for the target,
-    /// asking again until they agree or [`ATTEST_GUARD`] has passed (the browser updates the URL
-    /// once it has processed the commit the renderer already reported).
-    async fn attest(&self, session: &Session, origin: &cos_common::Origin) -> Attested {
-        let wanted = Site::of(origin);
-        let deadline = tokio::time::Instant::now() + ATTEST_GUARD;
-        loop {
-            let (url, site) = self.attested_site(&session.target_id, session.parent.as_deref()).await;
-            match site {
-                Some(site) if site == wanted => return Attested::Same,
-                _ if tokio::time::Instant::now() >= deadline => {
-                    return if site.is_some() { Attested::Other(url) } else { Attested::Unknown };
-                }
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    }
-
-    /// The target's current URL and its site. `about:blank` and `about:srcdoc` documents
-    /// inherit their creator's origin, so such a target answers with its opener's site (a popup)
-    /// or, for an out-of-process frame, its parent target's.
-    async fn attested_site(&self, target_id: &str, parent_session: Option<&str>) -> (String, Option<Site>) {
-        let mut target = target_id.to_owned();
-        let mut parent = parent_session.map(str::to_owned);
-        let mut first_url = None;
-        // Bounded: openers and parents form chains, never loops worth following further.
-        for _ in 0..4 {
-            let info = self.client.send("Target.getTargetInfo", json!({ "targetId": target }), None).await;
-            let info = match info {
-                Ok(info) => info["targetInfo"].clone(),
-                Err(_) => break,
-            };
-            let url = info["url"].as_str().unwrap_or("").to_owned();
-            let first = first_url.get_or_insert_with(|| url.clone()).clone();
-            if let Some(site) = site_of_url(&url) {
-                return (first, Some(site));
-            }
-            if !(url.is_empty() || url.starts_with("about:blank") || url == "about:srcdoc") {
-                break;
-            }
-            let next = info["openerId"].as_str().map(str::to_owned).or_else(|| {
-                let parent_session = self.session(parent.as_deref()?)?;
-                parent = parent_session.parent.clone();
-                Some(parent_session.target_id.clone())
-            });
-            match next {
-                Some(next) => target = next,
-                None => break,
-            }
-        }
-        (first_url.unwrap_or_default(), None)
-    }
-
-    /// The parent of a Chromium frame: from `Page.frameAttached`, else from the session's frame
-    /// tree.
-    async fn parent_frame(&self, session_id: &str, frame: &str) -> Option<String> {
-        if let Some(parent) = self.frame_parents.lock().get(frame) {
-            return Some(parent.clone());
-        }
-        let tree = self.client.send("Page.getFrameTree", json!({}), Some(session_id)).await.ok()?;
-        fn find(node: &Value, frame: &str) -> Option<String> {
-            if node["frame"]["id"].as_str() == Some(frame) {
-                return node["frame"]["parentId"].as_str().map(str::to_owned);
-            }
-            node["childFrames"].as_array()?.iter().find_map(|child| find(child, frame))
-        }
-        find(&tree["frameTree"], frame)
-    }
-
-    /// The current document of a Chromium frame, waiting for it if it is still being judged.
-    async fn context_of_frame(&self, frame: &str) -> Option<Arc<ContextState>> {
-        let ready =
-            self.contexts.lock().values().filter(|c| c.chromium_frame == frame).max_by_key(|c| c.frame.0).cloned();
-        if ready.is_some() {
-            return ready;
-        }
-        let mut waiting = self.pending.lock().values().find(|p| p.frame_token == frame).map(|p| p.state.clone())?;
-        // A hang guard: the parent's own judgement is bounded by ATTEST_GUARD.
-        tokio::time::timeout(PAGE_GUARD, waiting.wait_for(Option::is_some)).await.ok()?.ok()?.clone()
-    }
-
-    /// The `allow` attribute of the element owning `frame`, read in the parent's process;
-    /// `None` when there is none or it cannot be read (the default allowlist, `self`, then
-    /// rules: the stricter answer).
-    async fn allow_attribute(&self, parent_session: &str, frame: &str) -> Option<String> {
-        let s = Some(parent_session);
-        let owner = self.client.send("DOM.getFrameOwner", json!({ "frameId": frame }), s).await;
-        let owner = owner.map_err(|error| tracing::debug!(%error, frame, "no frame owner")).ok()?;
-        let backend = owner["backendNodeId"].as_i64()?;
-        let node = self.client.send("DOM.describeNode", json!({ "backendNodeId": backend }), s).await.ok()?;
-        let attributes = node["node"]["attributes"].as_array()?;
-        attributes
-            .chunks(2)
-            .find(|pair| pair[0].as_str().is_some_and(|name| name.eq_ignore_ascii_case("allow")))
-            .and_then(|pair| pair.get(1)?.as_str().map(str::to_owned))
-    }
-
     /// Enters a judged context in the frame table and the context map.
     fn register(&self, new: NewContext, policy_allows: bool) -> Arc<ContextState> {
         let NewContext { session_id, session, context_id, origin, frame_token, top_level_site, headers, .. } = new;
@@ -992,22 +767,4 @@ struct NewContext {
 struct PendingContext {
     frame_token: String,
     state: tokio::sync::watch::Receiver<Option<Arc<ContextState>>>,
-}
-
-/// The outcome of judging a document.
-enum Verdict {
-    /// Registered, with the API enabled or not by the Permissions Policy.
-    Allowed(bool),
-    /// Its renderer reported what only a compromised one reports.
-    Compromised(String),
-}
-
-/// A document's origin against its target's attested URL.
-enum Attested {
-    /// Same site.
-    Same,
-    /// The target's URL names no site to compare with.
-    Unknown,
-    /// Another site (the URL).
-    Other(String),
 }
