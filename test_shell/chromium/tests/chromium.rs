@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cos_shell_chromium::Tab;
+use cos_shell_chromium::bridge::context::MAX_TOKENS_PER_CONTEXT;
 use cos_shell_chromium::wpt::{WptRunner, WptVariant, report};
 use cos_test_support::conformance;
 use serde_json::{Value, json};
@@ -18,6 +19,7 @@ const HOSTS: &[&str] = &[
     "insecure.example",
     "a.localhost",
     "b.localhost",
+    "c.localhost",
     "top.example",
     "sub.top.example",
     "embedded.example",
@@ -365,6 +367,51 @@ fn a_document_claiming_another_site_closes_its_tab(runner: &WptRunner) {
     assert_eq!(bridge.targets_closed_for_misbehaviour(), before + 1, "the tab was closed");
 }
 
+/// (f) A page cannot pile up capabilities (each holds an open file or writer and its data
+/// pipe): past `MAX_TOKENS_PER_CONTEXT` unused ones, even sent all at once, the calls are
+/// `QuotaExceededError`. Two bounds stand here: the bridge's own cap on a context's tokens
+/// (checked and taken under one lock) and the storage service's 64 data pipes per renderer;
+/// the test fails only when both are gone.
+fn unused_capabilities_per_context_are_capped(runner: &WptRunner) {
+    // Stored from another tab of the origin: the forging document must not have used the API.
+    let storing = page(runner, "c.localhost", "/c-store.html");
+    let hash =
+        storing.evaluate(&format!("{STORE}; store('capped ' + crypto.randomUUID(), {{ origins: [] }})")).unwrap();
+    let _ = storing.close();
+    let c = page(runner, "c.localhost", "/c.html");
+    let opened =
+        forge(runner, &c, 1, &json!({ "op": "getFileHandle", "hash": { "algorithm": "SHA-256", "value": hash } }));
+    assert_eq!(opened[1], json!(true), "{opened}");
+    let handle = opened[2]["handle"].as_u64().unwrap();
+    let calls = MAX_TOKENS_PER_CONTEXT + 16;
+    // Every call is sent before the first answer can arrive; none of the capabilities is used.
+    c.evaluate(&format!(
+        "for (let id = 100; id < {end}; id++) globalThis[{name}](id + ':' + {payload}); 0",
+        end = 100 + calls,
+        name = json!(runner.bridge().binding_name()),
+        payload = json!(json!({ "op": "getFile", "handle": handle }).to_string()),
+    ))
+    .unwrap();
+    let mut answers = Vec::new();
+    // A hang guard, not a timing assertion.
+    for _ in 0..600 {
+        let seen = c
+            .evaluate("Object.keys(globalThis.__seen).filter(id => id >= 100).map(id => globalThis.__seen[id])")
+            .unwrap();
+        answers = seen.as_array().unwrap().clone();
+        if answers.len() == calls {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(answers.len(), calls, "every call was answered");
+    let granted = answers.iter().filter(|answer| answer[1] == json!(true)).count();
+    let refused = answers.iter().filter(|answer| answer[2]["name"] == json!("QuotaExceededError")).count();
+    assert_eq!(granted, MAX_TOKENS_PER_CONTEXT, "{answers:?}");
+    assert_eq!(refused, calls - MAX_TOKENS_PER_CONTEXT, "{answers:?}");
+    let _ = c.close();
+}
+
 /// A test of the shared runner.
 type Test = fn(&WptRunner);
 
@@ -387,6 +434,7 @@ fn main() -> ExitCode {
         ("oversized_payloads_and_bodies_are_refused", oversized_payloads_and_bodies_are_refused),
         ("iframes_follow_their_containers_policy", iframes_follow_their_containers_policy),
         ("a_document_claiming_another_site_closes_its_tab", a_document_claiming_another_site_closes_its_tab),
+        ("unused_capabilities_per_context_are_capped", unused_capabilities_per_context_are_capped),
     ];
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let mut failed = 0;

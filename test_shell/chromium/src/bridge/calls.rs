@@ -8,7 +8,7 @@ use cos_renderer::{CosHashDict, CosOptions, FileSystemFileHandle};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::context::{ContextState, MAX_TOKENS_PER_CONTEXT};
+use super::context::{ContextState, MAX_TOKENS_PER_CONTEXT, Objects};
 use crate::data_server::{Capability, WriterSlot};
 
 /// The most hashes one `requestFileHandles` may name.
@@ -135,11 +135,22 @@ fn writer(context: &ContextState, id: u64) -> Result<WriterSlot, CosError> {
     context.objects.lock().writers.get(&id).map(|(slot, _)| slot.clone()).ok_or_else(closed)
 }
 
-fn reserve_token(context: &ContextState) -> Result<(), CosError> {
-    if context.objects.lock().tokens.len() >= MAX_TOKENS_PER_CONTEXT {
+/// Mints a capability for `context` unless it already holds [`MAX_TOKENS_PER_CONTEXT`] live
+/// ones. Checked and taken under the one lock of the context's objects, so calls in flight at
+/// once cannot all pass the check before any of them counts.
+fn mint_within_cap(
+    context: &ContextState,
+    objects: &mut Objects,
+    capability: Capability,
+) -> Result<(String, String), CosError> {
+    // Read tokens are single-use; forget the ones the page already spent (or let expire).
+    objects.tokens.retain(|t| context.data.is_live(t));
+    if objects.tokens.len() >= MAX_TOKENS_PER_CONTEXT {
         return Err(CosError::QuotaExceeded(cos_common::QuotaScope::Renderer));
     }
-    Ok(())
+    let (token, url) = context.data.mint(&context.origin_text, capability);
+    objects.tokens.push(token.clone());
+    Ok((token, url))
 }
 
 /// Runs `call` for `context`.
@@ -164,25 +175,20 @@ pub async fn run(context: Arc<ContextState>, call: Call) -> Result<Value, CosErr
             Ok(Value::Array(handles.into_iter().map(|h| handle_json(&context, h)).collect()))
         }
         Call::GetFile { handle: id } => {
-            reserve_token(&context)?;
             let file = handle(&context, id)?.get_file().await?;
             let size = file.size();
-            let (token, url) = context.data.mint(&context.origin_text, Capability::Read(Arc::new(file)));
             let mut objects = context.objects.lock();
-            // Read tokens are single-use; forget the oldest ones the page already spent.
-            objects.tokens.retain(|t| context.data.is_live(t));
-            objects.tokens.push(token);
+            let url = mint_within_cap(&context, &mut objects, Capability::Read(Arc::new(file)))?.1;
             Ok(json!({ "url": url, "size": size }))
         }
         Call::CreateWritable { handle: id } => {
-            reserve_token(&context)?;
             let stream = handle(&context, id)?.create_writable(false).await?;
             let slot: WriterSlot = Arc::new(parking_lot::Mutex::new(Some(stream)));
-            let (token, url) = context.data.mint(&context.origin_text, Capability::Write(slot.clone()));
             let mut objects = context.objects.lock();
+            // Over the cap, the stream is dropped here, which aborts it.
+            let (token, url) = mint_within_cap(&context, &mut objects, Capability::Write(slot.clone()))?;
             let writer = objects.id();
-            objects.writers.insert(writer, (slot, token.clone()));
-            objects.tokens.push(token);
+            objects.writers.insert(writer, (slot, token));
             Ok(json!({ "writer": writer, "url": url }))
         }
         Call::HandleError { handle: id, operation } => {
