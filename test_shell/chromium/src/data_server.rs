@@ -146,12 +146,19 @@ impl DataServer {
         rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()).expect("getrandom");
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let expires = matches!(capability, Capability::Read(_)).then(|| Instant::now() + READ_TOKEN_LIFETIME);
+        self.sweep_expired();
         let mut state = self.state.lock();
-        let now = Instant::now();
-        state.tokens.retain(|_, grant| grant.expires.is_none_or(|at| at > now));
         state.tokens.insert(token.clone(), Grant { origin: origin.to_owned(), capability, expires });
         let url = format!("{}/c/{token}", self.base_url());
         (token, url)
+    }
+
+    /// Drops expired read capabilities, and with them their open files (each holds a data pipe
+    /// of the service's per-renderer allowance, which must come back even if the page never
+    /// mints again).
+    pub(crate) fn sweep_expired(&self) {
+        let now = Instant::now();
+        self.state.lock().tokens.retain(|_, grant| grant.expires.is_none_or(|at| at > now));
     }
 
     /// Revokes a token (its writer closed, or its document went away).

@@ -255,13 +255,23 @@ fn oversized_payloads_and_bodies_are_refused(runner: &WptRunner) {
 /// A child page answering each message with the name of what a lookup of a missing entry gave
 /// (`NotFoundError`: the API is usable; `NotAllowedError`: the policy refused).
 const CHILD_PAGE: &str = r#"<!doctype html><title>child</title><script>
-addEventListener("message", async (event) => {
-  let answer;
+const LOOKUP = `(async () => {
   try {
     await navigator.crossOriginStorage.getFileHandle({ algorithm: "SHA-256", value: "00".repeat(32) });
-    answer = "found";
+    return "found";
   } catch (error) {
-    answer = error.name;
+    return error.name;
+  }
+})()`;
+addEventListener("message", async (event) => {
+  let answer;
+  if (event.data === "worker") {
+    // The same lookup from a dedicated worker this document starts.
+    const source = `(${LOOKUP}).then((answer) => postMessage(answer));`;
+    const worker = new Worker(URL.createObjectURL(new Blob([source], { type: "text/javascript" })));
+    answer = await new Promise((resolve) => { worker.onmessage = (message) => resolve(message.data); });
+  } else {
+    answer = await eval(LOOKUP);
   }
   event.source.postMessage(answer, "*");
 });
@@ -270,7 +280,7 @@ addEventListener("message", async (event) => {
 /// Adds an iframe (`src` or `srcdoc`, with `allow` unless null) to the page and returns what the
 /// child's lookup answered.
 const ASK_CHILD: &str = r#"
-async function ask(source, allow) {
+async function ask(source, allow, what = "go") {
   const frame = document.createElement("iframe");
   if (allow !== null) frame.setAttribute("allow", allow);
   const loaded = new Promise((resolve) => { frame.onload = resolve; });
@@ -285,14 +295,15 @@ async function ask(source, allow) {
       }
     });
   });
-  frame.contentWindow.postMessage("go", "*");
+  frame.contentWindow.postMessage(what, "*");
   return answer;
 }
 "#;
 
 /// (e) A child frame's Permissions Policy comes from its container: the parent's origin and the
 /// owner element's `allow` attribute, for frames in the parent's process (same site, srcdoc)
-/// and out-of-process ones (cross-site, their own `iframe` target) alike.
+/// and out-of-process ones (cross-site, their own `iframe` target) alike; a dedicated worker a
+/// child starts gets exactly what the child gets.
 fn iframes_follow_their_containers_policy(runner: &WptRunner) {
     runner.hub().add("/frame-child.html", CHILD_PAGE.as_bytes().to_vec());
     runner.hub().add("/frame-top.html", b"<!doctype html><title>top</title><body></body>".to_vec());
@@ -306,6 +317,8 @@ fn iframes_follow_their_containers_policy(runner: &WptRunner) {
             "{ASK_CHILD}; (async () => ({{
                 crossSiteWithoutAllow: await ask('{embedded}/frame-child.html', null),
                 crossSiteWithAllow: await ask('{embedded}/frame-child.html', 'cross-origin-storage'),
+                workerOfCrossSiteWithoutAllow: await ask('{embedded}/frame-child.html', null, 'worker'),
+                workerOfCrossSiteWithAllow: await ask('{embedded}/frame-child.html', 'cross-origin-storage', 'worker'),
                 crossSiteAllowingAnother: await ask('{embedded}/frame-child.html', 'cross-origin-storage https://other.example'),
                 sameSiteWithoutAllow: await ask('{sub}/frame-child.html', null),
                 sameSiteWithAllow: await ask('{sub}/frame-child.html', 'cross-origin-storage'),
@@ -329,6 +342,8 @@ fn iframes_follow_their_containers_policy(runner: &WptRunner) {
         json!({
             "crossSiteWithoutAllow": "NotAllowedError",
             "crossSiteWithAllow": "NotFoundError",
+            "workerOfCrossSiteWithoutAllow": "NotAllowedError",
+            "workerOfCrossSiteWithAllow": "NotFoundError",
             "crossSiteAllowingAnother": "NotAllowedError",
             "sameSiteWithoutAllow": "NotAllowedError",
             "sameSiteWithAllow": "NotFoundError",
@@ -336,7 +351,7 @@ fn iframes_follow_their_containers_policy(runner: &WptRunner) {
             "srcdoc": "NotFoundError",
         })
     );
-    assert_eq!(out_of_process, 3, "the cross-site children ran in their own targets: {targets}");
+    assert_eq!(out_of_process, 5, "the cross-site children ran in their own targets: {targets}");
 }
 
 /// (f) A document whose renderer reports an origin of another site than the one the browser
@@ -412,6 +427,44 @@ fn unused_capabilities_per_context_are_capped(runner: &WptRunner) {
     let _ = c.close();
 }
 
+/// (g) A cross-site child that navigates itself to `about:blank` keeps its own site (its target
+/// stays in that site's process): the bridge must not take its document for another site's and
+/// close the embedding tab, which any third-party frame could then do to its embedder.
+fn a_child_navigating_to_about_blank_keeps_its_site(runner: &WptRunner) {
+    runner.hub().add("/blank-top.html", b"<!doctype html><title>top</title><body></body>".to_vec());
+    runner.hub().add(
+        "/blank-child.html",
+        br#"<!doctype html><script>addEventListener("message", () => { location = "about:blank"; });</script>"#
+            .to_vec(),
+    );
+    let top = runner.page_base("https://top.example/").unwrap();
+    let embedded = runner.page_base("https://embedded.example/").unwrap();
+    let before = runner.bridge().targets_closed_for_misbehaviour();
+    let tab = runner.bridge().open(&format!("{top}/blank-top.html")).unwrap();
+    let answer = tab
+        .evaluate(&format!(
+            "(async () => {{
+                const frame = document.createElement('iframe');
+                const loaded = () => new Promise((resolve) => {{ frame.onload = resolve; }});
+                let next = loaded();
+                frame.src = '{embedded}/blank-child.html';
+                document.body.appendChild(frame);
+                await next;
+                next = loaded();
+                frame.contentWindow.postMessage('go', '*');
+                await next;
+                // The blank document's context was reported; give the bridge its judgement (the
+                // attestation guard is 5 s), then prove the tab still answers.
+                await new Promise((resolve) => setTimeout(resolve, 6000));
+                return 'alive';
+            }})()"
+        ))
+        .unwrap();
+    assert_eq!(answer, json!("alive"));
+    assert_eq!(runner.bridge().targets_closed_for_misbehaviour(), before, "the embedding tab was not closed");
+    let _ = tab.close();
+}
+
 /// A test of the shared runner.
 type Test = fn(&WptRunner);
 
@@ -434,6 +487,7 @@ fn main() -> ExitCode {
         ("oversized_payloads_and_bodies_are_refused", oversized_payloads_and_bodies_are_refused),
         ("iframes_follow_their_containers_policy", iframes_follow_their_containers_policy),
         ("a_document_claiming_another_site_closes_its_tab", a_document_claiming_another_site_closes_its_tab),
+        ("a_child_navigating_to_about_blank_keeps_its_site", a_child_navigating_to_about_blank_keeps_its_site),
         ("unused_capabilities_per_context_are_capped", unused_capabilities_per_context_are_capped),
     ];
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));

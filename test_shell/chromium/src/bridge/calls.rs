@@ -175,6 +175,7 @@ pub async fn run(context: Arc<ContextState>, call: Call) -> Result<Value, CosErr
             Ok(Value::Array(handles.into_iter().map(|h| handle_json(&context, h)).collect()))
         }
         Call::GetFile { handle: id } => {
+            context.data.sweep_expired();
             let file = handle(&context, id)?.get_file().await?;
             let size = file.size();
             let mut objects = context.objects.lock();
@@ -182,6 +183,7 @@ pub async fn run(context: Arc<ContextState>, call: Call) -> Result<Value, CosErr
             Ok(json!({ "url": url, "size": size }))
         }
         Call::CreateWritable { handle: id } => {
+            context.data.sweep_expired();
             let stream = handle(&context, id)?.create_writable(false).await?;
             let slot: WriterSlot = Arc::new(parking_lot::Mutex::new(Some(stream)));
             let mut objects = context.objects.lock();

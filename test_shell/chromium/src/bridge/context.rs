@@ -12,6 +12,10 @@ use tokio::sync::OnceCell;
 
 use crate::data_server::{DataServer, WriterSlot};
 
+/// Calls one target may have served at once (half the COS pipe's request window, so a
+/// request never waits for room while holding a runtime thread).
+pub const MAX_CALLS_PER_TARGET: usize = cos_renderer::MAX_IN_FLIGHT / 2;
+
 /// Capability tokens one context may hold at once.
 pub const MAX_TOKENS_PER_CONTEXT: usize = 64;
 
@@ -65,6 +69,13 @@ pub struct Session {
     pub connection: Arc<RendererConnection>,
     /// The target's URL as Chromium last reported it (attach, `Target.targetInfoChanged`).
     pub url: Mutex<String>,
+    /// The site of the last http(s) URL the browser reported for this target. A target that
+    /// navigated itself to `about:blank` stays in its site's process, so its documents are
+    /// checked against this, never against another target's current URL.
+    pub pinned_site: Mutex<Option<Site>>,
+    /// Calls of this target being served at once: past it, calls wait here, so a page cannot
+    /// fill the COS pipe's request window and block the bridge's threads on it.
+    pub calls: Arc<tokio::sync::Semaphore>,
     /// Set once the bridge's set-up commands went through.
     pub ready: tokio::sync::watch::Sender<bool>,
 }

@@ -43,6 +43,34 @@ impl Shared {
         Verdict::Allowed(permissions_policy::is_enabled(Some(origin), header, Some(container)))
     }
 
+    /// Whether a worker may use the API: only as its owner would. A dedicated worker's owner is
+    /// a document (or worker) of the target it was attached through, of the same origin; the
+    /// worker is allowed when such owners exist, were judged, and every one of them is allowed.
+    /// A worker whose origin no judged context of its parent target has (a renderer's claim the
+    /// browser cannot back) or with no parent target (shared and service workers) gets nothing.
+    pub(super) async fn judge_worker(&self, new: &NewContext) -> bool {
+        let (Some(origin), Some(parent)) = (&new.origin, new.session.parent.as_deref()) else { return false };
+        // Owners still being judged are waited for (a page may start a worker before its own
+        // first call).
+        let judging: Vec<_> = self
+            .pending
+            .lock()
+            .iter()
+            .filter(|((session, _), _)| session == parent)
+            .map(|(_, pending)| pending.state.clone())
+            .collect();
+        for mut state in judging {
+            let _ = tokio::time::timeout(PAGE_GUARD, state.wait_for(Option::is_some)).await;
+        }
+        let contexts = self.contexts.lock();
+        let owners: Vec<bool> = contexts
+            .iter()
+            .filter(|((session, _), context)| session == parent && context.origin.as_ref() == Some(origin))
+            .map(|(_, context)| context.policy_allows)
+            .collect();
+        !owners.is_empty() && owners.iter().all(|allowed| *allowed)
+    }
+
     /// Compares `origin`'s site with the site of the URL the browser reports for the target,
     /// asking again until they agree or [`ATTEST_GUARD`] has passed (the browser updates the URL
     /// once it has processed the commit the renderer already reported).
@@ -50,7 +78,11 @@ impl Shared {
         let wanted = Site::of(origin);
         let deadline = tokio::time::Instant::now() + ATTEST_GUARD;
         loop {
-            let (url, site) = self.attested_site(&session.target_id, session.parent.as_deref()).await;
+            // A target showing no site of its own (it navigated itself to `about:blank`) is still
+            // in the process of the last site it showed: that site, not its parent's or opener's
+            // current one, is what its documents may be of.
+            let pinned = session.pinned_site.lock().clone();
+            let (url, site) = self.attested_site(&session.target_id, session.parent.as_deref(), pinned).await;
             match site {
                 Some(site) if site == wanted => return Attested::Same,
                 _ if tokio::time::Instant::now() >= deadline => {
@@ -62,9 +94,15 @@ impl Shared {
     }
 
     /// The target's current URL and its site. `about:blank` and `about:srcdoc` documents
-    /// inherit their creator's origin, so such a target answers with its opener's site (a popup)
-    /// or, for an out-of-process frame, its parent target's.
-    async fn attested_site(&self, target_id: &str, parent_session: Option<&str>) -> (String, Option<Site>) {
+    /// inherit their creator's origin: such a target answers with `pinned` (the site it showed
+    /// last) if it ever showed one, else with its opener's site (a popup) or, for an
+    /// out-of-process frame, its parent target's.
+    async fn attested_site(
+        &self,
+        target_id: &str,
+        parent_session: Option<&str>,
+        pinned: Option<Site>,
+    ) -> (String, Option<Site>) {
         let mut target = target_id.to_owned();
         let mut parent = parent_session.map(str::to_owned);
         let mut first_url = None;
@@ -82,6 +120,11 @@ impl Shared {
             }
             if !(url.is_empty() || url.starts_with("about:blank") || url == "about:srcdoc") {
                 break;
+            }
+            if target == target_id
+                && let Some(site) = pinned.clone()
+            {
+                return (first, Some(site));
             }
             let next = info["openerId"].as_str().map(str::to_owned).or_else(|| {
                 let parent_session = self.session(parent.as_deref()?)?;

@@ -356,6 +356,9 @@ async fn event_loop(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Arc
                 if let (Some(target), Some(url)) = (info["targetId"].as_str(), info["url"].as_str()) {
                     for session in shared.sessions.lock().values().filter(|s| s.target_id == target) {
                         *session.url.lock() = url.to_owned();
+                        if let Some(site) = site_of_url(url) {
+                            *session.pinned_site.lock() = Some(site);
+                        }
                     }
                 }
             }
@@ -422,6 +425,8 @@ impl Shared {
             renderer,
             connection,
             url: Mutex::new(info["url"].as_str().unwrap_or_default().to_owned()),
+            pinned_site: Mutex::new(site_of_url(info["url"].as_str().unwrap_or_default())),
+            calls: Arc::new(tokio::sync::Semaphore::new(context::MAX_CALLS_PER_TARGET)),
             ready: tokio::sync::watch::channel(false).0,
         });
         self.sessions.lock().insert(session_id.clone(), session.clone());
@@ -533,19 +538,8 @@ impl Shared {
         let origin = tuple_origin(&origin_source);
         let frame_token = aux["frameId"].as_str().unwrap_or("").to_owned();
         let main_frame = session.kind == TargetKind::Page && frame_token == session.target_id;
-        if main_frame {
-            match &origin {
-                Some(origin) => {
-                    self.top_sites.lock().insert(session_id.clone(), Site::of(origin));
-                }
-                None => {
-                    self.top_sites.lock().remove(session_id);
-                }
-            }
-        }
         let new = NewContext {
             session_id: session_id.clone(),
-            top_level_site: self.top_site(session_id),
             headers: self.document_headers.lock().get(&frame_token).cloned().unwrap_or_default(),
             session,
             context_id,
@@ -553,12 +547,6 @@ impl Shared {
             frame_token,
             main_frame,
         };
-        if !new.session.kind.is_frame() {
-            // Workers inherit their owner's policy; the owner could call already.
-            let allowed = new.origin.is_some();
-            self.register(new, allowed);
-            return;
-        }
         let key = (new.session_id.clone(), context_id);
         let (sender, receiver) = tokio::sync::watch::channel(None);
         self.pending
@@ -566,7 +554,11 @@ impl Shared {
             .insert(key.clone(), PendingContext { frame_token: new.frame_token.clone(), state: receiver });
         let shared = self.clone();
         tokio::spawn(async move {
-            let verdict = shared.judge_document(&new).await;
+            let verdict = if new.session.kind.is_frame() {
+                shared.judge_document(&new).await
+            } else {
+                Verdict::Allowed(shared.judge_worker(&new).await)
+            };
             let state = match verdict {
                 Verdict::Compromised(why) => {
                     shared.pending.lock().remove(&key);
@@ -588,7 +580,17 @@ impl Shared {
 
     /// Enters a judged context in the frame table and the context map.
     fn register(&self, new: NewContext, policy_allows: bool) -> Arc<ContextState> {
-        let NewContext { session_id, session, context_id, origin, frame_token, top_level_site, headers, .. } = new;
+        let NewContext { session_id, session, context_id, origin, frame_token, headers, main_frame } = new;
+        // A top-level site is recorded only for a judged document: an unjudged one could be a
+        // compromised renderer's claim, and workers and frames registered meanwhile would be
+        // keyed to it.
+        if main_frame {
+            match &origin {
+                Some(origin) => self.top_sites.lock().insert(session_id.clone(), Site::of(origin)),
+                None => self.top_sites.lock().remove(&session_id),
+            };
+        }
+        let top_level_site = self.top_site(&session_id);
         let kind = match session.kind {
             TargetKind::Worker => ContextKind::DedicatedWorker,
             TargetKind::SharedWorker => ContextKind::SharedWorker,
@@ -699,7 +701,21 @@ impl Shared {
                 (None, None) => return,
             };
             let outcome = match call {
-                Ok(call) => calls::run(context.clone(), call).await.map_err(|e| error_json(&e)),
+                Ok(call) => {
+                    // At most a window's worth of calls per target at once; each runs on a
+                    // blocking-pool thread, because a COS request may wait for room in the
+                    // pipe's request window (`requestFileHandles` sends one per hash) and must
+                    // not hold one of the few runtime threads the protocol and the byte server
+                    // share.
+                    let Some(session) = shared.session(&context.session) else { return };
+                    let Ok(_permit) = session.calls.clone().acquire_owned().await else { return };
+                    let runtime = tokio::runtime::Handle::current();
+                    let running = context.clone();
+                    tokio::task::spawn_blocking(move || runtime.block_on(calls::run(running, call)))
+                        .await
+                        .unwrap_or(Err(CosError::Unknown))
+                        .map_err(|e| error_json(&e))
+                }
                 Err(error) => {
                     tracing::debug!(%error, "undecodable COS call refused");
                     Err(json!({ "name": "TypeError", "message": "The arguments could not be converted." }))
@@ -759,7 +775,6 @@ struct NewContext {
     origin: Option<cos_common::Origin>,
     frame_token: String,
     main_frame: bool,
-    top_level_site: Option<Site>,
     headers: DocumentHeaders,
 }
 

@@ -95,6 +95,21 @@ impl Client {
                             message.pop();
                             dispatch(&inner, &message);
                         }
+                        Ok(n) if n as u64 == MAX_INCOMING => {
+                            // A page can make Chromium send a huge message (a console line of
+                            // many MiB): skip it to its end rather than lose the browser. A
+                            // command whose answer it was fails on its hang guard.
+                            tracing::warn!(limit = MAX_INCOMING, "skipped an oversized DevTools message");
+                            let mut skipped = Vec::new();
+                            loop {
+                                skipped.clear();
+                                match (&mut events).take(MAX_INCOMING).read_until(0, &mut skipped) {
+                                    Ok(n) if n > 0 && skipped.last() == Some(&0) => break,
+                                    Ok(n) if n as u64 == MAX_INCOMING => continue,
+                                    _ => break,
+                                }
+                            }
+                        }
                         _ => {
                             inner.closed.store(true, Ordering::SeqCst);
                             let pending: Vec<_> = inner.pending.lock().drain().collect();
