@@ -8,7 +8,7 @@ use std::time::Duration;
 use cos_browser::permissions_policy;
 use cos_browser::{CosHost, FrameInfo, HostConfig, ServiceLaunch};
 use cos_common::interface::{FrameId, RendererId, ServiceProcessConfig};
-use cos_common::{AllowOriginCeiling, OffTheRecordProfileId, Origin, Partition, Scheme, Site};
+use cos_common::{AllowOriginCeiling, OffTheRecordProfileId, Origin, Partition, Site};
 use cos_ipc::Endpoint;
 use cos_ipc::launch::{LaunchOptions, LaunchedChild};
 use parking_lot::Mutex;
@@ -38,16 +38,6 @@ pub enum PageError {
     /// The URL is not an http(s) URL.
     #[error("not an http(s) URL: {0}")]
     Origin(String),
-}
-
-/// Whether documents of `origin` are secure contexts: whether it is "potentially trustworthy"
-/// (Secure Contexts §3.1): https, or a loopback host (`localhost`, `*.localhost`, 127.0.0.0/8,
-/// `[::1]`), which no other machine can answer for.
-pub fn is_secure(origin: &Origin) -> bool {
-    let host = origin.host();
-    let loopback_ip =
-        host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    origin.scheme() == Scheme::Https || host == "localhost" || host.ends_with(".localhost") || loopback_ip
 }
 
 struct RendererProcess {
@@ -283,7 +273,7 @@ impl ShellBrowser {
         let command = RendererCommand::CreateFrame {
             frame,
             url: url.to_owned(),
-            secure: is_secure(&origin),
+            secure: origin.is_potentially_trustworthy(),
             policy_allows: cos_allowed,
             parent,
         };

@@ -18,11 +18,8 @@
 //! `performance.now()` the resolution the sub-millisecond lookup figures need.
 
 use std::convert::Infallible;
-use std::ffi::OsString;
-use std::fmt::Write as _;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -30,6 +27,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+pub use cos_shell_chromium::devtools::find_chromium;
 use cos_shell_chromium::{Bridge, BridgeConfig, BridgeError};
 use cos_test_support::measure::quantile_of;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -42,9 +40,6 @@ use hyper_util::rt::TokioIo;
 
 /// The page that does the measuring.
 const PAGE: &str = include_str!("../js/bench_peers.html");
-
-/// Where Debian and Ubuntu put Chromium, and where this machine has it.
-const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
 
 /// The per-size operations, in the order the page reports them (`cos store` and `cos read` are
 /// COS through Chromium, interleaved with `cache put` and `cache match`).
@@ -179,35 +174,6 @@ pub enum PeerError {
     Incomplete(String),
 }
 
-/// Finds Chromium: `$CHROMIUM` if set, else /usr/bin/chromium; None if the one chosen is not an
-/// executable file.
-pub fn find_chromium() -> Option<PathBuf> {
-    locate_chromium(std::env::var_os("CHROMIUM"), Path::new(DEFAULT_CHROMIUM))
-}
-
-/// [`find_chromium`] with the environment passed in, so tests need not mutate the process's
-/// environment (racy with other test threads, and `unsafe` in Rust 2024). A `CHROMIUM` that is
-/// set but unusable does not fall back to the default, as the bridge (which launches the
-/// browser) does not either: the typo is named instead.
-fn locate_chromium(from_env: Option<OsString>, default: &Path) -> Option<PathBuf> {
-    let path = from_env.filter(|value| !value.is_empty()).map_or_else(|| default.to_path_buf(), PathBuf::from);
-    is_executable_file(&path).then_some(path)
-}
-
-/// Follows symlinks, since /usr/bin/chromium is often one.
-fn is_executable_file(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-}
-
-/// Why there is nothing to run, naming a `CHROMIUM` that was set but unusable so a typo shows.
-fn not_found_reason(from_env: Option<OsString>) -> String {
-    let mut reason = format!("Chromium not found: install it at {DEFAULT_CHROMIUM} or set CHROMIUM=");
-    if let Some(value) = from_env.filter(|value| !value.is_empty()) {
-        let _ = write!(reason, " (CHROMIUM={} is not an executable file)", Path::new(&value).display());
-    }
-    reason
-}
-
 /// Runs the page in headless Chromium and collects its figures. Skipped (with the reason, e.g.
 /// "Chromium not found: install it at /usr/bin/chromium or set CHROMIUM=") when there is no
 /// Chromium; an Err only when Chromium exists but the run failed (with an actionable message
@@ -216,9 +182,9 @@ fn not_found_reason(from_env: Option<OsString>) -> String {
 /// `progress` gets a line as each figure completes (its median), plus a few notes such as the
 /// page's storage quota and whether its timer is fine-grained.
 pub fn run_peers(options: &PeerOptions, progress: &mut dyn FnMut(&str)) -> Result<PeersOutcome, PeerError> {
-    let from_env = std::env::var_os("CHROMIUM").filter(|value| !value.is_empty());
-    let Some(chromium) = locate_chromium(from_env.clone(), Path::new(DEFAULT_CHROMIUM)) else {
-        return Ok(PeersOutcome::Skipped(not_found_reason(from_env)));
+    let chromium = match find_chromium() {
+        Ok(chromium) => chromium,
+        Err(error) => return Ok(PeersOutcome::Skipped(error.to_string())),
     };
     validate(options)?;
     let browser = chromium_version(&chromium)?;
@@ -580,6 +546,7 @@ fn respond(status: StatusCode, headers: &[(HeaderName, &'static str)], body: &'s
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fmt::Write as _;
 
     fn options(sizes: &[(&str, u64)], repeats: u32, lookups: u32) -> PeerOptions {
         PeerOptions {
@@ -703,37 +670,6 @@ mod tests {
         assert!(!tail.contains("early line") && !tail.contains("dbus"), "{tail}");
         assert_eq!(tail.lines().count(), TAIL_LINES);
         assert_eq!(stderr_tail(""), "(nothing)");
-    }
-
-    /// All in one function: these are the cases that depend on `CHROMIUM`, exercised through
-    /// the same lookup `find_chromium` uses, with the variable's value passed in rather than set
-    /// (setting it would race with the Chromium test reading it).
-    #[test]
-    fn finds_chromium_through_the_chromium_variable() {
-        let dir = tempfile::tempdir().unwrap();
-        let executable = dir.path().join("my-chromium");
-        std::fs::write(&executable, "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(&executable, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let plain = dir.path().join("not-executable");
-        std::fs::write(&plain, "").unwrap();
-        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let absent = dir.path().join("absent");
-        let env = |path: &Path| Some(path.as_os_str().to_owned());
-
-        assert_eq!(locate_chromium(env(&executable), &absent), Some(executable.clone()));
-        assert_eq!(locate_chromium(env(&executable), &plain), Some(executable.clone()));
-        // An unusable CHROMIUM does not fall back to the default, as the bridge does not.
-        assert_eq!(locate_chromium(env(&plain), &executable), None);
-        assert_eq!(locate_chromium(env(&plain), &absent), None);
-        assert_eq!(locate_chromium(env(dir.path()), &absent), None);
-        assert_eq!(locate_chromium(None, &executable), Some(executable.clone()));
-        assert_eq!(locate_chromium(Some(OsString::new()), &executable), Some(executable.clone()));
-        assert_eq!(locate_chromium(None, &plain), None);
-
-        let reason = not_found_reason(env(&plain));
-        assert!(reason.starts_with("Chromium not found: install it at /usr/bin/chromium or set CHROMIUM="));
-        assert!(reason.contains("not-executable is not an executable file"), "{reason}");
-        assert_eq!(not_found_reason(None), "Chromium not found: install it at /usr/bin/chromium or set CHROMIUM=");
     }
 
     /// One request on a connection of its own, through hyper's client; the answer with its body.

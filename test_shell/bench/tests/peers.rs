@@ -22,7 +22,7 @@ fn options(sizes: Vec<(String, u64)>, repeats: u32, lookups: u32, timeout: Durat
 #[test]
 fn measures_in_headless_chromium() {
     assert!(
-        find_chromium().is_some(),
+        find_chromium().is_ok(),
         "no Chromium: install it (`apt-get install chromium`) at /usr/bin/chromium or set CHROMIUM="
     );
     let options = options(vec![("1 KiB".into(), 1024)], 2, 20, Duration::from_secs(120));

@@ -118,6 +118,15 @@ impl Origin {
         &self.host
     }
 
+    /// Whether documents of this origin are secure contexts: whether it is "potentially
+    /// trustworthy" (Secure Contexts §3.1): https, or a loopback host (`localhost`,
+    /// `*.localhost`, 127.0.0.0/8, `[::1]`), which no other machine can answer for.
+    pub fn is_potentially_trustworthy(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        let loopback_ip = host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        self.scheme == Scheme::Https || host == "localhost" || host.ends_with(".localhost") || loopback_ip
+    }
+
     /// The port, with the scheme's default filled in.
     pub fn port(&self) -> u16 {
         self.port
@@ -168,6 +177,21 @@ impl<'de> Deserialize<'de> for Origin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn https_and_loopback_hosts_are_potentially_trustworthy() {
+        for (url, trustworthy) in [
+            ("https://a.example", true),
+            ("http://a.example", false),
+            ("http://localhost:8080", true),
+            ("http://app.localhost", true),
+            ("http://127.0.0.2", true),
+            ("http://[::1]", true),
+            ("http://10.0.0.1", false),
+        ] {
+            assert_eq!(Origin::from_url(url).unwrap().is_potentially_trustworthy(), trustworthy, "{url}");
+        }
+    }
 
     #[test]
     fn default_ports_are_normalised() {

@@ -156,14 +156,6 @@ impl Drop for ContextState {
     }
 }
 
-/// Whether documents of `origin` are secure contexts: https, or a loopback host.
-pub fn is_secure(origin: &Origin) -> bool {
-    let host = origin.host();
-    let loopback_ip =
-        host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    origin.scheme() == cos_common::Scheme::Https || host == "localhost" || host.ends_with(".localhost") || loopback_ip
-}
-
 /// The tuple origin of a context's reported origin or URL (`None`: opaque or not http(s)).
 pub fn tuple_origin(text: &str) -> Option<Origin> {
     if text.is_empty() || text == "null" {

@@ -34,9 +34,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use self::context::{
-    ContextState, DocumentHeaders, Objects, Session, TargetKind, is_secure, site_of_url, tuple_origin,
-};
+use self::context::{ContextState, DocumentHeaders, Objects, Session, TargetKind, site_of_url, tuple_origin};
 use crate::data_server::DataServer;
 use crate::devtools::{ChromiumProcess, Client, DevToolsError, Event};
 
@@ -612,7 +610,7 @@ impl Shared {
         self.host.frames().insert(frame, info);
         let script_context = ScriptContext {
             frame,
-            secure_context: origin.as_ref().is_some_and(is_secure),
+            secure_context: origin.as_ref().is_some_and(cos_common::Origin::is_potentially_trustworthy),
             policy_allows,
             service_worker: kind == ContextKind::ServiceWorker,
             opaque_origin: origin.is_none(),

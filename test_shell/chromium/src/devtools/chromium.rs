@@ -183,4 +183,36 @@ mod tests {
         assert!(text.contains("CHROMIUM=/nonexistent/chromium"), "{text}");
         assert!(locate(None, Path::new("/nonexistent/default")).is_err());
     }
+
+    /// All in one function: these are the cases that depend on `CHROMIUM`, exercised through
+    /// the same lookup `find_chromium` uses, with the variable's value passed in rather than set
+    /// (setting it would race with the Chromium tests reading it).
+    #[test]
+    fn finds_chromium_through_the_chromium_variable() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let executable = dir.path().join("my-chromium");
+        std::fs::write(&executable, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&executable, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let plain = dir.path().join("not-executable");
+        std::fs::write(&plain, "").unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let absent = dir.path().join("absent");
+        let env = |path: &Path| Some(path.as_os_str().to_owned());
+        let found =
+            |from_env: Option<OsString>, default: &Path| locate(from_env.filter(|v| !v.is_empty()), default).ok();
+
+        assert_eq!(found(env(&executable), &absent), Some(executable.clone()));
+        assert_eq!(found(env(&executable), &plain), Some(executable.clone()));
+        // An unusable CHROMIUM does not fall back to the default: the typo is named instead.
+        assert_eq!(found(env(&plain), &executable), None);
+        assert_eq!(found(env(&plain), &absent), None);
+        assert_eq!(found(env(dir.path()), &absent), None);
+        assert_eq!(found(None, &executable), Some(executable.clone()));
+        assert_eq!(found(Some(OsString::new()), &executable), Some(executable.clone()));
+        assert_eq!(found(None, &plain), None);
+
+        let reason = locate(env(&plain), &absent).unwrap_err().to_string();
+        assert!(reason.contains("not-executable is not an executable file"), "{reason}");
+    }
 }
