@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use cos_common::interface::HandleRequest;
+use cos_common::interface::{HandleRequest, WriteWarning, WriteWarnings};
 use cos_common::{
     CallerContext, ContentHash, CosError, DataErrorKind, NotAllowedKind, OffTheRecordProfileId, Origin, OriginsOption,
     Partition, QuotaScope, Site,
@@ -126,7 +126,7 @@ impl StorageService {
                 if dropped > 0 {
                     tracing::info!(dropped, "origins outside the Allow-Origin ceiling were dropped");
                 }
-                Some(Arc::new(WriteIntent { origins, document_url: options.document_url }))
+                Some(Arc::new(WriteIntent { origins, document_url: options.document_url, warnings: options.warnings }))
             }
         };
         for _ in 0..MAX_DECISIONS {
@@ -179,7 +179,7 @@ impl StorageService {
         caller: &CallerContext,
         hash: &ContentHash,
     ) -> Option<IssuedFor> {
-        let access = partition.access(hash, caller.origin(), &caller.nik().frame_site).unwrap_or_else(|error| {
+        let access = partition.access(hash, &caller.nik().frame_site).unwrap_or_else(|error| {
             tracing::warn!(%error, "registry lookup failed; answering NotFound");
             None
         });
@@ -291,6 +291,8 @@ impl StorageService {
 struct WriteIntent {
     origins: OriginsOption,
     document_url: Option<String>,
+    /// What the browser's decisions already warn about (the user-gesture rule).
+    warnings: WriteWarnings,
 }
 
 #[derive(Debug, Clone)]
@@ -493,7 +495,8 @@ impl WritableFile {
 
     /// `close()`: verifies the final bytes against the hash and, if they match, commits them.
     /// On a mismatch nothing is stored and `DataError` is returned; if the handle was revoked
-    /// while it wrote (its origin's site data was cleared), `AbortError`.
+    /// while it wrote (its origin's site data was cleared), `AbortError`. A success carries the
+    /// warnings for the writing page (SPEC §5): the browser's, and a full origins list.
     pub fn close(mut self) -> Result<CommitOutcome, CosError> {
         let state = std::mem::replace(&mut self.state, WriterState::Errored(CosError::Unknown));
         let WriterState::Open { sink, prefix, reservation } = state else {
@@ -523,6 +526,11 @@ impl WritableFile {
             )
             .map_err(Failure::into_web)?;
         self.handle.allow_reading();
+        let mut outcome = outcome;
+        outcome.warnings = self.intent.warnings.clone();
+        if outcome.visibility.listed_dropped_over_cap > 0 {
+            outcome.warnings.add(WriteWarning::OriginsListFull);
+        }
         Ok(outcome)
     }
 

@@ -13,7 +13,8 @@ pub enum ReadGrant {
     StoringOrigin,
     /// The reader is same-site with a storing origin.
     SameSite,
-    /// A list write named the reader.
+    /// A list write named the reader, or an origin same-site with it (SPEC §5: listing an
+    /// origin also grants its same-site origins).
     Listed,
     /// The entry is globally disclosable; the global gate still has to agree.
     Global,
@@ -35,7 +36,7 @@ pub fn read_grant(entry: &EntryRecord, reader: &Origin) -> Option<ReadGrant> {
     if entry.storing_origins.iter().any(|storer| Site::of(storer) == reader_site) {
         return Some(ReadGrant::SameSite);
     }
-    if entry.listed_origins.contains(reader) {
+    if entry.listed_origins.iter().any(|listed| Site::of(listed) == reader_site) {
         return Some(ReadGrant::Listed);
     }
     entry.global.then_some(ReadGrant::Global)
@@ -170,11 +171,18 @@ mod tests {
     }
 
     #[test]
-    fn listed_origins_read_exactly() {
-        let e = written("https://a.example", OriginsOption::List(vec![o("https://b.example")]));
-        assert_eq!(read_grant(&e, &o("https://b.example")), Some(ReadGrant::Listed));
-        assert_eq!(read_grant(&e, &o("https://sub.b.example")), None, "a list names origins, not sites");
-        assert_eq!(read_grant(&e, &o("https://c.example")), None);
+    fn listing_an_origin_grants_its_site() {
+        let e = written("https://a.example", OriginsOption::List(vec![o("https://a.site.example")]));
+        assert_eq!(read_grant(&e, &o("https://a.site.example")), Some(ReadGrant::Listed));
+        assert_eq!(
+            read_grant(&e, &o("https://b.site.example")),
+            Some(ReadGrant::Listed),
+            "same-site with a listed origin"
+        );
+        assert_eq!(read_grant(&e, &o("https://site.example:8443")), Some(ReadGrant::Listed), "the port is ignored");
+        assert_eq!(read_grant(&e, &o("http://b.site.example")), None, "schemeful");
+        assert_eq!(read_grant(&e, &o("https://other.example")), None);
+        assert!(!ReadGrant::Listed.is_gated());
     }
 
     #[test]

@@ -892,6 +892,50 @@ fn a_registry_without_the_access_index_is_migrated_and_damage_to_it_is_repaired_
     assert_eq!(read(&service, &caller("https://c.example"), hash_of(bytes)).unwrap_err(), CosError::NotFound);
 }
 
+#[test]
+fn a_listed_origin_grants_its_site_ungated_and_an_older_index_is_rebuilt_to_say_so() {
+    let profile = Profile::new();
+    let bytes = b"listed by site".as_slice();
+    let listed = "https://a.site.example";
+    // A Public Hash List that does not name the entry, and a budget of one probe: a read that
+    // passes could only have come through the list grant, and never costs a probe.
+    let mut config = profile.config();
+    config.gates = GateConfig { probe_budget: 1, ..list_without_grease(PublicHashList::default()) };
+    {
+        let service = StorageService::open(config.clone()).unwrap().0;
+        store(&service, &caller(A), bytes, CreateOptions::with_origins(list(&[listed]), ceiling(&[listed]))).unwrap();
+        for _ in 0..3 {
+            assert_eq!(read(&service, &caller("https://b.site.example"), hash_of(bytes)).unwrap(), bytes);
+        }
+        assert_eq!(read(&service, &caller(listed), hash_of(bytes)).unwrap(), bytes);
+        assert_eq!(read(&service, &caller("https://other.example"), hash_of(bytes)).unwrap_err(), CosError::NotFound);
+        assert_eq!(read(&service, &caller("http://b.site.example"), hash_of(bytes)).unwrap_err(), CosError::NotFound);
+        service.shut_down_cleanly().unwrap();
+    }
+    // As the previous build left it: schema 2, whose list rows name exact origins.
+    let registry = profile.root().join("registry.redb");
+    let readers: redb::TableDefinition<&[u8], u32> = redb::TableDefinition::new("entry_readers");
+    let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+    {
+        let db = redb::Database::open(&registry).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(readers).unwrap();
+            let mut site_row = hash_of(bytes).as_bytes().to_vec();
+            site_row.extend_from_slice(b"Lhttps://site.example");
+            assert!(table.remove(site_row.as_slice()).unwrap().is_some(), "the list row names the site");
+            let mut origin_row = hash_of(bytes).as_bytes().to_vec();
+            origin_row.extend_from_slice(format!("L{listed}").as_bytes());
+            table.insert(origin_row.as_slice(), 1).unwrap();
+        }
+        txn.open_table(meta).unwrap().insert("schema", 2).unwrap();
+        txn.commit().unwrap();
+    }
+    let service = StorageService::open(config).unwrap().0;
+    assert_eq!(read(&service, &caller("https://b.site.example"), hash_of(bytes)).unwrap(), bytes, "rebuilt at open");
+    assert_eq!(read(&service, &caller("https://other.example"), hash_of(bytes)).unwrap_err(), CosError::NotFound);
+}
+
 // --- A close costs the same whether the bytes are new or already stored --------------------------
 
 #[test]

@@ -16,6 +16,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use cos_common::interface::FrameId;
 use cos_test_support::measure::quantile_ns;
 
 #[path = "../tests/support/mod.rs"]
@@ -78,6 +79,9 @@ fn main() -> ExitCode {
             (11, "https://owner.example", "https://owner.example", Some(ceiling.as_str())),
         ],
     );
+    // The owner's pages had a user activation: their '*' and list writes are recorded.
+    browser.host.notify_user_activation(FrameId(10));
+    browser.host.notify_user_activation(FrameId(11));
     for (payload, global) in [(&public, true), (&unlisted, true), (&scoped, false)] {
         let stored = owner.ask(Command::Store { frame: 10, payload: payload.clone(), origins: None, global });
         assert_eq!(stored, Outcome::Ok(None));

@@ -171,10 +171,12 @@ impl CosHost {
         })
     }
 
-    /// Tells the service that a document's user activation happened, replenishing the probe
-    /// budget of its top-level site (SPEC §6). Unknown frames are ignored.
+    /// A user activation happened in a document (the embedder saw the input event, never a
+    /// renderer's word): the document has sticky activation from now on, so its `"*"` and list
+    /// writes are recorded (SPEC §5), and the probe budget of its top-level site starts over
+    /// (SPEC §6). Unknown frames are ignored.
     pub fn notify_user_activation(&self, frame: FrameId) {
-        let Some(info) = self.inner.frames.get(frame) else { return };
+        let Some(info) = self.inner.frames.record_user_activation(frame) else { return };
         let (Some(top_level_site), Some(control)) = (info.top_level_site, self.inner.control()) else { return };
         let message = BrowserToService::UserActivation { partition: info.partition, top_level_site };
         let _ = control.send(message);

@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use cos_common::Partition;
+use cos_common::interface::FrameId;
 
 mod support;
 use cos_test_support::rng::XorShift64Star;
@@ -99,6 +100,8 @@ fn crash_consistency() {
 
     // Before any kill: A stores the global entry, C spends its whole probe budget (3 distinct
     // hashes through the global path), so C cannot see it.
+    // A's page had a user activation, so its '*' and list writes are recorded (SPEC §5).
+    browser.host.notify_user_activation(FrameId(A_FRAME));
     let stored =
         renderers[0].ask(Command::Store { frame: A_FRAME, payload: global.clone(), origins: None, global: true });
     assert_eq!(stored, Outcome::Ok(None));

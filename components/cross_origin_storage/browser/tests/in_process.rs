@@ -2,7 +2,7 @@
 //! binding calls it, through a broker stub, to the storage service's request loop.
 
 use cos_browser::{CosHost, FrameInfo};
-use cos_common::interface::{FrameId, RendererId, ServiceProcessConfig};
+use cos_common::interface::{FrameId, RendererId, ServiceProcessConfig, WriteWarning, WriteWarnings};
 use cos_common::{AllowOriginCeiling, CosError, OffTheRecordProfileId, Origin, OriginsInput, Partition};
 use cos_ipc::Endpoint;
 use cos_renderer::{
@@ -286,6 +286,7 @@ fn visibility_across_origins_through_the_broker() {
         create: true,
         origins: OriginsInput::Sequence(vec!["https://b.example".into(), "https://c.example".into()]),
     };
+    world.host.notify_user_activation(FrameId(1));
     store(&writer, b"shared", options).unwrap();
     assert_eq!(read(&sibling, b"shared").unwrap(), b"shared");
     assert_eq!(read(&listed, b"shared").unwrap(), b"shared");
@@ -316,6 +317,8 @@ fn the_public_hash_list_reloads_through_the_host() {
     let owner = world.frame(1, 1, origin_of("https://owner.example"));
     let stranger = world.frame(2, 2, origin_of("https://stranger.example"));
     let options = CosOptions { create: true, origins: OriginsInput::Single("*".into()) };
+    // The owner's page had a user activation: its '*' is recorded (SPEC §5).
+    world.host.notify_user_activation(FrameId(1));
     store(&owner, b"popular model", options).unwrap();
     assert_eq!(name(read(&stranger, b"popular model")), "NotFoundError", "no list: fail closed");
     let list = world._profile.path().join("phl.txt");
@@ -336,6 +339,7 @@ fn a_user_activation_replenishes_the_probe_budget() {
     let list = world._profile.path().join("phl.txt");
     std::fs::write(&list, format!("{}\n", hex(b"listed"))).unwrap();
     world.host.reload_public_hash_list(&list).unwrap();
+    world.host.notify_user_activation(FrameId(2));
     store(&owner, b"listed", CosOptions { create: true, origins: OriginsInput::Single("*".into()) }).unwrap();
     assert_eq!(name(read(&prober, b"listed")), "NotFoundError", "over budget");
     world.host.notify_user_activation(FrameId(1));
@@ -418,4 +422,72 @@ fn scrub_through_the_host_deletes_a_damaged_blob() {
     assert_eq!(heard, 2, "progress after each entry");
     assert_eq!(read(&manager, damaged), Err(CosError::NotFound));
     assert_eq!(read(&manager, intact).unwrap(), intact);
+}
+
+/// Stores `bytes` and returns the warnings the close verdict carried for the page's console.
+fn store_warned(manager: &CrossOriginStorageManager, bytes: &[u8], origins: OriginsInput) -> WriteWarnings {
+    block_on(async {
+        let options = CosOptions { create: true, origins };
+        let handle = manager.get_file_handle(&CosHashDict::sha256(hex(bytes)), &options).await.unwrap();
+        let mut writer = handle.create_writable(false).await.unwrap();
+        writer.write(bytes).unwrap();
+        writer.close().unwrap()
+    })
+}
+
+#[test]
+fn a_wide_scope_without_a_user_activation_is_stored_same_site_with_a_warning() {
+    let world = World::new();
+    let list = world._profile.path().join("phl.txt");
+    std::fs::write(&list, format!("{}\n{}\n", hex(b"early"), hex(b"late"))).unwrap();
+    world.host.reload_public_hash_list(&list).unwrap();
+    let ceiling = |info: &mut FrameInfo| {
+        *info = FrameInfo::top_level(info.renderer, Origin::from_url("https://app.a.example").unwrap());
+        info.allow_origin_ceiling = AllowOriginCeiling::from_header(Some("https://b.example"));
+    };
+    let writer = world.frame(1, 1, ceiling);
+    let sibling = world.frame(2, 2, origin_of("https://www.a.example"));
+    let stranger = world.frame(3, 3, origin_of("https://b.example"));
+    let star = || OriginsInput::Single("*".into());
+    let listed = || OriginsInput::Single("https://b.example".into());
+
+    assert_eq!(store_warned(&writer, b"early", star()), WriteWarning::NoUserActivation.into());
+    assert_eq!(store_warned(&writer, b"early list", listed()), WriteWarning::NoUserActivation.into());
+    assert_eq!(store_warned(&writer, b"same-site", OriginsInput::Absent), WriteWarnings::none());
+    assert_eq!(read(&sibling, b"early").unwrap(), b"early", "stored for the site");
+    assert_eq!(name(read(&stranger, b"early")), "NotFoundError", "on the Public Hash List, yet not global");
+    assert_eq!(name(read(&stranger, b"early list")), "NotFoundError", "the list was not recorded");
+
+    // The browser saw a click in the writer's page (the renderer has no say in this).
+    world.host.notify_user_activation(FrameId(1));
+    assert_eq!(store_warned(&writer, b"late", star()), WriteWarnings::none());
+    assert_eq!(store_warned(&writer, b"late list", listed()), WriteWarnings::none());
+    assert_eq!(read(&stranger, b"late").unwrap(), b"late");
+    assert_eq!(read(&stranger, b"late list").unwrap(), b"late list");
+    // An activation later does not widen what was stored before it.
+    assert_eq!(name(read(&stranger, b"early")), "NotFoundError");
+
+    // A new document in the same place starts without activation.
+    world
+        .host
+        .frames()
+        .insert(FrameId(1), FrameInfo::top_level(RendererId(1), Origin::from_url("https://app.a.example").unwrap()));
+    assert_eq!(store_warned(&writer, b"after navigation", star()), WriteWarning::NoUserActivation.into());
+}
+
+#[test]
+fn a_full_origins_list_keeps_its_origins_and_warns_about_the_new_ones() {
+    let world = World::new();
+    let hundred: Vec<String> = (0..100).map(|i| format!("https://l{i}.example")).collect();
+    let header = format!("{}, https://late.example", hundred.join(", "));
+    let writer = world.frame(1, 1, |info| info.allow_origin_ceiling = AllowOriginCeiling::from_header(Some(&header)));
+    world.host.notify_user_activation(FrameId(1));
+    let bytes = b"a popular list";
+    assert_eq!(store_warned(&writer, bytes, OriginsInput::Sequence(hundred.clone())), WriteWarnings::none());
+    let more = vec!["https://l7.example".to_owned(), "https://late.example".to_owned()];
+    assert_eq!(store_warned(&writer, bytes, OriginsInput::Sequence(more)), WriteWarning::OriginsListFull.into());
+    let old = world.frame(2, 2, origin_of("https://l99.example"));
+    let late = world.frame(3, 3, origin_of("https://late.example"));
+    assert_eq!(read(&old, bytes).unwrap(), bytes, "the older origins are kept");
+    assert_eq!(name(read(&late, bytes)), "NotFoundError", "the new one was dropped");
 }

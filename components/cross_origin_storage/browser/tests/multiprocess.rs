@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use cos_common::interface::{BrowserToService, ServiceToBrowser};
+use cos_common::interface::{BrowserToService, FrameId, ServiceToBrowser};
 use cos_ipc::launch::LaunchOptions;
 use cos_ipc::{BadMessageObserver, Pipe};
 
@@ -61,6 +61,12 @@ fn list_and_ceiling() {
     let c = browser.renderer(3, &[(30, "https://c.example", "https://c.example", None)]);
     let bytes = literal(b"listed for b, asked for c too");
     let origins = Some(vec!["https://b.example".into(), "https://c.example".into()]);
+    // Without a user activation of a's page the list is not recorded (SPEC §5): same-site only.
+    let early = literal(b"listed before any activation");
+    let store = Command::Store { frame: 10, payload: early.clone(), origins: origins.clone(), global: false };
+    assert_eq!(a.ask(store), Outcome::Ok(None));
+    assert_eq!(b.read(20, &early), err("NotFoundError"));
+    browser.host.notify_user_activation(FrameId(10));
     assert_eq!(a.ask(Command::Store { frame: 10, payload: bytes.clone(), origins, global: false }), Outcome::Ok(None));
     assert_eq!(b.read(20, &bytes), ok(&bytes));
     assert_eq!(c.read(30, &bytes), err("NotFoundError"), "outside the Allow-Origin ceiling");

@@ -43,27 +43,96 @@ pub struct HandleId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RequestId(pub u64);
 
-/// The parts of a create request the service needs, as the broker supplies them.
+/// Why a verified write did less than it asked for. The writing page's console hears it
+/// (SPEC §5); the write itself succeeds. A closed set with fixed texts, so that no origin, hash or
+/// other site's data can reach a page through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum WriteWarning {
+    /// The entry's origins list already holds its 100 origins: requested origins not on it were
+    /// left out, the ones already on it kept.
+    OriginsListFull,
+    /// `origins: "*"` or a list was asked for by a document without a user activation since it
+    /// loaded: the file was stored for the writer's site only.
+    NoUserActivation,
+}
+
+impl WriteWarning {
+    /// The console text (fixed).
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::OriginsListFull => {
+                "Cross-Origin Storage: the file's origins list is full; origins not already on it were not added."
+            }
+            Self::NoUserActivation => {
+                "Cross-Origin Storage: the file was stored for this site only; sharing it with other origins needs a user activation of the page first."
+            }
+        }
+    }
+}
+
+/// The warnings of one verified write (each at most once).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteWarnings(std::collections::BTreeSet<WriteWarning>);
+
+impl WriteWarnings {
+    /// No warning.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Adds `warning`.
+    pub fn add(&mut self, warning: WriteWarning) {
+        self.0.insert(warning);
+    }
+
+    /// Whether `warning` is among them.
+    pub fn contains(&self, warning: WriteWarning) -> bool {
+        self.0.contains(&warning)
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every warning, in a fixed order.
+    pub fn iter(&self) -> impl Iterator<Item = WriteWarning> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+impl From<WriteWarning> for WriteWarnings {
+    fn from(warning: WriteWarning) -> Self {
+        Self([warning].into())
+    }
+}
+
+/// The parts of a create request the service needs, as the broker supplies them (an embedder
+/// builds them with `cos_browser`'s `FrameTable::create_options`, which applies the user-gesture
+/// rule).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateOptions {
-    /// The validated `origins` option.
+    /// The validated `origins` option, as the browser lets the document have it (without a user
+    /// activation it is [`OriginsOption::Omitted`] whatever the page asked for).
     pub origins: OriginsOption,
-    /// The writing document's `Cross-Origin-Storage-Allow-Origin` ceiling (known to the browser
-    /// process, never taken from the renderer).
+    /// The ceiling of the list scope: the writing document's `Cross-Origin-Storage-Allow-Origin`
+    /// (known to the browser process, never taken from the renderer).
     pub allow_origin_ceiling: AllowOriginCeiling,
     /// The writing document's URL, kept as private provenance.
     pub document_url: Option<String>,
+    /// Warnings the browser's decisions add to the write's verdict (the user-gesture rule).
+    pub warnings: WriteWarnings,
 }
 
 impl CreateOptions {
     /// A create request with no `origins` (the same-site baseline).
     pub fn same_site() -> Self {
-        Self { origins: OriginsOption::Omitted, allow_origin_ceiling: AllowOriginCeiling::empty(), document_url: None }
+        Self::with_origins(OriginsOption::Omitted, AllowOriginCeiling::empty())
     }
 
     /// A create request with the given `origins` and ceiling.
     pub fn with_origins(origins: OriginsOption, allow_origin_ceiling: AllowOriginCeiling) -> Self {
-        Self { origins, allow_origin_ceiling, document_url: None }
+        Self { origins, allow_origin_ceiling, document_url: None, warnings: WriteWarnings::none() }
     }
 }
 
@@ -535,8 +604,9 @@ mod chunk {
 pub enum WriterEvent {
     /// A write failed; the stream is errored and every later operation reports this.
     Failed(CosError),
-    /// The answer to [`WriterFrame::Close`]: verified and committed, or why not.
-    Closed(Result<(), CosError>),
+    /// The answer to [`WriterFrame::Close`]: verified and committed (with the warnings for the
+    /// writing page's console), or why not.
+    Closed(Result<WriteWarnings, CosError>),
 }
 
 /// Renderer → service on a read data pipe. **Untrusted.**
@@ -598,6 +668,22 @@ mod tests {
         let oversized = vec![0u8; DATA_CHUNK_BYTES + 1];
         let bytes = cos_ipc::encode(&WriterFrame::Write { position: None, data: &oversized }).unwrap();
         assert!(cos_ipc::decode_borrowed::<WriterFrame<'_>>(&bytes).is_err());
+    }
+
+    #[test]
+    fn write_warnings_are_fixed_texts_and_round_trip() {
+        let mut warnings = WriteWarnings::from(WriteWarning::NoUserActivation);
+        warnings.add(WriteWarning::OriginsListFull);
+        warnings.add(WriteWarning::OriginsListFull);
+        assert_eq!(
+            warnings.iter().collect::<Vec<_>>(),
+            [WriteWarning::OriginsListFull, WriteWarning::NoUserActivation]
+        );
+        let event = WriterEvent::Closed(Ok(warnings));
+        assert_eq!(cos_ipc::decode::<WriterEvent>(&cos_ipc::encode(&event).unwrap()).unwrap(), event);
+        for warning in [WriteWarning::OriginsListFull, WriteWarning::NoUserActivation] {
+            assert!(warning.message().starts_with("Cross-Origin Storage: ") && !warning.message().contains("://"));
+        }
     }
 
     #[test]

@@ -112,20 +112,36 @@ impl AllowOriginCeiling {
         Self::default()
     }
 
-    /// Parses the header value the browser process saw on the document's response.
+    /// Parses the header value the browser process saw on a response (SPEC §5): a
+    /// comma-separated list of origins, spaces and tabs around each allowed. Empty list elements
+    /// (`a,,b`, a trailing comma) are skipped, as HTTP's list syntax asks (RFC 9110 §5.6.1). Any
+    /// other token that is not the serialisation of an http(s) origin — `*`, `null`, a path (even
+    /// `/`), a query, credentials, another scheme, a non-ASCII or otherwise non-canonical spelling
+    /// — empties the whole set. **Decision**: scheme and host compare ASCII case-insensitively and
+    /// an explicit default port is allowed (`HTTPS://A.example:443` names `https://a.example`),
+    /// since both still name exactly one origin.
     pub fn from_header(value: Option<&str>) -> Self {
         let Some(value) = value else { return Self::empty() };
         let mut origins = BTreeSet::new();
         for token in value.split(',') {
             let token = token.trim_matches([' ', '\t']);
-            match Origin::from_origin_str(token) {
-                Ok(origin) => {
+            if token.is_empty() {
+                continue;
+            }
+            match ceiling_token(token) {
+                Some(origin) => {
                     origins.insert(origin);
                 }
-                Err(_) => return Self::empty(),
+                None => return Self::empty(),
             }
         }
         Self(origins)
+    }
+
+    /// What both ceilings admit: a worker's ceiling is the intersection of its owners' (SPEC §5),
+    /// so no owner's header is widened by another's.
+    pub fn intersection(&self, other: &Self) -> Self {
+        Self(self.0.intersection(&other.0).cloned().collect())
     }
 
     /// A ceiling naming exactly these origins.
@@ -162,6 +178,20 @@ impl AllowOriginCeiling {
             other => (other, 0),
         }
     }
+}
+
+/// One header token as an origin: exactly an origin's serialisation up to the ASCII case of
+/// scheme and host and an explicit default port; any other spelling (which the URL parser would
+/// quietly repair: backslashes, percent-escapes, tabs inside, a missing `//`) is refused.
+fn ceiling_token(token: &str) -> Option<Origin> {
+    if !token.is_ascii() {
+        return None;
+    }
+    let origin = Origin::from_origin_str(token).ok()?;
+    let token = token.to_ascii_lowercase();
+    let canonical = origin.to_string();
+    let with_port = format!("{}://{}:{}", origin.scheme().as_str(), origin.host(), origin.port());
+    (token == canonical || token == with_port).then_some(origin)
 }
 
 #[cfg(test)]
@@ -261,12 +291,84 @@ mod tests {
             Some("https://b.example, *"),
             Some("https://b.example, nonsense"),
             Some(""),
-            Some("https://b.example,"),
             Some("https://b.example/path"),
             Some("data:,x"),
         ] {
             assert!(AllowOriginCeiling::from_header(value).is_empty(), "{value:?}");
         }
+    }
+
+    #[test]
+    fn ceiling_skips_empty_list_elements() {
+        for value in [
+            "https://b.example,,https://c.example",
+            "https://b.example, ,https://c.example,",
+            ",https://b.example,https://c.example",
+        ] {
+            let ceiling = AllowOriginCeiling::from_header(Some(value));
+            assert_eq!(
+                ceiling,
+                AllowOriginCeiling::from_origins([o("https://b.example"), o("https://c.example")]),
+                "{value:?}"
+            );
+        }
+        for value in [",", " , ,\t", " "] {
+            assert!(AllowOriginCeiling::from_header(Some(value)).is_empty(), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn ceiling_accepts_case_and_an_explicit_default_port_only() {
+        let ceiling =
+            AllowOriginCeiling::from_header(Some("HTTPS://B.Example, http://c.example:80, https://[::1]:8443"));
+        assert_eq!(
+            ceiling,
+            AllowOriginCeiling::from_origins([o("https://b.example"), o("http://c.example"), o("https://[::1]:8443")])
+        );
+    }
+
+    #[test]
+    fn any_token_that_is_not_an_origin_serialisation_empties_the_ceiling() {
+        for bad in [
+            "null",
+            "*",
+            "https://b.example/",
+            "https://b.example/path",
+            "https://b.example?",
+            "https://b.example#x",
+            "https://user@b.example",
+            "https:b.example",
+            "https:\\\\b.example",
+            "https://b.ex\tample",
+            "https://b%2Eexample",
+            "https://b.example:99999",
+            "https://",
+            "b.example",
+            "//b.example",
+            "ws://b.example",
+            "ftp://b.example",
+            "file:///x",
+            "data:,x",
+            "blob:https://b.example/uuid",
+            "about:blank",
+            "https://bücher.example",
+            "\"https://b.example\"",
+            "https://b.example https://c.example",
+        ] {
+            let value = format!("https://ok.example, {bad}");
+            assert!(AllowOriginCeiling::from_header(Some(&value)).is_empty(), "{bad:?}");
+        }
+        // The punycode spelling of an IDN is its serialisation.
+        assert_eq!(AllowOriginCeiling::from_header(Some("https://xn--bcher-kva.example")).len(), 1);
+    }
+
+    #[test]
+    fn intersection_admits_what_every_ceiling_admits() {
+        let a = AllowOriginCeiling::from_header(Some("https://b.example, https://c.example"));
+        let b = AllowOriginCeiling::from_header(Some("https://c.example, https://d.example"));
+        assert_eq!(a.intersection(&b), AllowOriginCeiling::from_origins([o("https://c.example")]));
+        assert!(a.intersection(&AllowOriginCeiling::empty()).is_empty());
+        assert_eq!(a.intersection(&a), a);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use cos_common::CosError;
-use cos_common::interface::{DATA_CHUNK_BYTES, DATA_PIPE_SEND_BUFFER, WriterEvent, WriterFrame};
+use cos_common::interface::{DATA_CHUNK_BYTES, DATA_PIPE_SEND_BUFFER, WriteWarnings, WriterEvent, WriterFrame};
 use cos_ipc::{Endpoint, IpcError};
 
 /// A writer for one create handle. Nothing is visible to anyone until [`close`](Self::close)
@@ -95,8 +95,10 @@ impl FileSystemWritableFileStream {
         self.send(WriterFrame::Truncate(size))
     }
 
-    /// `close()`: waits until the service verified and committed the bytes, or says why not.
-    pub fn close(mut self) -> Result<(), CosError> {
+    /// `close()`: waits until the service verified and committed the bytes, or says why not. A
+    /// success carries the warnings the DOM binding prints to the page's console (SPEC §5: a
+    /// full origins list, a scope withheld for want of a user activation).
+    pub fn close(mut self) -> Result<WriteWarnings, CosError> {
         if let Some(error) = &self.errored {
             return Err(error.clone());
         }

@@ -35,7 +35,7 @@ impl Model {
     pub(super) fn may_read(&self, partition: Partition, content: usize, reader: &Origin) -> bool {
         let Some(entry) = self.entries.get(&(partition, content)) else { return false };
         entry.storing.iter().any(|storer| storer.is_same_site(reader))
-            || entry.listed.contains(reader)
+            || entry.listed.iter().any(|listed| listed.is_same_site(reader))
             || (entry.global && ON_PHL[content])
     }
 

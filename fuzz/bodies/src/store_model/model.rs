@@ -173,10 +173,11 @@ impl Model {
         self.ungated(reader, c) || self.entries[c].as_ref().is_some_and(|entry| entry.global && ON_PHL[c])
     }
 
-    /// A grant the privacy gates never apply to: storing, same-site or listed.
+    /// A grant the privacy gates never apply to: storing, same-site with a storing origin, or
+    /// same-site with a listed one (listing an origin grants its site).
     pub(super) fn ungated(&self, reader: usize, c: usize) -> bool {
         let Some(entry) = &self.entries[c] else { return false };
-        entry.storing.iter().any(|&storer| SITES[storer] == SITES[reader]) || entry.listed.contains(&reader)
+        entry.storing.iter().chain(&entry.listed).any(|&granted| SITES[granted] == SITES[reader])
     }
 
     /// A step on the slot's writer: if it grows the writer, the largest-entry limit, then its

@@ -3,6 +3,7 @@
 //! installs the blob. The victims are chosen before anything changes and deleted in the same
 //! transaction, so a refused or failed write never costs anyone their data.
 
+use cos_common::interface::WriteWarnings;
 use cos_common::{ContentHash, CosError, Origin, OriginsOption, QuotaScope, Site};
 
 use super::eviction::uncharge_storers;
@@ -15,7 +16,7 @@ use crate::revocation::HandleState;
 use crate::visibility::{StoringSlot, VisibilityChange, apply_verified_write, storing_slot};
 
 /// What a verified write did to the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitOutcome {
     /// The bytes were new to the store (a blob was installed); otherwise they confirmed an
     /// existing entry and the swap copy was discarded.
@@ -26,6 +27,8 @@ pub struct CommitOutcome {
     pub evicted_entries: usize,
     /// Bytes those evicted entries occupied.
     pub evicted_bytes: u64,
+    /// What the writing page's console hears (SPEC §5); filled in by the writer's `close`.
+    pub warnings: WriteWarnings,
 }
 
 /// The verified write being committed, as its writer described it.
@@ -99,7 +102,13 @@ impl PartitionStore {
         }
         self.verified.insert(*hash);
         self.release_victims(&victims, evicted_bytes);
-        Ok(CommitOutcome { new_blob: draft.new_blob, visibility, evicted_entries: victims.len(), evicted_bytes })
+        Ok(CommitOutcome {
+            new_blob: draft.new_blob,
+            visibility,
+            evicted_entries: victims.len(),
+            evicted_bytes,
+            warnings: WriteWarnings::none(),
+        })
     }
 
     /// The writer's storing slot, refused when recording it would take the writer's account

@@ -115,15 +115,10 @@ impl PartitionStore {
         self.registry.entry(hash)
     }
 
-    /// What a read decision needs about `hash` for a reader of `origin` (site `site`), at a cost
-    /// that does not depend on the entry (see `registry::access`).
-    pub(crate) fn access(
-        &self,
-        hash: &ContentHash,
-        origin: &Origin,
-        site: &Site,
-    ) -> Result<Option<EntryAccess>, StoreError> {
-        self.registry.access(hash, origin, site)
+    /// What a read decision needs about `hash` for a reader of site `site`, at a cost that does
+    /// not depend on the entry (see `registry::access`).
+    pub(crate) fn access(&self, hash: &ContentHash, site: &Site) -> Result<Option<EntryAccess>, StoreError> {
+        self.registry.access(hash, site)
     }
 
     /// The handles issued on this partition (revocation).

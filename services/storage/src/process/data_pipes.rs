@@ -75,7 +75,7 @@ pub(super) fn serve_write(mut writer: WritableFile, endpoint: Endpoint, report: 
             WriterFrame::Seek(position) => writer.seek(position),
             WriterFrame::Truncate(size) => writer.truncate(size),
             WriterFrame::Close => {
-                let result = writer.close().map(|_| ());
+                let result = writer.close().map(|outcome| outcome.warnings);
                 // Free the slot first: the renderer may open the next stream as soon as it hears.
                 drop(slot);
                 let _ = events.send(WriterEvent::Closed(result));

@@ -9,7 +9,7 @@
 //! |-----------------|---------------------------------------|---------------------------------------|
 //! | `entry_heads`   | 32-byte SHA-256                       | [`EntryHead`]: size, global flag, storing sites (16 bytes) |
 //! | `entry_readers` | SHA-256 ‖ `S` ‖ site serialisation    | how many recorded storing origins have that site |
-//! | `entry_readers` | SHA-256 ‖ `L` ‖ origin serialisation  | 1: a list write named that origin     |
+//! | `entry_readers` | SHA-256 ‖ `L` ‖ site serialisation    | how many listed origins have that site (listing grants the site, SPEC §5) |
 //! | `entry_readers` | SHA-256 ‖ `O` ‖ origin serialisation  | 1: that origin is a recorded storing origin |
 //!
 //! Three point lookups, whatever the entry holds (the `O` rows serve writers: whether an identical
@@ -31,7 +31,7 @@ pub(super) const READERS: TableDefinition<&[u8], u32> = TableDefinition::new("en
 const HEAD_VERSION: u8 = 1;
 const HEAD_BYTES: usize = 16;
 const STORING_SITE_TAG: u8 = b'S';
-const LISTED_ORIGIN_TAG: u8 = b'L';
+const LISTED_SITE_TAG: u8 = b'L';
 const STORING_ORIGIN_TAG: u8 = b'O';
 
 /// The fixed-size part of an entry a read decision needs.
@@ -80,8 +80,8 @@ impl EntryHead {
 pub struct EntryAccess {
     /// The entry's fixed-size part.
     pub head: EntryHead,
-    /// The reader is a storing origin, same-site with one, or listed: a grant the privacy gates
-    /// never apply to (SPEC §5).
+    /// The reader is a storing origin, or same-site with a storing or a listed origin: a grant
+    /// the privacy gates never apply to (SPEC §5).
     pub ungated: bool,
 }
 
@@ -99,9 +99,9 @@ pub(super) fn storing_site_key(hash: &ContentHash, site: &Site) -> Vec<u8> {
     key(hash, STORING_SITE_TAG, &site.to_string())
 }
 
-/// The key of "a list write of `hash` named `origin`".
-pub(super) fn listed_origin_key(hash: &ContentHash, origin: &Origin) -> Vec<u8> {
-    key(hash, LISTED_ORIGIN_TAG, &origin.to_string())
+/// The key of "a list write of `hash` named an origin of site `site`".
+pub(super) fn listed_site_key(hash: &ContentHash, site: &Site) -> Vec<u8> {
+    key(hash, LISTED_SITE_TAG, &site.to_string())
 }
 
 /// The key of "`origin` is a recorded storing origin of `hash`".
@@ -140,7 +140,7 @@ impl DerivedRows {
             readers.insert(storing_site_key(hash, &site), count);
         }
         for origin in &record.listed_origins {
-            readers.insert(listed_origin_key(hash, origin), 1);
+            *readers.entry(listed_site_key(hash, &Site::of(origin))).or_insert(0) += 1;
         }
         for origin in &record.storing_origins {
             readers.insert(storing_origin_key(hash, origin), 1);
@@ -173,9 +173,7 @@ mod tests {
         let (start, end) = reader_rows(&hash);
         let site = Site::of(&Origin::from_url("https://a.example").unwrap());
         let origin = Origin::from_url("https://\u{00fc}.example:8443").unwrap();
-        for key in
-            [storing_site_key(&hash, &site), listed_origin_key(&hash, &origin), storing_origin_key(&hash, &origin)]
-        {
+        for key in [storing_site_key(&hash, &site), listed_site_key(&hash, &site), storing_origin_key(&hash, &origin)] {
             assert!(key.as_slice() > start.as_slice() && key.as_slice() < end.as_slice());
         }
         assert!(storing_site_key(&next, &site).as_slice() > end.as_slice());

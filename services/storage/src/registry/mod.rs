@@ -47,9 +47,10 @@ const TOTAL_BYTES_KEY: &str = "total_bytes";
 /// 1 while the registry was closed by a clean shutdown; set last thing at shutdown and cleared
 /// first thing at start, so any crash in between leaves it 0.
 const CLEAN_SHUTDOWN_KEY: &str = "clean_shutdown";
-/// 2: the access index (`entry_heads`, `entry_readers`) exists. A schema-1 registry is migrated
-/// at open by building it from the entry rows.
-const SCHEMA_VERSION: u64 = 2;
+/// 2: the access index (`entry_heads`, `entry_readers`) exists. 3: its list rows name sites
+/// (listing an origin grants its site) instead of origins. An older registry is migrated at open
+/// by building the index again from the entry rows.
+const SCHEMA_VERSION: u64 = 3;
 
 /// A row of the `entries` table, decoded or not.
 pub(crate) type StoredEntry = (ContentHash, Result<EntryRecord, StoreError>);
@@ -118,7 +119,10 @@ impl Registry {
                     meta.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
                     meta.insert(TOTAL_BYTES_KEY, 0)?;
                 }
-                Some(1) => {
+                Some(1 | 2) => {
+                    // Rows of the old layout would be read as the new one: every derived row goes.
+                    txn.open_table(HEADS)?.retain(|_, _| false)?;
+                    txn.open_table(READERS)?.retain(|_, _| false)?;
                     let rows = index_every_entry(&txn)?;
                     meta.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
                     tracing::info!(rows, "registry migrated to schema {SCHEMA_VERSION} (access index built)");
@@ -195,20 +199,21 @@ impl Registry {
         value.map(|v| EntryRecord::decode(v.value())).transpose()
     }
 
-    /// What a read decision needs about `hash` for a reader of `origin` (whose site is `site`):
-    /// three point lookups whatever the entry holds, all made even when the first finds nothing,
-    /// so that a miss costs what a refusal of a popular entry costs. `None`: no such entry.
+    /// What a read decision needs about `hash` for a reader whose site is `site` (every ungated
+    /// grant is a matter of the reader's site: a storing origin is same-site with itself, and a
+    /// listed origin grants its whole site): three point lookups whatever the entry holds, all
+    /// made even when the first finds nothing, so that a miss costs what a refusal of a popular
+    /// entry costs. `None`: no such entry.
     pub(crate) fn access(
         &self,
         hash: &ContentHash,
-        origin: &Origin,
         site: &cos_common::Site,
     ) -> Result<Option<EntryAccess>, StoreError> {
         let txn = self.begin_read()?;
         let (heads, readers) = (txn.open_table(HEADS)?, txn.open_table(READERS)?);
         let head = heads.get(hash.as_bytes())?.and_then(|v| EntryHead::decode(v.value()));
         let same_site = readers.get(access::storing_site_key(hash, site).as_slice())?.is_some_and(|v| v.value() > 0);
-        let listed = readers.get(access::listed_origin_key(hash, origin).as_slice())?.is_some();
+        let listed = readers.get(access::listed_site_key(hash, site).as_slice())?.is_some_and(|v| v.value() > 0);
         Ok(head.map(|head| EntryAccess { head, ungated: same_site || listed }))
     }
 

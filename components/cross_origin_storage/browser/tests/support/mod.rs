@@ -373,7 +373,7 @@ fn store_bytes(
         for piece in bytes.chunks(1 << 20) {
             writer.write(piece)?;
         }
-        writer.close()
+        writer.close().map(drop)
     })
 }
 
