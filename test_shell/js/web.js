@@ -728,7 +728,11 @@
     }
     async seek(position) { cos.seek(this[ID], Number(position)); }
     async truncate(size) { cos.truncate(this[ID], Number(size)); }
-    async close() { cos.close(this[ID]); }
+    async close() {
+      // The write succeeded; what it could not do goes to the console, looked up now so that a
+      // page (or a test) replacing console.warn hears it.
+      for (const text of cos.close(this[ID])) globalThis.console.warn(text);
+    }
     async abort() { cos.abort(this[ID]); }
     getWriter() {
       return { write: (c) => this.write(c), close: () => this.close(), abort: () => this.abort(), releaseLock() {} };

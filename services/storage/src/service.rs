@@ -16,7 +16,7 @@ use crate::blob_store::{BlobSink, BlobSource, IO_CHUNK, PrefixHasher};
 use crate::config::ServiceConfig;
 use crate::error::{Failure, StoreError};
 use crate::faults::Faults;
-use crate::gates::{PrivacyGates, ProbeBudgets, PublicHashList};
+use crate::gates::{PrivacyGates, ProbeBudgets, PublicHashList, PublicHashListBuilder};
 use crate::in_flight::Reservation;
 use crate::integrity::stream_hashed;
 use crate::partition::{ClearSiteDataReport, CommitOutcome, PartitionStore, RecoveryReport};
@@ -216,6 +216,11 @@ impl StorageService {
     /// Swaps in a new Public Hash List (`None`: no list, fail closed) without a restart.
     pub fn set_public_hash_list(&self, list: Option<PublicHashList>) {
         self.inner.gates.set_public_hash_list(list);
+    }
+
+    /// A parser for a Public Hash List this service will use (the configured sections).
+    pub fn public_hash_list_builder(&self) -> PublicHashListBuilder {
+        PublicHashListBuilder::new(self.inner.config.gates.hugging_face_section)
     }
 
     /// Whether `hash` is on the current Public Hash List (inspection views show it).

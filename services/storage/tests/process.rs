@@ -186,7 +186,7 @@ impl Writer {
     fn close(&self) -> Result<(), CosError> {
         self.send(WriterFrame::Close);
         match self.next_event() {
-            WriterEvent::Closed(result) => result,
+            WriterEvent::Closed(result) => result.map(drop),
             other => panic!("expected Closed, got {other:?}"),
         }
     }

@@ -477,6 +477,34 @@ mod tests {
     }
 
     #[test]
+    fn a_renderer_cannot_claim_a_user_activation() {
+        let fixture = fixture();
+        // Whatever a compromised renderer sends, nothing in it speaks of activation: the scope it
+        // asks for reaches the service only as the browser's record of the document allows.
+        let create = |request: u64| RendererToBroker::GetFileHandle {
+            request: RequestId(request),
+            frame: FrameId(1),
+            hash: ContentHash::from_bytes([7; 32]),
+            create: true,
+            origins: OriginsOption::Global,
+        };
+        let forwarded_scope = |request: u64| {
+            fixture.renderer.send(create(request)).unwrap();
+            match fixture.service.recv_timeout(Duration::from_secs(10)).unwrap() {
+                BrokerToService::GetFileHandle { kind: HandleRequest::Create(options), .. } => {
+                    (options.origins, options.warnings)
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        use cos_common::interface::{WriteWarning, WriteWarnings};
+        assert_eq!(forwarded_scope(1), (OriginsOption::Omitted, WriteWarning::NoUserActivation.into()));
+        fixture.stub.frames.record_user_activation(FrameId(1));
+        assert_eq!(forwarded_scope(2), (OriginsOption::Global, WriteWarnings::none()));
+        assert!(!fixture.terminated.load(Ordering::SeqCst));
+    }
+
+    #[test]
     fn requests_reach_the_service_with_the_callers_context() {
         let fixture = fixture();
         fixture.renderer.send(get(1, 1)).unwrap();

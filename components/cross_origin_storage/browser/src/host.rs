@@ -7,8 +7,8 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use cos_common::interface::{
-    BrowserToService, EntryInfo, FrameId, InspectionItem, OriginInfo, RendererId, RequestId, ScrubItem, ScrubReport,
-    ServiceProcessConfig, ServiceToBrowser,
+    BrowserToService, EntryInfo, FrameId, InspectionItem, OriginInfo, PublicHashListCounts, RendererId, RequestId,
+    ScrubItem, ScrubReport, ServiceProcessConfig, ServiceToBrowser,
 };
 use cos_common::{ContentHash, CosError, OffTheRecordProfileId, Origin, Partition};
 use cos_ipc::launch::{LaunchOptions, LaunchedChild};
@@ -86,6 +86,8 @@ struct HostInner {
     service: Mutex<ServiceState>,
     service_ready: Condvar,
     pending: Mutex<HashMap<RequestId, Sender<Result<(), CosError>>>>,
+    /// What reloaded Public Hash Lists held, until their reload returns.
+    list_counts: Mutex<HashMap<RequestId, PublicHashListCounts>>,
     next_request: AtomicU64,
     shutting_down: AtomicBool,
 }
@@ -111,6 +113,7 @@ impl CosHost {
             service: Mutex::new(ServiceState::default()),
             service_ready: Condvar::new(),
             pending: Mutex::new(HashMap::new()),
+            list_counts: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
         });
@@ -184,7 +187,9 @@ impl CosHost {
 
     /// Replaces the service's Public Hash List with the file at `path`, without a restart. The
     /// browser reads the file and streams it to the sandboxed service, which cannot open it.
-    pub fn reload_public_hash_list(&self, path: &std::path::Path) -> Result<(), HostError> {
+    /// Returns what the list held, per section (SPEC §6); a malformed file is refused (the
+    /// service's log names the line) and the old list stays.
+    pub fn reload_public_hash_list(&self, path: &std::path::Path) -> Result<PublicHashListCounts, HostError> {
         use std::io::Read;
         let mut file =
             std::fs::File::open(path).map_err(|e| HostError::ServiceStart(format!("{}: {e}", path.display())))?;
@@ -205,8 +210,10 @@ impl CosHost {
                 break;
             }
         }
-        match receiver.recv() {
-            Ok(Ok(())) => Ok(()),
+        let done = receiver.recv();
+        let counts = self.inner.list_counts.lock().remove(&request);
+        match (done, counts) {
+            (Ok(Ok(())), Some(counts)) => Ok(counts),
             _ => Err(HostError::ServiceStart("the storage service refused the Public Hash List".into())),
         }
     }
@@ -458,6 +465,12 @@ impl HostInner {
             ServiceToBrowser::Done { request, result } => {
                 if let Some(sender) = self.pending.lock().remove(&request) {
                     let _ = sender.send(result);
+                }
+            }
+            ServiceToBrowser::PublicHashListLoaded { request, counts } => {
+                // Only for a reload still waiting for its `Done`, so the map stays bounded.
+                if self.pending.lock().contains_key(&request) {
+                    self.list_counts.lock().insert(request, counts);
                 }
             }
             other => tracing::warn!(?other, "unexpected message from the storage service"),

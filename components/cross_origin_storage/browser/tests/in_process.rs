@@ -491,3 +491,42 @@ fn a_full_origins_list_keeps_its_origins_and_warns_about_the_new_ones() {
     assert_eq!(read(&old, bytes).unwrap(), bytes, "the older origins are kept");
     assert_eq!(name(read(&late, bytes)), "NotFoundError", "the new one was dropped");
 }
+
+#[test]
+fn a_reloaded_list_reports_its_sections_and_the_hugging_face_switch_reaches_the_service() {
+    let three_sections = |core: &[u8], hub: &[u8], manual: &[u8]| {
+        format!(
+            "// Public Hash List (PHL)\n// VERSION: v1\n// COMMIT: abc1234\n// ===BEGIN SHA-256===\n{}\n// ===END SHA-256===\n\
+             // ===BEGIN SHA-256 HUGGING-FACE===\n{}\n// ===END SHA-256 HUGGING-FACE===\n\
+             // ===BEGIN SHA-256 MANUAL===\n{}\n// ===END SHA-256 MANUAL===\n",
+            hex(core),
+            hex(hub),
+            hex(manual)
+        )
+    };
+    for hugging_face in [true, false] {
+        let world = World::with(|config| {
+            config.public_hash_list_hugging_face = hugging_face;
+            config.grease_for_tests = Some(false);
+        });
+        let owner = world.frame(1, 1, origin_of("https://owner.example"));
+        let stranger = world.frame(2, 2, origin_of("https://stranger.example"));
+        world.host.notify_user_activation(FrameId(1));
+        for bytes in [&b"core"[..], b"hub model", b"manual"] {
+            store(&owner, bytes, CosOptions { create: true, origins: OriginsInput::Single("*".into()) }).unwrap();
+        }
+        let list = world._profile.path().join("phl.dat");
+        std::fs::write(&list, three_sections(b"core", b"hub model", b"manual")).unwrap();
+        let counts = world.host.reload_public_hash_list(&list).unwrap();
+        assert_eq!((counts.core, counts.hugging_face, counts.manual), (1, 1, 1));
+        assert_eq!(counts.hugging_face_used, hugging_face);
+        assert_eq!(counts.distinct, if hugging_face { 3 } else { 2 });
+        assert_eq!((counts.version.as_deref(), counts.commit.as_deref()), (Some("v1"), Some("abc1234")));
+        assert_eq!(read(&stranger, b"core").unwrap(), b"core");
+        assert_eq!(read(&stranger, b"manual").unwrap(), b"manual");
+        assert_eq!(read(&stranger, b"hub model").is_ok(), hugging_face, "the switch decides");
+        std::fs::write(&list, "// ===BEGIN SHA-256 WHATEVER===\n").unwrap();
+        assert!(world.host.reload_public_hash_list(&list).is_err(), "an unknown section is refused");
+        assert_eq!(read(&stranger, b"core").unwrap(), b"core", "and the old list stays");
+    }
+}

@@ -295,6 +295,9 @@ pub struct ServiceProcessConfig {
     pub total_bytes: u64,
     /// The Public Hash List file, read at start (before the sandbox closes the filesystem).
     pub public_hash_list_path: Option<String>,
+    /// Whether the list's `SHA-256 HUGGING-FACE` section is used (the proposal: SHOULD be, MAY
+    /// be left out), at start and by every reload. Default: used.
+    pub public_hash_list_hugging_face: bool,
     /// Availability gating: disclose a global entry not on the list once this many distinct
     /// sites stored it (`None`: off, the default).
     pub availability_threshold: Option<u32>,
@@ -316,12 +319,34 @@ impl ServiceProcessConfig {
             per_origin_bytes: 20 << 30,
             total_bytes: 100 << 30,
             public_hash_list_path: None,
+            public_hash_list_hugging_face: true,
             availability_threshold: None,
             probe_budget: 16,
             grease_for_tests: None,
             sandbox: true,
         }
     }
+}
+
+/// What a Public Hash List held when the service loaded it: digests per section (the
+/// `HUGGING-FACE` section is counted even when the service leaves it out) and the header's
+/// `VERSION` and `COMMIT`. Operator-facing (logs, `CosHost::reload_public_hash_list`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicHashListCounts {
+    /// Digest lines of the core (`SHA-256`) section, and of lines before any section.
+    pub core: u64,
+    /// Digest lines of the `SHA-256 HUGGING-FACE` section.
+    pub hugging_face: u64,
+    /// Digest lines of the `SHA-256 MANUAL` section.
+    pub manual: u64,
+    /// Whether the Hugging Face section is used.
+    pub hugging_face_used: bool,
+    /// Distinct digests on the list as used.
+    pub distinct: u64,
+    /// The header's `VERSION`, if any.
+    pub version: Option<String>,
+    /// The header's `COMMIT`, if any.
+    pub commit: Option<String>,
 }
 
 /// One entry as the browser's "View by Resource" shows it (inspection only: never sent to a
@@ -525,6 +550,14 @@ pub enum ServiceToBrowser {
         tcp_connect_blocked: bool,
         /// Executing `/bin/true`.
         exec_blocked: bool,
+    },
+    /// What a reloaded Public Hash List held; sent just before the `Done` of its
+    /// [`BrowserToService::ReloadPublicHashList`].
+    PublicHashListLoaded {
+        /// The reload request.
+        request: RequestId,
+        /// Digests per section.
+        counts: PublicHashListCounts,
     },
     /// Answer to a control request.
     Done {

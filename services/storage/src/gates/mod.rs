@@ -68,6 +68,9 @@ pub struct GateConfig {
     pub grease: GreaseMode,
     /// Distinct hashes each top-level site may probe through the global path before user activation.
     pub probe_budget: u32,
+    /// Whether a Public Hash List loaded or reloaded by the service uses its `HUGGING-FACE`
+    /// section (default: yes; SPEC §6).
+    pub hugging_face_section: bool,
 }
 
 impl Default for GateConfig {
@@ -77,6 +80,7 @@ impl Default for GateConfig {
             availability_threshold: None,
             grease: GreaseMode::Random,
             probe_budget: DEFAULT_PROBE_BUDGET,
+            hugging_face_section: true,
         }
     }
 }
@@ -162,6 +166,7 @@ mod tests {
             availability_threshold: threshold,
             grease,
             probe_budget: DEFAULT_PROBE_BUDGET,
+            hugging_face_section: true,
         })
     }
 

@@ -76,9 +76,12 @@ fn serve_control(service: &StorageService, control: &Arc<ControlPipe>, connectio
                 service.notify_user_activation(partition, &top_level_site);
             }
             BrowserToService::ReloadPublicHashList { request, list } => {
-                let result = receive_public_hash_list(&list.into_endpoint()).map(|list| {
-                    tracing::info!(digests = list.len(), "Public Hash List reloaded");
+                let builder = service.public_hash_list_builder();
+                let result = receive_public_hash_list(&list.into_endpoint(), builder).map(|list| {
+                    super::log_public_hash_list("Public Hash List reloaded", &list);
+                    let counts = list.counts().clone();
                     service.set_public_hash_list(Some(list));
+                    let _ = control.send(ServiceToBrowser::PublicHashListLoaded { request, counts });
                 });
                 let result = result.map_err(|message: String| {
                     tracing::error!(%message, "the Public Hash List was not reloaded; the old one stays");
@@ -166,8 +169,7 @@ fn scrub(service: &StorageService, partition: Partition, stream: Endpoint) -> Re
 }
 
 /// Reads a Public Hash List streamed by the browser: file bytes in messages, then an empty one.
-fn receive_public_hash_list(stream: &Endpoint) -> Result<PublicHashList, String> {
-    let mut builder = PublicHashListBuilder::default();
+fn receive_public_hash_list(stream: &Endpoint, mut builder: PublicHashListBuilder) -> Result<PublicHashList, String> {
     loop {
         let message = stream.recv().map_err(|e| format!("list stream: {e}"))?;
         if message.bytes.is_empty() {

@@ -138,8 +138,13 @@ fn open_service(config: &ServiceProcessConfig) -> Result<(StorageService, u64), 
         total_bytes: config.total_bytes,
         share_bytes: config.total_bytes / 5,
     };
+    let hugging_face = config.public_hash_list_hugging_face;
     let public_hash_list = match &config.public_hash_list_path {
-        Some(path) => Some(PublicHashList::load(path.as_ref()).map_err(|e| format!("{path}: {e}"))?),
+        Some(path) => {
+            let list = PublicHashList::load_with(path.as_ref(), hugging_face).map_err(|e| format!("{path}: {e}"))?;
+            log_public_hash_list("Public Hash List loaded", &list);
+            Some(list)
+        }
         None => None,
     };
     let gates = GateConfig {
@@ -147,10 +152,26 @@ fn open_service(config: &ServiceProcessConfig) -> Result<(StorageService, u64), 
         availability_threshold: config.availability_threshold,
         grease: GreaseMode::from_process_config(config.grease_for_tests),
         probe_budget: config.probe_budget,
+        hugging_face_section: hugging_face,
     };
     let service_config = ServiceConfig::new(PathBuf::from(&config.profile_dir)).with_limits(limits).with_gates(gates);
     let (service, report) = StorageService::open(service_config).map_err(|e| e.to_string())?;
     Ok((service, report.entries as u64))
+}
+
+/// The operator's record of a list the service now uses: digests per section.
+pub(super) fn log_public_hash_list(what: &str, list: &PublicHashList) {
+    let counts = list.counts();
+    tracing::info!(
+        core = counts.core,
+        hugging_face = counts.hugging_face,
+        hugging_face_used = counts.hugging_face_used,
+        manual = counts.manual,
+        distinct = counts.distinct,
+        version = counts.version.as_deref().unwrap_or("-"),
+        commit = counts.commit.as_deref().unwrap_or("-"),
+        "{what}"
+    );
 }
 
 /// A thread serving one pipe, and a second handle on that pipe to end it with. The handle is

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use cos_common::interface::WriteWarning;
 use cos_common::{CosError, InvalidStateKind, NotAllowedKind, OriginsInput};
 use cos_renderer::{CosHashDict, CosOptions, FileSystemFileHandle};
 use serde::Deserialize;
@@ -215,16 +216,18 @@ pub async fn run(context: Arc<ContextState>, call: Call) -> Result<Value, CosErr
             let Some((slot, token)) = context.objects.lock().writers.remove(&id) else { return Err(closed()) };
             context.data.revoke(&token);
             context.objects.lock().tokens.retain(|t| *t != token);
-            blocking(move || {
+            // A close answers with the verdict's warnings (fixed texts, SPEC §5), which the
+            // injected script prints with the page's `console.warn`.
+            let work = move || {
                 let stream = slot.lock().take().ok_or_else(closed)?;
                 if abort {
                     stream.abort();
-                    Ok(())
-                } else {
-                    stream.close()
+                    return Ok(Value::Null);
                 }
-            })
-            .await
+                let warnings: Vec<&str> = stream.close()?.iter().map(WriteWarning::message).collect();
+                Ok(json!({ "warnings": warnings }))
+            };
+            tokio::task::spawn_blocking(work).await.unwrap_or(Err(CosError::Unknown))
         }
         Call::Release { handle: id } => {
             context.objects.lock().handles.remove(&id);

@@ -173,7 +173,10 @@
     try {
       return new FileSystemWritableFileStream({
         write: (chunk) => writeChunk(writer, url, chunk),
-        close: () => call("close", { writer }),
+        // The verdict's warnings (fixed texts) go to the page's console, looked up at call time.
+        close: () => call("close", { writer }).then((verdict) => {
+          for (const text of (verdict && verdict.warnings) || []) g.console.warn(String(text));
+        }),
         abort: () => call("abort", { writer }),
       });
     } finally {
