@@ -147,6 +147,9 @@ pub fn run_story_with(
     let mut reports = Vec::new();
     for url in SITES {
         let page = browser.open(url)?;
+        // The user clicks "load model": the page's '*' writes are recorded (SPEC §5, the
+        // user-gesture rule), so the next site can read them.
+        browser.activate(&page);
         page.eval("loader.js", loader.script)?;
         let origin = cos_common::Origin::from_url(url).expect("demo URLs are valid").to_string();
         if progress {

@@ -136,6 +136,10 @@ pub fn run_scenario(config: ScenarioConfig, script: &Path, timeout: Duration) ->
     js.set_label(&realm, "harness");
     js.with_realm(&realm, |ctx| install(&ctx, &shared)).map_err(|e| js_error(e.into()))?;
     js.with_realm(&realm, |ctx| crate::cos_js::install_host(&ctx)).map_err(|e| js_error(e.into()))?;
+    // The harness realm is the browser's own, as trusted as a secure context.
+    let secure =
+        "Object.defineProperty(globalThis, 'isSecureContext', { value: true, enumerable: true, configurable: true });";
+    js.eval(&realm, "harness.js", secure).map_err(js_error)?;
     for (name, code) in
         [("web.js", crate::renderer::WEB_JS), ("shell.js", SHELL_JS), ("testharness.js", TESTHARNESS_JS)]
     {

@@ -127,6 +127,40 @@ fn a_page_cannot_act_as_another_origin(runner: &WptRunner) {
     let _ = (a.close(), b.close());
 }
 
+/// A '*' write is recorded only after the browser saw a user activation in the page
+/// (`Tab::click`: real input through `Input.dispatchMouseEvent`); before it the write is stored
+/// same-site and the page's console gets the warning from `inject.js`.
+fn a_click_lets_the_page_share_and_without_it_the_console_says_why(runner: &WptRunner) {
+    let tab = page(runner, "c.localhost", "/click.html");
+    let store_warned = |text: &str| -> (String, Value) {
+        let answer = tab
+            .evaluate(&format!(
+                "{STORE}; (async () => {{
+                   const heard = [];
+                   const original = console.warn;
+                   console.warn = (...args) => heard.push(args.join(' '));
+                   try {{ return [await store({text:?} + crypto.randomUUID(), {{ origins: '*' }}), heard]; }}
+                   finally {{ console.warn = original; }}
+                 }})()"
+            ))
+            .unwrap();
+        (answer[0].as_str().unwrap().to_owned(), answer[1].clone())
+    };
+    let global_of = |hash: &str| {
+        let (entries, _) = runner.bridge().host().inspect(cos_common::Partition::Regular).unwrap();
+        entries.iter().find(|entry| entry.hash.to_string() == hash).map(|entry| entry.global)
+    };
+    let (before, heard) = store_warned("before the click ");
+    let warning = cos_common::interface::WriteWarning::NoUserActivation.message();
+    assert_eq!(heard, json!([warning]));
+    assert_eq!(global_of(&before), Some(false), "stored for the site only");
+    tab.click().unwrap();
+    let (after, heard) = store_warned("after the click ");
+    assert_eq!(heard, json!([]));
+    assert_eq!(global_of(&after), Some(true));
+    let _ = tab.close();
+}
+
 /// Lets the page start a request to the capability server, takes its URL and fails it (the
 /// capability stays unused).
 fn capture_capability(runner: &WptRunner, tab: &Tab, trigger: &str) -> String {
@@ -489,6 +523,10 @@ fn main() -> ExitCode {
         ("a_document_claiming_another_site_closes_its_tab", a_document_claiming_another_site_closes_its_tab),
         ("a_child_navigating_to_about_blank_keeps_its_site", a_child_navigating_to_about_blank_keeps_its_site),
         ("unused_capabilities_per_context_are_capped", unused_capabilities_per_context_are_capped),
+        (
+            "a_click_lets_the_page_share_and_without_it_the_console_says_why",
+            a_click_lets_the_page_share_and_without_it_the_console_says_why,
+        ),
     ];
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let mut failed = 0;

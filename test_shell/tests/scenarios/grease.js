@@ -6,6 +6,7 @@
 
 promise_test(async (t) => {
   const owner = (await shell.open("https://owner.example/", { headers: { "Cross-Origin-Storage-Allow-Origin": "https://listed.example" } })).frame;
+  await owner.activate();
   const small = await owner.eval(storeContent, "grease small public file", { origins: "https://listed.example" });
   await owner.eval(storeContent, "grease small public file", { origins: "*" });
   const large = await owner.eval(storeContent, { length: 600 * 1024, fill: 7 }, { origins: "*" });

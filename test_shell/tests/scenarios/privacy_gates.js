@@ -10,6 +10,8 @@ promise_test(async (t) => {
   const first = (await shell.open("https://first.example/")).frame;
   const second = (await shell.open("https://second.example/")).frame;
   const reader = (await shell.open("https://reader.example/")).frame;
+  await first.activate();
+  await second.activate();
   const digest = await first.eval(storeContent, text, { origins: "*" });
   await promise_rejects_dom(t, "NotFoundError", reader.eval(readText, digest), "one site stored it");
   await promise_rejects_dom(t, "NotFoundError", reader.eval(readText, digest), "reads never count");
@@ -20,6 +22,8 @@ promise_test(async (t) => {
 promise_test(async (t) => {
   const owner = (await shell.open("https://owner.example/")).frame;
   const other = (await shell.open("https://other-owner.example/")).frame;
+  await owner.activate();
+  await other.activate();
   const texts = [0, 1, 2, 3, 4].map((i) => `budget model ${i} ${Math.random()}`);
   const digests = [];
   for (const text of texts) {

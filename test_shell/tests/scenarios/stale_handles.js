@@ -25,6 +25,7 @@ const ANY = "0".repeat(64);
 // y, v and x are pages (`{ frame, close }`); v may list x. Runs the scenario and checks it.
 async function staleHandleAcrossARestart(t, y, v, x) {
   await y.frame.eval(keepHandle, ANY, true);
+  await v.frame.activate();
   const secret = await v.frame.eval(storeContent, "the secret " + Math.random(), { origins: [x.frame.origin] });
   await promise_rejects_dom(t, "NotFoundError", y.frame.eval(readText, secret), "y may not read it");
   await shell.restartStorageService();
@@ -48,9 +49,10 @@ promise_test(async (t) => {
 }, "cross-site pages sharing a renderer: a handle from before a restart never reads another origin's entry");
 
 promise_test(async (t) => {
-  // The default layout: y and x are same-site, so they share their site's renderer; v lists x
-  // alone (a list names origins), so y may not read the secret.
-  const y = await shell.open("https://y.shared-site.example/");
+  // The default layout: y and x are same-site, so they share their site's renderer; y is off the
+  // record (listing x grants x's whole site, but only in x's partition), so y may not read the
+  // secret.
+  const y = await shell.open("https://y.shared-site.example/", { offTheRecord: true });
   const v = await shell.open("https://v.lister.example/", {
     headers: { "Cross-Origin-Storage-Allow-Origin": "https://x.shared-site.example" },
   });

@@ -70,3 +70,41 @@ promise_test(async () => {
     assert_equals(seen.origin, new URL(url).origin, url);
   }
 }, "isSecureContext in pages: https and loopback hosts only");
+
+test(() => {
+  assert_true(isSecureContext, "the harness realm is the browser's own");
+  assert_equals(new URL("../x?y#z", "https://harness.test/a/b").href, "https://harness.test/x?y#z");
+}, "isSecureContext and URL in the harness realm");
+
+// What a realm sees: isSecureContext, and a URL parsed against its location.
+const REALM_PROBE = `({ secure: isSecureContext, origin: new URL("./w?q", location.href).origin, href: new URL("b/../c", "https://x.test/a/").href })`;
+
+promise_test(async () => {
+  for (const [url, secure] of [["https://worker-realm.test/", true], ["http://plain-worker.test/", false]]) {
+    const page = (await shell.open(url)).frame;
+    const seen = await page.eval(async (probe) => {
+      const worker = new Worker(URL.createObjectURL(new Blob([`onmessage = () => postMessage(${probe});`])));
+      return await new Promise((resolve) => {
+        worker.onmessage = (event) => resolve(event.data);
+        worker.postMessage("go");
+      });
+    }, REALM_PROBE);
+    assert_equals(seen.secure, secure, url);
+    assert_equals(seen.origin, new URL(url).origin, url);
+    assert_equals(seen.href, "https://x.test/c");
+  }
+}, "isSecureContext and URL in dedicated workers");
+
+promise_test(async () => {
+  const page = (await shell.open("https://service-worker-realm.test/")).frame;
+  const seen = await page.eval(async (probe) => {
+    const code = `addEventListener("message", (event) => event.source.postMessage(${probe}));`;
+    const registration = await navigator.serviceWorker.register(URL.createObjectURL(new Blob([code])));
+    const reply = new Promise((resolve) => navigator.serviceWorker.addEventListener("message", (e) => resolve(e.data)));
+    registration.active.postMessage("go");
+    return await reply;
+  }, REALM_PROBE);
+  assert_true(seen.secure);
+  assert_equals(seen.origin, "https://service-worker-realm.test");
+  assert_equals(seen.href, "https://x.test/c");
+}, "isSecureContext and URL in service workers");

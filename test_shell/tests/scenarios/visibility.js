@@ -8,6 +8,9 @@ promise_test(async () => {
   b = (await shell.open("https://b.example/")).frame;
   c = (await shell.open("https://c.example/")).frame;
   assert_equals(a.origin, "https://app.a.example");
+  // Their users clicked in them: '*' and list writes are recorded (SPEC §5, user activation).
+  await a.activate();
+  await c.activate();
 }, "pages open at their origins");
 
 promise_test(async (t) => {
@@ -23,6 +26,18 @@ promise_test(async (t) => {
   assert_true((await b.eval(readText, digest)).startsWith("listed entry"));
   await promise_rejects_dom(t, "NotFoundError", c.eval(readText, digest), "outside the Allow-Origin ceiling");
 }, "listed origins inside the ceiling read; others do not");
+
+promise_test(async (t) => {
+  const lister = (await shell.open("https://lister.example/", { headers: { "Cross-Origin-Storage-Allow-Origin": "https://a.site.example" } })).frame;
+  await lister.activate();
+  const listed = (await shell.open("https://a.site.example/")).frame;
+  const sameSite = (await shell.open("https://b.site.example/")).frame;
+  const other = (await shell.open("https://other.example/")).frame;
+  const digest = await lister.eval(storeContent, "listed for a site " + Math.random(), { origins: ["https://a.site.example"] });
+  assert_true((await listed.eval(readText, digest)).startsWith("listed for a site"));
+  assert_true((await sameSite.eval(readText, digest)).startsWith("listed for a site"), "same-site with the listed origin");
+  await promise_rejects_dom(t, "NotFoundError", other.eval(readText, digest));
+}, "listing an origin also grants its same-site origins, and nobody else");
 
 promise_test(async (t) => {
   const digest = await c.eval(storeContent, "c lists b, no header " + Math.random(), { origins: "https://b.example" });

@@ -420,8 +420,8 @@ mod tests {
         bad(format!("{A}\n// ===BEGIN SHA-512===\n"), 2);
         bad(format!("// ===BEGIN SHA-256===\n{A}\n// ===BEGIN SHA-256 MANUAL===\n"), 3);
         bad(format!("// ===END SHA-256===\n{A}\n"), 1);
-        bad(format!("// ===BEGIN SHA-256===\n// ===END SHA-256 MANUAL===\n"), 2);
-        bad(format!("// ===BEGIN SHA-256===\n// ===END SHA-256===\n// ===BEGIN SHA-256===\n"), 3);
+        bad("// ===BEGIN SHA-256===\n// ===END SHA-256 MANUAL===\n".into(), 2);
+        bad("// ===BEGIN SHA-256===\n// ===END SHA-256===\n// ===BEGIN SHA-256===\n".into(), 3);
         bad("// ===BEGIN SHA-256\n".into(), 1);
         bad("// ===SHA-256===\n".into(), 1);
         let err = PublicHashList::parse("// ===BEGIN SHA-1===\n").unwrap_err();

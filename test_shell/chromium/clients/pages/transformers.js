@@ -2,7 +2,7 @@
 // What an application using Transformers.js with Cross-Origin Storage does: import the browser
 // bundle from the CDN, opt in to COS, point the runtime at onnxruntime-web on the CDN, run two
 // pipelines on a Hub model, and use them.
-import { elapsed, message, params, report, reportUncaught } from "./report.js";
+import { elapsed, loadClicked, message, params, report, reportUncaught } from "./report.js";
 
 const client = "transformers.js";
 const version = params.get("version") ?? "4.3.2";
@@ -16,6 +16,7 @@ reportUncaught(client, version);
 
 const round = (x) => Math.round(x * 1e4) / 1e4;
 
+await loadClicked;
 try {
   if (!(version in ORT)) throw new Error(`no onnxruntime-web known for Transformers.js ${version}`);
   const { pipeline, env } = await import(

@@ -6,7 +6,7 @@
 // through OPFS only, which never holds a file stored in COS, so `downloadModel` fails with
 // "Model file not found after download" after a successful COS download. Running the model
 // needs a real one, so this page runs the download-and-cache step only.
-import { elapsed, message, params, report, reportUncaught } from "./report.js";
+import { elapsed, loadClicked, message, params, report, reportUncaught } from "./report.js";
 
 const client = "wllama";
 const version = params.get("version") ?? "3.13.0";
@@ -14,6 +14,7 @@ reportUncaught(client, version);
 
 const url = "https://huggingface.co/cos-test/tiny-gguf/resolve/main/tiny-q4_0.gguf";
 
+await loadClicked;
 try {
   const { CacheManager } = await import(`https://cdn.jsdelivr.net/npm/@wllama/wllama@${version}/esm/index.js`);
   const cache = new CacheManager();

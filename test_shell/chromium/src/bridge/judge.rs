@@ -43,13 +43,14 @@ impl Shared {
         Verdict::Allowed(permissions_policy::is_enabled(Some(origin), header, Some(container)))
     }
 
-    /// Whether a worker may use the API: only as its owner would. A dedicated worker's owner is
-    /// a document (or worker) of the target it was attached through, of the same origin; the
-    /// worker is allowed when such owners exist, were judged, and every one of them is allowed.
-    /// A worker whose origin no judged context of its parent target has (a renderer's claim the
-    /// browser cannot back) or with no parent target (shared and service workers) gets nothing.
-    pub(super) async fn judge_worker(&self, new: &NewContext) -> bool {
-        let (Some(origin), Some(parent)) = (&new.origin, new.session.parent.as_deref()) else { return false };
+    /// A worker's owners, whose records it inherits (`FrameInfo::worker`: allowed only as every
+    /// owner is, the intersection of their ceilings, their user activation). A dedicated
+    /// worker's owner is a document (or worker) of the target it was attached through, of the
+    /// same origin, once judged. A worker whose origin no judged context of its parent target
+    /// has (a renderer's claim the browser cannot back) or with no parent target (shared and
+    /// service workers) has no owner, and so gets nothing.
+    pub(super) async fn judge_worker(&self, new: &NewContext) -> Vec<FrameId> {
+        let (Some(origin), Some(parent)) = (&new.origin, new.session.parent.as_deref()) else { return Vec::new() };
         // Owners still being judged are waited for (a page may start a worker before its own
         // first call).
         let judging: Vec<_> = self
@@ -62,13 +63,14 @@ impl Shared {
         for mut state in judging {
             let _ = tokio::time::timeout(PAGE_GUARD, state.wait_for(Option::is_some)).await;
         }
+        // Its owners: the judged documents of that origin in the target it was attached
+        // through. `FrameInfo::worker` allows it only if every one of them may call.
         let contexts = self.contexts.lock();
-        let owners: Vec<bool> = contexts
+        contexts
             .iter()
             .filter(|((session, _), context)| session == parent && context.origin.as_ref() == Some(origin))
-            .map(|(_, context)| context.policy_allows)
-            .collect();
-        !owners.is_empty() && owners.iter().all(|allowed| *allowed)
+            .map(|(_, context)| context.frame)
+            .collect()
     }
 
     /// Compares `origin`'s site with the site of the URL the browser reports for the target,

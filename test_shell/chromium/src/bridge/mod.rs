@@ -552,10 +552,10 @@ impl Shared {
             .insert(key.clone(), PendingContext { frame_token: new.frame_token.clone(), state: receiver });
         let shared = self.clone();
         tokio::spawn(async move {
-            let verdict = if new.session.kind.is_frame() {
-                shared.judge_document(&new).await
+            let (verdict, owners) = if new.session.kind.is_frame() {
+                (shared.judge_document(&new).await, Vec::new())
             } else {
-                Verdict::Allowed(shared.judge_worker(&new).await)
+                (Verdict::Allowed(false), shared.judge_worker(&new).await)
             };
             let state = match verdict {
                 Verdict::Compromised(why) => {
@@ -567,7 +567,7 @@ impl Shared {
                     // Only a context that still exists is registered (lock order: pending, then
                     // contexts).
                     let mut pending = shared.pending.lock();
-                    pending.remove(&key).is_some().then(|| shared.register(new, allowed))
+                    pending.remove(&key).is_some().then(|| shared.register(new, allowed, &owners))
                 }
             };
             if let Some(state) = state {
@@ -576,8 +576,10 @@ impl Shared {
         });
     }
 
-    /// Enters a judged context in the frame table and the context map.
-    fn register(&self, new: NewContext, policy_allows: bool) -> Arc<ContextState> {
+    /// Enters a judged context in the frame table and the context map. A window's record comes
+    /// from its judgement (`policy_allows`, its response's headers); a worker's from its owners'
+    /// records (`FrameInfo::worker`).
+    fn register(&self, new: NewContext, policy_allows: bool, owners: &[FrameId]) -> Arc<ContextState> {
         let NewContext { session_id, session, context_id, origin, frame_token, headers, main_frame } = new;
         // A top-level site is recorded only for a judged document: an unjudged one could be a
         // compromised renderer's claim, and workers and frames registered meanwhile would be
@@ -607,6 +609,14 @@ impl Shared {
         info.allow_origin_ceiling = AllowOriginCeiling::from_header(headers.allow_origin.as_deref());
         info.partition = Partition::Regular;
         info.url = None;
+        if !session.kind.is_frame() {
+            let records: Vec<(FrameId, FrameInfo)> =
+                owners.iter().filter_map(|id| Some((*id, self.host.frames().get(*id)?))).collect();
+            let records: Vec<(FrameId, &FrameInfo)> = records.iter().map(|(id, info)| (*id, info)).collect();
+            let worker_origin = info.origin.clone();
+            info = FrameInfo::worker(session.renderer, worker_origin, kind, &records, None);
+        }
+        let policy_allows = info.cos_allowed;
         self.host.frames().insert(frame, info);
         let script_context = ScriptContext {
             frame,

@@ -93,6 +93,51 @@ impl Tab {
         })
     }
 
+    /// A user's click in the page: a real mouse press and release dispatched to it
+    /// (`Input.dispatchMouseEvent`, which Chromium treats as trusted input), and, since the bridge
+    /// is the browser side that sent it, the tab's main-frame document is recorded as activated
+    /// (`CosHost::notify_user_activation`: its `'*'` and list writes are recorded from now on,
+    /// SPEC §5, and its top-level site's probe budget starts over). A page cannot do this itself:
+    /// its own synthetic events never reach the bridge.
+    pub fn click(&self) -> Result<(), BridgeError> {
+        self.handle.block_on(self.click_async())
+    }
+
+    /// [`click`](Self::click), for async callers.
+    pub async fn click_async(&self) -> Result<(), BridgeError> {
+        for kind in ["mousePressed", "mouseReleased"] {
+            let event = json!({ "type": kind, "x": 1, "y": 1, "button": "left", "buttons": 1, "clickCount": 1 });
+            self.shared.client.send("Input.dispatchMouseEvent", event, Some(&self.session)).await?;
+        }
+        // The main frame's document may still be being judged.
+        let judging: Vec<_> = self
+            .shared
+            .pending
+            .lock()
+            .iter()
+            .filter(|((session, _), pending)| *session == self.session && pending.frame_token == self.target_id)
+            .map(|(_, pending)| pending.state.clone())
+            .collect();
+        for mut state in judging {
+            let _ = tokio::time::timeout(PAGE_GUARD, state.wait_for(Option::is_some)).await;
+        }
+        let frames: Vec<_> = self
+            .shared
+            .contexts
+            .lock()
+            .values()
+            .filter(|context| context.session == self.session && context.chromium_frame == self.target_id)
+            .map(|context| context.frame)
+            .collect();
+        if frames.is_empty() {
+            return Err(BridgeError::Script("the page has no document to activate".into()));
+        }
+        for frame in frames {
+            self.shared.host.notify_user_activation(frame);
+        }
+        Ok(())
+    }
+
     /// Closes the tab.
     pub fn close(self) -> Result<(), BridgeError> {
         let client = self.shared.client.clone();

@@ -156,6 +156,8 @@ fn run_site(bridge: &Bridge, sites: &Sites, client: Client, site: &str) -> Resul
     let log_start = sites.hub().requests().len();
     let cos_start = bridge.bytes_served_from_cos(site);
     let tab = bridge.open(&url).map_err(bridge_error)?;
+    // The user clicks the page's "load model": it starts, and its '*' writes are recorded.
+    tab.click().map_err(bridge_error)?;
     // The tab subscribed to its events before navigating, so a report printed before the load
     // event is not missed.
     let trace = std::env::var_os(TRACE_ENV).is_some();
