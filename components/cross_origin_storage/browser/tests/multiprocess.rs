@@ -23,6 +23,8 @@ fn round_trip_across_two_renderers_of_two_sites() {
     let a = browser.renderer(1, &[(10, "https://app.a.example", "https://app.a.example", Some("https://b.example"))]);
     let b = browser.renderer(2, &[(20, "https://b.example", "https://b.example", None)]);
     let model = Payload::Pattern { len: 3_000_000, seed: 7 };
+    // a's page had a user activation, so its list is recorded (SPEC §5).
+    browser.host.notify_user_activation(FrameId(10));
     let stored = a.ask(Command::Store {
         frame: 10,
         payload: model.clone(),
