@@ -259,7 +259,9 @@
       if (v instanceof Set) { out = new Set(); seen.set(v, out); for (const x of v) out.add(clone(x)); return out; }
       if (v instanceof Error) { const e = new v.constructor(v.message); e.name = v.name; return e; }
       if (v instanceof Blob) return v;
-      if (typeof FileSystemFileHandle === "function" && v instanceof FileSystemFileHandle) return v;
+      // Through the global: in an insecure context the class below is never initialised, and
+      // naming its binding would throw.
+      if (typeof globalThis.FileSystemFileHandle === "function" && v instanceof globalThis.FileSystemFileHandle) return v;
       if (typeof v.then === "function" || (v.constructor && v.constructor !== Object && !(v instanceof Object))) {
         throw new DOMException("The object could not be cloned.", "DataCloneError");
       }

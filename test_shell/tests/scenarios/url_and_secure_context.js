@@ -91,7 +91,7 @@ promise_test(async () => {
     }, REALM_PROBE);
     assert_equals(seen.secure, secure, url);
     assert_equals(seen.origin, new URL(url).origin, url);
-    assert_equals(seen.href, "https://x.test/c");
+    assert_equals(seen.href, "https://x.test/a/c");
   }
 }, "isSecureContext and URL in dedicated workers");
 
@@ -106,5 +106,5 @@ promise_test(async () => {
   }, REALM_PROBE);
   assert_true(seen.secure);
   assert_equals(seen.origin, "https://service-worker-realm.test");
-  assert_equals(seen.href, "https://x.test/c");
+  assert_equals(seen.href, "https://x.test/a/c");
 }, "isSecureContext and URL in service workers");

@@ -6,7 +6,7 @@
 // is stored for the writer's site, and the page's console says why. And SPEC §5's full list: the
 // new origins are dropped with a console warning, the older ones kept.
 
-// Stores `text` with `origins` (omitted when undefined), catching what console.warn says
+// Stores `text` with `origins` (omitted when null), catching what console.warn says
 // meanwhile; returns the digest and the warnings. Self-contained: `frame.eval` ships only it.
 async function storeWarned(text, origins) {
   const heard = [];
@@ -15,7 +15,7 @@ async function storeWarned(text, origins) {
   try {
     const bytes = new TextEncoder().encode(text);
     const digest = [...new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
-    const options = origins === undefined ? { create: true } : { create: true, origins };
+    const options = origins == null ? { create: true } : { create: true, origins };
     const handle = await navigator.crossOriginStorage.getFileHandle({ algorithm: "SHA-256", value: digest }, options);
     const writable = await handle.createWritable();
     await writable.write(bytes);
@@ -45,7 +45,7 @@ promise_test(async (t) => {
   const list = await writer.eval(storeWarned, "listed before a click " + Math.random(), ["https://listed.example"]);
   assert_array_equals(list.heard, [NO_ACTIVATION]);
   await promise_rejects_dom(t, "NotFoundError", listed.eval(readText, list.digest), "the list was not recorded");
-  assert_array_equals((await writer.eval(storeWarned, "same-site " + Math.random(), undefined)).heard, [], "no scope, no warning");
+  assert_array_equals((await writer.eval(storeWarned, "same-site " + Math.random(), null)).heard, [], "no scope, no warning");
 
   await writer.activate();
   const late = await writer.eval(storeWarned, text, "*");
