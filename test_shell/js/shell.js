@@ -44,6 +44,15 @@
       return new Frame(id, String(url));
     }
     async activate() { native.activate(this.id); }
+    // The child frames this frame's document made from its <iframe> elements, in document order.
+    children() { return native.children(this.id).map(([id, url, name]) => Object.assign(new Frame(Number(id), url), { name })); }
+    // One of them, by position or by the element's name (else id).
+    child(which) {
+      const children = this.children();
+      const found = typeof which === "number" ? children[which] : children.find((c) => c.name === String(which));
+      if (!found) throw new Error(`no child frame ${String(which)}`);
+      return found;
+    }
   }
   class Page {
     constructor(frame) { this.frame = frame; }

@@ -209,6 +209,25 @@ fn install(ctx: &Ctx<'_>, shared: &Shared) -> rquickjs::Result<()> {
 
     let h = shared.clone();
     native.set(
+        "children",
+        // The frames `frame`'s document made from its <iframe>s: [id, url, name or ""] each.
+        Function::new(ctx.clone(), move |ctx: Ctx<'_>, frame: f64| -> rquickjs::Result<Vec<Vec<String>>> {
+            let mut harness = h.borrow_mut();
+            let page = harness.pages.get(&(frame as u64)).cloned().ok_or_else(|| fail(&ctx, "no such frame"))?;
+            let children = harness.browser().map_err(|e| fail(&ctx, e))?.children(&page);
+            Ok(children
+                .into_iter()
+                .map(|child| {
+                    let id = child.page.frame_id();
+                    harness.pages.insert(id, child.page);
+                    vec![id.to_string(), child.url, child.name.unwrap_or_default()]
+                })
+                .collect())
+        })?,
+    )?;
+
+    let h = shared.clone();
+    native.set(
         "evaluate",
         // "+<json>" on success, "-<Name: message>" on a rejection.
         Function::new(ctx.clone(), move |ctx: Ctx<'_>, frame: f64, expression: String| -> rquickjs::Result<String> {

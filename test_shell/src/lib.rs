@@ -19,6 +19,7 @@ pub mod console;
 mod cos_js;
 pub use cos_js::generate as generated_bytes;
 pub mod demo;
+pub mod document;
 mod harness;
 pub use harness::{ScenarioConfig, run_scenario};
 mod fetch;

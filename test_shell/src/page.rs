@@ -14,6 +14,8 @@ use cos_ipc::launch::{LaunchOptions, LaunchedChild};
 use parking_lot::Mutex;
 
 use crate::channel::{Channel, DEFAULT_MESSAGE_LIMIT};
+use crate::document::IframeElement;
+use crate::document::navigation;
 
 use crate::js::TestResult;
 use crate::protocol::{RendererCommand, RendererReply};
@@ -61,10 +63,44 @@ pub struct OpenOptions {
     pub process: Option<String>,
 }
 
-impl OpenOptions {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+impl OpenOptions {}
+
+/// The first value of header `name` (case-insensitive).
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// The most frames the `<iframe>`s of one document tree (a page opened or an iframe appended,
+/// and all it embeds) may make, and how deep they may nest: a document that embeds itself
+/// stops there.
+pub const MAX_HTML_FRAMES: usize = 64;
+/// See [`MAX_HTML_FRAMES`].
+pub const MAX_HTML_DEPTH: usize = 8;
+
+/// How long a document's scripts and links may take to reach its `load` event.
+const DOCUMENT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What is left of [`MAX_HTML_FRAMES`] and [`MAX_HTML_DEPTH`] while a document tree loads.
+struct Nesting {
+    depth: usize,
+    remaining: usize,
+}
+
+impl Nesting {
+    fn top() -> Nesting {
+        Nesting { depth: 0, remaining: MAX_HTML_FRAMES }
     }
+}
+
+/// A child frame a document made from one of its `<iframe>` elements.
+#[derive(Clone)]
+pub struct ChildFrame {
+    /// The child frame.
+    pub page: Page,
+    /// Its document's URL (the `src` resolved against the parent document).
+    pub url: String,
+    /// The element's `name`, else its `id`.
+    pub name: Option<String>,
 }
 
 /// What the browser remembers about a frame it created.
@@ -74,6 +110,11 @@ struct FrameRecord {
     top_level_site: Site,
     cos_allowed: bool,
     partition: Partition,
+    /// The document's URL.
+    url: String,
+    /// The named renderer process it lives in ([`OpenOptions::process`]); its HTML iframes
+    /// go there too.
+    process: Option<String>,
 }
 
 /// The shell's browser process: the COS host, the frame table and the renderer processes that
@@ -87,6 +128,8 @@ pub struct ShellBrowser {
     /// Renderer processes by what they host: `site:<site>`, `shared` or `named:<name>`.
     renderers: Mutex<HashMap<String, std::sync::Arc<Mutex<RendererProcess>>>>,
     frames: Mutex<HashMap<u64, FrameRecord>>,
+    /// The frames each document made from its `<iframe>` elements.
+    children: Mutex<HashMap<u64, Vec<ChildFrame>>>,
     next_id: Mutex<u64>,
     _profile: Option<tempfile::TempDir>,
 }
@@ -127,6 +170,7 @@ impl ShellBrowser {
             message_limit: std::sync::atomic::AtomicUsize::new(DEFAULT_MESSAGE_LIMIT),
             renderers: Mutex::new(HashMap::new()),
             frames: Mutex::new(HashMap::new()),
+            children: Mutex::new(HashMap::new()),
             next_id: Mutex::new(1),
             _profile: temporary,
         })
@@ -204,19 +248,30 @@ impl ShellBrowser {
         self.open_with(url, &OpenOptions::default())
     }
 
-    /// Opens a top-level page at `url` with response headers and a profile.
+    /// Opens a top-level page at `url` with response headers and a profile: its document is
+    /// requested from the network (an HTML response is parsed and its scripts run, its
+    /// `<iframe>`s become child frames) and returned once its window's `load` event fired.
     pub fn open_with(&self, url: &str, options: &OpenOptions) -> Result<Page, PageError> {
         let origin = Origin::from_url(url).map_err(|_| PageError::Origin(url.to_owned()))?;
-        let allowed = permissions_policy::is_enabled(Some(&origin), options.header("Permissions-Policy"), None);
+        let navigation = navigation::navigate(url, &origin);
+        let headers = navigation::effective_headers(&navigation.headers, &options.headers);
+        let allowed = permissions_policy::is_enabled(Some(&origin), header(&headers, "Permissions-Policy"), None);
         let partition =
             if options.off_the_record { Partition::OffTheRecord(OffTheRecordProfileId(1)) } else { Partition::Regular };
-        let record =
-            FrameRecord { origin: origin.clone(), top_level_site: Site::of(&origin), cos_allowed: allowed, partition };
-        self.create_frame(url, record, options, None)
+        let record = FrameRecord {
+            top_level_site: Site::of(&origin),
+            origin,
+            cos_allowed: allowed,
+            partition,
+            url: url.to_owned(),
+            process: options.process.clone(),
+        };
+        self.create_frame(record, &headers, navigation.html, None, &mut Nesting::top())
     }
 
     /// Appends an iframe at `url` to `parent`'s document (`allow`: the iframe's `allow`
-    /// attribute; `options.headers`: the child document's response headers).
+    /// attribute; `options.headers`: added to the child document's own response headers, and
+    /// winning over them by name).
     pub fn append_iframe(
         &self,
         parent: &Page,
@@ -224,61 +279,135 @@ impl ShellBrowser {
         allow: Option<&str>,
         options: &OpenOptions,
     ) -> Result<Page, PageError> {
+        self.append_child(parent.frame, url, allow, options, &mut Nesting::top())
+    }
+
+    /// The child frames `page`'s document created from its `<iframe>` elements, in document
+    /// order (those the browser did not make are left out).
+    pub fn children(&self, page: &Page) -> Vec<ChildFrame> {
+        self.children.lock().get(&page.frame).cloned().unwrap_or_default()
+    }
+
+    fn append_child(
+        &self,
+        parent_frame: u64,
+        url: &str,
+        allow: Option<&str>,
+        options: &OpenOptions,
+        nesting: &mut Nesting,
+    ) -> Result<Page, PageError> {
         let origin = Origin::from_url(url).map_err(|_| PageError::Origin(url.to_owned()))?;
-        let parent_frame = parent.frame;
         let parent = self
             .frames
             .lock()
-            .get(&parent.frame)
+            .get(&parent_frame)
             .cloned()
             .ok_or_else(|| PageError::Renderer("no such parent frame".into()))?;
+        let navigation = navigation::navigate(url, &origin);
+        let headers = navigation::effective_headers(&navigation.headers, &options.headers);
         let container = permissions_policy::Container {
             parent_origin: Some(&parent.origin),
             parent_allows: parent.cos_allowed,
             allow_attribute: allow,
         };
         let allowed =
-            permissions_policy::is_enabled(Some(&origin), options.header("Permissions-Policy"), Some(container));
+            permissions_policy::is_enabled(Some(&origin), header(&headers, "Permissions-Policy"), Some(container));
         let record = FrameRecord {
             origin,
             top_level_site: parent.top_level_site,
             cos_allowed: allowed,
             partition: parent.partition,
+            url: url.to_owned(),
+            process: options.process.clone(),
         };
-        self.create_frame(url, record, options, Some(parent_frame))
+        self.create_frame(record, &headers, navigation.html, Some(parent_frame), nesting)
     }
 
     fn create_frame(
         &self,
-        url: &str,
         record: FrameRecord,
-        options: &OpenOptions,
+        headers: &[(String, String)],
+        html: Option<String>,
         parent: Option<u64>,
+        nesting: &mut Nesting,
     ) -> Result<Page, PageError> {
-        let FrameRecord { origin, top_level_site, cos_allowed, partition } = record;
-        let renderer = self.renderer_for(&Site::of(&origin), options.process.as_deref())?;
+        let renderer = self.renderer_for(&Site::of(&record.origin), record.process.as_deref())?;
         let frame = self.next();
         let renderer_id = renderer.lock().id;
-        let mut info = FrameInfo::top_level(RendererId(renderer_id), origin.clone());
-        info.top_level_site = Some(top_level_site.clone());
-        info.cos_allowed = cos_allowed;
-        info.partition = partition;
+        let mut info = FrameInfo::top_level(RendererId(renderer_id), record.origin.clone());
+        info.top_level_site = Some(record.top_level_site.clone());
+        info.cos_allowed = record.cos_allowed;
+        info.partition = record.partition;
         info.allow_origin_ceiling =
-            AllowOriginCeiling::from_header(options.header("Cross-Origin-Storage-Allow-Origin"));
-        info.url = Some(url.to_owned());
+            AllowOriginCeiling::from_header(header(headers, "Cross-Origin-Storage-Allow-Origin"));
+        info.url = Some(record.url.clone());
         self.host.frames().insert(FrameId(frame), info);
-        let record = FrameRecord { origin: origin.clone(), top_level_site, cos_allowed, partition };
-        self.frames.lock().insert(frame, record);
+        self.frames.lock().insert(frame, record.clone());
         let page = Page { renderer, frame };
         let command = RendererCommand::CreateFrame {
             frame,
-            url: url.to_owned(),
-            secure: origin.is_potentially_trustworthy(),
-            policy_allows: cos_allowed,
+            url: record.url.clone(),
+            secure: record.origin.is_potentially_trustworthy(),
+            policy_allows: record.cos_allowed,
             parent,
+            document: html,
         };
+        let iframes = match page.ask(command, |_, _, _| {})? {
+            RendererReply::Iframes(iframes) => iframes,
+            _ => Vec::new(),
+        };
+        let children = self.create_iframes(&page, &record, iframes, nesting);
+        let command = RendererCommand::RunDocument { frame, children, timeout_secs: DOCUMENT_TIMEOUT.as_secs() };
         page.ask(command, |_, _, _| {})?;
         Ok(page)
+    }
+
+    /// Creates the child frames of a document's `<iframe>`s (told by its renderer, so bounded
+    /// like anything a renderer asks for): an http(s) `src` resolved against the document,
+    /// within [`MAX_HTML_FRAMES`] and [`MAX_HTML_DEPTH`]. Answers each element's frame id.
+    fn create_iframes(
+        &self,
+        parent: &Page,
+        record: &FrameRecord,
+        iframes: Vec<IframeElement>,
+        nesting: &mut Nesting,
+    ) -> Vec<Option<u64>> {
+        let base = url::Url::parse(&record.url).ok();
+        let origin = record.origin.to_string();
+        let mut children = Vec::with_capacity(iframes.len().min(MAX_HTML_FRAMES));
+        for iframe in iframes.into_iter().take(MAX_HTML_FRAMES + 1) {
+            let resolved = iframe.src.as_deref().and_then(|src| base.as_ref()?.join(src.trim()).ok());
+            let Some(url) = resolved.filter(|url| matches!(url.scheme(), "http" | "https")) else {
+                // No src, about:blank, srcdoc, data: ...: the shell makes no frame for those.
+                children.push(None);
+                continue;
+            };
+            if nesting.depth >= MAX_HTML_DEPTH || nesting.remaining == 0 {
+                let text = format!(
+                    "<iframe src=\"{url}\"> was not loaded: a document's iframes may nest {MAX_HTML_DEPTH} deep and make {MAX_HTML_FRAMES} frames"
+                );
+                crate::console::print(crate::console::Level::Warn, &origin, &text);
+                children.push(None);
+                continue;
+            }
+            nesting.remaining -= 1;
+            let mut deeper = Nesting { depth: nesting.depth + 1, remaining: nesting.remaining };
+            let options = OpenOptions { process: record.process.clone(), ..OpenOptions::default() };
+            let child = self.append_child(parent.frame, url.as_str(), iframe.allow.as_deref(), &options, &mut deeper);
+            nesting.remaining = deeper.remaining;
+            match child {
+                Ok(page) => {
+                    children.push(Some(page.frame));
+                    let child = ChildFrame { page, url: url.into(), name: iframe.name };
+                    self.children.lock().entry(parent.frame).or_default().push(child);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "an iframe's frame could not be made");
+                    children.push(None);
+                }
+            }
+        }
+        children
     }
 
     /// Closes a page: its frame leaves the frame table (calls naming it are bad messages from
@@ -286,6 +415,7 @@ impl ShellBrowser {
     pub fn close(&self, page: &Page) -> Result<(), PageError> {
         self.host.frames().remove(FrameId(page.frame));
         self.frames.lock().remove(&page.frame);
+        self.children.lock().remove(&page.frame);
         page.ask(RendererCommand::CloseFrame { frame: page.frame }, |_, _, _| {})?;
         Ok(())
     }

@@ -30,6 +30,20 @@ pub enum RendererCommand {
         policy_allows: bool,
         /// The parent frame of an iframe (`window.parent`).
         parent: Option<u64>,
+        /// The document's markup (an HTML response's body); `None`: an empty document. Answered
+        /// by `Iframes`: the document's `<iframe>` elements, for the browser to create.
+        document: Option<String>,
+    },
+    /// Run a frame's document (its scripts and links, in HTML's order) until its window's
+    /// `load` event; `children` are the frame ids of its `<iframe>`s in document order
+    /// (`None` where no child frame was made).
+    RunDocument {
+        /// The frame.
+        frame: u64,
+        /// The child frames of its `<iframe>` elements.
+        children: Vec<Option<u64>>,
+        /// Give up after this many seconds.
+        timeout_secs: u64,
     },
     /// Discard a frame and its realm.
     CloseFrame {
@@ -84,6 +98,8 @@ pub enum RendererReply {
         /// The line.
         text: String,
     },
+    /// A created frame's `<iframe>` elements in document order (`CreateFrame`'s answer).
+    Iframes(Vec<crate::document::IframeElement>),
     /// The command failed (a host error, not a script's).
     Failed(String),
 }

@@ -68,12 +68,13 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
     let pump = connection.clone();
     // Short waits: fetches finish on their own threads, and the loop must notice them.
     js.set_idle_wait(Box::new(move |wait| pump.pump_timeout(wait.min(Duration::from_millis(2))) != Some(false)));
+    let modules = crate::document::modules::install(&js);
     let mut frames: HashMap<u64, Frame> = HashMap::new();
     let links = FrameLinks::default();
     while let Ok(command) = control.recv() {
         let reply = match command {
             RendererCommand::Init { .. } => RendererReply::Failed("already initialised".into()),
-            RendererCommand::CreateFrame { frame, url, secure, policy_allows, parent } => {
+            RendererCommand::CreateFrame { frame, url, secure, policy_allows, parent, document } => {
                 let context = ScriptContext {
                     frame: FrameId(frame),
                     secure_context: secure,
@@ -81,15 +82,38 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
                     service_worker: false,
                     opaque_origin: false,
                 };
-                match create_frame(&js, (&connection, &network), &control, &links, context, &url, parent) {
-                    Ok(created) => {
+                let created = create_frame(&js, (&connection, &network), &control, &links, context, &url, parent)
+                    .and_then(|created| {
+                        let context = crate::document::DocumentContext {
+                            modules: &modules,
+                            frame,
+                            network: network.clone(),
+                            url: &url,
+                        };
+                        let html = document.as_deref().unwrap_or("");
+                        let iframes = crate::document::install(&js, &created.realm, &context, html)?;
+                        Ok((created, iframes))
+                    });
+                match created {
+                    Ok((created, iframes)) => {
                         tracing::debug!(frame, url, ?parent, "frame created");
                         frames.insert(frame, created);
-                        RendererReply::Done
+                        RendererReply::Iframes(iframes)
                     }
                     Err(error) => RendererReply::Failed(error.to_string()),
                 }
             }
+            RendererCommand::RunDocument { frame, children, timeout_secs } => match frames.get(&frame) {
+                None => RendererReply::Failed(format!("no frame {frame}")),
+                Some(target) => {
+                    let expression = crate::document::run_expression(&children);
+                    match evaluate(&js, target, &expression, Duration::from_secs(timeout_secs)) {
+                        Ok(Ok(_)) => RendererReply::Done,
+                        Ok(Err(text)) => RendererReply::Failed(format!("the document did not load: {text}")),
+                        Err(error) => RendererReply::Failed(format!("the document did not load: {error}")),
+                    }
+                }
+            },
             RendererCommand::CloseFrame { frame } => {
                 frames.remove(&frame);
                 links.borrow_mut().remove(&frame);
