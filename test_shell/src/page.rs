@@ -14,6 +14,8 @@ use cos_ipc::launch::{LaunchOptions, LaunchedChild};
 use parking_lot::Mutex;
 
 use crate::channel::{Channel, DEFAULT_MESSAGE_LIMIT};
+use crate::servers::OriginServers;
+use cos_test_hub::FileOptions;
 
 use crate::js::TestResult;
 use crate::protocol::{RendererCommand, RendererReply};
@@ -88,6 +90,7 @@ pub struct ShellBrowser {
     renderers: Mutex<HashMap<String, std::sync::Arc<Mutex<RendererProcess>>>>,
     frames: Mutex<HashMap<u64, FrameRecord>>,
     next_id: Mutex<u64>,
+    servers: std::sync::Arc<OriginServers>,
     _profile: Option<tempfile::TempDir>,
 }
 
@@ -128,6 +131,7 @@ impl ShellBrowser {
             renderers: Mutex::new(HashMap::new()),
             frames: Mutex::new(HashMap::new()),
             next_id: Mutex::new(1),
+            servers: std::sync::Arc::default(),
             _profile: temporary,
         })
     }
@@ -135,6 +139,32 @@ impl ShellBrowser {
     /// The COS host (clear site data, inspection, ...).
     pub fn host(&self) -> &CosHost {
         &self.host
+    }
+
+    /// The origin servers: every named host's http(s) requests from this browser's pages
+    /// go to them (see [`OriginServers`]).
+    pub fn origin_servers(&self) -> &std::sync::Arc<OriginServers> {
+        &self.servers
+    }
+
+    /// Serves `bytes` at `path` of `origin`'s host (an http(s) URL or origin) as `options` say
+    /// (status, headers, content type); returns the file's absolute URL at that origin.
+    pub fn serve(&self, origin: &str, path: &str, bytes: Vec<u8>, options: FileOptions) -> Result<String, PageError> {
+        let origin = Origin::from_url(origin).map_err(|_| PageError::Origin(origin.to_owned()))?;
+        let hub = self.servers.hub().map_err(|e| PageError::Start(format!("origin servers: {e}")))?;
+        let file = hub.add_with(path, bytes, &options.host(origin.host()));
+        Ok(format!("{origin}{}", file.path))
+    }
+
+    /// Serves the directory `dir` from disk at `prefix` of `origin`'s host (e.g. a
+    /// web-platform-tests checkout at `https://web-platform.test/`), `.headers` files included
+    /// ([`cos_test_hub::Hub::serve_directory`]); also answers the echo resource at `/echo`.
+    pub fn serve_directory(&self, origin: &str, prefix: &str, dir: &Path) -> Result<(), PageError> {
+        let origin = Origin::from_url(origin).map_err(|_| PageError::Origin(origin.to_owned()))?;
+        let hub = self.servers.hub().map_err(|e| PageError::Start(format!("origin servers: {e}")))?;
+        hub.serve_directory(Some(origin.host()), prefix, dir);
+        hub.add_echo(Some(origin.host()), "/echo");
+        Ok(())
     }
 
     fn next(&self) -> u64 {
@@ -185,7 +215,8 @@ impl ShellBrowser {
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
         };
         self.host.register_renderer(RendererId(id), browser_end, kill);
-        crate::network::serve_renderer(RendererId(id), network_end, self.host.frames().clone(), kill)
+        let frames = self.host.frames().clone();
+        crate::network::serve_renderer(RendererId(id), network_end, frames, self.servers.clone(), kill)
             .map_err(|e| PageError::Start(format!("network service: {e}")))?;
         control
             .send(RendererCommand::Init {
