@@ -29,4 +29,5 @@ mod network;
 pub mod page;
 pub mod protocol;
 pub mod renderer;
+pub mod servers;
 mod url_js;

@@ -11,6 +11,7 @@ use cos_common::interface::{FrameId, RendererId};
 use cos_ipc::Endpoint;
 
 use crate::protocol::{FETCH_CHUNK, FetchRequest, FetchResponse};
+use crate::servers::OriginServers;
 
 /// Serves one renderer's network pipe on a thread until the renderer goes away. `kill` ends a
 /// renderer that names a frame it does not host.
@@ -18,6 +19,7 @@ pub(crate) fn serve_renderer(
     renderer: RendererId,
     pipe: Endpoint,
     frames: Arc<FrameTable>,
+    servers: Arc<OriginServers>,
     kill: impl Fn() + Send + 'static,
 ) -> std::io::Result<()> {
     std::thread::Builder::new().name(format!("shell-network-{}", renderer.0)).spawn(move || {
@@ -50,8 +52,10 @@ pub(crate) fn serve_renderer(
                     return;
                 }
             };
-            let spawned =
-                std::thread::Builder::new().name("shell-fetch".into()).spawn(move || fetch(&url, &origin, &response));
+            let servers = servers.clone();
+            let spawned = std::thread::Builder::new()
+                .name("shell-fetch".into())
+                .spawn(move || fetch(&servers, &url, &origin, &response));
             if let Err(error) = spawned {
                 tracing::error!(%error, "cannot start a fetch");
             }
@@ -78,10 +82,10 @@ fn send(response: &Endpoint, message: &FetchResponse) -> bool {
 
 /// Makes the request and streams the response into `response`; stops when the renderer stops
 /// reading (its end of the pipe closed).
-fn fetch(url: &str, origin: &str, response: &Endpoint) {
+fn fetch(servers: &OriginServers, url: &str, origin: &str, response: &Endpoint) {
     // Several chunks in flight, so that the hub, this thread and the renderer overlap.
     let _ = response.set_send_buffer(2 << 20);
-    let mut reader = match cos_test_hub::open("GET", url, &[(cos_test_hub::ORIGIN_HEADER, origin)]) {
+    let mut reader = match servers.open("GET", url, &[(cos_test_hub::ORIGIN_HEADER, origin)]) {
         Ok(reader) => reader,
         Err(error) => {
             send(response, &FetchResponse::Failed(format!("Failed to fetch {url}: {error}")));
@@ -124,7 +128,7 @@ mod tests {
         frames.insert(FrameId(7), FrameInfo::top_level(RendererId(2), origin));
         let (browser, renderer) = Endpoint::pair().unwrap();
         let (killed, kills) = mpsc::channel();
-        serve_renderer(RendererId(1), browser, frames, move || {
+        serve_renderer(RendererId(1), browser, frames, Arc::default(), move || {
             let _ = killed.send(());
         })
         .unwrap();

@@ -16,6 +16,8 @@ use parking_lot::Mutex;
 use crate::channel::{Channel, DEFAULT_MESSAGE_LIMIT};
 use crate::document::IframeElement;
 use crate::document::navigation;
+use crate::servers::OriginServers;
+use cos_test_hub::FileOptions;
 
 use crate::js::TestResult;
 use crate::protocol::{RendererCommand, RendererReply};
@@ -131,6 +133,7 @@ pub struct ShellBrowser {
     /// The frames each document made from its `<iframe>` elements.
     children: Mutex<HashMap<u64, Vec<ChildFrame>>>,
     next_id: Mutex<u64>,
+    servers: std::sync::Arc<OriginServers>,
     _profile: Option<tempfile::TempDir>,
 }
 
@@ -172,6 +175,7 @@ impl ShellBrowser {
             frames: Mutex::new(HashMap::new()),
             children: Mutex::new(HashMap::new()),
             next_id: Mutex::new(1),
+            servers: std::sync::Arc::default(),
             _profile: temporary,
         })
     }
@@ -179,6 +183,32 @@ impl ShellBrowser {
     /// The COS host (clear site data, inspection, ...).
     pub fn host(&self) -> &CosHost {
         &self.host
+    }
+
+    /// The origin servers: every named host's http(s) requests from this browser's pages
+    /// go to them (see [`OriginServers`]).
+    pub fn origin_servers(&self) -> &std::sync::Arc<OriginServers> {
+        &self.servers
+    }
+
+    /// Serves `bytes` at `path` of `origin`'s host (an http(s) URL or origin) as `options` say
+    /// (status, headers, content type); returns the file's absolute URL at that origin.
+    pub fn serve(&self, origin: &str, path: &str, bytes: Vec<u8>, options: FileOptions) -> Result<String, PageError> {
+        let origin = Origin::from_url(origin).map_err(|_| PageError::Origin(origin.to_owned()))?;
+        let hub = self.servers.hub().map_err(|e| PageError::Start(format!("origin servers: {e}")))?;
+        let file = hub.add_with(path, bytes, &options.host(origin.host()));
+        Ok(format!("{origin}{}", file.path))
+    }
+
+    /// Serves the directory `dir` from disk at `prefix` of `origin`'s host (e.g. a
+    /// web-platform-tests checkout at `https://web-platform.test/`), `.headers` files included
+    /// ([`cos_test_hub::Hub::serve_directory`]); also answers the echo resource at `/echo`.
+    pub fn serve_directory(&self, origin: &str, prefix: &str, dir: &Path) -> Result<(), PageError> {
+        let origin = Origin::from_url(origin).map_err(|_| PageError::Origin(origin.to_owned()))?;
+        let hub = self.servers.hub().map_err(|e| PageError::Start(format!("origin servers: {e}")))?;
+        hub.serve_directory(Some(origin.host()), prefix, dir);
+        hub.add_echo(Some(origin.host()), "/echo");
+        Ok(())
     }
 
     fn next(&self) -> u64 {
@@ -229,7 +259,8 @@ impl ShellBrowser {
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
         };
         self.host.register_renderer(RendererId(id), browser_end, kill);
-        crate::network::serve_renderer(RendererId(id), network_end, self.host.frames().clone(), kill)
+        let frames = self.host.frames().clone();
+        crate::network::serve_renderer(RendererId(id), network_end, frames, self.servers.clone(), kill)
             .map_err(|e| PageError::Start(format!("network service: {e}")))?;
         control
             .send(RendererCommand::Init {
@@ -253,7 +284,7 @@ impl ShellBrowser {
     /// `<iframe>`s become child frames) and returned once its window's `load` event fired.
     pub fn open_with(&self, url: &str, options: &OpenOptions) -> Result<Page, PageError> {
         let origin = Origin::from_url(url).map_err(|_| PageError::Origin(url.to_owned()))?;
-        let navigation = navigation::navigate(url, &origin);
+        let navigation = navigation::navigate(&self.servers, url, &origin);
         let headers = navigation::effective_headers(&navigation.headers, &options.headers);
         let allowed = permissions_policy::is_enabled(Some(&origin), header(&headers, "Permissions-Policy"), None);
         let partition =
@@ -303,7 +334,7 @@ impl ShellBrowser {
             .get(&parent_frame)
             .cloned()
             .ok_or_else(|| PageError::Renderer("no such parent frame".into()))?;
-        let navigation = navigation::navigate(url, &origin);
+        let navigation = navigation::navigate(&self.servers, url, &origin);
         let headers = navigation::effective_headers(&navigation.headers, &options.headers);
         let container = permissions_policy::Container {
             parent_origin: Some(&parent.origin),

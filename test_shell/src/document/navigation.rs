@@ -6,6 +6,8 @@ use std::io::Read;
 
 use cos_common::Origin;
 
+use crate::servers::OriginServers;
+
 /// The largest document the browser hands a renderer; a larger one loads as an empty document.
 pub(crate) const MAX_DOCUMENT_BYTES: u64 = 16 << 20;
 
@@ -18,11 +20,13 @@ pub(crate) struct Navigation {
     pub(crate) html: Option<String>,
 }
 
-/// Requests `url` for a document of `origin`. Nothing served (no server, a non-2xx status):
-/// an empty document without headers, as the shell's frames were before they had documents.
-pub(crate) fn navigate(url: &str, origin: &Origin) -> Navigation {
+/// Requests `url` for a document of `origin` from the origin servers (or the URL's own loopback
+/// address), as the network service makes a `fetch`. Nothing served (no server, a non-2xx
+/// status): an empty document without headers, as the shell's frames were before they had
+/// documents.
+pub(crate) fn navigate(servers: &OriginServers, url: &str, origin: &Origin) -> Navigation {
     let origin = origin.to_string();
-    let mut reader = match cos_test_hub::open("GET", url, &[(cos_test_hub::ORIGIN_HEADER, &origin)]) {
+    let mut reader = match servers.open("GET", url, &[(cos_test_hub::ORIGIN_HEADER, &origin)]) {
         Ok(reader) => reader,
         Err(error) => {
             tracing::debug!(url, %error, "no document: an empty one");
@@ -100,10 +104,31 @@ mod tests {
 
     #[test]
     fn nothing_served_is_an_empty_document() {
+        let servers = OriginServers::default();
         let origin = Origin::from_url("http://127.0.0.1:9/").unwrap();
-        let navigation = navigate("http://127.0.0.1:9/nothing-listens-here", &origin);
+        let navigation = navigate(&servers, "http://127.0.0.1:9/nothing-listens-here", &origin);
         assert!(navigation.html.is_none() && navigation.headers.is_empty());
-        let navigation = navigate("https://unserved.example/", &Origin::from_url("https://unserved.example/").unwrap());
-        assert!(navigation.html.is_none() && navigation.headers.is_empty());
+        let unserved = Origin::from_url("https://unserved.example/").unwrap();
+        let navigation = navigate(&servers, "https://unserved.example/", &unserved);
+        assert!(navigation.html.is_none() && navigation.headers.is_empty(), "a 404 of the origin servers");
+    }
+
+    #[test]
+    fn a_served_document_brings_its_headers_and_markup() {
+        let servers = OriginServers::default();
+        let hub = servers.hub().unwrap();
+        let options = cos_test_hub::FileOptions::default().host("doc.example").header(
+            http::HeaderName::from_static("permissions-policy"),
+            http::HeaderValue::from_static("cross-origin-storage=()"),
+        );
+        hub.add_with("/index.html", b"<p>hi</p>".to_vec(), &options);
+        hub.add_for_host("doc.example", "/data.bin", vec![1, 2, 3]);
+        let origin = Origin::from_url("https://doc.example/").unwrap();
+        let navigation = navigate(&servers, "https://doc.example/index.html", &origin);
+        assert_eq!(navigation.html.as_deref(), Some("<p>hi</p>"));
+        assert!(navigation.headers.iter().any(|(n, v)| n == "permissions-policy" && v == "cross-origin-storage=()"));
+        let navigation = navigate(&servers, "https://doc.example/data.bin", &origin);
+        assert!(navigation.html.is_none(), "not HTML: an empty document");
+        assert!(!navigation.headers.is_empty(), "whose headers still count");
     }
 }
