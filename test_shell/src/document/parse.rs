@@ -159,7 +159,6 @@ impl Sink {
         nodes[parent].children.insert(at, node);
         nodes[node].parent = Some(parent);
     }
-
 }
 
 impl TreeSink for Sink {
