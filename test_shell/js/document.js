@@ -520,11 +520,15 @@
     iframes.forEach((iframe, i) => { iframe._frame = children[i] === undefined ? null : children[i]; });
     const all = document.querySelectorAll("script, link");
     for (const element of all) element._started = true;
-    const links = all.filter((e) => e instanceof HTMLLinkElement).map((link) => loadLink(link).catch(report));
     const scripts = all.filter((e) => e instanceof HTMLScriptElement);
     const isAsync = (s) => s.hasAttribute("async") && (kindOf(s) === "module" || s.hasAttribute("src"));
     const isDeferred = (s) => !isAsync(s) && (kindOf(s) === "module" || (s.hasAttribute("defer") && s.hasAttribute("src")));
-    for (const script of scripts.filter((s) => !isAsync(s) && !isDeferred(s))) await execute(script);
+    // As the parser reaches them: a link starts loading, a parser-blocking script runs.
+    const links = [];
+    for (const element of all) {
+      if (element instanceof HTMLLinkElement) links.push(loadLink(element).catch(report));
+      else if (!isAsync(element) && !isDeferred(element)) await execute(element);
+    }
     state.parsed = true;
     state.readyState = "interactive";
     for (const script of scripts.filter(isDeferred)) await execute(script);

@@ -457,6 +457,28 @@ impl ShellBrowser {
         let _ = self.host.ping();
     }
 
+    /// Runs a testharness.js-style `.html` test: its directory is served at `origin` (so
+    /// `<script src=/resources/...>` finds the files beside it), except
+    /// `/resources/testharness.js`, which is our harness, and `/resources/testharnessreport.js`
+    /// (empty); the page at `origin` + the file's name loads as any document, then its results
+    /// are collected.
+    pub fn run_html_test(&self, path: &Path, origin: &str, timeout: Duration) -> Result<Vec<TestResult>, PageError> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        self.serve_directory(origin, "/", dir)?;
+        for (file, body) in
+            [("/resources/testharness.js", crate::js::TESTHARNESS_JS), ("/resources/testharnessreport.js", "")]
+        {
+            let options = FileOptions::default().content_type(http::HeaderValue::from_static("text/javascript"));
+            self.serve(origin, file, body.as_bytes().to_vec(), options)?;
+        }
+        let url = url::Url::parse(origin)
+            .and_then(|base| base.join(&name))
+            .map_err(|_| PageError::Origin(origin.to_owned()))?;
+        let page = self.open(url.as_str())?;
+        page.await_tests(timeout)
+    }
+
     /// Kills the renderer process hosting `page` (its frames are gone; the next page of that
     /// site gets a new process).
     pub fn crash_renderer(&self, page: &Page) {
@@ -555,6 +577,13 @@ impl Page {
         }
     }
 
+    /// The results of the testharness the page's document loaded itself (an `.html` test),
+    /// once it completes.
+    pub fn await_tests(&self, timeout: Duration) -> Result<Vec<TestResult>, PageError> {
+        let command = RendererCommand::AwaitTests { frame: self.frame, timeout_secs: timeout.as_secs() };
+        test_results(self.ask(command, |_, _, _| {})?)
+    }
+
     /// Runs a web-platform-tests style test file: the harness, its `// META: script=` includes
     /// (relative to the file), then the file; returns the results.
     pub fn run_test_file(&self, path: &Path, timeout: Duration) -> Result<Vec<TestResult>, PageError> {
@@ -566,12 +595,16 @@ impl Page {
         }
         scripts.push((path.display().to_string(), source));
         let command = RendererCommand::RunTests { frame: self.frame, scripts, timeout_secs: timeout.as_secs() };
-        match self.ask(command, |_, _, _| {})? {
-            RendererReply::TestResults(results) => {
-                Ok(results.into_iter().map(|(name, status, message)| TestResult { name, status, message }).collect())
-            }
-            other => Err(PageError::Renderer(format!("unexpected reply {other:?}"))),
+        test_results(self.ask(command, |_, _, _| {})?)
+    }
+}
+
+fn test_results(reply: RendererReply) -> Result<Vec<TestResult>, PageError> {
+    match reply {
+        RendererReply::TestResults(results) => {
+            Ok(results.into_iter().map(|(name, status, message)| TestResult { name, status, message }).collect())
         }
+        other => Err(PageError::Renderer(format!("unexpected reply {other:?}"))),
     }
 }
 

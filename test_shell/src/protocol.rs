@@ -66,6 +66,14 @@ pub enum RendererCommand {
         /// Give up after this many seconds.
         timeout_secs: u64,
     },
+    /// Wait for the testharness a frame's document loaded itself (an `.html` test) to
+    /// complete; answers `TestResults`.
+    AwaitTests {
+        /// The frame.
+        frame: u64,
+        /// Give up after this many seconds.
+        timeout_secs: u64,
+    },
     /// Run the testharness in a frame after `scripts`; answers `TestResults`.
     RunTests {
         /// The frame.

@@ -133,6 +133,15 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
                     Err(error) => RendererReply::Failed(error.to_string()),
                 },
             },
+            RendererCommand::AwaitTests { frame, timeout_secs } => match frames.get(&frame) {
+                None => RendererReply::Failed(format!("no frame {frame}")),
+                Some(_) => match js.run_tests(Duration::from_secs(timeout_secs)) {
+                    Ok(results) => {
+                        RendererReply::TestResults(results.into_iter().map(|r| (r.name, r.status, r.message)).collect())
+                    }
+                    Err(error) => RendererReply::Failed(error.to_string()),
+                },
+            },
             RendererCommand::RunTests { frame, scripts, timeout_secs } => match frames.get(&frame) {
                 None => RendererReply::Failed(format!("no frame {frame}")),
                 Some(target) => {
