@@ -132,5 +132,8 @@ mod tests {
         let navigation = navigate(&servers, "https://doc.example/data.bin", &origin);
         assert!(navigation.html.is_none(), "not HTML: an empty document");
         assert!(!navigation.headers.is_empty(), "whose headers still count");
+        hub.add_for_host("doc.example", "/huge.html", vec![b' '; MAX_DOCUMENT_BYTES as usize + 1]);
+        let navigation = navigate(&servers, "https://doc.example/huge.html", &origin);
+        assert!(navigation.html.is_none(), "past the bound: an empty document");
     }
 }
