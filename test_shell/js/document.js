@@ -397,11 +397,8 @@
   };
   // Import attributes carry the same scope as one string ("" / "*" / "origin origin").
   const importAttributes = (element, what) => {
-    const attributes = {};
-    const integrity = element.getAttribute("integrity");
-    if (integrity !== null) attributes.integrity = integrity;
-    const scope = cosScope(element, what);
-    if (scope !== undefined) attributes.crossOriginStorage = Array.isArray(scope) ? scope.join(" ") : scope;
+    const attributes = fetchOptions(element, what);
+    if (Array.isArray(attributes.crossOriginStorage)) attributes.crossOriginStorage = attributes.crossOriginStorage.join(" ");
     return attributes;
   };
   const resolve = (url) => new URL(url, documentUrl).href;

@@ -18,6 +18,8 @@ use rquickjs::loader::{ImportAttributes, Loader, Resolver};
 use rquickjs::module::Declared;
 use rquickjs::{Ctx, Exception, Function, Module, Object};
 
+use cos_common::{OriginsInput, OriginsOption};
+
 use crate::protocol::{FetchRequest, FetchResponse};
 
 /// The largest module source the loader accepts.
@@ -60,33 +62,17 @@ impl Modules {
     }
 }
 
-/// The COS scope of an import attribute `crossOriginStorage` (the declarative spellings).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum CosScope {
-    /// `""`: same-site.
-    SameSite,
-    /// `"*"`: global.
-    Global,
-    /// A space-separated list of origins.
-    Origins(Vec<String>),
-}
-
-impl CosScope {
-    /// Parses the declarative spelling; `None` for a list with anything but http(s) URLs, or
-    /// more than 100 entries (then the attribute is ignored, with a warning).
-    pub(crate) fn parse(value: &str) -> Option<CosScope> {
-        let value = value.trim_matches(|c: char| c.is_ascii_whitespace());
-        match value {
-            "" => Some(CosScope::SameSite),
-            "*" => Some(CosScope::Global),
-            list => {
-                let origins: Vec<String> = list.split_ascii_whitespace().map(str::to_owned).collect();
-                let valid = origins.len() <= 100
-                    && origins
-                        .iter()
-                        .all(|token| url::Url::parse(token).is_ok_and(|url| matches!(url.scheme(), "http" | "https")));
-                valid.then_some(CosScope::Origins(origins))
-            }
+/// The COS scope of a declarative spelling (an import attribute `crossOriginStorage`, or the
+/// `crossoriginstorage` attribute): empty = same-site, `*` = global, else a list of origins
+/// separated by ASCII whitespace, validated as `origins` is (SPEC §2). `None` for an invalid
+/// list: then the attribute is ignored, with a warning.
+pub(crate) fn parse_scope(value: &str) -> Option<OriginsOption> {
+    match value.trim_matches(|c: char| c.is_ascii_whitespace()) {
+        "" => Some(OriginsOption::Omitted),
+        "*" => Some(OriginsOption::Global),
+        list => {
+            let input = OriginsInput::Sequence(list.split_ascii_whitespace().map(str::to_owned).collect());
+            OriginsOption::parse(&input).ok()
         }
     }
 }
@@ -97,7 +83,7 @@ pub(crate) struct ModuleFetch {
     /// The `integrity` attribute (SRI metadata).
     pub(crate) integrity: Option<String>,
     /// The `crossOriginStorage` attribute, when valid and keyed by a sha256 `integrity`.
-    pub(crate) cross_origin_storage: Option<CosScope>,
+    pub(crate) cross_origin_storage: Option<OriginsOption>,
 }
 
 impl ModuleFetch {
@@ -122,7 +108,7 @@ impl ModuleFetch {
                 .integrity
                 .as_deref()
                 .is_some_and(|i| i.split_ascii_whitespace().any(|t| t.starts_with("sha256-")));
-            match CosScope::parse(&value) {
+            match parse_scope(&value) {
                 _ if !keyed => {
                     warn("crossOriginStorage needs an integrity: \"sha256-...\" import attribute; it is ignored")
                 }
@@ -252,17 +238,18 @@ mod tests {
 
     #[test]
     fn the_declarative_scope_spellings() {
-        assert_eq!(CosScope::parse(""), Some(CosScope::SameSite));
-        assert_eq!(CosScope::parse("  "), Some(CosScope::SameSite));
-        assert_eq!(CosScope::parse("*"), Some(CosScope::Global));
+        assert_eq!(parse_scope(""), Some(OriginsOption::Omitted));
+        assert_eq!(parse_scope("  "), Some(OriginsOption::Omitted));
+        assert_eq!(parse_scope("*"), Some(OriginsOption::Global));
+        let origin = |url: &str| cos_common::Origin::from_url(url).unwrap();
         assert_eq!(
-            CosScope::parse(" https://a.example  http://b.example:8080 "),
-            Some(CosScope::Origins(vec!["https://a.example".into(), "http://b.example:8080".into()]))
+            parse_scope(" https://a.example  http://b.example:8080/path "),
+            Some(OriginsOption::List(vec![origin("https://a.example"), origin("http://b.example:8080")]))
         );
         for bad in ["* https://a.example", "a.example", "data:text/plain,x", "https://a.example ftp://b.example"] {
-            assert_eq!(CosScope::parse(bad), None, "{bad}");
+            assert_eq!(parse_scope(bad), None, "{bad}");
         }
         let too_many: Vec<String> = (0..101).map(|i| format!("https://s{i}.example")).collect();
-        assert_eq!(CosScope::parse(&too_many.join(" ")), None);
+        assert_eq!(parse_scope(&too_many.join(" ")), None);
     }
 }
