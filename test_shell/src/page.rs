@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cos_browser::permissions_policy;
-use cos_browser::{CosHost, FrameInfo, HostConfig, ServiceLaunch};
+use cos_browser::{ContextKind, CosHost, FrameInfo, HostConfig, ServiceLaunch};
 use cos_common::interface::{FrameId, RendererId, ServiceProcessConfig};
 use cos_common::{AllowOriginCeiling, OffTheRecordProfileId, Origin, Partition, Site};
 use cos_ipc::Endpoint;
@@ -76,6 +76,8 @@ struct FrameRecord {
     top_level_site: Site,
     cos_allowed: bool,
     partition: Partition,
+    /// The frame id of the document's service workers (0 before it is registered).
+    service_worker_frame: u64,
 }
 
 /// The shell's browser process: the COS host, the frame table and the renderer processes that
@@ -91,6 +93,7 @@ pub struct ShellBrowser {
     frames: Mutex<HashMap<u64, FrameRecord>>,
     next_id: Mutex<u64>,
     servers: std::sync::Arc<OriginServers>,
+    network: std::sync::Arc<crate::network::Network>,
     _profile: Option<tempfile::TempDir>,
 }
 
@@ -123,15 +126,21 @@ impl ShellBrowser {
         launch.program = program.to_path_buf();
         let host = CosHost::start(HostConfig { launch: ServiceLaunch::Process(launch), service })
             .map_err(|e| PageError::Start(e.to_string()))?;
+        let servers = std::sync::Arc::<OriginServers>::default();
         Ok(Self {
-            host,
             program: program.to_path_buf(),
             process_per_site: std::sync::atomic::AtomicBool::new(true),
             message_limit: std::sync::atomic::AtomicUsize::new(DEFAULT_MESSAGE_LIMIT),
             renderers: Mutex::new(HashMap::new()),
             frames: Mutex::new(HashMap::new()),
             next_id: Mutex::new(1),
-            servers: std::sync::Arc::default(),
+            servers: servers.clone(),
+            network: std::sync::Arc::new(crate::network::Network {
+                frames: host.frames().clone(),
+                servers,
+                loader: host.loader(),
+            }),
+            host,
             _profile: temporary,
         })
     }
@@ -215,8 +224,7 @@ impl ShellBrowser {
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
         };
         self.host.register_renderer(RendererId(id), browser_end, kill);
-        let frames = self.host.frames().clone();
-        crate::network::serve_renderer(RendererId(id), network_end, frames, self.servers.clone(), kill)
+        crate::network::serve_renderer(RendererId(id), network_end, self.network.clone(), kill)
             .map_err(|e| PageError::Start(format!("network service: {e}")))?;
         control
             .send(RendererCommand::Init {
@@ -241,8 +249,13 @@ impl ShellBrowser {
         let allowed = permissions_policy::is_enabled(Some(&origin), options.header("Permissions-Policy"), None);
         let partition =
             if options.off_the_record { Partition::OffTheRecord(OffTheRecordProfileId(1)) } else { Partition::Regular };
-        let record =
-            FrameRecord { origin: origin.clone(), top_level_site: Site::of(&origin), cos_allowed: allowed, partition };
+        let record = FrameRecord {
+            origin: origin.clone(),
+            top_level_site: Site::of(&origin),
+            cos_allowed: allowed,
+            partition,
+            service_worker_frame: 0,
+        };
         self.create_frame(url, record, options, None)
     }
 
@@ -275,6 +288,7 @@ impl ShellBrowser {
             top_level_site: parent.top_level_site,
             cos_allowed: allowed,
             partition: parent.partition,
+            service_worker_frame: 0,
         };
         self.create_frame(url, record, options, Some(parent_frame))
     }
@@ -286,7 +300,7 @@ impl ShellBrowser {
         options: &OpenOptions,
         parent: Option<u64>,
     ) -> Result<Page, PageError> {
-        let FrameRecord { origin, top_level_site, cos_allowed, partition } = record;
+        let FrameRecord { origin, top_level_site, cos_allowed, partition, .. } = record;
         let renderer = self.renderer_for(&Site::of(&origin), options.process.as_deref())?;
         let frame = self.next();
         let renderer_id = renderer.lock().id;
@@ -297,8 +311,14 @@ impl ShellBrowser {
         info.allow_origin_ceiling =
             AllowOriginCeiling::from_header(options.header("Cross-Origin-Storage-Allow-Origin"));
         info.url = Some(url.to_owned());
+        // The document's service workers get a frame of their own kind, so the browser (not
+        // the renderer) knows their requests for what they are.
+        let service_worker_frame = self.next();
+        let service_worker = FrameInfo { kind: ContextKind::ServiceWorker, ..info.clone() };
+        self.host.frames().insert(FrameId(service_worker_frame), service_worker);
         self.host.frames().insert(FrameId(frame), info);
-        let record = FrameRecord { origin: origin.clone(), top_level_site, cos_allowed, partition };
+        let record =
+            FrameRecord { origin: origin.clone(), top_level_site, cos_allowed, partition, service_worker_frame };
         self.frames.lock().insert(frame, record);
         let page = Page { renderer, frame };
         let command = RendererCommand::CreateFrame {
@@ -307,6 +327,7 @@ impl ShellBrowser {
             secure: origin.is_potentially_trustworthy(),
             policy_allows: cos_allowed,
             parent,
+            service_worker_frame,
         };
         page.ask(command, |_, _, _| {})?;
         Ok(page)
@@ -316,7 +337,9 @@ impl ShellBrowser {
     /// then on) and its realm is discarded in the renderer.
     pub fn close(&self, page: &Page) -> Result<(), PageError> {
         self.host.frames().remove(FrameId(page.frame));
-        self.frames.lock().remove(&page.frame);
+        if let Some(record) = self.frames.lock().remove(&page.frame) {
+            self.host.frames().remove(FrameId(record.service_worker_frame));
+        }
         page.ask(RendererCommand::CloseFrame { frame: page.frame }, |_, _, _| {})?;
         Ok(())
     }

@@ -96,6 +96,12 @@ impl Loader {
         Self { inner: Arc::new(LoaderInner { frames, state: Mutex::new(state) }) }
     }
 
+    /// A loader connected to no service: every lookup misses and every store is skipped (for
+    /// an embedder's network stack running without a COS host).
+    pub fn unconnected() -> Self {
+        Self::new(Arc::new(FrameTable::default()))
+    }
+
     /// Whether COS answers a request that `frame` made with `integrity` naming `hash`: the
     /// entry's body if the document may read it, `None` otherwise — for a miss and for every
     /// refusal alike. The embedder then fetches from the network as usual.
