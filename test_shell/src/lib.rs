@@ -30,4 +30,5 @@ pub mod page;
 pub mod protocol;
 pub mod renderer;
 pub mod servers;
+pub mod sri;
 mod url_js;

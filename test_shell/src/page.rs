@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cos_browser::permissions_policy;
-use cos_browser::{CosHost, FrameInfo, HostConfig, ServiceLaunch};
+use cos_browser::{ContextKind, CosHost, FrameInfo, HostConfig, ServiceLaunch};
 use cos_common::interface::{FrameId, RendererId, ServiceProcessConfig};
 use cos_common::{AllowOriginCeiling, OffTheRecordProfileId, Origin, Partition, Site};
 use cos_ipc::Endpoint;
@@ -117,6 +117,8 @@ struct FrameRecord {
     /// The named renderer process it lives in ([`OpenOptions::process`]); its HTML iframes
     /// go there too.
     process: Option<String>,
+    /// The frame id of the document's service workers (0 before it is registered).
+    service_worker_frame: u64,
 }
 
 /// The shell's browser process: the COS host, the frame table and the renderer processes that
@@ -134,6 +136,7 @@ pub struct ShellBrowser {
     children: Mutex<HashMap<u64, Vec<ChildFrame>>>,
     next_id: Mutex<u64>,
     servers: std::sync::Arc<OriginServers>,
+    network: std::sync::Arc<crate::network::Network>,
     _profile: Option<tempfile::TempDir>,
 }
 
@@ -166,8 +169,8 @@ impl ShellBrowser {
         launch.program = program.to_path_buf();
         let host = CosHost::start(HostConfig { launch: ServiceLaunch::Process(launch), service })
             .map_err(|e| PageError::Start(e.to_string()))?;
+        let servers = std::sync::Arc::<OriginServers>::default();
         Ok(Self {
-            host,
             program: program.to_path_buf(),
             process_per_site: std::sync::atomic::AtomicBool::new(true),
             message_limit: std::sync::atomic::AtomicUsize::new(DEFAULT_MESSAGE_LIMIT),
@@ -175,7 +178,13 @@ impl ShellBrowser {
             frames: Mutex::new(HashMap::new()),
             children: Mutex::new(HashMap::new()),
             next_id: Mutex::new(1),
-            servers: std::sync::Arc::default(),
+            servers: servers.clone(),
+            network: std::sync::Arc::new(crate::network::Network {
+                frames: host.frames().clone(),
+                servers,
+                loader: host.loader(),
+            }),
+            host,
             _profile: temporary,
         })
     }
@@ -259,8 +268,7 @@ impl ShellBrowser {
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
         };
         self.host.register_renderer(RendererId(id), browser_end, kill);
-        let frames = self.host.frames().clone();
-        crate::network::serve_renderer(RendererId(id), network_end, frames, self.servers.clone(), kill)
+        crate::network::serve_renderer(RendererId(id), network_end, self.network.clone(), kill)
             .map_err(|e| PageError::Start(format!("network service: {e}")))?;
         control
             .send(RendererCommand::Init {
@@ -296,6 +304,7 @@ impl ShellBrowser {
             partition,
             url: url.to_owned(),
             process: options.process.clone(),
+            service_worker_frame: 0,
         };
         self.create_frame(record, &headers, navigation.html, None, &mut Nesting::top())
     }
@@ -350,6 +359,7 @@ impl ShellBrowser {
             partition: parent.partition,
             url: url.to_owned(),
             process: options.process.clone(),
+            service_worker_frame: 0,
         };
         self.create_frame(record, &headers, navigation.html, Some(parent_frame), nesting)
     }
@@ -372,7 +382,13 @@ impl ShellBrowser {
         info.allow_origin_ceiling =
             AllowOriginCeiling::from_header(header(headers, "Cross-Origin-Storage-Allow-Origin"));
         info.url = Some(record.url.clone());
+        // The document's service workers get a frame of their own kind, so the browser (not
+        // the renderer) knows their requests for what they are.
+        let service_worker_frame = self.next();
+        let service_worker = FrameInfo { kind: ContextKind::ServiceWorker, ..info.clone() };
+        self.host.frames().insert(FrameId(service_worker_frame), service_worker);
         self.host.frames().insert(FrameId(frame), info);
+        let record = FrameRecord { service_worker_frame, ..record };
         self.frames.lock().insert(frame, record.clone());
         let page = Page { renderer, frame };
         let command = RendererCommand::CreateFrame {
@@ -381,6 +397,7 @@ impl ShellBrowser {
             secure: record.origin.is_potentially_trustworthy(),
             policy_allows: record.cos_allowed,
             parent,
+            service_worker_frame,
             document: html,
         };
         let iframes = match page.ask(command, |_, _, _| {})? {
@@ -445,7 +462,9 @@ impl ShellBrowser {
     /// then on) and its realm is discarded in the renderer.
     pub fn close(&self, page: &Page) -> Result<(), PageError> {
         self.host.frames().remove(FrameId(page.frame));
-        self.frames.lock().remove(&page.frame);
+        if let Some(record) = self.frames.lock().remove(&page.frame) {
+            self.host.frames().remove(FrameId(record.service_worker_frame));
+        }
         self.children.lock().remove(&page.frame);
         page.ask(RendererCommand::CloseFrame { frame: page.frame }, |_, _, _| {})?;
         Ok(())

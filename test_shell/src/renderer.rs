@@ -74,7 +74,15 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
     while let Ok(command) = control.recv() {
         let reply = match command {
             RendererCommand::Init { .. } => RendererReply::Failed("already initialised".into()),
-            RendererCommand::CreateFrame { frame, url, secure, policy_allows, parent, document } => {
+            RendererCommand::CreateFrame {
+                frame,
+                url,
+                secure,
+                policy_allows,
+                parent,
+                service_worker_frame,
+                document,
+            } => {
                 let context = ScriptContext {
                     frame: FrameId(frame),
                     secure_context: secure,
@@ -82,7 +90,8 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
                     service_worker: false,
                     opaque_origin: false,
                 };
-                let created = create_frame(&js, (&connection, &network), &control, &links, context, &url, parent)
+                let frame_ids = (context, service_worker_frame);
+                let created = create_frame(&js, (&connection, &network), &control, &links, frame_ids, &url, parent)
                     .and_then(|created| {
                         let context = crate::document::DocumentContext {
                             modules: &modules,
@@ -195,7 +204,7 @@ fn create_frame(
     (connection, network): (&Arc<RendererConnection>, &Arc<Endpoint>),
     control: &Control,
     links: &FrameLinks,
-    context: ScriptContext,
+    (context, service_worker_frame): (ScriptContext, u64),
     url: &str,
     parent: Option<u64>,
 ) -> Result<Frame, JsError> {
@@ -207,6 +216,7 @@ fn create_frame(
         connection: connection.clone(),
         network: network.clone(),
         context,
+        service_worker_frame,
         table: Rc::default(),
         origin: origin.to_string(),
         url: url.to_owned(),
@@ -325,6 +335,8 @@ struct RealmGroup {
     /// This renderer's network pipe (`fetch`).
     network: Arc<Endpoint>,
     context: ScriptContext,
+    /// The browser's frame id for this page's service workers.
+    service_worker_frame: u64,
     table: crate::cos_js::Table,
     origin: String,
     url: String,
@@ -427,12 +439,15 @@ fn start_worker(
     let realm = js.realm()?;
     js.set_label(&realm, group.origin.clone());
     let own = if service_worker {
-        let context = ScriptContext { service_worker: true, ..group.context };
+        // Its own frame, which the browser registered as a service worker's.
+        let frame = FrameId(group.service_worker_frame);
+        let context = ScriptContext { service_worker: true, frame, ..group.context };
         Rc::new(RealmGroup {
             manager: CrossOriginStorageManager::new(group.connection.clone(), context),
             connection: group.connection.clone(),
             network: group.network.clone(),
             context,
+            service_worker_frame: group.service_worker_frame,
             table: Rc::default(),
             origin: group.origin.clone(),
             url: group.url.clone(),

@@ -2,12 +2,11 @@
 //! document through the network as `fetch` is made, keeps its response headers for the frame
 //! table and creates the frames of its `<iframe>`s; the renderer side parses it (`parse`, with
 //! html5ever), builds the page realm's DOM (`js/document.js`) and runs its scripts, module
-//! scripts through the renderer's module loader (`modules`, `sri`).
+//! scripts through the renderer's module loader (`modules`).
 
 pub(crate) mod modules;
 pub(crate) mod navigation;
 mod parse;
-mod sri;
 
 use std::rc::Rc;
 use std::sync::Arc;

@@ -20,7 +20,7 @@ use rquickjs::{Ctx, Exception, Function, Module, Object};
 
 use cos_common::{OriginsInput, OriginsOption};
 
-use crate::protocol::{FetchRequest, FetchResponse};
+use crate::protocol::{FetchRequest, FetchResponse, FetchScope, RequestText};
 
 /// The largest module source the loader accepts.
 const MAX_MODULE_BYTES: usize = 64 << 20;
@@ -190,7 +190,9 @@ fn warn(ctx: &Ctx<'_>, text: &str) {
     }
 }
 
-/// Fetches a module's source over the realm's network pipe and checks its integrity.
+/// Fetches a module's source over the realm's network pipe. The browser checks its integrity
+/// (a mismatch fails the response) and, with a scope, looks it up in COS first and stores a
+/// verified miss, exactly as for `fetch` (SPEC §11).
 fn fetch_module(realm: &RealmNet, url: &str, request: &ModuleFetch) -> Result<Vec<u8>, String> {
     if !url.starts_with("https://") && !url.starts_with("http://") {
         return Err(format!("{url} is not an http(s) URL"));
@@ -199,18 +201,20 @@ fn fetch_module(realm: &RealmNet, url: &str, request: &ModuleFetch) -> Result<Ve
     if !(200..300).contains(&status) {
         return Err(format!("{url} answered {status}"));
     }
-    if let Some(integrity) = &request.integrity
-        && !super::sri::matches(integrity, &body)
-    {
-        return Err(format!("{url} does not match its integrity metadata"));
-    }
     Ok(body)
 }
 
 /// One request over the network pipe, waited for: status and the whole body.
-fn fetch_blocking(network: &Endpoint, frame: u64, url: &str, _request: &ModuleFetch) -> Result<(u16, Vec<u8>), String> {
+fn fetch_blocking(network: &Endpoint, frame: u64, url: &str, fetch: &ModuleFetch) -> Result<(u16, Vec<u8>), String> {
+    // What the browser would refuse as a bad message is refused here, as a TypeError.
+    let integrity = match &fetch.integrity {
+        Some(text) => Some(RequestText::new(text.clone()).ok_or("the integrity attribute is not header text")?),
+        None => None,
+    };
+    let cross_origin_storage =
+        fetch.cross_origin_storage.clone().map(|origins| FetchScope { origins, content_type: None });
     let (mine, theirs) = Endpoint::pair().map_err(|e| e.to_string())?;
-    let request = FetchRequest { frame, url: url.to_owned(), response: theirs.into() };
+    let request = FetchRequest { frame, url: url.to_owned(), integrity, cross_origin_storage, response: theirs.into() };
     let (bytes, attachments) = cos_ipc::encode_with_attachments(request).map_err(|e| e.to_string())?;
     network.send(&bytes, attachments).map_err(|e| format!("the browser went away: {e}"))?;
     let mut status = None;

@@ -9,7 +9,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use cos_common::interface::CreateOptions;
 use cos_common::interface::{
     BrokerToService, CallResult, FrameId, HandleCall, HandleId, HandleRequest, RendererId, RendererToBroker, Reply,
     RequestId, ServiceToBroker,
@@ -151,11 +150,7 @@ impl BrokerStub {
                     Err(error) => return self.reply(request, CallResult::Failed(error)),
                 };
                 let kind = if create {
-                    HandleRequest::Create(CreateOptions {
-                        origins,
-                        allow_origin_ceiling: info.allow_origin_ceiling.clone(),
-                        document_url: info.url.clone(),
-                    })
+                    HandleRequest::Create(info.create_options(origins, info.allow_origin_ceiling.clone()))
                 } else {
                     HandleRequest::Read
                 };

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use cos_common::interface::{FrameId, RendererId};
-use cos_common::{AllowOriginCeiling, CallerContext, CosError, NotAllowedKind, Origin, Partition, Site};
+use cos_common::interface::{CreateOptions, FrameId, RendererId};
+use cos_common::{AllowOriginCeiling, CallerContext, CosError, NotAllowedKind, Origin, OriginsOption, Partition, Site};
 use parking_lot::RwLock;
 
 /// A document's origin.
@@ -81,6 +81,20 @@ impl FrameInfo {
             }
             _ => Err(CosError::NotAllowed(NotAllowedKind::OpaqueOrigin)),
         }
+    }
+}
+
+impl FrameInfo {
+    /// The options of a create request this document makes, whichever way it asks: the
+    /// broker's `getFileHandle({create: true, origins})` (with the document's own ceiling) and
+    /// the loader's store of a fetched resource (with the resource's ceiling, SPEC §11). Every
+    /// condition on the scope a document may record lives here, so both paths apply it.
+    pub(crate) fn create_options(
+        &self,
+        origins: OriginsOption,
+        allow_origin_ceiling: AllowOriginCeiling,
+    ) -> CreateOptions {
+        CreateOptions { origins, allow_origin_ceiling, document_url: self.url.clone() }
     }
 }
 
