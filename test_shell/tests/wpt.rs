@@ -1,6 +1,6 @@
 //! Every `.any.js` and `.html` file under `tests/wpt/` through the real `test_shell wpt` command.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cos_test_support::conformance;
@@ -13,11 +13,9 @@ fn run(file: &Path) -> (String, bool) {
     (text, output.status.success())
 }
 
-#[test]
-fn every_wpt_file_passes() {
-    let files = conformance::files();
+fn all_pass(files: &[PathBuf]) {
     let mut failures = Vec::new();
-    for file in &files {
+    for file in files {
         let (output, ok) = run(file);
         println!("== {}\n{output}", file.display());
         if !ok {
@@ -25,6 +23,11 @@ fn every_wpt_file_passes() {
         }
     }
     assert!(failures.is_empty(), "failing files: {failures:?}");
+}
+
+#[test]
+fn every_wpt_file_passes() {
+    all_pass(&conformance::files());
 }
 
 /// The testharness.js pages (SPEC §12): served from their directory at the default origin,
@@ -39,14 +42,5 @@ fn every_html_test_passes() {
         .collect();
     files.sort();
     assert!(files.len() >= 3, "the declarative tests are there: {files:?}");
-    let mut failures = Vec::new();
-    for file in &files {
-        let output = Command::new(env!("CARGO_BIN_EXE_test_shell")).arg("wpt").arg(file).output().expect("runs");
-        let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
-        println!("== {}\n{text}", file.display());
-        if !output.status.success() {
-            failures.push(file.display().to_string());
-        }
-    }
-    assert!(failures.is_empty(), "failing files: {failures:?}");
+    all_pass(&files);
 }
