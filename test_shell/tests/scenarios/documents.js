@@ -38,6 +38,16 @@ promise_test(async () => {
     "load complete",
   ]);
   assert_equals(await page.eval(async () => (await import("/lib/dep.js")).value), "dep", "import() from frame.eval resolves against the document");
+  const refused = await page.eval(async () => {
+    try {
+      await import("/lib/dep.js?control", { with: { integrity: "sha256-\n" } });
+      return "imported";
+    } catch (error) {
+      return error.name;
+    }
+  });
+  assert_equals(refused, "TypeError", "an attribute the browser would refuse as a bad message is refused in the renderer");
+  assert_equals(await page.eval(() => log.length), 10, "and the renderer lives on");
 }, "classic, defer, module and async scripts run in HTML's order, then DOMContentLoaded and load");
 
 promise_test(async () => {
@@ -99,7 +109,9 @@ promise_test(async () => {
   site.add("/ok.js", "log.push('ok.js ran');");
   site.add("/style.css", "p { color: red }", { contentType: "text/css" });
   site.add("/index.html", `<!doctype html><head>
-    <script>var log = []; addEventListener('error', (e) => log.push('window error: ' + e.message));</script>
+    <script>var log = []; addEventListener('error', (e) => log.push('window error: ' + e.message));
+      // Scripts and links load with the realm's own fetch, captured before any page script.
+      fetch = () => Promise.reject(new TypeError('the page replaced fetch'));</script>
     <script src="ok.js" onload="log.push('ok.js load')"></script>
     <script src="missing.js" onerror="log.push('missing.js error')" onload="log.push('missing.js load')"></script>
     <link rel="stylesheet" href="style.css" onload="log.push('style load')">
