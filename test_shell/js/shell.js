@@ -44,6 +44,15 @@
       return new Frame(id, String(url));
     }
     async activate() { native.activate(this.id); }
+    // The child frames this frame's document made from its <iframe> elements, in document order.
+    children() { return native.children(this.id).map(([id, url, name]) => Object.assign(new Frame(Number(id), url), { name })); }
+    // One of them, by position or by the element's name (else id).
+    child(which) {
+      const children = this.children();
+      const found = typeof which === "number" ? children[which] : children.find((c) => c.name === String(which));
+      if (!found) throw new Error(`no child frame ${String(which)}`);
+      return found;
+    }
   }
   class Page {
     constructor(frame) { this.frame = frame; }
@@ -68,6 +77,37 @@
       },
     },
     network: { bytes: (origin) => native.networkBytes(String(origin)) },
+    // The origin server of `origin`'s host: the browser sends every named host's requests to
+    // it (plain HTTP on loopback, the real host kept). Paths not added are 404.
+    server(origin) {
+      const base = native.originOf(String(origin));
+      if (!base) throw new TypeError(`not an http(s) origin: ${origin}`);
+      const url = (path) => base + (String(path).startsWith("/") ? String(path) : `/${path}`);
+      return {
+        origin: base,
+        url,
+        // Serves bytes (or a string as UTF-8) at `path`; options: {headers, status, contentType}.
+        add(path, bytes, options = {}) {
+          const data = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
+          const status = options.status === undefined ? null : Number(options.status);
+          const type = options.contentType === undefined ? null : String(options.contentType);
+          return native.serverAdd(base, String(path), data, flatHeaders(options.headers), status, type);
+        },
+        // Serves a directory (relative to the scenario) at `prefix`, `<file>.headers` included.
+        serveDirectory(prefix, dir) { native.serveDirectory(base, String(prefix), String(dir)); },
+        // A URL of the echo resource answering with {body, contentType, status, headers}.
+        echo(answer = {}) {
+          native.serverEcho(base);
+          const query = [];
+          const put = (key, value) => query.push(`${encodeURIComponent(key)}=${encodeURIComponent(value)}`);
+          if (answer.body !== undefined) put("body", answer.body);
+          if (answer.contentType !== undefined) put("content-type", answer.contentType);
+          if (answer.status !== undefined) put("status", answer.status);
+          for (const [name, value] of Object.entries(answer.headers || {})) put("header", `${name}: ${value}`);
+          return url(`/echo?${query.join("&")}`);
+        },
+      };
+    },
   };
   Object.defineProperty(globalThis, "shell", { value: shell, writable: false, configurable: false });
 })();

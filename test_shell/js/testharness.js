@@ -722,9 +722,15 @@
   };
   for (const k of Object.keys(exported)) global[k] = exported[k];
 
-  // Start after the script that registers the tests has finished evaluating.
-  setTimer(function () {
+  // Start after the script that registers the tests has finished evaluating; in a document
+  // still loading (an .html test), after its window's load event, when every script ran.
+  const start = function () {
     runner.loaded = true;
     runner.pump();
-  }, 0);
+  };
+  if (global.document && global.document.readyState !== "complete" && typeof global.addEventListener === "function") {
+    global.addEventListener("load", function () { setTimer(start, 0); });
+  } else {
+    setTimer(start, 0);
+  }
 })(globalThis);

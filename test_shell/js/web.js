@@ -305,6 +305,8 @@
       this.statusText = init.statusText === undefined ? "" : String(init.statusText);
       this.headers = new Headers(init.headers);
       this.url = "";
+      this.type = "default";
+      this.redirected = false;
       this._blob = body === null || body === undefined ? null : body instanceof Blob ? body : new Blob([body]);
       this._net = undefined;
       this._used = false;
@@ -347,12 +349,46 @@
     async json() { return JSON.parse(await this.text()); }
     async blob() { return new Blob([await this.bytes()], { type: this.headers.get("content-type") || "" }); }
   }
+  // A request: URL (absolute after construction), integrity and crossOriginStorage (SPEC §11).
+  class Request {
+    constructor(input, init = {}) {
+      init = init || {};
+      const base = input instanceof Request ? input : { url: String(input), integrity: "", crossOriginStorage: undefined };
+      this.url = resolveUrl(base.url);
+      this.method = "GET";
+      this.integrity = init.integrity !== undefined ? String(init.integrity) : base.integrity;
+      this.crossOriginStorage = init.crossOriginStorage !== undefined ? init.crossOriginStorage : base.crossOriginStorage;
+      this.headers = new Headers(init.headers || (input instanceof Request ? input.headers : undefined));
+    }
+  }
+  // Relative URLs resolve against the realm's URL (a worker's is its page's).
+  const resolveUrl = (url) => {
+    const base = globalThis.location ? globalThis.location.href : undefined;
+    let parsed;
+    try { parsed = new URL(String(url), base); } catch (_) { throw new TypeError(`fetch: not a valid URL: ${url}`); }
+    if (parsed.protocol !== "http:" && parsed.protocol !== "https:") throw new TypeError(`fetch: only http(s) URLs are supported here: ${url}`);
+    return parsed.href;
+  };
+  // crossOriginStorage: '' | '*' | [origins] | {origins, contentType} → the native's argument.
+  const cosArgument = (scope) => {
+    if (scope === undefined) return null;
+    let origins = scope, contentType = null;
+    if (scope !== null && typeof scope === "object" && !Array.isArray(scope)) {
+      origins = scope.origins === undefined ? "" : scope.origins;
+      contentType = scope.contentType === undefined ? null : String(scope.contentType);
+    }
+    if (Array.isArray(origins)) return { kind: "sequence", values: origins.map(String), contentType };
+    if (origins !== null && typeof origins === "object" && typeof origins[Symbol.iterator] === "function") return { kind: "sequence", values: [...origins].map(String), contentType };
+    return { kind: "single", values: [String(origins)], contentType };
+  };
   async function fetch(input, init = {}) {
-    const url = String(input && input.url !== undefined ? input.url : input);
-    if (!/^https?:\/\//.test(url)) throw new TypeError(`fetch: only absolute http(s) URLs are supported here: ${url}`);
-    const head = await net.start(url);
+    const request = new Request(input, init);
+    const head = await net.start(request.url, request.integrity || null, cosArgument(request.crossOriginStorage));
     const response = Object.create(Response.prototype);
-    Object.assign(response, { status: head.status, statusText: "", headers: new Headers(head.headers), url });
+    const sameOrigin = new URL(head.url).origin === (globalThis.location ? globalThis.location.origin : "");
+    Object.assign(response, { status: head.status, statusText: "", headers: new Headers(head.headers), url: head.url });
+    response.type = sameOrigin ? "basic" : "cors";
+    response.redirected = head.redirected;
     response._blob = null;
     response._net = head.id;
     response._used = false;
@@ -364,6 +400,7 @@
   }
   define("Headers", Headers);
   define("Response", Response);
+  define("Request", Request);
 
   // ---- blob: URLs, dedicated workers, messages ---------------------------------------------------------
   const workerNative = globalThis.__worker;

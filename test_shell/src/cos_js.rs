@@ -58,10 +58,22 @@ fn settle_error(error: CosError) -> Settle {
     Box::new(move |ctx| make_error(ctx, &error).map(Err))
 }
 
+/// `is_array_buffer`, without the TypeError QuickJS leaves pending when the object is not an
+/// ArrayBuffer: a later, unrelated operation (a module load) would otherwise fail with it.
+fn is_array_buffer(object: &rquickjs::Object<'_>) -> bool {
+    let is = object.is_array_buffer();
+    if !is {
+        let _ = object.ctx().catch();
+    }
+    is
+}
+
 /// Reads script bytes (ArrayBuffer or any view) into a vector.
 pub(crate) fn bytes_of(value: &Value<'_>) -> rquickjs::Result<Vec<u8>> {
     if let Some(object) = value.as_object() {
-        if let Some(buffer) = object.as_array_buffer() {
+        if is_array_buffer(object)
+            && let Some(buffer) = object.as_array_buffer()
+        {
             // SAFETY: the bytes are copied at once, before any script can run and detach or
             // resize the buffer.
             return Ok(unsafe { buffer.as_bytes() }.map(<[u8]>::to_vec).unwrap_or_default());
@@ -90,7 +102,9 @@ pub(crate) fn bytes_of(value: &Value<'_>) -> rquickjs::Result<Vec<u8>> {
 /// sending a byte); other views are copied. `use_bytes` must not run script.
 pub(crate) fn with_script_bytes<R>(value: &Value<'_>, use_bytes: impl FnOnce(&[u8]) -> R) -> rquickjs::Result<R> {
     if let Some(object) = value.as_object() {
-        if let Some(buffer) = object.as_array_buffer() {
+        if is_array_buffer(object)
+            && let Some(buffer) = object.as_array_buffer()
+        {
             // SAFETY: the slice lives only during `use_bytes`, which runs no script, so nothing
             // can detach, resize or free the buffer meanwhile; `value` keeps it alive.
             if let Some(bytes) = unsafe { buffer.as_bytes() } {

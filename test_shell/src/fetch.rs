@@ -14,8 +14,12 @@ use cos_ipc::Endpoint;
 use crossbeam_channel::{Receiver, TryRecvError};
 use rquickjs::{ArrayBuffer, Ctx, Function, Object, Promise, Value};
 
+use cos_common::{OriginsInput, OriginsOption};
+use rquickjs::Exception;
+
 use crate::js::{OpsHandle, Settle, settle_err, settle_ok};
-use crate::protocol::{FetchRequest, FetchResponse};
+use crate::protocol::{FetchRequest, FetchResponse, FetchScope, RequestText};
+use crate::sri::Integrity;
 
 /// Body chunks in flight per response (each up to 1 MiB).
 const CHUNKS_IN_FLIGHT: usize = 4;
@@ -29,6 +33,8 @@ enum Chunk {
 struct Head {
     status: u16,
     headers: Vec<(String, String)>,
+    url: String,
+    redirected: bool,
 }
 
 #[derive(Default)]
@@ -37,7 +43,7 @@ struct Bodies {
     next: u32,
 }
 
-/// Installs `__fetch` (`start(url)`, `read(id)`) in a realm of `frame` (a worker's: its page's)
+/// Installs `__fetch` (`start(url, integrity, {kind, values, contentType})`, `read(id)`) in a realm of `frame` (a worker's: its page's)
 /// whose requests go over `network`.
 pub fn install(
     ctx: &Ctx<'_>,
@@ -71,12 +77,60 @@ fn decoded(received: Result<cos_ipc::Message, cos_ipc::IpcError>) -> Option<Fetc
 }
 
 /// Sends the request to the browser's network service; returns the pipe its response comes on.
-fn ask_browser(network: &Endpoint, frame: u64, url: &str) -> Result<Endpoint, String> {
+fn ask_browser(network: &Endpoint, frame: u64, request: &Outgoing) -> Result<Endpoint, String> {
     let (mine, theirs) = Endpoint::pair().map_err(|e| e.to_string())?;
-    let request = FetchRequest { frame, url: url.to_owned(), response: theirs.into() };
+    let request = FetchRequest {
+        frame,
+        url: request.url.clone(),
+        integrity: request.integrity.clone(),
+        cross_origin_storage: request.scope.clone(),
+        response: theirs.into(),
+    };
     let (bytes, attachments) = cos_ipc::encode_with_attachments(request).map_err(|e| e.to_string())?;
     network.send(&bytes, attachments).map_err(|e| format!("the browser went away: {e}"))?;
     Ok(mine)
+}
+
+/// A request as script made it, validated.
+struct Outgoing {
+    url: String,
+    integrity: Option<RequestText>,
+    scope: Option<FetchScope>,
+}
+
+/// Validates a request's `integrity` and `crossOriginStorage` members (`cos`: how script passed
+/// `origins` — `"absent"`, `"single"` or `"sequence"` — its values, and `contentType`), as
+/// `getFileHandle` validates `origins`: a bad origin is a `TypeError`, `''` and `[]` are the
+/// same-site scope.
+fn validate(
+    url: String,
+    integrity: Option<String>,
+    cos: Option<(String, Vec<String>, Option<String>)>,
+) -> Result<Outgoing, String> {
+    let integrity = integrity
+        .filter(|text| !text.is_empty())
+        .map(|text| RequestText::new(text).ok_or("fetch: the integrity metadata is not valid header text"))
+        .transpose()?;
+    let scope = match cos {
+        None => None,
+        Some((kind, values, content_type)) => {
+            let input = match (kind.as_str(), values.as_slice()) {
+                ("single", [value]) if value.is_empty() => OriginsInput::Absent,
+                ("single", [value]) => OriginsInput::Single(value.clone()),
+                ("sequence", _) => OriginsInput::Sequence(values),
+                _ => OriginsInput::Absent,
+            };
+            let origins =
+                OriginsOption::parse(&input).map_err(|error| format!("fetch: crossOriginStorage: {error}"))?;
+            let content_type = content_type
+                .map(|text| {
+                    RequestText::new(text).ok_or("fetch: crossOriginStorage.contentType is not valid header text")
+                })
+                .transpose()?;
+            Some(FetchScope { origins, content_type })
+        }
+    };
+    Ok(Outgoing { url, integrity, scope })
 }
 
 struct Poll<T>(Receiver<T>);
@@ -105,68 +159,22 @@ fn start(
     bodies: Rc<RefCell<Bodies>>,
     ops: OpsHandle,
     realm: usize,
-) -> impl for<'js> Fn(Ctx<'js>, String) -> rquickjs::Result<Promise<'js>> {
-    move |ctx, url| {
+) -> impl for<'js> Fn(Ctx<'js>, String, Option<String>, Option<Object<'js>>) -> rquickjs::Result<Promise<'js>> {
+    move |ctx, url, integrity, cos| {
+        // `{kind, values, contentType}` from web.js, or null without `crossOriginStorage`.
+        let cos = match cos {
+            Some(cos) => Some((cos.get("kind")?, cos.get("values")?, cos.get("contentType")?)),
+            None => None,
+        };
+        let request = validate(url, integrity, cos).map_err(|message| Exception::throw_type(&ctx, &message))?;
         let (head_tx, head_rx) = crossbeam_channel::bounded::<Result<Head, String>>(1);
         let (body_tx, body_rx) = crossbeam_channel::bounded::<Chunk>(CHUNKS_IN_FLIGHT);
         let network = network.clone();
-        let spawned = std::thread::Builder::new().name("shell-fetch".into()).spawn(move || {
-            let failed = |error: String| format!("Failed to fetch {url}: {error}");
-            let response = match ask_browser(&network, frame, &url) {
-                Ok(response) => response,
-                Err(error) => {
-                    let _ = head_tx.send(Err(failed(error)));
-                    return;
-                }
-            };
-            let mut head_tx = Some(head_tx);
-            let mut pending = None;
-            loop {
-                let message = pending.take().unwrap_or_else(|| receive(&response));
-                let (chunk, done) = match message {
-                    Some(FetchResponse::Head { status, headers }) => {
-                        if let Some(head_tx) = head_tx.take() {
-                            let _ = head_tx.send(Ok(Head { status, headers }));
-                        }
-                        continue;
-                    }
-                    Some(FetchResponse::Body(mut bytes)) => {
-                        // Hand script up to 1 MiB at a time: the pieces already here are
-                        // joined, so that script (and a COS write per chunk) runs less often.
-                        while bytes.len() < SCRIPT_CHUNK {
-                            match response.recv_timeout(Duration::ZERO) {
-                                Err(cos_ipc::IpcError::Timeout) => break, // nothing more yet
-                                received => match decoded(received) {
-                                    Some(FetchResponse::Body(more)) => bytes.extend_from_slice(&more),
-                                    other => {
-                                        pending = Some(other);
-                                        break;
-                                    }
-                                },
-                            }
-                        }
-                        (Chunk::Data(bytes), false)
-                    }
-                    Some(FetchResponse::End) => (Chunk::End, true),
-                    Some(FetchResponse::Failed(error)) => (Chunk::Failed(error), true),
-                    None => (Chunk::Failed("malformed response from the browser".into()), true),
-                };
-                // Before the head, a failure fails the fetch itself.
-                if let Some(head_tx) = head_tx.take() {
-                    let reason = match chunk {
-                        Chunk::Failed(error) => error,
-                        _ => "the response had no head".into(),
-                    };
-                    let _ = head_tx.send(Err(failed(reason)));
-                    return;
-                }
-                if body_tx.send(chunk).is_err() || done {
-                    return; // finished, or the page dropped the body
-                }
-            }
-        });
+        let spawned = std::thread::Builder::new()
+            .name("shell-fetch".into())
+            .spawn(move || receive_response(&network, frame, &request, head_tx, &body_tx));
         if let Err(error) = spawned {
-            return Err(rquickjs::Exception::throw_internal(&ctx, &format!("cannot start a fetch: {error}")));
+            return Err(Exception::throw_internal(&ctx, &format!("cannot start a fetch: {error}")));
         }
         let id = {
             let mut table = bodies.borrow_mut();
@@ -181,6 +189,8 @@ fn start(
                     let info = Object::new(ctx.clone())?;
                     info.set("id", id)?;
                     info.set("status", head.status)?;
+                    info.set("url", head.url)?;
+                    info.set("redirected", head.redirected)?;
                     let headers = rquickjs::Array::new(ctx.clone())?;
                     for (index, (name, value)) in head.headers.into_iter().enumerate() {
                         let pair = rquickjs::Array::new(ctx.clone())?;
@@ -195,6 +205,112 @@ fn start(
                 None => type_error("fetch failed".into()),
             }
         })
+    }
+}
+
+/// Runs on the request's thread: sends it, then passes the head to `head_tx` and the body to
+/// `body_tx` as they come. With integrity metadata the whole body is checked first (Fetch: the
+/// response is only handed over once its integrity matched); a mismatch fails the fetch.
+fn receive_response(
+    network: &Endpoint,
+    frame: u64,
+    request: &Outgoing,
+    head_tx: crossbeam_channel::Sender<Result<Head, String>>,
+    body_tx: &crossbeam_channel::Sender<Chunk>,
+) {
+    let url = &request.url;
+    let failed = |error: String| format!("Failed to fetch {url}: {error}");
+    let response = match ask_browser(network, frame, request) {
+        Ok(response) => response,
+        Err(error) => {
+            let _ = head_tx.send(Err(failed(error)));
+            return;
+        }
+    };
+    if let Some(integrity) = request.integrity.as_ref().and_then(|text| Integrity::parse(text.as_str())) {
+        let mut checker = integrity.checker();
+        let mut head = None;
+        let mut body: Vec<Vec<u8>> = Vec::new();
+        loop {
+            match receive(&response) {
+                Some(FetchResponse::Head { status, headers, url, redirected }) => {
+                    head = Some(Head { status, headers, url, redirected });
+                }
+                Some(FetchResponse::Body(bytes)) => {
+                    checker.update(&bytes);
+                    match body.last_mut() {
+                        Some(last) if last.len() + bytes.len() <= SCRIPT_CHUNK => last.extend_from_slice(&bytes),
+                        _ => body.push(bytes),
+                    }
+                }
+                Some(FetchResponse::End) => break,
+                Some(FetchResponse::Failed(error)) => {
+                    let _ = head_tx.send(Err(failed(error)));
+                    return;
+                }
+                None => {
+                    let _ = head_tx.send(Err(failed("malformed response from the browser".into())));
+                    return;
+                }
+            }
+        }
+        let Some(head) = head.filter(|_| checker.matches()) else {
+            let _ = head_tx.send(Err(failed("the response does not match its integrity metadata".into())));
+            return;
+        };
+        let _ = head_tx.send(Ok(head));
+        for bytes in body {
+            if body_tx.send(Chunk::Data(bytes)).is_err() {
+                return;
+            }
+        }
+        let _ = body_tx.send(Chunk::End);
+        return;
+    }
+    let mut head_tx = Some(head_tx);
+    let mut pending = None;
+    loop {
+        let message = pending.take().unwrap_or_else(|| receive(&response));
+        let (chunk, done) = match message {
+            Some(FetchResponse::Head { status, headers, url, redirected }) => {
+                if let Some(head_tx) = head_tx.take() {
+                    let _ = head_tx.send(Ok(Head { status, headers, url, redirected }));
+                }
+                continue;
+            }
+            Some(FetchResponse::Body(mut bytes)) => {
+                // Hand script up to 1 MiB at a time: the pieces already here are
+                // joined, so that script (and a COS write per chunk) runs less often.
+                while bytes.len() < SCRIPT_CHUNK {
+                    match response.recv_timeout(Duration::ZERO) {
+                        Err(cos_ipc::IpcError::Timeout) => break, // nothing more yet
+                        received => match decoded(received) {
+                            Some(FetchResponse::Body(more)) => bytes.extend_from_slice(&more),
+                            other => {
+                                pending = Some(other);
+                                break;
+                            }
+                        },
+                    }
+                }
+                (Chunk::Data(bytes), false)
+            }
+            Some(FetchResponse::End) => (Chunk::End, true),
+            Some(FetchResponse::Failed(error)) => (Chunk::Failed(error), true),
+            None => (Chunk::Failed("malformed response from the browser".into()), true),
+        };
+        // Before the head, a failure fails the fetch itself.
+        if let Some(head_tx) = head_tx.take() {
+            let reason = match chunk {
+                Chunk::Failed(error) => error,
+                _ => "the response had no head".into(),
+            };
+            let _ = head_tx.send(Err(failed(reason)));
+            return;
+        }
+        if body_tx.send(chunk).is_err() || done {
+            return; // finished, or the page dropped the body
+        }
     }
 }
 

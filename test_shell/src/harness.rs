@@ -8,7 +8,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use cos_common::{Origin, Partition};
-use cos_test_hub::Hub;
+use cos_test_hub::{FileOptions, Hub};
+use http::header::{HeaderName, HeaderValue};
 use rquickjs::{Ctx, Exception, Function, Object, Value};
 
 use crate::js::{JsError, JsHost, TESTHARNESS_JS, TestResult};
@@ -74,6 +75,8 @@ struct Harness {
     browser: Option<ShellBrowser>,
     hub: Option<Hub>,
     pages: HashMap<u64, Page>,
+    /// The scenario's directory (`shell.server(...).serveDirectory` paths are relative to it).
+    script_dir: PathBuf,
 }
 
 impl Harness {
@@ -128,8 +131,14 @@ pub fn run_scenario(config: ScenarioConfig, script: &Path, timeout: Duration) ->
     let source =
         std::fs::read_to_string(script).map_err(|error| PageError::Read { path: script.to_path_buf(), error })?;
     let meta = service_meta(&source, script)?;
-    let shared: Shared =
-        Rc::new(RefCell::new(Harness { config, meta, browser: None, hub: None, pages: HashMap::new() }));
+    let shared: Shared = Rc::new(RefCell::new(Harness {
+        config,
+        meta,
+        browser: None,
+        hub: None,
+        pages: HashMap::new(),
+        script_dir: script.parent().unwrap_or(Path::new(".")).to_path_buf(),
+    }));
     let js = JsHost::new(false).map_err(js_error)?;
     let realm = js.realm().map_err(js_error)?;
     js.set_console(Rc::new(crate::console::print));
@@ -209,6 +218,25 @@ fn install(ctx: &Ctx<'_>, shared: &Shared) -> rquickjs::Result<()> {
                 Ok(id as f64)
             },
         )?,
+    )?;
+
+    let h = shared.clone();
+    native.set(
+        "children",
+        // The frames `frame`'s document made from its <iframe>s: [id, url, name or ""] each.
+        Function::new(ctx.clone(), move |ctx: Ctx<'_>, frame: f64| -> rquickjs::Result<Vec<Vec<String>>> {
+            let mut harness = h.borrow_mut();
+            let page = harness.pages.get(&(frame as u64)).cloned().ok_or_else(|| fail(&ctx, "no such frame"))?;
+            let children = harness.browser().map_err(|e| fail(&ctx, e))?.children(&page);
+            Ok(children
+                .into_iter()
+                .map(|child| {
+                    let id = child.page.frame_id();
+                    harness.pages.insert(id, child.page);
+                    vec![id.to_string(), child.url, child.name.unwrap_or_default()]
+                })
+                .collect())
+        })?,
     )?;
 
     let h = shared.clone();
@@ -335,7 +363,70 @@ fn install(ctx: &Ctx<'_>, shared: &Shared) -> rquickjs::Result<()> {
         "networkBytes",
         Function::new(ctx.clone(), move |ctx: Ctx<'_>, origin: String| -> rquickjs::Result<f64> {
             let origin = Origin::from_url(&origin).map(|o| o.to_string()).unwrap_or(origin);
-            Ok(h.borrow_mut().hub().map_err(|e| fail(&ctx, e))?.bytes_served_to(&origin) as f64)
+            let mut harness = h.borrow_mut();
+            let from_hub = harness.hub().map_err(|e| fail(&ctx, e))?.bytes_served_to(&origin);
+            let from_servers = harness.browser().map_err(|e| fail(&ctx, e))?.origin_servers().bytes_served_to(&origin);
+            Ok((from_hub + from_servers) as f64)
+        })?,
+    )?;
+
+    let h = shared.clone();
+    native.set(
+        "serverAdd",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'_>,
+                  origin: String,
+                  path: String,
+                  data: Value<'_>,
+                  headers: Vec<String>,
+                  status: Option<u16>,
+                  content_type: Option<String>|
+                  -> rquickjs::Result<String> {
+                let bytes = crate::cos_js::bytes_of(&data)?;
+                let mut file = FileOptions::default();
+                for pair in headers.chunks(2).filter(|pair| pair.len() == 2) {
+                    let name = HeaderName::from_bytes(pair[0].as_bytes()).map_err(|e| fail(&ctx, e))?;
+                    let value = HeaderValue::from_str(&pair[1]).map_err(|e| fail(&ctx, e))?;
+                    file = file.header(name, value);
+                }
+                if let Some(status) = status {
+                    file = file.status(status);
+                }
+                if let Some(content_type) = content_type {
+                    file = file.content_type(HeaderValue::from_str(&content_type).map_err(|e| fail(&ctx, e))?);
+                }
+                let mut harness = h.borrow_mut();
+                let browser = harness.browser().map_err(|e| fail(&ctx, e))?;
+                browser.serve(&origin, &path, bytes, file).map_err(|e| fail(&ctx, e))
+            },
+        )?,
+    )?;
+
+    let h = shared.clone();
+    native.set(
+        "serveDirectory",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'_>, origin: String, prefix: String, dir: String| -> rquickjs::Result<()> {
+                let mut harness = h.borrow_mut();
+                let dir = harness.script_dir.join(dir);
+                let browser = harness.browser().map_err(|e| fail(&ctx, e))?;
+                browser.serve_directory(&origin, &prefix, &dir).map_err(|e| fail(&ctx, e))
+            },
+        )?,
+    )?;
+
+    let h = shared.clone();
+    native.set(
+        "serverEcho",
+        Function::new(ctx.clone(), move |ctx: Ctx<'_>, origin: String| -> rquickjs::Result<()> {
+            let origin = Origin::from_url(&origin).map_err(|_| fail(&ctx, "not an origin"))?;
+            let mut harness = h.borrow_mut();
+            let browser = harness.browser().map_err(|e| fail(&ctx, e))?;
+            let hub = browser.origin_servers().hub().map_err(|e| fail(&ctx, e))?;
+            hub.add_echo(Some(origin.host()), "/echo");
+            Ok(())
         })?,
     )?;
 

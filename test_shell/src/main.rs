@@ -65,8 +65,12 @@ enum Command {
     /// Opens one page at ORIGIN and runs a web-platform-tests style file in it (`// META:
     /// script=` includes are loaded first, relative to the file). Same output and exit code as
     /// `run`.
+    ///
+    /// An `.html` test file is a testharness.js page instead: its directory is served at
+    /// ORIGIN, `/resources/testharness.js` is the shell's harness, and the page loads as a
+    /// document (its scripts, modules, iframes and links).
     Wpt {
-        /// The `.any.js` test file.
+        /// The `.any.js` or `.html` test file.
         test: PathBuf,
         /// The page's URL (its origin decides what the page may see).
         #[arg(long, default_value = "https://web-platform.test/")]
@@ -128,8 +132,12 @@ enum ChromiumCommand {
     /// Runs a web-platform-tests `.any.js` file in Chromium, as a window page and in a dedicated
     /// worker (as its `// META: global=` allows), at ORIGIN (an `http://` or `https://` name
     /// that Chromium resolves to a loopback hub). Same output and exit code as `wpt`.
+    ///
+    /// An `.html` test file is a testharness.js page instead: its directory is served at
+    /// ORIGIN, `/resources/testharness.js` is the shell's harness, and the page loads as a
+    /// document (its scripts, modules, iframes and links).
     Wpt {
-        /// The `.any.js` test file.
+        /// The `.any.js` or `.html` test file.
         test: PathBuf,
         /// The page's URL (its origin decides what the page may see).
         #[arg(long, default_value = cos_shell_chromium::wpt::DEFAULT_ORIGIN)]
@@ -319,6 +327,9 @@ fn scrub(profile: &std::path::Path, json: bool) -> ExitCode {
 fn wpt(test: &std::path::Path, origin: &str, profile: Option<&std::path::Path>, timeout: Duration) -> ExitCode {
     let outcome = (|| -> Result<Vec<js::TestResult>, page::PageError> {
         let browser = page::ShellBrowser::start(&program(), profile)?;
+        if test.extension().is_some_and(|ext| ext == "html") {
+            return browser.run_html_test(test, origin, timeout);
+        }
         let page = browser.open(origin)?;
         page.run_test_file(test, timeout)
     })();

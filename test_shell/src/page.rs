@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cos_browser::permissions_policy;
-use cos_browser::{CosHost, FrameInfo, HostConfig, ServiceLaunch};
+use cos_browser::{ContextKind, CosHost, FrameInfo, HostConfig, ServiceLaunch};
 use cos_common::interface::{FrameId, RendererId, ServiceProcessConfig};
 use cos_common::{AllowOriginCeiling, OffTheRecordProfileId, Origin, Partition, Site};
 use cos_ipc::Endpoint;
@@ -14,6 +14,10 @@ use cos_ipc::launch::{LaunchOptions, LaunchedChild};
 use parking_lot::Mutex;
 
 use crate::channel::{Channel, DEFAULT_MESSAGE_LIMIT};
+use crate::document::IframeElement;
+use crate::document::navigation;
+use crate::servers::OriginServers;
+use cos_test_hub::FileOptions;
 
 use crate::js::TestResult;
 use crate::protocol::{RendererCommand, RendererReply};
@@ -61,10 +65,44 @@ pub struct OpenOptions {
     pub process: Option<String>,
 }
 
-impl OpenOptions {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+impl OpenOptions {}
+
+/// The first value of header `name` (case-insensitive).
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// The most frames the `<iframe>`s of one document tree (a page opened or an iframe appended,
+/// and all it embeds) may make, and how deep they may nest: a document that embeds itself
+/// stops there.
+pub const MAX_HTML_FRAMES: usize = 64;
+/// See [`MAX_HTML_FRAMES`].
+pub const MAX_HTML_DEPTH: usize = 8;
+
+/// How long a document's scripts and links may take to reach its `load` event.
+const DOCUMENT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What is left of [`MAX_HTML_FRAMES`] and [`MAX_HTML_DEPTH`] while a document tree loads.
+struct Nesting {
+    depth: usize,
+    remaining: usize,
+}
+
+impl Nesting {
+    fn top() -> Nesting {
+        Nesting { depth: 0, remaining: MAX_HTML_FRAMES }
     }
+}
+
+/// A child frame a document made from one of its `<iframe>` elements.
+#[derive(Clone)]
+pub struct ChildFrame {
+    /// The child frame.
+    pub page: Page,
+    /// Its document's URL (the `src` resolved against the parent document).
+    pub url: String,
+    /// The element's `name`, else its `id`.
+    pub name: Option<String>,
 }
 
 /// What the browser remembers about a frame it created.
@@ -74,6 +112,13 @@ struct FrameRecord {
     top_level_site: Site,
     cos_allowed: bool,
     partition: Partition,
+    /// The document's URL.
+    url: String,
+    /// The named renderer process it lives in ([`OpenOptions::process`]); its HTML iframes
+    /// go there too.
+    process: Option<String>,
+    /// The frame id of the document's service workers (0 before it is registered).
+    service_worker_frame: u64,
 }
 
 /// The shell's browser process: the COS host, the frame table and the renderer processes that
@@ -87,7 +132,11 @@ pub struct ShellBrowser {
     /// Renderer processes by what they host: `site:<site>`, `shared` or `named:<name>`.
     renderers: Mutex<HashMap<String, std::sync::Arc<Mutex<RendererProcess>>>>,
     frames: Mutex<HashMap<u64, FrameRecord>>,
+    /// The frames each document made from its `<iframe>` elements.
+    children: Mutex<HashMap<u64, Vec<ChildFrame>>>,
     next_id: Mutex<u64>,
+    servers: std::sync::Arc<OriginServers>,
+    network: std::sync::Arc<crate::network::Network>,
     _profile: Option<tempfile::TempDir>,
 }
 
@@ -120,14 +169,22 @@ impl ShellBrowser {
         launch.program = program.to_path_buf();
         let host = CosHost::start(HostConfig { launch: ServiceLaunch::Process(launch), service })
             .map_err(|e| PageError::Start(e.to_string()))?;
+        let servers = std::sync::Arc::<OriginServers>::default();
         Ok(Self {
-            host,
             program: program.to_path_buf(),
             process_per_site: std::sync::atomic::AtomicBool::new(true),
             message_limit: std::sync::atomic::AtomicUsize::new(DEFAULT_MESSAGE_LIMIT),
             renderers: Mutex::new(HashMap::new()),
             frames: Mutex::new(HashMap::new()),
+            children: Mutex::new(HashMap::new()),
             next_id: Mutex::new(1),
+            servers: servers.clone(),
+            network: std::sync::Arc::new(crate::network::Network {
+                frames: host.frames().clone(),
+                servers,
+                loader: host.loader(),
+            }),
+            host,
             _profile: temporary,
         })
     }
@@ -135,6 +192,32 @@ impl ShellBrowser {
     /// The COS host (clear site data, inspection, ...).
     pub fn host(&self) -> &CosHost {
         &self.host
+    }
+
+    /// The origin servers: every named host's http(s) requests from this browser's pages
+    /// go to them (see [`OriginServers`]).
+    pub fn origin_servers(&self) -> &std::sync::Arc<OriginServers> {
+        &self.servers
+    }
+
+    /// Serves `bytes` at `path` of `origin`'s host (an http(s) URL or origin) as `options` say
+    /// (status, headers, content type); returns the file's absolute URL at that origin.
+    pub fn serve(&self, origin: &str, path: &str, bytes: Vec<u8>, options: FileOptions) -> Result<String, PageError> {
+        let origin = Origin::from_url(origin).map_err(|_| PageError::Origin(origin.to_owned()))?;
+        let hub = self.servers.hub().map_err(|e| PageError::Start(format!("origin servers: {e}")))?;
+        let file = hub.add_with(path, bytes, &options.host(origin.host()));
+        Ok(format!("{origin}{}", file.path))
+    }
+
+    /// Serves the directory `dir` from disk at `prefix` of `origin`'s host (e.g. a
+    /// web-platform-tests checkout at `https://web-platform.test/`), `.headers` files included
+    /// ([`cos_test_hub::Hub::serve_directory`]); also answers the echo resource at `/echo`.
+    pub fn serve_directory(&self, origin: &str, prefix: &str, dir: &Path) -> Result<(), PageError> {
+        let origin = Origin::from_url(origin).map_err(|_| PageError::Origin(origin.to_owned()))?;
+        let hub = self.servers.hub().map_err(|e| PageError::Start(format!("origin servers: {e}")))?;
+        hub.serve_directory(Some(origin.host()), prefix, dir);
+        hub.add_echo(Some(origin.host()), "/echo");
+        Ok(())
     }
 
     fn next(&self) -> u64 {
@@ -185,7 +268,7 @@ impl ShellBrowser {
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
         };
         self.host.register_renderer(RendererId(id), browser_end, kill);
-        crate::network::serve_renderer(RendererId(id), network_end, self.host.frames().clone(), kill)
+        crate::network::serve_renderer(RendererId(id), network_end, self.network.clone(), kill)
             .map_err(|e| PageError::Start(format!("network service: {e}")))?;
         control
             .send(RendererCommand::Init {
@@ -204,19 +287,31 @@ impl ShellBrowser {
         self.open_with(url, &OpenOptions::default())
     }
 
-    /// Opens a top-level page at `url` with response headers and a profile.
+    /// Opens a top-level page at `url` with response headers and a profile: its document is
+    /// requested from the network (an HTML response is parsed and its scripts run, its
+    /// `<iframe>`s become child frames) and returned once its window's `load` event fired.
     pub fn open_with(&self, url: &str, options: &OpenOptions) -> Result<Page, PageError> {
         let origin = Origin::from_url(url).map_err(|_| PageError::Origin(url.to_owned()))?;
-        let allowed = permissions_policy::is_enabled(Some(&origin), options.header("Permissions-Policy"), None);
+        let navigation = navigation::navigate(&self.servers, url, &origin);
+        let headers = navigation::effective_headers(&navigation.headers, &options.headers);
+        let allowed = permissions_policy::is_enabled(Some(&origin), header(&headers, "Permissions-Policy"), None);
         let partition =
             if options.off_the_record { Partition::OffTheRecord(OffTheRecordProfileId(1)) } else { Partition::Regular };
-        let record =
-            FrameRecord { origin: origin.clone(), top_level_site: Site::of(&origin), cos_allowed: allowed, partition };
-        self.create_frame(url, record, options, None)
+        let record = FrameRecord {
+            top_level_site: Site::of(&origin),
+            origin,
+            cos_allowed: allowed,
+            partition,
+            url: url.to_owned(),
+            process: options.process.clone(),
+            service_worker_frame: 0,
+        };
+        self.create_frame(record, &headers, navigation.html, None, &mut Nesting::top())
     }
 
     /// Appends an iframe at `url` to `parent`'s document (`allow`: the iframe's `allow`
-    /// attribute; `options.headers`: the child document's response headers).
+    /// attribute; `options.headers`: added to the child document's own response headers, and
+    /// winning over them by name).
     pub fn append_iframe(
         &self,
         parent: &Page,
@@ -224,68 +319,153 @@ impl ShellBrowser {
         allow: Option<&str>,
         options: &OpenOptions,
     ) -> Result<Page, PageError> {
+        self.append_child(parent.frame, url, allow, options, &mut Nesting::top())
+    }
+
+    /// The child frames `page`'s document created from its `<iframe>` elements, in document
+    /// order (those the browser did not make are left out).
+    pub fn children(&self, page: &Page) -> Vec<ChildFrame> {
+        self.children.lock().get(&page.frame).cloned().unwrap_or_default()
+    }
+
+    fn append_child(
+        &self,
+        parent_frame: u64,
+        url: &str,
+        allow: Option<&str>,
+        options: &OpenOptions,
+        nesting: &mut Nesting,
+    ) -> Result<Page, PageError> {
         let origin = Origin::from_url(url).map_err(|_| PageError::Origin(url.to_owned()))?;
-        let parent_frame = parent.frame;
         let parent = self
             .frames
             .lock()
-            .get(&parent.frame)
+            .get(&parent_frame)
             .cloned()
             .ok_or_else(|| PageError::Renderer("no such parent frame".into()))?;
+        let navigation = navigation::navigate(&self.servers, url, &origin);
+        let headers = navigation::effective_headers(&navigation.headers, &options.headers);
         let container = permissions_policy::Container {
             parent_origin: Some(&parent.origin),
             parent_allows: parent.cos_allowed,
             allow_attribute: allow,
         };
         let allowed =
-            permissions_policy::is_enabled(Some(&origin), options.header("Permissions-Policy"), Some(container));
+            permissions_policy::is_enabled(Some(&origin), header(&headers, "Permissions-Policy"), Some(container));
         let record = FrameRecord {
             origin,
             top_level_site: parent.top_level_site,
             cos_allowed: allowed,
             partition: parent.partition,
+            url: url.to_owned(),
+            process: options.process.clone(),
+            service_worker_frame: 0,
         };
-        self.create_frame(url, record, options, Some(parent_frame))
+        self.create_frame(record, &headers, navigation.html, Some(parent_frame), nesting)
     }
 
     fn create_frame(
         &self,
-        url: &str,
         record: FrameRecord,
-        options: &OpenOptions,
+        headers: &[(String, String)],
+        html: Option<String>,
         parent: Option<u64>,
+        nesting: &mut Nesting,
     ) -> Result<Page, PageError> {
-        let FrameRecord { origin, top_level_site, cos_allowed, partition } = record;
-        let renderer = self.renderer_for(&Site::of(&origin), options.process.as_deref())?;
+        let renderer = self.renderer_for(&Site::of(&record.origin), record.process.as_deref())?;
         let frame = self.next();
         let renderer_id = renderer.lock().id;
-        let mut info = FrameInfo::top_level(RendererId(renderer_id), origin.clone());
-        info.top_level_site = Some(top_level_site.clone());
-        info.cos_allowed = cos_allowed;
-        info.partition = partition;
+        let mut info = FrameInfo::top_level(RendererId(renderer_id), record.origin.clone());
+        info.top_level_site = Some(record.top_level_site.clone());
+        info.cos_allowed = record.cos_allowed;
+        info.partition = record.partition;
         info.allow_origin_ceiling =
-            AllowOriginCeiling::from_header(options.header("Cross-Origin-Storage-Allow-Origin"));
-        info.url = Some(url.to_owned());
+            AllowOriginCeiling::from_header(header(headers, "Cross-Origin-Storage-Allow-Origin"));
+        info.url = Some(record.url.clone());
+        // The document's service workers get a frame of their own kind, so the browser (not
+        // the renderer) knows their requests for what they are.
+        let service_worker_frame = self.next();
+        let service_worker = FrameInfo { kind: ContextKind::ServiceWorker, ..info.clone() };
+        self.host.frames().insert(FrameId(service_worker_frame), service_worker);
         self.host.frames().insert(FrameId(frame), info);
-        let record = FrameRecord { origin: origin.clone(), top_level_site, cos_allowed, partition };
-        self.frames.lock().insert(frame, record);
+        let record = FrameRecord { service_worker_frame, ..record };
+        self.frames.lock().insert(frame, record.clone());
         let page = Page { renderer, frame };
         let command = RendererCommand::CreateFrame {
             frame,
-            url: url.to_owned(),
-            secure: origin.is_potentially_trustworthy(),
-            policy_allows: cos_allowed,
+            url: record.url.clone(),
+            secure: record.origin.is_potentially_trustworthy(),
+            policy_allows: record.cos_allowed,
             parent,
+            service_worker_frame,
+            document: html,
         };
+        let iframes = match page.ask(command, |_, _, _| {})? {
+            RendererReply::Iframes(iframes) => iframes,
+            _ => Vec::new(),
+        };
+        let children = self.create_iframes(&page, &record, iframes, nesting);
+        let command = RendererCommand::RunDocument { frame, children, timeout_secs: DOCUMENT_TIMEOUT.as_secs() };
         page.ask(command, |_, _, _| {})?;
         Ok(page)
+    }
+
+    /// Creates the child frames of a document's `<iframe>`s (told by its renderer, so bounded
+    /// like anything a renderer asks for): an http(s) `src` resolved against the document,
+    /// within [`MAX_HTML_FRAMES`] and [`MAX_HTML_DEPTH`]. Answers each element's frame id.
+    fn create_iframes(
+        &self,
+        parent: &Page,
+        record: &FrameRecord,
+        iframes: Vec<IframeElement>,
+        nesting: &mut Nesting,
+    ) -> Vec<Option<u64>> {
+        let base = url::Url::parse(&record.url).ok();
+        let origin = record.origin.to_string();
+        let mut children = Vec::with_capacity(iframes.len().min(MAX_HTML_FRAMES));
+        for iframe in iframes.into_iter().take(MAX_HTML_FRAMES + 1) {
+            let resolved = iframe.src.as_deref().and_then(|src| base.as_ref()?.join(src.trim()).ok());
+            let Some(url) = resolved.filter(|url| matches!(url.scheme(), "http" | "https")) else {
+                // No src, about:blank, srcdoc, data: ...: the shell makes no frame for those.
+                children.push(None);
+                continue;
+            };
+            if nesting.depth >= MAX_HTML_DEPTH || nesting.remaining == 0 {
+                let text = format!(
+                    "<iframe src=\"{url}\"> was not loaded: a document's iframes may nest {MAX_HTML_DEPTH} deep and make {MAX_HTML_FRAMES} frames"
+                );
+                crate::console::print(crate::console::Level::Warn, &origin, &text);
+                children.push(None);
+                continue;
+            }
+            nesting.remaining -= 1;
+            let mut deeper = Nesting { depth: nesting.depth + 1, remaining: nesting.remaining };
+            let options = OpenOptions { process: record.process.clone(), ..OpenOptions::default() };
+            let child = self.append_child(parent.frame, url.as_str(), iframe.allow.as_deref(), &options, &mut deeper);
+            nesting.remaining = deeper.remaining;
+            match child {
+                Ok(page) => {
+                    children.push(Some(page.frame));
+                    let child = ChildFrame { page, url: url.into(), name: iframe.name };
+                    self.children.lock().entry(parent.frame).or_default().push(child);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "an iframe's frame could not be made");
+                    children.push(None);
+                }
+            }
+        }
+        children
     }
 
     /// Closes a page: its frame leaves the frame table (calls naming it are bad messages from
     /// then on) and its realm is discarded in the renderer.
     pub fn close(&self, page: &Page) -> Result<(), PageError> {
         self.host.frames().remove(FrameId(page.frame));
-        self.frames.lock().remove(&page.frame);
+        if let Some(record) = self.frames.lock().remove(&page.frame) {
+            self.host.frames().remove(FrameId(record.service_worker_frame));
+        }
+        self.children.lock().remove(&page.frame);
         page.ask(RendererCommand::CloseFrame { frame: page.frame }, |_, _, _| {})?;
         Ok(())
     }
@@ -294,6 +474,28 @@ impl ShellBrowser {
     pub fn activate(&self, page: &Page) {
         self.host.notify_user_activation(FrameId(page.frame));
         let _ = self.host.ping();
+    }
+
+    /// Runs a testharness.js-style `.html` test: its directory is served at `origin` (so
+    /// `<script src=/resources/...>` finds the files beside it), except
+    /// `/resources/testharness.js`, which is our harness, and `/resources/testharnessreport.js`
+    /// (empty); the page at `origin` + the file's name loads as any document, then its results
+    /// are collected.
+    pub fn run_html_test(&self, path: &Path, origin: &str, timeout: Duration) -> Result<Vec<TestResult>, PageError> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        self.serve_directory(origin, "/", dir)?;
+        for (file, body) in
+            [("/resources/testharness.js", crate::js::TESTHARNESS_JS), ("/resources/testharnessreport.js", "")]
+        {
+            let options = FileOptions::default().content_type(http::HeaderValue::from_static("text/javascript"));
+            self.serve(origin, file, body.as_bytes().to_vec(), options)?;
+        }
+        let url = url::Url::parse(origin)
+            .and_then(|base| base.join(&name))
+            .map_err(|_| PageError::Origin(origin.to_owned()))?;
+        let page = self.open(url.as_str())?;
+        page.await_tests(timeout)
     }
 
     /// Kills the renderer process hosting `page` (its frames are gone; the next page of that
@@ -394,6 +596,13 @@ impl Page {
         }
     }
 
+    /// The results of the testharness the page's document loaded itself (an `.html` test),
+    /// once it completes.
+    pub fn await_tests(&self, timeout: Duration) -> Result<Vec<TestResult>, PageError> {
+        let command = RendererCommand::AwaitTests { frame: self.frame, timeout_secs: timeout.as_secs() };
+        test_results(self.ask(command, |_, _, _| {})?)
+    }
+
     /// Runs a web-platform-tests style test file: the harness, its `// META: script=` includes
     /// (relative to the file), then the file; returns the results.
     pub fn run_test_file(&self, path: &Path, timeout: Duration) -> Result<Vec<TestResult>, PageError> {
@@ -405,12 +614,16 @@ impl Page {
         }
         scripts.push((path.display().to_string(), source));
         let command = RendererCommand::RunTests { frame: self.frame, scripts, timeout_secs: timeout.as_secs() };
-        match self.ask(command, |_, _, _| {})? {
-            RendererReply::TestResults(results) => {
-                Ok(results.into_iter().map(|(name, status, message)| TestResult { name, status, message }).collect())
-            }
-            other => Err(PageError::Renderer(format!("unexpected reply {other:?}"))),
+        test_results(self.ask(command, |_, _, _| {})?)
+    }
+}
+
+fn test_results(reply: RendererReply) -> Result<Vec<TestResult>, PageError> {
+    match reply {
+        RendererReply::TestResults(results) => {
+            Ok(results.into_iter().map(|(name, status, message)| TestResult { name, status, message }).collect())
         }
+        other => Err(PageError::Renderer(format!("unexpected reply {other:?}"))),
     }
 }
 

@@ -30,6 +30,24 @@ pub enum RendererCommand {
         policy_allows: bool,
         /// The parent frame of an iframe (`window.parent`).
         parent: Option<u64>,
+        /// The frame id the browser registered for the service workers this document
+        /// registers (a frame of the service-worker kind): their requests name it, so the
+        /// browser tells them apart from the page's (COS fails closed for them).
+        service_worker_frame: u64,
+        /// The document's markup (an HTML response's body); `None`: an empty document. Answered
+        /// by `Iframes`: the document's `<iframe>` elements, for the browser to create.
+        document: Option<String>,
+    },
+    /// Run a frame's document (its scripts and links, in HTML's order) until its window's
+    /// `load` event; `children` are the frame ids of its `<iframe>`s in document order
+    /// (`None` where no child frame was made).
+    RunDocument {
+        /// The frame.
+        frame: u64,
+        /// The child frames of its `<iframe>` elements.
+        children: Vec<Option<u64>>,
+        /// Give up after this many seconds.
+        timeout_secs: u64,
     },
     /// Discard a frame and its realm.
     CloseFrame {
@@ -49,6 +67,14 @@ pub enum RendererCommand {
         frame: u64,
         /// The expression.
         expression: String,
+        /// Give up after this many seconds.
+        timeout_secs: u64,
+    },
+    /// Wait for the testharness a frame's document loaded itself (an `.html` test) to
+    /// complete; answers `TestResults`.
+    AwaitTests {
+        /// The frame.
+        frame: u64,
         /// Give up after this many seconds.
         timeout_secs: u64,
     },
@@ -84,6 +110,8 @@ pub enum RendererReply {
         /// The line.
         text: String,
     },
+    /// A created frame's `<iframe>` elements in document order (`CreateFrame`'s answer).
+    Iframes(Vec<crate::document::IframeElement>),
     /// The command failed (a host error, not a script's).
     Failed(String),
 }
@@ -97,8 +125,58 @@ pub struct FetchRequest {
     pub frame: u64,
     /// An absolute http URL.
     pub url: String,
+    /// The request's `integrity` metadata, if any (parsed by the browser, SRI's rules).
+    pub integrity: Option<RequestText>,
+    /// The request's `crossOriginStorage` member, if present (SPEC §11).
+    pub cross_origin_storage: Option<FetchScope>,
     /// The pipe the [`FetchResponse`] messages come back on.
     pub response: cos_ipc::Attached,
+}
+
+/// A request's `crossOriginStorage` member, validated: `''` (and `[]`) is the same-site scope
+/// (`OriginsOption::Omitted`), `'*'` the global one, a sequence a list; the dictionary form adds
+/// `contentType`. Decoding validates it again (an invalid list does not decode: a bad message).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchScope {
+    /// Who may read what the fetch stores.
+    pub origins: cos_common::OriginsOption,
+    /// The `Content-Type` of a response served from COS (none otherwise).
+    pub content_type: Option<RequestText>,
+}
+
+/// Request text that fits a header value: at most [`RequestText::MAX_BYTES`] of visible ASCII,
+/// spaces and tabs. Only such text decodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RequestText(String);
+
+impl RequestText {
+    /// The longest text accepted.
+    pub const MAX_BYTES: usize = 8 * 1024;
+
+    /// The text, if it is acceptable.
+    pub fn new(text: String) -> Option<Self> {
+        let fits = text.len() <= Self::MAX_BYTES && text.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b));
+        fits.then_some(Self(text))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for RequestText {
+    type Error = &'static str;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::new(text).ok_or("not header text")
+    }
+}
+
+impl From<RequestText> for String {
+    fn from(text: RequestText) -> String {
+        text.0
+    }
 }
 
 /// Browser → renderer on a request's response pipe, one message each: a head, body chunks, then
@@ -112,6 +190,10 @@ pub enum FetchResponse {
         status: u16,
         /// Header fields (names lowercase).
         headers: Vec<(String, String)>,
+        /// The response's URL (the last one after redirects).
+        url: String,
+        /// Whether a redirect was followed.
+        redirected: bool,
     },
     /// The next piece of the body (at most [`FETCH_CHUNK`] bytes).
     Body(#[serde(with = "byte_string")] Vec<u8>),
@@ -165,9 +247,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn request_text_and_scopes_validate_on_decode() {
+        assert!(RequestText::new("sha256-abc= sha384-x?y".into()).is_some());
+        assert!(RequestText::new("a\nb".into()).is_none());
+        assert!(RequestText::new("x".repeat(RequestText::MAX_BYTES + 1)).is_none());
+        let bad = cos_ipc::encode(&"line\nbreak".to_owned()).unwrap();
+        assert!(cos_ipc::decode::<RequestText>(&bad).is_err());
+        let scope =
+            FetchScope { origins: cos_common::OriginsOption::Global, content_type: RequestText::new("text/x".into()) };
+        let bytes = cos_ipc::encode(&scope).unwrap();
+        assert_eq!(cos_ipc::decode::<FetchScope>(&bytes).unwrap(), scope);
+    }
+
+    #[test]
     fn fetch_responses_round_trip() {
         let messages = [
-            FetchResponse::Head { status: 206, headers: vec![("content-range".into(), "bytes 0-1/2".into())] },
+            FetchResponse::Head {
+                status: 206,
+                headers: vec![("content-range".into(), "bytes 0-1/2".into())],
+                url: "https://a.test/x".into(),
+                redirected: true,
+            },
             FetchResponse::Body(vec![0, 1, 2, 255]),
             FetchResponse::Body(Vec::new()),
             FetchResponse::Body(vec![7; FETCH_CHUNK]),

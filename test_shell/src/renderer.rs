@@ -68,12 +68,21 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
     let pump = connection.clone();
     // Short waits: fetches finish on their own threads, and the loop must notice them.
     js.set_idle_wait(Box::new(move |wait| pump.pump_timeout(wait.min(Duration::from_millis(2))) != Some(false)));
+    let modules = crate::document::modules::install(&js);
     let mut frames: HashMap<u64, Frame> = HashMap::new();
     let links = FrameLinks::default();
     while let Ok(command) = control.recv() {
         let reply = match command {
             RendererCommand::Init { .. } => RendererReply::Failed("already initialised".into()),
-            RendererCommand::CreateFrame { frame, url, secure, policy_allows, parent } => {
+            RendererCommand::CreateFrame {
+                frame,
+                url,
+                secure,
+                policy_allows,
+                parent,
+                service_worker_frame,
+                document,
+            } => {
                 let context = ScriptContext {
                     frame: FrameId(frame),
                     secure_context: secure,
@@ -81,15 +90,39 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
                     service_worker: false,
                     opaque_origin: false,
                 };
-                match create_frame(&js, (&connection, &network), &control, &links, context, &url, parent) {
-                    Ok(created) => {
+                let frame_ids = (context, service_worker_frame);
+                let created = create_frame(&js, (&connection, &network), &control, &links, frame_ids, &url, parent)
+                    .and_then(|created| {
+                        let context = crate::document::DocumentContext {
+                            modules: &modules,
+                            frame,
+                            network: network.clone(),
+                            url: &url,
+                        };
+                        let html = document.as_deref().unwrap_or("");
+                        let iframes = crate::document::install(&js, &created.realm, &context, html)?;
+                        Ok((created, iframes))
+                    });
+                match created {
+                    Ok((created, iframes)) => {
                         tracing::debug!(frame, url, ?parent, "frame created");
                         frames.insert(frame, created);
-                        RendererReply::Done
+                        RendererReply::Iframes(iframes)
                     }
                     Err(error) => RendererReply::Failed(error.to_string()),
                 }
             }
+            RendererCommand::RunDocument { frame, children, timeout_secs } => match frames.get(&frame) {
+                None => RendererReply::Failed(format!("no frame {frame}")),
+                Some(target) => {
+                    let expression = crate::document::run_expression(&children);
+                    match evaluate(&js, target, &expression, Duration::from_secs(timeout_secs)) {
+                        Ok(Ok(_)) => RendererReply::Done,
+                        Ok(Err(text)) => RendererReply::Failed(format!("the document did not load: {text}")),
+                        Err(error) => RendererReply::Failed(format!("the document did not load: {error}")),
+                    }
+                }
+            },
             RendererCommand::CloseFrame { frame } => {
                 frames.remove(&frame);
                 links.borrow_mut().remove(&frame);
@@ -106,6 +139,15 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
                 None => RendererReply::Failed(format!("no frame {frame}")),
                 Some(target) => match evaluate(&js, target, &expression, Duration::from_secs(timeout_secs)) {
                     Ok(outcome) => RendererReply::Evaluated(outcome),
+                    Err(error) => RendererReply::Failed(error.to_string()),
+                },
+            },
+            RendererCommand::AwaitTests { frame, timeout_secs } => match frames.get(&frame) {
+                None => RendererReply::Failed(format!("no frame {frame}")),
+                Some(_) => match js.run_tests(Duration::from_secs(timeout_secs)) {
+                    Ok(results) => {
+                        RendererReply::TestResults(results.into_iter().map(|r| (r.name, r.status, r.message)).collect())
+                    }
                     Err(error) => RendererReply::Failed(error.to_string()),
                 },
             },
@@ -162,7 +204,7 @@ fn create_frame(
     (connection, network): (&Arc<RendererConnection>, &Arc<Endpoint>),
     control: &Control,
     links: &FrameLinks,
-    context: ScriptContext,
+    (context, service_worker_frame): (ScriptContext, u64),
     url: &str,
     parent: Option<u64>,
 ) -> Result<Frame, JsError> {
@@ -174,6 +216,7 @@ fn create_frame(
         connection: connection.clone(),
         network: network.clone(),
         context,
+        service_worker_frame,
         table: Rc::default(),
         origin: origin.to_string(),
         url: url.to_owned(),
@@ -292,6 +335,8 @@ struct RealmGroup {
     /// This renderer's network pipe (`fetch`).
     network: Arc<Endpoint>,
     context: ScriptContext,
+    /// The browser's frame id for this page's service workers.
+    service_worker_frame: u64,
     table: crate::cos_js::Table,
     origin: String,
     url: String,
@@ -394,12 +439,15 @@ fn start_worker(
     let realm = js.realm()?;
     js.set_label(&realm, group.origin.clone());
     let own = if service_worker {
-        let context = ScriptContext { service_worker: true, ..group.context };
+        // Its own frame, which the browser registered as a service worker's.
+        let frame = FrameId(group.service_worker_frame);
+        let context = ScriptContext { service_worker: true, frame, ..group.context };
         Rc::new(RealmGroup {
             manager: CrossOriginStorageManager::new(group.connection.clone(), context),
             connection: group.connection.clone(),
             network: group.network.clone(),
             context,
+            service_worker_frame: group.service_worker_frame,
             table: Rc::default(),
             origin: group.origin.clone(),
             url: group.url.clone(),

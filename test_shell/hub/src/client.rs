@@ -155,6 +155,12 @@ struct Target {
 }
 
 fn parse_url(url: &str) -> Result<Target, HubError> {
+    parse_url_with(url, false)
+}
+
+/// `https` allows `https://` URLs too (their default port is 443); only for requests routed to
+/// a loopback server that speaks plain HTTP ([`open_via`]).
+fn parse_url_with(url: &str, https: bool) -> Result<Target, HubError> {
     let bad = |why: &str| HubError::InvalidUrl(format!("{url:?}: {why}"));
     // `Uri` lets bytes above ASCII through in the path; a request line must not carry them.
     if !url.bytes().all(|b| b.is_ascii_graphic()) {
@@ -163,9 +169,11 @@ fn parse_url(url: &str) -> Result<Target, HubError> {
     // A fragment never goes on the wire.
     let without_fragment = url.split('#').next().unwrap_or(url);
     let uri: Uri = without_fragment.parse().map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
-    if uri.scheme() != Some(&Scheme::HTTP) {
-        return Err(bad("only http:// is supported"));
-    }
+    let default_port = match uri.scheme() {
+        Some(scheme) if *scheme == Scheme::HTTP => 80,
+        Some(scheme) if https && *scheme == Scheme::HTTPS => 443,
+        _ => return Err(bad("only http:// is supported")),
+    };
     let Some(authority) = uri.authority() else { return Err(bad("no host")) };
     if authority.as_str().contains('@') {
         return Err(bad("credentials in URLs are not supported"));
@@ -177,7 +185,7 @@ fn parse_url(url: &str) -> Result<Target, HubError> {
     // `Authority::port` is `None` both without a port and with one beyond `u16`.
     let port = match (authority.port(), &authority.as_str()[authority.host().len()..]) {
         (Some(port), _) => port.as_u16(),
-        (None, "" | ":") => 80,
+        (None, "" | ":") => default_port,
         (None, _) => return Err(bad("port out of range")),
     };
     let path_and_query = match uri.path_and_query().map(|p| p.as_str()) {
@@ -240,10 +248,36 @@ impl Drop for AbortOnDrop {
 /// and headers first, body on demand, and dropping the reader aborts the transfer.
 pub fn open(method: &str, url: &str, headers: &[(&str, &str)]) -> Result<ResponseReader, HubError> {
     let target = parse_url(url)?;
-    let request = build_request(method, &target, headers)?;
+    send(method, &target, None, headers)
+}
+
+/// Like [`open`], but connects to `connect_to` whatever host the URL names, and accepts
+/// `https://` URLs too: the request goes over plain HTTP with the URL's `Host`, as a browser's
+/// host resolver rules would send it to a loopback server standing in for that host (which
+/// then serves the host's files, [`Hub::add_for_host`](crate::Hub::add_for_host)).
+pub fn open_via(
+    method: &str,
+    url: &str,
+    connect_to: std::net::SocketAddr,
+    headers: &[(&str, &str)],
+) -> Result<ResponseReader, HubError> {
+    let target = parse_url_with(url, true)?;
+    send(method, &target, Some(connect_to), headers)
+}
+
+fn send(
+    method: &str,
+    target: &Target,
+    connect_to: Option<std::net::SocketAddr>,
+    headers: &[(&str, &str)],
+) -> Result<ResponseReader, HubError> {
+    let request = build_request(method, target, headers)?;
     let runtime = runtime()?;
     runtime.block_on(async {
-        let stream = connect(&target.host, target.port).await?;
+        let stream = match connect_to {
+            Some(addr) => connect(&addr.ip().to_string(), addr.port()).await?,
+            None => connect(&target.host, target.port).await?,
+        };
         let _ = stream.set_nodelay(true);
         let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(from_hyper)?;
         let driver = AbortOnDrop(tokio::spawn(async move {
@@ -365,5 +399,8 @@ mod tests {
         assert_eq!(parse_url("http://[::1]/").unwrap().port, 80);
         assert_eq!(parse_url("http://h:/").unwrap().port, 80);
         assert!(matches!(parse_url("http://h:65536/"), Err(HubError::InvalidUrl(_))));
+        assert!(matches!(parse_url("https://h/"), Err(HubError::InvalidUrl(_))));
+        let t = parse_url_with("https://a.test/x", true).unwrap();
+        assert_eq!((t.port, t.authority.as_str(), t.path_and_query.as_str()), (443, "a.test", "/x"));
     }
 }

@@ -45,11 +45,15 @@
 mod client;
 mod content;
 mod deadline;
+mod directory;
+mod echo;
 mod range;
 mod server;
 mod tls;
 
-pub use client::{CONNECT_TIMEOUT, IO_TIMEOUT, Response, ResponseHead, ResponseReader, get, get_streaming, open};
+pub use client::{
+    CONNECT_TIMEOUT, IO_TIMEOUT, Response, ResponseHead, ResponseReader, get, get_streaming, open, open_via,
+};
 pub use content::LfsPointer;
 pub use server::{
     FileOptions, Hub, HubFile, HubOptions, IDLE_TIMEOUT, MAX_CONNECTIONS, ORIGIN_HEADER, RequestLog, ServedCategory,

@@ -31,8 +31,10 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::content::{self, CHUNK, LfsPointer};
 use crate::deadline::WriteDeadline;
+use crate::directory::{self, Directory};
+use crate::echo;
 use crate::range::{self, RangeRequest};
-use crate::{HubStartError, tls};
+use crate::{HubError, HubStartError, tls};
 
 /// Most connections served at once.
 pub const MAX_CONNECTIONS: usize = 32;
@@ -164,6 +166,9 @@ pub struct FileOptions {
     pub content_type: Option<HeaderValue>,
     /// Response headers added to every response carrying it (e.g. `Permissions-Policy`).
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The status it is served with; `None`: `200` (with ranges and validators). Any other
+    /// status serves the whole body as it is (a `404` page, a `302` with a `Location` header).
+    pub status: Option<u16>,
 }
 
 impl FileOptions {
@@ -188,6 +193,12 @@ impl FileOptions {
     /// With one more response header.
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> FileOptions {
         self.headers.push((name, value));
+        self
+    }
+
+    /// Served with this status (100..=599; others are served as `200`).
+    pub fn status(mut self, status: u16) -> FileOptions {
+        self.status = Some(status);
         self
     }
 }
@@ -267,7 +278,7 @@ enum Content {
 
 /// What one path serves. Shared by `Arc` with in-flight responses, so replacing a file does
 /// not disturb a response already streaming the old one.
-struct Resource {
+pub(crate) struct Resource {
     content: Content,
     size: u64,
     /// `"<sha256 hex>"`, quotes included.
@@ -276,6 +287,29 @@ struct Resource {
     /// Extra response headers ([`FileOptions::headers`]).
     headers: Vec<(HeaderName, HeaderValue)>,
     category: ServedCategory,
+    /// The status it is served with ([`FileOptions::status`]); anything but `200` is served
+    /// whole, without ranges or validators.
+    status: StatusCode,
+}
+
+impl Resource {
+    /// A resource held in memory, served with `status`.
+    pub(crate) fn in_memory(
+        bytes: Vec<u8>,
+        content_type: HeaderValue,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        status: StatusCode,
+    ) -> Resource {
+        Resource {
+            size: bytes.len() as u64,
+            etag: format!("\"{}\"", content::sha256_hex(&bytes)),
+            content: Content::Bytes(Bytes::from(bytes)),
+            content_type: Some(content_type),
+            headers,
+            category: ServedCategory::Other,
+            status,
+        }
+    }
 }
 
 /// Every served path: for every host, and per host.
@@ -283,6 +317,10 @@ struct Resource {
 struct Files {
     any_host: HashMap<String, Arc<Resource>>,
     by_host: HashMap<String, HashMap<String, Arc<Resource>>>,
+    /// Echo resources: (host or every host, path).
+    echoes: Vec<(Option<String>, String)>,
+    /// Directories served from disk, the newest first (it wins where prefixes overlap).
+    directories: Vec<Directory>,
 }
 
 impl Files {
@@ -291,6 +329,15 @@ impl Files {
             .and_then(|files| files.get(path))
             .or_else(|| self.any_host.get(path))
             .cloned()
+    }
+
+    fn is_echo(&self, host: Option<&str>, path: &str) -> bool {
+        self.echoes.iter().any(|(h, p)| p == path && (h.is_none() || h.as_deref() == host))
+    }
+
+    /// The file on disk a directory serves at `path` (percent-decoded), if any.
+    fn on_disk(&self, host: Option<&str>, path: &str) -> Option<std::path::PathBuf> {
+        self.directories.iter().find_map(|directory| directory.file_for(host, path))
     }
 
     fn insert(&mut self, host: Option<&str>, path: String, resource: Arc<Resource>) {
@@ -533,6 +580,43 @@ impl Hub {
         self.insert(normalise(path), Content::Generated { seed }, sha256_hex, size, options)
     }
 
+    /// Answers `path` with a redirect (`status`, e.g. 302) to `location`, for `host` only
+    /// (`None`: every host).
+    pub fn add_redirect(&self, host: Option<&str>, path: &str, location: &str, status: u16) -> Result<(), HubError> {
+        let location = HeaderValue::from_str(location)
+            .map_err(|_| HubError::InvalidHeader(format!("bad Location {location:?}")))?;
+        let mut options = FileOptions::default().status(status).header(header::LOCATION, location);
+        options.host = host.map(str::to_ascii_lowercase);
+        self.add_with(path, Vec::new(), &options);
+        Ok(())
+    }
+
+    /// Serves the files under `root` on disk at `prefix` (e.g. `/` or `/resources/`) for
+    /// `host` only (`None`: every host), read when requested: `Content-Type` by extension,
+    /// extra headers from `<file>.headers` and `__dir__.headers` (lines `Name: value`, the
+    /// web-platform-tests convention), `index.html` for a directory. Only paths below `root`
+    /// are served. Files added with [`Hub::add_with`] win over a directory's.
+    pub fn serve_directory(&self, host: Option<&str>, prefix: &str, root: &std::path::Path) {
+        let mut prefix = normalise(prefix);
+        if !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        let directory = Directory { host: host.map(str::to_ascii_lowercase), prefix, root: root.to_path_buf() };
+        self.shared.files.write().directories.insert(0, directory);
+    }
+
+    /// Serves an echo resource at `path` for `host` only (`None`: every host): the response's
+    /// body, `Content-Type`, status and extra headers come from the query string (`body`,
+    /// `content-type`, `status` 200..=599, `header=Name: value`, repeatable; form-encoded); a
+    /// query that does not parse gets `400`.
+    pub fn add_echo(&self, host: Option<&str>, path: &str) {
+        let entry = (host.map(str::to_ascii_lowercase), normalise(path));
+        let mut files = self.shared.files.write();
+        if !files.echoes.contains(&entry) {
+            files.echoes.push(entry);
+        }
+    }
+
     fn insert(&self, path: String, content: Content, sha256_hex: String, size: u64, options: &FileOptions) -> HubFile {
         let host = options.host.as_deref().map(str::to_ascii_lowercase);
         let raw_path = raw_path_for(&path);
@@ -545,6 +629,7 @@ impl Hub {
             content_type: Some(options.content_type.clone().unwrap_or_else(|| content_type(&file.path))),
             headers: options.headers.clone(),
             category: if lfs { ServedCategory::ModelFile } else { ServedCategory::Other },
+            status: options.status.and_then(|s| StatusCode::from_u16(s).ok()).unwrap_or(StatusCode::OK),
         });
         let raw = raw_path.map(|raw_path| {
             if !lfs {
@@ -559,6 +644,7 @@ impl Hub {
                 content_type: Some(HeaderValue::from_static("text/plain; charset=utf-8")),
                 headers: options.headers.clone(),
                 category: ServedCategory::LfsPointer,
+                status: StatusCode::OK,
             };
             (raw_path, Arc::new(pointer))
         });
@@ -969,6 +1055,7 @@ impl Reply {
             content_type: Some(HeaderValue::from_static("text/plain; charset=utf-8")),
             headers: Vec::new(),
             category: ServedCategory::Other,
+            status,
         });
         let len = resource.size;
         if close {
@@ -1111,16 +1198,35 @@ fn respond(shared: &Arc<Shared>, state: &Arc<ConnState>, tls: bool, request: Req
         return reply.error(StatusCode::METHOD_NOT_ALLOWED, allow, false);
     }
 
-    let resource = {
+    let decoded = range::percent_decode(path);
+    let (resource, echo, on_disk) = {
         let files = shared.files.read();
-        range::percent_decode(path)
-            .and_then(|decoded| files.get(host.as_deref(), &decoded))
-            .or_else(|| files.get(host.as_deref(), path))
+        let host = host.as_deref();
+        let resource =
+            decoded.as_deref().and_then(|decoded| files.get(host, decoded)).or_else(|| files.get(host, path));
+        let echo = resource.is_none() && files.is_echo(host, path);
+        let on_disk =
+            if resource.is_none() && !echo { decoded.as_deref().and_then(|d| files.on_disk(host, d)) } else { None };
+        (resource, echo, on_disk)
+    };
+    let resource = match (resource, echo, on_disk) {
+        (Some(resource), _, _) => Some(resource),
+        (None, true, _) => match echo::respond(request.uri().query()) {
+            Some(resource) => Some(Arc::new(resource)),
+            None => return reply.error(StatusCode::BAD_REQUEST, Vec::new(), false),
+        },
+        // Small test files; read on the connection's task like the rest of the answer.
+        (None, false, Some(file)) => directory::load(&file, content_type(path)).map(Arc::new),
+        (None, false, None) => None,
     };
     let Some(resource) = resource else {
         return reply.error(StatusCode::NOT_FOUND, Vec::new(), false);
     };
     reply.log.category = resource.category;
+    if resource.status != StatusCode::OK {
+        let len = resource.size;
+        return reply.send(resource.status, Vec::new(), Some((resource, 0, len)), false);
+    }
     let validators = |resource: &Resource| {
         vec![(header::ETAG, header_value(&resource.etag)), (header::ACCEPT_RANGES, HeaderValue::from_static("bytes"))]
     };

@@ -204,6 +204,15 @@ impl JsHost {
         }
     }
 
+    /// Resolves and loads every realm's modules (module scripts, `import()`) with these.
+    pub fn set_module_loader(
+        &self,
+        resolver: impl rquickjs::loader::Resolver + 'static,
+        loader: impl rquickjs::loader::Loader + 'static,
+    ) {
+        self.runtime.set_loader(resolver, loader);
+    }
+
     /// Sets what the loop does while native operations are pending and nothing else is runnable.
     pub fn set_idle_wait(&self, wait: IdleWait) {
         *self.idle_wait.borrow_mut() = Some(wait);

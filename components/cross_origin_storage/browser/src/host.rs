@@ -18,6 +18,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::broker::BrokerStub;
 use crate::frame_table::FrameTable;
+use crate::loader::{LOADER_CONNECTION, Loader};
 
 type ControlPipe = Pipe<BrowserToService, ServiceToBrowser>;
 
@@ -83,6 +84,7 @@ struct HostInner {
     config: HostConfig,
     frames: Arc<FrameTable>,
     brokers: Mutex<HashMap<RendererId, Arc<BrokerStub>>>,
+    loader: Loader,
     service: Mutex<ServiceState>,
     service_ready: Condvar,
     pending: Mutex<HashMap<RequestId, Sender<Result<(), CosError>>>>,
@@ -106,9 +108,11 @@ struct ServiceState {
 impl CosHost {
     /// Starts the storage service and waits until it is ready.
     pub fn start(config: HostConfig) -> Result<Self, HostError> {
+        let frames = Arc::new(FrameTable::default());
         let inner = Arc::new(HostInner {
             config,
-            frames: Arc::new(FrameTable::default()),
+            loader: Loader::new(frames.clone()),
+            frames,
             brokers: Mutex::new(HashMap::new()),
             service: Mutex::new(ServiceState::default()),
             service_ready: Condvar::new(),
@@ -118,6 +122,8 @@ impl CosHost {
             shutting_down: AtomicBool::new(false),
         });
         let first = inner.launch_service().map_err(HostError::ServiceStart)?;
+        // Bound before `start` returns, so that the embedder's first lookup finds a connection.
+        inner.bind_loader();
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
             .name("cos-service-supervisor".into())
@@ -129,6 +135,12 @@ impl CosHost {
     /// The frame table the embedder fills.
     pub fn frames(&self) -> &Arc<FrameTable> {
         &self.inner.frames
+    }
+
+    /// The fetch integration for the embedder's network stack (SPEC §11): lookups and stores
+    /// on behalf of a document of the frame table, over the loader's own service connection.
+    pub fn loader(&self) -> Loader {
+        self.inner.loader.clone()
     }
 
     /// Starts brokering for a renderer whose COS pipe is `endpoint`. `terminate` is how the
@@ -432,32 +444,48 @@ impl HostInner {
         }
     }
 
-    /// Gives a broker a connection to the current service generation.
-    fn bind(&self, stub: &Arc<BrokerStub>) {
+    /// A new connection to the current service generation, bound under `renderer`: our end and
+    /// the generation (`None` while the service is down: bound when it is back).
+    fn connect(&self, renderer: RendererId) -> Option<(Endpoint, u64)> {
         let (control, generation, in_process) = {
             let state = self.service.lock();
-            match &state.control {
-                Some(control) => (control.clone(), state.generation, control.endpoint().is_in_process()),
-                None => return, // bound when the service is back
-            }
+            let control = state.control.as_ref()?;
+            (control.clone(), state.generation, control.endpoint().is_in_process())
         };
         let pair = if in_process { Ok(Endpoint::pair_in_process()) } else { Endpoint::pair() };
         let (ours, theirs) = match pair {
             Ok(pair) => pair,
             Err(error) => {
                 tracing::error!(%error, "could not create a service connection");
-                return;
+                return None;
             }
         };
+        control.send(BrowserToService::BindRenderer { renderer, connection: theirs.into() }).ok()?;
+        Some((ours, generation))
+    }
+
+    /// Gives a broker a connection to the current service generation.
+    fn bind(&self, stub: &Arc<BrokerStub>) {
         let renderer = stub.renderer();
-        if control.send(BrowserToService::BindRenderer { renderer, connection: theirs.into() }).is_err() {
-            return;
-        }
+        let Some((ours, generation)) = self.connect(renderer) else { return };
         let Some(receiver) = stub.attach_service(generation, Pipe::new(ours)) else { return };
         let stub = stub.clone();
         let _ = std::thread::Builder::new()
             .name(format!("cos-broker-service-{}", renderer.0))
             .spawn(move || stub.serve_replies(generation, receiver));
+    }
+
+    /// Gives the loader a connection to the current service generation.
+    fn bind_loader(&self) {
+        if self.loader.bound_generation() >= Some(self.service.lock().generation) {
+            return;
+        }
+        let Some((ours, generation)) = self.connect(LOADER_CONNECTION) else { return };
+        let Some(receiver) = self.loader.attach_service(generation, Pipe::new(ours)) else { return };
+        let loader = self.loader.clone();
+        let _ = std::thread::Builder::new()
+            .name("cos-loader-service".into())
+            .spawn(move || loader.serve_replies(generation, receiver));
     }
 
     fn handle_service_message(&self, message: ServiceToBrowser) {
@@ -489,6 +517,7 @@ fn supervise(host: Weak<HostInner>, mut control: Arc<ControlPipe>) {
             for stub in &stubs {
                 inner.bind(stub);
             }
+            inner.bind_loader();
             let mut state = inner.service.lock();
             state.bound_generation = state.generation;
             drop(state);
@@ -534,6 +563,7 @@ fn supervise(host: Weak<HostInner>, mut control: Arc<ControlPipe>) {
         for stub in stubs {
             stub.service_lost(generation);
         }
+        inner.loader.service_lost(generation);
         loop {
             if inner.shutting_down.load(Ordering::Acquire) {
                 return;

@@ -1,0 +1,1 @@
+export const dynamicModule = "loaded through import() with attributes";

@@ -1,0 +1,1 @@
+export const declarativeModule = "loaded through an import attribute";

@@ -1,0 +1,1 @@
+globalThis.declarativeScriptRuns = (globalThis.declarativeScriptRuns || 0) + 1;
