@@ -9,6 +9,11 @@
 
 const bytesOf = (origin) => shell.network.bytes(origin);
 
+// Serves `body` at `path` of the CDN; its URL and integrity.
+async function resource(path, body, options) {
+  return { url: shell.server("https://cdn.example").add(path, body, options), integrity: await sri(body) };
+}
+
 promise_test(async () => {
   const body = "a library fetched once, then served from COS ".repeat(2000);
   const url = shell.server("https://cdn.example").add("/lib/one.js", body, { contentType: "text/javascript" });
@@ -39,8 +44,7 @@ promise_test(async () => {
 
 promise_test(async () => {
   const body = "fetch-integration global library v1";
-  const url = shell.server("https://cdn.example").add("/lib/global.js", body);
-  const integrity = await sri(body);
+  const { url, integrity } = await resource("/lib/global.js", body);
   const writer = (await shell.open("https://writer-global.example/")).frame;
   await writer.activate();
   await writer.eval(fetched, url, { integrity, crossOriginStorage: "*" });
@@ -89,8 +93,7 @@ promise_test(async (t) => {
 
 promise_test(async () => {
   const body = "an entry the app stored, which a refused document must not learn about";
-  const url = shell.server("https://cdn.example").add("/lib/secret.js", body);
-  const integrity = await sri(body);
+  const { url, integrity } = await resource("/lib/secret.js", body);
   const app = (await shell.open("https://refusal.example/")).frame;
   await app.eval(fetched, url, { integrity, crossOriginStorage: "" });
   // The same origin in a cross-origin iframe without `allow`: Permissions Policy refuses COS.
@@ -105,8 +108,7 @@ promise_test(async () => {
 
 promise_test(async () => {
   const body = "fetched by a dedicated worker";
-  const url = shell.server("https://cdn.example").add("/lib/worker.js", body);
-  const integrity = await sri(body);
+  const { url, integrity } = await resource("/lib/worker.js", body);
   const page = (await shell.open("https://workers.example/")).frame;
   await page.eval(fetched, url, { integrity, crossOriginStorage: "" });
   const viaWorker = await page.eval(async (url, integrity) => {
@@ -181,8 +183,7 @@ promise_test(async (t) => {
 
 promise_test(async () => {
   const body = "still there after the service restarted";
-  const url = shell.server("https://cdn.example").add("/lib/restart.js", body);
-  const integrity = await sri(body);
+  const { url, integrity } = await resource("/lib/restart.js", body);
   const page = (await shell.open("https://restart.example/")).frame;
   await page.eval(fetched, url, { integrity, crossOriginStorage: "" });
   await shell.restartStorageService();
