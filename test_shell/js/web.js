@@ -384,6 +384,9 @@
   async function fetch(input, init = {}) {
     const request = new Request(input, init);
     const head = await net.start(request.url, request.integrity || null, cosArgument(request.crossOriginStorage));
+    // The browser stored the response with warnings (SPEC §5): looked up at call time, so a page
+    // (or a test) replacing console.warn hears them.
+    for (const text of head.warnings) globalThis.console.warn(text);
     const response = Object.create(Response.prototype);
     const sameOrigin = new URL(head.url).origin === (globalThis.location ? globalThis.location.origin : "");
     Object.assign(response, { status: head.status, statusText: "", headers: new Headers(head.headers), url: head.url });

@@ -74,7 +74,16 @@ pub struct SiteReport {
 /// Every Hub file is served as a Git LFS file, JSON and text included: the demo's loader takes
 /// each hash from a pointer, so the story counts what the second site saves on every file.
 pub fn serve_files(hub: &Hub, files: &[(&str, &str, u64)]) -> Vec<HubFile> {
-    let lfs = FileOptions::default().lfs(true);
+    serve_files_as(hub, files, Mode::Api)
+}
+
+/// [`serve_files`] for `mode`: with the fetch integration the Hub's own rule decides what is in
+/// Git LFS (JSON and text files are plain Git, with no pointer to take a hash from).
+fn serve_files_as(hub: &Hub, files: &[(&str, &str, u64)], mode: Mode) -> Vec<HubFile> {
+    let lfs = match mode {
+        Mode::Api => FileOptions::default().lfs(true),
+        Mode::FetchIntegration => FileOptions::default(),
+    };
     files
         .iter()
         .enumerate()
@@ -84,15 +93,38 @@ pub fn serve_files(hub: &Hub, files: &[(&str, &str, u64)]) -> Vec<HubFile> {
         .collect()
 }
 
+/// How the demo's pages use Cross-Origin Storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// The API only, as Transformers.js does: every file's hash from its pointer (or, for the
+    /// runtime, from the manifest), then `getFileHandle`.
+    #[default]
+    Api,
+    /// Files with a Git LFS pointer through the API; the files without one (the runtime, the
+    /// tokenizer and config files) with `fetch(url, {integrity, crossOriginStorage: '*'})`, the
+    /// page knowing their SRI values as a real page embeds them (SPEC §11).
+    FetchIntegration,
+}
+
 /// The loader's manifest: Hub files by URL (their hash comes from the pointer); the runtime by
-/// URL and hash (it has no pointer).
-fn manifest(hub: &Hub, files: &[HubFile]) -> String {
+/// URL and hash (it has no pointer). With the fetch integration, every file without a pointer
+/// carries its `integrity` instead.
+fn manifest(hub: &Hub, files: &[HubFile], mode: Mode) -> String {
     let entries: Vec<serde_json::Value> = files
         .iter()
         .map(|file| {
             let name = file.path.rsplit('/').next().unwrap_or(&file.path);
-            let hash = (!file.path.contains("/resolve/")).then_some(&file.sha256_hex);
-            serde_json::json!({ "name": name, "url": hub.url(&file.path), "size": file.size, "sha256": hash })
+            let url = hub.url(&file.path);
+            match mode {
+                Mode::FetchIntegration if !file.lfs => {
+                    let integrity = crate::sri::sha256_metadata_of_hex(&file.sha256_hex);
+                    serde_json::json!({ "name": name, "url": url, "size": file.size, "integrity": integrity })
+                }
+                _ => {
+                    let hash = (!file.path.contains("/resolve/")).then_some(&file.sha256_hex);
+                    serde_json::json!({ "name": name, "url": url, "size": file.size, "sha256": hash })
+                }
+            }
         })
         .collect();
     serde_json::Value::Array(entries).to_string()
@@ -101,6 +133,18 @@ fn manifest(hub: &Hub, files: &[HubFile]) -> String {
 /// Runs the story with the demo's files: site A downloads and shares, site B reuses.
 pub fn run_sites(program: &Path, profile: Option<&Path>, progress: bool) -> Result<Vec<SiteReport>, DemoError> {
     run_story(program, profile, FILES, progress)
+}
+
+/// Runs the story with `files` in `mode` (the demo's loader): one report per site.
+pub fn run_story_in(
+    program: &Path,
+    profile: Option<&Path>,
+    files: &[(&str, &str, u64)],
+    mode: Mode,
+    progress: bool,
+) -> Result<Vec<SiteReport>, DemoError> {
+    let loader = Loader { script: DEMO_LOADER_JS, function: "cosLoadModels" };
+    run_loader(program, profile, files, &loader, mode, progress)
 }
 
 /// Runs the story with `files` (directory under the hub, name, size): one report per site.
@@ -129,8 +173,20 @@ pub fn run_story_with(
     loader: &Loader<'_>,
     progress: bool,
 ) -> Result<Vec<SiteReport>, DemoError> {
+    run_loader(program, profile, files, loader, Mode::Api, progress)
+}
+
+fn run_loader(
+    program: &Path,
+    profile: Option<&Path>,
+    files: &[(&str, &str, u64)],
+    loader: &Loader<'_>,
+    mode: Mode,
+    progress: bool,
+) -> Result<Vec<SiteReport>, DemoError> {
     let hub = Hub::start()?;
-    let files = serve_files(&hub, files);
+    let files = serve_files_as(&hub, files, mode);
+    let total: u64 = files.iter().map(|file| file.size).sum();
     // The demo profile's Public Hash List names the demo files, so "*" entries are disclosed.
     let scratch = tempfile::tempdir()?;
     let list_path = scratch.path().join("public-hash-list.txt");
@@ -143,7 +199,7 @@ pub fn run_story_with(
     let browser = ShellBrowser::start_with(program, profile, |config| {
         config.public_hash_list_path = Some(list_path.to_string_lossy().into_owned());
     })?;
-    let manifest = manifest(&hub, &files);
+    let manifest = manifest(&hub, &files, mode);
     let mut reports = Vec::new();
     for url in SITES {
         let page = browser.open(url)?;
@@ -165,14 +221,25 @@ pub fn run_story_with(
             page.evaluate(&format!("{}({manifest})", loader.function), Duration::from_secs(600), report_progress)?;
         let json = outcome.map_err(DemoError::Loader)?;
         let stats = parse_stats(&json).ok_or_else(|| DemoError::Loader(format!("unexpected loader result {json}")))?;
-        reports.push(SiteReport {
-            network_bytes: hub.bytes_served_to(&origin),
-            cos_bytes: stats.0,
-            ready: stats.1,
-            origin,
-        });
+        let network_bytes = hub.bytes_served_to(&origin);
+        let cos_bytes = match mode {
+            Mode::Api => stats.0,
+            // A page cannot tell a fetch answered from COS from one answered by the network
+            // (SPEC §11): what it did not download of the files came from COS.
+            Mode::FetchIntegration => total.saturating_sub(downloaded(&hub, &origin)),
+        };
+        reports.push(SiteReport { network_bytes, cos_bytes, ready: stats.1, origin });
     }
     Ok(reports)
+}
+
+/// Bytes of the files themselves (not their pointers) the hub sent to `origin`.
+fn downloaded(hub: &Hub, origin: &str) -> u64 {
+    hub.requests()
+        .iter()
+        .filter(|r| r.origin.as_deref() == Some(origin) && r.category != cos_test_hub::ServedCategory::LfsPointer)
+        .map(|r| r.body_bytes)
+        .sum()
 }
 
 /// A download progress bar on stderr: redrawn in place on a terminal, one line per file otherwise.
@@ -215,13 +282,21 @@ fn parse_stats(json: &str) -> Option<(u64, Duration)> {
 
 /// Runs the demo and prints its report (a table, or JSON with `json`).
 pub fn run(program: &Path, profile: Option<&Path>, json: bool) -> Result<(), DemoError> {
+    run_mode(program, profile, json, Mode::Api)
+}
+
+/// Runs the demo in `mode` and prints its report (a table, or JSON with `json`).
+pub fn run_mode(program: &Path, profile: Option<&Path>, json: bool, mode: Mode) -> Result<(), DemoError> {
     if !json {
         println!("Cross-Origin Storage demo: two sites load the same public model files.");
         println!(
             "Files: Whisper tiny.en (177 MiB), an ONNX Runtime Wasm build (23 MiB), a sentiment model (65 MiB).\n"
         );
+        if mode == Mode::FetchIntegration {
+            println!("Files without a Git LFS pointer load with fetch(url, {{integrity, crossOriginStorage: '*'}}).\n");
+        }
     }
-    let reports = run_sites(program, profile, !json)?;
+    let reports = run_story_in(program, profile, FILES, mode, !json)?;
     let mib = |bytes: u64| bytes as f64 / (1u64 << 20) as f64;
     if json {
         let rows: Vec<serde_json::Value> = reports

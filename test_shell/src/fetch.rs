@@ -35,6 +35,8 @@ struct Head {
     headers: Vec<(String, String)>,
     url: String,
     redirected: bool,
+    /// What the browser's store of the response warns the page's console about (fixed texts).
+    warnings: Vec<&'static str>,
 }
 
 #[derive(Default)]
@@ -199,6 +201,7 @@ fn start(
                         headers.set(index, pair)?;
                     }
                     info.set("headers", headers)?;
+                    info.set("warnings", head.warnings)?;
                     Ok(info.into_value())
                 }),
                 Some(Err(message)) => type_error(message),
@@ -231,10 +234,11 @@ fn receive_response(
         let mut checker = integrity.checker();
         let mut head = None;
         let mut body: Vec<Vec<u8>> = Vec::new();
+        let mut warnings = Vec::new();
         loop {
             match receive(&response) {
                 Some(FetchResponse::Head { status, headers, url, redirected }) => {
-                    head = Some(Head { status, headers, url, redirected });
+                    head = Some(Head { status, headers, url, redirected, warnings: Vec::new() });
                 }
                 Some(FetchResponse::Body(bytes)) => {
                     checker.update(&bytes);
@@ -243,6 +247,7 @@ fn receive_response(
                         _ => body.push(bytes),
                     }
                 }
+                Some(FetchResponse::StoreWarnings(stored)) => warnings.extend(stored.iter().map(|w| w.message())),
                 Some(FetchResponse::End) => break,
                 Some(FetchResponse::Failed(error)) => {
                     let _ = head_tx.send(Err(failed(error)));
@@ -254,10 +259,11 @@ fn receive_response(
                 }
             }
         }
-        let Some(head) = head.filter(|_| checker.matches()) else {
+        let Some(mut head) = head.filter(|_| checker.matches()) else {
             let _ = head_tx.send(Err(failed("the response does not match its integrity metadata".into())));
             return;
         };
+        head.warnings = warnings;
         let _ = head_tx.send(Ok(head));
         for bytes in body {
             if body_tx.send(Chunk::Data(bytes)).is_err() {
@@ -274,10 +280,12 @@ fn receive_response(
         let (chunk, done) = match message {
             Some(FetchResponse::Head { status, headers, url, redirected }) => {
                 if let Some(head_tx) = head_tx.take() {
-                    let _ = head_tx.send(Ok(Head { status, headers, url, redirected }));
+                    let _ = head_tx.send(Ok(Head { status, headers, url, redirected, warnings: Vec::new() }));
                 }
                 continue;
             }
+            // Only a request with integrity metadata is stored, and it takes the branch above.
+            Some(FetchResponse::StoreWarnings(_)) => continue,
             Some(FetchResponse::Body(mut bytes)) => {
                 // Hand script up to 1 MiB at a time: the pieces already here are
                 // joined, so that script (and a COS write per chunk) runs less often.

@@ -35,6 +35,11 @@ enum Command {
         /// Print the report as JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Load the files that have no Git LFS pointer (the Wasm runtime, tokenizer and config
+        /// files) with `fetch(url, {integrity, crossOriginStorage: '*'})` (the first site's page
+        /// activated first), so the second site downloads nothing but the pointers.
+        #[arg(long)]
+        fetch_integration: bool,
     },
     /// Runs a scenario in the harness realm: our testharness plus the `shell` object, which opens
     /// pages (each site in its own renderer process), adds iframes, runs code in frames and
@@ -187,13 +192,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     test_shell::console::set_quiet(cli.quiet);
     match cli.command {
-        Command::Demo { profile, json } => match demo::run(&program(), profile.as_deref(), json) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("test_shell demo: {error}");
-                ExitCode::FAILURE
+        Command::Demo { profile, json, fetch_integration } => {
+            let mode = if fetch_integration { demo::Mode::FetchIntegration } else { demo::Mode::Api };
+            match demo::run_mode(&program(), profile.as_deref(), json, mode) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("test_shell demo: {error}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Command::Run { script, profile, phl, timeout, process_per_site, message_limit } => {
             let config = test_shell::ScenarioConfig {
                 program: program(),

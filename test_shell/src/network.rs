@@ -174,10 +174,16 @@ fn fetch(network: &Network, request: Request, response: &Endpoint) {
     }
     // Committed before the end is sent: once the page has the whole response, its next
     // request finds the entry.
-    if let Some(store) = store
-        && let Err(error) = store.finish()
-    {
-        tracing::debug!(%error, "a fetched resource was not stored");
+    if let Some(store) = store {
+        match store.finish() {
+            Ok(warnings) if !warnings.is_empty() => {
+                if !send(response, &FetchResponse::StoreWarnings(warnings)) {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%error, "a fetched resource was not stored"),
+        }
     }
     send(response, &FetchResponse::End);
 }
@@ -262,17 +268,22 @@ mod tests {
         (renderer, kills)
     }
 
-    #[test]
-    fn a_renderer_fetching_for_another_renderers_frame_is_ended() {
-        let (renderer, kills) = service();
-        let (_mine, theirs) = Endpoint::pair().unwrap();
-        let request = FetchRequest {
+    /// A request for frame 7 without integrity or COS scope, answered on `response`.
+    fn plain_request(response: Endpoint) -> FetchRequest {
+        FetchRequest {
             frame: 7,
             url: "http://127.0.0.1:9/".into(),
             integrity: None,
             cross_origin_storage: None,
-            response: theirs.into(),
-        };
+            response: response.into(),
+        }
+    }
+
+    #[test]
+    fn a_renderer_fetching_for_another_renderers_frame_is_ended() {
+        let (renderer, kills) = service();
+        let (_mine, theirs) = Endpoint::pair().unwrap();
+        let request = plain_request(theirs);
         let (bytes, attachments) = cos_ipc::encode_with_attachments(request).unwrap();
         renderer.send(&bytes, attachments).unwrap();
         kills.recv_timeout(Duration::from_secs(10)).expect("the renderer is ended");
@@ -282,13 +293,7 @@ mod tests {
     fn a_request_without_its_response_pipe_ends_the_renderer() {
         let (renderer, kills) = service();
         let (_mine, theirs) = Endpoint::pair().unwrap();
-        let request = FetchRequest {
-            frame: 7,
-            url: "http://127.0.0.1:9/".into(),
-            integrity: None,
-            cross_origin_storage: None,
-            response: theirs.into(),
-        };
+        let request = plain_request(theirs);
         // The message names its pipe, but the pipe stays behind.
         let (bytes, _pipe) = cos_ipc::encode_with_attachments(request).unwrap();
         renderer.send(&bytes, Vec::new()).unwrap();

@@ -201,6 +201,9 @@ pub enum FetchResponse {
     End,
     /// The request failed (network error, or refused by the browser).
     Failed(String),
+    /// Sent before [`End`](Self::End) when the browser stored the response in Cross-Origin
+    /// Storage and the verdict has warnings for the page's console (fixed texts, SPEC §5).
+    StoreWarnings(cos_common::interface::WriteWarnings),
 }
 
 /// Body bytes per [`FetchResponse::Body`] message: under the pipes' 160 KiB message limit.
@@ -273,6 +276,7 @@ mod tests {
             FetchResponse::Body(vec![7; FETCH_CHUNK]),
             FetchResponse::End,
             FetchResponse::Failed("no route".into()),
+            FetchResponse::StoreWarnings(cos_common::interface::WriteWarning::NoUserActivation.into()),
         ];
         for message in messages {
             let bytes = cos_ipc::encode(&message).unwrap();

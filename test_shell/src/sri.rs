@@ -114,6 +114,13 @@ pub fn sha256_metadata(bytes: &[u8]) -> String {
     format!("sha256-{}", base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(bytes)))
 }
 
+/// `sha256-<base64>` of the digest given as 64 hex digits (empty if it is not one).
+pub fn sha256_metadata_of_hex(hex: &str) -> String {
+    ContentHash::from_hex(hex).map_or_else(String::new, |hash| {
+        format!("sha256-{}", base64::engine::general_purpose::STANDARD.encode(hash.as_bytes()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +152,7 @@ mod tests {
         assert_eq!(check(&format!("{s256}?foo=bar  {s512}?x"), body), Some(true), "options are ignored");
         assert_eq!(check(&sha256_metadata(body), body), Some(true));
         assert_eq!(check(&sha256_metadata(body), b"tampered"), Some(false));
+        assert_eq!(sha256_metadata_of_hex(&hex_of(body)), sha256_metadata(body));
         assert_eq!(check("md5-abc sha256-notbase64! sha1-xyz", body), None, "no usable token");
         assert_eq!(check("", body), None);
     }

@@ -1,7 +1,9 @@
 //! The demo with small files: a page on a second site gets every public file from COS and
 //! downloads only the pointers (SPEC §10 item 42, Transformers.js call pattern).
 
-use test_shell::demo::{Loader, RUNTIME, SENTIMENT, SiteReport, WHISPER, run_story, run_story_with};
+use test_shell::demo::{
+    Loader, Mode, RUNTIME, SENTIMENT, SiteReport, WHISPER, run_story, run_story_in, run_story_with,
+};
 
 /// Every file is at least 500 KiB: smaller ones may be GREASE'd (1% of global-grant reads are
 /// answered NotFoundError on purpose), which would make these exact assertions flaky.
@@ -43,4 +45,12 @@ fn the_webllm_call_pattern_works_unchanged() {
 fn the_wllama_call_pattern_works_unchanged() {
     let loader = Loader { script: CLIENT_PATTERNS, function: "wllamaLoad" };
     check(&run_story_with(shell(), None, &FILES, &loader, false).expect("the wllama story runs"));
+}
+
+#[test]
+fn with_the_fetch_integration_the_files_without_pointers_come_from_cos_too() {
+    // The tokenizer (plain Git on the Hub) and the runtime have no pointer: the page fetches
+    // them with their integrity and crossOriginStorage: '*'.
+    let reports = run_story_in(shell(), None, &FILES, Mode::FetchIntegration, false).expect("the story runs");
+    check(&reports);
 }

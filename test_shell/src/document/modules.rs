@@ -178,7 +178,10 @@ impl Loader for ShellLoader {
         let Some(realm) = realm else { return Err(type_error(ctx, "this realm cannot load modules")) };
         let request = ModuleFetch::from_attributes(attributes.as_ref(), |text| warn(ctx, text))
             .map_err(|message| type_error(ctx, &message))?;
-        let source = fetch_module(&realm, name, &request).map_err(|message| type_error(ctx, &message))?;
+        let (source, warnings) = fetch_module(&realm, name, &request).map_err(|message| type_error(ctx, &message))?;
+        for text in warnings {
+            warn(ctx, text);
+        }
         Module::declare(ctx.clone(), name, source)
     }
 }
@@ -192,20 +195,23 @@ fn warn(ctx: &Ctx<'_>, text: &str) {
 
 /// Fetches a module's source over the realm's network pipe. The browser checks its integrity
 /// (a mismatch fails the response) and, with a scope, looks it up in COS first and stores a
-/// verified miss, exactly as for `fetch` (SPEC §11).
-fn fetch_module(realm: &RealmNet, url: &str, request: &ModuleFetch) -> Result<Vec<u8>, String> {
+/// verified miss, exactly as for `fetch` (SPEC §11). Also answers what the browser's store of
+/// the module warns the page's console about (fixed texts, SPEC §5).
+fn fetch_module(realm: &RealmNet, url: &str, request: &ModuleFetch) -> Result<(Vec<u8>, Vec<&'static str>), String> {
     if !url.starts_with("https://") && !url.starts_with("http://") {
         return Err(format!("{url} is not an http(s) URL"));
     }
-    let (status, body) = fetch_blocking(&realm.network, realm.frame, url, request)?;
+    let (status, body, warnings) = fetch_blocking(&realm.network, realm.frame, url, request)?;
     if !(200..300).contains(&status) {
         return Err(format!("{url} answered {status}"));
     }
-    Ok(body)
+    Ok((body, warnings))
 }
 
-/// One request over the network pipe, waited for: status and the whole body.
-fn fetch_blocking(network: &Endpoint, frame: u64, url: &str, fetch: &ModuleFetch) -> Result<(u16, Vec<u8>), String> {
+/// One request over the network pipe, waited for: status, the whole body and the store's warnings.
+type Fetched = (u16, Vec<u8>, Vec<&'static str>);
+
+fn fetch_blocking(network: &Endpoint, frame: u64, url: &str, fetch: &ModuleFetch) -> Result<Fetched, String> {
     // What the browser would refuse as a bad message is refused here, as a TypeError.
     let integrity = match &fetch.integrity {
         Some(text) => Some(RequestText::new(text.clone()).ok_or("the integrity attribute is not header text")?),
@@ -219,6 +225,7 @@ fn fetch_blocking(network: &Endpoint, frame: u64, url: &str, fetch: &ModuleFetch
     network.send(&bytes, attachments).map_err(|e| format!("the browser went away: {e}"))?;
     let mut status = None;
     let mut body = Vec::new();
+    let mut warnings = Vec::new();
     loop {
         let message = mine.recv().map_err(|e| format!("the browser went away: {e}"))?;
         match cos_ipc::decode::<FetchResponse>(&message.bytes).map_err(|_| "a malformed response".to_owned())? {
@@ -229,11 +236,12 @@ fn fetch_blocking(network: &Endpoint, frame: u64, url: &str, fetch: &ModuleFetch
                 }
                 body.extend_from_slice(&bytes);
             }
+            FetchResponse::StoreWarnings(stored) => warnings.extend(stored.iter().map(|w| w.message())),
             FetchResponse::End => break,
             FetchResponse::Failed(error) => return Err(error),
         }
     }
-    status.map(|status| (status, body)).ok_or_else(|| "the response had no head".to_owned())
+    status.map(|status| (status, body, warnings)).ok_or_else(|| "the response had no head".to_owned())
 }
 
 #[cfg(test)]

@@ -184,6 +184,7 @@ promise_test(async (t) => {
   const owner = shell.server("https://ceiling-owner.example");
   owner.add("/", "<p>owner", { headers: { "Cross-Origin-Storage-Allow-Origin": "https://ceiling-reader.example" } });
   const writer = (await shell.open("https://ceiling-owner.example/")).frame;
+  await writer.activate(); // a list is recorded only after a user activation (SPEC §5)
   const text = "listed through the served ceiling " + Math.random();
   const digest = await writer.eval(storeContent, text, { origins: ["https://ceiling-reader.example", "https://ceiling-other.example"] });
   const reader = (await shell.open("https://ceiling-reader.example/")).frame;

@@ -9,6 +9,11 @@
 
 const bytesOf = (origin) => shell.network.bytes(origin);
 
+// Serves `body` at `path` of the CDN; its URL and integrity.
+async function resource(path, body, options) {
+  return { url: shell.server("https://cdn.example").add(path, body, options), integrity: await sri(body) };
+}
+
 promise_test(async () => {
   const body = "a library fetched once, then served from COS ".repeat(2000);
   const url = shell.server("https://cdn.example").add("/lib/one.js", body, { contentType: "text/javascript" });
@@ -39,8 +44,7 @@ promise_test(async () => {
 
 promise_test(async () => {
   const body = "fetch-integration global library v1";
-  const url = shell.server("https://cdn.example").add("/lib/global.js", body);
-  const integrity = await sri(body);
+  const { url, integrity } = await resource("/lib/global.js", body);
   const writer = (await shell.open("https://writer-global.example/")).frame;
   await writer.activate();
   await writer.eval(fetched, url, { integrity, crossOriginStorage: "*" });
@@ -51,6 +55,47 @@ promise_test(async () => {
   const entry = (await shell.inspect()).entries.find((e) => e.size === body.length && e.global);
   assert_true(entry !== undefined, "stored with the global grant");
 }, "'*' stores with the global grant");
+
+promise_test(async () => {
+  const body = "fetch-integration: stored before any user activation"; // on the Public Hash List
+  const { url, integrity } = await resource("/lib/unactivated.js", body);
+  const writer = (await shell.open("https://writer-unactivated.example/")).frame;
+  const heard = await writer.eval(async (url, init) => {
+    const lines = [];
+    const warn = console.warn;
+    console.warn = (text) => lines.push(String(text));
+    try {
+      await (await fetch(url, init)).text();
+    } finally {
+      console.warn = warn;
+    }
+    return lines;
+  }, url, { integrity, crossOriginStorage: "*" });
+  assert_equals(heard.length, 1, "the page's console is told why");
+  assert_true(heard[0].includes("user activation"), heard[0]);
+  const sibling = (await shell.open("https://www.writer-unactivated.example/")).frame;
+  assert_equals((await sibling.eval(fetched, url, { integrity, crossOriginStorage: "*" })).text, body);
+  assert_equals(bytesOf("https://www.writer-unactivated.example"), 0, "stored for its own site");
+  const reader = (await shell.open("https://reader-unactivated.example/")).frame;
+  assert_equals((await reader.eval(fetched, url, { integrity, crossOriginStorage: "*" })).text, body);
+  assert_equals(bytesOf("https://reader-unactivated.example"), body.length, "not shared cross-site: the reader went to the network");
+  // A hit never stores: once activated, the page's fetch is answered from COS and widens
+  // nothing; a write of the bytes through the script API does.
+  await writer.activate();
+  await writer.eval(fetched, url, { integrity, crossOriginStorage: "*" });
+  assert_equals(bytesOf("https://writer-unactivated.example"), body.length, "the writer's second fetch was a hit");
+  const stillOut = (await shell.open("https://still-out.example/")).frame;
+  assert_false(await stillOut.eval(visible, body), "a hit widened nothing");
+  await writer.eval(async (text) => {
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+    const value = [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const handle = await navigator.crossOriginStorage.getFileHandle({ algorithm: "SHA-256", value }, { create: true, origins: "*" });
+    const writable = await handle.createWritable();
+    await writable.write(text);
+    await writable.close();
+  }, body);
+  assert_true(await stillOut.eval(visible, body), "the activated page's script write widened it");
+}, "without a user activation a '*' store is same-site only, and the page's console says why");
 
 promise_test(async () => {
   const cdn = shell.server("https://cdn.example");
@@ -89,8 +134,7 @@ promise_test(async (t) => {
 
 promise_test(async () => {
   const body = "an entry the app stored, which a refused document must not learn about";
-  const url = shell.server("https://cdn.example").add("/lib/secret.js", body);
-  const integrity = await sri(body);
+  const { url, integrity } = await resource("/lib/secret.js", body);
   const app = (await shell.open("https://refusal.example/")).frame;
   await app.eval(fetched, url, { integrity, crossOriginStorage: "" });
   // The same origin in a cross-origin iframe without `allow`: Permissions Policy refuses COS.
@@ -105,8 +149,7 @@ promise_test(async () => {
 
 promise_test(async () => {
   const body = "fetched by a dedicated worker";
-  const url = shell.server("https://cdn.example").add("/lib/worker.js", body);
-  const integrity = await sri(body);
+  const { url, integrity } = await resource("/lib/worker.js", body);
   const page = (await shell.open("https://workers.example/")).frame;
   await page.eval(fetched, url, { integrity, crossOriginStorage: "" });
   const viaWorker = await page.eval(async (url, integrity) => {
@@ -181,8 +224,7 @@ promise_test(async (t) => {
 
 promise_test(async () => {
   const body = "still there after the service restarted";
-  const url = shell.server("https://cdn.example").add("/lib/restart.js", body);
-  const integrity = await sri(body);
+  const { url, integrity } = await resource("/lib/restart.js", body);
   const page = (await shell.open("https://restart.example/")).frame;
   await page.eval(fetched, url, { integrity, crossOriginStorage: "" });
   await shell.restartStorageService();

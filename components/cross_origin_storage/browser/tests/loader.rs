@@ -3,7 +3,7 @@
 //! that every refusal is the same `None` as a miss.
 
 use cos_browser::{ContextKind, CosHost, FrameInfo, FrameOrigin, Loader, LoaderError};
-use cos_common::interface::{FrameId, RendererId, ServiceProcessConfig};
+use cos_common::interface::{FrameId, RendererId, ServiceProcessConfig, WriteWarning, WriteWarnings};
 use cos_common::{CosError, Origin, OriginsOption, Partition};
 use cos_test_support::callers::{hash_of, origin, sha256_hex as hex};
 use cos_test_support::fixture::BrowserFixture;
@@ -25,10 +25,12 @@ impl World {
         Self { host, loader, profile }
     }
 
-    /// Registers document `frame` of `url`'s origin (a top-level window) after `adjust`.
+    /// Registers document `frame` of `url`'s origin (a top-level window the user has interacted
+    /// with, so that its `'*'` and list stores are recorded: SPEC §5) after `adjust`.
     fn document(&self, frame: u64, url: &str, adjust: impl FnOnce(&mut FrameInfo)) -> FrameId {
         let mut info = FrameInfo::top_level(RendererId(frame), origin(url));
         info.url = Some(url.to_owned());
+        info.sticky_activation = true;
         adjust(&mut info);
         self.host.frames().insert(FrameId(frame), info);
         FrameId(frame)
@@ -41,7 +43,7 @@ impl World {
         bytes: &[u8],
         scope: OriginsOption,
         header: Option<&str>,
-    ) -> Result<(), LoaderError> {
+    ) -> Result<WriteWarnings, LoaderError> {
         let mut sink = self.loader.store(frame, hash_of(bytes), scope, header).expect("a store begins");
         for piece in bytes.chunks(7) {
             sink.write(piece);
@@ -187,4 +189,22 @@ fn stores_count_against_the_origins_limit() {
     assert!(matches!(sink.finish(), Err(LoaderError::Service(CosError::QuotaExceeded(_)))));
     assert_eq!(world.entries(), 0);
     world.store(page, b"small", OriginsOption::Omitted, None).unwrap();
+}
+
+#[test]
+fn a_wide_store_needs_the_documents_user_activation() {
+    let world = World::new();
+    world.public_hash_list(&[b"public runtime"]);
+    let page = world.document(1, "https://app.example/", |info| info.sticky_activation = false);
+    let warnings = world.store(page, b"public runtime", OriginsOption::Global, None).unwrap();
+    assert!(warnings.contains(WriteWarning::NoUserActivation), "the page is told why");
+    let other = world.document(2, "https://other.example/", |_| {});
+    let same_site = world.document(3, "https://cdn.app.example/", |_| {});
+    assert!(world.lookup(other, b"public runtime").is_none(), "not shared cross-site, even on the list");
+    assert_eq!(world.lookup(same_site, b"public runtime").unwrap(), b"public runtime", "same-site only");
+    // The user interacts with the page: its next store of the same resource widens the entry.
+    world.host.notify_user_activation(page);
+    let warnings = world.store(page, b"public runtime", OriginsOption::Global, None).unwrap();
+    assert!(warnings.is_empty());
+    assert_eq!(world.lookup(other, b"public runtime").unwrap(), b"public runtime");
 }

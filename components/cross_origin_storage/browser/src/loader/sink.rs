@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use cos_common::CosError;
-use cos_common::interface::{DATA_CHUNK_BYTES, DATA_PIPE_SEND_BUFFER, WriterEvent, WriterFrame};
+use cos_common::interface::{DATA_CHUNK_BYTES, DATA_PIPE_SEND_BUFFER, WriteWarnings, WriterEvent, WriterFrame};
 use cos_ipc::{Endpoint, IpcError};
 
 use super::{HeldHandle, LoaderError};
@@ -78,8 +78,9 @@ impl StoreSink {
     }
 
     /// The body is complete and its integrity checked: the service verifies the bytes against
-    /// the hash and commits the entry. Waits for its verdict.
-    pub fn finish(mut self) -> Result<(), LoaderError> {
+    /// the hash and commits the entry. Waits for its verdict: the warnings the requesting page's
+    /// console should show (SPEC §5: a scope without a user activation, a full origins list).
+    pub fn finish(mut self) -> Result<WriteWarnings, LoaderError> {
         self.done = true;
         if let Some(error) = self.failed.clone() {
             let _ = self.send(WriterFrame::Abort);
