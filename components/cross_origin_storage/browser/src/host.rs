@@ -129,7 +129,11 @@ impl CosHost {
             .name("cos-service-supervisor".into())
             .spawn(move || supervise(weak, first))
             .map_err(|e| HostError::ServiceStart(e.to_string()))?;
-        Ok(Self { inner })
+        let host = Self { inner };
+        // The control loop answers in order: once the ping is answered the service holds the
+        // loader's connection, so what the embedder counts or asks next already includes it.
+        host.ping().map_err(|error| HostError::ServiceStart(format!("the service did not answer: {error}")))?;
+        Ok(host)
     }
 
     /// The frame table the embedder fills.

@@ -176,9 +176,6 @@ fn eventually(mut done: impl FnMut() -> bool) -> bool {
 fn a_renderer_killed_mid_write_leaves_no_swap_file_and_no_open_handle() {
     let browser = Browser::start();
     let service = browser.host.service_pid().expect("service runs in a process");
-    // The control loop answers in order: after the ping, the loader's connection (bound as the
-    // host started) is part of the baseline.
-    browser.host.ping().unwrap();
     let baseline = service_descriptors(service);
     let mut a = browser.renderer(1, &[(10, "https://a.example", "https://a.example", None)]);
     let bytes = Payload::Pattern { len: 8_000_000, seed: 5 };
