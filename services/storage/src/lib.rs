@@ -4,8 +4,8 @@
 //! - [`StorageService`] is the entry point: open it on a profile directory, then serve
 //!   `getFileHandle` requests through [`StorageService::get_file_handle`]. Handles give
 //!   [`WritableFile`]s (verified on close) and [`FileReader`]s.
-//! - [`blob_store`](crate) keeps one immutable file per verified entry; [`registry`] records
-//!   entries, grants and accounting in redb; [`visibility`] holds the grant rules; [`gate`] the
+//! - `blob_store` keeps one immutable file per verified entry; [`registry`] records
+//!   entries, grants and accounting in redb; [`visibility`] holds the grant rules; [`gates`] the
 //!   decision behind the global grant.
 //!
 //! Every web-facing failure is a [`CosError`](cos_common::CosError); every internal one is a

@@ -3,10 +3,10 @@
 //! run. Its own crate so that none of it (nor its HTTP stack) is built into the shell.
 //!
 //! Five parts, each in one process tree started by this process:
-//! 1. [`baselines`]: raw SHA-256, write + fsync, page-cache read and memcpy of the big size, and
+//! 1. `baselines`: raw SHA-256, write + fsync, page-cache read and memcpy of the big size, and
 //!    the raw transport (a small-message round trip and bulk throughput between two processes).
-//! 2. [`cos`]: Cross-Origin Storage from JavaScript in a renderer frame (store, read, lookups).
-//! 3. [`cos`] at scale: eight renderers storing at once, dedup, 32 renderers' lookups/s,
+//! 2. `cos`: Cross-Origin Storage from JavaScript in a renderer frame (store, read, lookups).
+//! 3. `cos` at scale: eight renderers storing at once, dedup, 32 renderers' lookups/s,
 //!    start-up on a 100,000-entry registry, a 500,000-digest Public Hash List, a 4 GiB store.
 //! 4. Ratios of COS figures to their baselines, with the targets.
 //! 5. [`peers`]: the browser's own storage in headless Chromium, and COS through that Chromium

@@ -218,7 +218,7 @@ impl JsHost {
         *self.idle_wait.borrow_mut() = Some(wait);
     }
 
-    /// The loop state handle that native functions use to start operations (see [`start_op`]).
+    /// The loop state handle that native functions use to start operations (see [`OpsHandle::start`]).
     pub fn ops(&self) -> OpsHandle {
         OpsHandle { state: self.state.clone() }
     }

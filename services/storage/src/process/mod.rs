@@ -1,6 +1,6 @@
 //! The storage service as a process (or as threads, in-process): start-up and lock-down here,
-//! then [`control`] (the loop the browser drives), [`renderer_session`] (one per renderer) and
-//! [`data_pipes`] (one thread per open writer or read).
+//! then `control` (the loop the browser drives), `renderer_session` (one per renderer) and
+//! `data_pipes` (one thread per open writer or read).
 //!
 //! Threads: the control loop; one thread per bound renderer session (requests are handled in
 //! order, each quickly); one thread per open writer or read (bulk data). A renderer that stops

@@ -16,7 +16,7 @@
 //! rewrite will be free, without decoding the record). The rows are derived from the entry's record
 //! and written in the same transaction as the record (`RegistryWrite::put_entry` /
 //! `remove_entry`), so they can only disagree with it after damage on disk; recovery rebuilds them
-//! then ([`RegistryWrite::reconcile_index`]).
+//! then (`RegistryWrite::reconcile_index`).
 
 use std::collections::BTreeMap;
 
