@@ -235,3 +235,40 @@ pub fn run_single_test(name: &str, test: fn(), roles: &[ChildRole]) -> ExitCode 
         }
     }
 }
+
+/// One top-level document in renderer 1 of an in-process host, with its
+/// `navigator.crossOriginStorage`: where the renderer crate's doc examples start.
+#[cfg(feature = "browser")]
+pub struct DocumentFixture {
+    /// The host and its scratch profile.
+    pub browser: BrowserFixture,
+    /// The document's frame id.
+    pub frame: cos_common::interface::FrameId,
+    /// The document's `navigator.crossOriginStorage`.
+    pub manager: cos_renderer::CrossOriginStorageManager,
+}
+
+#[cfg(feature = "browser")]
+impl DocumentFixture {
+    /// A document of `url`'s origin (frame 1 of renderer 1) that has had a user activation.
+    pub fn new(url: &str) -> Self {
+        use cos_common::interface::{FrameId, RendererId};
+        let browser = BrowserFixture::start_in_process(|_| {});
+        let (frame, renderer) = (FrameId(1), RendererId(1));
+        let origin = cos_common::Origin::from_url(url).expect("an http(s) URL");
+        browser.host.frames().insert(frame, cos_browser::FrameInfo::top_level(renderer, origin));
+        browser.host.notify_user_activation(frame);
+        let (browser_end, renderer_end) = Endpoint::pair_in_process();
+        browser.host.register_renderer(renderer, browser_end, || {});
+        let connection = cos_renderer::RendererConnection::new(renderer_end).expect("a reply thread");
+        let context = cos_renderer::ScriptContext {
+            frame,
+            secure_context: true,
+            policy_allows: true,
+            service_worker: false,
+            opaque_origin: false,
+        };
+        let manager = cos_renderer::CrossOriginStorageManager::new(connection, context).expect("a secure context");
+        Self { browser, frame, manager }
+    }
+}

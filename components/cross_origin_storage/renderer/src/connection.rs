@@ -35,6 +35,33 @@ struct Pending {
 /// Replies are read either by a background thread ([`new`](Self::new)) or by the renderer's own
 /// event loop ([`new_pumped`](Self::new_pumped) + [`pump`](Self::pump) /
 /// [`run_until`](Self::run_until)), which saves a thread hop per call.
+///
+/// ```
+/// use cos_common::CosError;
+/// use cos_common::interface::{FrameId, RendererId};
+/// use cos_renderer::{CosHashDict, CosOptions, CrossOriginStorageManager, RendererConnection, ScriptContext};
+/// # let document = cos_test_support::fixture::DocumentFixture::new("https://app.example");
+/// # let host = &document.browser.host;
+/// # host.frames().insert(FrameId(7), cos_browser::FrameInfo::top_level(RendererId(2), "https://app.example".parse()?));
+/// // The browser made the pipe and registered its end for renderer 2 (hosting frame 7);
+/// // this is the renderer's end, read by the renderer's own event loop.
+/// let (browser_end, renderer_end) = cos_ipc::Endpoint::pair_in_process();
+/// host.register_renderer(RendererId(2), browser_end, || { /* kill renderer 2 */ });
+/// let connection = RendererConnection::new_pumped(renderer_end)?;
+///
+/// let context = ScriptContext {
+///     frame: FrameId(7),
+///     secure_context: true,
+///     policy_allows: true,
+///     service_worker: false,
+///     opaque_origin: false,
+/// };
+/// let manager = CrossOriginStorageManager::new(connection.clone(), context).expect("a secure context");
+/// let (unknown, lookup_only) = (CosHashDict::sha256("ab".repeat(32)), CosOptions::default());
+/// let lookup = manager.get_file_handle(&unknown, &lookup_only);
+/// assert_eq!(connection.run_until(lookup).unwrap_err(), CosError::NotFound);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct RendererConnection {
     sender: Pipe<RendererToBroker, Reply>,
     /// In pumped mode, the receiving side, read by whoever pumps.

@@ -15,6 +15,10 @@ impl Wake for ThreadWaker {
 }
 
 /// Runs a future to completion on the current thread, parking while it is pending.
+///
+/// ```
+/// assert_eq!(cos_renderer::block_on(async { 40 + 2 }), 42);
+/// ```
 pub fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
     let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));

@@ -7,6 +7,29 @@ use parking_lot::Mutex;
 
 /// An opened entry. Reads stream through a data pipe bound to this file; the bytes are never
 /// copied into the renderer until asked for.
+///
+/// ```
+/// use cos_common::CosError;
+/// use cos_renderer::{CosHashDict, CosOptions, block_on};
+/// # let document = cos_test_support::fixture::DocumentFixture::new("https://app.example");
+/// # let manager = &document.manager;
+/// # let hash = CosHashDict::sha256(cos_test_support::callers::sha256_hex(b"0123456789"));
+/// # block_on(async {
+/// #     let create = CosOptions { create: true, ..CosOptions::default() };
+/// #     let mut writer = manager.get_file_handle(&hash, &create).await?.create_writable(false).await?;
+/// #     writer.write(b"0123456789")?;
+/// #     writer.close()
+/// # })?;
+/// let file = block_on(async { manager.get_file_handle(&hash, &CosOptions::default()).await?.get_file().await })?;
+/// assert_eq!(file.size(), 10);
+/// // `file.slice(2, 6).arrayBuffer()`, and a read past the end, clamped to the file.
+/// assert_eq!(file.read_range(2, 4)?, b"2345");
+/// assert_eq!(file.read_range(8, 100)?, b"89");
+/// // Streaming into the binding's own buffers (a `ReadableStream`), chunk by chunk.
+/// let mut streamed = Vec::new();
+/// assert_eq!(file.read_with(0, u64::MAX, |chunk| streamed.extend_from_slice(chunk))?, 10);
+/// # Ok::<(), CosError>(())
+/// ```
 pub struct File {
     name: String,
     size: u64,

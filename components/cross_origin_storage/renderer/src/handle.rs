@@ -49,10 +49,41 @@ impl Drop for HandleInner {
 /// Its calls name the document that holds it: the broker lets only documents of the origin and
 /// partition that opened the handle use it. A DOM binding that transfers a handle to another
 /// same-origin document (`postMessage`) gives the receiver [`adopted_by`](Self::adopted_by) it.
+///
+/// ```
+/// use cos_common::CosError;
+/// use cos_common::interface::FrameId;
+/// use cos_renderer::{CosHashDict, CosOptions, PermissionMode, PermissionState, block_on};
+/// # let document = cos_test_support::fixture::DocumentFixture::new("https://app.example");
+/// # let manager = &document.manager;
+/// # let hex = cos_test_support::callers::sha256_hex(b"runtime.wasm bytes");
+/// let create = CosOptions { create: true, ..CosOptions::default() };
+/// let handle = block_on(manager.get_file_handle(&CosHashDict::sha256(hex.clone()), &create))?;
+/// assert_eq!((handle.kind(), handle.name()), ("file", hex));
+/// assert_eq!(handle.query_permission(PermissionMode::ReadWrite), PermissionState::Granted);
+/// // Entries are immutable and shared: only the browser removes them.
+/// assert_eq!(handle.remove().unwrap_err().name(), "NotAllowedError");
+///
+/// // Posted to a same-origin document (frame 2), the copy calls in the receiver's name.
+/// let received = handle.adopted_by(FrameId(2));
+/// assert!(received.is_same_entry(&handle));
+/// assert_eq!(received.frame(), FrameId(2));
+/// # Ok::<(), CosError>(())
+/// ```
 #[derive(Clone)]
 pub struct FileSystemFileHandle {
     inner: Arc<HandleInner>,
     frame: FrameId,
+}
+
+impl std::fmt::Debug for FileSystemFileHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSystemFileHandle")
+            .field("hash", &self.inner.hash)
+            .field("frame", &self.frame)
+            .field("create", &self.inner.create)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FileSystemFileHandle {

@@ -51,6 +51,48 @@ pub struct CosOptions {
 }
 
 /// `CrossOriginStorageManager`: one per global (`[SameObject]`).
+///
+/// The binding creates it once per global from the renderer's connection and what the renderer
+/// knows about the global, and maps a `CosError` to the `DOMException` (or `TypeError`) of the
+/// same name. The order of the checks is SPEC §3's: who may call, then validation, then the
+/// browser.
+///
+/// ```
+/// use cos_common::{CosError, OriginsInput};
+/// use cos_renderer::{CosHashDict, CosOptions, CrossOriginStorageManager, ScriptContext, block_on};
+/// # let document = cos_test_support::fixture::DocumentFixture::new("https://app.example");
+/// # let manager = &document.manager;
+/// # let connection = cos_renderer::RendererConnection::new(cos_ipc::Endpoint::pair_in_process().0)?;
+/// let context = manager.context();
+///
+/// // No attribute at all in an insecure context.
+/// let insecure = ScriptContext { secure_context: false, ..context };
+/// assert!(CrossOriginStorageManager::new(connection.clone(), insecure).is_none());
+///
+/// block_on(async {
+///     // Validation is local: a TypeError before anything is sent.
+///     let bad = CosHashDict { algorithm: "MD5".into(), value: "00".into() };
+///     let error = manager.get_file_handle(&bad, &CosOptions::default()).await.unwrap_err();
+///     assert_eq!(error.name(), "TypeError");
+///
+///     // A frame whose Permissions Policy blocks the feature: NotAllowedError, even for bad input.
+///     let blocked = CrossOriginStorageManager::new(connection, ScriptContext { policy_allows: false, ..context });
+///     let error = blocked.unwrap().get_file_handle(&bad, &CosOptions::default()).await.unwrap_err();
+///     assert_eq!(error.name(), "NotAllowedError");
+///
+///     // A lookup of bytes nobody stored: NotFoundError, whatever the reason.
+///     let unknown = CosHashDict::sha256("ab".repeat(32));
+///     let error = manager.get_file_handle(&unknown, &CosOptions::default()).await.unwrap_err();
+///     assert_eq!(error, CosError::NotFound);
+///
+///     // `{create: true, origins: "*"}` is validated like WebIDL, then decided by the browser.
+///     let global = CosOptions { create: true, origins: OriginsInput::Single("*".into()) };
+///     let handle = manager.get_file_handle(&unknown, &global).await?;
+///     assert!(handle.is_create());
+///     Ok::<(), CosError>(())
+/// })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct CrossOriginStorageManager {
     connection: Arc<RendererConnection>,

@@ -8,6 +8,30 @@ use cos_ipc::{Endpoint, IpcError};
 
 /// A writer for one create handle. Nothing is visible to anyone until [`close`](Self::close)
 /// verified the bytes; dropping the stream aborts it.
+///
+/// ```
+/// use cos_common::CosError;
+/// use cos_renderer::{CosHashDict, CosOptions, block_on};
+/// # let document = cos_test_support::fixture::DocumentFixture::new("https://app.example");
+/// # let manager = &document.manager;
+/// # let hash = CosHashDict::sha256(cos_test_support::callers::sha256_hex(b"hello"));
+/// let create = CosOptions { create: true, ..CosOptions::default() };
+/// let handle = block_on(manager.get_file_handle(&hash, &create))?;
+///
+/// // Seeks and truncates are fine: the service hashes what the file holds at close.
+/// let mut writer = block_on(handle.create_writable(false))?;
+/// writer.write(b"hellXXXX")?;
+/// writer.truncate(4)?;
+/// writer.write_at(4, b"o")?;
+/// let warnings = writer.close()?; // printed to the page's console by the binding (SPEC §5)
+/// assert!(warnings.is_empty());
+///
+/// // Bytes that do not hash to the handle's value are refused, and nothing becomes visible.
+/// let mut writer = block_on(handle.create_writable(false))?;
+/// writer.write(b"jello")?;
+/// assert_eq!(writer.close().unwrap_err().name(), "DataError");
+/// # Ok::<(), CosError>(())
+/// ```
 pub struct FileSystemWritableFileStream {
     pipe: Endpoint,
     errored: Option<CosError>,
