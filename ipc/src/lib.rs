@@ -47,6 +47,8 @@ mod data_frame;
 mod endpoint;
 mod error;
 mod in_process;
+#[cfg(feature = "ipc-channel")]
+pub mod ipc_channel;
 pub mod launch;
 mod os;
 mod pipe;

@@ -156,6 +156,29 @@ impl CosHost {
         terminate: impl Fn() + Send + Sync + 'static,
     ) {
         let peer = Peer::new(format!("renderer-{}", renderer.0), terminate);
+        self.serve_renderer(renderer, endpoint, peer);
+    }
+
+    /// Like [`register_renderer`](Self::register_renderer), for a renderer whose COS link is an
+    /// `ipc-channel` (feature `ipc-channel`; the embedder made it with
+    /// `cos_ipc::ipc_channel::link` and passed the renderer's half to the content process). Every
+    /// message from the renderer, on the link and its data pipes, is bounded before it is
+    /// decoded; the rules are those of every renderer (ARCHITECTURE.md, "The renderer link over
+    /// ipc-channel").
+    #[cfg(feature = "ipc-channel")]
+    pub fn register_renderer_ipc_channel(
+        &self,
+        renderer: RendererId,
+        link: cos_ipc::ipc_channel::BrowserLink,
+        terminate: impl Fn() + Send + Sync + 'static,
+    ) -> std::io::Result<()> {
+        let peer = Peer::new(format!("renderer-{}", renderer.0), terminate);
+        let endpoint = cos_ipc::ipc_channel::bridge_untrusted_renderer(link, peer.clone())?;
+        self.serve_renderer(renderer, endpoint, peer);
+        Ok(())
+    }
+
+    fn serve_renderer(&self, renderer: RendererId, endpoint: Endpoint, peer: std::sync::Arc<Peer>) {
         let stub = BrokerStub::new(renderer, endpoint, self.inner.frames.clone(), peer);
         if self.inner.brokers.lock().insert(renderer, stub.clone()).is_some() {
             tracing::warn!(

@@ -124,6 +124,20 @@ impl RendererConnection {
         }))
     }
 
+    /// Like [`new`](Self::new), over the `ipc-channel` link an embedder passed to this content
+    /// process (feature `ipc-channel`; see `cos_ipc::ipc_channel`): the link is bridged to an
+    /// endpoint, so every call behaves exactly as over the default transport.
+    #[cfg(feature = "ipc-channel")]
+    pub fn new_ipc_channel(link: cos_ipc::ipc_channel::RendererLink) -> std::io::Result<Arc<Self>> {
+        Self::new(cos_ipc::ipc_channel::bridge_browser(link)?)
+    }
+
+    /// Like [`new_pumped`](Self::new_pumped), over an `ipc-channel` link (feature `ipc-channel`).
+    #[cfg(feature = "ipc-channel")]
+    pub fn new_pumped_ipc_channel(link: cos_ipc::ipc_channel::RendererLink) -> std::io::Result<Arc<Self>> {
+        Self::new_pumped(cos_ipc::ipc_channel::bridge_browser(link)?)
+    }
+
     /// Pumped mode: blocks until one reply arrives and delivers it (waking its future). Returns
     /// false once the pipe is closed (every pending call has then failed with `AbortError`).
     pub fn pump(&self) -> bool {
