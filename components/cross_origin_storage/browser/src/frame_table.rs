@@ -29,6 +29,39 @@ pub enum ContextKind {
 }
 
 /// One document, as the embedder registers it when it creates the frame or worker.
+///
+/// ```
+/// use cos_browser::{ContextKind, FrameInfo, FrameOrigin, permissions_policy};
+/// use cos_common::interface::{FrameId, RendererId};
+/// use cos_common::{AllowOriginCeiling, Origin, Site};
+///
+/// let top = Origin::from_url("https://app.example/")?;
+/// let widget = Origin::from_url("https://widget.example/")?;
+///
+/// // A cross-site iframe: its own origin, the top-level document's site, the policy result
+/// // and the ceiling from its response headers and its container.
+/// let mut frame = FrameInfo::top_level(RendererId(2), widget.clone());
+/// frame.top_level_site = Some(Site::of(&top));
+/// let container = permissions_policy::Container {
+///     parent_origin: Some(&top),
+///     parent_allows: true,
+///     allow_attribute: Some("cross-origin-storage"),
+/// };
+/// frame.cos_allowed = permissions_policy::is_enabled(Some(&widget), None, Some(container));
+/// frame.allow_origin_ceiling = AllowOriginCeiling::from_header(Some("https://app.example"));
+/// let caller = frame.authorize().expect("allowed by its container");
+/// assert_eq!(caller.origin(), &widget);
+///
+/// // Its dedicated worker inherits what the frame may do.
+/// let worker = FrameInfo::worker(RendererId(2), FrameOrigin::Tuple(widget), ContextKind::DedicatedWorker, &[(FrameId(9), &frame)], None);
+/// assert!(worker.authorize().is_ok());
+///
+/// // Service workers never may (SPEC §3).
+/// let mut service_worker = worker.clone();
+/// service_worker.kind = ContextKind::ServiceWorker;
+/// assert_eq!(service_worker.authorize().unwrap_err().name(), "NotAllowedError");
+/// # Ok::<(), cos_common::OriginParseError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameInfo {
     /// The renderer process hosting it.
@@ -130,6 +163,34 @@ impl FrameInfo {
 }
 
 /// Frame id → [`FrameInfo`]. Shared by every broker stub; written by the embedder.
+///
+/// The embedder inserts a record when a document is created (a navigation is a new document: a
+/// new record, under a new frame id), records real user input, and removes the record when the
+/// document goes away.
+///
+/// ```
+/// use cos_browser::{FrameInfo, FrameTable};
+/// use cos_common::interface::{FrameId, RendererId, WriteWarning};
+/// use cos_common::{AllowOriginCeiling, Origin, OriginsOption};
+///
+/// let frames = FrameTable::default();
+/// let frame = FrameId(7);
+/// frames.insert(frame, FrameInfo::top_level(RendererId(1), Origin::from_url("https://app.example/")?));
+///
+/// // SPEC §5: a "*" write needs the document's user activation; without it, same-site only.
+/// let info = frames.get(frame).unwrap();
+/// let options = frames.create_options(&info, OriginsOption::Global, AllowOriginCeiling::empty());
+/// assert_eq!(options.origins, OriginsOption::Omitted);
+/// assert!(options.warnings.contains(WriteWarning::NoUserActivation));
+///
+/// let info = frames.record_user_activation(frame).unwrap(); // the browser saw a click
+/// let options = frames.create_options(&info, OriginsOption::Global, AllowOriginCeiling::empty());
+/// assert_eq!(options.origins, OriginsOption::Global);
+///
+/// frames.remove(frame); // the document went away
+/// assert!(frames.get(frame).is_none());
+/// # Ok::<(), cos_common::OriginParseError>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct FrameTable {
     frames: RwLock<HashMap<FrameId, FrameInfo>>,

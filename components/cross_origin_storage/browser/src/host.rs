@@ -36,7 +36,8 @@ const IN_PROCESS_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 /// `cos_storage_service::process::serve` on a new thread). Keeps this crate free of the service.
 pub type InProcessService = Arc<dyn Fn(Endpoint) + Send + Sync>;
 
-/// Where the storage service runs.
+/// Where the storage service runs: [`Process`](Self::Process) in a browser (see [`CosHost`]),
+/// [`InProcess`](Self::InProcess) in a single-process embedder (see the crate-level example).
 #[derive(Clone)]
 pub enum ServiceLaunch {
     /// A sandboxed child process (`--type=storage-service` of the given program).
@@ -54,7 +55,19 @@ impl std::fmt::Debug for ServiceLaunch {
     }
 }
 
-/// Configuration of a [`CosHost`].
+/// Configuration of a [`CosHost`]: where the service runs and what it opens (the profile
+/// directory, limits, the Public Hash List file; see [`ServiceProcessConfig`]).
+///
+/// ```
+/// use cos_browser::{HostConfig, ServiceLaunch};
+/// use cos_common::interface::ServiceProcessConfig;
+///
+/// let mut service = ServiceProcessConfig::new("/var/lib/browser/profile");
+/// service.public_hash_list_path = Some("/usr/share/browser/public-hash-list.txt".into());
+/// service.per_origin_bytes = 4 << 30;
+/// let config = HostConfig { launch: ServiceLaunch::Process(cos_ipc::launch::LaunchOptions::new("storage-service")), service };
+/// assert!(config.service.sandbox);
+/// ```
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     /// Where the service runs.
@@ -76,6 +89,33 @@ pub enum HostError {
 
 /// The browser-side COS host. Dropping it shuts the service down; an in-process service has
 /// closed its store when the drop returns (or two seconds have passed).
+///
+/// A multi-process browser runs the storage service as a sandboxed child: the same binary
+/// re-executed with `--type=storage-service`, whose `main` hands the bootstrap to the service's
+/// entry point before doing anything else (crate-level docs: the in-process shape, which runs).
+///
+/// ```no_run
+/// use std::process::ExitCode;
+///
+/// use cos_browser::{CosHost, HostConfig, ServiceLaunch};
+/// use cos_common::interface::{FrameId, ServiceProcessConfig};
+/// use cos_ipc::launch::LaunchOptions;
+///
+/// fn main() -> ExitCode {
+///     // A child launched by the host: serve, sandboxed, until the browser goes away.
+///     if let Ok(Some(bootstrap)) = cos_ipc::launch::bootstrap_from_args() {
+///         return cos_storage_service::process::run_storage_service_process(bootstrap);
+///     }
+///     let config = HostConfig {
+///         launch: ServiceLaunch::Process(LaunchOptions::new("storage-service")),
+///         service: ServiceProcessConfig::new("/var/lib/browser/profile"),
+///     };
+///     let host = CosHost::start(config).expect("the storage service starts");
+///     // ... register frames and renderers; on real input in a document:
+///     host.notify_user_activation(FrameId(1));
+///     ExitCode::SUCCESS // dropping the host shuts the service down
+/// }
+/// ```
 pub struct CosHost {
     inner: Arc<HostInner>,
 }

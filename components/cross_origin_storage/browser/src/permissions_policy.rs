@@ -1,6 +1,25 @@
 //! The `cross-origin-storage` Permissions Policy feature (default allowlist `self`, SPEC §3), as
 //! far as COS needs it: the document's `Permissions-Policy` header and its container's `allow`
 //! attribute.
+//!
+//! ```
+//! use cos_browser::permissions_policy::{Container, is_enabled};
+//! use cos_common::Origin;
+//!
+//! let parent = Origin::from_url("https://app.example/")?;
+//! let child = Origin::from_url("https://cdn.example/")?;
+//! // Top-level documents have it unless their own header turns it off.
+//! assert!(is_enabled(Some(&parent), None, None));
+//! assert!(!is_enabled(Some(&parent), Some("cross-origin-storage=()"), None));
+//! // Default allowlist `self`: a cross-origin iframe needs `allow="cross-origin-storage"`.
+//! let bare = Container { parent_origin: Some(&parent), parent_allows: true, allow_attribute: None };
+//! assert!(!is_enabled(Some(&child), None, Some(bare)));
+//! let delegated = Container { allow_attribute: Some("cross-origin-storage"), ..bare };
+//! assert!(is_enabled(Some(&child), None, Some(delegated)));
+//! // Opaque origins never have it.
+//! assert!(!is_enabled(None, None, Some(delegated)));
+//! # Ok::<(), cos_common::OriginParseError>(())
+//! ```
 
 use cos_common::Origin;
 

@@ -20,6 +20,17 @@ pub enum Partition {
 
 /// The caller of a request as the trusted browser process knows it. Renderers never supply this:
 /// the broker builds it from its frame table.
+///
+/// ```
+/// use cos_common::{CallerContext, OffTheRecordProfileId, Origin, Partition, Site};
+///
+/// let frame = Origin::from_url("https://cdn.example")?;
+/// let top = Site::of(&Origin::from_url("https://news.example")?);
+/// let caller = CallerContext::new(frame.clone(), top.clone(), Partition::OffTheRecord(OffTheRecordProfileId(1)));
+/// assert_eq!(caller.origin(), &frame);
+/// assert_eq!(caller.nik().top_level_site, top);
+/// # Ok::<(), cos_common::OriginParseError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "RawCallerContext", into = "RawCallerContext")]
 pub struct CallerContext {

@@ -9,7 +9,18 @@ use serde::{Deserialize, Serialize};
 /// identical).
 pub const NOT_FOUND_MESSAGE: &str = "The requested file could not be found.";
 
-/// A failure as web content sees it.
+/// A failure as web content sees it: a DOM binding throws a `DOMException` named
+/// [`name`](Self::name) with [`message`](Self::message) (a `TypeError` for
+/// [`Type`](Self::Type)). Messages are fixed texts: no path, hash or other origin reaches a page.
+///
+/// ```
+/// use cos_common::CosError;
+///
+/// let error = CosError::NotFound;
+/// assert_eq!(error.name(), "NotFoundError");
+/// assert_eq!(error.message(), cos_common::NOT_FOUND_MESSAGE);
+/// assert_eq!(CosError::Abort.name(), "AbortError"); // the service restarted: try again
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum CosError {
     /// `NotFoundError`: miss, out of scope, gated, GREASE, over budget, in-flight only.

@@ -34,6 +34,19 @@ impl HashAlgorithm {
 
 /// A SHA-256 digest naming one entry.
 ///
+/// ```
+/// use cos_common::ContentHash;
+///
+/// let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"; // SHA-256 of ""
+/// let hash = ContentHash::parse("SHA-256", hex)?;
+/// assert_eq!(hash, ContentHash::from_hex(hex).unwrap());
+/// assert_eq!(hash.to_hex(), hex);
+/// // SPEC §2: the algorithm name is case-insensitive; the value must be 64 lowercase hex digits.
+/// assert!(ContentHash::parse("sha-256", hex).is_ok());
+/// assert_eq!(ContentHash::parse("SHA-256", &hex.to_uppercase()).unwrap_err().name(), "TypeError");
+/// # Ok::<(), cos_common::CosError>(())
+/// ```
+///
 /// It can only be built from 32 bytes or from a validated `{algorithm, value}` pair, so its
 /// [`Display`](fmt::Display) form (64 lowercase hex digits) is always safe as a file name.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -24,6 +24,18 @@ pub enum OriginsInput {
 
 /// A validated `origins` option.
 ///
+/// ```
+/// use cos_common::{Origin, OriginsInput, OriginsOption};
+///
+/// let list = OriginsInput::Sequence(vec!["https://a.example".into(), "https://b.example".into()]);
+/// let OriginsOption::List(origins) = OriginsOption::parse(&list)? else { unreachable!() };
+/// assert_eq!(origins[0], Origin::from_url("https://a.example")?);
+/// // WebIDL-level validation: a TypeError before anything is sent.
+/// let bad = OriginsInput::Sequence(vec!["ftp://a.example".into()]);
+/// assert_eq!(OriginsOption::parse(&bad).unwrap_err().name(), "TypeError");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// Only valid values deserialise: a list is never empty, never longer than
 /// [`MAX_ORIGINS_LIST_LEN`] and has no duplicates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +115,17 @@ impl From<OriginsOption> for RawOriginsOption {
 /// The ceiling a writing document's `Cross-Origin-Storage-Allow-Origin` response header puts on
 /// the origins a list write may authorise (SPEC §5). It fails closed: no header, a `*` or any
 /// token that is not an origin makes it empty.
+///
+/// ```
+/// use cos_common::{AllowOriginCeiling, Origin};
+///
+/// let ceiling = AllowOriginCeiling::from_header(Some("https://a.example, https://b.example"));
+/// assert!(ceiling.admits(&Origin::from_url("https://a.example")?));
+/// assert!(!ceiling.admits(&Origin::from_url("https://c.example")?));
+/// assert!(AllowOriginCeiling::from_header(Some("*")).is_empty()); // fails closed
+/// assert!(AllowOriginCeiling::from_header(None).is_empty());
+/// # Ok::<(), cos_common::OriginParseError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AllowOriginCeiling(BTreeSet<Origin>);
 

@@ -57,6 +57,24 @@ pub enum OriginParseError {
 ///
 /// The port is always present internally and left out of the serialisation when it is the
 /// scheme's default, exactly like the HTML origin serialisation.
+///
+/// An embedder converts its own origin type through the serialisation (Servo's
+/// `ImmutableOrigin::ascii_serialization`, Chromium's `url::Origin::Serialize`); an opaque
+/// origin has none, and is `cos_browser::FrameOrigin::Opaque` in the browser's frame table.
+///
+/// ```
+/// use cos_common::Origin;
+///
+/// let origin = Origin::from_url("https://App.Example:443/models/index.html?x#y")?;
+/// assert_eq!(origin.to_string(), "https://app.example");
+/// assert_eq!(Origin::from_serialized("https://app.example")?, origin);
+/// assert!(Origin::from_url("http://localhost:8000/")?.is_potentially_trustworthy());
+/// assert!(origin.is_same_site(&Origin::from_url("https://cdn.app.example/")?));
+/// // Only http(s) tuple origins: `null` (an opaque origin's serialisation) is not one.
+/// assert!(Origin::from_serialized("null").is_err());
+/// assert!(Origin::from_url("data:text/html,hi").is_err());
+/// # Ok::<(), cos_common::OriginParseError>(())
+/// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Origin {
     scheme: Scheme,

@@ -12,6 +12,20 @@ use crate::origin::{Origin, Scheme};
 /// suffix, as Chromium's `GetDomainAndRegistry` does). Ports are ignored. Hosts without a
 /// registrable domain (IP addresses, `localhost`, single-label hosts, hosts that are themselves a
 /// public suffix) use the whole host, as Chromium's `SchemefulSite` does.
+///
+/// ```
+/// use cos_common::{NetworkIsolationKey, Origin, Site};
+///
+/// let site = |url| Site::of(&Origin::from_url(url).unwrap());
+/// assert_eq!(site("https://a.b.example.co.uk:8443/").to_string(), "https://example.co.uk");
+/// assert_eq!(site("https://user.github.io/").to_string(), "https://user.github.io"); // private registry
+/// assert_eq!(site("http://127.0.0.1:8000/").to_string(), "http://127.0.0.1");
+/// assert_ne!(site("http://app.example/"), site("https://app.example/")); // schemeful
+///
+/// // The broker's key for a frame: top-level site + the frame's own site.
+/// let key = NetworkIsolationKey { top_level_site: site("https://news.example/"), frame_site: site("https://cdn.example/") };
+/// assert_ne!(key.top_level_site, key.frame_site);
+/// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Site {
     scheme: Scheme,

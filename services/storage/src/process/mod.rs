@@ -39,6 +39,18 @@ pub struct LockDown {
 /// Runs the service on the browser's control endpoint until the browser says `Shutdown` or goes
 /// away. `lock_down` is called after the store is open and before any request is served (the
 /// process entry point applies the sandbox; in-process tests pass `no_lock_down`).
+///
+/// A single-process embedder runs it on a thread of its own for `cos_browser`'s
+/// `ServiceLaunch::InProcess` (there is no process to lock down):
+///
+/// ```
+/// use cos_storage_service::process::{LockDown, serve};
+///
+/// let run_in_process = |control: cos_ipc::Endpoint| {
+///     std::thread::spawn(move || serve(control, |_config| Ok(LockDown::default())));
+/// };
+/// # let _ = run_in_process;
+/// ```
 pub fn serve(
     control: Endpoint,
     lock_down: impl FnOnce(&ServiceProcessConfig) -> Result<LockDown, String>,
@@ -96,6 +108,21 @@ pub const SANDBOX_SELF_TEST_ARG: &str = "--sandbox-self-test";
 /// Entry point of a `--type=storage-service` process, after `cos_ipc` bootstrap: serve on the
 /// browser's pipe, sandboxed (unless the browser's configuration turns the sandbox off for a
 /// test). Returns the process exit code.
+///
+/// Call it first thing in `main` of the binary the browser launches with
+/// `--type=storage-service` (usually the browser's own, re-executed):
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
+///     if let Ok(Some(bootstrap)) = cos_ipc::launch::bootstrap_from_args() {
+///         if bootstrap.process_type == "storage-service" {
+///             return cos_storage_service::process::run_storage_service_process(bootstrap);
+///         }
+///     }
+///     // ... the browser itself
+///     std::process::ExitCode::SUCCESS
+/// }
+/// ```
 pub fn run_storage_service_process(bootstrap: cos_ipc::launch::ChildBootstrap) -> std::process::ExitCode {
     limit_allocator_arenas();
     let self_test = bootstrap.args.iter().any(|arg| arg == SANDBOX_SELF_TEST_ARG);

@@ -8,6 +8,7 @@ use cos_ipc::Endpoint;
 use super::{HeldHandle, LoaderError};
 
 /// The body of a lookup hit. Dropping it (read or not) releases the read and its handle.
+/// Example: the [`loader`](crate::loader) module's.
 pub struct CosBody {
     size: u64,
     pipe: Endpoint,

@@ -14,6 +14,42 @@
 //! (Permissions Policy, service worker, opaque origin, out of scope, gated, GREASE, over budget,
 //! service down or restarting) is the same `None` as a miss, and every store that cannot happen
 //! is silently skipped; the renderer only ever sees the network's answer or COS's bytes.
+//!
+//! What an embedder's network stack does for `fetch(url, {integrity: "sha256-…",
+//! crossOriginStorage: "*"})` from document `frame` (its integrity check and the network
+//! itself are the embedder's):
+//!
+//! ```
+//! use cos_common::OriginsOption;
+//! # let document = cos_test_support::fixture::DocumentFixture::new("https://app.example");
+//! # let (host, frame) = (&document.browser.host, document.frame);
+//! # let body = b"runtime.wasm".to_vec();
+//! # let hash = cos_test_support::callers::hash_of(&body);
+//! let loader = host.loader();
+//!
+//! // Before the network: can COS answer? A miss and every refusal look the same.
+//! assert!(loader.lookup(frame, hash).is_none());
+//!
+//! // Fetched from the network instead: tee the body into a store as it streams...
+//! let mut sink = loader.store(frame, hash, OriginsOption::Global, None).expect("not skipped");
+//! for chunk in body.chunks(4) {
+//!     sink.write(chunk); // ...and to the renderer
+//! }
+//! // ...and commit only once SRI passed (`sink.abort()` otherwise).
+//! let warnings = sink.finish()?;
+//! assert!(warnings.is_empty());
+//!
+//! // The next request is answered from COS, streamed from the service.
+//! let hit = loader.lookup(frame, hash).expect("stored");
+//! assert_eq!(hit.size(), body.len() as u64);
+//! let mut received = Vec::new();
+//! hit.stream(|chunk| {
+//!     received.extend_from_slice(chunk);
+//!     true // false: the page went away
+//! })?;
+//! assert_eq!(received, body);
+//! # Ok::<(), cos_browser::LoaderError>(())
+//! ```
 
 mod body;
 mod sink;
@@ -41,7 +77,7 @@ pub const LOADER_CONNECTION: cos_common::interface::RendererId = cos_common::int
 type ServiceConnection = Pipe<BrokerToService, ServiceToBroker>;
 
 /// The loader of one [`CosHost`](crate::CosHost) (cheap to clone; every clone is the same
-/// loader).
+/// loader). Example: the [`loader`](crate::loader) module's.
 #[derive(Clone)]
 pub struct Loader {
     inner: Arc<LoaderInner>,

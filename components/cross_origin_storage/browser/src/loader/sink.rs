@@ -12,7 +12,8 @@ use super::{HeldHandle, LoaderError};
 
 /// A store in progress. Failures along the way (over the origin's limit, the service gone)
 /// turn it into a no-op: later writes are dropped and [`finish`](Self::finish) reports the
-/// first failure. Dropping it without `finish` aborts the store.
+/// first failure. Dropping it without `finish` aborts the store. Example: the
+/// [`loader`](crate::loader) module's.
 pub struct StoreSink {
     pipe: Endpoint,
     failed: Option<CosError>,
