@@ -90,8 +90,11 @@ pub fn link() -> io::Result<(RendererLink, BrowserLink)> {
 /// on each data pipe, is bounded ([`MAX_MESSAGE_BYTES`]) before anything else looks at it; an
 /// oversized one is reported as a bad message of `peer` (which terminates the renderer).
 /// Decoding and validating the payload is the broker's, as for every transport.
-pub fn bridge_untrusted_renderer(link: BrowserLink, peer: Arc<Peer>) -> io::Result<Endpoint> {
-    let (outer, inner) = Endpoint::pair()?;
+///
+/// `in_process`: the endpoint's transport, which must be that of the data pipes the broker
+/// forwards on it (those of an in-process storage service are in-process).
+pub fn bridge_untrusted_renderer(link: BrowserLink, peer: Arc<Peer>, in_process: bool) -> io::Result<Endpoint> {
+    let (outer, inner) = if in_process { Endpoint::pair_in_process() } else { Endpoint::pair()? };
     let BrowserLink { from_renderer, to_renderer } = link;
     let inbound = inner.try_clone()?;
     let inbound_peer = peer.clone();
@@ -171,7 +174,21 @@ fn bridge_message(message: Message, peer: Option<&Arc<Peer>>) -> Result<ToRender
 /// `ipc-channel` → endpoint until either side goes away; with a `peer`, a message over the bound
 /// is that peer's bad message. Messages never carry endpoints this way.
 fn pump_in(from: &IpcBytesReceiver, to: &Endpoint, peer: Option<&Arc<Peer>>) {
-    while let Ok(bytes) = from.recv() {
+    loop {
+        let bytes = match peer {
+            Some(peer) => match receive_untrusted(from) {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(_)) => break,
+                Err(reason) => {
+                    report_bad_message(peer, reason);
+                    break;
+                }
+            },
+            None => match from.recv() {
+                Ok(bytes) => bytes,
+                Err(_) => break,
+            },
+        };
         if let Err(reason) = check_untrusted(&bytes) {
             if let Some(peer) = peer {
                 report_bad_message(peer, reason);
@@ -194,6 +211,16 @@ fn pump_out(from: &Endpoint, to: &IpcBytesSender) {
         }
     }
     from.shutdown();
+}
+
+/// One `recv` of an untrusted peer's message, with `ipc-channel`'s own panics on what that peer
+/// controls (a fragmented message without its fragment channel, a channel attached where none
+/// is claimed: `platform/unix/mod.rs` and `OsOpaqueIpcChannel`'s drop in 0.23.1) turned into a
+/// bad message instead of a dead browser thread. What it cannot catch is written down in
+/// ARCHITECTURE.md ("The renderer link over ipc-channel").
+fn receive_untrusted(from: &IpcBytesReceiver) -> Result<Result<Vec<u8>, ipc_channel::IpcError>, &'static str> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| from.recv()))
+        .map_err(|_| "a message ipc-channel could not receive (malformed fragments or stray channels)")
 }
 
 /// The bound on one message from an untrusted peer, checked before anything decodes it.

@@ -33,6 +33,8 @@ pub struct ScenarioConfig {
     pub process_per_site: bool,
     /// The bound of one message to or from a renderer (`frame.eval` arguments and results).
     pub message_limit: usize,
+    /// How renderers reach their broker stubs.
+    pub renderer_transport: crate::page::RendererTransport,
 }
 
 /// Storage-service settings a scenario asks for with `// META: service.<key>=<value>` lines at
@@ -100,6 +102,7 @@ impl Harness {
             })?;
             browser.set_process_per_site(self.config.process_per_site);
             browser.set_message_limit(self.config.message_limit);
+            browser.set_renderer_transport(self.config.renderer_transport);
             self.browser = Some(browser);
         }
         Ok(self.browser.as_ref().expect("just started"))

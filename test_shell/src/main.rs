@@ -66,6 +66,10 @@ enum Command {
         /// browser and a renderer), in bytes; a larger one fails the call with an error.
         #[arg(long, default_value_t = test_shell::channel::DEFAULT_MESSAGE_LIMIT)]
         message_limit: usize,
+        /// How renderer processes reach their broker stubs: `cos-ipc` pipes, or `ipc-channel`
+        /// links as an embedder such as Servo has.
+        #[arg(long, default_value = "cos-ipc", value_parser = ["cos-ipc", "ipc-channel"])]
+        renderer_transport: String,
     },
     /// Opens one page at ORIGIN and runs a web-platform-tests style file in it (`// META:
     /// script=` includes are loaded first, relative to the file). Same output and exit code as
@@ -202,13 +206,17 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run { script, profile, phl, timeout, process_per_site, message_limit } => {
+        Command::Run { script, profile, phl, timeout, process_per_site, message_limit, renderer_transport } => {
             let config = test_shell::ScenarioConfig {
                 program: program(),
                 profile,
                 public_hash_list: phl,
                 process_per_site,
                 message_limit,
+                renderer_transport: match renderer_transport.as_str() {
+                    "ipc-channel" => test_shell::page::RendererTransport::IpcChannel,
+                    _ => test_shell::page::RendererTransport::CosIpc,
+                },
             };
             finish(test_shell::run_scenario(config, &script, Duration::from_secs(timeout)).map_err(|e| e.to_string()))
         }

@@ -20,7 +20,7 @@ use crate::servers::OriginServers;
 use cos_test_hub::FileOptions;
 
 use crate::js::TestResult;
-use crate::protocol::{RendererCommand, RendererReply};
+use crate::protocol::{CosLink, RendererCommand, RendererReply};
 
 /// What went wrong running a page (operator-facing).
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +121,17 @@ struct FrameRecord {
     service_worker_frame: u64,
 }
 
+/// How renderers reach their broker stubs (`test_shell run --renderer-transport`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RendererTransport {
+    /// `cos_ipc` pipes (the default, and what every embedder gets without a cargo feature).
+    #[default]
+    CosIpc,
+    /// `ipc-channel` links, as Servo's content processes have (ARCHITECTURE.md, "The renderer
+    /// link over ipc-channel").
+    IpcChannel,
+}
+
 /// The shell's browser process: the COS host, the frame table and the renderer processes that
 /// pages and frames run in.
 pub struct ShellBrowser {
@@ -129,6 +140,8 @@ pub struct ShellBrowser {
     process_per_site: std::sync::atomic::AtomicBool,
     /// The bound of one control message to or from a renderer (see [`Channel`]).
     message_limit: std::sync::atomic::AtomicUsize,
+    /// How renderers launched from now on reach their broker stubs.
+    renderer_transport: Mutex<RendererTransport>,
     /// Renderer processes by what they host: `site:<site>`, `shared` or `named:<name>`.
     renderers: Mutex<HashMap<String, std::sync::Arc<Mutex<RendererProcess>>>>,
     frames: Mutex<HashMap<u64, FrameRecord>>,
@@ -174,6 +187,7 @@ impl ShellBrowser {
             program: program.to_path_buf(),
             process_per_site: std::sync::atomic::AtomicBool::new(true),
             message_limit: std::sync::atomic::AtomicUsize::new(DEFAULT_MESSAGE_LIMIT),
+            renderer_transport: Mutex::new(RendererTransport::default()),
             renderers: Mutex::new(HashMap::new()),
             frames: Mutex::new(HashMap::new()),
             children: Mutex::new(HashMap::new()),
@@ -239,6 +253,44 @@ impl ShellBrowser {
         self.message_limit.store(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// How renderers launched from now on reach their broker stubs.
+    pub fn set_renderer_transport(&self, transport: RendererTransport) {
+        *self.renderer_transport.lock() = transport;
+    }
+
+    /// Registers renderer `id` with the host over the chosen transport; returns the renderer's
+    /// half for its `Init`. Over ipc-channel, the content process connects to a one-shot server,
+    /// as an embedder would bootstrap it; a thread waits for it and hands over the link.
+    fn connect_renderer(&self, id: u64, kill: impl Fn() + Send + Sync + 'static) -> Result<CosLink, PageError> {
+        let start = |error: std::io::Error| PageError::Start(format!("renderer link: {error}"));
+        match *self.renderer_transport.lock() {
+            RendererTransport::CosIpc => {
+                let (browser_end, renderer_end) = Endpoint::pair().map_err(start)?;
+                self.host.register_renderer(RendererId(id), browser_end, kill);
+                Ok(CosLink::CosIpc(renderer_end.into()))
+            }
+            RendererTransport::IpcChannel => {
+                use cos_ipc::ipc_channel::ipc_channel::ipc::{IpcOneShotServer, IpcSender};
+                use cos_ipc::ipc_channel::{RendererLink, link};
+                let (renderer_half, browser_half) = link().map_err(start)?;
+                self.host.register_renderer_ipc_channel(RendererId(id), browser_half, kill).map_err(start)?;
+                let (server, name) = IpcOneShotServer::<IpcSender<RendererLink>>::new().map_err(start)?;
+                std::thread::Builder::new()
+                    .name(format!("renderer-{id}-bootstrap"))
+                    .spawn(move || match server.accept() {
+                        Ok((_, sender)) => {
+                            if let Err(error) = sender.send(renderer_half) {
+                                tracing::error!(%error, "could not hand a renderer its COS link");
+                            }
+                        }
+                        Err(error) => tracing::error!(%error, "a renderer never connected for its COS link"),
+                    })
+                    .map_err(start)?;
+                Ok(CosLink::IpcChannel { server: name })
+            }
+        }
+    }
+
     fn renderer_for(
         &self,
         site: &Site,
@@ -260,22 +312,17 @@ impl ShellBrowser {
         let mut child = cos_ipc::launch::launch(&options).map_err(|e| PageError::Start(format!("renderer: {e}")))?;
         let message_limit = self.message_limit.load(std::sync::atomic::Ordering::Relaxed);
         let control = Channel::with_limit(child.take_endpoint(), message_limit);
-        let (browser_end, renderer_end) = Endpoint::pair().map_err(|e| PageError::Start(e.to_string()))?;
         let (network_end, renderer_network) = Endpoint::pair().map_err(|e| PageError::Start(e.to_string()))?;
         let pid = child.pid();
         let kill = move || {
             // SAFETY: kill(2) on the pid of a renderer this browser launched.
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
         };
-        self.host.register_renderer(RendererId(id), browser_end, kill);
+        let cos = self.connect_renderer(id, kill)?;
         crate::network::serve_renderer(RendererId(id), network_end, self.network.clone(), kill)
             .map_err(|e| PageError::Start(format!("network service: {e}")))?;
         control
-            .send(RendererCommand::Init {
-                message_limit: message_limit as u64,
-                cos: renderer_end.into(),
-                network: renderer_network.into(),
-            })
+            .send(RendererCommand::Init { message_limit: message_limit as u64, cos, network: renderer_network.into() })
             .map_err(|e| PageError::Renderer(e.to_string()))?;
         let renderer = std::sync::Arc::new(Mutex::new(RendererProcess { id, child, control }));
         self.renderers.lock().insert(key, renderer.clone());

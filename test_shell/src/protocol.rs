@@ -4,6 +4,19 @@
 
 use serde::{Deserialize, Serialize};
 
+/// How a renderer reaches its broker stub (`test_shell run --renderer-transport`).
+#[derive(Debug, Serialize, Deserialize)]
+pub enum CosLink {
+    /// A `cos_ipc` pipe (the default).
+    CosIpc(cos_ipc::Attached),
+    /// An `ipc-channel` link, bootstrapped as an embedder would: the renderer connects to this
+    /// `IpcOneShotServer`, sends it a sender, and receives its `RendererLink` on it.
+    IpcChannel {
+        /// The one-shot server's name.
+        server: String,
+    },
+}
+
 /// Browser → renderer.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum RendererCommand {
@@ -13,8 +26,9 @@ pub enum RendererCommand {
         /// ([`Channel`](crate::channel::Channel)), so that the renderer fails a too large
         /// reply itself rather than have the browser drop it.
         message_limit: u64,
-        /// The renderer's COS pipe to its broker stub.
-        cos: cos_ipc::Attached,
+        /// The renderer's COS link to its broker stub, over the transport `test_shell run
+        /// --renderer-transport` chose.
+        cos: CosLink,
         /// Its network pipe to the browser's network service ([`FetchRequest`]).
         network: cos_ipc::Attached,
     },

@@ -17,7 +17,7 @@ use cos_renderer::{CrossOriginStorageManager, RendererConnection, ScriptContext}
 
 use crate::channel::{Channel, ChannelError};
 use crate::js::{JsError, JsHost, Realm, TESTHARNESS_JS};
-use crate::protocol::{RendererCommand, RendererReply};
+use crate::protocol::{CosLink, RendererCommand, RendererReply};
 
 /// The page realm's Web APIs, built on the natives of `cos_js`.
 pub const WEB_JS: &str = include_str!("../js/web.js");
@@ -29,6 +29,22 @@ struct Frame {
     settled: Rc<RefCell<Option<Result<String, String>>>>,
 }
 
+/// The renderer's connection to its broker over the link the browser chose.
+fn connect_to_broker(cos: CosLink) -> std::io::Result<Arc<RendererConnection>> {
+    match cos {
+        CosLink::CosIpc(pipe) => RendererConnection::new_pumped(pipe.into_endpoint()),
+        CosLink::IpcChannel { server } => {
+            use cos_ipc::ipc_channel::RendererLink;
+            use cos_ipc::ipc_channel::ipc_channel::ipc::{self, IpcSender};
+            let bootstrap = IpcSender::<IpcSender<RendererLink>>::connect(server)?;
+            let (sender, receiver) = ipc::channel::<RendererLink>()?;
+            bootstrap.send(sender).map_err(std::io::Error::other)?;
+            let link = receiver.recv().map_err(|error| std::io::Error::other(error.to_string()))?;
+            RendererConnection::new_pumped_ipc_channel(link)
+        }
+    }
+}
+
 /// Entry point of a `--type=renderer` process.
 pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
     let mut control = Channel::new(bootstrap.endpoint);
@@ -36,7 +52,7 @@ pub fn run_renderer_process(bootstrap: ChildBootstrap) -> ExitCode {
         Ok(RendererCommand::Init { message_limit, cos, network }) => {
             control.set_limit(usize::try_from(message_limit).unwrap_or(usize::MAX));
             let network = Arc::new(network.into_endpoint());
-            match RendererConnection::new_pumped(cos.into_endpoint()) {
+            match connect_to_broker(cos) {
                 Ok(connection) => (connection, network),
                 Err(error) => {
                     tracing::error!(%error, "cannot connect to the broker");

@@ -213,7 +213,8 @@ impl CosHost {
         terminate: impl Fn() + Send + Sync + 'static,
     ) -> std::io::Result<()> {
         let peer = Peer::new(format!("renderer-{}", renderer.0), terminate);
-        let endpoint = cos_ipc::ipc_channel::bridge_untrusted_renderer(link, peer.clone())?;
+        let in_process = matches!(self.inner.config.launch, ServiceLaunch::InProcess(_));
+        let endpoint = cos_ipc::ipc_channel::bridge_untrusted_renderer(link, peer.clone(), in_process)?;
         self.serve_renderer(renderer, endpoint, peer);
         Ok(())
     }
