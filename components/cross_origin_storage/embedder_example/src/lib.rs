@@ -16,7 +16,9 @@
 //!
 //! The story: a page of `https://app.example` stores a file and reads it back; a page of
 //! `https://news.example`, in its own content process, asks for the same hash and gets
-//! `NotFoundError` (the entry belongs to `app.example`'s site, SPEC §5).
+//! `NotFoundError` (the entry belongs to `app.example`'s site, SPEC §5); a compromised
+//! `news.example` content process that calls in the name of `app.example`'s pipeline is
+//! terminated as a bad message.
 
 use std::error::Error;
 use std::path::Path;
@@ -77,6 +79,14 @@ pub enum Task {
     Read {
         /// The hex SHA-256.
         hash: String,
+    },
+    /// What a compromised content process might try: [`Read`](Self::Read) in the name of
+    /// another process's document.
+    ReadAs {
+        /// The hex SHA-256.
+        hash: String,
+        /// The frame it claims to be.
+        frame: FrameId,
     },
 }
 
@@ -148,17 +158,42 @@ pub fn run_browser(profile: &Path, out: &mut dyn FnMut(String)) -> Result<()> {
         pipeline: PipelineId { namespace_id: 2, index: 1 },
         url: "https://app.example/",
     };
-    run_page(&host, &app, Task::StoreAndRead { hash: hash.clone(), bytes }, out)?;
+    expect_success(run_page(&host, &app, Task::StoreAndRead { hash: hash.clone(), bytes }, out)?)?;
     let news = Page {
         renderer: RendererId(2),
         pipeline: PipelineId { namespace_id: 3, index: 1 },
         url: "https://news.example/",
     };
-    run_page(&host, &news, Task::Read { hash }, out)?;
+    expect_success(run_page(&host, &news, Task::Read { hash: hash.clone() }, out)?)?;
     out("browser: news.example is another site, so app.example's same-site entry stays hidden from it (SPEC §5)"
         .to_owned());
+
+    // A compromised content process of news.example names app.example's pipeline to read as it:
+    // that frame is not one of its own, so the broker reports a bad message and the browser
+    // kills the process before anything reaches the storage service.
+    let liar = Page {
+        renderer: RendererId(3),
+        pipeline: PipelineId { namespace_id: 4, index: 1 },
+        url: "https://news.example/",
+    };
+    let status = run_page(&host, &liar, Task::ReadAs { hash, frame: app.pipeline.frame_id() }, out)?;
+    if status.success() {
+        return Err("a content process naming another process's pipeline was not stopped".into());
+    }
+    out(format!(
+        "browser: content process 3 named {}, which is not its own: bad message, terminated ({status})",
+        app.pipeline
+    ));
+    // The pipelines close (a dead process's frames also leave the table with its link).
+    for page in [&app, &news, &liar] {
+        host.frames().remove(page.pipeline.frame_id());
+    }
     out("browser: done; shutting the storage service down".to_owned());
     Ok(())
+}
+
+fn expect_success(status: std::process::ExitStatus) -> Result<()> {
+    if status.success() { Ok(()) } else { Err(format!("a content process failed: {status}").into()) }
 }
 
 /// One content process hosting one pipeline.
@@ -169,8 +204,8 @@ struct Page {
 }
 
 /// Launches `page`'s content process, registers its pipeline and COS link, runs `task` in it and
-/// relays its report.
-fn run_page(host: &CosHost, page: &Page, task: Task, out: &mut dyn FnMut(String)) -> Result<()> {
+/// relays its report; returns how the process ended.
+fn run_page(host: &CosHost, page: &Page, task: Task, out: &mut dyn FnMut(String)) -> Result<std::process::ExitStatus> {
     // Servo's constellation: a one-shot server, the binary re-executed with its token, and the
     // child's first message a sender for its bootstrap.
     let (server, token) = IpcOneShotServer::<IpcSender<ContentBootstrap>>::new()?;
@@ -202,12 +237,14 @@ fn run_page(host: &CosHost, page: &Page, task: Task, out: &mut dyn FnMut(String)
     while let Ok(line) = reports.recv() {
         out(format!("content[{}]: {line}", page.pipeline));
     }
-    let status = child.lock().map_err(|_| "a content process handle was poisoned")?.wait()?;
-    if !status.success() {
-        return Err(format!("content process {} failed: {status}", page.renderer.0).into());
-    }
-    host.frames().remove(frame);
-    Ok(())
+    // Not `wait()` under the lock: the broker's `terminate` may need it to kill the process.
+    let status = loop {
+        if let Some(status) = child.lock().map_err(|_| "a content process handle was poisoned")?.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    Ok(status)
 }
 
 /// The content process: Servo's `run_content_process(token)`, reduced to a page calling COS.
@@ -215,6 +252,11 @@ fn run_content_process(token: String) -> Result<()> {
     let (sender, receiver) = ipc::channel::<ContentBootstrap>()?;
     IpcSender::<IpcSender<ContentBootstrap>>::connect(token)?.send(sender)?;
     let ContentBootstrap { link, frame, task, report } = receiver.recv()?;
+    // Only a compromised process would call in the name of a frame it was not given.
+    let frame = match &task {
+        Task::ReadAs { frame: claimed, .. } => *claimed,
+        _ => frame,
+    };
 
     // What the script thread does once per global: the connection, and the manager that is
     // `navigator.crossOriginStorage`.
@@ -245,7 +287,7 @@ fn run_content_process(token: String) -> Result<()> {
             })?;
             say(format!("getFileHandle(sha256 {}…) → getFile(): {:?}", &hash[..12], String::from_utf8_lossy(&read)));
         }
-        Task::Read { hash } => {
+        Task::Read { hash } | Task::ReadAs { hash, .. } => {
             let dict = CosHashDict::sha256(hash.clone());
             let outcome = block_on(async {
                 manager.get_file_handle(&dict, &CosOptions::default()).await?.get_file().await?.read_all()
