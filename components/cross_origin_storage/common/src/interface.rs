@@ -304,9 +304,12 @@ pub struct ServiceProcessConfig {
     /// Distinct hashes a top-level site may probe through the global path (default 16).
     pub probe_budget: u32,
     /// Test seam only: GREASE every eligible read (`Some(true)`) or none (`Some(false)`);
-    /// `None` (always, in a browser) draws 1% from the OS CSPRNG.
+    /// `None` (always, in a browser) draws 1% from the OS CSPRNG. A product build of the service
+    /// (without its `testing` feature) ignores it, with a warning.
     pub grease_for_tests: Option<bool>,
-    /// Apply the sandbox (tests of unsandboxed behaviour turn it off; production never does).
+    /// Apply the sandbox (tests of unsandboxed behaviour turn it off; production never does). A
+    /// product build of the service process locks down whatever this says; only its `testing`
+    /// feature honours `false`.
     pub sandbox: bool,
 }
 
