@@ -19,9 +19,11 @@ use cos_test_support::callers::{caller, hash_of};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod ipc_channel_link;
 mod renderer_actions;
 mod store_model;
 
+pub use ipc_channel_link::ipc_channel_link;
 pub use renderer_actions::renderer_actions;
 pub use store_model::store_model;
 

@@ -15,6 +15,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("registry_records", cos_fuzz::registry_records),
     ("renderer_actions", cos_fuzz::renderer_actions),
     ("store_model", cos_fuzz::store_model),
+    ("ipc_channel_link", cos_fuzz::ipc_channel_link),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -143,6 +144,48 @@ fn write_seeds() {
     add("registry_records", "disk-entry-valid", 3, [vec![0u8], entry.encode()].concat());
     add("registry_records", "disk-origin-garbage", 3, vec![2, 9, 9, 9]);
     add("registry_records", "disk-budget-garbage", 3, vec![4, 1]);
+
+    // ipc_channel_link: operations (see its body) of a renderer on the ipc-channel link.
+    let link_message = |operation: u8, bytes: &[u8]| {
+        [vec![operation], (bytes.len() as u16).to_le_bytes().to_vec(), bytes.to_vec()].concat()
+    };
+    let own = |request: u64, create: bool| RendererToBroker::GetFileHandle {
+        request: RequestId(request),
+        frame: FrameId(1),
+        hash,
+        create,
+        origins: OriginsOption::Omitted,
+    };
+    let own_get = cos_ipc::encode(&own(1, false)).unwrap();
+    let own_create = cos_ipc::encode(&own(1, true)).unwrap();
+    let writable = cos_ipc::encode(&RendererToBroker::Call {
+        frame: FrameId(1),
+        call: HandleCall::CreateWritable { request: RequestId(2), handle: HandleId(1) },
+    })
+    .unwrap();
+    let foreign = cos_ipc::encode(&RendererToBroker::GetFileHandle {
+        request: RequestId(1),
+        frame: FrameId(2),
+        hash,
+        create: false,
+        origins: OriginsOption::Omitted,
+    })
+    .unwrap();
+    let write = cos_ipc::encode(&WriterFrame::Write { position: None, data: b"some bytes" }).unwrap();
+    let close = cos_ipc::encode(&WriterFrame::Close).unwrap();
+    add("ipc_channel_link", "read", 0, [link_message(0, &own_get)[1..].to_vec(), vec![2]].concat());
+    add("ipc_channel_link", "foreign-frame", 0, link_message(0, &foreign)[1..].to_vec());
+    add("ipc_channel_link", "undecodable", 0, link_message(0, &[0xff; 9])[1..].to_vec());
+    add("ipc_channel_link", "oversized", 3, vec![0]);
+    let writer = [link_message(0, &own_create), vec![2], link_message(0, &writable), vec![2]].concat();
+    add(
+        "ipc_channel_link",
+        "write-and-close",
+        0,
+        [&writer[1..], &link_message(1, &write), &link_message(1, &close), &[2][..]].concat(),
+    );
+    add("ipc_channel_link", "write-oversized", 0, [&writer[1..], &link_message(1, &write), &[3, 1][..]].concat());
+    add("ipc_channel_link", "write-garbage", 0, [&writer[1..], &link_message(1, &[0xee; 5])[..], &[2][..]].concat());
 
     for (target, name, bytes) in seeds {
         let dir = corpus_dir(target);
