@@ -214,7 +214,8 @@ fn run_page(host: &CosHost, page: &Page, task: Task, out: &mut dyn FnMut(String)
     let child = Arc::new(Mutex::new(child));
     let (_, bootstrap) = server.accept()?;
 
-    // The frame table first, then the link: the broker reads nothing before both are in place.
+    // The frame table first: a request naming a frame the table does not hold for this content
+    // process is a bad message.
     let origin = Origin::from_url(page.url)?;
     let frame = page.pipeline.frame_id();
     host.frames().insert(frame, FrameInfo::top_level(page.renderer, origin.clone()));
