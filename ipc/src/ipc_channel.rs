@@ -79,6 +79,22 @@ pub struct BrowserLink {
 }
 
 /// Makes a renderer's COS link: the renderer's half and the browser's half.
+///
+/// ```
+/// use cos_ipc::ipc_channel::ipc_channel::ipc;
+/// use cos_ipc::ipc_channel::{RendererLink, link};
+///
+/// let (renderer_half, browser_half) = link()?;
+/// // The renderer's half travels to the content process in its bootstrap, over any ipc-channel
+/// // the embedder already has there (here, one made on the spot).
+/// let (to_content_process, in_content_process) = ipc::channel::<RendererLink>()?;
+/// to_content_process.send(renderer_half)?;
+/// let renderer_half = in_content_process.recv()?;
+/// // Browser: `CosHost::register_renderer_ipc_channel(renderer, browser_half, terminate)`.
+/// // Content process: `RendererConnection::new_ipc_channel(renderer_half)`.
+/// # drop((renderer_half, browser_half));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn link() -> io::Result<(RendererLink, BrowserLink)> {
     let (to_browser, from_renderer) = ipc::bytes_channel()?;
     let (to_renderer, from_browser) = ipc::channel()?;
