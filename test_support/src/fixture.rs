@@ -212,6 +212,28 @@ pub fn run_child_role(roles: &[ChildRole]) -> Option<ExitCode> {
     }
 }
 
+/// `main` of a test binary holding several tests (its own harness, since it re-executes itself),
+/// once [`run_child_role`] said it is the driver: honours a name filter, runs each test with
+/// its panics caught, and prints libtest-like lines.
+pub fn run_tests(tests: &[(&str, fn())]) -> ExitCode {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let (mut passed, mut failed) = (0, 0);
+    for (name, test) in tests {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        if std::panic::catch_unwind(test).is_ok() {
+            passed += 1;
+            println!("test {name} ... ok");
+        } else {
+            failed += 1;
+            println!("test {name} ... FAILED");
+        }
+    }
+    println!("\n{passed} passed, {failed} failed");
+    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
 /// `main` of a test binary holding one test (its own harness, since it re-executes itself as
 /// the service and in `roles`): plays a child role if it is one, else honours a name filter
 /// and prints libtest-like lines.

@@ -3,7 +3,6 @@
 //! `IpcOneShotServer`, storing and reading through the sandboxed storage service; and hostile
 //! renderers speaking the link's raw bytes, each of which must be terminated.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use cos_ipc::ipc_channel::{RendererLink, ToRenderer, link};
 use cos_ipc::{Endpoint, MAX_MESSAGE_BYTES, Pipe};
 use cos_renderer::{CosHashDict, CosOptions, CrossOriginStorageManager, RendererConnection, ScriptContext, block_on};
 use cos_test_support::callers::sha256_hex;
-use cos_test_support::fixture::{BrowserFixture, ChildRole, run_child_role, this_program};
+use cos_test_support::fixture::{BrowserFixture, ChildRole, run_child_role, run_tests, this_program};
 use cos_test_support::rng::pattern;
 use crossbeam_channel::Receiver;
 
@@ -235,23 +234,5 @@ const TESTS: &[(&str, fn())] = &[
 ];
 
 fn main() -> ExitCode {
-    if let Some(code) = run_child_role(ROLES) {
-        return code;
-    }
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in TESTS {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-            continue;
-        }
-        if catch_unwind(AssertUnwindSafe(test)).is_ok() {
-            passed += 1;
-            println!("test {name} ... ok");
-        } else {
-            failed += 1;
-            println!("test {name} ... FAILED");
-        }
-    }
-    println!("\n{passed} passed, {failed} failed");
-    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    run_child_role(ROLES).unwrap_or_else(|| run_tests(TESTS))
 }
