@@ -24,6 +24,7 @@ use std::error::Error;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use cos_browser::{CosHost, FrameInfo, HostConfig, ServiceLaunch};
 use cos_common::interface::{FrameId, RendererId, ServiceProcessConfig};
@@ -196,6 +197,41 @@ fn expect_success(status: std::process::ExitStatus) -> Result<()> {
     if status.success() { Ok(()) } else { Err(format!("a content process failed: {status}").into()) }
 }
 
+/// How long a content process may take to connect to its one-shot server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Waits for `child`'s first message on `server`. `IpcOneShotServer::accept` blocks until a
+/// client connects, so it runs on a thread of its own: a content process that exits (or hangs)
+/// before connecting fails the launch instead of blocking the browser forever (the abandoned
+/// thread ends with the process).
+fn accept_content_process(
+    server: IpcOneShotServer<IpcSender<ContentBootstrap>>,
+    child: &Mutex<std::process::Child>,
+) -> Result<IpcSender<ContentBootstrap>> {
+    let (accepted_tx, accepted) = std::sync::mpsc::channel();
+    std::thread::Builder::new().name("content-process-accept".into()).spawn(move || {
+        let _ = accepted_tx.send(server.accept().map(|(_, bootstrap)| bootstrap));
+    })?;
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        match accepted.recv_timeout(Duration::from_millis(50)) {
+            Ok(accepted) => return Ok(accepted?),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err("the content process's bootstrap failed".into());
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        let mut child = child.lock().map_err(|_| "the content process's record is poisoned")?;
+        if let Some(status) = child.try_wait()? {
+            return Err(format!("the content process exited before connecting: {status}").into());
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            return Err(format!("the content process did not connect within {CONNECT_TIMEOUT:?}").into());
+        }
+    }
+}
+
 /// One content process hosting one pipeline.
 struct Page {
     renderer: RendererId,
@@ -212,7 +248,7 @@ fn run_page(host: &CosHost, page: &Page, task: Task, out: &mut dyn FnMut(String)
     let child = Command::new(std::env::current_exe()?).arg(CONTENT_PROCESS_ARG).arg(&token).spawn()?;
     let pid = child.id();
     let child = Arc::new(Mutex::new(child));
-    let (_, bootstrap) = server.accept()?;
+    let bootstrap = accept_content_process(server, &child)?;
 
     // The frame table first: a request naming a frame the table does not hold for this content
     // process is a bad message.
