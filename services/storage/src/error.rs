@@ -2,6 +2,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cos_common::{CosError, QuotaScope};
 
@@ -41,6 +42,10 @@ pub enum StoreError {
     /// A size or position does not fit this platform's address space.
     #[error("size out of range")]
     TooLarge,
+    /// A failure shared by several operations: the one sync or commit a group of writes
+    /// committed together depended on, reported to each of them.
+    #[error("{0}")]
+    Shared(Arc<StoreError>),
 }
 
 impl StoreError {
@@ -51,6 +56,7 @@ impl StoreError {
     /// Whether the filesystem ran out of space (or of the user's disk quota).
     pub fn is_out_of_space(&self) -> bool {
         let source = match self {
+            Self::Shared(error) => return error.is_out_of_space(),
             Self::Io { source, .. } | Self::Registry(redb::Error::Io(source)) => source,
             _ => return false,
         };

@@ -289,6 +289,27 @@ impl StorageService {
         self.inner.flush_budgets();
         self.inner.regular.mark_clean_shutdown()
     }
+
+    /// Test seam: holds (`true`) or releases the next group commit of the regular partition
+    /// before its leader takes the queue, so that a test can make writers meet at the commit
+    /// point.
+    #[cfg(feature = "testing")]
+    pub fn hold_commits(&self, hold: bool) {
+        self.inner.regular.hold_commits(hold);
+    }
+
+    /// Test seam: verified writes of the regular partition waiting in the commit queue.
+    #[cfg(feature = "testing")]
+    pub fn queued_commits(&self) -> usize {
+        self.inner.regular.queued_commits()
+    }
+
+    /// Test seam: registry transactions of the regular partition committed (or attempted) since
+    /// the service opened.
+    #[cfg(feature = "testing")]
+    pub fn registry_commits(&self) -> u64 {
+        self.inner.regular.registry_commits()
+    }
 }
 
 /// What a create handle will request when its write verifies.

@@ -75,7 +75,9 @@ impl DiskBlobs {
         })
     }
 
-    pub(crate) fn install(&self, mut swap: SwapFile, hash: &ContentHash) -> Result<(), StoreError> {
+    /// Renames a verified swap file to the blob of `hash`; returns the shard directory, whose
+    /// sync ([`Self::sync_placed`]) makes the rename durable.
+    pub(crate) fn place(&self, mut swap: SwapFile, hash: &ContentHash) -> Result<PathBuf, StoreError> {
         let shard = self.blobs_dir.join(hash.shard());
         if !shard.exists() {
             fs::create_dir_all(&shard).map_err(|e| StoreError::io("create blob shard", &shard, e))?;
@@ -87,9 +89,14 @@ impl DiskBlobs {
             .and_then(|()| fs::rename(&swap.path, &target))
             .map_err(|e| StoreError::io("install blob", &target, e))?;
         swap.armed = false;
-        // If this fails the rename may not be durable; the caller does not commit the row, and a
-        // blob without a row is never visible (recovery deletes it at the next start).
-        sync_dir(&shard, &self.faults)
+        Ok(shard)
+    }
+
+    /// Syncs a shard directory blobs were renamed into. If this fails the renames may not be
+    /// durable; the caller does not commit the rows, and a blob without a row is never visible
+    /// (recovery deletes it at the next start).
+    pub(crate) fn sync_placed(&self, shard: &Path) -> Result<(), StoreError> {
+        sync_dir(shard, &self.faults)
     }
 
     pub(crate) fn open(&self, hash: &ContentHash) -> Result<Option<BlobSource>, StoreError> {

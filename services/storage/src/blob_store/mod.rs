@@ -11,6 +11,7 @@ pub(crate) mod memory;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cos_common::ContentHash;
@@ -40,15 +41,25 @@ impl BlobStore {
         })
     }
 
-    /// Makes verified bytes the blob of `hash`. The caller guarantees the hash matched.
-    pub(crate) fn install(&self, staged: StagedBlob, hash: &ContentHash) -> Result<(), StoreError> {
+    /// Makes verified bytes the blob of `hash` (the caller guarantees the hash matched). On disk
+    /// the rename is durable only once the returned directory is synced ([`Self::sync_dir`]),
+    /// which a group of installs shares.
+    pub(crate) fn place(&self, staged: StagedBlob, hash: &ContentHash) -> Result<Option<PathBuf>, StoreError> {
         match (self, staged) {
-            (Self::Disk(disk), StagedBlob::Disk(swap)) => disk.install(swap, hash),
+            (Self::Disk(disk), StagedBlob::Disk(swap)) => disk.place(swap, hash).map(Some),
             (Self::Memory(memory), StagedBlob::Memory(bytes)) => {
                 memory.install(hash, bytes);
-                Ok(())
+                Ok(None)
             }
             _ => unreachable!("a staged blob always comes from its own store"),
+        }
+    }
+
+    /// Makes the renames [`Self::place`] did into `dir` durable.
+    pub(crate) fn sync_dir(&self, dir: &Path) -> Result<(), StoreError> {
+        match self {
+            Self::Disk(disk) => disk.sync_placed(dir),
+            Self::Memory(_) => Ok(()),
         }
     }
 

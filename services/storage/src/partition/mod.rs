@@ -9,6 +9,8 @@
 mod commit;
 mod eviction;
 mod recovery;
+#[cfg(feature = "testing")]
+mod testing;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -51,6 +53,13 @@ pub(crate) struct PartitionStore {
     /// Serialises registry commits with the blob renames and unlinks that go with them, so a
     /// file operation never races the row that describes it.
     commit_lock: Mutex<()>,
+    /// Verified writes waiting for the commit lock; the next writer to take it commits them all
+    /// as one group (see `commit`).
+    commit_queue: commit::CommitQueue,
+    /// Test seam: holds a group's leader before it takes the queue, so that a test can line
+    /// writers up behind it.
+    #[cfg(feature = "testing")]
+    commit_gate: testing::CommitGate,
     pending_reads: Mutex<HashMap<ContentHash, PendingRead>>,
     /// Blobs re-hashed (or written) since the service started; see `integrity`.
     verified: VerifiedBlobs,
@@ -95,6 +104,9 @@ impl PartitionStore {
             blobs,
             limits,
             commit_lock: Mutex::new(()),
+            commit_queue: commit::CommitQueue::default(),
+            #[cfg(feature = "testing")]
+            commit_gate: testing::CommitGate::default(),
             pending_reads: Mutex::new(HashMap::new()),
             verified: VerifiedBlobs::default(),
             handles: IssuedHandles::default(),

@@ -63,6 +63,9 @@ pub(crate) struct Registry {
     file: Option<(PathBuf, Faults)>,
     /// Bumped by every reopen, so that threads that saw the same failure reopen it once.
     generation: AtomicU64,
+    /// Test seam: commits attempted, so that tests can see writes share a transaction.
+    #[cfg(feature = "testing")]
+    commits: AtomicU64,
 }
 
 impl Registry {
@@ -139,7 +142,13 @@ impl Registry {
             }
         }
         txn.commit()?;
-        Ok(Self { db: RwLock::new(Some(db)), file, generation: AtomicU64::new(0) })
+        Ok(Self {
+            db: RwLock::new(Some(db)),
+            file,
+            generation: AtomicU64::new(0),
+            #[cfg(feature = "testing")]
+            commits: AtomicU64::new(0),
+        })
     }
 
     /// Starts a transaction. A database that failed an I/O operation refuses all work until it
@@ -298,6 +307,12 @@ impl Registry {
     }
 
     /// Starts a write transaction. redb runs one at a time; others wait.
+    /// Transactions committed (or attempted) since the registry opened (test seam).
+    #[cfg(feature = "testing")]
+    pub(crate) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Acquire)
+    }
+
     pub(crate) fn write(&self) -> Result<RegistryWrite<'_>, StoreError> {
         let generation = self.generation.load(Ordering::Acquire);
         Ok(RegistryWrite { txn: self.begin(|db| db.begin_write())?, registry: self, generation })
@@ -495,6 +510,8 @@ impl RegistryWrite<'_> {
     /// once, so that from now on it shows what the file holds.
     pub(crate) fn commit(self) -> Result<(), StoreError> {
         let Self { txn, registry, generation } = self;
+        #[cfg(feature = "testing")]
+        registry.commits.fetch_add(1, Ordering::AcqRel);
         if let Err(error) = txn.commit() {
             if let Err(reopen) = registry.reopen(generation) {
                 tracing::error!(error = %reopen, "could not reopen the registry after a failed commit");
