@@ -4,7 +4,7 @@
 //! process type of the bench binary).
 
 use std::io::{IoSliceMut, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use cos_common::interface::{DATA_CHUNK_BYTES, DATA_PIPE_SEND_BUFFER};
@@ -42,54 +42,134 @@ fn timed(repeats: usize, mut step: impl FnMut() -> Result<(), BenchError>) -> Re
     Ok(samples)
 }
 
+/// The big size's local baselines (SHA-256, memcpy, write + fsync, page-cache read), one sample
+/// per call, so that the COS part can take them in pairs with its own samples: both sides of a
+/// pair then see the same disk, writeback and page-cache state.
+pub(crate) struct BigBaselines {
+    data: Vec<u8>,
+    copy: Vec<u8>,
+    path: PathBuf,
+    /// The profile's directory, open for `syncfs` on its filesystem.
+    profile: std::fs::File,
+}
+
+impl BigBaselines {
+    /// `size` bytes of test data, and the file the write and read baselines use in `profile`.
+    pub(crate) fn new(profile: &Path, size: u64) -> Result<Self, BenchError> {
+        let dir = std::fs::File::open(profile).map_err(|e| BenchError::io("open the profile", profile, e))?;
+        let data = test_shell::generated_bytes(size as usize, 1);
+        let copy = vec![0u8; data.len()];
+        Ok(Self { data, copy, path: profile.join("bench-baseline.bin"), profile: dir })
+    }
+
+    /// Flushes the profile filesystem's dirty pages, so that writeback left by earlier samples
+    /// (of either side) is not charged to the next timed store.
+    pub(crate) fn drain_writeback(&self) -> Result<(), BenchError> {
+        rustix::fs::syncfs(&self.profile).map_err(|e| BenchError::io("syncfs", &self.path, e.into()))
+    }
+
+    /// SHA-256 of the big size in memory; ms.
+    pub(crate) fn sha256(&self) -> f64 {
+        let start = Instant::now();
+        std::hint::black_box(Sha256::digest(std::hint::black_box(&self.data)));
+        ms_since(start)
+    }
+
+    /// memcpy of the big size; ms.
+    pub(crate) fn memcpy(&mut self) -> f64 {
+        let start = Instant::now();
+        self.copy.copy_from_slice(std::hint::black_box(&self.data));
+        std::hint::black_box(&self.copy);
+        ms_since(start)
+    }
+
+    /// A new file of the big size in 1 MiB writes, then fsync; ms.
+    pub(crate) fn write_fsync(&self) -> Result<f64, BenchError> {
+        let path = &self.path;
+        let start = Instant::now();
+        let mut file = std::fs::File::create(path).map_err(|e| BenchError::io("create", path, e))?;
+        for piece in self.data.chunks(MIB as usize) {
+            file.write_all(piece).map_err(|e| BenchError::io("write", path, e))?;
+        }
+        file.sync_all().map_err(|e| BenchError::io("fsync", path, e))?;
+        Ok(ms_since(start))
+    }
+
+    /// The file [`Self::write_fsync`] wrote, read back from the page cache; ms.
+    pub(crate) fn page_cache_read(&mut self) -> Result<f64, BenchError> {
+        let path = &self.path;
+        let start = Instant::now();
+        let mut file = std::fs::File::open(path).map_err(|e| BenchError::io("open", path, e))?;
+        file.read_exact(&mut self.copy).map_err(|e| BenchError::io("read", path, e))?;
+        Ok(ms_since(start))
+    }
+
+    /// The test data (the transport's bulk baseline sends it too).
+    pub(crate) fn data(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for BigBaselines {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The figure names of the big size's baselines.
+pub(crate) fn names(label: &str) -> [String; 4] {
+    [
+        format!("sha256 {label}"),
+        format!("memcpy {label}"),
+        format!("write+fsync {label}"),
+        format!("page-cache read {label}"),
+    ]
+}
+
+/// Part 1. With `paired`, the big size's local baselines are left to the COS part, which takes
+/// them interleaved with its samples; otherwise (`--only baselines`) they are measured here, in
+/// a block, with writeback drained before each write.
 pub(super) fn run(
     program: &Path,
     plan: &Plan,
     profile: &Path,
+    paired: bool,
     report: &mut Report,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), BenchError> {
     let label = super::cos::label(plan.big);
-    let bytes = Kind::Transfer { bytes: plan.big };
-    progress(&format!("baselines: SHA-256, memcpy, write + fsync and page-cache read of {label}"));
-    let data = test_shell::generated_bytes(plan.big as usize, 1);
-    let sha = timed(plan.repeats, || {
-        std::hint::black_box(Sha256::digest(std::hint::black_box(&data)));
-        Ok(())
-    })?;
-    report.add("baselines", format!("sha256 {label}"), bytes, sha);
-
-    let mut copy = vec![0u8; data.len()];
-    let memcpy = timed(plan.repeats, || {
-        copy.copy_from_slice(std::hint::black_box(&data));
-        std::hint::black_box(&copy);
-        Ok(())
-    })?;
-    report.add("baselines", format!("memcpy {label}"), bytes, memcpy);
-
-    let path = profile.join("bench-baseline.bin");
-    let write = timed(plan.repeats, || {
-        let mut file = std::fs::File::create(&path).map_err(|e| BenchError::io("create", &path, e))?;
-        for piece in data.chunks(MIB as usize) {
-            file.write_all(piece).map_err(|e| BenchError::io("write", &path, e))?;
+    let mut big = BigBaselines::new(profile, plan.big)?;
+    if !paired {
+        let bytes = Kind::Transfer { bytes: plan.big };
+        progress(&format!("baselines: SHA-256, memcpy, write + fsync and page-cache read of {label}"));
+        let [sha_name, memcpy_name, write_name, read_name] = names(&label);
+        let (mut sha, mut memcpy, mut write, mut read) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // Round 0 warms up.
+        for round in 0..=plan.repeats {
+            let s = big.sha256();
+            let m = big.memcpy();
+            big.drain_writeback()?;
+            let w = big.write_fsync()?;
+            let r = big.page_cache_read()?;
+            if round > 0 {
+                sha.push(s);
+                memcpy.push(m);
+                write.push(w);
+                read.push(r);
+            }
         }
-        file.sync_all().map_err(|e| BenchError::io("fsync", &path, e))
-    })?;
-    report.add("baselines", format!("write+fsync {label}"), bytes, write);
-    let read = timed(plan.repeats, || {
-        let mut file = std::fs::File::open(&path).map_err(|e| BenchError::io("open", &path, e))?;
-        file.read_exact(&mut copy).map_err(|e| BenchError::io("read", &path, e))
-    })?;
-    report.add("baselines", format!("page-cache read {label}"), bytes, read);
-    drop(copy);
-    let _ = std::fs::remove_file(&path);
+        report.add("baselines", sha_name, bytes, sha);
+        report.add("baselines", memcpy_name, bytes, memcpy);
+        report.add("baselines", write_name, bytes, write);
+        report.add("baselines", read_name, bytes, read);
+    }
 
     progress("baselines: the raw transport between two processes");
     let mut options = LaunchOptions::new(TRANSPORT_PROCESS_TYPE);
     options.program = program.to_path_buf();
     let mut peer = cos_ipc::launch::launch(&options).map_err(|e| BenchError::Step(format!("transport peer: {e}")))?;
     let pipe = peer.take_endpoint();
-    let outcome = transport(&pipe, plan, &data, report);
+    let outcome = transport(&pipe, plan, big.data(), report);
     drop(pipe);
     let _ = peer.wait();
     outcome

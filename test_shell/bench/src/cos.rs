@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use test_shell::page::{Page, ShellBrowser};
 
+use super::baselines::BigBaselines;
 use super::report::{Kind, Report};
 use super::{BenchError, MIB, Parts, Plan};
 
@@ -99,7 +100,7 @@ pub(super) fn run(
     let _ = std::fs::remove_dir_all(&store_profile);
     let browser = ShellBrowser::start(program, Some(&store_profile))?;
     if parts.cos {
-        single_page(&browser, plan, report, progress)?;
+        single_page(&browser, profile, plan, report, progress)?;
     }
     if parts.scale {
         concurrent_distinct(&browser, plan, report, progress)?;
@@ -119,6 +120,7 @@ pub(super) fn run(
 /// Part 2: store, read and look up from one page.
 fn single_page(
     browser: &ShellBrowser,
+    profile: &Path,
     plan: &Plan,
     report: &mut Report,
     progress: &mut dyn FnMut(&str),
@@ -126,18 +128,67 @@ fn single_page(
     const URL: &str = "https://bench.example/";
     let page = bench_page(browser, URL)?;
     let mut seed = 1000;
-    for (label, size) in &plan.sizes {
-        progress(&format!("cos: store and read {label} from JavaScript ({} samples each)", plan.repeats));
+    for (i, (label, size)) in plan.sizes.iter().enumerate() {
+        // The big size's baselines are taken pair by pair with its COS samples, so that both
+        // sides see the same disk, writeback and page-cache state.
+        let mut big = if i == 0 { Some(BigBaselines::new(profile, *size)?) } else { None };
+        let paired = if big.is_some() { " interleaved with their baselines" } else { "" };
+        progress(&format!("cos: store and read {label} from JavaScript ({} samples each{paired})", plan.repeats));
         let (mut stores, mut reads) = (Vec::new(), Vec::new());
+        let mut baseline = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
         for round in 0..=plan.repeats {
             seed += 1;
             let hash = evaluate_string(&page, &format!("cosBench.prepare('file', {size}, {seed})"))?;
+            // Which side goes first alternates by round, so neither always follows the other.
+            let baselines_first = round % 2 == 0;
+            let mut taken = [0.0; 4];
+            let store_baselines = |taken: &mut [f64; 4]| -> Result<(), BenchError> {
+                if let Some(big) = &big {
+                    big.drain_writeback()?;
+                    taken[0] = big.sha256();
+                    big.drain_writeback()?;
+                    taken[2] = big.write_fsync()?;
+                }
+                Ok(())
+            };
+            if baselines_first {
+                store_baselines(&mut taken)?;
+            }
+            if let Some(big) = &big {
+                big.drain_writeback()?;
+            }
             let store = evaluate_number(&page, "cosBench.store('file')")?;
+            if !baselines_first {
+                store_baselines(&mut taken)?;
+            }
+            let read_baselines = |taken: &mut [f64; 4], big: &mut Option<BigBaselines>| -> Result<(), BenchError> {
+                if let Some(big) = big {
+                    taken[3] = big.page_cache_read()?;
+                    taken[1] = big.memcpy();
+                }
+                Ok(())
+            };
+            if baselines_first {
+                read_baselines(&mut taken, &mut big)?;
+            }
             let read = evaluate_number(&page, &format!("cosBench.read({}, {size})", js_string(&hash)))?;
+            if !baselines_first {
+                read_baselines(&mut taken, &mut big)?;
+            }
             // The first round warms up.
             if round > 0 {
                 stores.push(store);
                 reads.push(read);
+                for (samples, sample) in baseline.iter_mut().zip(taken) {
+                    samples.push(sample);
+                }
+            }
+        }
+        if big.take().is_some() {
+            let bytes = Kind::Transfer { bytes: *size };
+            for (name, samples) in crate::baselines::names(label).into_iter().zip(baseline) {
+                report.add("baselines", name, bytes, samples);
+                report.note("paired: taken in turn with the COS samples of section 2");
             }
         }
         report.add("cos", format!("store {label}"), Kind::Transfer { bytes: *size }, stores);

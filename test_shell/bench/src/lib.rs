@@ -3,8 +3,9 @@
 //! run. Its own crate so that none of it (nor its HTTP stack) is built into the shell.
 //!
 //! Five parts, each in one process tree started by this process:
-//! 1. `baselines`: raw SHA-256, write + fsync, page-cache read and memcpy of the big size, and
-//!    the raw transport (a small-message round trip and bulk throughput between two processes).
+//! 1. `baselines`: raw SHA-256, write + fsync, page-cache read and memcpy of the big size (taken
+//!    in pairs with part 2's samples of that size when part 2 runs), and the raw transport (a
+//!    small-message round trip and bulk throughput between two processes).
 //! 2. `cos`: Cross-Origin Storage from JavaScript in a renderer frame (store, read, lookups).
 //! 3. `cos` at scale: eight renderers storing at once, dedup, 32 renderers' lookups/s,
 //!    start-up on a 100,000-entry registry, a 500,000-digest Public Hash List, a 4 GiB store.
@@ -21,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use baselines::{TRANSPORT_PROCESS_TYPE, run_transport_peer};
-pub use report::{Figure, Kind, Ratio, Report};
+pub use report::{Figure, Kind, Pair, Ratio, Report};
 
 /// MiB.
 pub(crate) const MIB: u64 = 1 << 20;
@@ -182,11 +183,13 @@ pub fn run(program: &Path, options: &BenchOptions, progress: &mut dyn FnMut(&str
     let mut report = Report::new(options.quick, machine());
     let parts = options.only.unwrap_or(Parts::ALL);
     if parts.baselines {
-        baselines::run(program, &plan, &profile, &mut report, progress)?;
+        // The COS part takes the big size's local baselines itself, paired with its samples.
+        baselines::run(program, &plan, &profile, parts.cos, &mut report, progress)?;
     }
     if parts.cos || parts.scale {
         cos::run(program, &plan, parts, &profile, &mut report, progress)?;
     }
+    report.add_pairs(&cos::label(plan.big));
     report.add_ratios();
     if options.peers {
         progress("peers: the browser's own storage and COS through the bridge, in headless Chromium");

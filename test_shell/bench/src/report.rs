@@ -83,6 +83,36 @@ pub struct Ratio {
     pub met: Option<bool>,
 }
 
+/// A COS figure and its baseline taken sample by sample in turn: the ratio of each pair, so that
+/// noise shared by both sides of a pair cancels, then summarised.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    /// The COS figure.
+    pub cos: String,
+    /// The baseline figure.
+    pub baseline: String,
+    /// Baseline ms / COS ms of each pair, in the order taken: COS speed as a fraction of the
+    /// baseline's.
+    pub ratios: Vec<f64>,
+}
+
+impl Pair {
+    /// The median of the per-pair ratios.
+    pub fn median(&self) -> f64 {
+        quantile(&self.ratios, 0.5)
+    }
+}
+
+/// Baseline ms / COS ms of each pair (`baseline[i]` was taken beside `cos[i]`); a zero COS
+/// sample gives no ratio for its pair.
+pub(crate) fn pair_ratios(baseline: &[f64], cos: &[f64]) -> Vec<f64> {
+    baseline.iter().zip(cos).filter(|(_, c)| **c > 0.0).map(|(b, c)| b / c).collect()
+}
+
+/// The COS figures of the big size that are taken in pairs, and their baselines.
+const PAIRED: [(&str, &str); 4] =
+    [("store", "sha256"), ("store", "write+fsync"), ("read", "page-cache read"), ("read", "memcpy")];
+
 /// A whole run.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -94,13 +124,15 @@ pub struct Report {
     pub figures: Vec<Figure>,
     /// Ratios and targets.
     pub ratios: Vec<Ratio>,
+    /// COS figures against baselines taken in turn with them.
+    pub pairs: Vec<Pair>,
     /// The peer browser (`Chromium 148…`), or why peers were skipped; `None` without `--peers`.
     pub peers: Option<Result<String, String>>,
 }
 
 impl Report {
     pub(crate) fn new(quick: bool, machine: String) -> Self {
-        Self { quick, machine, figures: Vec::new(), ratios: Vec::new(), peers: None }
+        Self { quick, machine, figures: Vec::new(), ratios: Vec::new(), pairs: Vec::new(), peers: None }
     }
 
     pub(crate) fn add(&mut self, section: &'static str, name: impl Into<String>, kind: Kind, samples: Vec<f64>) {
@@ -149,17 +181,43 @@ impl Report {
         Some((figure.name.clone(), figure.median()))
     }
 
+    /// The pairs of the big size (`label`), where both figures exist with a sample per pair.
+    pub(crate) fn add_pairs(&mut self, label: &str) {
+        for (cos, baseline) in PAIRED {
+            let (cos, baseline) = (format!("{cos} {label}"), format!("{baseline} {label}"));
+            let (Some(c), Some(b)) = (self.figure(&cos), self.figure(&baseline)) else { continue };
+            // Blocks measured apart (`--only baselines`) are not pairs.
+            if c.samples.len() == b.samples.len() && b.note.starts_with("paired") {
+                let ratios = pair_ratios(&b.samples, &c.samples);
+                self.pairs.push(Pair { cos, baseline, ratios });
+            }
+        }
+    }
+
+    /// The median of the per-pair ratios of `cos` against `baseline`, when they were paired.
+    fn paired(&self, cos: &str, baseline: &str) -> Option<f64> {
+        self.pairs.iter().find(|p| p.cos == cos && p.baseline == baseline).map(Pair::median)
+    }
+
     /// Each COS figure against its baseline, and the absolute targets.
     pub(crate) fn add_ratios(&mut self) {
         let big = self.figures.iter().find(|f| f.name.starts_with("store ")).map(|f| f.name[6..].to_owned());
         let Some(big) = big else { return };
         let divided = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
-        let store = self.throughput(&format!("store {big}"));
-        let sha = self.throughput(&format!("sha256 {big}"));
-        self.ratio(format!("store {big} / raw sha256"), divided(store, sha), Some((">= 0.6x", |v| v >= 0.6)));
+        // Paired figures: the median of the per-pair ratios; else the ratio of the medians.
+        let against = |report: &Self, cos: &str, baseline: &str| {
+            let (cos, baseline) = (format!("{cos} {big}"), format!("{baseline} {big}"));
+            report.paired(&cos, &baseline).or_else(|| divided(report.throughput(&cos), report.throughput(&baseline)))
+        };
+        let store_sha = against(self, "store", "sha256");
+        self.ratio(format!("store {big} / raw sha256"), store_sha, Some((">= 0.6x", |v| v >= 0.6)));
+        let store_write = against(self, "store", "write+fsync");
+        self.ratio(format!("store {big} / write+fsync"), store_write, None);
+        let read_cached = against(self, "read", "page-cache read");
+        self.ratio(format!("read {big} / page-cache read"), read_cached, None);
+        let read_memcpy = against(self, "read", "memcpy");
+        self.ratio(format!("read {big} / memcpy"), read_memcpy, None);
         let read = self.throughput(&format!("read {big}"));
-        let cached = self.throughput(&format!("page-cache read {big}"));
-        self.ratio(format!("read {big} / page-cache read"), divided(read, cached), None);
         self.ratio(format!("read {big}, GiB/s"), read.map(|r| r / 1024.0), Some((">= 1.5 GiB/s", |v| v >= 1.5)));
         let two_round_trips = self.p50("transport round trip").map(|rt| 2.0 * rt);
         for kind in ["hit", "miss"] {
@@ -263,7 +321,9 @@ impl Report {
         let _ = writeln!(out, "test_shell bench: {run}\nmachine: {}", self.machine);
         let mut section = "";
         // Peers last, after the ratios that use them, as the parts are numbered.
-        let (ours, peers): (Vec<&Figure>, Vec<&Figure>) = self.figures.iter().partition(|f| f.section != "peers");
+        let (mut ours, peers): (Vec<&Figure>, Vec<&Figure>) = self.figures.iter().partition(|f| f.section != "peers");
+        // The paired baselines are added during the COS part; they still print in section 1.
+        ours.sort_by_key(|f| ["baselines", "cos", "scale"].iter().position(|s| *s == f.section));
         for figure in ours {
             if figure.section != section {
                 section = figure.section;
@@ -275,6 +335,27 @@ impl Report {
                 let _ = writeln!(out, "\n{title}");
             }
             let _ = writeln!(out, "  {}", row(figure));
+        }
+        if !self.pairs.is_empty() {
+            let _ = writeln!(out, "\npaired samples (baseline and COS in turn; ratio = baseline ms / COS ms per pair)");
+            let _ = writeln!(
+                out,
+                "  {:<30} {:>26}   {:<24} {:>26}   {:>24}",
+                "COS", "p50 (min–max) ms", "baseline", "p50 (min–max) ms", "ratio median (min–max)"
+            );
+            for pair in &self.pairs {
+                let side = |name: &str| self.figure(name).map_or_else(String::new, |f| spread(&f.samples, 2));
+                let _ = writeln!(
+                    out,
+                    "  {:<30} {:>26}   {:<24} {:>26}   {:>24}  ({} pairs)",
+                    pair.cos,
+                    side(&pair.cos),
+                    pair.baseline,
+                    side(&pair.baseline),
+                    spread(&pair.ratios, 3),
+                    pair.ratios.len()
+                );
+            }
         }
         if !self.ratios.is_empty() {
             let _ = writeln!(out, "\n4. ratios and targets");
@@ -325,6 +406,30 @@ impl Report {
                 })
             })
             .collect();
+        let pairs: Vec<Value> = self
+            .pairs
+            .iter()
+            .map(|pair| {
+                let side = |name: &str| match self.figure(name) {
+                    Some(figure) => json!({
+                        "name": name,
+                        "p50_ms": json_number(figure.median()),
+                        "min_ms": json_number(quantile(&figure.samples, 0.0)),
+                        "max_ms": json_number(quantile(&figure.samples, 1.0)),
+                        "samples": figure.samples.iter().map(|s| json_number(*s)).collect::<Vec<_>>(),
+                    }),
+                    None => Value::Null,
+                };
+                json!({
+                    "cos": side(&pair.cos),
+                    "baseline": side(&pair.baseline),
+                    "ratios": pair.ratios.iter().map(|r| json_number(*r)).collect::<Vec<_>>(),
+                    "ratio_median": json_number(pair.median()),
+                    "ratio_min": json_number(quantile(&pair.ratios, 0.0)),
+                    "ratio_max": json_number(quantile(&pair.ratios, 1.0)),
+                })
+            })
+            .collect();
         let peers = match &self.peers {
             Some(Ok(browser)) => json!({ "browser": browser }),
             Some(Err(reason)) => json!({ "skipped": reason }),
@@ -335,6 +440,7 @@ impl Report {
             "machine": self.machine,
             "figures": figures,
             "ratios": ratios,
+            "pairs": pairs,
             "peers": peers,
         })
         .to_string()
@@ -373,6 +479,12 @@ fn figure_json(figure: &Figure) -> Value {
     object["note"] = figure.note.as_str().into();
     object["samples"] = figure.samples.iter().map(|sample| json_number(*sample)).collect();
     object
+}
+
+/// `p50 (min–max)` of `samples`, with `digits` decimals.
+fn spread(samples: &[f64], digits: usize) -> String {
+    let (min, med, max) = (quantile(samples, 0.0), quantile(samples, 0.5), quantile(samples, 1.0));
+    format!("{med:.digits$} ({min:.digits$}–{max:.digits$})")
 }
 
 /// One table row.
@@ -488,6 +600,74 @@ mod tests {
         let rows = json["figures"].as_array().unwrap();
         let read = rows.iter().find(|f| f["name"] == "cos via chromium read 177 MiB").unwrap();
         assert_eq!((read["kind"].as_str(), read["median"].as_f64()), (Some("transfer"), Some(175.0)));
+    }
+
+    /// The big size's paired figures: sample `i` of each baseline was taken beside sample `i` of
+    /// its COS figure.
+    fn paired_report() -> Report {
+        let mut report = Report::new(false, "2 CPUs".into());
+        let bytes = Kind::Transfer { bytes: 177 * MIB };
+        for (name, samples) in [
+            ("sha256 177 MiB", vec![100.0, 200.0, 150.0]),
+            ("memcpy 177 MiB", vec![20.0, 20.0, 20.0]),
+            ("write+fsync 177 MiB", vec![300.0, 300.0, 300.0]),
+            ("page-cache read 177 MiB", vec![30.0, 60.0, 30.0]),
+        ] {
+            report.add("baselines", name, bytes, samples);
+            report.note("paired: taken in turn with the COS samples of section 2");
+        }
+        report.add("cos", "store 177 MiB", bytes, vec![200.0, 250.0, 600.0]);
+        report.add("cos", "read 177 MiB", bytes, vec![60.0, 60.0, 40.0]);
+        report.add_pairs("177 MiB");
+        report.add_ratios();
+        report
+    }
+
+    #[test]
+    fn pairs_are_divided_sample_by_sample_then_summarised_by_the_median() {
+        assert_eq!(pair_ratios(&[100.0, 200.0, 150.0], &[200.0, 250.0, 600.0]), vec![0.5, 0.8, 0.25]);
+        assert_eq!(pair_ratios(&[1.0, 2.0], &[0.0, 4.0]), vec![0.5], "a zero COS sample gives no ratio");
+        let report = paired_report();
+        assert_eq!(report.pairs.len(), 4);
+        let store = report.pairs.iter().find(|p| p.baseline == "sha256 177 MiB").unwrap();
+        assert_eq!((store.cos.as_str(), store.median()), ("store 177 MiB", 0.5));
+        // The median of per-pair ratios, not the ratio of the medians (150 / 250 = 0.6).
+        let ratio = |name: &str| report.ratios.iter().find(|r| r.name == name).unwrap().value;
+        assert_eq!(ratio("store 177 MiB / raw sha256"), 0.5);
+        assert_eq!(ratio("store 177 MiB / write+fsync"), 1.2);
+        assert_eq!(ratio("read 177 MiB / page-cache read"), 0.75);
+        assert_eq!(ratio("read 177 MiB / memcpy"), 1.0 / 3.0);
+        let table = report.to_table();
+        assert!(table.contains("paired samples"), "{table}");
+        assert!(table.contains("0.500 (0.250–0.800)"), "{table}");
+        // Baselines measured in a block, apart from COS, are not pairs.
+        let mut apart = sample_report();
+        apart.add_pairs("177 MiB");
+        assert!(apart.pairs.is_empty());
+    }
+
+    #[test]
+    fn json_carries_both_distributions_and_the_per_pair_ratios() {
+        let json: Value = serde_json::from_str(&paired_report().to_json()).unwrap();
+        let pairs = json["pairs"].as_array().unwrap();
+        assert_eq!(pairs.len(), 4);
+        let store = pairs.iter().find(|p| p["baseline"]["name"] == "sha256 177 MiB").unwrap();
+        assert_eq!(store["cos"]["name"], "store 177 MiB");
+        assert_eq!(
+            (store["cos"]["p50_ms"].as_f64(), store["cos"]["min_ms"].as_f64(), store["cos"]["max_ms"].as_f64()),
+            (Some(250.0), Some(200.0), Some(600.0))
+        );
+        assert_eq!(store["cos"]["samples"], json!([200.0, 250.0, 600.0]));
+        assert_eq!(
+            (store["baseline"]["p50_ms"].as_f64(), store["baseline"]["min_ms"].as_f64()),
+            (Some(150.0), Some(100.0))
+        );
+        assert_eq!(store["baseline"]["samples"], json!([100.0, 200.0, 150.0]));
+        assert_eq!(store["ratios"], json!([0.5, 0.8, 0.25]));
+        assert_eq!(
+            (store["ratio_median"].as_f64(), store["ratio_min"].as_f64(), store["ratio_max"].as_f64()),
+            (Some(0.5), Some(0.25), Some(0.8))
+        );
     }
 
     #[test]

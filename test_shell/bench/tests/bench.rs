@@ -48,6 +48,21 @@ fn the_quick_bench_measures_every_part() {
     {
         assert!(ratios.iter().any(|r| r["name"] == name), "ratio {name} missing from {stdout}");
     }
+    // The big size's baselines are taken in turn with its COS samples: one ratio per pair.
+    let pairs = report["pairs"].as_array().expect("pairs");
+    for (cos, baseline) in [
+        ("store 16 MiB", "sha256 16 MiB"),
+        ("store 16 MiB", "write+fsync 16 MiB"),
+        ("read 16 MiB", "page-cache read 16 MiB"),
+        ("read 16 MiB", "memcpy 16 MiB"),
+    ] {
+        let pair = pairs.iter().find(|p| p["cos"]["name"] == cos && p["baseline"]["name"] == baseline);
+        let pair = pair.unwrap_or_else(|| panic!("pair {cos} / {baseline} missing from {stdout}"));
+        let samples = pair["cos"]["samples"].as_array().map(Vec::len);
+        assert_eq!(pair["ratios"].as_array().map(Vec::len), samples, "a ratio per pair: {pair}");
+        assert_eq!(pair["baseline"]["samples"].as_array().map(Vec::len), samples, "{pair}");
+        assert!(pair["ratio_median"].as_f64().is_some(), "{pair}");
+    }
     assert_eq!(report["peers"], Value::Null, "peers were not asked for");
     for figure in figures {
         // Memory growth may truly be nothing; every time, rate and transfer must be measured.
