@@ -79,7 +79,7 @@ fn decoded(received: Result<cos_ipc::Message, cos_ipc::IpcError>) -> Option<Fetc
 }
 
 /// Sends the request to the browser's network service; returns the pipe its response comes on.
-fn ask_browser(network: &Endpoint, frame: u64, request: &Outgoing) -> Result<Endpoint, String> {
+pub(crate) fn ask_browser(network: &Endpoint, frame: u64, request: &Outgoing) -> Result<Endpoint, String> {
     let (mine, theirs) = Endpoint::pair().map_err(|e| e.to_string())?;
     let request = FetchRequest {
         frame,
@@ -93,11 +93,14 @@ fn ask_browser(network: &Endpoint, frame: u64, request: &Outgoing) -> Result<End
     Ok(mine)
 }
 
-/// A request as script made it, validated.
-struct Outgoing {
-    url: String,
-    integrity: Option<RequestText>,
-    scope: Option<FetchScope>,
+/// A request as script (or a module import) made it, validated.
+pub(crate) struct Outgoing {
+    /// The absolute URL.
+    pub(crate) url: String,
+    /// The `integrity` metadata, as header text.
+    pub(crate) integrity: Option<RequestText>,
+    /// The `crossOriginStorage` scope.
+    pub(crate) scope: Option<FetchScope>,
 }
 
 /// Validates a request's `integrity` and `crossOriginStorage` members (`cos`: how script passed

@@ -339,7 +339,7 @@ impl ShellBrowser {
     /// `<iframe>`s become child frames) and returned once its window's `load` event fired.
     pub fn open_with(&self, url: &str, options: &OpenOptions) -> Result<Page, PageError> {
         let origin = Origin::from_url(url).map_err(|_| PageError::Origin(url.to_owned()))?;
-        let navigation = navigation::navigate(&self.servers, url, &origin);
+        let navigation = navigation::navigate(&self.servers, url);
         let headers = navigation::effective_headers(&navigation.headers, &options.headers);
         let allowed = permissions_policy::is_enabled(Some(&origin), header(&headers, "Permissions-Policy"), None);
         let partition =
@@ -390,7 +390,7 @@ impl ShellBrowser {
             .get(&parent_frame)
             .cloned()
             .ok_or_else(|| PageError::Renderer("no such parent frame".into()))?;
-        let navigation = navigation::navigate(&self.servers, url, &origin);
+        let navigation = navigation::navigate(&self.servers, url);
         let headers = navigation::effective_headers(&navigation.headers, &options.headers);
         let container = permissions_policy::Container {
             parent_origin: Some(&parent.origin),

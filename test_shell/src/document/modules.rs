@@ -20,7 +20,8 @@ use rquickjs::{Ctx, Exception, Function, Module, Object};
 
 use cos_common::{OriginsInput, OriginsOption};
 
-use crate::protocol::{FetchRequest, FetchResponse, FetchScope, RequestText};
+use crate::fetch::{Outgoing, ask_browser};
+use crate::protocol::{FetchResponse, FetchScope, RequestText};
 
 /// The largest module source the loader accepts.
 const MAX_MODULE_BYTES: usize = 64 << 20;
@@ -217,12 +218,8 @@ fn fetch_blocking(network: &Endpoint, frame: u64, url: &str, fetch: &ModuleFetch
         Some(text) => Some(RequestText::new(text.clone()).ok_or("the integrity attribute is not header text")?),
         None => None,
     };
-    let cross_origin_storage =
-        fetch.cross_origin_storage.clone().map(|origins| FetchScope { origins, content_type: None });
-    let (mine, theirs) = Endpoint::pair().map_err(|e| e.to_string())?;
-    let request = FetchRequest { frame, url: url.to_owned(), integrity, cross_origin_storage, response: theirs.into() };
-    let (bytes, attachments) = cos_ipc::encode_with_attachments(request).map_err(|e| e.to_string())?;
-    network.send(&bytes, attachments).map_err(|e| format!("the browser went away: {e}"))?;
+    let scope = fetch.cross_origin_storage.clone().map(|origins| FetchScope { origins, content_type: None });
+    let mine = ask_browser(network, frame, &Outgoing { url: url.to_owned(), integrity, scope })?;
     let mut status = None;
     let mut body = Vec::new();
     let mut warnings = Vec::new();

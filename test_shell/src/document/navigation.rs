@@ -4,8 +4,6 @@
 
 use std::io::Read;
 
-use cos_common::Origin;
-
 use crate::servers::OriginServers;
 
 /// The largest document the browser hands a renderer; a larger one loads as an empty document.
@@ -20,14 +18,12 @@ pub(crate) struct Navigation {
     pub(crate) html: Option<String>,
 }
 
-/// Requests `url` for a document of `origin` from the origin servers (or the URL's own loopback
-/// address), as the network service makes a `fetch`. Nothing served (no server, a non-2xx
-/// status): an empty document without headers, as the shell's frames were before they had
-/// documents.
-pub(crate) fn navigate(servers: &OriginServers, url: &str, origin: &Origin) -> Navigation {
-    // Not attributed to the frame's origin in the servers' byte counts (`shell.network.bytes`):
-    // those count what pages fetch, so "the second site downloaded nothing" stays checkable.
-    let _ = origin;
+/// Requests the document at `url` from the origin servers (or the URL's own loopback address).
+/// Nothing served (no server, a non-2xx status): an empty document without headers, as the
+/// shell's frames were before they had documents. The request carries no origin, so it is not
+/// counted in the servers' per-origin bytes (`shell.network.bytes`): those count what pages
+/// fetch, so "the second site downloaded nothing" stays checkable.
+pub(crate) fn navigate(servers: &OriginServers, url: &str) -> Navigation {
     let mut reader = match servers.open("GET", url, &[]) {
         Ok(reader) => reader,
         Err(error) => {
@@ -107,11 +103,9 @@ mod tests {
     #[test]
     fn nothing_served_is_an_empty_document() {
         let servers = OriginServers::default();
-        let origin = Origin::from_url("http://127.0.0.1:9/").unwrap();
-        let navigation = navigate(&servers, "http://127.0.0.1:9/nothing-listens-here", &origin);
+        let navigation = navigate(&servers, "http://127.0.0.1:9/nothing-listens-here");
         assert!(navigation.html.is_none() && navigation.headers.is_empty());
-        let unserved = Origin::from_url("https://unserved.example/").unwrap();
-        let navigation = navigate(&servers, "https://unserved.example/", &unserved);
+        let navigation = navigate(&servers, "https://unserved.example/");
         assert!(navigation.html.is_none() && navigation.headers.is_empty(), "a 404 of the origin servers");
     }
 
@@ -125,15 +119,14 @@ mod tests {
         );
         hub.add_with("/index.html", b"<p>hi</p>".to_vec(), &options);
         hub.add_for_host("doc.example", "/data.bin", vec![1, 2, 3]);
-        let origin = Origin::from_url("https://doc.example/").unwrap();
-        let navigation = navigate(&servers, "https://doc.example/index.html", &origin);
+        let navigation = navigate(&servers, "https://doc.example/index.html");
         assert_eq!(navigation.html.as_deref(), Some("<p>hi</p>"));
         assert!(navigation.headers.iter().any(|(n, v)| n == "permissions-policy" && v == "cross-origin-storage=()"));
-        let navigation = navigate(&servers, "https://doc.example/data.bin", &origin);
+        let navigation = navigate(&servers, "https://doc.example/data.bin");
         assert!(navigation.html.is_none(), "not HTML: an empty document");
         assert!(!navigation.headers.is_empty(), "whose headers still count");
         hub.add_for_host("doc.example", "/huge.html", vec![b' '; MAX_DOCUMENT_BYTES as usize + 1]);
-        let navigation = navigate(&servers, "https://doc.example/huge.html", &origin);
+        let navigation = navigate(&servers, "https://doc.example/huge.html");
         assert!(navigation.html.is_none(), "past the bound: an empty document");
     }
 }
