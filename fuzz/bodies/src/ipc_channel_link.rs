@@ -145,6 +145,12 @@ impl Attacker {
                 Ok(Some(_)) => continue,
                 Ok(None) => panic!("the broker neither answered nor closed the link"),
                 Err(()) => {
+                    // A report closes the peer's endpoints first and then calls its terminate
+                    // callback, so the attacker may see the link close a moment before the flag.
+                    let deadline = std::time::Instant::now() + ANSWER_TIMEOUT;
+                    while !terminated.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
                     assert!(terminated.load(Ordering::SeqCst), "the link closed without a bad-message report");
                     return;
                 }
