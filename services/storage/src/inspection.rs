@@ -2,7 +2,7 @@
 //! user's tools to act on them. Browser-side only: no renderer-facing message reaches these
 //! methods, so provenance, foreign origins and hashes shown here never reach script.
 
-use cos_common::interface::{EntryInfo, OriginInfo, ProvenanceInfo};
+use cos_common::interface::{EntryInfo, OriginInfo, ProbeBudgetInfo, ProvenanceInfo, ServiceStatus};
 use cos_common::{ContentHash, Partition};
 
 use crate::error::StoreError;
@@ -47,6 +47,31 @@ impl StorageService {
             .collect())
     }
 
+    /// The service's state for a partition and every top-level site's spent probe budget, sorted
+    /// by site, for the browser's internals page. An off-the-record profile not opened yet reports
+    /// its limits and nothing spent.
+    pub fn status(&self, partition: Partition) -> Result<(ServiceStatus, Vec<ProbeBudgetInfo>), StoreError> {
+        let (public_hash_list, public_hash_list_loaded_ms) = self.public_hash_list_status();
+        let mut status = ServiceStatus {
+            public_hash_list,
+            public_hash_list_loaded_ms,
+            probe_budget: self.probe_budget_limit(),
+            ..ServiceStatus::default()
+        };
+        let limits = self.limits_of(partition);
+        (status.per_origin_bytes, status.total_bytes, status.share_bytes) =
+            (limits.per_origin_bytes, limits.total_bytes, limits.share_bytes);
+        let Some(store) = self.partition_for_inspection(partition)? else { return Ok((status, Vec::new())) };
+        (status.evicted_entries, status.corrupt_removed) = store.maintenance_counts();
+        let budgets = self
+            .budgets(partition)
+            .spent_by_site(store.registry())?
+            .into_iter()
+            .map(|(site, spent)| ProbeBudgetInfo { site, spent })
+            .collect();
+        Ok((status, budgets))
+    }
+
     /// Browser-side maintenance: re-hashes every blob of a partition, deleting the entries whose
     /// blob is damaged or missing (off-the-record blobs live in memory: nothing to check).
     /// `progress` hears after each entry: the findings so far, and how many entries there are.
@@ -83,6 +108,7 @@ impl StorageService {
 mod tests {
     use cos_common::interface::HandleRequest;
     use cos_common::{CallerContext, Origin};
+    use sha2::Digest;
 
     use super::*;
     use crate::config::ServiceConfig;
@@ -102,6 +128,36 @@ mod tests {
         assert!(service.inspect_entries(partition).unwrap().is_empty());
         assert!(service.inspect_origins(partition).unwrap().is_empty());
         assert!(!service.delete_entry(partition, &ContentHash::from_hex(ABC).unwrap()).unwrap());
+    }
+
+    #[test]
+    fn status_reports_limits_list_budgets_and_evictions() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = StorageLimits { per_origin_bytes: 100, total_bytes: 6, share_bytes: 100 };
+        let mut config = ServiceConfig::new(dir.path());
+        config.off_the_record_limits = limits;
+        let (service, _) = StorageService::open(config).unwrap();
+        let id = cos_common::OffTheRecordProfileId(1);
+        let partition = Partition::OffTheRecord(id);
+        let (status, budgets) = service.status(partition).unwrap();
+        assert_eq!((status.total_bytes, status.evicted_entries, status.public_hash_list), (6, 0, None));
+        assert!(budgets.is_empty());
+        let app = caller("https://app.example").in_partition(partition);
+        for bytes in [&b"abc"[..], b"def", b"ghi"] {
+            let hash = ContentHash::from_bytes(sha2::Sha256::digest(bytes).into());
+            let handle =
+                service.get_file_handle(&app, hash, HandleRequest::Create(CreateOptions::same_site())).unwrap();
+            let mut writer = handle.create_writable().unwrap();
+            writer.write(bytes).unwrap();
+            writer.close().unwrap();
+        }
+        service.notify_user_activation(partition, &cos_common::Site::of(app.origin()));
+        service.set_public_hash_list(Some(crate::PublicHashList::from_hashes([ContentHash::from_hex(ABC).unwrap()])));
+        let (status, budgets) = service.status(partition).unwrap();
+        assert_eq!(status.evicted_entries, 1, "the third write evicted the least recently read entry");
+        assert_eq!(status.public_hash_list.map(|counts| counts.distinct), Some(1));
+        assert!(status.public_hash_list_loaded_ms > 0);
+        assert_eq!(budgets, vec![ProbeBudgetInfo { site: "https://app.example".into(), spent: 0 }]);
     }
 
     #[test]

@@ -196,7 +196,26 @@ impl StorageService {
         (global && within_budget && gate_allows).then_some(IssuedFor::GlobalRead)
     }
 
-    fn budgets(&self, partition: Partition) -> Arc<ProbeBudgets> {
+    /// Distinct hashes a top-level site may probe per activation.
+    pub(crate) fn probe_budget_limit(&self) -> u32 {
+        self.inner.config.gates.probe_budget
+    }
+
+    /// The byte limits a partition has (or would have, once opened).
+    pub(crate) fn limits_of(&self, partition: Partition) -> crate::StorageLimits {
+        match partition {
+            Partition::Regular => self.inner.regular.limits(),
+            Partition::OffTheRecord(_) => self.inner.config.off_the_record_limits,
+        }
+    }
+
+    /// What the Public Hash List in use holds, and when it was loaded (Unix milliseconds).
+    pub(crate) fn public_hash_list_status(&self) -> (Option<cos_common::interface::PublicHashListCounts>, u64) {
+        self.inner.gates.public_hash_list_status()
+    }
+
+    /// The probe budgets of a partition (created empty on first use).
+    pub(crate) fn budgets(&self, partition: Partition) -> Arc<ProbeBudgets> {
         self.inner
             .budgets
             .lock()

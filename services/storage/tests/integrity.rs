@@ -47,6 +47,7 @@ fn a_flipped_bit_fails_the_first_whole_read_and_deletes_the_entry() {
     assert_eq!(read(&service, &a, &bytes), Err(CosError::NotFound));
     assert_entry_gone(&service, &bytes);
     assert!(!blob_path(dir.path(), &hash_of(&bytes)).exists(), "the damaged blob is unlinked");
+    assert_eq!(service.status(Partition::Regular).unwrap().0.corrupt_removed, 1, "the internals page counts it");
     // The next verified write brings it back.
     store(&service, &a, &bytes).unwrap();
     assert_eq!(read(&service, &a, &bytes).unwrap(), bytes);

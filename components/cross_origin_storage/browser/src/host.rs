@@ -7,8 +7,8 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use cos_common::interface::{
-    BrowserToService, EntryInfo, FrameId, InspectionItem, OriginInfo, PublicHashListCounts, RendererId, RequestId,
-    ScrubItem, ScrubReport, ServiceProcessConfig, ServiceToBrowser,
+    BrowserToService, EntryInfo, FrameId, InspectionItem, OriginInfo, ProbeBudgetInfo, PublicHashListCounts,
+    RendererId, RequestId, ScrubItem, ScrubReport, ServiceProcessConfig, ServiceStatus, ServiceToBrowser, StatusItem,
 };
 use cos_common::{ContentHash, CosError, OffTheRecordProfileId, Origin, Partition};
 use cos_ipc::launch::{LaunchOptions, LaunchedChild};
@@ -143,6 +143,8 @@ struct ServiceState {
     bound_generation: u64,
     child: Option<LaunchedChild>,
     last_error: Option<String>,
+    /// What the running service said of its sandbox when it became ready.
+    sandboxed: bool,
 }
 
 impl CosHost {
@@ -321,6 +323,29 @@ impl CosHost {
         Ok((entries, origins))
     }
 
+    /// The service's state for a partition (limits, Public Hash List, eviction and corruption
+    /// counts since it started) and every top-level site's spent probe budget: the internals
+    /// page's "Service" view. Never reachable from renderers.
+    pub fn status(&self, partition: Partition) -> Result<(ServiceStatus, Vec<ProbeBudgetInfo>), CosError> {
+        let (stream, done) =
+            self.inner.streamed_request(|request, stream| BrowserToService::Status { request, partition, stream })?;
+        let (mut status, mut budgets) = (None, Vec::new());
+        loop {
+            match stream.recv() {
+                Ok(StatusItem::Service(reported)) => status = Some(reported),
+                Ok(StatusItem::Budget(budget)) => budgets.push(budget),
+                Ok(StatusItem::End) | Err(_) => break,
+            }
+        }
+        done.recv().unwrap_or(Err(CosError::Abort))?;
+        Ok((status.ok_or(CosError::Unknown)?, budgets))
+    }
+
+    /// Whether the running storage service reported its sandbox fully enforced.
+    pub fn service_sandboxed(&self) -> bool {
+        self.inner.service.lock().sandboxed
+    }
+
     /// Re-hashes every blob of a partition, deleting the entries whose blob is damaged or
     /// missing (browser-side maintenance; may take minutes on a large store, during which COS keeps
     /// serving). `progress` hears after each entry: the findings so far and the number of entries.
@@ -488,6 +513,7 @@ impl HostInner {
                 state.child = child;
                 state.generation += 1;
                 state.last_error = None;
+                state.sandboxed = sandboxed;
                 Ok(control)
             }
             Ok(ServiceToBrowser::Failed { message }) => {

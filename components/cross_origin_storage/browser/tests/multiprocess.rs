@@ -113,6 +113,33 @@ fn a_malformed_message_is_a_bad_message() {
     assert_eq!(a.store(10, &literal(b"still fine")), Outcome::Ok(None));
 }
 
+fn a_renderer_asking_for_the_service_status_is_a_bad_message() {
+    let browser = Browser::start();
+    let observer = BadMessageObserver::new();
+    let a = browser.renderer(1, &[(10, "https://a.example", "https://a.example", None)]);
+    let mut evil = browser.renderer(2, &[(20, "https://evil.example", "https://evil.example", None)]);
+    assert_eq!(a.store(10, &literal(b"a's data")), Outcome::Ok(None));
+    // The browser's own status request, byte for byte, sent on a renderer's pipe: the renderer
+    // interface has no such message, so it does not decode and nothing answers it.
+    let (stream, _ours) = cos_ipc::Endpoint::pair_in_process();
+    let request = BrowserToService::Status {
+        request: cos_common::interface::RequestId(1),
+        partition: cos_common::Partition::Regular,
+        stream: stream.into(),
+    };
+    let (bytes, _endpoints) = cos_ipc::encode_with_attachments(request).unwrap();
+    evil.control.send(Command::RawBytes(bytes)).unwrap();
+    let report = observer.wait(Duration::from_secs(20)).expect("bad message reported");
+    assert_eq!(report.peer, "renderer-2");
+    assert!(evil.wait_for_exit());
+    // The browser itself may ask: the status comes from the sandboxed service.
+    let (status, budgets) = browser.host.status(cos_common::Partition::Regular).unwrap();
+    assert_eq!((status.per_origin_bytes, status.total_bytes), (1 << 30, 4 << 30), "the configured limits");
+    assert!(status.probe_budget > 0, "{status:?}");
+    assert_eq!((status.evicted_entries, status.corrupt_removed), (0, 0));
+    assert!(budgets.is_empty(), "nobody probed: {budgets:?}");
+}
+
 fn killing_the_service_mid_write_aborts_and_the_next_write_succeeds() {
     let browser = Browser::start();
     let a = browser.renderer(1, &[(10, "https://a.example", "https://a.example", None)]);
@@ -254,6 +281,10 @@ const TESTS: &[(&str, fn())] = &[
         a_renderer_naming_another_renderers_frame_is_terminated,
     ),
     ("a_malformed_message_is_a_bad_message", a_malformed_message_is_a_bad_message),
+    (
+        "a_renderer_asking_for_the_service_status_is_a_bad_message",
+        a_renderer_asking_for_the_service_status_is_a_bad_message,
+    ),
     (
         "killing_the_service_mid_write_aborts_and_the_next_write_succeeds",
         killing_the_service_mid_write_aborts_and_the_next_write_succeeds,

@@ -448,6 +448,49 @@ pub enum ScrubItem {
     End,
 }
 
+/// The storage service's own state for one partition, as the browser's internals page shows it
+/// (inspection only: never sent to a renderer).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// What the Public Hash List in use held (`None`: no list, the global grant discloses
+    /// nothing).
+    pub public_hash_list: Option<PublicHashListCounts>,
+    /// When that list was loaded (Unix milliseconds; 0 without a list).
+    pub public_hash_list_loaded_ms: u64,
+    /// The partition's byte limits: per origin, the whole store, an origin's fair share.
+    pub per_origin_bytes: u64,
+    /// What all blobs together may occupy.
+    pub total_bytes: u64,
+    /// An origin's fair share of the store (beyond it, it may evict only its own entries).
+    pub share_bytes: u64,
+    /// Distinct hashes a top-level site may probe through the global path per activation.
+    pub probe_budget: u32,
+    /// Entries evicted to make room since the service started.
+    pub evicted_entries: u64,
+    /// Entries deleted because their blob no longer matched their hash since the service started.
+    pub corrupt_removed: u64,
+}
+
+/// One top-level site's probe budget (SPEC §6), as the internals page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeBudgetInfo {
+    /// The top-level site's serialisation.
+    pub site: String,
+    /// Distinct hashes it probed since its last user activation.
+    pub spent: u64,
+}
+
+/// Streamed over the pipe attached to [`BrowserToService::Status`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StatusItem {
+    /// The service's state; first.
+    Service(ServiceStatus),
+    /// One top-level site's budget (one item each, so that no number of sites breaks the stream).
+    Budget(ProbeBudgetInfo),
+    /// Nothing follows.
+    End,
+}
+
 /// Longest document URL kept as provenance (longer ones are cut), so every inspection item
 /// fits one message.
 pub const MAX_PROVENANCE_URL_BYTES: usize = 2048;
@@ -513,6 +556,16 @@ pub enum BrowserToService {
         /// Which store.
         partition: Partition,
         /// The pipe to stream [`ScrubItem`]s over.
+        stream: Attached,
+    },
+    /// Report the service's state for a partition (the internals page). Answered with `Done`
+    /// once the stream ended.
+    Status {
+        /// Echoed in the `Done` reply.
+        request: RequestId,
+        /// Which store.
+        partition: Partition,
+        /// The pipe to stream [`StatusItem`]s over.
         stream: Attached,
     },
     /// Discard an off-the-record profile's store.

@@ -12,6 +12,7 @@ mod public_hash_list;
 use std::sync::Arc;
 
 use cos_common::ContentHash;
+use cos_common::interface::PublicHashListCounts;
 use parking_lot::RwLock;
 
 pub(crate) use probe_budget::ProbeBudgets;
@@ -88,6 +89,8 @@ impl Default for GateConfig {
 /// The live gates of a running service (the list can be swapped while it runs).
 pub(crate) struct PrivacyGates {
     public_hash_list: RwLock<Option<Arc<PublicHashList>>>,
+    /// When the list in use was loaded (Unix milliseconds; 0 without a list).
+    public_hash_list_loaded_ms: std::sync::atomic::AtomicU64,
     availability_threshold: Option<u32>,
     grease: GreaseMode,
 }
@@ -96,6 +99,11 @@ impl PrivacyGates {
     pub(crate) fn new(config: &GateConfig) -> Self {
         Self {
             public_hash_list: RwLock::new(config.public_hash_list.clone().map(Arc::new)),
+            public_hash_list_loaded_ms: std::sync::atomic::AtomicU64::new(if config.public_hash_list.is_some() {
+                crate::partition::now_ms()
+            } else {
+                0
+            }),
             availability_threshold: config.availability_threshold,
             grease: config.grease,
         }
@@ -103,7 +111,15 @@ impl PrivacyGates {
 
     /// Replaces the Public Hash List (`None`: no list, fail closed).
     pub(crate) fn set_public_hash_list(&self, list: Option<PublicHashList>) {
+        let loaded_ms = if list.is_some() { crate::partition::now_ms() } else { 0 };
         *self.public_hash_list.write() = list.map(Arc::new);
+        self.public_hash_list_loaded_ms.store(loaded_ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// What the list in use holds, and when it was loaded (Unix milliseconds).
+    pub(crate) fn public_hash_list_status(&self) -> (Option<PublicHashListCounts>, u64) {
+        let counts = self.public_hash_list.read().as_ref().map(|list| list.counts().clone());
+        (counts, self.public_hash_list_loaded_ms.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Whether `hash` is on the current Public Hash List.

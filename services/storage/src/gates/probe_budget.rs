@@ -62,6 +62,17 @@ impl ProbeBudgets {
         true
     }
 
+    /// Every site's spent budget (distinct hashes probed since its last activation), sorted by
+    /// site: the rows written to the registry, overridden by what is newer in memory.
+    pub(crate) fn spent_by_site(&self, registry: &Registry) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut spent: std::collections::BTreeMap<String, u64> =
+            registry.all_budgets()?.into_iter().map(|(site, record)| (site, record.probed.len() as u64)).collect();
+        for (site, record) in &self.state.lock().sites {
+            spent.insert(site.clone(), record.probed.len() as u64);
+        }
+        Ok(spent.into_iter().collect())
+    }
+
     /// A user activation in `site`: its budget starts over.
     pub(crate) fn replenish(&self, registry: &Registry, site: &Site) {
         let key = site.to_string();

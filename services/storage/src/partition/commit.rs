@@ -461,6 +461,7 @@ impl PartitionStore {
                     "evicted least recently read entries to fit a write under the global cap"
                 );
             }
+            self.evicted_entries.fetch_add(member.victims.len() as u64, std::sync::atomic::Ordering::Relaxed);
             released.extend(member.victims.iter().map(|(hash, _)| *hash));
             released.remove(&group[member.member].hash);
         }

@@ -17,6 +17,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use cos_common::{ContentHash, Origin, Site};
 use parking_lot::Mutex;
@@ -67,6 +68,10 @@ pub(crate) struct PartitionStore {
     handles: IssuedHandles,
     /// Bytes open writers hold, counted against the limits before any commit.
     in_flight: Arc<InFlight>,
+    /// Entries evicted to make room since the store was opened (the internals page).
+    evicted_entries: AtomicU64,
+    /// Entries deleted because their blob did not match their hash since the store was opened.
+    corrupt_removed: AtomicU64,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -111,7 +116,14 @@ impl PartitionStore {
             verified: VerifiedBlobs::default(),
             handles: IssuedHandles::default(),
             in_flight: Arc::default(),
+            evicted_entries: AtomicU64::new(0),
+            corrupt_removed: AtomicU64::new(0),
         }
+    }
+
+    /// Entries evicted and entries removed as corrupt since the store was opened.
+    pub(crate) fn maintenance_counts(&self) -> (u64, u64) {
+        (self.evicted_entries.load(Ordering::Relaxed), self.corrupt_removed.load(Ordering::Relaxed))
     }
 
     pub(crate) fn limits(&self) -> StorageLimits {

@@ -44,7 +44,11 @@ impl PartitionStore {
             return Ok(false);
         }
         tracing::error!(hash = %hash.to_hex(), "a blob on disk does not match its hash: deleting the entry");
-        self.delete_entry(hash)
+        let deleted = self.delete_entry(hash)?;
+        if deleted {
+            self.corrupt_removed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(deleted)
     }
 
     /// Re-hashes every blob of the partition (on disk: in memory there is nothing to check),

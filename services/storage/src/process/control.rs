@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cos_common::interface::{BrowserToService, EntryInfo, InspectionItem, ScrubItem, ServiceToBrowser};
+use cos_common::interface::{BrowserToService, EntryInfo, InspectionItem, ScrubItem, ServiceToBrowser, StatusItem};
 use cos_common::{CosError, Origin, Partition};
 use cos_ipc::{Endpoint, IpcError, Pipe};
 
@@ -53,6 +53,10 @@ fn serve_control(service: &StorageService, control: &Arc<ControlPipe>, connectio
             BrowserToService::CloseOffTheRecord { profile } => service.close_off_the_record(profile),
             BrowserToService::Inspect { request, partition, stream } => {
                 let result = stream_inspection(service, partition, stream.into_endpoint());
+                let _ = control.send(ServiceToBrowser::Done { request, result });
+            }
+            BrowserToService::Status { request, partition, stream } => {
+                let result = stream_status(service, partition, stream.into_endpoint());
                 let _ = control.send(ServiceToBrowser::Done { request, result });
             }
             BrowserToService::Scrub { request, partition, stream } => {
@@ -112,6 +116,20 @@ fn stream_inspection(service: &StorageService, partition: Partition, stream: End
     for item in items.chain(std::iter::once(InspectionItem::End)) {
         pipe.send(item).map_err(|error| {
             tracing::warn!(%error, "inspection stream failed");
+            CosError::Unknown
+        })?;
+    }
+    Ok(())
+}
+
+/// Streams a partition's status, then each site's probe budget, then `End`.
+fn stream_status(service: &StorageService, partition: Partition, stream: Endpoint) -> Result<(), CosError> {
+    let pipe: Pipe<StatusItem, ()> = Pipe::new(stream);
+    let (status, budgets) = service.status(partition).map_err(|e| e.to_web_error())?;
+    let items = std::iter::once(StatusItem::Service(status)).chain(budgets.into_iter().map(StatusItem::Budget));
+    for item in items.chain(std::iter::once(StatusItem::End)) {
+        pipe.send(item).map_err(|error| {
+            tracing::warn!(%error, "status stream failed");
             CosError::Unknown
         })?;
     }

@@ -259,6 +259,18 @@ impl Registry {
         Ok(value.and_then(|v| BudgetRecord::decode(v.value()).ok()).unwrap_or_default())
     }
 
+    /// Every stored probe budget, by top-level site (undecodable rows read as empty).
+    pub(crate) fn all_budgets(&self) -> Result<Vec<(String, BudgetRecord)>, StoreError> {
+        let txn = self.begin_read()?;
+        let table = txn.open_table(BUDGETS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (key, value) = row?;
+            out.push((key.value().to_owned(), BudgetRecord::decode(value.value()).unwrap_or_default()));
+        }
+        Ok(out)
+    }
+
     /// Bytes of all blobs.
     pub(crate) fn total_bytes(&self) -> Result<u64, StoreError> {
         let txn = self.begin_read()?;
