@@ -21,6 +21,7 @@ pub use cos_js::generate as generated_bytes;
 pub mod demo;
 pub mod document;
 mod harness;
+pub mod internals;
 pub use harness::{ScenarioConfig, run_scenario};
 mod fetch;
 pub mod js;

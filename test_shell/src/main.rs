@@ -108,6 +108,21 @@ enum Command {
         #[command(subcommand)]
         command: ChromiumCommand,
     },
+    /// Serves the internals page of a profile's Cross-Origin Storage on 127.0.0.1: every entry
+    /// (by resource), every origin's usage (by origin) and the storage service's state, with
+    /// delete, clear-site-data and scrub buttons, updating live. Prints the address to open, which
+    /// carries a random token; nothing else on the machine can use the page without it.
+    Internals {
+        /// The browser profile directory (default: a new temporary one).
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        /// The port to listen on (default: any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Print the three views as JSON and exit instead of serving the page.
+        #[arg(long)]
+        dump: bool,
+    },
     /// Re-hashes every blob of a profile's Cross-Origin Storage (through the sandboxed storage
     /// service, as the browser's maintenance would) and deletes entries whose blob is damaged or
     /// missing. Prints progress to stderr, then what it found; exits 1 if anything was damaged.
@@ -224,6 +239,7 @@ fn main() -> ExitCode {
             wpt(&test, &origin, profile.as_deref(), Duration::from_secs(timeout))
         }
         Command::Scrub { profile, json } => scrub(&profile, json),
+        Command::Internals { profile, port, dump } => internals(profile, port, dump),
         Command::Bench { args } => bench(args),
         Command::Chromium { command } => chromium(command),
     }
@@ -335,6 +351,27 @@ fn scrub(profile: &std::path::Path, json: bool) -> ExitCode {
         }
         Err(error) => {
             eprintln!("test_shell scrub: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn internals(profile: Option<PathBuf>, port: u16, dump: bool) -> ExitCode {
+    let temporary = match profile {
+        Some(_) => None,
+        None => match tempfile::tempdir() {
+            Ok(dir) => Some(dir),
+            Err(error) => {
+                eprintln!("test_shell internals: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let profile = profile.unwrap_or_else(|| temporary.as_ref().map(|dir| dir.path().to_path_buf()).unwrap_or_default());
+    match test_shell::internals::run(&program(), &profile, port, dump) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("test_shell internals: {error}");
             ExitCode::FAILURE
         }
     }
