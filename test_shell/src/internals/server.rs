@@ -20,7 +20,7 @@ use http_body_util::channel::{Channel, Sender};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -43,6 +43,9 @@ const SECURITY_HEADERS: [(&str, &str); 5] = [
 
 /// Largest request body read (a form with one hash or one origin).
 const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// How long a client may take to send a request's head (a stalled connection is closed).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often the store is looked at for changes while a page listens.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -156,7 +159,11 @@ async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(secured(handle(&shared, request).await)) }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
