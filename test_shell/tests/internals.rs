@@ -219,6 +219,33 @@ fn state_changes_without_the_token_or_from_another_origin_are_refused_and_change
     assert_eq!(fixture.stored(), vec![fixture.hashes[1]]);
 }
 
+#[test]
+fn dump_prints_the_three_views_as_json() {
+    let profile = tempfile::tempdir().unwrap();
+    let hashes = populate(profile.path());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_test_shell"))
+        .args(["--quiet", "internals", "--dump", "--profile"])
+        .arg(profile.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let dump: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let entries = dump["resources"]["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 3);
+    let grant_of = |hash: &ContentHash| {
+        let entry = entries.iter().find(|entry| entry["hash"] == hash.to_hex()).unwrap();
+        entry["grant"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(hashes.map(|hash| grant_of(&hash)), ["same-site", "global", "list"].map(String::from));
+    assert_eq!(dump["resources"]["total_bytes"], 15 + 33 + 4);
+    let origins: Vec<&str> =
+        dump["origins"].as_array().unwrap().iter().map(|o| o["origin"].as_str().unwrap()).collect();
+    assert_eq!(origins, ["https://a.example", "https://b.example"]);
+    assert_eq!(dump["service"]["generation"], 1);
+    assert!(dump["service"]["limits"]["per_origin_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(dump["service"]["evicted_entries"], 0);
+}
+
 /// Reads the event stream until it has held `count` change events.
 fn read_changes(events: &mut cos_test_hub::ResponseReader, seen: &mut Vec<u8>, count: usize) {
     while String::from_utf8_lossy(seen).matches("event: change").count() < count {
