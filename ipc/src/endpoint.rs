@@ -673,6 +673,24 @@ mod tests {
     }
 
     #[test]
+    fn a_file_frame_carries_exactly_one_descriptor_and_others_close_it() {
+        const FILE_FRAME: u8 = 0xB1;
+        let (a, b) = Endpoint::pair().unwrap();
+        let ((r1, w1), (r2, w2)) = (pipe(), pipe());
+        raw_send(a.os_fd(), &[FILE_FRAME], &[r1.as_fd(), r2.as_fd()]).unwrap();
+        raw_send(a.os_fd(), &[FILE_FRAME], &[]).unwrap();
+        drop((r1, r2));
+        assert!(matches!(b.recv_with_file(), Err(IpcError::BadAttachment(_))), "two descriptors");
+        assert!(read_end_closed(&w1) && read_end_closed(&w2), "a received descriptor leaked");
+        assert!(matches!(b.recv_with_file(), Err(IpcError::BadAttachment(_))), "none");
+        // A receiver that expects endpoints closes a file it is sent.
+        let (r3, w3) = pipe();
+        a.send_file(b"", r3).unwrap();
+        assert!(matches!(b.recv(), Err(IpcError::BadAttachment(_))));
+        assert!(read_end_closed(&w3), "the refused file leaked");
+    }
+
+    #[test]
     fn wrong_kind_of_socket_is_refused() {
         let (a, b) = Endpoint::pair().unwrap();
         use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
