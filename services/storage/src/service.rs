@@ -744,11 +744,13 @@ impl FileReader {
     }
 
     /// The whole entry, for a reader that accepts a descriptor: its sealed copy if one is cached
-    /// ([`SharedRead::File`]); otherwise the entry is streamed to `send` like
-    /// [`stream`](Self::stream) of the whole entry, and, if it is large enough and the budget has
-    /// room, copied into a new sealed file as it goes. That stream is always hashed (even for a
-    /// blob verified earlier), and the copy is sealed and cached only if the digest matched, so
-    /// a copy never holds bytes other than the entry's. A mismatch fails the read with
+    /// ([`SharedRead::File`]). Otherwise, if the entry is large enough and the budget has room,
+    /// a new copy is filled from the blob and hashed as it fills: a blob verified in this
+    /// generation is then answered with the new copy; the first read of a blob not verified yet
+    /// is streamed to `send` as [`stream`](Self::stream) streams it (and verified), the copy
+    /// filled alongside for the next read. Else the entry is just streamed. A copy is sealed and
+    /// cached only if its digest matched, so it never holds bytes other than the entry's, and a
+    /// blob damaged after its verification is never copied. A mismatch fails the read with
     /// `NotFoundError` (a blob not verified yet is deleted, as on any first read; one that was
     /// verified earlier is forgotten as verified, so its next read deletes it).
     pub fn read_shared(
@@ -774,17 +776,26 @@ impl FileReader {
         let (Some(partition), Some(permit), Some(builder)) = (partition, permit, builder) else {
             return self.stream(0, size, header, chunk, send).map(SharedRead::Streamed);
         };
-        let (skip, mut position, mut filled) = (header.len(), 0u64, true);
-        let digest = stream_hashed(&self.source, header, chunk.max(1), |frame| {
+        // A verified blob is not streamed: the copy is filled (and hashed on a second thread) and
+        // handed out. A first read streams as it fills, so the stream is verified as always.
+        let streaming = self.pending_check().is_some();
+        let (skip, mut position, mut filled) = (if streaming { header.len() } else { 0 }, 0u64, true);
+        let fill_header = if streaming { header } else { &[] };
+        let digest = stream_hashed(&self.source, fill_header, chunk.max(1), |frame| {
             let payload = &frame[skip..];
             if filled && let Err(error) = builder.write_at(position, payload) {
                 tracing::debug!(%error, "no sealed copy: filling it failed");
                 filled = false;
             }
             position += payload.len() as u64;
-            send(frame)
+            // Without a stream, a failed fill stops at once (the bytes are then streamed below).
+            if streaming { send(frame) } else { filled }
         })
         .map_err(read_failed)?;
+        if !streaming && !filled {
+            drop(permit);
+            return self.stream(0, size, header, chunk, send).map(SharedRead::Streamed);
+        }
         let Some(digest) = digest else { return Ok(SharedRead::Streamed(Streamed::Stopped)) };
         match self.pending_check() {
             Some(check) => check.conclude(digest)?,
@@ -798,13 +809,21 @@ impl FileReader {
             }
             None => {}
         }
-        if filled {
-            match builder.seal() {
-                Ok(copy) => partition.cache_shared_copy(permit, &self.hash, Arc::new(copy)),
-                Err(error) => tracing::debug!(%error, "no sealed copy: sealing it failed"),
+        let copy = if filled {
+            builder.seal().inspect_err(|error| tracing::debug!(%error, "no sealed copy: sealing it failed")).ok()
+        } else {
+            None
+        };
+        match copy.map(Arc::new) {
+            Some(copy) => {
+                partition.cache_shared_copy(permit, &self.hash, copy.clone());
+                // Even if the entry went away meanwhile (the copy is then not cached), this reader
+                // opened it and may read its bytes.
+                Ok(if streaming { SharedRead::Streamed(Streamed::Complete) } else { SharedRead::File(copy) })
             }
+            None if streaming => Ok(SharedRead::Streamed(Streamed::Complete)),
+            None => self.stream(0, size, header, chunk, send).map(SharedRead::Streamed),
         }
-        Ok(SharedRead::Streamed(Streamed::Complete))
     }
 
     /// The entry's sealed copy, if its partition is open and has one cached.

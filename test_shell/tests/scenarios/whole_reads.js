@@ -1,7 +1,7 @@
 // META: script=resources/cos_helpers.js
-// Whole reads of a large entry: the first after the write is streamed (and verified), later ones
-// arrive as a private mapping of the service's sealed copy (ARCHITECTURE.md, "Integrity on
-// read"). Each read returns the entry's bytes, and a page writing into the ArrayBuffer it got
+// Whole reads of a large entry arrive as a private mapping of the service's sealed copy, filled
+// and hashed by the first (ARCHITECTURE.md, "Integrity on read"); over the ipc-channel link they
+// are streamed. Each read returns the entry's bytes, and a page writing into the ArrayBuffer it got
 // changes neither the entry nor what the next read, its own or another page's, returns.
 
 async function storeLarge(length) {
