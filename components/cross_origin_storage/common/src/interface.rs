@@ -662,7 +662,9 @@ pub enum ReaderRequest {
         len: u64,
     },
     /// Send the whole entry, as [`ReaderEnd::Shared`] with a sealed memory file attached when
-    /// the service holds a verified copy, else as `Read` of the whole entry would. Only a
+    /// the service holds a verified copy or can make one now (the first read of an entry in a
+    /// service generation is streamed and verified instead), else as `Read` of the whole entry
+    /// would. Only a
     /// renderer that maps descriptors asks (not over the ipc-channel link, which relays bytes
     /// only); either way it receives exactly the entry's bytes, nothing more.
     ReadShared,
