@@ -7,7 +7,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::in_process::EndCore;
+use crate::os::Carried;
 use crate::{IpcError, MAX_ATTACHMENTS, MAX_MESSAGE_BYTES, os};
+
+/// The error for a file where only endpoints may come (the file is closed).
+const UNEXPECTED_FILE: IpcError = IpcError::BadAttachment("a file attached where none is expected");
+
+/// Endpoints from what an OS frame carried; a file there is refused.
+fn os_endpoints(carried: Carried) -> Result<Vec<Endpoint>, IpcError> {
+    match carried {
+        Carried::Endpoints(fds) => Ok(fds.into_iter().map(|fd| Endpoint { inner: Inner::Os(fd) }).collect()),
+        Carried::File(_) => Err(UNEXPECTED_FILE),
+    }
+}
 
 /// One end of a bidirectional, message-oriented pipe.
 ///
@@ -104,9 +116,51 @@ impl Endpoint {
                 if attachments.iter().any(|a| !a.is_in_process()) {
                     return Err(IpcError::WrongTransport);
                 }
-                core.send(bytes.to_vec(), attachments)
+                core.send(bytes.to_vec(), attachments, None)
             }
         }
+    }
+
+    /// Sends one message with a file attached instead of endpoints (on Linux, as an `SCM_RIGHTS`
+    /// descriptor): only [`recv_with_file`](Endpoint::recv_with_file) accepts it; every other
+    /// receive refuses it as [`IpcError::BadAttachment`]. The receiver must judge the file itself
+    /// (see [`SealedFile`](crate::SealedFile)). Over in-process endpoints the descriptor is
+    /// moved as it is.
+    pub fn send_file(&self, bytes: &[u8], file: OwnedFd) -> Result<(), IpcError> {
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(IpcError::Oversized { len: bytes.len() });
+        }
+        match &self.inner {
+            Inner::Os(fd) => os::send_file(fd.as_fd(), bytes, file.as_fd()),
+            Inner::InProcess(core) => core.send(bytes.to_vec(), Vec::new(), Some(file)),
+        }
+    }
+
+    /// Receives the next message, which may carry one file sent by
+    /// [`send_file`](Endpoint::send_file) but no endpoints (a message with endpoints is
+    /// [`IpcError::BadAttachment`], and they are closed). Otherwise like
+    /// [`recv`](Endpoint::recv).
+    pub fn recv_with_file(&self) -> Result<(Vec<u8>, Option<OwnedFd>), IpcError> {
+        let (bytes, attachments, file) = match &self.inner {
+            Inner::Os(fd) => match os::recv(fd.as_fd(), None)? {
+                (bytes, Carried::File(file)) => (bytes, Vec::new(), Some(file)),
+                (bytes, Carried::Endpoints(fds)) => {
+                    (bytes, fds.into_iter().map(Endpoint::from_checked).collect(), None)
+                }
+            },
+            Inner::InProcess(core) => {
+                let packet = core.recv(None)?;
+                (packet.bytes, packet.attachments, packet.file)
+            }
+        };
+        if !attachments.is_empty() {
+            return Err(IpcError::BadAttachment("an endpoint attached where only a file may come"));
+        }
+        Ok((bytes, file))
+    }
+
+    fn from_checked(fd: OwnedFd) -> Endpoint {
+        Endpoint { inner: Inner::Os(fd) }
     }
 
     /// Receives the next message, blocking until one arrives.
@@ -142,11 +196,14 @@ impl Endpoint {
     pub fn recv_vectored(&self, bufs: &mut [io::IoSliceMut<'_>]) -> Result<(usize, Vec<Endpoint>), IpcError> {
         match &self.inner {
             Inner::Os(fd) => {
-                let (len, fds) = os::recv_vectored(fd.as_fd(), None, bufs)?;
-                Ok((len, fds.into_iter().map(|fd| Endpoint { inner: Inner::Os(fd) }).collect()))
+                let (len, carried) = os::recv_vectored(fd.as_fd(), None, bufs)?;
+                Ok((len, os_endpoints(carried)?))
             }
             Inner::InProcess(core) => {
                 let packet = core.recv(None)?;
+                if packet.file.is_some() {
+                    return Err(UNEXPECTED_FILE);
+                }
                 let capacity: usize = bufs.iter().map(|b| b.len()).sum();
                 if packet.bytes.len() > capacity {
                     return Err(IpcError::Oversized { len: packet.bytes.len() });
@@ -165,12 +222,14 @@ impl Endpoint {
     fn recv_until(&self, deadline: Option<Instant>) -> Result<Message, IpcError> {
         match &self.inner {
             Inner::Os(fd) => {
-                let (bytes, fds) = os::recv(fd.as_fd(), deadline)?;
-                let attachments = fds.into_iter().map(|fd| Endpoint { inner: Inner::Os(fd) }).collect();
-                Ok(Message { bytes, attachments })
+                let (bytes, carried) = os::recv(fd.as_fd(), deadline)?;
+                Ok(Message { bytes, attachments: os_endpoints(carried)? })
             }
             Inner::InProcess(core) => {
                 let packet = core.recv(deadline)?;
+                if packet.file.is_some() {
+                    return Err(UNEXPECTED_FILE);
+                }
                 Ok(Message { bytes: packet.bytes, attachments: packet.attachments })
             }
         }
@@ -313,6 +372,30 @@ mod tests {
             // The transferred end is the only handle now: dropping it disconnects its peer.
             drop(d);
             assert_disconnected(c.recv());
+        });
+    }
+
+    #[test]
+    fn a_file_travels_only_to_a_receiver_that_expects_one() {
+        for_each_transport(|make| {
+            let (a, b) = make();
+            let sealed = crate::SealedFile::from_bytes(b"bytes").unwrap();
+            a.send_file(b"here", sealed.try_clone_fd().unwrap()).unwrap();
+            let (bytes, file) = b.recv_with_file().unwrap();
+            assert_eq!(bytes, b"here");
+            let file = crate::SealedFile::from_received(file.unwrap(), 5).unwrap();
+            assert_eq!(&file.map(false).unwrap()[..], b"bytes");
+            // Without a file, `recv_with_file` is a plain receive.
+            a.send(b"plain", vec![]).unwrap();
+            assert!(matches!(b.recv_with_file().unwrap(), (bytes, None) if bytes == b"plain"));
+            // Every other receive refuses a file, and `recv_with_file` refuses endpoints.
+            a.send_file(b"", sealed.try_clone_fd().unwrap()).unwrap();
+            assert!(matches!(b.recv(), Err(IpcError::BadAttachment(_))));
+            a.send_file(b"", sealed.try_clone_fd().unwrap()).unwrap();
+            let mut buf = [0u8; 8];
+            assert!(matches!(b.recv_vectored(&mut [io::IoSliceMut::new(&mut buf)]), Err(IpcError::BadAttachment(_))));
+            a.send(b"", vec![make().0]).unwrap();
+            assert!(matches!(b.recv_with_file(), Err(IpcError::BadAttachment(_))));
         });
     }
 
@@ -587,6 +670,24 @@ mod tests {
         let null = std::fs::File::open("/dev/null").unwrap();
         raw_send(a.os_fd(), &[frame_header(1)], &[null.as_fd()]).unwrap();
         assert!(matches!(b.recv(), Err(IpcError::BadAttachment(_))));
+    }
+
+    #[test]
+    fn a_file_frame_carries_exactly_one_descriptor_and_others_close_it() {
+        const FILE_FRAME: u8 = 0xB1;
+        let (a, b) = Endpoint::pair().unwrap();
+        let ((r1, w1), (r2, w2)) = (pipe(), pipe());
+        raw_send(a.os_fd(), &[FILE_FRAME], &[r1.as_fd(), r2.as_fd()]).unwrap();
+        raw_send(a.os_fd(), &[FILE_FRAME], &[]).unwrap();
+        drop((r1, r2));
+        assert!(matches!(b.recv_with_file(), Err(IpcError::BadAttachment(_))), "two descriptors");
+        assert!(read_end_closed(&w1) && read_end_closed(&w2), "a received descriptor leaked");
+        assert!(matches!(b.recv_with_file(), Err(IpcError::BadAttachment(_))), "none");
+        // A receiver that expects endpoints closes a file it is sent.
+        let (r3, w3) = pipe();
+        a.send_file(b"", r3).unwrap();
+        assert!(matches!(b.recv(), Err(IpcError::BadAttachment(_))));
+        assert!(read_end_closed(&w3), "the refused file leaked");
     }
 
     #[test]

@@ -25,6 +25,8 @@ const PER_MESSAGE_COST: usize = 768;
 pub(crate) struct Packet {
     pub(crate) bytes: Vec<u8>,
     pub(crate) attachments: Vec<Endpoint>,
+    /// A file sent with [`Endpoint::send_file`] (never together with endpoints).
+    pub(crate) file: Option<std::os::fd::OwnedFd>,
     cost: usize,
 }
 
@@ -74,7 +76,12 @@ impl Direction {
         drop(discarded);
     }
 
-    fn send(&self, bytes: Vec<u8>, attachments: Vec<Endpoint>) -> Result<(), IpcError> {
+    fn send(
+        &self,
+        bytes: Vec<u8>,
+        attachments: Vec<Endpoint>,
+        file: Option<std::os::fd::OwnedFd>,
+    ) -> Result<(), IpcError> {
         let cost = bytes.len() + PER_MESSAGE_COST;
         let mut state = self.state.lock();
         loop {
@@ -89,7 +96,7 @@ impl Direction {
             self.writable.wait(&mut state);
         }
         state.in_flight += cost;
-        state.queue.push_back(Packet { bytes, attachments, cost });
+        state.queue.push_back(Packet { bytes, attachments, file, cost });
         drop(state);
         self.readable.notify_one();
         Ok(())
@@ -137,8 +144,13 @@ impl EndCore {
         )
     }
 
-    pub(crate) fn send(&self, bytes: Vec<u8>, attachments: Vec<Endpoint>) -> Result<(), IpcError> {
-        self.outbound.send(bytes, attachments)
+    pub(crate) fn send(
+        &self,
+        bytes: Vec<u8>,
+        attachments: Vec<Endpoint>,
+        file: Option<std::os::fd::OwnedFd>,
+    ) -> Result<(), IpcError> {
+        self.outbound.send(bytes, attachments, file)
     }
 
     pub(crate) fn recv(&self, deadline: Option<Instant>) -> Result<Packet, IpcError> {

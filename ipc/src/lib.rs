@@ -52,6 +52,7 @@ pub mod ipc_channel;
 pub mod launch;
 mod os;
 mod pipe;
+mod sealed;
 
 pub use attached::{Attached, decode_with_attachments, encode_with_attachments};
 pub use bad_message::{BadMessageObserver, BadMessageReport, Peer, report_bad_message};
@@ -60,6 +61,7 @@ pub use data_frame::{BULK_PREFIX, DataFrame, Received};
 pub use endpoint::{Endpoint, Message};
 pub use error::IpcError;
 pub use pipe::Pipe;
+pub use sealed::{Mapping, REQUIRED_SEALS, SealedFile, SealedFileBuilder};
 
 /// The largest payload of one message: one datagram, below Linux's default 208 KiB socket
 /// buffer so that a single send never needs a larger buffer (larger data is sent in chunks).

@@ -29,6 +29,10 @@ use crate::{IpcError, MAX_ATTACHMENTS, MAX_MESSAGE_BYTES};
 pub(crate) const HEADER_LEN: usize = 1;
 /// High nibble of the header byte; the low nibble is the attachment count.
 const FRAME_TAG: u8 = 0xA0;
+/// Header of a frame that carries one file ([`crate::Endpoint::send_file`]) instead of endpoints:
+/// its descriptor is not checked to be a socket, and only a receiver that expects a file
+/// accepts it.
+const FILE_FRAME_HEADER: u8 = 0xB1;
 const FRAME_TAG_MASK: u8 = 0xF0;
 /// One byte more than the largest valid frame, so an over-long datagram is always detectable
 /// even if the kernel did not report `MSG_TRUNC`.
@@ -130,7 +134,17 @@ fn wait_for(fd: BorrowedFd<'_>, events: PollFlags, deadline: Option<Instant>) ->
 /// copies may be closed as soon as this returns.
 pub(crate) fn send(fd: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), IpcError> {
     debug_assert!(bytes.len() <= MAX_MESSAGE_BYTES && fds.len() <= MAX_ATTACHMENTS);
-    let header = [FRAME_TAG | fds.len() as u8];
+    send_frame(fd, FRAME_TAG | fds.len() as u8, bytes, fds)
+}
+
+/// Sends one frame carrying `file` (any descriptor; the receiver judges it).
+pub(crate) fn send_file(fd: BorrowedFd<'_>, bytes: &[u8], file: BorrowedFd<'_>) -> Result<(), IpcError> {
+    debug_assert!(bytes.len() <= MAX_MESSAGE_BYTES);
+    send_frame(fd, FILE_FRAME_HEADER, bytes, &[file])
+}
+
+fn send_frame(fd: BorrowedFd<'_>, header: u8, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), IpcError> {
+    let header = [header];
     let iov = [IoSlice::new(&header), IoSlice::new(bytes)];
     let mut space = [MaybeUninit::<u8>::uninit(); SEND_CMSG_LEN];
     let mut control = SendAncillaryBuffer::new(&mut space);
@@ -154,9 +168,17 @@ pub(crate) fn send(fd: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> 
     }
 }
 
-/// Receives one frame: the payload and the attached descriptors, each already checked to be an
-/// endpoint socket. `None` deadline = block.
-pub(crate) fn recv(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<(Vec<u8>, Vec<OwnedFd>), IpcError> {
+/// What a frame carried besides its payload.
+pub(crate) enum Carried {
+    /// Endpoint sockets (checked), possibly none.
+    Endpoints(Vec<OwnedFd>),
+    /// One file of [`send_file`] (not checked: its receiver does).
+    File(OwnedFd),
+}
+
+/// Receives one frame: the payload and what it carried (endpoint sockets already checked).
+/// `None` deadline = block.
+pub(crate) fn recv(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<(Vec<u8>, Carried), IpcError> {
     let mut recv = Some(|buf: &mut [u8]| recv_into(fd, deadline, buf));
     let result = RECV_BUF.try_with(|cell| cell.try_borrow_mut().ok().map(|mut buf| (recv.take().unwrap())(&mut buf)));
     match result {
@@ -166,11 +188,7 @@ pub(crate) fn recv(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<(Vec
     }
 }
 
-fn recv_into(
-    fd: BorrowedFd<'_>,
-    deadline: Option<Instant>,
-    buf: &mut [u8],
-) -> Result<(Vec<u8>, Vec<OwnedFd>), IpcError> {
+fn recv_into(fd: BorrowedFd<'_>, deadline: Option<Instant>, buf: &mut [u8]) -> Result<(Vec<u8>, Carried), IpcError> {
     debug_assert_eq!(buf.len(), RECV_BUF_LEN);
     let capacity = buf.len();
     let (len, fds) = recv_iov(fd, deadline, &mut [IoSliceMut::new(buf)], capacity)?;
@@ -184,7 +202,7 @@ pub(crate) fn recv_vectored(
     fd: BorrowedFd<'_>,
     deadline: Option<Instant>,
     bufs: &mut [IoSliceMut<'_>],
-) -> Result<(usize, Vec<OwnedFd>), IpcError> {
+) -> Result<(usize, Carried), IpcError> {
     let mut header = [0u8; HEADER_LEN];
     // One spare byte past the caller's buffers, so an over-long datagram is always detected.
     let mut spare = [0u8; 1];
@@ -265,9 +283,15 @@ fn recv_iov(
 }
 
 /// Validates a received frame's header against its descriptors (length checks are done).
-fn check_frame(header: u8, fds: Vec<OwnedFd>) -> Result<Vec<OwnedFd>, IpcError> {
+fn check_frame(header: u8, mut fds: Vec<OwnedFd>) -> Result<Carried, IpcError> {
     if fds.len() > MAX_ATTACHMENTS {
         return Err(IpcError::BadAttachment("too many attachments"));
+    }
+    if header == FILE_FRAME_HEADER {
+        return match (fds.pop(), fds.is_empty()) {
+            (Some(file), true) => Ok(Carried::File(file)),
+            _ => Err(IpcError::BadAttachment("a file frame must carry exactly one descriptor")),
+        };
     }
     if header & FRAME_TAG_MASK != FRAME_TAG {
         return Err(IpcError::Decode(format!("bad frame header {header:#04x}")));
@@ -278,7 +302,7 @@ fn check_frame(header: u8, fds: Vec<OwnedFd>) -> Result<Vec<OwnedFd>, IpcError> 
     for fd in &fds {
         check_endpoint_socket(fd.as_fd()).map_err(IpcError::BadAttachment)?;
     }
-    Ok(fds)
+    Ok(Carried::Endpoints(fds))
 }
 
 #[cfg(test)]

@@ -11,9 +11,10 @@ use std::rc::Rc;
 use cos_common::interface::FrameId;
 use cos_common::{CosError, OriginsInput};
 use cos_renderer::{
-    CosHashDict, CosOptions, CrossOriginStorageManager, File, FileSystemFileHandle, FileSystemWritableFileStream,
-    PermissionMode, PermissionState,
+    CosHashDict, CosOptions, CrossOriginStorageManager, File, FileBytes, FileSystemFileHandle,
+    FileSystemWritableFileStream, PermissionMode, PermissionState,
 };
+use rquickjs::ArrayBufferSource;
 use rquickjs::function::Opt;
 use rquickjs::{ArrayBuffer, Ctx, Exception, Function, Object, Promise, TypedArray, Value};
 use sha2::{Digest, Sha256};
@@ -471,7 +472,31 @@ fn read(objects: Table) -> impl for<'js> Fn(Ctx<'js>, u32, f64, f64) -> rquickjs
         let Some(file) = file else { return Err(throw(&ctx, &CosError::NotFound)) };
         let start = start.max(0.0) as u64;
         let end = (end.max(0.0) as u64).min(file.size());
+        if start == 0 && end == file.size() {
+            // A whole read (`arrayBuffer()`, `bytes()`, `text()`): a verified entry arrives as
+            // the service's sealed copy, and the ArrayBuffer is its private mapping.
+            return match file.read_whole().map_err(|e| throw(&ctx, &e))? {
+                FileBytes::Owned(bytes) => ArrayBuffer::new(ctx, bytes),
+                FileBytes::Mapped(mapping) => ArrayBuffer::from_source(ctx, MappedBytes(mapping)),
+            };
+        }
         let bytes = file.read_range(start, end.saturating_sub(start)).map_err(|e| throw(&ctx, &e))?;
         ArrayBuffer::new(ctx, bytes)
+    }
+}
+
+/// A private (copy-on-write) mapping of a sealed copy as an ArrayBuffer's backing store: the
+/// page may write to it, and the mapping is unmapped when the buffer is collected.
+struct MappedBytes(cos_ipc::Mapping);
+
+// SAFETY: the mapping is readable and writable for `len()` bytes from `as_ptr()` (private pages,
+// copied on write), and stays mapped, at the same address across moves, until `self` is dropped.
+unsafe impl ArrayBufferSource for MappedBytes {
+    fn as_ptr(&self) -> *mut u8 {
+        self.0.as_mut_ptr()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
     }
 }

@@ -91,6 +91,20 @@ pub struct ServiceConfig {
     /// How long every refused read takes at least (SPEC §6: no timing difference an attacker can
     /// measure); [`DEFAULT_NOT_FOUND_FLOOR`] unless the embedder measured its hardware.
     pub not_found_floor: std::time::Duration,
+    /// What the sealed memory copies of verified entries, which whole reads hand out by
+    /// descriptor, may hold in all (see ARCHITECTURE.md, "Integrity on read");
+    /// [`default_shared_read_bytes`] unless set. 0 streams every read.
+    pub shared_read_bytes: u64,
+}
+
+/// The default budget of the sealed copies: an eighth of the machine's RAM, at most 2 GiB (and
+/// 256 MiB when the RAM cannot be measured). Each copy is resident memory of the service while
+/// cached, shared by every reader that maps it.
+pub fn default_shared_read_bytes() -> u64 {
+    const CEILING: u64 = 2 * GIB;
+    let info = rustix::system::sysinfo();
+    let total: u64 = (info.totalram as u64).saturating_mul(u64::from(info.mem_unit.max(1)));
+    if total == 0 { 256 << 20 } else { (total / 8).min(CEILING) }
 }
 
 /// Every refused read is held to this long in the service, whatever the reason. It must stay
@@ -126,6 +140,7 @@ impl ServiceConfig {
             #[cfg(feature = "testing")]
             faults: None,
             not_found_floor: DEFAULT_NOT_FOUND_FLOOR,
+            shared_read_bytes: default_shared_read_bytes(),
         }
     }
 
@@ -153,6 +168,12 @@ impl ServiceConfig {
     /// Replaces the whole gate configuration.
     pub fn with_gates(mut self, gates: GateConfig) -> Self {
         self.gates = gates;
+        self
+    }
+
+    /// Sets the budget of the sealed copies whole reads hand out by descriptor (0: always stream).
+    pub fn with_shared_read_bytes(mut self, bytes: u64) -> Self {
+        self.shared_read_bytes = bytes;
         self
     }
 

@@ -51,9 +51,10 @@ pub mod registry;
 mod revocation;
 pub mod sandbox;
 mod service;
+mod shared_reads;
 pub mod visibility;
 
-pub use config::{DEFAULT_NOT_FOUND_FLOOR, ServiceConfig, StorageLimits, disk_capacity};
+pub use config::{DEFAULT_NOT_FOUND_FLOOR, ServiceConfig, StorageLimits, default_shared_read_bytes, disk_capacity};
 pub use cos_common::interface::{CreateOptions, HandleRequest};
 pub use cos_common::interface::{EntryInfo, OriginInfo, ProvenanceInfo};
 pub use error::StoreError;
@@ -63,4 +64,5 @@ pub use gates::{GateConfig, GreaseMode, PublicHashList, PublicHashListBuilder, P
 pub use integrity::ScrubReport;
 pub use partition::{ClearSiteDataReport, CommitOutcome, RecoveryReport};
 pub use registry::{EntryRecord, OriginRecord, Provenance};
-pub use service::{FileHandle, FileReader, StorageService, Streamed, WritableFile};
+pub use service::{FileHandle, FileReader, SharedRead, StorageService, Streamed, WritableFile};
+pub use shared_reads::SHARED_READ_MIN_BYTES;

@@ -22,6 +22,7 @@ use crate::integrity::stream_hashed;
 use crate::partition::{ClearSiteDataReport, CommitOutcome, PartitionStore, RecoveryReport};
 use crate::registry::{EntryRecord, OriginRecord};
 use crate::revocation::{HandleState, IssuedFor};
+use crate::shared_reads::{SHARED_READ_MIN_BYTES, SharedReads};
 
 /// How often a lookup decides again when revocations keep running between its decision and the
 /// registration of its handle, before it fails closed.
@@ -40,6 +41,8 @@ struct ServiceInner {
     off_the_record: RwLock<HashMap<OffTheRecordProfileId, Arc<PartitionStore>>>,
     gates: PrivacyGates,
     budgets: parking_lot::Mutex<HashMap<Partition, Arc<ProbeBudgets>>>,
+    /// Sealed copies of verified entries for whole reads by descriptor, across partitions.
+    shared: Arc<SharedReads>,
 }
 
 impl Drop for ServiceInner {
@@ -70,7 +73,8 @@ impl StorageService {
     pub fn open(config: ServiceConfig) -> Result<(Self, RecoveryReport), StoreError> {
         let root = config.profile_dir.join("cos");
         let faults = Faults::of(&config);
-        let (regular, report) = PartitionStore::open_disk(&root, config.limits, faults)?;
+        let shared = SharedReads::new(config.shared_read_bytes);
+        let (regular, report) = PartitionStore::open_disk(&root, config.limits, faults, shared.clone())?;
         if report != RecoveryReport::default() {
             tracing::info!(?report, "storage service recovered the store");
         }
@@ -81,6 +85,7 @@ impl StorageService {
             off_the_record: RwLock::new(HashMap::new()),
             gates,
             budgets: parking_lot::Mutex::new(HashMap::new()),
+            shared,
         };
         Ok((Self { inner: Arc::new(inner) }, report))
     }
@@ -96,7 +101,10 @@ impl StorageService {
                 if let Some(store) = map.get(&id) {
                     return Ok(store.clone());
                 }
-                let store = Arc::new(PartitionStore::in_memory(self.inner.config.off_the_record_limits)?);
+                let store = Arc::new(PartitionStore::in_memory(
+                    self.inner.config.off_the_record_limits,
+                    self.inner.shared.clone(),
+                )?);
                 map.insert(id, store.clone());
                 Ok(store)
             }
@@ -323,6 +331,13 @@ impl StorageService {
         self.inner.regular.queued_commits()
     }
 
+    /// Test seam: bytes the sealed copies for whole reads by descriptor hold (cached and being
+    /// filled, in every partition), and how many copies are cached.
+    #[cfg(feature = "testing")]
+    pub fn shared_copies(&self) -> (u64, usize) {
+        self.inner.regular.shared_copies()
+    }
+
     /// Test seam: registry transactions of the regular partition committed (or attempted) since
     /// the service opened.
     #[cfg(feature = "testing")]
@@ -411,7 +426,7 @@ impl FileHandle {
                         done: AtomicBool::new(false),
                     })
                 });
-                Ok(FileReader { source, check })
+                Ok(FileReader { source, check, partition: Arc::downgrade(&self.partition), hash: self.hash })
             }
             Ok(None) => Err(CosError::NotFound),
             Err(error) => {
@@ -622,6 +637,19 @@ pub struct FileReader {
     source: BlobSource,
     /// Present while this blob still has to be re-hashed.
     check: Option<Arc<PendingCheck>>,
+    /// Where its sealed copy is cached. Weak: an open file must not keep a closed store (and
+    /// its registry lock) alive; without its partition it reads the blob it holds.
+    partition: std::sync::Weak<PartitionStore>,
+    hash: ContentHash,
+}
+
+/// How a [`FileReader::read_shared`] was answered.
+#[derive(Debug)]
+pub enum SharedRead {
+    /// The whole entry, verified, in a sealed memory file (to hand out as a descriptor).
+    File(Arc<cos_ipc::SealedFile>),
+    /// It was streamed to the sink instead (small, unverified or uncached entry, or no room).
+    Streamed(Streamed),
 }
 
 /// A blob not yet re-hashed since the service started.
@@ -695,6 +723,9 @@ impl FileReader {
             };
         }
         self.check_whole_blob()?;
+        // While a sealed copy is cached, its bytes (verified when it was filled) are served rather
+        // than the blob's, which may have been damaged on disk since.
+        let copy = self.shared_copy();
         let mut buffer = Vec::with_capacity(header.len() + chunk.min(usize::try_from(end - start).unwrap_or(chunk)));
         let mut position = start;
         while position < end {
@@ -702,7 +733,12 @@ impl FileReader {
             buffer.clear();
             buffer.extend_from_slice(header);
             buffer.resize(header.len() + want, 0);
-            let n = self.source.read_at(position, &mut buffer[header.len()..]).map_err(read_failed)?;
+            let target = &mut buffer[header.len()..];
+            let n = match &copy {
+                Some(copy) => copy.read_at(position, target),
+                None => self.source.read_at(position, target),
+            }
+            .map_err(read_failed)?;
             if n == 0 {
                 return Err(CosError::NotFound);
             }
@@ -719,7 +755,99 @@ impl FileReader {
     /// re-hashed first if it has not been since the service started.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, CosError> {
         self.check_whole_blob()?;
-        self.source.read_at(offset, buf).map_err(read_failed)
+        match self.shared_copy() {
+            Some(copy) => copy.read_at(offset, buf),
+            None => self.source.read_at(offset, buf),
+        }
+        .map_err(read_failed)
+    }
+
+    /// The whole entry, for a reader that accepts a descriptor: its sealed copy if one is cached
+    /// ([`SharedRead::File`]). Otherwise, if the entry is large enough and the budget has room,
+    /// a new copy is filled from the blob and hashed as it fills: a blob verified in this
+    /// generation is then answered with the new copy; the first read of a blob not verified yet
+    /// is streamed to `send` as [`stream`](Self::stream) streams it (and verified), the copy
+    /// filled alongside for the next read. Else the entry is just streamed. A copy is sealed and
+    /// cached only if its digest matched, so it never holds bytes other than the entry's, and a
+    /// blob damaged after its verification is never copied. A mismatch fails the read with
+    /// `NotFoundError` (a blob not verified yet is deleted, as on any first read; one that was
+    /// verified earlier is forgotten as verified, so its next read deletes it).
+    pub fn read_shared(
+        &self,
+        header: &[u8],
+        chunk: usize,
+        mut send: impl FnMut(&[u8]) -> bool,
+    ) -> Result<SharedRead, CosError> {
+        let size = self.size();
+        if let Some(copy) = self.shared_copy() {
+            return Ok(SharedRead::File(copy));
+        }
+        let partition = self.partition.upgrade();
+        let permit = match &partition {
+            Some(partition) if size >= SHARED_READ_MIN_BYTES => partition.begin_shared_fill(size),
+            _ => None,
+        };
+        let builder = permit.as_ref().and_then(|_| {
+            cos_ipc::SealedFileBuilder::new(size)
+                .inspect_err(|error| tracing::debug!(%error, "no sealed copy: creating it failed"))
+                .ok()
+        });
+        let (Some(partition), Some(permit), Some(builder)) = (partition, permit, builder) else {
+            return self.stream(0, size, header, chunk, send).map(SharedRead::Streamed);
+        };
+        // A verified blob is not streamed: the copy is filled (and hashed on a second thread) and
+        // handed out. A first read streams as it fills, so the stream is verified as always.
+        let streaming = self.pending_check().is_some();
+        let (skip, mut position, mut filled) = (if streaming { header.len() } else { 0 }, 0u64, true);
+        let fill_header = if streaming { header } else { &[] };
+        let digest = stream_hashed(&self.source, fill_header, chunk.max(1), |frame| {
+            let payload = &frame[skip..];
+            if filled && let Err(error) = builder.write_at(position, payload) {
+                tracing::debug!(%error, "no sealed copy: filling it failed");
+                filled = false;
+            }
+            position += payload.len() as u64;
+            // Without a stream, a failed fill stops at once (the bytes are then streamed below).
+            if streaming { send(frame) } else { filled }
+        })
+        .map_err(read_failed)?;
+        if !streaming && !filled {
+            drop(permit);
+            return self.stream(0, size, header, chunk, send).map(SharedRead::Streamed);
+        }
+        let Some(digest) = digest else { return Ok(SharedRead::Streamed(Streamed::Stopped)) };
+        match self.pending_check() {
+            Some(check) => check.conclude(digest)?,
+            None if digest != *self.hash.as_bytes() => {
+                tracing::error!(
+                    hash = %self.hash.to_hex(),
+                    "a blob verified earlier no longer matches its hash; its next read checks it again"
+                );
+                partition.forget_verified(&self.hash);
+                return Err(CosError::NotFound);
+            }
+            None => {}
+        }
+        let copy = if filled {
+            builder.seal().inspect_err(|error| tracing::debug!(%error, "no sealed copy: sealing it failed")).ok()
+        } else {
+            None
+        };
+        match copy.map(Arc::new) {
+            Some(copy) => {
+                partition.cache_shared_copy(permit, &self.hash, copy.clone());
+                // Even if the entry went away meanwhile (the copy is then not cached), this reader
+                // opened it and may read its bytes.
+                Ok(if streaming { SharedRead::Streamed(Streamed::Complete) } else { SharedRead::File(copy) })
+            }
+            None if streaming => Ok(SharedRead::Streamed(Streamed::Complete)),
+            None => self.stream(0, size, header, chunk, send).map(SharedRead::Streamed),
+        }
+    }
+
+    /// The entry's sealed copy, if its partition is open and has one cached.
+    fn shared_copy(&self) -> Option<Arc<cos_ipc::SealedFile>> {
+        self.partition.upgrade()?.shared_copy(&self.hash)
     }
 
     fn pending_check(&self) -> Option<&PendingCheck> {

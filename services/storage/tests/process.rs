@@ -8,6 +8,7 @@
 //! asserts on timing.
 
 use std::cell::Cell;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -225,7 +226,24 @@ impl ReadPipe {
                 }
                 ReaderFrame::Message(ReaderEnd::End) => return Ok(out),
                 ReaderFrame::Message(ReaderEnd::Failed(error)) => return Err(error),
+                ReaderFrame::Message(ReaderEnd::Shared) => panic!("a file frame without its file"),
             }
+        }
+    }
+
+    /// Asks for the whole entry by descriptor: the sealed file's descriptor, or the streamed bytes.
+    fn read_shared(&self) -> Result<Result<OwnedFd, Vec<u8>>, CosError> {
+        self.endpoint.send(&cos_ipc::encode(&ReaderRequest::ReadShared).unwrap(), vec![]).unwrap();
+        let (bytes, file) = self.endpoint.recv_with_file().expect("no frame on the read pipe");
+        match (ReaderFrame::decode(&bytes, DATA_CHUNK_BYTES).expect("malformed reader frame"), file) {
+            (ReaderFrame::Message(ReaderEnd::Shared), Some(file)) => Ok(Ok(file)),
+            (ReaderFrame::Bulk(first), None) => {
+                let mut out = first.to_vec();
+                out.extend(self.collect()?);
+                Ok(Err(out))
+            }
+            (ReaderFrame::Message(ReaderEnd::Failed(error)), None) => Err(error),
+            other => panic!("unexpected answer to ReadShared: {other:?}"),
         }
     }
 
@@ -635,4 +653,84 @@ fn an_entry_with_a_thousand_long_storing_origins_is_listed_whole() {
     assert!(pieces >= 5, "{pieces} pieces for ~190 KB of origins");
     assert_eq!(entries[0].storing_origins, storers.into_iter().collect());
     assert_eq!(origins, MAX_STORING_ORIGINS, "every storing origin is charged and listed");
+}
+
+/// A renderer that receives an entry's sealed copy tries every way it has to change the bytes
+/// behind it (it runs as the service's user, with no sandbox): none works, another origin's
+/// renderer still reads the entry's bytes, and the blob on disk is untouched. (A descriptor of the
+/// blob file itself would fall to the `fchmod` + reopen: the holder owns the inode.)
+#[test]
+fn a_handed_out_descriptor_cannot_change_what_anyone_reads() {
+    use rustix::fs::{Mode, OFlags, SealFlags};
+
+    let browser = service();
+    let (one, two) = (browser.bind(1), browser.bind(2));
+    let (a, b) = (caller("https://a.example"), caller("https://b.example"));
+    let data = content(3 * DATA_CHUNK_BYTES + 99, 0x33);
+    let hash = hash_of(&data);
+    one.store(&a, &data);
+    two.store(&b, &data);
+    let reader = one.get_file(one.read_handle(&a, hash).unwrap()).unwrap();
+    // Verified when written: its whole read is by descriptor.
+    let fd = reader.read_shared().unwrap().expect("a descriptor");
+    let file = cos_ipc::SealedFile::from_received(fd, data.len() as u64).expect("sealed, of the entry's size");
+    let fd = file.as_fd();
+
+    assert!(rustix::io::pwrite(fd, b"evil", 0).is_err(), "pwrite");
+    assert!(rustix::io::write(fd, b"evil").is_err(), "write");
+    assert!(rustix::fs::ftruncate(fd, 1).is_err(), "shrink");
+    assert!(rustix::fs::ftruncate(fd, data.len() as u64 + 4096).is_err(), "grow");
+    let _ = rustix::fs::fchmod(fd, Mode::from_raw_mode(0o666));
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    if let Ok(reopened) = rustix::fs::open(path.as_str(), OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()) {
+        assert!(rustix::io::pwrite(&reopened, b"evil", 0).is_err(), "write through /proc/self/fd");
+    }
+    // SAFETY: asks for a new shared writable mapping, which the kernel must refuse; if it did not,
+    // the mapping is written once and unmapped, touching no memory of ours.
+    unsafe {
+        let len = data.len();
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        let mapped = libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, fd.as_raw_fd(), 0);
+        if mapped != libc::MAP_FAILED {
+            mapped.cast::<u8>().write(b'!');
+            libc::munmap(mapped, len);
+            panic!("a shared writable mapping of the copy was allowed");
+        }
+    }
+    assert!(rustix::fs::fcntl_add_seals(fd, SealFlags::FUTURE_WRITE).is_err(), "the seals are sealed");
+    // Its own private mapping may change: copy-on-write, for it alone.
+    let mut mine = file.map(false).unwrap();
+    mine[0] ^= 0xff;
+
+    let other = two.get_file(two.read_handle(&b, hash).unwrap()).unwrap();
+    let shared = cos_ipc::SealedFile::from_received(other.read_shared().unwrap().expect("a descriptor"), other.size);
+    assert!(shared.unwrap().map(true).unwrap()[..] == data[..], "another origin maps the entry's bytes");
+    assert_eq!(other.read(0, other.size).unwrap(), data, "and streams them");
+    let on_disk = std::fs::read(cos_test_support::storage::blob_path(browser.profile_dir(), &hash)).unwrap();
+    assert!(on_disk == data, "the blob on disk is untouched");
+}
+
+/// A renderer may ask for a descriptor of an entry too small for one, or send the request
+/// again and again: it gets the stream, or the same sealed copy, and nothing else.
+#[test]
+fn asking_for_a_descriptor_gets_nothing_extra() {
+    let browser = service();
+    let renderer = browser.bind(1);
+    let a = caller("https://a.example");
+    let small = content(1000, 1);
+    renderer.store(&a, &small);
+    let reader = renderer.get_file(renderer.read_handle(&a, hash_of(&small)).unwrap()).unwrap();
+    for _ in 0..3 {
+        assert_eq!(reader.read_shared().unwrap().unwrap_err(), small, "a small entry is always streamed");
+    }
+    let big = content(200_000, 2);
+    renderer.store(&a, &big);
+    let reader = renderer.get_file(renderer.read_handle(&a, hash_of(&big)).unwrap()).unwrap();
+    for _ in 0..3 {
+        let fd = reader.read_shared().unwrap().expect("a descriptor");
+        let file = cos_ipc::SealedFile::from_received(fd, big.len() as u64).unwrap();
+        assert!(file.map(false).unwrap()[..] == big[..]);
+    }
+    // Plain reads on the same pipe still work after descriptors went out.
+    assert_eq!(reader.read(10, 20).unwrap(), &big[10..30]);
 }

@@ -18,7 +18,7 @@ use std::process::{Command, ExitCode, Output};
 
 use cos_common::CallerContext;
 use cos_storage_service::sandbox::{self, LandlockStatus, Probe, SandboxReport, SeccompMode, seccomp_policy};
-use cos_storage_service::{CreateOptions, HandleRequest, ServiceConfig, StorageService};
+use cos_storage_service::{CreateOptions, HandleRequest, ServiceConfig, SharedRead, StorageService, Streamed};
 use cos_test_support::callers::hash_of;
 use cos_test_support::rng::pattern;
 
@@ -466,11 +466,30 @@ mod child {
             .and_then(|h| h.get_file())
             .and_then(|f| f.read_all())
             .map_err(|e| format!("read: {e:?}"))?;
-        if read == bytes {
-            Ok(())
-        } else {
-            Err(format!("read back {} bytes differing from the {} stored", read.len(), bytes.len()))
+        if read != bytes {
+            return Err(format!("read back {} bytes differing from the {} stored", read.len(), bytes.len()));
         }
+        // Whole reads by descriptor: the first fills a sealed memory copy (memfd_create,
+        // ftruncate, pwrite, F_ADD_SEALS), the second hands it out (a dup to send).
+        for _ in 0..2 {
+            let file = service
+                .get_file_handle(&caller(), hash_of(bytes), HandleRequest::Read)
+                .and_then(|h| h.get_file())
+                .map_err(|e| format!("reopen: {e:?}"))?;
+            match file.read_shared(&[], 128 * 1024, |_| true).map_err(|e| format!("read_shared: {e:?}"))? {
+                SharedRead::File(copy) => {
+                    drop(copy.try_clone_fd().map_err(|e| format!("dup: {e}"))?);
+                    let mut head = [0u8; 16];
+                    copy.read_at(0, &mut head).map_err(|e| format!("pread: {e}"))?;
+                    if head[..] != bytes[..16] {
+                        return Err("the sealed copy differs".into());
+                    }
+                }
+                SharedRead::Streamed(Streamed::Complete) => {}
+                SharedRead::Streamed(Streamed::Stopped) => return Err("stopped".into()),
+            }
+        }
+        Ok(())
     }
 }
 

@@ -189,7 +189,9 @@ pub fn run(program: &Path, options: &BenchOptions, progress: &mut dyn FnMut(&str
     if parts.cos || parts.scale {
         cos::run(program, &plan, parts, &profile, &mut report, progress)?;
     }
-    report.add_pairs(&cos::label(plan.big));
+    for (label, _) in &plan.sizes {
+        report.add_pairs(label);
+    }
     report.add_ratios();
     if options.peers {
         progress("peers: the browser's own storage and COS through the bridge, in headless Chromium");

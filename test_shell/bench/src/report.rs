@@ -110,8 +110,16 @@ pub(crate) fn pair_ratios(baseline: &[f64], cos: &[f64]) -> Vec<f64> {
 }
 
 /// The COS figures of the big size that are taken in pairs, and their baselines.
-const PAIRED: [(&str, &str); 4] =
-    [("store", "sha256"), ("store", "write+fsync"), ("read", "page-cache read"), ("read", "memcpy")];
+const PAIRED: [(&str, &str); 8] = [
+    ("store", "sha256"),
+    ("store", "write+fsync"),
+    ("read", "page-cache read"),
+    ("read", "memcpy"),
+    ("read again", "page-cache read"),
+    ("read again", "memcpy"),
+    ("read again, touched", "page-cache read"),
+    ("read again, touched", "memcpy"),
+];
 
 /// A whole run.
 #[derive(Debug, Clone)]
@@ -219,6 +227,19 @@ impl Report {
         self.ratio(format!("read {big} / memcpy"), read_memcpy, None);
         let read = self.throughput(&format!("read {big}"));
         self.ratio(format!("read {big}, GiB/s"), read.map(|r| r / 1024.0), Some((">= 1.5 GiB/s", |v| v >= 1.5)));
+        // Whole reads of a verified entry (by descriptor): untouched, and with every page touched.
+        for again in ["read again", "read again, touched"] {
+            let cached = against(self, again, "page-cache read");
+            self.ratio(format!("{again} {big} / page-cache read"), cached, None);
+            let throughput = self.throughput(&format!("{again} {big}"));
+            self.ratio(
+                format!("{again} {big}, GiB/s"),
+                throughput.map(|r| r / 1024.0),
+                Some((">= 5 GiB/s", |v| v >= 5.0)),
+            );
+        }
+        let small = self.figure("read again 1 KiB").map(Figure::median);
+        self.ratio("read again 1 KiB, ms".to_owned(), small, Some(("<= 0.2 ms", |v| v <= 0.2)));
         let two_round_trips = self.p50("transport round trip").map(|rt| 2.0 * rt);
         for kind in ["hit", "miss"] {
             let lookup = self.p50(&format!("lookup {kind}"));

@@ -627,6 +627,12 @@ pub enum ServiceToBrowser {
 /// Largest data payload in one data-pipe frame: with its header it stays one datagram.
 pub const DATA_CHUNK_BYTES: usize = 128 * 1024;
 
+/// Entries smaller than this are always streamed, never handed out as a sealed memory file
+/// ([`ReaderRequest::ReadShared`]): a descriptor, its checks and a mapping cost more than
+/// sending a few chunks. The renderer asks for a descriptor only from this size on, and the
+/// service answers a smaller entry with the stream whatever it was asked.
+pub const SHARED_READ_MIN_BYTES: u64 = 64 * 1024;
+
 /// The send queue each side of a data pipe asks for, so that several chunks are in flight.
 pub const DATA_PIPE_SEND_BUFFER: usize = 2 << 20;
 
@@ -708,6 +714,13 @@ pub enum ReaderRequest {
         /// Length.
         len: u64,
     },
+    /// Send the whole entry, as [`ReaderEnd::Shared`] with a sealed memory file attached when
+    /// the service holds a verified copy or can make one now (the first read of an entry in a
+    /// service generation is streamed and verified instead), else as `Read` of the whole entry
+    /// would. Only a
+    /// renderer that maps descriptors asks (not over the ipc-channel link, which relays bytes
+    /// only); either way it receives exactly the entry's bytes, nothing more.
+    ReadShared,
 }
 
 /// Service → renderer on a read data pipe: `Bulk` chunks of up to [`DATA_CHUNK_BYTES`] of the
@@ -722,6 +735,11 @@ pub enum ReaderEnd {
     End,
     /// The read failed (always `NotFoundError` for the entry's own failures).
     Failed(CosError),
+    /// The answer to [`ReaderRequest::ReadShared`] when the whole entry is in the sealed memory
+    /// file this frame carries (sent with `Endpoint::send_file`; nothing follows it). The
+    /// receiver maps it only after checking its seals and that its size is the entry's
+    /// (`cos_ipc::SealedFile::from_received`).
+    Shared,
 }
 
 #[cfg(test)]

@@ -69,6 +69,9 @@ pub struct RendererConnection {
     pending: Mutex<Pending>,
     room: Condvar,
     next_request: AtomicU64,
+    /// Whether its data pipes may carry sealed memory files (not over the ipc-channel link,
+    /// whose bridge relays bytes only).
+    takes_files: bool,
 }
 
 impl Drop for RendererConnection {
@@ -83,6 +86,10 @@ impl Drop for RendererConnection {
 impl RendererConnection {
     /// Wraps the COS pipe the browser gave this renderer and starts its reader thread.
     pub fn new(endpoint: Endpoint) -> std::io::Result<Arc<Self>> {
+        Self::threaded(endpoint, true)
+    }
+
+    fn threaded(endpoint: Endpoint, takes_files: bool) -> std::io::Result<Arc<Self>> {
         let sender = Pipe::new(endpoint);
         let receiver: Pipe<RendererToBroker, Reply> = sender.try_clone()?;
         let connection = Arc::new(Self {
@@ -91,6 +98,7 @@ impl RendererConnection {
             pending: Mutex::new(Pending::default()),
             room: Condvar::new(),
             next_request: AtomicU64::new(1),
+            takes_files,
         });
         let weak = Arc::downgrade(&connection);
         std::thread::Builder::new().name("cos-renderer-replies".into()).spawn(move || {
@@ -113,6 +121,10 @@ impl RendererConnection {
     /// Wraps the COS pipe without a reader thread: the embedder's event loop calls
     /// [`pump`](Self::pump) when the pipe is readable (or [`run_until`](Self::run_until)).
     pub fn new_pumped(endpoint: Endpoint) -> std::io::Result<Arc<Self>> {
+        Self::pumped(endpoint, true)
+    }
+
+    fn pumped(endpoint: Endpoint, takes_files: bool) -> std::io::Result<Arc<Self>> {
         let sender = Pipe::new(endpoint);
         let receiver = sender.try_clone()?;
         Ok(Arc::new(Self {
@@ -121,6 +133,7 @@ impl RendererConnection {
             pending: Mutex::new(Pending::default()),
             room: Condvar::new(),
             next_request: AtomicU64::new(1),
+            takes_files,
         }))
     }
 
@@ -129,13 +142,19 @@ impl RendererConnection {
     /// endpoint, so every call behaves exactly as over the default transport.
     #[cfg(feature = "ipc-channel")]
     pub fn new_ipc_channel(link: cos_ipc::ipc_channel::RendererLink) -> std::io::Result<Arc<Self>> {
-        Self::new(cos_ipc::ipc_channel::bridge_browser(link)?)
+        Self::threaded(cos_ipc::ipc_channel::bridge_browser(link)?, false)
     }
 
     /// Like [`new_pumped`](Self::new_pumped), over an `ipc-channel` link (feature `ipc-channel`).
     #[cfg(feature = "ipc-channel")]
     pub fn new_pumped_ipc_channel(link: cos_ipc::ipc_channel::RendererLink) -> std::io::Result<Arc<Self>> {
-        Self::new_pumped(cos_ipc::ipc_channel::bridge_browser(link)?)
+        Self::pumped(cos_ipc::ipc_channel::bridge_browser(link)?, false)
+    }
+
+    /// Whether whole reads on this connection's data pipes may be answered with a sealed memory
+    /// file (false over the ipc-channel link).
+    pub(crate) fn takes_files(&self) -> bool {
+        self.takes_files
     }
 
     /// Pumped mode: blocks until one reply arrives and delivers it (waking its future). Returns

@@ -1,9 +1,11 @@
 //! `File` for a COS entry: immutable bytes read through the entry's data pipe.
 
+use std::ops::{Deref, DerefMut};
+
 use cos_common::CosError;
-use cos_common::interface::{DATA_CHUNK_BYTES, ReaderEnd, ReaderFrame, ReaderRequest};
-use cos_ipc::{Endpoint, IpcError, Received};
-use parking_lot::Mutex;
+use cos_common::interface::{DATA_CHUNK_BYTES, ReaderEnd, ReaderFrame, ReaderRequest, SHARED_READ_MIN_BYTES};
+use cos_ipc::{Endpoint, IpcError, Mapping, Received, SealedFile};
+use parking_lot::{Mutex, MutexGuard};
 
 /// An opened entry. Reads stream through a data pipe bound to this file; the bytes are never
 /// copied into the renderer until asked for.
@@ -34,11 +36,44 @@ pub struct File {
     name: String,
     size: u64,
     pipe: Mutex<Endpoint>,
+    /// Whether whole reads may ask for a sealed memory file (see [`File::read_whole`]).
+    takes_files: bool,
+}
+
+/// The bytes of a whole-file read ([`File::read_whole`]): the renderer's own buffer, or a
+/// private mapping of the service's sealed, verified copy. Either way they are this renderer's
+/// to change (a mapping is copy-on-write): writes never reach the service or another reader.
+#[derive(Debug)]
+pub enum FileBytes {
+    /// Received through the data pipe.
+    Owned(Vec<u8>),
+    /// Mapped from a sealed memory file (no copy).
+    Mapped(Mapping),
+}
+
+impl Deref for FileBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Owned(bytes) => bytes,
+            Self::Mapped(mapping) => mapping,
+        }
+    }
+}
+
+impl DerefMut for FileBytes {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            Self::Owned(bytes) => bytes,
+            Self::Mapped(mapping) => mapping,
+        }
+    }
 }
 
 impl File {
-    pub(crate) fn new(name: String, size: u64, pipe: Endpoint) -> Self {
-        Self { name, size, pipe: Mutex::new(pipe) }
+    pub(crate) fn new(name: String, size: u64, pipe: Endpoint, takes_files: bool) -> Self {
+        Self { name, size, pipe: Mutex::new(pipe), takes_files }
     }
 
     /// `name`: the hash's hex value.
@@ -67,6 +102,8 @@ impl File {
                 }
                 ReaderFrame::Message(ReaderEnd::End) => return Ok(received),
                 ReaderFrame::Message(ReaderEnd::Failed(error)) => return Err(error),
+                // Never an answer to `Read`: a broken service.
+                ReaderFrame::Message(ReaderEnd::Shared) => return Err(CosError::Unknown),
             }
         }
     }
@@ -83,7 +120,12 @@ impl File {
         let request =
             cos_ipc::encode(&ReaderRequest::Read { offset, len: expected as u64 }).map_err(|_| CosError::Unknown)?;
         pipe.send(&request, Vec::new()).map_err(abort)?;
-        let mut filled = 0;
+        Self::receive_into(&pipe, out, 0)
+    }
+
+    /// Receives the rest of a stream into `out`, of which `filled` bytes have arrived.
+    fn receive_into(pipe: &MutexGuard<'_, Endpoint>, mut out: Vec<u8>, mut filled: usize) -> Result<Vec<u8>, CosError> {
+        let expected = out.len();
         loop {
             match pipe.recv_data_into::<ReaderEnd>(&mut out[filled..]) {
                 Ok(Received::Bulk(len)) => filled += len,
@@ -91,6 +133,8 @@ impl File {
                 // The blob was shorter than recorded.
                 Ok(Received::Message(ReaderEnd::End)) => return Err(CosError::NotFound),
                 Ok(Received::Message(ReaderEnd::Failed(error))) => return Err(error),
+                // Only ever sent with a file, which `recv_data_into` refuses.
+                Ok(Received::Message(ReaderEnd::Shared)) => return Err(CosError::Unknown),
                 // More than was asked for, or bytes a service never sends: a broken service.
                 Err(error) if error.is_peer_misbehaviour() => return Err(CosError::Unknown),
                 Err(error) => return Err(abort(error)),
@@ -101,6 +145,64 @@ impl File {
     /// Reads the whole file (`arrayBuffer()`).
     pub fn read_all(&self) -> Result<Vec<u8>, CosError> {
         self.read_range(0, self.size)
+    }
+
+    /// Reads the whole file (`arrayBuffer()`) without a copy when it can: a file of at least
+    /// [`SHARED_READ_MIN_BYTES`] whose bytes the service holds verified in a sealed memory file
+    /// arrives as that file's descriptor and is mapped privately ([`FileBytes::Mapped`], pages
+    /// faulted in as they are touched); otherwise it is streamed as by
+    /// [`read_all`](Self::read_all). A descriptor that is not sealed against changes or whose
+    /// size is not the file's is refused, and the read fails (`UnknownError`).
+    pub fn read_whole(&self) -> Result<FileBytes, CosError> {
+        self.read_whole_with(false)
+    }
+
+    /// Like [`read_whole`](Self::read_whole), but a mapping has every page mapped before it is
+    /// returned (`MAP_POPULATE`), as a buffer filled by a copy would.
+    pub fn read_whole_populated(&self) -> Result<FileBytes, CosError> {
+        self.read_whole_with(true)
+    }
+
+    fn read_whole_with(&self, populate: bool) -> Result<FileBytes, CosError> {
+        if !self.takes_files || self.size < SHARED_READ_MIN_BYTES {
+            return self.read_all().map(FileBytes::Owned);
+        }
+        let expected = usize::try_from(self.size).map_err(|_| CosError::Unknown)?;
+        let pipe = self.pipe.lock();
+        let request = cos_ipc::encode(&ReaderRequest::ReadShared).map_err(|_| CosError::Unknown)?;
+        pipe.send(&request, Vec::new()).map_err(abort)?;
+        let (bytes, file) = pipe
+            .recv_with_file()
+            .map_err(|error| if error.is_peer_misbehaviour() { CosError::Unknown } else { abort(error) })?;
+        let frame = ReaderFrame::decode(&bytes, DATA_CHUNK_BYTES).map_err(|_| CosError::Unknown)?;
+        match (frame, file) {
+            (ReaderFrame::Message(ReaderEnd::Shared), Some(file)) => {
+                let sealed = SealedFile::from_received(file, self.size).map_err(|reason| {
+                    tracing::warn!(reason, "refused the service's descriptor for a whole read");
+                    CosError::Unknown
+                })?;
+                let mapping = sealed.map(populate).map_err(|error| {
+                    tracing::warn!(%error, "could not map a file's sealed copy");
+                    CosError::Unknown
+                })?;
+                Ok(FileBytes::Mapped(mapping))
+            }
+            // A file with anything else, or the answer without its file: a broken service.
+            (_, Some(_)) | (ReaderFrame::Message(ReaderEnd::Shared), None) => Err(CosError::Unknown),
+            // Streamed instead: the first chunk is here, the rest lands in place.
+            (ReaderFrame::Bulk(data), None) => {
+                if data.len() > expected {
+                    return Err(CosError::Unknown);
+                }
+                let mut out = vec![0u8; expected];
+                prefault(&mut out);
+                out[..data.len()].copy_from_slice(data);
+                let filled = data.len();
+                Self::receive_into(&pipe, out, filled).map(FileBytes::Owned)
+            }
+            (ReaderFrame::Message(ReaderEnd::End), None) => Err(CosError::NotFound),
+            (ReaderFrame::Message(ReaderEnd::Failed(error)), None) => Err(error),
+        }
     }
 }
 
@@ -132,4 +234,70 @@ fn prefault(buffer: &mut [u8]) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = buffer;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::OwnedFd;
+
+    use super::*;
+
+    const SIZE: usize = 100_000;
+
+    /// A `File` whose service end answers its one request with `answer`'s frame and file.
+    fn read_answered_with(answer: impl FnOnce() -> Option<OwnedFd> + Send + 'static) -> Result<FileBytes, CosError> {
+        let (renderer_end, service_end) = Endpoint::pair().unwrap();
+        let service = std::thread::spawn(move || {
+            let mut request = service_end.recv().unwrap();
+            assert_eq!(request.decode::<ReaderRequest>().unwrap(), ReaderRequest::ReadShared);
+            let frame = ReaderFrame::Message(ReaderEnd::Shared).encode().unwrap();
+            match answer() {
+                Some(file) => service_end.send_file(&frame, file).unwrap(),
+                None => service_end.send(&frame, vec![]).unwrap(),
+            }
+        });
+        let file = File::new("name".into(), SIZE as u64, renderer_end, true);
+        let result = file.read_whole();
+        service.join().unwrap();
+        result
+    }
+
+    fn bytes() -> Vec<u8> {
+        (0..SIZE).map(|i| (i * 7) as u8).collect()
+    }
+
+    #[test]
+    fn a_sealed_descriptor_of_the_files_size_is_mapped() {
+        let result =
+            read_answered_with(|| Some(cos_ipc::SealedFile::from_bytes(&bytes()).unwrap().try_clone_fd().unwrap()));
+        let mut mapped = result.unwrap();
+        assert!(matches!(mapped, FileBytes::Mapped(_)));
+        assert!(mapped[..] == bytes()[..]);
+        mapped[0] ^= 1; // the page is its own (copy-on-write)
+    }
+
+    #[test]
+    fn a_descriptor_without_seals_or_of_the_wrong_size_is_refused() {
+        // A memory file of the right size and bytes, never sealed: its sender could still change it.
+        let unsealed = || {
+            // SAFETY: a valid C string and flags; the new descriptor is checked and then owned here.
+            let fd = unsafe { libc::memfd_create(c"unsealed".as_ptr(), libc::MFD_CLOEXEC) };
+            assert!(fd >= 0);
+            // SAFETY: `fd` was just created and nothing else owns it.
+            let file = std::fs::File::from(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+            std::io::Write::write_all(&mut &file, &bytes()).unwrap();
+            Some(OwnedFd::from(file))
+        };
+
+        assert_eq!(read_answered_with(unsealed).unwrap_err(), CosError::Unknown);
+        let short = || Some(cos_ipc::SealedFile::from_bytes(&bytes()[1..]).unwrap().try_clone_fd().unwrap());
+        assert_eq!(read_answered_with(short).unwrap_err(), CosError::Unknown);
+        let long = || {
+            let mut longer = bytes();
+            longer.push(0);
+            Some(cos_ipc::SealedFile::from_bytes(&longer).unwrap().try_clone_fd().unwrap())
+        };
+        assert_eq!(read_answered_with(long).unwrap_err(), CosError::Unknown);
+        assert_eq!(read_answered_with(|| None).unwrap_err(), CosError::Unknown, "the answer without its file");
+    }
 }

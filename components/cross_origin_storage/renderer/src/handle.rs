@@ -133,7 +133,9 @@ impl FileSystemFileHandle {
         let (handle, frame) = (self.inner.id, self.frame);
         let call = |request| RendererToBroker::Call { frame, call: HandleCall::GetFile { request, handle } };
         match self.inner.connection.call(call).await {
-            CallResult::File { size, pipe } => Ok(File::new(self.name(), size, pipe.into_endpoint())),
+            CallResult::File { size, pipe } => {
+                Ok(File::new(self.name(), size, pipe.into_endpoint(), self.inner.connection.takes_files()))
+            }
             CallResult::Failed(error) => Err(error),
             _ => Err(CosError::Unknown),
         }

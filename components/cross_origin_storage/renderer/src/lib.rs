@@ -51,7 +51,7 @@ mod writable;
 
 pub use connection::{MAX_IN_FLIGHT, RendererConnection};
 pub use executor::block_on;
-pub use file::File;
+pub use file::{File, FileBytes};
 pub use handle::{FileSystemFileHandle, PermissionMode, PermissionState};
 pub use manager::{CosHashDict, CosOptions, CrossOriginStorageManager, ScriptContext};
 pub use writable::FileSystemWritableFileStream;

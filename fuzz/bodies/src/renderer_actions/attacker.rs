@@ -105,6 +105,7 @@ pub(super) fn read_range(endpoint: &Endpoint, offset: u64, len: u64) -> Vec<u8> 
             ReaderFrame::Bulk(data) => bytes.extend_from_slice(data),
             ReaderFrame::Message(ReaderEnd::End) => return bytes,
             ReaderFrame::Message(ReaderEnd::Failed(error)) => panic!("reading a verified entry failed: {error:?}"),
+            ReaderFrame::Message(ReaderEnd::Shared) => panic!("a file answered a plain read"),
         }
     }
 }

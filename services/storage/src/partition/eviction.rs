@@ -127,6 +127,7 @@ impl PartitionStore {
 
     pub(super) fn unlink_blob(&self, hash: &ContentHash) -> Result<(), StoreError> {
         self.verified.remove(hash);
+        self.shared.remove(self.shared_key, hash);
         self.blobs.remove(hash)
     }
 }

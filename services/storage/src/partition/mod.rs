@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cos_common::{ContentHash, Origin, Site};
+use cos_ipc::SealedFile;
 use parking_lot::Mutex;
 
 pub use commit::CommitOutcome;
@@ -36,6 +37,7 @@ use crate::in_flight::{InFlight, Reservation};
 use crate::integrity::VerifiedBlobs;
 use crate::registry::{EntryAccess, EntryRecord, OriginRecord, Registry, RegistryWrite};
 use crate::revocation::IssuedHandles;
+use crate::shared_reads::{FillPermit, PartitionKey, SharedReads, partition_key};
 
 /// Read times are kept in memory and written with the next registry transaction, or once this
 /// many distinct entries were read: a read never waits for a durable write.
@@ -64,6 +66,9 @@ pub(crate) struct PartitionStore {
     pending_reads: Mutex<HashMap<ContentHash, PendingRead>>,
     /// Blobs re-hashed (or written) since the service started; see `integrity`.
     verified: VerifiedBlobs,
+    /// The service's sealed copies of verified entries, and this partition's key there.
+    shared: Arc<SharedReads>,
+    shared_key: PartitionKey,
     /// Every live handle, so that removing a grant revokes the handles issued on it.
     handles: IssuedHandles,
     /// Bytes open writers hold, counted against the limits before any commit.
@@ -84,6 +89,7 @@ impl PartitionStore {
         root: &Path,
         limits: StorageLimits,
         faults: Faults,
+        shared: Arc<SharedReads>,
     ) -> Result<(Self, RecoveryReport), StoreError> {
         std::fs::create_dir_all(root).map_err(|e| StoreError::io("create store directory", root, e))?;
         // The registry's file lock makes this process the store's only owner before any file is touched.
@@ -94,16 +100,16 @@ impl PartitionStore {
         } else {
             recovery::recover(&registry, &blobs)?
         };
-        let store = Self::new(registry, BlobStore::Disk(blobs), limits);
+        let store = Self::new(registry, BlobStore::Disk(blobs), limits, shared);
         Ok((store, report))
     }
 
     /// A fresh in-memory store.
-    pub(crate) fn in_memory(limits: StorageLimits) -> Result<Self, StoreError> {
-        Ok(Self::new(Registry::in_memory()?, BlobStore::Memory(MemoryBlobs::default()), limits))
+    pub(crate) fn in_memory(limits: StorageLimits, shared: Arc<SharedReads>) -> Result<Self, StoreError> {
+        Ok(Self::new(Registry::in_memory()?, BlobStore::Memory(MemoryBlobs::default()), limits, shared))
     }
 
-    fn new(registry: Registry, blobs: BlobStore, limits: StorageLimits) -> Self {
+    fn new(registry: Registry, blobs: BlobStore, limits: StorageLimits, shared: Arc<SharedReads>) -> Self {
         Self {
             registry,
             blobs,
@@ -114,6 +120,8 @@ impl PartitionStore {
             commit_gate: testing::CommitGate::default(),
             pending_reads: Mutex::new(HashMap::new()),
             verified: VerifiedBlobs::default(),
+            shared,
+            shared_key: partition_key(),
             handles: IssuedHandles::default(),
             in_flight: Arc::default(),
             evicted_entries: AtomicU64::new(0),
@@ -272,10 +280,39 @@ impl PartitionStore {
     pub(crate) fn mark_verified(&self, hash: &ContentHash) {
         self.verified.insert(*hash);
     }
+
+    /// The blob of `hash`, verified earlier, no longer matched: it must be re-hashed (and is
+    /// then deleted) before anyone trusts it again.
+    pub(crate) fn forget_verified(&self, hash: &ContentHash) {
+        self.verified.remove(hash);
+    }
+
+    /// The sealed copy of the entry `hash`, if cached.
+    pub(crate) fn shared_copy(&self, hash: &ContentHash) -> Option<Arc<SealedFile>> {
+        self.shared.get(self.shared_key, hash)
+    }
+
+    /// Reserves room for a sealed copy of `size` bytes.
+    pub(crate) fn begin_shared_fill(&self, size: u64) -> Option<FillPermit> {
+        self.shared.begin_fill(size)
+    }
+
+    /// Caches a sealed copy of `hash` whose bytes were just verified, unless the entry went away
+    /// meanwhile (its removal then either drops the copy or is seen here).
+    pub(crate) fn cache_shared_copy(&self, permit: FillPermit, hash: &ContentHash, file: Arc<SealedFile>) {
+        self.shared.insert(permit, self.shared_key, *hash, file, || matches!(self.registry.entry(hash), Ok(Some(_))));
+    }
+
+    /// Test seam: bytes the service's sealed copies hold (all partitions) and how many there are.
+    #[cfg(feature = "testing")]
+    pub(crate) fn shared_copies(&self) -> (u64, usize) {
+        (self.shared.held_bytes(), self.shared.len())
+    }
 }
 
 impl Drop for PartitionStore {
     fn drop(&mut self) {
+        self.shared.remove_partition(self.shared_key);
         let pending = !self.pending_reads.lock().is_empty();
         if pending && let Err(error) = self.flush_reads() {
             tracing::warn!(%error, "could not record read times at shutdown");

@@ -11,7 +11,7 @@ use cos_common::interface::{
 use cos_ipc::{BULK_PREFIX, Endpoint, IpcError, Pipe};
 
 use super::renderer_session::BrokerConnection;
-use crate::service::{FileReader, Streamed, WritableFile};
+use crate::service::{FileReader, SharedRead, Streamed, WritableFile};
 
 /// Releases one of a session's data-pipe slots when the pipe's thread ends.
 pub(super) struct PipeSlot(Arc<AtomicUsize>);
@@ -111,10 +111,26 @@ pub(super) fn serve_read(file: FileReader, endpoint: Endpoint, report: DataPipeR
             Err(error) if error.is_peer_misbehaviour() => return report.send(&error.to_string()),
             Err(_) => return,
         };
-        let ReaderRequest::Read { offset, len } = request;
+        let send = |frame: &[u8]| endpoint.send(frame, vec![]).is_ok();
         // Data frames go out as they are read; the end frame only once the bytes are verified.
-        let outcome =
-            file.stream(offset, len, BULK_PREFIX, DATA_CHUNK_BYTES, |frame| endpoint.send(frame, vec![]).is_ok());
+        let outcome = match request {
+            ReaderRequest::Read { offset, len } => file.stream(offset, len, BULK_PREFIX, DATA_CHUNK_BYTES, send),
+            ReaderRequest::ReadShared => match file.read_shared(BULK_PREFIX, DATA_CHUNK_BYTES, send) {
+                Ok(SharedRead::File(copy)) => match copy.try_clone_fd() {
+                    Ok(fd) => {
+                        let Ok(frame) = ReaderFrame::Message(ReaderEnd::Shared).encode() else { return };
+                        if endpoint.send_file(&frame, fd).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    // Out of descriptors: the bytes still go, as a stream.
+                    Err(_) => file.stream(0, u64::MAX, BULK_PREFIX, DATA_CHUNK_BYTES, send),
+                },
+                Ok(SharedRead::Streamed(streamed)) => Ok(streamed),
+                Err(error) => Err(error),
+            },
+        };
         let outcome = match outcome {
             Ok(Streamed::Complete) => Ok(()),
             Ok(Streamed::Stopped) => return,

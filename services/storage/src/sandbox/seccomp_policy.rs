@@ -26,8 +26,9 @@ use std::collections::BTreeMap;
 
 use libc::{
     AF_UNIX, CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER, CLONE_NEWUTS,
-    CLONE_THREAD, ENOSYS, EPERM, F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_GETLK, F_OFD_GETLK, F_OFD_SETLK,
-    F_OFD_SETLKW, F_SETFD, F_SETFL, F_SETLK, F_SETLKW, PR_GET_NAME, PR_SET_NAME, SOCK_SEQPACKET,
+    CLONE_THREAD, ENOSYS, EPERM, F_ADD_SEALS, F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_GETLK, F_OFD_GETLK,
+    F_OFD_SETLK, F_OFD_SETLKW, F_SETFD, F_SETFL, F_SETLK, F_SETLKW, MFD_ALLOW_SEALING, MFD_CLOEXEC, PR_GET_NAME,
+    PR_SET_NAME, SOCK_SEQPACKET,
 };
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
@@ -156,8 +157,9 @@ const fn deny(nr: i64, name: &'static str, errno: i32, when: DenyWhen, why: &'st
     Denied { nr, name, errno, when, why }
 }
 
-/// The fcntl commands the service issues: descriptor flags, duplication, and the byte-range
-/// locks redb takes. Not: F_SETOWN/F_SETSIG (signals), F_SETLEASE, F_NOTIFY, pipe sizes.
+/// The fcntl commands the service issues: descriptor flags, duplication, the byte-range locks
+/// redb takes, and sealing the memory copies whole reads hand out. Not: F_SETOWN/F_SETSIG
+/// (signals), F_SETLEASE, F_NOTIFY, pipe sizes.
 const FCNTL_COMMANDS: &[u64] = &[
     F_GETFD as u64,
     F_SETFD as u64,
@@ -171,6 +173,7 @@ const FCNTL_COMMANDS: &[u64] = &[
     F_OFD_GETLK as u64,
     F_OFD_SETLK as u64,
     F_OFD_SETLKW as u64,
+    F_ADD_SEALS as u64,
 ];
 
 /// The allowlist: every syscall the sandboxed service may make, and who needs it. Paths are
@@ -189,7 +192,7 @@ pub const ALLOWED: &[Allowed] = &[
     allow(libc::SYS_dup,             "dup",             "descriptor duplication"),
     allow(libc::SYS_dup3,            "dup3",            "descriptor duplication with O_CLOEXEC"),
     allow_if(libc::SYS_fcntl,        "fcntl",           When::ArgIn(1, FCNTL_COMMANDS),
-                                                        "std (F_GETFD, F_DUPFD_CLOEXEC); redb's OFD range locks"),
+                                                        "std (F_GETFD, F_DUPFD_CLOEXEC); redb's OFD range locks; sealing a copy"),
     allow(libc::SYS_flock,           "flock",           "redb's whole-file lock: one process per profile"),
     allow(libc::SYS_fstat,           "fstat",           "file sizes and types (std metadata, redb)"),
     allow(libc::SYS_newfstatat,      "newfstatat",      "glibc's stat/lstat (Path::is_dir, metadata)"),
@@ -197,7 +200,9 @@ pub const ALLOWED: &[Allowed] = &[
     allow(libc::SYS_fsync,           "fsync",           "directory fsync after the install rename; redb"),
     allow(libc::SYS_fdatasync,       "fdatasync",       "swap file before install; redb commits"),
     allow(libc::SYS_sync_file_range, "sync_file_range", "the blob writer's writeback hint every 8 MiB"),
-    allow(libc::SYS_ftruncate,       "ftruncate",       "WritableFile::truncate; redb file growth"),
+    allow(libc::SYS_ftruncate,       "ftruncate",       "WritableFile::truncate; redb file growth; sizing a sealed copy"),
+    allow_if(libc::SYS_memfd_create, "memfd_create",    When::ArgsAre(&[(1, (MFD_CLOEXEC | MFD_ALLOW_SEALING) as u64)]),
+                                                        "the sealed copies whole reads hand out (close-on-exec, sealable; never exec)"),
     // ── paths (Landlock confines them to the store directory) ───────────────────────────────
     allow(libc::SYS_openat,          "openat",          "store files and directories (glibc's open)"),
     allow(libc::SYS_getdents64,      "getdents64",      "read_dir: recovery, orphan sweep, swap cleanup"),

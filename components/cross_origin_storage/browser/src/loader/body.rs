@@ -58,6 +58,8 @@ impl CosBody {
                 ReaderFrame::Message(ReaderEnd::End) if received == self.size => return Ok(()),
                 ReaderFrame::Message(ReaderEnd::End) => return Err(LoaderError::Service(CosError::NotFound)),
                 ReaderFrame::Message(ReaderEnd::Failed(error)) => return Err(LoaderError::Service(error)),
+                // Never an answer to `Read`: a broken service.
+                ReaderFrame::Message(ReaderEnd::Shared) => return Err(LoaderError::Service(CosError::Unknown)),
             }
         }
     }
