@@ -304,6 +304,19 @@ impl StorageService {
         self.inner.regular.queued_commits()
     }
 
+    /// Test seam: bytes written to the regular partition's swap files since the service opened
+    /// (writers of the same hash at the same time share one file).
+    #[cfg(feature = "testing")]
+    pub fn swap_bytes_written(&self) -> u64 {
+        self.inner.regular.swap_bytes_written()
+    }
+
+    /// Test seam: groups of writers of the regular partition sharing a swap file now.
+    #[cfg(feature = "testing")]
+    pub fn write_groups(&self) -> usize {
+        self.inner.regular.write_groups()
+    }
+
     /// Test seam: registry transactions of the regular partition committed (or attempted) since
     /// the service opened.
     #[cfg(feature = "testing")]
@@ -411,7 +424,7 @@ impl FileHandle {
             return Err(CosError::NotAllowed(NotAllowedKind::HandleNotWritable));
         };
         let reservation = self.partition.reserve(self.caller.origin(), &self.hash).map_err(|e| e.to_web_error())?;
-        let sink = self.partition.begin_write().map_err(|e| e.to_web_error())?;
+        let sink = self.partition.begin_write(&self.hash).map_err(|e| e.to_web_error())?;
         Ok(WritableFile {
             partition: self.partition.clone(),
             writer: self.caller.origin().clone(),
@@ -531,14 +544,13 @@ impl WritableFile {
         };
         // Held until the bytes are committed (or discarded) below.
         let _reservation = reservation;
-        let (staged, digest) = (*sink).finish(prefix, self.size).map_err(|e| e.to_web_error())?;
-        if digest != self.target {
+        let Some(staged) = (*sink).finish(prefix, self.size, &self.target).map_err(|e| e.to_web_error())? else {
             return Err(CosError::Data(if self.size == 0 {
                 DataErrorKind::NothingWritten
             } else {
                 DataErrorKind::HashMismatch
             }));
-        }
+        };
         let outcome = self
             .partition
             .commit_verified(

@@ -4,6 +4,7 @@
 //! Two backends share one interface: [`disk`] for the regular profile and [`memory`] for
 //! off-the-record profiles.
 
+mod coalesce;
 pub(crate) mod disk;
 mod hashing;
 pub(crate) mod memory;
@@ -33,10 +34,11 @@ pub(crate) enum BlobStore {
 }
 
 impl BlobStore {
-    /// Starts a new swap area for one writer.
-    pub(crate) fn begin_write(&self) -> Result<BlobSink, StoreError> {
+    /// Starts a new swap area for one writer of `hash` (on disk, shared with the other writers
+    /// of `hash` streaming now: see `coalesce`).
+    pub(crate) fn begin_write(&self, hash: &ContentHash) -> Result<BlobSink, StoreError> {
         Ok(match self {
-            Self::Disk(disk) => BlobSink::Disk(disk.begin_write()?),
+            Self::Disk(disk) => BlobSink::Disk(disk.begin_write(hash)?),
             Self::Memory(_) => BlobSink::Memory(Vec::new()),
         })
     }
@@ -119,17 +121,22 @@ impl BlobSink {
         }
     }
 
-    /// Completes every pending write, hashes whatever `prefix` does not cover, makes the bytes
-    /// durable and returns them with their digest.
-    pub(crate) fn finish(self, mut prefix: PrefixHasher, size: u64) -> Result<(StagedBlob, ContentHash), StoreError> {
+    /// Completes every pending write and hashes whatever `prefix` does not cover; if the bytes
+    /// hash to `target`, makes them durable and returns them, else `None`.
+    pub(crate) fn finish(
+        self,
+        mut prefix: PrefixHasher,
+        size: u64,
+        target: &ContentHash,
+    ) -> Result<Option<StagedBlob>, StoreError> {
         match self {
-            Self::Disk(sink) => sink.finish(prefix, size),
+            Self::Disk(sink) => sink.finish(prefix, size, target),
             Self::Memory(buffer) => {
                 debug_assert_eq!(buffer.len() as u64, size);
                 let start = usize::try_from(prefix.hashed_len()).map_err(|_| StoreError::TooLarge)?;
                 prefix.feed_tail(&buffer[start..]);
-                let digest = ContentHash::from_bytes(prefix.finish());
-                Ok((StagedBlob::Memory(Arc::from(buffer)), digest))
+                let matched = ContentHash::from_bytes(prefix.finish()) == *target;
+                Ok(matched.then(|| StagedBlob::Memory(Arc::from(buffer))))
             }
         }
     }
