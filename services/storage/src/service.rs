@@ -494,13 +494,12 @@ impl WritableFile {
         };
         self.reserve(end.max(self.size))?;
         let WriterState::Open { sink, prefix, .. } = &mut self.state else { return Err(self.stored_error()) };
-        prefix.observe_write(position, data);
         let result = if data.is_empty() && end > self.size {
             // An empty write past the end still zero-fills up to its position (File System
             // Standard), which a zero-byte pwrite would not do.
-            sink.set_len(end)
+            sink.set_len(end, prefix)
         } else {
-            sink.write_at(position, data)
+            sink.write_at(position, data, prefix)
         };
         if let Err(error) = result {
             return Err(self.fail(error.to_web_error()));
@@ -523,8 +522,7 @@ impl WritableFile {
     pub fn truncate(&mut self, size: u64) -> Result<(), CosError> {
         self.reserve(size)?;
         let WriterState::Open { sink, prefix, .. } = &mut self.state else { return Err(self.stored_error()) };
-        prefix.observe_truncate(size);
-        if let Err(error) = sink.set_len(size) {
+        if let Err(error) = sink.set_len(size, prefix) {
             return Err(self.fail(error.to_web_error()));
         }
         self.size = size;

@@ -6,7 +6,9 @@
 //! counts what reached swap files.
 
 use cos_common::{CallerContext, CosError, DataErrorKind, Partition, QuotaScope};
-use cos_storage_service::{CreateOptions, HandleRequest, StorageLimits, StorageService, WritableFile};
+use cos_storage_service::{
+    CreateOptions, Fault, FaultInjector, HandleRequest, StorageLimits, StorageService, WritableFile,
+};
 use cos_test_support::callers::{caller, hash_of, origin};
 use cos_test_support::rng::pattern;
 use cos_test_support::storage::{Profile, read, read_hash};
@@ -313,4 +315,38 @@ fn nothing_is_appended_to_a_sealed_file() {
     drop(service);
     let service = profile.open();
     assert_eq!(read(&service, &who(1), &good).unwrap(), good, "the blob on disk is exactly the bytes");
+}
+
+/// The writer appending meets a disk fault after `chunks_before` chunks of `size`; the other
+/// writer, which compared until then, appends the rest and must still verify.
+fn appender_fails(size: usize, chunks_before: usize) {
+    let profile = Profile::new();
+    let injector = FaultInjector::new();
+    let service = StorageService::open(profile.config().with_fault_injector(injector.clone())).unwrap().0;
+    let good = pattern(14, size);
+    let mut writers: Vec<_> = (0..2).map(|n| (writer_of(&service, &who(n), &good), good.clone())).collect();
+    interleave(&mut writers, 0..chunks_before);
+    injector.arm(Fault::WriteFailed, 0);
+    let mut writers = writers.into_iter();
+    let (mut appender, _) = writers.next().unwrap();
+    let (mut other, _) = writers.next().unwrap();
+    let mut appender_failed = false;
+    for piece in good.chunks(CHUNK).skip(chunks_before) {
+        appender_failed |= appender.write(piece).is_err();
+        other.write(piece).unwrap();
+    }
+    assert_eq!(injector.injected(), 1);
+    assert!(appender_failed || appender.close().is_err(), "the appender saw its fault");
+    other.close().unwrap();
+    assert_eq!(read(&service, &who(1), &good).unwrap(), good);
+    assert_eq!(profile.swap_files(), 0);
+}
+
+#[test]
+fn when_the_appender_meets_a_disk_fault_the_other_appends_and_verifies() {
+    // Small enough that every append is synchronous: the fault hits the appender's next chunk,
+    // which the group had already hashed; the other writer appends that range again.
+    appender_fails(1 << 20, 3);
+    // Through the I/O thread: the other writer waits for the appender's queue to fail.
+    appender_fails(SIZE, 24);
 }

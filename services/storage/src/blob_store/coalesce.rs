@@ -37,6 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use cos_common::ContentHash;
 use parking_lot::{Condvar, Mutex};
+use sha2::{Digest, Sha256};
 
 /// The groups of a disk store, by hash.
 #[derive(Default)]
@@ -59,6 +60,19 @@ pub(crate) struct Group {
     state: Mutex<Progress>,
     /// Signalled when `written` advances or a pending claim is released.
     advanced: Condvar,
+    /// The SHA-256 of the appended bytes, in file order (taken after `state` when both are held).
+    hashed: Mutex<Hashed>,
+}
+
+/// The hash of what was claimed, fed by each appender before its bytes go to the file. Claims
+/// are made in file order and a new claimer starts only where everything claimed was written,
+/// so the state is that of `[0, len)` of the file — unless an append failed and its range was
+/// claimed again, which the position check catches: the state is then never used again, and a
+/// verifying member re-hashes the file instead.
+struct Hashed {
+    sha: Sha256,
+    len: u64,
+    valid: bool,
 }
 
 /// How far the shared file is.
@@ -75,11 +89,15 @@ struct Progress {
 
 impl Drop for Group {
     fn drop(&mut self) {
-        if let Some(path) = self.name.get_mut().take()
-            && let Err(error) = fs::remove_file(&path)
-        {
-            tracing::warn!(%error, path = %path.display(), "could not delete a shared swap file; it is removed at the next start");
+        if let Some(path) = self.name.get_mut().take() {
+            remove_name(path);
         }
+    }
+}
+
+fn remove_name(path: PathBuf) {
+    if let Err(error) = fs::remove_file(&path) {
+        tracing::warn!(%error, path = %path.display(), "could not delete a shared swap file; it is removed at the next start");
     }
 }
 
@@ -103,6 +121,16 @@ pub(crate) enum Seal {
     Copy,
 }
 
+/// What the group's hash says about a member's bytes at its close.
+pub(crate) enum Judged {
+    /// They hash to the target and the file is sealed at their length.
+    Sealed,
+    /// They do not hash to the target.
+    Mismatch,
+    /// The group's hash does not cover exactly them: re-hash `[0, len)` of the file.
+    Unknown,
+}
+
 impl Coalescer {
     /// Joins the group writing `hash`, or starts one with `create()`'s file and name.
     pub(crate) fn join(
@@ -123,6 +151,7 @@ impl Coalescer {
                     was_shared: std::sync::atomic::AtomicBool::new(false),
                     state: Mutex::new(Progress::default()),
                     advanced: Condvar::new(),
+                    hashed: Mutex::new(Hashed { sha: Sha256::new(), len: 0, valid: true }),
                 });
                 groups.insert(*hash, group.clone());
                 group
@@ -192,7 +221,40 @@ impl Member {
         self.len += bytes;
     }
 
-    /// Seals the file at the member's length if nothing is or was appended past it.
+    /// Judges the member's bytes (`[0, len)` of the file, every byte compared or appended by it)
+    /// by the group's hash, and seals the file at their length if they match and nothing is or
+    /// was appended past them. The member's own appends must have reached the file.
+    pub(crate) fn judge(&self, target: &ContentHash) -> Judged {
+        let mut progress = self.group.state.lock();
+        if let Some(sealed) = progress.sealed {
+            // Sealed only once bytes of that length hashed to the target.
+            return if sealed == self.len { Judged::Sealed } else { Judged::Unknown };
+        }
+        if progress.written != self.len || progress.claimed != self.len {
+            return Judged::Unknown;
+        }
+        let hashed = self.group.hashed.lock();
+        if !hashed.valid || hashed.len != self.len {
+            return Judged::Unknown;
+        }
+        if ContentHash::from_bytes(hashed.sha.clone().finalize().into()) != *target {
+            return Judged::Mismatch;
+        }
+        progress.sealed = Some(self.len);
+        Judged::Sealed
+    }
+
+    /// The group's hash state when it covers exactly the member's bytes, for a member leaving
+    /// with them.
+    pub(crate) fn hash_state(&self) -> Option<Sha256> {
+        let progress = self.group.state.lock();
+        let hashed = self.group.hashed.lock();
+        let exact = progress.written == self.len && hashed.valid && hashed.len == self.len;
+        exact.then(|| hashed.sha.clone())
+    }
+
+    /// Seals the file at the member's length (its bytes re-hashed to the target) if nothing is
+    /// or was appended past it.
     pub(crate) fn seal(&self) -> Seal {
         let mut progress = self.group.state.lock();
         match progress.sealed {
@@ -250,10 +312,30 @@ impl Member {
         if ours && (bad || *members == 0) {
             groups.remove(&self.group.hash);
         }
+        let last = *members == 0;
+        drop(members);
+        drop(groups);
+        // The name goes with the last writer, even while a departed writer's I/O thread still
+        // finishes its queue into the (then nameless) file.
+        let name = if last { self.group.name.lock().take() } else { None };
+        if let Some(path) = name {
+            remove_name(path);
+        }
     }
 }
 
 impl Group {
+    /// Hashes bytes a member claimed at `position`, before they go to the file.
+    pub(crate) fn hash_claimed(&self, position: u64, data: &[u8]) {
+        let mut hashed = self.hashed.lock();
+        if hashed.valid && hashed.len == position {
+            hashed.sha.update(data);
+            hashed.len += data.len() as u64;
+        } else {
+            hashed.valid = false;
+        }
+    }
+
     /// A member's append of `[.., end)` reached the file.
     pub(crate) fn appended(&self, end: u64) {
         let mut progress = self.state.lock();

@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 use cos_common::ContentHash;
 use crossbeam_channel::{Receiver, Sender};
 
-use super::coalesce::{Coalescer, Group, Member, Seal, Step};
+use super::coalesce::{Coalescer, Group, Judged, Member, Seal, Step};
 use super::{BlobSource, IO_CHUNK, PrefixHasher, StagedBlob};
 use crate::error::StoreError;
 use crate::faults::{Faults, IoOp};
@@ -405,19 +405,22 @@ impl DiskSink {
         }
     }
 
-    pub(crate) fn write_at(&mut self, position: u64, data: &[u8]) -> Result<(), StoreError> {
+    /// Writes `data` at `position`; `prefix` hashes what a private writer writes in order (a
+    /// shared writer's appends are hashed by its group, and what it compares needs no hash).
+    pub(crate) fn write_at(&mut self, position: u64, data: &[u8], prefix: &mut PrefixHasher) -> Result<(), StoreError> {
         if let Mode::Shared(member) = &self.mode {
             if position == member.len {
-                return self.write_shared(data);
+                return self.write_shared(data, prefix);
             }
-            self.go_private(false)?;
+            self.go_private(false, prefix)?;
         }
+        prefix.observe_write(position, data);
         self.write_private(position, data)
     }
 
     /// Appends `data` at the writer's length in its group: compared with what the file holds
     /// there, appended past it.
-    fn write_shared(&mut self, mut data: &[u8]) -> Result<(), StoreError> {
+    fn write_shared(&mut self, mut data: &[u8], prefix: &mut PrefixHasher) -> Result<(), StoreError> {
         while !data.is_empty() {
             let Mode::Shared(member) = &self.mode else { break };
             let want = data.len().min(IO_CHUNK);
@@ -437,7 +440,8 @@ impl DiskSink {
                         member.advance(n as u64);
                         data = &data[n..];
                     } else {
-                        self.go_private(true)?;
+                        self.go_private(true, prefix)?;
+                        prefix.observe_write(position, data);
                         return self.write_private(position, data);
                     }
                 }
@@ -448,7 +452,8 @@ impl DiskSink {
                     data = &data[n..];
                 }
                 Next::Leave(position) => {
-                    self.go_private(false)?;
+                    self.go_private(false, prefix)?;
+                    prefix.observe_write(position, data);
                     return self.write_private(position, data);
                 }
                 Next::Failed => return Err(self.pipeline_failure()),
@@ -461,6 +466,8 @@ impl DiskSink {
     fn append_shared(&mut self, position: u64, data: &[u8]) -> Result<(), StoreError> {
         let Mode::Shared(member) = &self.mode else { unreachable!("only a shared writer appends") };
         let (group, id) = (member.group.clone(), member.id);
+        // Hashed before it can reach the file: the group's hash covers what was claimed, in order.
+        group.hash_claimed(position, data);
         if self.pipeline.is_none() && self.sync_bytes + data.len() as u64 > PIPELINE_THRESHOLD {
             let appends = Some(Appends { group: group.clone(), member: id });
             match Pipeline::start(group.file.clone(), self.area.clone(), appends) {
@@ -527,13 +534,14 @@ impl DiskSink {
         Ok(())
     }
 
-    pub(crate) fn set_len(&mut self, len: u64) -> Result<(), StoreError> {
+    pub(crate) fn set_len(&mut self, len: u64, prefix: &mut PrefixHasher) -> Result<(), StoreError> {
         if let Mode::Shared(member) = &self.mode {
             if member.len == len {
                 return Ok(());
             }
-            self.go_private(false)?;
+            self.go_private(false, prefix)?;
         }
+        prefix.observe_truncate(len);
         let Mode::Private(swap) = &self.mode else {
             return Err(StoreError::io("truncate swap file", Path::new("swap"), io::Error::other("no swap file")));
         };
@@ -551,7 +559,10 @@ impl DiskSink {
     /// Leaves the writer's group for a private swap file holding its bytes so far: the shared
     /// file itself when no one else can touch it, else a copy of the prefix it agreed with.
     /// `mismatch`: its bytes differ from the file's, so new writers should not join that group.
-    fn go_private(&mut self, mismatch: bool) -> Result<(), StoreError> {
+    /// `prefix` (which hashed nothing while the writer was shared) continues from the group's
+    /// hash when that covers exactly the writer's bytes; otherwise the copy is hashed as it is
+    /// made, or, when the file is kept, read back at close.
+    fn go_private(&mut self, mismatch: bool, prefix: &mut PrefixHasher) -> Result<(), StoreError> {
         // This writer's own appends reach the file (or fail) first.
         if let Some(pipeline) = self.pipeline.take() {
             pipeline.drain().map_err(|e| StoreError::io("write swap file", Path::new("swap"), e))?;
@@ -559,7 +570,11 @@ impl DiskSink {
         self.sync_bytes = 0;
         let Mode::Shared(mut member) = std::mem::replace(&mut self.mode, Mode::Gone) else { return Ok(()) };
         let len = member.len;
+        let resumed = member.hash_state().map(|sha| PrefixHasher::resume(sha, len));
         if let Some((file, path, _)) = member.take_file(true) {
+            if let Some(resumed) = resumed {
+                *prefix = resumed;
+            }
             let swap = SwapFile::new(path, file);
             // Bytes past `len` were appended by writers that have left: not this writer's.
             let file_len = swap.file.metadata().map_err(|e| StoreError::io("stat swap file", &swap.path, e))?.len();
@@ -575,13 +590,21 @@ impl DiskSink {
         }
         // Still in the group while copying: nothing below `len` changes meanwhile.
         self.mode = Mode::Private(self.area.create()?);
-        self.copy_from(&member.group.file.clone(), len)?;
+        let hash_copy = match resumed {
+            Some(resumed) => {
+                *prefix = resumed;
+                None
+            }
+            None => Some(prefix),
+        };
+        self.copy_from(&member.group.file.clone(), len, hash_copy)?;
         member.leave(mismatch);
         Ok(())
     }
 
-    /// Copies `[0, len)` of `source` into this writer's private file.
-    fn copy_from(&mut self, source: &File, len: u64) -> Result<(), StoreError> {
+    /// Copies `[0, len)` of `source` into this writer's private file, hashing it into `prefix`
+    /// if given.
+    fn copy_from(&mut self, source: &File, len: u64, mut prefix: Option<&mut PrefixHasher>) -> Result<(), StoreError> {
         let mut position = 0;
         let mut buffer = std::mem::take(&mut self.scratch);
         buffer.resize(IO_CHUNK, 0);
@@ -590,6 +613,9 @@ impl DiskSink {
             source
                 .read_exact_at(&mut buffer[..want], position)
                 .map_err(|e| StoreError::io("read shared swap file", Path::new("swap"), e))?;
+            if let Some(prefix) = prefix.as_deref_mut() {
+                prefix.observe_write(position, &buffer[..want]);
+            }
             self.write_private(position, &buffer[..want])?;
             position += want as u64;
         }
@@ -603,6 +629,11 @@ impl DiskSink {
             Some(Err(e)) => e,
             _ => io::Error::other("blob writer thread stopped"),
         };
+        if let Mode::Shared(member) = &self.mode {
+            // A claim made after the thread stopped (and released what it held) will never be
+            // written either; nothing of this writer can reach the file any more.
+            member.group.release(member.id);
+        }
         StoreError::io("write swap file", self.path(), error)
     }
 
@@ -618,17 +649,25 @@ impl DiskSink {
             pipeline.drain().map_err(|e| StoreError::io("write swap file", self.path(), e))?;
         }
         if let Mode::Shared(member) = &self.mode
-            && (member.len != size || prefix.hashed_len() != size)
+            && member.len != size
         {
-            // Cannot happen (a shared writer only appends, and hashes all it appends); stay safe.
-            self.go_private(false)?;
+            // Cannot happen (a shared writer's size is what it appended or compared); stay safe.
+            self.go_private(false, &mut prefix)?;
         }
         let swap = match std::mem::replace(&mut self.mode, Mode::Gone) {
             Mode::Shared(mut member) => {
-                if ContentHash::from_bytes(prefix.finish()) != *target {
-                    return Ok(None);
-                }
-                match member.seal() {
+                let seal = match member.judge(target) {
+                    Judged::Sealed => Seal::Sealed,
+                    Judged::Mismatch => return Ok(None),
+                    Judged::Unknown => {
+                        // `[0, size)` of the file are this writer's bytes and never change again.
+                        if rehash(&member.group.file, size, &mut self.scratch)? != *target {
+                            return Ok(None);
+                        }
+                        member.seal()
+                    }
+                };
+                match seal {
                     Seal::Sealed => match member.take_file(false) {
                         Some((file, path, was_shared)) => {
                             let mut swap = SwapFile::new(path, file);
@@ -645,7 +684,7 @@ impl DiskSink {
                     },
                     Seal::Copy => {
                         self.mode = Mode::Private(self.area.create()?);
-                        self.copy_from(&member.group.file.clone(), size)?;
+                        self.copy_from(&member.group.file.clone(), size, None)?;
                         drop(member);
                         if let Some(pipeline) = self.pipeline.take() {
                             pipeline.drain().map_err(|e| StoreError::io("write swap file", self.path(), e))?;
@@ -695,6 +734,19 @@ fn read_back(swap: &SwapFile, prefix: &mut PrefixHasher, size: u64) -> Result<()
         prefix.feed_tail(&buffer[..read]);
     }
     Ok(())
+}
+
+/// The SHA-256 of `[0, len)` of `file`, read back.
+fn rehash(file: &File, len: u64, scratch: &mut Vec<u8>) -> Result<ContentHash, StoreError> {
+    let mut prefix = PrefixHasher::new();
+    scratch.resize(IO_CHUNK, 0);
+    while prefix.hashed_len() < len {
+        let want = usize::try_from(len - prefix.hashed_len()).unwrap_or(IO_CHUNK).min(IO_CHUNK);
+        file.read_exact_at(&mut scratch[..want], prefix.hashed_len())
+            .map_err(|e| StoreError::io("read back shared swap file", Path::new("swap"), e))?;
+        prefix.feed_tail(&scratch[..want]);
+    }
+    Ok(ContentHash::from_bytes(prefix.finish()))
 }
 
 /// Whether `file` holds exactly `data` at `position`.

@@ -94,13 +94,16 @@ pub(crate) enum BlobSink {
 }
 
 impl BlobSink {
-    /// Writes `data` at `position` (positions past the end leave a zero-filled gap).
-    pub(crate) fn write_at(&mut self, position: u64, data: &[u8]) -> Result<(), StoreError> {
+    /// Writes `data` at `position` (positions past the end leave a zero-filled gap). `prefix`
+    /// hashes the writer's bytes as they are written in order (a shared disk writer's are hashed
+    /// by its group instead: see `coalesce`).
+    pub(crate) fn write_at(&mut self, position: u64, data: &[u8], prefix: &mut PrefixHasher) -> Result<(), StoreError> {
         match self {
-            Self::Disk(sink) => sink.write_at(position, data),
+            Self::Disk(sink) => sink.write_at(position, data, prefix),
             Self::Memory(buffer) => {
                 let start = usize::try_from(position).map_err(|_| StoreError::TooLarge)?;
                 let end = start.checked_add(data.len()).ok_or(StoreError::TooLarge)?;
+                prefix.observe_write(position, data);
                 if buffer.len() < end {
                     buffer.resize(end, 0);
                 }
@@ -111,10 +114,11 @@ impl BlobSink {
     }
 
     /// Resizes to `len` bytes.
-    pub(crate) fn set_len(&mut self, len: u64) -> Result<(), StoreError> {
+    pub(crate) fn set_len(&mut self, len: u64, prefix: &mut PrefixHasher) -> Result<(), StoreError> {
         match self {
-            Self::Disk(sink) => sink.set_len(len),
+            Self::Disk(sink) => sink.set_len(len, prefix),
             Self::Memory(buffer) => {
+                prefix.observe_truncate(len);
                 buffer.resize(usize::try_from(len).map_err(|_| StoreError::TooLarge)?, 0);
                 Ok(())
             }
