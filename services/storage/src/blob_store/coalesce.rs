@@ -1,33 +1,35 @@
 //! Identical concurrent writes share one swap file.
 //!
 //! Writers streaming the same hash at the same time (eight renderers storing one model) would
-//! otherwise each write the whole file. Instead the writers of a hash join one **group** with one
-//! swap file, and each chunk a writer receives is either *compared* with what the file already
-//! holds at that position or, if the writer is at the end of what was written, *appended* by that
-//! writer. Every writer still hashes everything it receives itself and is judged on its own bytes.
+//! otherwise each write and hash the whole file. Instead the writers of a hash join one **group**
+//! with one swap file, and each chunk a writer receives at its length is either *compared* with
+//! what the file already holds there or, at the end of what was written, *claimed* and *appended*
+//! by that writer, which feeds it to the group's SHA-256 first. So the bytes are written once and
+//! hashed once; the other writers compare (`pread` + `memcmp`).
 //!
 //! Why an installed file is always bytes that hashed to its name: the file only ever grows by
-//! appends, and a range below `written` never changes again. A writer's position never passes
-//! `written` except over its own pending appends, so each byte `[0, len)` of a writer either was
-//! appended by that writer (from its own bytes) or compared equal to its own bytes. When its
-//! close verifies (its bytes hash to the hash), the file's `[0, len)` therefore hashes to it too.
-//! The file is installed only once it is *sealed* at exactly that length — nothing pending past
-//! it and no append past it ever again — so the inode renamed into `blobs/` is exactly those
-//! bytes, and stays so while the others still compare against it.
+//! appends, a new claim starts only where every earlier claim was written, and a range below
+//! `written` never changes again. So each byte `[0, len)` of a writer either was appended by that
+//! writer (from its own bytes) or compared equal to its own bytes: the file's `[0, len)` *is* the
+//! writer's bytes. They are judged by the group's hash only when it covers exactly `[0, len)`
+//! (fed in claim order, position checked: an append that failed after it was hashed breaks that
+//! for good), else by re-hashing `[0, len)` from the file. The file is installed only once
+//! *sealed* at a verified length — nothing written or claimed past it, and no append past it ever
+//! again — so the inode renamed into `blobs/` is exactly those bytes, and stays so while the
+//! others still compare against it.
 //!
-//! Whoever is at the end writes: when the writer appending falls behind, dies, fails or leaves,
+//! Whoever is at the end appends: when the writer appending falls behind, dies, fails or leaves,
 //! the next writer to reach the end appends its own bytes, without asking any renderer to send
 //! again. A writer whose bytes differ from the file's, that seeks, overwrites or truncates, or
 //! that would append past a sealed length, leaves the group: it copies the prefix it agreed with
-//! into a private swap file (or, when it is the group's only writer and nothing else can touch the
-//! file, simply keeps the file) and continues alone, as every writer did before. A writer never
-//! buffers: it compares or appends what it received, or waits (bounded: a few MiB of another
-//! writer's appends already queued) for the file to reach its position.
+//! into a private swap file (or, when it is the group's only writer and nothing else can reach the
+//! file, simply keeps the file) and continues alone. A writer never buffers: it compares or
+//! appends what it received, or waits (bounded: the few MiB another writer's I/O thread has
+//! queued) for the file to reach its position.
 //!
-//! Each writer gets its own name for the shared file (a hard link in `swap/`) when it verifies,
-//! so the commit protocol is unchanged: each member's own name is renamed over the blob, whether
-//! or not another member installed it already (which also re-installs it if it was evicted
-//! meanwhile).
+//! Each verified writer gets its own name for the shared file (a hard link in `swap/`), so the
+//! commit protocol is unchanged: each member's own name is renamed over the blob, whether or not
+//! another member installed it already (which also puts it back if it was evicted meanwhile).
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -167,7 +169,7 @@ impl Coalescer {
         Ok(Member { coalescer: self.clone(), group, id, len: 0, joined: true })
     }
 
-    /// Writers in groups now (test seam).
+    /// Groups of writers now (test seam).
     #[cfg(feature = "testing")]
     pub(crate) fn groups(&self) -> usize {
         self.groups.lock().len()

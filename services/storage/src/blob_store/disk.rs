@@ -4,12 +4,14 @@
 //!
 //! ```text
 //! blobs/<hh>/<64 hex>   one immutable file per entry, <hh> = first byte of the hash
-//! swap/<n>.tmp          one file per open writer; never survives a restart
+//! swap/<pid>-<n>.tmp    one file per open writer (or group of writers of one hash at once, plus
+//!                       a link per verified member); never survives a restart
 //! ```
 //!
 //! A write streams into its swap file through a small I/O thread (the caller hashes chunk *n+1*
 //! while the thread writes chunk *n*), then `close` reads back whatever was not hashed in order,
-//! `fdatasync`s, and the store renames the file into `blobs/` and `fsync`s the directory.
+//! `fdatasync`s, and the store renames the file into `blobs/` and `fsync`s the directory. Writers
+//! of the same hash at the same time share one swap file (see `coalesce`).
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
