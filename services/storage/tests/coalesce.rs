@@ -350,3 +350,20 @@ fn when_the_appender_meets_a_disk_fault_the_other_appends_and_verifies() {
     // Through the I/O thread: the other writer waits for the appender's queue to fail.
     appender_fails(SIZE, 24);
 }
+
+#[test]
+fn an_empty_write_elsewhere_keeps_a_writer_in_its_group() {
+    let profile = Profile::new();
+    let service = profile.open();
+    let good = pattern(15, SIZE);
+    let mut writers: Vec<_> = (0..2).map(|n| (writer_of(&service, &who(n), &good), good.clone())).collect();
+    interleave(&mut writers, 0..chunks(SIZE) / 2);
+    writers[1].0.write_at(0, &[]).unwrap();
+    writers[1].0.seek((chunks(SIZE) / 2 * CHUNK) as u64).unwrap();
+    interleave(&mut writers, chunks(SIZE) / 2..chunks(SIZE));
+    for (writer, _) in writers {
+        writer.close().unwrap();
+    }
+    assert_eq!(service.swap_bytes_written(), SIZE as u64, "no copy");
+    assert_eq!(read(&service, &who(1), &good).unwrap(), good);
+}

@@ -411,7 +411,8 @@ impl DiskSink {
     /// shared writer's appends are hashed by its group, and what it compares needs no hash).
     pub(crate) fn write_at(&mut self, position: u64, data: &[u8], prefix: &mut PrefixHasher) -> Result<(), StoreError> {
         if let Mode::Shared(member) = &self.mode {
-            if position == member.len {
+            // An empty write changes nothing (the caller zero-fills past the end with `set_len`).
+            if position == member.len || data.is_empty() {
                 return self.write_shared(data, prefix);
             }
             self.go_private(false, prefix)?;
