@@ -231,7 +231,8 @@ fn a_writer_appending_past_the_size_cannot_lengthen_the_installed_blob() {
     let service = profile.open();
     let good = pattern(9, SIZE);
     let mut longer = good.clone();
-    longer.extend_from_slice(b"extra");
+    // A whole 1 MiB more: a long tail, appended ahead of the honest writer.
+    longer.extend_from_slice(&pattern(99, 1 << 20));
     let mut attacker = writer_of(&service, &who(0), &good);
     let mut honest = writer_of(&service, &who(1), &good);
     // The attacker appends everything and more before the honest writer compares it.
