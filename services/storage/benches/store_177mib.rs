@@ -2,7 +2,7 @@
 //! registry commit) and read it back, next to raw `sha2` throughput measured in the same run.
 //!
 //! Targets: write ≥ 0.7× raw sha2, read ≥ 2 GiB/s from the page cache, peak extra memory
-//! < 32 MiB; and the first whole read after a service start, which re-hashes the blob as it
+//! < 32 MiB; eight writers storing the same bytes at once ≤ 1.5× one store; and the first whole read after a service start, which re-hashes the blob as it
 //! streams, at near-raw sha2 speed. Run: `cargo bench -p cos_storage_service --bench store_177mib`.
 //! `COS_BENCH_MIB=<n>` changes the size (e.g. 16 for a quick run).
 
@@ -54,9 +54,38 @@ impl Fixture {
         elapsed
     }
 
+    /// `writers` stores of the same bytes at once, by as many origins, each on its own thread
+    /// (as renderers' data pipes are): from the first handle to the last close.
+    fn store_same(&self, writers: usize) -> Duration {
+        let start = Instant::now();
+        std::thread::scope(|scope| {
+            for n in 0..writers {
+                scope.spawn(move || {
+                    let who = caller(&format!("https://renderer{n}.example"));
+                    let request = HandleRequest::Create(CreateOptions::same_site());
+                    let handle = self.service.get_file_handle(&who, self.hash, request).unwrap();
+                    let mut writer = handle.create_writable().unwrap();
+                    for chunk in self.data.chunks(CHUNK) {
+                        writer.write(chunk).unwrap();
+                    }
+                    writer.close().unwrap();
+                });
+            }
+        });
+        start.elapsed()
+    }
+
     /// Deletes the entry again (not timed) so the next store writes a new blob.
     fn forget(&self) {
         self.service.clear_site_data(Partition::Regular, self.caller.origin()).unwrap();
+    }
+
+    /// Deletes what [`Self::store_same`] stored (not timed).
+    fn forget_same(&self, writers: usize) {
+        for n in 0..writers {
+            let who = caller(&format!("https://renderer{n}.example"));
+            self.service.clear_site_data(Partition::Regular, who.origin()).unwrap();
+        }
     }
 
     /// One full read into a reused 1 MiB buffer.
@@ -152,12 +181,15 @@ fn main() {
 
     // The same three, interleaved (so all see the same machine state), for the ratio summary.
     const ROUNDS: usize = 7;
-    let (mut sha, mut store, mut read) = (Vec::new(), Vec::new(), Vec::new());
+    const SAME: usize = 8;
+    let (mut sha, mut store, mut read, mut same) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         sha.push(hash_raw(&fixture.data));
         store.push(fixture.store());
         read.push(fixture.read(&mut buffer));
         fixture.forget();
+        same.push(fixture.store_same(SAME));
+        fixture.forget_same(SAME);
     }
     let (mut first_reads, mut raw_beside) = first_reads_after_restart(&fixture.data, fixture.hash, ROUNDS);
     let (first_read, raw_beside) = (median_duration(&mut first_reads), median_duration(&mut raw_beside));
@@ -165,6 +197,7 @@ fn main() {
         fixture.store();
     });
     let (sha, store, read) = (median_duration(&mut sha), median_duration(&mut store), median_duration(&mut read));
+    let same = median_duration(&mut same);
     let (sha_rate, store_rate, read_rate) = (mib_per_s(bytes, sha), mib_per_s(bytes, store), mib_per_s(bytes, read));
     println!("\nstore_{mib}mib summary (median of {ROUNDS} interleaved rounds)");
     println!("  raw sha2 SHA-256        {sha_rate:8.0} MiB/s  ({:.1} ms)", sha.as_secs_f64() * 1e3);
@@ -174,6 +207,12 @@ fn main() {
         store_rate / sha_rate
     );
     println!("   durable, committed)");
+    println!(
+        "  {SAME} writers of the same  {:8.1} ms  = {:.2}x one store   [target <= 1.5x]",
+        same.as_secs_f64() * 1e3,
+        same.as_secs_f64() / store.as_secs_f64()
+    );
+    println!("   bytes at once");
     println!(
         "  COS read (page cache)   {read_rate:8.0} MiB/s  ({:.1} ms)  = {:.2} GiB/s        [target >= 2 GiB/s]",
         read.as_secs_f64() * 1e3,

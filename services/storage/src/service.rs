@@ -338,6 +338,19 @@ impl StorageService {
         self.inner.regular.shared_copies()
     }
 
+    /// Test seam: bytes written to the regular partition's swap files since the service opened
+    /// (writers of the same hash at the same time share one file).
+    #[cfg(feature = "testing")]
+    pub fn swap_bytes_written(&self) -> u64 {
+        self.inner.regular.swap_bytes_written()
+    }
+
+    /// Test seam: groups of writers of the regular partition sharing a swap file now.
+    #[cfg(feature = "testing")]
+    pub fn write_groups(&self) -> usize {
+        self.inner.regular.write_groups()
+    }
+
     /// Test seam: registry transactions of the regular partition committed (or attempted) since
     /// the service opened.
     #[cfg(feature = "testing")]
@@ -445,7 +458,7 @@ impl FileHandle {
             return Err(CosError::NotAllowed(NotAllowedKind::HandleNotWritable));
         };
         let reservation = self.partition.reserve(self.caller.origin(), &self.hash).map_err(|e| e.to_web_error())?;
-        let sink = self.partition.begin_write().map_err(|e| e.to_web_error())?;
+        let sink = self.partition.begin_write(&self.hash).map_err(|e| e.to_web_error())?;
         Ok(WritableFile {
             partition: self.partition.clone(),
             writer: self.caller.origin().clone(),
@@ -515,13 +528,12 @@ impl WritableFile {
         };
         self.reserve(end.max(self.size))?;
         let WriterState::Open { sink, prefix, .. } = &mut self.state else { return Err(self.stored_error()) };
-        prefix.observe_write(position, data);
         let result = if data.is_empty() && end > self.size {
             // An empty write past the end still zero-fills up to its position (File System
             // Standard), which a zero-byte pwrite would not do.
-            sink.set_len(end)
+            sink.set_len(end, prefix)
         } else {
-            sink.write_at(position, data)
+            sink.write_at(position, data, prefix)
         };
         if let Err(error) = result {
             return Err(self.fail(error.to_web_error()));
@@ -544,8 +556,7 @@ impl WritableFile {
     pub fn truncate(&mut self, size: u64) -> Result<(), CosError> {
         self.reserve(size)?;
         let WriterState::Open { sink, prefix, .. } = &mut self.state else { return Err(self.stored_error()) };
-        prefix.observe_truncate(size);
-        if let Err(error) = sink.set_len(size) {
+        if let Err(error) = sink.set_len(size, prefix) {
             return Err(self.fail(error.to_web_error()));
         }
         self.size = size;
@@ -565,14 +576,13 @@ impl WritableFile {
         };
         // Held until the bytes are committed (or discarded) below.
         let _reservation = reservation;
-        let (staged, digest) = (*sink).finish(prefix, self.size).map_err(|e| e.to_web_error())?;
-        if digest != self.target {
+        let Some(staged) = (*sink).finish(prefix, self.size, &self.target).map_err(|e| e.to_web_error())? else {
             return Err(CosError::Data(if self.size == 0 {
                 DataErrorKind::NothingWritten
             } else {
                 DataErrorKind::HashMismatch
             }));
-        }
+        };
         let outcome = self
             .partition
             .commit_verified(

@@ -143,6 +143,9 @@ mod child {
                 .collect();
             writers.into_iter().chain(readers).try_for_each(|t| t.join().map_err(|_| "thread panicked".to_owned())?)
         });
+        // Two writers of the same bytes at once share one swap file; each gets its own name for
+        // it (a hard link in swap/) to install.
+        let roundtrip = roundtrip.and_then(|()| store_twice_at_once(&service, &pattern(6, 3 * MIB)));
         let roundtrip = roundtrip.and_then(|()| {
             // Close and reopen inside the sandbox: redb's open, the recovery sweep over blobs/
             // and swap/, and the file lock, all under the policy.
@@ -458,6 +461,26 @@ mod child {
             writer.write(chunk).map_err(|e| format!("write: {e:?}"))?;
         }
         writer.close().map(drop).map_err(|e| format!("close: {e:?}"))
+    }
+
+    fn store_twice_at_once(service: &StorageService, bytes: &[u8]) -> Result<(), String> {
+        let request = || HandleRequest::Create(CreateOptions::same_site());
+        let handles = [caller(), cos_test_support::callers::caller("https://other.example")]
+            .map(|who| service.get_file_handle(&who, hash_of(bytes), request()));
+        let mut writers = Vec::new();
+        for handle in &handles {
+            let handle = handle.as_ref().map_err(|e| format!("create: {e:?}"))?;
+            writers.push(handle.create_writable().map_err(|e| format!("createWritable: {e:?}"))?);
+        }
+        for chunk in bytes.chunks(256 << 10) {
+            for writer in &mut writers {
+                writer.write(chunk).map_err(|e| format!("write: {e:?}"))?;
+            }
+        }
+        for writer in writers {
+            writer.close().map_err(|e| format!("close: {e:?}"))?;
+        }
+        check(service, bytes)
     }
 
     fn check(service: &StorageService, bytes: &[u8]) -> Result<(), String> {

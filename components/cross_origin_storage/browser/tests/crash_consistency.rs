@@ -1,6 +1,7 @@
 //! Crash consistency: the sandboxed storage service is killed with SIGKILL at many points while
-//! three renderer processes write and read concurrently; after every restart the store must be
-//! whole again.
+//! three renderer processes write and read concurrently (half of the rounds, all three store the
+//! same payload at once, so their writes share one swap file); after every restart the store must
+//! be whole again.
 //!
 //! After each recovery: every entry reads back bytes that hash to its name; every entry is one a
 //! renderer tried to store (nothing else ever becomes visible), and every store that was answered
@@ -118,12 +119,18 @@ fn crash_consistency() {
     let started = Instant::now();
     let (mut stores_ok, mut aborted) = (0, 0);
     for point in 0..kill_points {
-        let ops: Vec<Op> = (0..3)
-            .map(|_| {
-                let i = rng.below(payloads.len() as u64) as usize;
-                if rng.below(3) == 0 { Op::Read(i) } else { Op::Store(i) }
-            })
-            .collect();
+        let ops: Vec<Op> = if rng.below(2) == 0 {
+            // All three store the same payload at once: their writes share one swap file, so the
+            // kill lands while they compare, append, seal and install it.
+            vec![Op::Store(rng.below(payloads.len() as u64) as usize); 3]
+        } else {
+            (0..3)
+                .map(|_| {
+                    let i = rng.below(payloads.len() as u64) as usize;
+                    if rng.below(3) == 0 { Op::Read(i) } else { Op::Store(i) }
+                })
+                .collect()
+        };
         for (r, op) in ops.iter().enumerate() {
             if let Op::Store(i) = op {
                 attempted.insert(payloads[*i].hash());

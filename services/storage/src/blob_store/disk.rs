@@ -4,12 +4,14 @@
 //!
 //! ```text
 //! blobs/<hh>/<64 hex>   one immutable file per entry, <hh> = first byte of the hash
-//! swap/<n>.tmp          one file per open writer; never survives a restart
+//! swap/<pid>-<n>.tmp    one file per open writer (or group of writers of one hash at once, plus
+//!                       a link per verified member); never survives a restart
 //! ```
 //!
 //! A write streams into its swap file through a small I/O thread (the caller hashes chunk *n+1*
 //! while the thread writes chunk *n*), then `close` reads back whatever was not hashed in order,
-//! `fdatasync`s, and the store renames the file into `blobs/` and `fsync`s the directory.
+//! `fdatasync`s, and the store renames the file into `blobs/` and `fsync`s the directory. Writers
+//! of the same hash at the same time share one swap file (see `coalesce`).
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -23,6 +25,7 @@ use std::thread::JoinHandle;
 use cos_common::ContentHash;
 use crossbeam_channel::{Receiver, Sender};
 
+use super::coalesce::{Coalescer, Group, Judged, Member, Seal, Step};
 use super::{BlobSource, IO_CHUNK, PrefixHasher, StagedBlob};
 use crate::error::StoreError;
 use crate::faults::{Faults, IoOp};
@@ -39,9 +42,44 @@ const WRITEBACK_EVERY: u64 = 8 << 20;
 /// The on-disk blob directory.
 pub(crate) struct DiskBlobs {
     blobs_dir: PathBuf,
-    swap_dir: PathBuf,
-    next_swap: AtomicU64,
+    swap: Arc<SwapArea>,
+    /// Writers of the same hash at the same time share one swap file (see `coalesce`).
+    coalescer: Arc<Coalescer>,
+}
+
+/// The swap directory: where writers' files are made.
+pub(crate) struct SwapArea {
+    dir: PathBuf,
+    next: AtomicU64,
     faults: Faults,
+    /// Bytes written to swap files since the store opened (test seam).
+    #[cfg(feature = "testing")]
+    written: AtomicU64,
+}
+
+impl SwapArea {
+    fn new_name(&self) -> PathBuf {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.dir.join(format!("{}-{n}.tmp", std::process::id()))
+    }
+
+    fn create(&self) -> Result<SwapFile, StoreError> {
+        let path = self.new_name();
+        let file = self
+            .faults
+            .check(IoOp::Write)
+            .and_then(|()| OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path))
+            .map_err(|e| StoreError::io("create swap file", &path, e))?;
+        Ok(SwapFile::new(path, Arc::new(file)))
+    }
+
+    /// Counts bytes written to swap files (only with the `testing` feature).
+    fn count(&self, bytes: usize) {
+        #[cfg(feature = "testing")]
+        self.written.fetch_add(bytes as u64, Ordering::Relaxed);
+        #[cfg(not(feature = "testing"))]
+        let _ = bytes;
+    }
 }
 
 impl DiskBlobs {
@@ -52,27 +90,44 @@ impl DiskBlobs {
         for dir in [root, &blobs_dir, &swap_dir] {
             fs::create_dir_all(dir).map_err(|e| StoreError::io("create store directory", dir, e))?;
         }
-        Ok(Self { blobs_dir, swap_dir, next_swap: AtomicU64::new(0), faults })
+        let swap = Arc::new(SwapArea {
+            dir: swap_dir,
+            next: AtomicU64::new(0),
+            faults,
+            #[cfg(feature = "testing")]
+            written: AtomicU64::new(0),
+        });
+        Ok(Self { blobs_dir, swap, coalescer: Arc::default() })
     }
 
     fn blob_path(&self, hash: &ContentHash) -> PathBuf {
         self.blobs_dir.join(hash.shard()).join(hash.to_hex())
     }
 
-    pub(crate) fn begin_write(&self) -> Result<DiskSink, StoreError> {
-        let n = self.next_swap.fetch_add(1, Ordering::Relaxed);
-        let path = self.swap_dir.join(format!("{}-{n}.tmp", std::process::id()));
-        let file = self
-            .faults
-            .check(IoOp::Write)
-            .and_then(|()| OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path))
-            .map_err(|e| StoreError::io("create swap file", &path, e))?;
+    /// A writer of `hash`: it joins the writers of the same hash streaming now, if any (see
+    /// `coalesce`), or starts their group with a new swap file.
+    pub(crate) fn begin_write(&self, hash: &ContentHash) -> Result<DiskSink, StoreError> {
+        let area = &self.swap;
+        let member = self.coalescer.join(hash, || Ok(area.create()?.into_parts()))?;
         Ok(DiskSink {
-            swap: SwapFile { path, file: Arc::new(file), armed: true },
+            area: self.swap.clone(),
+            mode: Mode::Shared(member),
             sync_bytes: 0,
             pipeline: None,
-            faults: self.faults.clone(),
+            scratch: Vec::new(),
         })
+    }
+
+    /// Bytes written to swap files since the store opened.
+    #[cfg(feature = "testing")]
+    pub(crate) fn swap_bytes_written(&self) -> u64 {
+        self.swap.written.load(Ordering::Relaxed)
+    }
+
+    /// Groups of writers sharing a swap file now.
+    #[cfg(feature = "testing")]
+    pub(crate) fn write_groups(&self) -> usize {
+        self.coalescer.groups()
     }
 
     /// Renames a verified swap file to the blob of `hash`; returns the shard directory, whose
@@ -81,14 +136,25 @@ impl DiskBlobs {
         let shard = self.blobs_dir.join(hash.shard());
         if !shard.exists() {
             fs::create_dir_all(&shard).map_err(|e| StoreError::io("create blob shard", &shard, e))?;
-            sync_dir(&self.blobs_dir, &self.faults)?;
+            sync_dir(&self.blobs_dir, &self.swap.faults)?;
         }
         let target = shard.join(hash.to_hex());
-        self.faults
+        self.swap
+            .faults
             .check(IoOp::Rename)
             .and_then(|()| fs::rename(&swap.path, &target))
             .map_err(|e| StoreError::io("install blob", &target, e))?;
         swap.armed = false;
+        if swap.shared {
+            // Renaming a name over another name of the same file does nothing (POSIX): when
+            // another writer of a shared file installed it first, this writer's name is left.
+            match fs::remove_file(&swap.path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    tracing::warn!(error = %e, "could not delete a swap file's second name; it is removed at the next start");
+                }
+                _ => {}
+            }
+        }
         Ok(shard)
     }
 
@@ -96,7 +162,7 @@ impl DiskBlobs {
     /// durable; the caller does not commit the rows, and a blob without a row is never visible
     /// (recovery deletes it at the next start).
     pub(crate) fn sync_placed(&self, shard: &Path) -> Result<(), StoreError> {
-        sync_dir(shard, &self.faults)
+        sync_dir(shard, &self.swap.faults)
     }
 
     pub(crate) fn open(&self, hash: &ContentHash) -> Result<Option<BlobSource>, StoreError> {
@@ -123,7 +189,7 @@ impl DiskBlobs {
     /// Deletes every swap file (left by a crash: no writer survives a restart). Returns how many.
     pub(crate) fn clear_swap(&self) -> Result<usize, StoreError> {
         let mut removed = 0;
-        for entry in read_dir(&self.swap_dir)? {
+        for entry in read_dir(&self.swap.dir)? {
             let path = entry.path();
             let result = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
             result.map_err(|e| StoreError::io("remove stale swap file", &path, e))?;
@@ -189,6 +255,21 @@ pub(crate) struct SwapFile {
     path: PathBuf,
     file: Arc<File>,
     armed: bool,
+    /// A name of a file other writers shared, which may be installed already under another name:
+    /// the install must not leave this name behind.
+    shared: bool,
+}
+
+impl SwapFile {
+    fn new(path: PathBuf, file: Arc<File>) -> Self {
+        Self { path, file, armed: true, shared: false }
+    }
+
+    /// The file and its name, no longer deleted on drop (a group owns them now).
+    fn into_parts(mut self) -> (Arc<File>, PathBuf) {
+        self.armed = false;
+        (self.file.clone(), std::mem::take(&mut self.path))
+    }
 }
 
 impl Drop for SwapFile {
@@ -201,12 +282,26 @@ impl Drop for SwapFile {
     }
 }
 
-/// A writer's swap file plus, once it has grown past [`PIPELINE_THRESHOLD`], its I/O thread.
+/// A writer's bytes: in a swap file shared with the other writers of its hash streaming now, or
+/// in a private one; plus, once the writer has written past [`PIPELINE_THRESHOLD`] itself, its
+/// I/O thread.
 pub(crate) struct DiskSink {
-    swap: SwapFile,
+    area: Arc<SwapArea>,
+    mode: Mode,
+    /// Bytes this writer wrote synchronously (before its I/O thread started).
     sync_bytes: u64,
     pipeline: Option<Pipeline>,
-    faults: Faults,
+    /// Where bytes of the shared file are read to be compared (or copied out).
+    scratch: Vec<u8>,
+}
+
+enum Mode {
+    /// In a group of writers of the same hash (see `coalesce`).
+    Shared(Member),
+    /// Alone, as a writer that seeks, overwrites or truncates, or left its group.
+    Private(SwapFile),
+    /// Between the two, or after a failure.
+    Gone,
 }
 
 enum IoJob {
@@ -220,31 +315,50 @@ struct Pipeline {
     thread: JoinHandle<io::Result<()>>,
 }
 
+/// Whose appends to a shared file a pipeline writes: the group hears each one that landed.
+struct Appends {
+    group: Arc<Group>,
+    member: u64,
+}
+
 impl Pipeline {
-    fn start(file: Arc<File>, faults: Faults) -> io::Result<Self> {
+    fn start(file: Arc<File>, area: Arc<SwapArea>, appends: Option<Appends>) -> io::Result<Self> {
         let (jobs, job_rx) = crossbeam_channel::bounded::<IoJob>(PIPELINE_DEPTH);
         let (spare_tx, spare) = crossbeam_channel::bounded::<Vec<u8>>(PIPELINE_DEPTH + 2);
         let thread = std::thread::Builder::new().name("cos-blob-writer".into()).spawn(move || {
             let mut since_writeback = 0u64;
-            for job in job_rx {
-                match job {
-                    IoJob::Write(position, buffer) => {
-                        faults.check(IoOp::Write)?;
-                        file.write_all_at(&buffer, position)?;
-                        since_writeback += buffer.len() as u64;
-                        if since_writeback >= WRITEBACK_EVERY {
-                            start_writeback(&file);
-                            since_writeback = 0;
+            let run = || {
+                for job in job_rx {
+                    match job {
+                        IoJob::Write(position, buffer) => {
+                            area.faults.check(IoOp::Write)?;
+                            file.write_all_at(&buffer, position)?;
+                            area.count(buffer.len());
+                            if let Some(appends) = &appends {
+                                appends.group.appended(position + buffer.len() as u64);
+                            }
+                            since_writeback += buffer.len() as u64;
+                            if since_writeback >= WRITEBACK_EVERY {
+                                start_writeback(&file);
+                                since_writeback = 0;
+                            }
+                            let _ = spare_tx.try_send(buffer);
                         }
-                        let _ = spare_tx.try_send(buffer);
-                    }
-                    IoJob::SetLen(len) => {
-                        faults.check(IoOp::Write)?;
-                        file.set_len(len)?;
+                        IoJob::SetLen(len) => {
+                            area.faults.check(IoOp::Write)?;
+                            file.set_len(len)?;
+                        }
                     }
                 }
+                Ok(())
+            };
+            let result = run();
+            // Nothing of this writer reaches the file any more: what it claimed and did not
+            // write is free for the other writers.
+            if let Some(appends) = &appends {
+                appends.group.release(appends.member);
             }
-            Ok(())
+            result
         })?;
         Ok(Self { jobs, spare, thread })
     }
@@ -277,21 +391,139 @@ fn start_writeback(file: &File) {
     let _ = file;
 }
 
+/// What a shared writer does next, decided while its group is borrowed.
+enum Next {
+    Compare(u64, usize),
+    Append(u64, usize),
+    Leave(u64),
+    Failed,
+}
+
 impl DiskSink {
-    pub(crate) fn write_at(&mut self, position: u64, data: &[u8]) -> Result<(), StoreError> {
+    fn path(&self) -> &Path {
+        match &self.mode {
+            Mode::Private(swap) => &swap.path,
+            Mode::Shared(_) | Mode::Gone => Path::new("swap"),
+        }
+    }
+
+    /// Writes `data` at `position`; `prefix` hashes what a private writer writes in order (a
+    /// shared writer's appends are hashed by its group, and what it compares needs no hash).
+    pub(crate) fn write_at(&mut self, position: u64, data: &[u8], prefix: &mut PrefixHasher) -> Result<(), StoreError> {
+        if let Mode::Shared(member) = &self.mode {
+            // An empty write changes nothing (the caller zero-fills past the end with `set_len`).
+            if position == member.len || data.is_empty() {
+                return self.write_shared(data, prefix);
+            }
+            self.go_private(false, prefix)?;
+        }
+        prefix.observe_write(position, data);
+        self.write_private(position, data)
+    }
+
+    /// Appends `data` at the writer's length in its group: compared with what the file holds
+    /// there, appended past it.
+    fn write_shared(&mut self, mut data: &[u8], prefix: &mut PrefixHasher) -> Result<(), StoreError> {
+        while !data.is_empty() {
+            let Mode::Shared(member) = &self.mode else { break };
+            let want = data.len().min(IO_CHUNK);
+            let next = match member.next_step(want as u64) {
+                Step::Compare(n) => Next::Compare(member.len, usize::try_from(n).unwrap_or(want).min(want)),
+                Step::Append => Next::Append(member.len, want),
+                Step::Leave => Next::Leave(member.len),
+                Step::Failed => Next::Failed,
+            };
+            match next {
+                Next::Compare(position, n) => {
+                    let Mode::Shared(member) = &mut self.mode else { unreachable!() };
+                    let file = member.group.file.clone();
+                    if same_bytes(&file, position, &data[..n], &mut self.scratch)
+                        .map_err(|e| StoreError::io("read shared swap file", Path::new("swap"), e))?
+                    {
+                        member.advance(n as u64);
+                        data = &data[n..];
+                    } else {
+                        self.go_private(true, prefix)?;
+                        prefix.observe_write(position, data);
+                        return self.write_private(position, data);
+                    }
+                }
+                Next::Append(position, n) => {
+                    self.append_shared(position, &data[..n])?;
+                    let Mode::Shared(member) = &mut self.mode else { unreachable!() };
+                    member.advance(n as u64);
+                    data = &data[n..];
+                }
+                Next::Leave(position) => {
+                    self.go_private(false, prefix)?;
+                    prefix.observe_write(position, data);
+                    return self.write_private(position, data);
+                }
+                Next::Failed => return Err(self.pipeline_failure()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes bytes this writer claimed at the end of its group's file.
+    fn append_shared(&mut self, position: u64, data: &[u8]) -> Result<(), StoreError> {
+        let Mode::Shared(member) = &self.mode else { unreachable!("only a shared writer appends") };
+        let (group, id) = (member.group.clone(), member.id);
+        // Hashed before it can reach the file: the group's hash covers what was claimed, in order.
+        group.hash_claimed(position, data);
         if self.pipeline.is_none() && self.sync_bytes + data.len() as u64 > PIPELINE_THRESHOLD {
-            let pipeline = Pipeline::start(self.swap.file.clone(), self.faults.clone())
-                .map_err(|e| StoreError::io("start writer thread", &self.swap.path, e))?;
+            let appends = Some(Appends { group: group.clone(), member: id });
+            match Pipeline::start(group.file.clone(), self.area.clone(), appends) {
+                Ok(pipeline) => self.pipeline = Some(pipeline),
+                Err(e) => {
+                    group.release(id);
+                    return Err(StoreError::io("start writer thread", Path::new("swap"), e));
+                }
+            }
+        }
+        if self.pipeline.is_none() {
+            self.sync_bytes += data.len() as u64;
+            let result = self.area.faults.check(IoOp::Write).and_then(|()| group.file.write_all_at(data, position));
+            return match result {
+                Ok(()) => {
+                    self.area.count(data.len());
+                    group.appended(position + data.len() as u64);
+                    Ok(())
+                }
+                Err(e) => {
+                    group.release(id);
+                    Err(StoreError::io("write swap file", Path::new("swap"), e))
+                }
+            };
+        }
+        self.submit(position, data)
+    }
+
+    fn write_private(&mut self, position: u64, data: &[u8]) -> Result<(), StoreError> {
+        let Mode::Private(swap) = &self.mode else {
+            return Err(StoreError::io("write swap file", Path::new("swap"), io::Error::other("no swap file")));
+        };
+        if self.pipeline.is_none() && self.sync_bytes + data.len() as u64 > PIPELINE_THRESHOLD {
+            let pipeline = Pipeline::start(swap.file.clone(), self.area.clone(), None)
+                .map_err(|e| StoreError::io("start writer thread", &swap.path, e))?;
             self.pipeline = Some(pipeline);
         }
-        let Some(pipeline) = self.pipeline.as_mut() else {
+        if self.pipeline.is_none() {
             self.sync_bytes += data.len() as u64;
-            return self
+            self.area
                 .faults
                 .check(IoOp::Write)
-                .and_then(|()| self.swap.file.write_all_at(data, position))
-                .map_err(|e| StoreError::io("write swap file", &self.swap.path, e));
-        };
+                .and_then(|()| swap.file.write_all_at(data, position))
+                .map_err(|e| StoreError::io("write swap file", &swap.path, e))?;
+            self.area.count(data.len());
+            return Ok(());
+        }
+        self.submit(position, data)
+    }
+
+    /// Hands `data` to the I/O thread, 1 MiB at a time.
+    fn submit(&mut self, position: u64, data: &[u8]) -> Result<(), StoreError> {
+        let Some(pipeline) = self.pipeline.as_mut() else { unreachable!("a pipeline was started") };
         let mut offset = position;
         for piece in data.chunks(IO_CHUNK) {
             let mut buffer = pipeline.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(IO_CHUNK));
@@ -305,15 +537,93 @@ impl DiskSink {
         Ok(())
     }
 
-    pub(crate) fn set_len(&mut self, len: u64) -> Result<(), StoreError> {
+    pub(crate) fn set_len(&mut self, len: u64, prefix: &mut PrefixHasher) -> Result<(), StoreError> {
+        if let Mode::Shared(member) = &self.mode {
+            if member.len == len {
+                return Ok(());
+            }
+            self.go_private(false, prefix)?;
+        }
+        prefix.observe_truncate(len);
+        let Mode::Private(swap) = &self.mode else {
+            return Err(StoreError::io("truncate swap file", Path::new("swap"), io::Error::other("no swap file")));
+        };
         match self.pipeline.as_mut() {
             Some(pipeline) => pipeline.submit(IoJob::SetLen(len)).map_err(|()| self.pipeline_failure()),
             None => self
+                .area
                 .faults
                 .check(IoOp::Write)
-                .and_then(|()| self.swap.file.set_len(len))
-                .map_err(|e| StoreError::io("truncate swap file", &self.swap.path, e)),
+                .and_then(|()| swap.file.set_len(len))
+                .map_err(|e| StoreError::io("truncate swap file", &swap.path, e)),
         }
+    }
+
+    /// Leaves the writer's group for a private swap file holding its bytes so far: the shared
+    /// file itself when no one else can touch it, else a copy of the prefix it agreed with.
+    /// `mismatch`: its bytes differ from the file's, so new writers should not join that group.
+    /// `prefix` (which hashed nothing while the writer was shared) continues from the group's
+    /// hash when that covers exactly the writer's bytes; otherwise the copy is hashed as it is
+    /// made, or, when the file is kept, read back at close.
+    fn go_private(&mut self, mismatch: bool, prefix: &mut PrefixHasher) -> Result<(), StoreError> {
+        // This writer's own appends reach the file (or fail) first.
+        if let Some(pipeline) = self.pipeline.take() {
+            pipeline.drain().map_err(|e| StoreError::io("write swap file", Path::new("swap"), e))?;
+        }
+        self.sync_bytes = 0;
+        let Mode::Shared(mut member) = std::mem::replace(&mut self.mode, Mode::Gone) else { return Ok(()) };
+        let len = member.len;
+        let resumed = member.hash_state().map(|sha| PrefixHasher::resume(sha, len));
+        if let Some((file, path, _)) = member.take_file(true) {
+            if let Some(resumed) = resumed {
+                *prefix = resumed;
+            }
+            let swap = SwapFile::new(path, file);
+            // Bytes past `len` were appended by writers that have left: not this writer's.
+            let file_len = swap.file.metadata().map_err(|e| StoreError::io("stat swap file", &swap.path, e))?.len();
+            if file_len != len {
+                self.area
+                    .faults
+                    .check(IoOp::Write)
+                    .and_then(|()| swap.file.set_len(len))
+                    .map_err(|e| StoreError::io("truncate swap file", &swap.path, e))?;
+            }
+            self.mode = Mode::Private(swap);
+            return Ok(());
+        }
+        // Still in the group while copying: nothing below `len` changes meanwhile.
+        self.mode = Mode::Private(self.area.create()?);
+        let hash_copy = match resumed {
+            Some(resumed) => {
+                *prefix = resumed;
+                None
+            }
+            None => Some(prefix),
+        };
+        self.copy_from(&member.group.file.clone(), len, hash_copy)?;
+        member.leave(mismatch);
+        Ok(())
+    }
+
+    /// Copies `[0, len)` of `source` into this writer's private file, hashing it into `prefix`
+    /// if given.
+    fn copy_from(&mut self, source: &File, len: u64, mut prefix: Option<&mut PrefixHasher>) -> Result<(), StoreError> {
+        let mut position = 0;
+        let mut buffer = std::mem::take(&mut self.scratch);
+        buffer.resize(IO_CHUNK, 0);
+        while position < len {
+            let want = usize::try_from(len - position).unwrap_or(IO_CHUNK).min(IO_CHUNK);
+            source
+                .read_exact_at(&mut buffer[..want], position)
+                .map_err(|e| StoreError::io("read shared swap file", Path::new("swap"), e))?;
+            if let Some(prefix) = prefix.as_deref_mut() {
+                prefix.observe_write(position, &buffer[..want]);
+            }
+            self.write_private(position, &buffer[..want])?;
+            position += want as u64;
+        }
+        self.scratch = buffer;
+        Ok(())
     }
 
     /// The I/O thread stopped early: it hit an error, which joining it returns.
@@ -322,39 +632,129 @@ impl DiskSink {
             Some(Err(e)) => e,
             _ => io::Error::other("blob writer thread stopped"),
         };
-        StoreError::io("write swap file", &self.swap.path, error)
+        if let Mode::Shared(member) = &self.mode {
+            // A claim made after the thread stopped (and released what it held) will never be
+            // written either; nothing of this writer can reach the file any more.
+            member.group.release(member.id);
+        }
+        StoreError::io("write swap file", self.path(), error)
     }
 
+    /// Completes every pending write, hashes whatever `prefix` does not cover and, if the bytes
+    /// hash to `target`, makes them durable and returns them; `None` if they do not.
     pub(crate) fn finish(
         mut self,
         mut prefix: PrefixHasher,
         size: u64,
-    ) -> Result<(StagedBlob, ContentHash), StoreError> {
+        target: &ContentHash,
+    ) -> Result<Option<StagedBlob>, StoreError> {
         if let Some(pipeline) = self.pipeline.take() {
-            pipeline.drain().map_err(|e| StoreError::io("write swap file", &self.swap.path, e))?;
+            pipeline.drain().map_err(|e| StoreError::io("write swap file", self.path(), e))?;
         }
-        let file = &self.swap.file;
-        let mut buffer =
-            vec![0u8; IO_CHUNK.min(usize::try_from(size.saturating_sub(prefix.hashed_len())).unwrap_or(IO_CHUNK))];
-        while prefix.hashed_len() < size {
-            let want = buffer.len().min(usize::try_from(size - prefix.hashed_len()).unwrap_or(usize::MAX));
-            let read = file
-                .read_at(&mut buffer[..want], prefix.hashed_len())
-                .map_err(|e| StoreError::io("read back swap file", &self.swap.path, e))?;
-            if read == 0 {
-                return Err(StoreError::io(
-                    "read back swap file",
-                    &self.swap.path,
-                    io::Error::new(io::ErrorKind::UnexpectedEof, "swap file shorter than written"),
-                ));
+        if let Mode::Shared(member) = &self.mode
+            && member.len != size
+        {
+            // Cannot happen (a shared writer's size is what it appended or compared); stay safe.
+            self.go_private(false, &mut prefix)?;
+        }
+        let swap = match std::mem::replace(&mut self.mode, Mode::Gone) {
+            Mode::Shared(mut member) => {
+                let seal = match member.judge(target) {
+                    Judged::Sealed => Seal::Sealed,
+                    Judged::Mismatch => return Ok(None),
+                    Judged::Unknown => {
+                        // `[0, size)` of the file are this writer's bytes and never change again.
+                        if rehash(&member.group.file, size, &mut self.scratch)? != *target {
+                            return Ok(None);
+                        }
+                        member.seal()
+                    }
+                };
+                match seal {
+                    Seal::Sealed => match member.take_file(false) {
+                        Some((file, path, was_shared)) => {
+                            let mut swap = SwapFile::new(path, file);
+                            swap.shared = was_shared;
+                            swap
+                        }
+                        None => {
+                            let path = self.area.new_name();
+                            member.link_as(&path).map_err(|e| StoreError::io("name shared swap file", &path, e))?;
+                            let mut swap = SwapFile::new(path, member.group.file.clone());
+                            swap.shared = true;
+                            swap
+                        }
+                    },
+                    Seal::Copy => {
+                        self.mode = Mode::Private(self.area.create()?);
+                        self.copy_from(&member.group.file.clone(), size, None)?;
+                        drop(member);
+                        if let Some(pipeline) = self.pipeline.take() {
+                            pipeline.drain().map_err(|e| StoreError::io("write swap file", self.path(), e))?;
+                        }
+                        let Mode::Private(swap) = std::mem::replace(&mut self.mode, Mode::Gone) else { unreachable!() };
+                        swap
+                    }
+                }
             }
-            prefix.feed_tail(&buffer[..read]);
-        }
-        let digest = ContentHash::from_bytes(prefix.finish());
-        self.faults
+            Mode::Private(swap) => {
+                read_back(&swap, &mut prefix, size)?;
+                if ContentHash::from_bytes(prefix.finish()) != *target {
+                    return Ok(None);
+                }
+                swap
+            }
+            Mode::Gone => {
+                return Err(StoreError::io("sync swap file", Path::new("swap"), io::Error::other("no swap file")));
+            }
+        };
+        self.area
+            .faults
             .check(IoOp::Sync)
-            .and_then(|()| file.sync_data())
-            .map_err(|e| StoreError::io("sync swap file", &self.swap.path, e))?;
-        Ok((StagedBlob::Disk(self.swap), digest))
+            .and_then(|()| swap.file.sync_data())
+            .map_err(|e| StoreError::io("sync swap file", &swap.path, e))?;
+        Ok(Some(StagedBlob::Disk(swap)))
     }
+}
+
+/// Hashes what `prefix` does not cover (after seeks, overwrites or truncates) by reading it back.
+fn read_back(swap: &SwapFile, prefix: &mut PrefixHasher, size: u64) -> Result<(), StoreError> {
+    let mut buffer =
+        vec![0u8; IO_CHUNK.min(usize::try_from(size.saturating_sub(prefix.hashed_len())).unwrap_or(IO_CHUNK))];
+    while prefix.hashed_len() < size {
+        let want = buffer.len().min(usize::try_from(size - prefix.hashed_len()).unwrap_or(usize::MAX));
+        let read = swap
+            .file
+            .read_at(&mut buffer[..want], prefix.hashed_len())
+            .map_err(|e| StoreError::io("read back swap file", &swap.path, e))?;
+        if read == 0 {
+            return Err(StoreError::io(
+                "read back swap file",
+                &swap.path,
+                io::Error::new(io::ErrorKind::UnexpectedEof, "swap file shorter than written"),
+            ));
+        }
+        prefix.feed_tail(&buffer[..read]);
+    }
+    Ok(())
+}
+
+/// The SHA-256 of `[0, len)` of `file`, read back.
+fn rehash(file: &File, len: u64, scratch: &mut Vec<u8>) -> Result<ContentHash, StoreError> {
+    let mut prefix = PrefixHasher::new();
+    scratch.resize(IO_CHUNK, 0);
+    while prefix.hashed_len() < len {
+        let want = usize::try_from(len - prefix.hashed_len()).unwrap_or(IO_CHUNK).min(IO_CHUNK);
+        file.read_exact_at(&mut scratch[..want], prefix.hashed_len())
+            .map_err(|e| StoreError::io("read back shared swap file", Path::new("swap"), e))?;
+        prefix.feed_tail(&scratch[..want]);
+    }
+    Ok(ContentHash::from_bytes(prefix.finish()))
+}
+
+/// Whether `file` holds exactly `data` at `position`.
+fn same_bytes(file: &File, position: u64, data: &[u8], scratch: &mut Vec<u8>) -> io::Result<bool> {
+    scratch.resize(data.len(), 0);
+    file.read_exact_at(scratch, position)?;
+    Ok(scratch[..] == *data)
 }

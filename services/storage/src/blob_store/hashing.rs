@@ -19,6 +19,11 @@ impl PrefixHasher {
         Self { hasher: Sha256::new(), hashed_len: 0 }
     }
 
+    /// Continues from the state of bytes `[0, len)` hashed elsewhere (a shared file's group).
+    pub(crate) fn resume(hasher: Sha256, len: u64) -> Self {
+        Self { hasher, hashed_len: len }
+    }
+
     /// Length of the prefix already hashed.
     pub(crate) fn hashed_len(&self) -> u64 {
         self.hashed_len

@@ -4,6 +4,7 @@
 //! Two backends share one interface: [`disk`] for the regular profile and [`memory`] for
 //! off-the-record profiles.
 
+mod coalesce;
 pub(crate) mod disk;
 mod hashing;
 pub(crate) mod memory;
@@ -33,10 +34,11 @@ pub(crate) enum BlobStore {
 }
 
 impl BlobStore {
-    /// Starts a new swap area for one writer.
-    pub(crate) fn begin_write(&self) -> Result<BlobSink, StoreError> {
+    /// Starts a new swap area for one writer of `hash` (on disk, shared with the other writers
+    /// of `hash` streaming now: see `coalesce`).
+    pub(crate) fn begin_write(&self, hash: &ContentHash) -> Result<BlobSink, StoreError> {
         Ok(match self {
-            Self::Disk(disk) => BlobSink::Disk(disk.begin_write()?),
+            Self::Disk(disk) => BlobSink::Disk(disk.begin_write(hash)?),
             Self::Memory(_) => BlobSink::Memory(Vec::new()),
         })
     }
@@ -92,13 +94,16 @@ pub(crate) enum BlobSink {
 }
 
 impl BlobSink {
-    /// Writes `data` at `position` (positions past the end leave a zero-filled gap).
-    pub(crate) fn write_at(&mut self, position: u64, data: &[u8]) -> Result<(), StoreError> {
+    /// Writes `data` at `position` (positions past the end leave a zero-filled gap). `prefix`
+    /// hashes the writer's bytes as they are written in order (a shared disk writer's are hashed
+    /// by its group instead: see `coalesce`).
+    pub(crate) fn write_at(&mut self, position: u64, data: &[u8], prefix: &mut PrefixHasher) -> Result<(), StoreError> {
         match self {
-            Self::Disk(sink) => sink.write_at(position, data),
+            Self::Disk(sink) => sink.write_at(position, data, prefix),
             Self::Memory(buffer) => {
                 let start = usize::try_from(position).map_err(|_| StoreError::TooLarge)?;
                 let end = start.checked_add(data.len()).ok_or(StoreError::TooLarge)?;
+                prefix.observe_write(position, data);
                 if buffer.len() < end {
                     buffer.resize(end, 0);
                 }
@@ -109,27 +114,33 @@ impl BlobSink {
     }
 
     /// Resizes to `len` bytes.
-    pub(crate) fn set_len(&mut self, len: u64) -> Result<(), StoreError> {
+    pub(crate) fn set_len(&mut self, len: u64, prefix: &mut PrefixHasher) -> Result<(), StoreError> {
         match self {
-            Self::Disk(sink) => sink.set_len(len),
+            Self::Disk(sink) => sink.set_len(len, prefix),
             Self::Memory(buffer) => {
+                prefix.observe_truncate(len);
                 buffer.resize(usize::try_from(len).map_err(|_| StoreError::TooLarge)?, 0);
                 Ok(())
             }
         }
     }
 
-    /// Completes every pending write, hashes whatever `prefix` does not cover, makes the bytes
-    /// durable and returns them with their digest.
-    pub(crate) fn finish(self, mut prefix: PrefixHasher, size: u64) -> Result<(StagedBlob, ContentHash), StoreError> {
+    /// Completes every pending write and hashes whatever `prefix` does not cover; if the bytes
+    /// hash to `target`, makes them durable and returns them, else `None`.
+    pub(crate) fn finish(
+        self,
+        mut prefix: PrefixHasher,
+        size: u64,
+        target: &ContentHash,
+    ) -> Result<Option<StagedBlob>, StoreError> {
         match self {
-            Self::Disk(sink) => sink.finish(prefix, size),
+            Self::Disk(sink) => sink.finish(prefix, size, target),
             Self::Memory(buffer) => {
                 debug_assert_eq!(buffer.len() as u64, size);
                 let start = usize::try_from(prefix.hashed_len()).map_err(|_| StoreError::TooLarge)?;
                 prefix.feed_tail(&buffer[start..]);
-                let digest = ContentHash::from_bytes(prefix.finish());
-                Ok((StagedBlob::Memory(Arc::from(buffer)), digest))
+                let matched = ContentHash::from_bytes(prefix.finish()) == *target;
+                Ok(matched.then(|| StagedBlob::Memory(Arc::from(buffer))))
             }
         }
     }

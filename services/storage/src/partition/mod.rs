@@ -177,8 +177,8 @@ impl PartitionStore {
         self.registry.total_bytes()
     }
 
-    pub(crate) fn begin_write(&self) -> Result<BlobSink, StoreError> {
-        self.blobs.begin_write()
+    pub(crate) fn begin_write(&self, hash: &ContentHash) -> Result<BlobSink, StoreError> {
+        self.blobs.begin_write(hash)
     }
 
     /// Opens the blob of a disclosed entry and notes the read for LRU bookkeeping.

@@ -40,6 +40,22 @@ impl PartitionStore {
         self.commit_queue.len()
     }
 
+    /// Bytes written to swap files since the partition opened (0 in memory).
+    pub(crate) fn swap_bytes_written(&self) -> u64 {
+        match &self.blobs {
+            crate::blob_store::BlobStore::Disk(disk) => disk.swap_bytes_written(),
+            crate::blob_store::BlobStore::Memory(_) => 0,
+        }
+    }
+
+    /// Groups of writers sharing a swap file now.
+    pub(crate) fn write_groups(&self) -> usize {
+        match &self.blobs {
+            crate::blob_store::BlobStore::Disk(disk) => disk.write_groups(),
+            crate::blob_store::BlobStore::Memory(_) => 0,
+        }
+    }
+
     /// Registry transactions committed (or attempted) since the partition opened.
     pub(crate) fn registry_commits(&self) -> u64 {
         self.registry.commits()

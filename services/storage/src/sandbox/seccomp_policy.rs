@@ -210,6 +210,7 @@ pub const ALLOWED: &[Allowed] = &[
     allow(libc::SYS_unlinkat,        "unlinkat",        "remove_dir_all (swap cleanup), clear-site-data"),
     allow(libc::SYS_renameat,        "renameat",        "install a verified swap file into blobs/"),
     allow(libc::SYS_renameat2,       "renameat2",       "the same, as newer libcs issue it"),
+    allow(libc::SYS_linkat,          "linkat",          "a writer's own name for a swap file it shares (std's hard_link)"),
     #[cfg(target_arch = "x86_64")]
     allow(libc::SYS_mkdir,           "mkdir",           "x86_64 glibc's mkdir() (create_dir_all)"),
     #[cfg(target_arch = "x86_64")]
