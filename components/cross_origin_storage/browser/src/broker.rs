@@ -227,7 +227,7 @@ impl BrokerStub {
     /// Makes document `frame` a lookup binding: a new pipe, one end to the service with the
     /// document's caller context (fixed here, for the binding's life), the other to the renderer.
     /// The frame table holds the browser's handle on the renderer's end and closes it when the
-    /// document navigates, goes away or its origin's data is cleared. Nothing waits for the
+    /// document navigates, goes away or its record changes. Nothing waits for the
     /// service: a binding it never serves just disconnects, and the renderer uses the broker.
     fn bind_document(&self, request: RequestId, frame: FrameId) -> Result<(), &'static str> {
         let info = self.own_frame(frame)?;
@@ -241,9 +241,14 @@ impl BrokerStub {
         let Some(connection) = self.state.lock().service.as_ref().map(|(_, connection)| connection.clone()) else {
             return self.reply(request, CallResult::Failed(CosError::Abort));
         };
-        // Of the service connection's transport: the service end must travel over it.
-        let pair =
-            if connection.endpoint().is_in_process() { Ok(Endpoint::pair_in_process()) } else { Endpoint::pair() };
+        // Of the service connection's transport: the service end must travel over it. An
+        // in-process end cannot reach a renderer in another process: that renderer keeps the
+        // broker path.
+        let in_process = connection.endpoint().is_in_process();
+        if in_process && !self.to_renderer.endpoint().is_in_process() {
+            return self.reply(request, CallResult::Failed(CosError::Unknown));
+        }
+        let pair = if in_process { Ok(Endpoint::pair_in_process()) } else { Endpoint::pair() };
         let Ok((renderer_end, service_end)) = pair else {
             return self.reply(request, CallResult::Failed(CosError::Abort));
         };
@@ -800,12 +805,12 @@ mod tests {
         assert!(wait_terminated(&fixture));
     }
 
-    /// A navigation (a new record), the document's removal, or clearing its origin's data closes
-    /// its binding: a lookup in flight is never answered on it, and the renderer cannot use it.
+    /// A navigation (a new record), the document's removal or its renderer's end closes its
+    /// binding: a lookup in flight is never answered on it, and the renderer cannot use it.
     #[test]
     fn a_binding_closes_with_its_document_and_a_lookup_in_flight_is_not_answered() {
         type Change = fn(&FrameTable);
-        let changes: [(&str, Change); 4] = [
+        let changes: [(&str, Change); 3] = [
             ("navigated", |frames| {
                 frames.insert(
                     FrameId(1),
@@ -814,9 +819,6 @@ mod tests {
             }),
             ("removed", |frames| frames.remove(FrameId(1))),
             ("renderer gone", |frames| frames.remove_renderer(RendererId(1))),
-            ("site data cleared", |frames| {
-                frames.close_bindings_of(Partition::Regular, &Origin::from_url("https://a.example").unwrap())
-            }),
         ];
         for (what, change) in changes {
             let fixture = fixture();

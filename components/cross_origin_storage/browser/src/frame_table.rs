@@ -233,22 +233,6 @@ impl FrameTable {
         }
     }
 
-    /// Closes the lookup bindings of every document of `origin` in `partition` (its data was
-    /// cleared: their renderers ask again on their next lookup).
-    pub fn close_bindings_of(&self, partition: Partition, origin: &Origin) {
-        let frames = self.frames.read();
-        let mut bindings = self.bindings.lock();
-        bindings.retain(|frame, binding| {
-            let matches = frames
-                .get(frame)
-                .is_none_or(|info| info.partition == partition && info.origin == FrameOrigin::Tuple(origin.clone()));
-            if matches {
-                binding.shutdown();
-            }
-            !matches
-        });
-    }
-
     /// A user activation happened in `frame`'s document (the browser saw the input event): from
     /// now on it has sticky activation. Returns its record, `None` for an unknown frame.
     pub fn record_user_activation(&self, frame: FrameId) -> Option<FrameInfo> {

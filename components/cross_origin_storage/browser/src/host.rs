@@ -254,9 +254,9 @@ impl CosHost {
     }
 
     /// Clears one origin's COS data (a user action in the browser).
-    /// The origin's documents' lookup bindings are closed first; their next lookups bind anew.
+    /// Documents' lookup bindings stay open: clearing changes no part of a caller context, and
+    /// the handles it revokes answer `NotFoundError` through them, like a miss (SPEC §4).
     pub fn clear_site_data(&self, partition: Partition, origin: &Origin) -> Result<(), CosError> {
-        self.inner.frames.close_bindings_of(partition, origin);
         self.inner.control_request(|request| BrowserToService::ClearSiteData {
             request,
             partition,

@@ -552,9 +552,10 @@ fn lookups_go_to_the_service_without_the_broker() {
 }
 
 /// A navigation closes the document's binding: a handle it issued answers `AbortError`, never
-/// the new document; the new document's lookups bind anew. Clearing the origin's data does too.
+/// the new document; the new document's lookups bind anew. Clearing the origin's data keeps the
+/// binding (the context is unchanged): the handles it revokes answer `NotFoundError`, like a miss.
 #[test]
-fn a_navigation_or_cleared_site_data_closes_the_binding_and_its_handles() {
+fn a_navigation_closes_the_binding_and_its_handles_and_cleared_site_data_revokes_them() {
     let world = World::new();
     let manager = world.frame(1, 1, |_| {});
     let bytes = b"read across a navigation".as_slice();
@@ -570,9 +571,11 @@ fn a_navigation_or_cleared_site_data_closes_the_binding_and_its_handles() {
     let fresh = lookup().unwrap();
     assert_eq!(block_on(async { fresh.get_file().await?.read_all() }).unwrap(), bytes);
 
+    let broker_read = world.host.broker_messages_read(RendererId(1)).unwrap();
     world.host.clear_site_data(Partition::Regular, &Origin::from_url("https://a.example").unwrap()).unwrap();
-    assert_eq!(block_on(fresh.get_file()).err(), Some(CosError::Abort));
+    assert_eq!(block_on(fresh.get_file()).err(), Some(CosError::NotFound), "revoked, like a miss");
     assert_eq!(lookup().unwrap_err(), CosError::NotFound, "cleared");
+    assert_eq!(world.host.broker_messages_read(RendererId(1)), Some(broker_read), "still bound");
 }
 
 /// A renderer that sends on its document's binding what a well-behaved one never sends is

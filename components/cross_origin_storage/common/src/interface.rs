@@ -205,8 +205,7 @@ pub enum RendererToBroker {
     /// [`CallResult::Bound`], or a failure after which the document keeps using the broker).
     /// Over the binding the renderer sends `GetFileHandle` without `create` (naming `frame`) and
     /// calls on the handles the binding issued; the service answers with [`Reply`]s. A
-    /// navigation, the document's removal, a change of its record or clearing its origin's data
-    /// closes the binding.
+    /// navigation, the document's removal or a change of its record closes the binding.
     Bind {
         /// Echoed in the reply.
         request: RequestId,

@@ -150,8 +150,8 @@ impl RendererConnection {
 
     /// The connection `frame`'s lookups (`getFileHandle` without `create`) and the calls on the
     /// handles they return go over: the document's binding, asked of the broker on its first
-    /// lookup (and again after the binding closed, once it had served: a navigation, cleared
-    /// site data or a service restart), or this connection where there is none.
+    /// lookup (and again after the binding closed, once it had served: a change of the
+    /// document's record or a service restart), or this connection where there is none.
     pub(crate) async fn lookup_connection(self: &Arc<Self>, frame: FrameId) -> Arc<RendererConnection> {
         {
             let mut bindings = self.bindings.lock();

@@ -155,7 +155,7 @@ impl CrossOriginStorageManager {
             if create { self.connection.clone() } else { self.connection.lookup_connection(frame).await };
         let mut reply = connection.call(get);
         if reply.unsent() && !create {
-            // The binding had closed (a restart, cleared site data) and nothing was sent on it:
+            // The binding had closed (a service restart) and nothing was sent on it:
             // ask again, over a new binding or the broker.
             connection = self.connection.lookup_connection(frame).await;
             reply = connection.call(get);
