@@ -35,10 +35,7 @@ fn serve_control(service: &StorageService, control: &Arc<ControlPipe>, connectio
                 let service = service.clone();
                 let name = format!("cos-renderer-{}", renderer.0);
                 let spawned = Served::spawn(name, connection.into_endpoint(), move |endpoint| {
-                    match RendererSession::new(service, renderer, endpoint) {
-                        Ok(session) => session.run(),
-                        Err(error) => tracing::error!(%error, "could not start a renderer session"),
-                    }
+                    RendererSession::new(service, renderer, endpoint).run();
                     release_freed_memory();
                 });
                 match spawned {

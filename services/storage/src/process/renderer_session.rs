@@ -39,7 +39,9 @@ struct RendererAllowance {
 /// documents' bindings. (The renderer's own end of its COS pipe is
 /// `cos_renderer::RendererConnection`; this is the service's view of that renderer.)
 pub(super) struct RendererSession {
-    pipe: BrokerConnection,
+    /// Shared with the bindings' and this connection's [`Calls`] (for bad-message reports),
+    /// without a descriptor of their own.
+    pipe: Arc<BrokerConnection>,
     calls: Calls,
     /// The documents' bindings, one thread each.
     bindings: Vec<Served>,
@@ -51,7 +53,7 @@ struct Calls {
     service: StorageService,
     renderer: RendererId,
     /// The renderer's broker connection: bad-message reports go over it, naming no one else.
-    to_broker: BrokerConnection,
+    to_broker: Arc<BrokerConnection>,
     in_process: bool,
     handles: HashMap<HandleId, FileHandle>,
     allowance: Arc<RendererAllowance>,
@@ -79,10 +81,10 @@ fn pause_after_refusals(refusals_in_a_row: u32) -> Option<std::time::Duration> {
 }
 
 impl RendererSession {
-    pub(super) fn new(service: StorageService, renderer: RendererId, endpoint: Endpoint) -> std::io::Result<Self> {
-        let pipe = Pipe::new(endpoint);
-        let calls = Calls::new(service, renderer, &pipe, Arc::default())?;
-        Ok(Self { pipe, calls, bindings: Vec::new() })
+    pub(super) fn new(service: StorageService, renderer: RendererId, endpoint: Endpoint) -> Self {
+        let pipe = Arc::new(Pipe::new(endpoint));
+        let calls = Calls::new(service, renderer, pipe.clone(), Arc::default());
+        Self { pipe, calls, bindings: Vec::new() }
     }
 
     pub(super) fn run(mut self) {
@@ -148,10 +150,7 @@ impl RendererSession {
             tracing::warn!(renderer = renderer.0, "too many document bindings; refusing one");
             return;
         }
-        let calls = match Calls::new(self.calls.service.clone(), renderer, &self.pipe, self.calls.allowance.clone()) {
-            Ok(calls) => calls,
-            Err(error) => return tracing::error!(%error, "could not share the broker connection with a binding"),
-        };
+        let calls = Calls::new(self.calls.service.clone(), renderer, self.pipe.clone(), self.calls.allowance.clone());
         let name = format!("cos-binding-{}", renderer.0);
         let spawned = Served::spawn(name, pipe.into_endpoint(), move |endpoint| {
             let mut binding = Binding { pipe: Pipe::new(endpoint), frame, caller, calls };
@@ -229,19 +228,19 @@ impl Calls {
     fn new(
         service: StorageService,
         renderer: RendererId,
-        to_broker: &BrokerConnection,
+        to_broker: Arc<BrokerConnection>,
         allowance: Arc<RendererAllowance>,
-    ) -> std::io::Result<Self> {
-        Ok(Self {
+    ) -> Self {
+        Self {
             service,
             renderer,
-            to_broker: to_broker.try_clone()?,
             in_process: to_broker.endpoint().is_in_process(),
+            to_broker,
             handles: HashMap::new(),
             allowance,
             pipes: Vec::new(),
             refusals_in_a_row: 0,
-        })
+        }
     }
 
     /// Ends this pipe's data pipes and gives back its handles.
