@@ -164,6 +164,18 @@ impl RendererConnection {
                 Some(Binding::Asking | Binding::Broker) => return self.clone(),
                 Some(Binding::Bound(_)) | None => {}
             }
+            // Documents come and go: drop the bindings the browser closed (navigated or removed
+            // documents), so their descriptors do not pile up for the renderer's life.
+            bindings.retain(|_, binding| match binding {
+                Binding::Bound(connection) if connection.is_closed() => {
+                    if !connection.answered.load(Ordering::Acquire) {
+                        *binding = Binding::Broker;
+                        return true;
+                    }
+                    false
+                }
+                _ => true,
+            });
             bindings.insert(frame, Binding::Asking);
         }
         let outcome = match self.call(|request| RendererToBroker::Bind { request, frame }).await {
@@ -251,6 +263,15 @@ impl RendererConnection {
                 return None;
             }
         }
+    }
+
+    /// Whether this pipe is closed. A pumped pipe nobody awaits is looked at (without waiting),
+    /// since nothing else would notice.
+    fn is_closed(&self) -> bool {
+        if self.receiver.is_some() && !self.is_awaited() {
+            let _ = self.pump_own(Some(Duration::ZERO));
+        }
+        self.pending.lock().disconnected
     }
 
     /// Whether calls on this pipe await replies.
@@ -401,6 +422,71 @@ impl Future for ReplyFuture {
                 slot.waker = Some(context.waker().clone());
                 Poll::Pending
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// A fake broker answering every `Bind` with a fresh binding, handing the test each service end.
+    fn fake_broker(broker_end: Endpoint) -> mpsc::Receiver<Endpoint> {
+        let (service_ends, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            let broker: Pipe<Reply, RendererToBroker> = Pipe::new(broker_end);
+            while let Ok(RendererToBroker::Bind { request, .. }) = broker.recv() {
+                let (renderer_end, service_end) = Endpoint::pair_in_process();
+                if service_ends.send(service_end).is_err() {
+                    return;
+                }
+                let _ = broker.send(Reply { request, result: CallResult::Bound { pipe: renderer_end.into() } });
+            }
+        });
+        received
+    }
+
+    /// Documents come and go for a renderer's life: a binding the browser closed leaves the
+    /// renderer's map (and its descriptor is released) when the next document binds, whether
+    /// anything reads the binding or not; one closed before it ever answered keeps its document
+    /// on the broker.
+    #[test]
+    fn closed_bindings_are_dropped_when_another_document_binds() {
+        for pumped in [true, false] {
+            let (renderer_end, broker_end) = Endpoint::pair_in_process();
+            let service_ends = fake_broker(broker_end);
+            let connection = if pumped {
+                RendererConnection::new_pumped(renderer_end)
+            } else {
+                RendererConnection::new(renderer_end)
+            }
+            .unwrap();
+            let bind = |frame| {
+                let lookup = connection.lookup_connection(FrameId(frame));
+                if pumped { connection.run_until(lookup) } else { crate::block_on(lookup) }
+            };
+            let served = bind(1);
+            served.answered.store(true, Ordering::Release);
+            let never_served = bind(2);
+            assert!(!Arc::ptr_eq(&served, &connection) && !Arc::ptr_eq(&never_served, &connection));
+            // The browser closes both (their documents went away).
+            let timeout = Duration::from_secs(10);
+            drop(service_ends.recv_timeout(timeout).unwrap());
+            drop(service_ends.recv_timeout(timeout).unwrap());
+            if !pumped {
+                let deadline = Instant::now() + timeout;
+                while !(served.pending.lock().disconnected && never_served.pending.lock().disconnected) {
+                    assert!(Instant::now() < deadline, "the reader threads saw the bindings close");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            let _third = bind(3);
+            let bindings = connection.bindings.lock();
+            assert!(!bindings.contains_key(&FrameId(1)), "pumped: {pumped}");
+            assert!(matches!(bindings.get(&FrameId(2)), Some(Binding::Broker)), "pumped: {pumped}");
+            assert!(matches!(bindings.get(&FrameId(3)), Some(Binding::Bound(_))), "pumped: {pumped}");
         }
     }
 }
