@@ -34,10 +34,12 @@ pub struct FrameId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RendererId(pub u64);
 
-/// A file handle of one renderer. The broker numbers them, in order, for as long as the renderer
-/// lives: an id is never issued twice on a renderer's pipe, not even by a restarted service, so it
-/// can never come to name another handle. The broker binds each id to the origin and partition
-/// that opened it.
+/// A file handle of one renderer. On the renderer's pipe to its broker, the broker numbers them,
+/// in order, for as long as the renderer lives: an id is never issued twice there, not even by a
+/// restarted service, so it can never come to name another handle; the broker binds each id to the
+/// origin and partition that opened it. On a document's lookup binding the service numbers them
+/// (one sequence per renderer and service generation) and each is valid on that binding only,
+/// which closes with its document and with the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct HandleId(pub u64);
 
@@ -185,6 +187,8 @@ impl HandleCall {
 
 /// Renderer → broker. **Untrusted**: the broker checks that `frame` belongs to the sending
 /// renderer (otherwise: bad message) and applies the Permissions Policy before anything else.
+/// The same messages go renderer → service on a document's lookup binding, where the service
+/// accepts only lookups naming the bound document and calls on the handles the binding issued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RendererToBroker {
     /// `getFileHandle(hash, {create, origins})` from a document of this renderer.
