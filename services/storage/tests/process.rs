@@ -13,15 +13,16 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use cos_common::interface::{
-    BrokerToService, BrowserToService, CallResult, CreateOptions, DATA_CHUNK_BYTES, HandleCall, HandleId,
-    HandleRequest, InspectionItem, ReaderEnd, ReaderFrame, ReaderRequest, RequestId, ServiceToBroker, ServiceToBrowser,
-    WriterEvent, WriterFrame,
+    BrokerToService, BrowserToService, CallResult, CreateOptions, DATA_CHUNK_BYTES, FrameId, HandleCall, HandleId,
+    HandleRequest, InspectionItem, ReaderEnd, ReaderFrame, ReaderRequest, RendererToBroker, Reply, RequestId,
+    ServiceToBroker, ServiceToBrowser, WriterEvent, WriterFrame,
 };
 use cos_common::{
-    CallerContext, ContentHash, CosError, DataErrorKind, OffTheRecordProfileId, Origin, Partition, QuotaScope,
+    CallerContext, ContentHash, CosError, DataErrorKind, OffTheRecordProfileId, Origin, OriginsOption, Partition,
+    QuotaScope,
 };
 use cos_ipc::{Endpoint, IpcError, Pipe};
-use cos_storage_service::process::MAX_DATA_PIPES_PER_RENDERER;
+use cos_storage_service::process::{MAX_BINDINGS_PER_RENDERER, MAX_DATA_PIPES_PER_RENDERER};
 use cos_storage_service::{ServiceConfig, StorageService};
 use cos_test_support::callers::{caller, hash_of, origin};
 use cos_test_support::fixture::{ServiceThread, WAIT};
@@ -733,4 +734,239 @@ fn asking_for_a_descriptor_gets_nothing_extra() {
     }
     // Plain reads on the same pipe still work after descriptors went out.
     assert_eq!(reader.read(10, 20).unwrap(), &big[10..30]);
+}
+
+// ----- document bindings -------------------------------------------------------------------------
+
+/// The renderer's end of a document's binding, as `cos_renderer` speaks on it.
+struct BoundDocument {
+    pipe: Pipe<RendererToBroker, Reply>,
+    frame: FrameId,
+    next_request: Cell<u64>,
+}
+
+impl Renderer {
+    /// Binds document `frame` to `caller`, as the broker does, and returns the renderer's end.
+    fn bind_document(&self, frame: u64, caller: &CallerContext) -> BoundDocument {
+        let (service_end, renderer_end) = Endpoint::pair_in_process();
+        let message =
+            BrokerToService::BindDocument { frame: FrameId(frame), caller: caller.clone(), pipe: service_end.into() };
+        self.pipe.send(message).unwrap();
+        BoundDocument { pipe: Pipe::new(renderer_end), frame: FrameId(frame), next_request: Cell::new(1) }
+    }
+}
+
+impl BoundDocument {
+    fn call(&self, make: impl FnOnce(RequestId) -> RendererToBroker) -> CallResult {
+        let request = RequestId(self.next_request.get());
+        self.next_request.set(request.0 + 1);
+        self.pipe.send(make(request)).unwrap();
+        let reply = self.pipe.recv_timeout(WAIT).expect("no reply on the binding");
+        assert_eq!(reply.request, request, "reply to the wrong request");
+        reply.result
+    }
+
+    fn lookup(&self, hash: ContentHash) -> Result<HandleId, CosError> {
+        let frame = self.frame;
+        let get = |request| RendererToBroker::GetFileHandle {
+            request,
+            frame,
+            hash,
+            create: false,
+            origins: OriginsOption::Omitted,
+        };
+        match self.call(get) {
+            CallResult::Handle { handle, create: false } => Ok(handle),
+            CallResult::Failed(error) => Err(error),
+            other => panic!("expected a read handle, got {other:?}"),
+        }
+    }
+
+    fn get_file(&self, handle: HandleId) -> Result<ReadPipe, CosError> {
+        let frame = self.frame;
+        match self.call(|request| RendererToBroker::Call { frame, call: HandleCall::GetFile { request, handle } }) {
+            CallResult::File { size, pipe } => Ok(ReadPipe { size, endpoint: pipe.into_endpoint() }),
+            CallResult::Failed(error) => Err(error),
+            other => panic!("unexpected answer to GetFile: {other:?}"),
+        }
+    }
+
+    fn assert_closed_by_service(&self) {
+        match self.pipe.recv_timeout(WAIT) {
+            Err(IpcError::Disconnected) => {}
+            other => panic!("expected the binding to be closed, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_binding_answers_as_the_document_it_was_bound_to() {
+    let browser = service();
+    let renderer = browser.bind(1);
+    let (a, b) = (caller("https://a.example"), caller("https://b.example"));
+    let bytes = content(5000, 1);
+    renderer.store(&a, &bytes);
+    let as_a = renderer.bind_document(10, &a);
+    let as_b = renderer.bind_document(11, &b);
+    let handle = as_a.lookup(hash_of(&bytes)).unwrap();
+    let reader = as_a.get_file(handle).unwrap();
+    assert_eq!(reader.read(0, reader.size).unwrap(), bytes);
+    // The context is the binding's: b's document does not see a's entry, whatever it sends.
+    assert_eq!(as_b.lookup(hash_of(&bytes)), Err(CosError::NotFound));
+    assert_eq!(as_a.lookup(hash_of(b"never stored")), Err(CosError::NotFound));
+    // Nothing was reported.
+    assert!(matches!(renderer.pipe.recv_timeout(Duration::from_millis(100)), Err(IpcError::Timeout)));
+}
+
+/// What a well-behaved renderer never sends on a binding is reported over its own broker
+/// connection (the broker terminates it), and the binding closes.
+#[test]
+fn bad_messages_on_a_binding_are_reported_on_the_renderers_own_connection() {
+    let browser = service();
+    let innocent = browser.bind(2);
+    let culprit = browser.bind(1);
+    let who = caller("https://a.example");
+    let hash = hash_of(b"anything");
+    type Send = Box<dyn Fn(&BoundDocument)>;
+    let messages: Vec<(&str, Send)> = vec![
+        ("undecodable", Box::new(|bound| bound.pipe.endpoint().send(&[0xff, 0x13], vec![]).unwrap())),
+        (
+            "attachment",
+            Box::new(|bound| {
+                let bytes =
+                    cos_ipc::encode(&RendererToBroker::Bind { request: RequestId(1), frame: bound.frame }).unwrap();
+                bound.pipe.endpoint().send(&bytes, vec![Endpoint::pair_in_process().0]).unwrap()
+            }),
+        ),
+        (
+            "create",
+            Box::new(move |bound| {
+                let create = RendererToBroker::GetFileHandle {
+                    request: RequestId(1),
+                    frame: bound.frame,
+                    hash,
+                    create: true,
+                    origins: OriginsOption::Omitted,
+                };
+                bound.pipe.send(create).unwrap()
+            }),
+        ),
+        (
+            "another document",
+            Box::new(move |bound| {
+                let other = RendererToBroker::GetFileHandle {
+                    request: RequestId(1),
+                    frame: FrameId(bound.frame.0 + 1),
+                    hash,
+                    create: false,
+                    origins: OriginsOption::Omitted,
+                };
+                bound.pipe.send(other).unwrap()
+            }),
+        ),
+        (
+            "bind",
+            Box::new(|bound| {
+                bound.pipe.send(RendererToBroker::Bind { request: RequestId(1), frame: bound.frame }).unwrap()
+            }),
+        ),
+        (
+            "unknown handle",
+            Box::new(|bound| {
+                let call = HandleCall::GetFile { request: RequestId(1), handle: HandleId(12_345) };
+                bound.pipe.send(RendererToBroker::Call { frame: bound.frame, call }).unwrap()
+            }),
+        ),
+        (
+            "unknown release",
+            Box::new(|bound| {
+                let call = HandleCall::ReleaseHandle { handle: HandleId(12_345) };
+                bound.pipe.send(RendererToBroker::Call { frame: bound.frame, call }).unwrap()
+            }),
+        ),
+    ];
+    for (what, send) in messages {
+        let bound = culprit.bind_document(10, &who);
+        send(&bound);
+        let reason = culprit.next_report();
+        assert!(!reason.is_empty(), "{what}");
+        bound.assert_closed_by_service();
+    }
+    assert!(matches!(innocent.pipe.recv_timeout(Duration::from_millis(100)), Err(IpcError::Timeout)));
+}
+
+#[test]
+fn a_handle_a_binding_issued_is_refused_on_another() {
+    let browser = service();
+    let renderer = browser.bind(1);
+    let who = caller("https://a.example");
+    let bytes = content(100, 2);
+    renderer.store(&who, &bytes);
+    let first = renderer.bind_document(10, &who);
+    let second = renderer.bind_document(11, &who);
+    let own = second.lookup(hash_of(&bytes)).unwrap();
+    let issued = first.lookup(hash_of(&bytes)).unwrap();
+    assert_ne!(own, issued, "one sequence of ids per renderer");
+    let call = HandleCall::GetFile { request: RequestId(9), handle: issued };
+    second.pipe.send(RendererToBroker::Call { frame: FrameId(11), call }).unwrap();
+    assert_eq!(renderer.next_report(), "a handle this binding did not issue");
+    second.assert_closed_by_service();
+    // Nor on the broker's connection, whose ids are the broker's.
+    assert_eq!(renderer.get_file(issued).err(), Some(CosError::Abort));
+    // The first binding is unaffected.
+    assert!(first.get_file(issued).is_ok());
+}
+
+/// A renderer's bindings share its allowances: data pipes, handles, and the bindings themselves.
+#[test]
+fn bindings_count_against_their_renderers_limits() {
+    let browser = service();
+    let renderer = browser.bind(1);
+    let who = caller("https://a.example");
+    let bytes = content(100, 4);
+    renderer.store(&who, &bytes);
+    let bound = renderer.bind_document(10, &who);
+    let handle = bound.lookup(hash_of(&bytes)).unwrap();
+    // Every data pipe taken through the broker's connection...
+    let create = renderer.create_handle(&who, hash_of(b"pipes"));
+    let _writers: Vec<Writer> =
+        (0..MAX_DATA_PIPES_PER_RENDERER).map(|_| renderer.create_writable(create).unwrap()).collect();
+    // ...leaves none for a binding.
+    assert_eq!(bound.get_file(handle).err(), Some(CosError::QuotaExceeded(QuotaScope::Renderer)));
+
+    let other = browser.bind(2);
+    let mut bindings: Vec<BoundDocument> =
+        (0..MAX_BINDINGS_PER_RENDERER as u64).map(|frame| other.bind_document(100 + frame, &who)).collect();
+    for binding in &bindings {
+        assert_eq!(binding.lookup(hash_of(b"nothing")), Err(CosError::NotFound));
+    }
+    let refused = other.bind_document(999, &who);
+    refused.assert_closed_by_service();
+    // A closed binding makes room.
+    drop(bindings.pop());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let retry = other.bind_document(1000, &who);
+        let frame = retry.frame;
+        retry
+            .pipe
+            .send(RendererToBroker::GetFileHandle {
+                request: RequestId(1),
+                frame,
+                hash: hash_of(b"nothing"),
+                create: false,
+                origins: OriginsOption::Omitted,
+            })
+            .unwrap();
+        match retry.pipe.recv_timeout(WAIT) {
+            Ok(reply) => {
+                assert_eq!(reply.result, CallResult::Failed(CosError::NotFound));
+                break;
+            }
+            Err(IpcError::Disconnected) => {}
+            Err(error) => panic!("{error}"),
+        }
+        assert!(Instant::now() < deadline, "no binding slot came back within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

@@ -72,10 +72,28 @@ pub(crate) struct BrokerStub {
     to_renderer: Pipe<Reply, RendererToBroker>,
     frames: Arc<FrameTable>,
     state: Mutex<BrokerState>,
+    /// Whether this renderer's documents get lookup bindings: not over a bridged link, which
+    /// carries only pipes the bridge relays itself.
+    bindings: bool,
+    /// Messages read from the renderer (test seam: lookups over a binding leave it still).
+    #[cfg(feature = "testing")]
+    messages: std::sync::atomic::AtomicU64,
 }
 
 impl BrokerStub {
+    #[cfg(test)]
     pub(crate) fn new(renderer: RendererId, endpoint: Endpoint, frames: Arc<FrameTable>, peer: Arc<Peer>) -> Arc<Self> {
+        Self::with_bindings(renderer, endpoint, frames, peer, true)
+    }
+
+    /// A broker whose documents get lookup bindings only if `bindings`.
+    pub(crate) fn with_bindings(
+        renderer: RendererId,
+        endpoint: Endpoint,
+        frames: Arc<FrameTable>,
+        peer: Arc<Peer>,
+        bindings: bool,
+    ) -> Arc<Self> {
         peer.add_endpoint(&endpoint);
         Arc::new(Self {
             renderer,
@@ -83,7 +101,16 @@ impl BrokerStub {
             to_renderer: Pipe::new(endpoint),
             frames,
             state: Mutex::new(BrokerState { next_handle: 1, current_from: 1, ..BrokerState::default() }),
+            bindings,
+            #[cfg(feature = "testing")]
+            messages: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Messages read from the renderer so far.
+    #[cfg(feature = "testing")]
+    pub(crate) fn messages_read(&self) -> u64 {
+        self.messages.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn renderer(&self) -> RendererId {
@@ -142,7 +169,10 @@ impl BrokerStub {
 
     /// Err(reason) means the renderer misbehaved.
     fn handle(&self, message: RendererToBroker) -> Result<(), &'static str> {
+        #[cfg(feature = "testing")]
+        self.messages.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match message {
+            RendererToBroker::Bind { request, frame } => self.bind_document(request, frame),
             RendererToBroker::GetFileHandle { request, frame, hash, create, origins } => {
                 let info = self.own_frame(frame)?;
                 let caller = match info.authorize() {
@@ -192,6 +222,48 @@ impl BrokerStub {
                 Ok(())
             }
         }
+    }
+
+    /// Makes document `frame` a lookup binding: a new pipe, one end to the service with the
+    /// document's caller context (fixed here, for the binding's life), the other to the renderer.
+    /// The frame table holds the browser's handle on the renderer's end and closes it when the
+    /// document navigates, goes away or its record changes. Nothing waits for the
+    /// service: a binding it never serves just disconnects, and the renderer uses the broker.
+    fn bind_document(&self, request: RequestId, frame: FrameId) -> Result<(), &'static str> {
+        let info = self.own_frame(frame)?;
+        let caller = match info.authorize() {
+            Ok(caller) => caller,
+            Err(error) => return self.reply(request, CallResult::Failed(error)),
+        };
+        if !self.bindings {
+            return self.reply(request, CallResult::Failed(CosError::Unknown));
+        }
+        let Some(connection) = self.state.lock().service.as_ref().map(|(_, connection)| connection.clone()) else {
+            return self.reply(request, CallResult::Failed(CosError::Abort));
+        };
+        // Of the service connection's transport: the service end must travel over it. An
+        // in-process end cannot reach a renderer in another process: that renderer keeps the
+        // broker path.
+        let in_process = connection.endpoint().is_in_process();
+        if in_process && !self.to_renderer.endpoint().is_in_process() {
+            return self.reply(request, CallResult::Failed(CosError::Unknown));
+        }
+        let pair = if in_process { Ok(Endpoint::pair_in_process()) } else { Endpoint::pair() };
+        let Ok((renderer_end, service_end)) = pair else {
+            return self.reply(request, CallResult::Failed(CosError::Abort));
+        };
+        let Ok(closer) = renderer_end.try_clone() else {
+            return self.reply(request, CallResult::Failed(CosError::Abort));
+        };
+        // Registered before either end is handed out: a document that changed meanwhile gets no
+        // binding, and one that changes later has it closed.
+        if !self.frames.open_binding(frame, &info, closer) {
+            return self.reply(request, CallResult::Failed(CosError::Abort));
+        }
+        if connection.send(BrokerToService::BindDocument { frame, caller, pipe: service_end.into() }).is_err() {
+            return self.reply(request, CallResult::Failed(CosError::Abort));
+        }
+        self.reply(request, CallResult::Bound { pipe: renderer_end.into() })
     }
 
     /// Counts `request` as in flight and returns the connection to send it on (`None`: the service
@@ -334,6 +406,10 @@ impl BrokerStub {
             let issuing = state.issuing.remove(&reply.request);
             if !current {
                 reply.result = CallResult::Failed(CosError::Abort);
+            } else if matches!(reply.result, CallResult::Bound { .. }) {
+                // Only the broker makes bindings; a service answering with one is broken.
+                tracing::error!(renderer = self.renderer.0, "the service answered with a binding");
+                reply.result = CallResult::Failed(CosError::Unknown);
             } else if let CallResult::Handle { handle, .. } = reply.result {
                 match issuing {
                     Some((expected, owner)) if expected == handle => {
@@ -378,8 +454,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
-    use cos_common::ContentHash;
-    use cos_common::OriginsOption;
+    use cos_common::{CallerContext, ContentHash, OriginsOption};
 
     use super::*;
     use crate::frame_table::FrameInfo;
@@ -691,5 +766,80 @@ mod tests {
         assert!(!fixture.terminated.load(Ordering::SeqCst));
         fixture.service.send(ServiceToBroker::BadMessage { reason: "malformed write frame".into() }).unwrap();
         assert!(wait_terminated(&fixture));
+    }
+
+    /// Asks for frame `frame`'s binding; returns the service's view of it (the context it was
+    /// bound to and its end) and the renderer's end.
+    fn bind(
+        fixture: &Fixture,
+        request: u64,
+        frame: u64,
+    ) -> (CallerContext, Pipe<Reply, RendererToBroker>, Pipe<RendererToBroker, Reply>) {
+        fixture.renderer.send(RendererToBroker::Bind { request: RequestId(request), frame: FrameId(frame) }).unwrap();
+        let forwarded = fixture.service.recv_timeout(Duration::from_secs(10)).unwrap();
+        let BrokerToService::BindDocument { frame: bound, caller, pipe } = forwarded else { panic!("{forwarded:?}") };
+        assert_eq!(bound, FrameId(frame));
+        let reply = fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(reply.request, RequestId(request));
+        let CallResult::Bound { pipe: renderer_end } = reply.result else { panic!("{:?}", reply.result) };
+        (caller, Pipe::new(pipe.into_endpoint()), Pipe::new(renderer_end.into_endpoint()))
+    }
+
+    #[test]
+    fn a_binding_is_bound_by_the_broker_to_its_documents_context() {
+        let fixture = fixture();
+        let (caller, service_end, renderer_end) = bind(&fixture, 1, 4);
+        assert_eq!(caller.origin().to_string(), "https://b.example", "frame 4's record, not the renderer's word");
+        assert_eq!(caller.partition(), Partition::Regular);
+        // The two ends are one pipe: the renderer reaches the service without the broker.
+        renderer_end.send(get(2, 4)).unwrap();
+        assert_eq!(service_end.recv_timeout(Duration::from_secs(10)).unwrap(), get(2, 4));
+        // A document the policy blocks gets no binding, and the service hears nothing.
+        fixture.renderer.send(RendererToBroker::Bind { request: RequestId(3), frame: FrameId(2) }).unwrap();
+        let reply = fixture.renderer.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(reply.result, CallResult::Failed(CosError::NotAllowed(NotAllowedKind::PermissionsPolicy)));
+        assert!(matches!(fixture.service.recv_timeout(Duration::from_millis(200)), Err(IpcError::Timeout)));
+        assert!(!fixture.terminated.load(Ordering::SeqCst));
+        // Another renderer's document: a bad message.
+        fixture.renderer.send(RendererToBroker::Bind { request: RequestId(4), frame: FrameId(9) }).unwrap();
+        assert!(wait_terminated(&fixture));
+    }
+
+    /// A navigation (a new record), the document's removal or its renderer's end closes its
+    /// binding: a lookup in flight is never answered on it, and the renderer cannot use it.
+    #[test]
+    fn a_binding_closes_with_its_document_and_a_lookup_in_flight_is_not_answered() {
+        type Change = fn(&FrameTable);
+        let changes: [(&str, Change); 3] = [
+            ("navigated", |frames| {
+                frames.insert(
+                    FrameId(1),
+                    FrameInfo::top_level(RendererId(1), Origin::from_url("https://c.example").unwrap()),
+                )
+            }),
+            ("removed", |frames| frames.remove(FrameId(1))),
+            ("renderer gone", |frames| frames.remove_renderer(RendererId(1))),
+        ];
+        for (what, change) in changes {
+            let fixture = fixture();
+            let (_, service_end, renderer_end) = bind(&fixture, 1, 1);
+            renderer_end.send(get(2, 1)).unwrap();
+            // The service has the lookup (in flight) when the document changes.
+            assert_eq!(service_end.recv_timeout(Duration::from_secs(10)).unwrap(), get(2, 1));
+            change(&fixture.stub.frames);
+            let answer =
+                Reply { request: RequestId(2), result: CallResult::Handle { handle: HandleId(1), create: false } };
+            let _ = service_end.send(answer);
+            let heard = renderer_end.recv_timeout(Duration::from_secs(10));
+            assert!(matches!(heard, Err(IpcError::Disconnected)), "{what}: {heard:?}");
+            assert!(renderer_end.send(get(3, 1)).is_err(), "{what}: the binding is unusable");
+            assert!(matches!(service_end.recv_timeout(Duration::from_secs(10)), Err(IpcError::Disconnected)), "{what}");
+        }
+        // Another document's binding is untouched by a change of this one.
+        let fixture = fixture();
+        let (_, service_end, renderer_end) = bind(&fixture, 1, 4);
+        fixture.stub.frames.remove(FrameId(1));
+        renderer_end.send(get(2, 4)).unwrap();
+        assert_eq!(service_end.recv_timeout(Duration::from_secs(10)).unwrap(), get(2, 4));
     }
 }

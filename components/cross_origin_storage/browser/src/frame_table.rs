@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use cos_common::interface::{CreateOptions, FrameId, RendererId, WriteWarning, WriteWarnings};
 use cos_common::{AllowOriginCeiling, CallerContext, CosError, NotAllowedKind, Origin, OriginsOption, Partition, Site};
-use parking_lot::RwLock;
+use cos_ipc::Endpoint;
+use parking_lot::{Mutex, RwLock};
 
 /// A document's origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,13 +195,42 @@ impl FrameInfo {
 #[derive(Debug, Default)]
 pub struct FrameTable {
     frames: RwLock<HashMap<FrameId, FrameInfo>>,
+    /// Each document's lookup binding (at most one), as the browser's handle on the renderer's
+    /// end: shutting it down closes the binding for both sides. Locked after `frames`.
+    bindings: Mutex<HashMap<FrameId, Endpoint>>,
 }
 
 impl FrameTable {
     /// Registers (or replaces) a document. A replaced record is a new document: it has the
     /// activation `info` says (none, from the constructors), never its predecessor's.
     pub fn insert(&self, frame: FrameId, info: FrameInfo) {
-        self.frames.write().insert(frame, info);
+        let mut frames = self.frames.write();
+        // A new or changed record (a navigation, a new policy or ceiling): the binding spoke for
+        // the old one, so it closes and the renderer asks again.
+        self.close_binding(frame);
+        frames.insert(frame, info);
+    }
+
+    /// Records `closer` (the browser's handle on the renderer's end) as `frame`'s lookup binding
+    /// if `frame`'s record is still `expected`, the record the binding's caller context was
+    /// taken from; a binding it had before is closed. False (and `closer` shut down): the
+    /// document changed or went away meanwhile, so the binding must not serve.
+    pub(crate) fn open_binding(&self, frame: FrameId, expected: &FrameInfo, closer: Endpoint) -> bool {
+        let frames = self.frames.read();
+        if frames.get(&frame) != Some(expected) {
+            closer.shutdown();
+            return false;
+        }
+        if let Some(old) = self.bindings.lock().insert(frame, closer) {
+            old.shutdown();
+        }
+        true
+    }
+
+    fn close_binding(&self, frame: FrameId) {
+        if let Some(binding) = self.bindings.lock().remove(&frame) {
+            binding.shutdown();
+        }
     }
 
     /// A user activation happened in `frame`'s document (the browser saw the input event): from
@@ -248,14 +278,24 @@ impl FrameTable {
         CreateOptions { origins, allow_origin_ceiling: ceiling, document_url: info.url.clone(), warnings }
     }
 
-    /// Forgets a document.
+    /// Forgets a document, and closes its lookup binding.
     pub fn remove(&self, frame: FrameId) {
-        self.frames.write().remove(&frame);
+        let mut frames = self.frames.write();
+        self.close_binding(frame);
+        frames.remove(&frame);
     }
 
-    /// Forgets every document of a renderer.
+    /// Forgets every document of a renderer, and closes their lookup bindings.
     pub fn remove_renderer(&self, renderer: RendererId) {
-        self.frames.write().retain(|_, info| info.renderer != renderer);
+        let mut frames = self.frames.write();
+        let mut bindings = self.bindings.lock();
+        frames.retain(|frame, info| {
+            let keep = info.renderer != renderer;
+            if !keep && let Some(binding) = bindings.remove(frame) {
+                binding.shutdown();
+            }
+            keep
+        });
     }
 
     /// A document's record.
@@ -377,5 +417,27 @@ mod tests {
         assert!(split.authorize().is_err(), "owners of different top-level sites");
         let orphan = FrameInfo::worker(RendererId(1), origin, ContextKind::DedicatedWorker, &[], None);
         assert!(orphan.authorize().is_err() && orphan.allow_origin_ceiling.is_empty());
+    }
+
+    #[test]
+    fn a_binding_opens_only_for_the_record_its_context_came_from() {
+        let table = FrameTable::default();
+        table.insert(FrameId(1), window("https://a.example", ""));
+        let read = table.get(FrameId(1)).unwrap();
+        // The document changed after its record was read (its policy, say): no binding.
+        let mut changed = read.clone();
+        changed.cos_allowed = false;
+        table.insert(FrameId(1), changed);
+        let (closer, renderer_end) = Endpoint::pair_in_process();
+        assert!(!table.open_binding(FrameId(1), &read, closer));
+        assert!(renderer_end.recv_timeout(std::time::Duration::from_secs(5)).is_err(), "shut down");
+        // A second binding of one document replaces (and closes) the first.
+        let current = table.get(FrameId(1)).unwrap();
+        let (first, first_renderer) = Endpoint::pair_in_process();
+        let (second, _second_renderer) = Endpoint::pair_in_process();
+        assert!(table.open_binding(FrameId(1), &current, first));
+        assert!(table.open_binding(FrameId(1), &current, second));
+        assert!(first_renderer.recv_timeout(std::time::Duration::from_secs(5)).is_err());
+        assert_eq!(table.bindings.lock().len(), 1);
     }
 }

@@ -198,7 +198,7 @@ impl CosHost {
         terminate: impl Fn() + Send + Sync + 'static,
     ) {
         let peer = Peer::new(format!("renderer-{}", renderer.0), terminate);
-        self.serve_renderer(renderer, endpoint, peer);
+        self.serve_renderer(renderer, endpoint, peer, true);
     }
 
     /// Like [`register_renderer`](Self::register_renderer), for a renderer whose COS link is an
@@ -217,12 +217,20 @@ impl CosHost {
         let peer = Peer::new(format!("renderer-{}", renderer.0), terminate);
         let in_process = matches!(self.inner.config.launch, ServiceLaunch::InProcess(_));
         let endpoint = cos_ipc::ipc_channel::bridge_untrusted_renderer(link, peer.clone(), in_process)?;
-        self.serve_renderer(renderer, endpoint, peer);
+        // The bridge relays only the data pipes it knows: this renderer keeps the broker path.
+        self.serve_renderer(renderer, endpoint, peer, false);
         Ok(())
     }
 
-    fn serve_renderer(&self, renderer: RendererId, endpoint: Endpoint, peer: std::sync::Arc<Peer>) {
-        let stub = BrokerStub::new(renderer, endpoint, self.inner.frames.clone(), peer);
+    /// Messages the broker of `renderer` has read from it (test seam: a lookup over the
+    /// document's binding leaves it still). `None` for an unknown renderer.
+    #[cfg(feature = "testing")]
+    pub fn broker_messages_read(&self, renderer: RendererId) -> Option<u64> {
+        self.inner.brokers.lock().get(&renderer).map(|stub| stub.messages_read())
+    }
+
+    fn serve_renderer(&self, renderer: RendererId, endpoint: Endpoint, peer: std::sync::Arc<Peer>, bindings: bool) {
+        let stub = BrokerStub::with_bindings(renderer, endpoint, self.inner.frames.clone(), peer, bindings);
         if self.inner.brokers.lock().insert(renderer, stub.clone()).is_some() {
             tracing::warn!(
                 renderer = renderer.0,
@@ -248,6 +256,8 @@ impl CosHost {
     }
 
     /// Clears one origin's COS data (a user action in the browser).
+    /// Documents' lookup bindings stay open: clearing changes no part of a caller context, and
+    /// the handles it revokes answer `NotFoundError` through them, like a miss (SPEC §4).
     pub fn clear_site_data(&self, partition: Partition, origin: &Origin) -> Result<(), CosError> {
         self.inner.control_request(|request| BrowserToService::ClearSiteData {
             request,

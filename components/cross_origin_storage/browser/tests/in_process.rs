@@ -530,3 +530,80 @@ fn a_reloaded_list_reports_its_sections_and_the_hugging_face_switch_reaches_the_
         assert_eq!(read(&stranger, b"core").unwrap(), b"core", "and the old list stays");
     }
 }
+
+/// After its first lookup (which asks the broker for the document's binding), a document's
+/// lookups, reads and releases go to the service without the broker reading a message.
+#[test]
+fn lookups_go_to_the_service_without_the_broker() {
+    let world = World::new();
+    let manager = world.frame(1, 1, |_| {});
+    let bytes = b"looked up in one hop".as_slice();
+    store(&manager, bytes, create()).unwrap();
+    assert_eq!(read(&manager, bytes).unwrap(), bytes, "the first lookup binds the document");
+    let before = world.host.broker_messages_read(RendererId(1)).unwrap();
+    for _ in 0..20 {
+        assert_eq!(read(&manager, bytes).unwrap(), bytes);
+        assert_eq!(read(&manager, b"never stored"), Err(CosError::NotFound));
+    }
+    assert_eq!(world.host.broker_messages_read(RendererId(1)), Some(before), "the broker read nothing");
+    // A create still asks the broker (its options depend on the document's user activation).
+    store(&manager, b"a second file", create()).unwrap();
+    assert!(world.host.broker_messages_read(RendererId(1)).unwrap() > before);
+}
+
+/// A navigation closes the document's binding: a handle it issued answers `AbortError`, never
+/// the new document; the new document's lookups bind anew. Clearing the origin's data keeps the
+/// binding (the context is unchanged): the handles it revokes answer `NotFoundError`, like a miss.
+#[test]
+fn a_navigation_closes_the_binding_and_its_handles_and_cleared_site_data_revokes_them() {
+    let world = World::new();
+    let manager = world.frame(1, 1, |_| {});
+    let bytes = b"read across a navigation".as_slice();
+    store(&manager, bytes, create()).unwrap();
+    let lookup = || block_on(manager.get_file_handle(&CosHashDict::sha256(hex(bytes)), &CosOptions::default()));
+    let handle = lookup().unwrap();
+    // The embedder registers the new document (a new record of the same frame).
+    world
+        .host
+        .frames()
+        .insert(FrameId(1), FrameInfo::top_level(RendererId(1), Origin::from_url("https://a.example").unwrap()));
+    assert_eq!(block_on(handle.get_file()).err(), Some(CosError::Abort));
+    let fresh = lookup().unwrap();
+    assert_eq!(block_on(async { fresh.get_file().await?.read_all() }).unwrap(), bytes);
+
+    let broker_read = world.host.broker_messages_read(RendererId(1)).unwrap();
+    world.host.clear_site_data(Partition::Regular, &Origin::from_url("https://a.example").unwrap()).unwrap();
+    assert_eq!(block_on(fresh.get_file()).err(), Some(CosError::NotFound), "revoked, like a miss");
+    assert_eq!(lookup().unwrap_err(), CosError::NotFound, "cleared");
+    assert_eq!(world.host.broker_messages_read(RendererId(1)), Some(broker_read), "still bound");
+}
+
+/// A renderer that sends on its document's binding what a well-behaved one never sends is
+/// terminated by the browser, on the service's report.
+#[test]
+fn a_hostile_renderer_on_its_binding_is_terminated() {
+    use cos_common::interface::{CallResult, RendererToBroker, Reply, RequestId};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let world = World::new();
+    world
+        .host
+        .frames()
+        .insert(FrameId(5), FrameInfo::top_level(RendererId(5), Origin::from_url("https://a.example").unwrap()));
+    let (browser_end, renderer_end) = Endpoint::pair_in_process();
+    let terminated = Arc::new(AtomicBool::new(false));
+    let flag = terminated.clone();
+    world.host.register_renderer(RendererId(5), browser_end, move || flag.store(true, Ordering::SeqCst));
+    let broker: cos_ipc::Pipe<RendererToBroker, Reply> = cos_ipc::Pipe::new(renderer_end);
+    broker.send(RendererToBroker::Bind { request: RequestId(1), frame: FrameId(5) }).unwrap();
+    let reply = broker.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    let CallResult::Bound { pipe } = reply.result else { panic!("{:?}", reply.result) };
+    let binding = pipe.into_endpoint();
+    binding.send(&[0xff, 0x00, 0x13], vec![]).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !terminated.load(Ordering::SeqCst) {
+        assert!(std::time::Instant::now() < deadline, "the renderer was not terminated");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use cos_common::interface::{BrowserToService, FrameId, ServiceToBrowser};
+use cos_common::interface::{BrowserToService, FrameId, RendererId, ServiceToBrowser};
 use cos_ipc::launch::LaunchOptions;
 use cos_ipc::{BadMessageObserver, Pipe};
 
@@ -148,6 +148,8 @@ fn killing_the_service_mid_write_aborts_and_the_next_write_succeeds() {
         a.ask(Command::StoreInTwoSteps { frame: 10, payload: bytes.clone(), first: 4_000_000 }),
         Outcome::Ok(None)
     );
+    // The document's lookups take its binding to this service process.
+    assert_eq!(a.read(10, &literal(b"looked up before the kill")), err("NotFoundError"));
     let pid = browser.host.service_pid().expect("service runs in a process");
     // SAFETY: kill(2) on the storage service's pid, a child of this process.
     assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
@@ -157,6 +159,10 @@ fn killing_the_service_mid_write_aborts_and_the_next_write_succeeds() {
     assert_eq!(a.read(10, &bytes), err("NotFoundError"), "no partial entry is ever visible");
     assert_eq!(a.store(10, &bytes), Outcome::Ok(None));
     assert_eq!(a.read(10, &bytes), ok(&bytes));
+    // The document was bound to the new service: its lookups leave the broker out again.
+    let broker_read = browser.host.broker_messages_read(RendererId(1)).expect("renderer 1");
+    assert_eq!(a.read(10, &bytes), ok(&bytes));
+    assert_eq!(browser.host.broker_messages_read(RendererId(1)), Some(broker_read), "rebound after the restart");
 }
 
 fn the_sandbox_blocks_files_network_and_exec() {

@@ -5,6 +5,8 @@
 //! ```text
 //!  renderer ──RendererToBroker──► broker stub (browser) ──BrokerToService──► storage service
 //!  renderer ◄──────Reply───────── broker stub          ◄──ServiceToBroker── storage service
+//!  renderer ══RendererToBroker══► storage service: a document's lookup binding, made by the
+//!  renderer ◄══════Reply═══════════ broker and bound there to that document's caller context
 //!  renderer ◄═══ data pipe (WriterFrame / ReaderFrame), bound to one writer or one read ═══► service
 //!  browser  ──BrowserToService──► storage service (control: configure, bind renderers, clear data)
 //! ```
@@ -32,10 +34,12 @@ pub struct FrameId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RendererId(pub u64);
 
-/// A file handle of one renderer. The broker numbers them, in order, for as long as the renderer
-/// lives: an id is never issued twice on a renderer's pipe, not even by a restarted service, so it
-/// can never come to name another handle. The broker binds each id to the origin and partition
-/// that opened it.
+/// A file handle of one renderer. On the renderer's pipe to its broker, the broker numbers them,
+/// in order, for as long as the renderer lives: an id is never issued twice there, not even by a
+/// restarted service, so it can never come to name another handle; the broker binds each id to the
+/// origin and partition that opened it. On a document's lookup binding the service numbers them
+/// (one sequence per renderer and service generation) and each is valid on that binding only,
+/// which closes with its document and with the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct HandleId(pub u64);
 
@@ -183,6 +187,8 @@ impl HandleCall {
 
 /// Renderer → broker. **Untrusted**: the broker checks that `frame` belongs to the sending
 /// renderer (otherwise: bad message) and applies the Permissions Policy before anything else.
+/// The same messages go renderer → service on a document's lookup binding, where the service
+/// accepts only lookups naming the bound document and calls on the handles the binding issued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RendererToBroker {
     /// `getFileHandle(hash, {create, origins})` from a document of this renderer.
@@ -198,6 +204,18 @@ pub enum RendererToBroker {
         /// The validated `options.origins` (ignored by reads, but validated anyway).
         origins: OriginsOption,
     },
+    /// Asks for a lookup binding for document `frame`: a pipe straight to the storage service,
+    /// bound by the broker to that document's caller context (answered with
+    /// [`CallResult::Bound`], or a failure after which the document keeps using the broker).
+    /// Over the binding the renderer sends `GetFileHandle` without `create` (naming `frame`) and
+    /// calls on the handles the binding issued; the service answers with [`Reply`]s. A
+    /// navigation, the document's removal or a change of its record closes the binding.
+    Bind {
+        /// Echoed in the reply.
+        request: RequestId,
+        /// The document to bind.
+        frame: FrameId,
+    },
     /// A call on a handle this renderer received, from document `frame`: the one that opened the
     /// handle, or a same-origin document of the same partition that received it by transfer
     /// (anything else is a bad message). A release is no document's call (the last reference may
@@ -212,7 +230,7 @@ pub enum RendererToBroker {
 
 /// Broker → service, on the connection the browser bound for one renderer. Trusted: the caller
 /// context comes from the browser's frame table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 // A message lives only between decode and dispatch; boxing the caller would buy nothing.
 #[allow(clippy::large_enum_variant)]
 pub enum BrokerToService {
@@ -231,6 +249,17 @@ pub enum BrokerToService {
     },
     /// A call on a handle of this connection, as the renderer made it.
     Call(HandleCall),
+    /// Serve document `frame`'s lookup binding on `pipe` (the renderer holds the other end),
+    /// speaking for `caller` and nobody else: the context is fixed here, by the broker, for the
+    /// binding's life. The renderer's messages on it are untrusted `RendererToBroker`s.
+    BindDocument {
+        /// The bound document (a binding's `GetFileHandle` must name it).
+        frame: FrameId,
+        /// Origin, Network Isolation Key and partition of that document.
+        caller: CallerContext,
+        /// The service's end of the binding.
+        pipe: Attached,
+    },
 }
 
 /// Service → broker, on the connection the browser bound for one renderer.
@@ -277,6 +306,11 @@ pub enum CallResult {
     /// `createWritable` succeeded.
     Writable {
         /// The write data pipe, bound to this writer.
+        pipe: Attached,
+    },
+    /// `Bind` succeeded: the renderer's end of the document's lookup binding.
+    Bound {
+        /// The binding.
         pipe: Attached,
     },
     /// The request failed with this web error.

@@ -1,14 +1,17 @@
-//! The renderer's COS pipe to its broker stub: request ids, one reply stream, a reader thread.
+//! The renderer's COS pipe to its broker stub: request ids, one reply stream, a reader thread;
+//! and its documents' lookup bindings, pipes straight to the storage service that the broker
+//! bound to one document each (the same messages and replies, without the broker in the path).
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use cos_common::CosError;
-use cos_common::interface::{CallResult, RendererToBroker, Reply, RequestId};
+use cos_common::interface::{CallResult, FrameId, RendererToBroker, Reply, RequestId};
 use cos_ipc::{Endpoint, Pipe};
 use parking_lot::{Condvar, Mutex};
 
@@ -29,6 +32,20 @@ struct Pending {
     waiting: HashMap<RequestId, Arc<Mutex<Slot>>>,
     disconnected: bool,
 }
+
+/// Where a document's lookups go.
+enum Binding {
+    /// A `Bind` is in flight; lookups meanwhile take the broker.
+    Asking,
+    /// Its binding.
+    Bound(Arc<RendererConnection>),
+    /// The broker (the browser refused a binding, or the service closed one before answering).
+    Broker,
+}
+
+/// How long a pumped connection waits on one pipe before looking at the next, while replies are
+/// awaited on several (its own and its documents' bindings).
+const PUMP_SLICE: Duration = Duration::from_micros(200);
 
 /// A renderer's connection to its broker. Shared by every document of the renderer.
 ///
@@ -72,6 +89,10 @@ pub struct RendererConnection {
     /// Whether its data pipes may carry sealed memory files (not over the ipc-channel link,
     /// whose bridge relays bytes only).
     takes_files: bool,
+    /// Lookup bindings of this renderer's documents (always empty on a binding itself).
+    bindings: Mutex<HashMap<FrameId, Binding>>,
+    /// Whether a reply ever arrived (a binding the service refused closes before any).
+    answered: AtomicBool,
 }
 
 impl Drop for RendererConnection {
@@ -92,21 +113,14 @@ impl RendererConnection {
     fn threaded(endpoint: Endpoint, takes_files: bool) -> std::io::Result<Arc<Self>> {
         let sender = Pipe::new(endpoint);
         let receiver: Pipe<RendererToBroker, Reply> = sender.try_clone()?;
-        let connection = Arc::new(Self {
-            sender,
-            receiver: None,
-            pending: Mutex::new(Pending::default()),
-            room: Condvar::new(),
-            next_request: AtomicU64::new(1),
-            takes_files,
-        });
+        let connection = Arc::new(Self::with_receiver(sender, None, takes_files));
         let weak = Arc::downgrade(&connection);
         std::thread::Builder::new().name("cos-renderer-replies".into()).spawn(move || {
             loop {
                 let received = receiver.recv();
                 let Some(connection) = weak.upgrade() else { return };
                 match received {
-                    Ok(reply) => connection.deliver(reply.request, reply.result),
+                    Ok(reply) => connection.receive(reply),
                     Err(error) => {
                         tracing::debug!(%error, "COS pipe to the broker closed");
                         connection.disconnect();
@@ -127,14 +141,79 @@ impl RendererConnection {
     fn pumped(endpoint: Endpoint, takes_files: bool) -> std::io::Result<Arc<Self>> {
         let sender = Pipe::new(endpoint);
         let receiver = sender.try_clone()?;
-        Ok(Arc::new(Self {
+        Ok(Arc::new(Self::with_receiver(sender, Some(Mutex::new(receiver)), takes_files)))
+    }
+
+    fn with_receiver(
+        sender: Pipe<RendererToBroker, Reply>,
+        receiver: Option<Mutex<Pipe<RendererToBroker, Reply>>>,
+        takes_files: bool,
+    ) -> Self {
+        Self {
             sender,
-            receiver: Some(Mutex::new(receiver)),
+            receiver,
             pending: Mutex::new(Pending::default()),
             room: Condvar::new(),
             next_request: AtomicU64::new(1),
             takes_files,
-        }))
+            bindings: Mutex::new(HashMap::new()),
+            answered: AtomicBool::new(false),
+        }
+    }
+
+    /// The connection `frame`'s lookups (`getFileHandle` without `create`) and the calls on the
+    /// handles they return go over: the document's binding, asked of the broker on its first
+    /// lookup (and again after the binding closed, once it had served: a change of the
+    /// document's record or a service restart), or this connection where there is none.
+    pub(crate) async fn lookup_connection(self: &Arc<Self>, frame: FrameId) -> Arc<RendererConnection> {
+        {
+            let mut bindings = self.bindings.lock();
+            match bindings.get(&frame) {
+                Some(Binding::Bound(binding)) if !binding.pending.lock().disconnected => return binding.clone(),
+                Some(Binding::Bound(binding)) if !binding.answered.load(Ordering::Acquire) => {
+                    bindings.insert(frame, Binding::Broker);
+                    return self.clone();
+                }
+                Some(Binding::Asking | Binding::Broker) => return self.clone(),
+                Some(Binding::Bound(_)) | None => {}
+            }
+            // Documents come and go: drop the bindings the browser closed (navigated or removed
+            // documents), so their descriptors do not pile up for the renderer's life.
+            bindings.retain(|_, binding| match binding {
+                Binding::Bound(connection) if connection.is_closed() => {
+                    if !connection.answered.load(Ordering::Acquire) {
+                        *binding = Binding::Broker;
+                        return true;
+                    }
+                    false
+                }
+                _ => true,
+            });
+            bindings.insert(frame, Binding::Asking);
+        }
+        let outcome = match self.call(|request| RendererToBroker::Bind { request, frame }).await {
+            CallResult::Bound { pipe } => {
+                let endpoint = pipe.into_endpoint();
+                let binding = if self.receiver.is_some() {
+                    Self::pumped(endpoint, self.takes_files)
+                } else {
+                    Self::threaded(endpoint, self.takes_files)
+                };
+                binding.map_or(Binding::Broker, Binding::Bound)
+            }
+            // The service is away: ask again next time.
+            CallResult::Failed(CosError::Abort) => {
+                self.bindings.lock().remove(&frame);
+                return self.clone();
+            }
+            _ => Binding::Broker,
+        };
+        let connection = match &outcome {
+            Binding::Bound(binding) => binding.clone(),
+            _ => self.clone(),
+        };
+        self.bindings.lock().insert(frame, outcome);
+        connection
     }
 
     /// Like [`new`](Self::new), over the `ipc-channel` link an embedder passed to this content
@@ -160,34 +239,85 @@ impl RendererConnection {
     /// Pumped mode: blocks until one reply arrives and delivers it (waking its future). Returns
     /// false once the pipe is closed (every pending call has then failed with `AbortError`).
     pub fn pump(&self) -> bool {
-        let Some(receiver) = &self.receiver else { return false };
-        let received = receiver.lock().recv();
-        match received {
-            Ok(reply) => {
-                self.deliver(reply.request, reply.result);
-                true
-            }
-            Err(error) => {
-                tracing::debug!(%error, "COS pipe to the broker closed");
-                self.disconnect();
-                false
-            }
-        }
+        self.pump_any(None) != Some(false)
     }
 
     /// Pumped mode: like [`pump`](Self::pump), but gives up after `timeout` (so an event loop can
     /// run its timers). Returns `Some(false)` once the pipe is closed, `None` on timeout.
     pub fn pump_timeout(&self, timeout: std::time::Duration) -> Option<bool> {
+        self.pump_any(Some(timeout))
+    }
+
+    /// Reads one reply from this pipe or from a binding with calls outstanding. With one pipe
+    /// awaited (the usual case: a page awaits its lookup) it blocks on that pipe alone; with
+    /// several it takes turns in [`PUMP_SLICE`]s. `Some(false)`: this pipe closed.
+    fn pump_any(&self, timeout: Option<Duration>) -> Option<bool> {
+        let busy: Vec<Arc<RendererConnection>> = self
+            .bindings
+            .lock()
+            .values()
+            .filter_map(|binding| match binding {
+                Binding::Bound(binding) if binding.is_awaited() => Some(binding.clone()),
+                _ => None,
+            })
+            .collect();
+        if busy.is_empty() {
+            return self.pump_own(timeout);
+        }
+        let own_busy = self.is_awaited();
+        if !own_busy && busy.len() == 1 {
+            // A closed binding has failed its calls: that is progress too.
+            return busy[0].pump_own(timeout).map(|_| true);
+        }
+        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        loop {
+            if own_busy {
+                match self.pump_own(Some(PUMP_SLICE)) {
+                    None => {}
+                    done => return done,
+                }
+            }
+            for binding in &busy {
+                if binding.pump_own(Some(PUMP_SLICE)).is_some() {
+                    return Some(true);
+                }
+            }
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return None;
+            }
+        }
+    }
+
+    /// Whether this pipe is closed. A pumped pipe nobody awaits is looked at (without waiting),
+    /// since nothing else would notice.
+    fn is_closed(&self) -> bool {
+        if self.receiver.is_some() && !self.is_awaited() {
+            let _ = self.pump_own(Some(Duration::ZERO));
+        }
+        self.pending.lock().disconnected
+    }
+
+    /// Whether calls on this pipe await replies.
+    fn is_awaited(&self) -> bool {
+        let pending = self.pending.lock();
+        !pending.disconnected && !pending.waiting.is_empty()
+    }
+
+    /// Pumped mode: one reply from this pipe alone (`None` on timeout, `Some(false)` if closed).
+    fn pump_own(&self, timeout: Option<Duration>) -> Option<bool> {
         let Some(receiver) = &self.receiver else { return Some(false) };
-        let received = receiver.lock().recv_timeout(timeout);
+        let received = match timeout {
+            None => receiver.lock().recv(),
+            Some(timeout) => receiver.lock().recv_timeout(timeout),
+        };
         match received {
             Ok(reply) => {
-                self.deliver(reply.request, reply.result);
+                self.receive(reply);
                 Some(true)
             }
             Err(cos_ipc::IpcError::Timeout) => None,
             Err(error) => {
-                tracing::debug!(%error, "COS pipe to the broker closed");
+                tracing::debug!(%error, "COS pipe closed");
                 self.disconnect();
                 Some(false)
             }
@@ -211,6 +341,11 @@ impl RendererConnection {
                 std::thread::yield_now();
             }
         }
+    }
+
+    fn receive(&self, reply: Reply) {
+        self.answered.store(true, Ordering::Release);
+        self.deliver(reply.request, reply.result);
     }
 
     fn deliver(&self, request: RequestId, delivery: Delivery) {
@@ -260,14 +395,22 @@ impl RendererConnection {
             }
             if pending.disconnected {
                 slot.lock().delivery = Some(CallResult::Failed(CosError::Abort));
-                return ReplyFuture { slot };
+                return ReplyFuture { slot, unsent: true };
             }
             pending.waiting.insert(request, slot.clone());
         }
-        if self.sender.send(make(request)).is_err() {
-            self.deliver(request, CallResult::Failed(CosError::Abort));
+        match self.sender.send(make(request)) {
+            Ok(()) => ReplyFuture { slot, unsent: false },
+            Err(error) => {
+                if matches!(error, cos_ipc::IpcError::Disconnected) {
+                    // Nobody reads pumped bindings between calls: this is where a closed one
+                    // is noticed.
+                    self.disconnect();
+                }
+                self.deliver(request, CallResult::Failed(CosError::Abort));
+                ReplyFuture { slot, unsent: true }
+            }
         }
-        ReplyFuture { slot }
     }
 
     /// Sends a message that has no reply.
@@ -279,6 +422,16 @@ impl RendererConnection {
 /// The reply to one request; `Failed(AbortError)` if the pipe broke first.
 pub(crate) struct ReplyFuture {
     slot: Arc<Mutex<Slot>>,
+    /// The request never left: the pipe was already closed.
+    unsent: bool,
+}
+
+impl ReplyFuture {
+    /// Whether the request never left this renderer (its `AbortError` is then the pipe's, and
+    /// the request may be made again elsewhere without having been answered anywhere).
+    pub(crate) fn unsent(&self) -> bool {
+        self.unsent
+    }
 }
 
 impl Future for ReplyFuture {
@@ -292,6 +445,71 @@ impl Future for ReplyFuture {
                 slot.waker = Some(context.waker().clone());
                 Poll::Pending
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// A fake broker answering every `Bind` with a fresh binding, handing the test each service end.
+    fn fake_broker(broker_end: Endpoint) -> mpsc::Receiver<Endpoint> {
+        let (service_ends, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            let broker: Pipe<Reply, RendererToBroker> = Pipe::new(broker_end);
+            while let Ok(RendererToBroker::Bind { request, .. }) = broker.recv() {
+                let (renderer_end, service_end) = Endpoint::pair_in_process();
+                if service_ends.send(service_end).is_err() {
+                    return;
+                }
+                let _ = broker.send(Reply { request, result: CallResult::Bound { pipe: renderer_end.into() } });
+            }
+        });
+        received
+    }
+
+    /// Documents come and go for a renderer's life: a binding the browser closed leaves the
+    /// renderer's map (and its descriptor is released) when the next document binds, whether
+    /// anything reads the binding or not; one closed before it ever answered keeps its document
+    /// on the broker.
+    #[test]
+    fn closed_bindings_are_dropped_when_another_document_binds() {
+        for pumped in [true, false] {
+            let (renderer_end, broker_end) = Endpoint::pair_in_process();
+            let service_ends = fake_broker(broker_end);
+            let connection = if pumped {
+                RendererConnection::new_pumped(renderer_end)
+            } else {
+                RendererConnection::new(renderer_end)
+            }
+            .unwrap();
+            let bind = |frame| {
+                let lookup = connection.lookup_connection(FrameId(frame));
+                if pumped { connection.run_until(lookup) } else { crate::block_on(lookup) }
+            };
+            let served = bind(1);
+            served.answered.store(true, Ordering::Release);
+            let never_served = bind(2);
+            assert!(!Arc::ptr_eq(&served, &connection) && !Arc::ptr_eq(&never_served, &connection));
+            // The browser closes both (their documents went away).
+            let timeout = Duration::from_secs(10);
+            drop(service_ends.recv_timeout(timeout).unwrap());
+            drop(service_ends.recv_timeout(timeout).unwrap());
+            if !pumped {
+                let deadline = Instant::now() + timeout;
+                while !(served.pending.lock().disconnected && never_served.pending.lock().disconnected) {
+                    assert!(Instant::now() < deadline, "the reader threads saw the bindings close");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            let _third = bind(3);
+            let bindings = connection.bindings.lock();
+            assert!(!bindings.contains_key(&FrameId(1)), "pumped: {pumped}");
+            assert!(matches!(bindings.get(&FrameId(2)), Some(Binding::Broker)), "pumped: {pumped}");
+            assert!(matches!(bindings.get(&FrameId(3)), Some(Binding::Bound(_))), "pumped: {pumped}");
         }
     }
 }

@@ -148,11 +148,21 @@ impl CrossOriginStorageManager {
         origins: OriginsOption,
     ) -> Result<FileSystemFileHandle, CosError> {
         let frame = self.context.frame;
-        let reply =
-            self.connection.call(|request| RendererToBroker::GetFileHandle { request, frame, hash, create, origins });
+        // A lookup goes over the document's binding, straight to the service; a create asks the
+        // broker, whose decision depends on browser state that changes (user activation).
+        let get = |request| RendererToBroker::GetFileHandle { request, frame, hash, create, origins: origins.clone() };
+        let mut connection =
+            if create { self.connection.clone() } else { self.connection.lookup_connection(frame).await };
+        let mut reply = connection.call(get);
+        if reply.unsent() && !create {
+            // The binding had closed (a service restart) and nothing was sent on it:
+            // ask again, over a new binding or the broker.
+            connection = self.connection.lookup_connection(frame).await;
+            reply = connection.call(get);
+        }
         match reply.await {
             CallResult::Handle { handle, create } => {
-                Ok(FileSystemFileHandle::new(self.connection.clone(), frame, handle, hash, create))
+                Ok(FileSystemFileHandle::new(connection, frame, handle, hash, create))
             }
             CallResult::Failed(error) => Err(error),
             _ => Err(CosError::Unknown),

@@ -2,8 +2,9 @@
 //! then `control` (the loop the browser drives), `renderer_session` (one per renderer) and
 //! `data_pipes` (one thread per open writer or read).
 //!
-//! Threads: the control loop; one thread per bound renderer session (requests are handled in
-//! order, each quickly); one thread per open writer or read (bulk data). A renderer that stops
+//! Threads: the control loop; one thread per bound renderer session and one per document
+//! binding (requests are handled in order, each quickly); one thread per open writer or read
+//! (bulk data). A renderer that stops
 //! reading its data pipe blocks only the thread of that pipe, never the service.
 
 mod control;
@@ -24,6 +25,9 @@ use crate::service::StorageService;
 pub const MAX_HANDLES_PER_RENDERER: usize = 16_384;
 /// Open writers plus reads one renderer connection may hold at once.
 pub const MAX_DATA_PIPES_PER_RENDERER: usize = 64;
+/// Document bindings one renderer may have served at once (a thread each); beyond, a binding is
+/// closed at once and that document keeps using the broker.
+pub const MAX_BINDINGS_PER_RENDERER: usize = 64;
 
 type ControlPipe = Pipe<ServiceToBrowser, BrowserToService>;
 
