@@ -188,8 +188,16 @@ fn run_loader(
     let files = serve_files_as(&hub, files, mode);
     let total: u64 = files.iter().map(|file| file.size).sum();
     // The demo profile's Public Hash List names the demo files, so "*" entries are disclosed.
+    // With a profile of the caller's, the list stays in it (where `test_shell internals` looks
+    // for it), as a browser keeps the list it was delivered in its profile.
     let scratch = tempfile::tempdir()?;
-    let list_path = scratch.path().join("public-hash-list.txt");
+    let list_path = match profile {
+        Some(profile) => {
+            std::fs::create_dir_all(profile)?;
+            profile.join(crate::internals::PROFILE_PUBLIC_HASH_LIST)
+        }
+        None => scratch.path().join(crate::internals::PROFILE_PUBLIC_HASH_LIST),
+    };
     let mut list = String::from("// Public Hash List of the test shell's demo\n// ===BEGIN SHA-256===\n");
     for file in &files {
         list.push_str(&file.sha256_hex);

@@ -116,6 +116,11 @@ enum Command {
         /// The browser profile directory (default: a new temporary one).
         #[arg(long)]
         profile: Option<PathBuf>,
+        /// The browser's Public Hash List, a file in the list's format (default: the profile's
+        /// `public-hash-list.txt` if there is one, as `test_shell demo --profile` leaves it;
+        /// else none, and no entry is shown as on the list).
+        #[arg(long, value_name = "FILE")]
+        public_hash_list: Option<PathBuf>,
         /// The port to listen on (default: any free port).
         #[arg(long, default_value_t = 0)]
         port: u16,
@@ -239,7 +244,9 @@ fn main() -> ExitCode {
             wpt(&test, &origin, profile.as_deref(), Duration::from_secs(timeout))
         }
         Command::Scrub { profile, json } => scrub(&profile, json),
-        Command::Internals { profile, port, dump } => internals(profile, port, dump),
+        Command::Internals { profile, public_hash_list, port, dump } => {
+            internals(profile, public_hash_list, port, dump)
+        }
         Command::Bench { args } => bench(args),
         Command::Chromium { command } => chromium(command),
     }
@@ -356,7 +363,7 @@ fn scrub(profile: &std::path::Path, json: bool) -> ExitCode {
     }
 }
 
-fn internals(profile: Option<PathBuf>, port: u16, dump: bool) -> ExitCode {
+fn internals(profile: Option<PathBuf>, public_hash_list: Option<PathBuf>, port: u16, dump: bool) -> ExitCode {
     let temporary = match profile {
         Some(_) => None,
         None => match tempfile::tempdir() {
@@ -368,7 +375,7 @@ fn internals(profile: Option<PathBuf>, port: u16, dump: bool) -> ExitCode {
         },
     };
     let profile = profile.unwrap_or_else(|| temporary.as_ref().map(|dir| dir.path().to_path_buf()).unwrap_or_default());
-    match test_shell::internals::run(&program(), &profile, port, dump) {
+    match test_shell::internals::run(&program(), &profile, public_hash_list.as_deref(), port, dump) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("test_shell internals: {error}");

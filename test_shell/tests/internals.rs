@@ -58,7 +58,7 @@ impl Fixture {
     fn start() -> Self {
         let profile = tempfile::tempdir().unwrap();
         let hashes = populate(profile.path());
-        let host = Arc::new(start_host(Path::new(env!("CARGO_BIN_EXE_test_shell")), profile.path()).unwrap());
+        let host = Arc::new(start_host(Path::new(env!("CARGO_BIN_EXE_test_shell")), profile.path(), None).unwrap());
         let server = InternalsServer::start(host.clone(), 0).unwrap();
         Self { _profile: profile, host, server, hashes }
     }
@@ -223,6 +223,9 @@ fn state_changes_without_the_token_or_from_another_origin_are_refused_and_change
 fn dump_prints_the_three_views_as_json() {
     let profile = tempfile::tempdir().unwrap();
     let hashes = populate(profile.path());
+    // The profile's own list (as the demo leaves it) names the global entry.
+    let list = format!("// ===BEGIN SHA-256===\n{}\n", hashes[1].to_hex());
+    std::fs::write(profile.path().join(test_shell::internals::PROFILE_PUBLIC_HASH_LIST), list).unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_test_shell"))
         .args(["--quiet", "internals", "--dump", "--profile"])
         .arg(profile.path())
@@ -237,6 +240,11 @@ fn dump_prints_the_three_views_as_json() {
         entry["grant"].as_str().unwrap().to_owned()
     };
     assert_eq!(hashes.map(|hash| grant_of(&hash)), ["same-site", "global", "list"].map(String::from));
+    let listed = |hash: &ContentHash| {
+        entries.iter().find(|entry| entry["hash"] == hash.to_hex()).unwrap()["on_public_hash_list"].as_bool().unwrap()
+    };
+    assert_eq!(hashes.map(|hash| listed(&hash)), [false, true, false], "the profile's list is the browser's");
+    assert_eq!(dump["service"]["public_hash_list"]["distinct"], 1);
     assert_eq!(dump["resources"]["total_bytes"], 15 + 33 + 4);
     let origins: Vec<&str> =
         dump["origins"].as_array().unwrap().iter().map(|o| o["origin"].as_str().unwrap()).collect();

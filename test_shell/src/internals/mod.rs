@@ -28,20 +28,34 @@ pub use html::{Html, escape};
 pub use server::InternalsServer;
 pub use snapshot::{Grant, Snapshot};
 
+/// The file name of the Public Hash List a profile may keep (`test_shell demo --profile` leaves
+/// its list there); the internals page uses it unless told otherwise.
+pub const PROFILE_PUBLIC_HASH_LIST: &str = "public-hash-list.txt";
+
 /// Starts the browser's COS host, with its sandboxed storage-service process (`program
-/// --type=storage-service`), on `profile`.
-pub fn start_host(program: &Path, profile: &Path) -> Result<CosHost, String> {
+/// --type=storage-service`), on `profile`, with `public_hash_list` (a file in the Public Hash
+/// List format) as the browser's list, if any.
+pub fn start_host(program: &Path, profile: &Path, public_hash_list: Option<&Path>) -> Result<CosHost, String> {
     std::fs::create_dir_all(profile).map_err(|e| format!("{}: {e}", profile.display()))?;
     let mut launch = LaunchOptions::new("storage-service");
     launch.program = program.to_path_buf();
-    let service = ServiceProcessConfig::new(profile.to_string_lossy());
+    let mut service = ServiceProcessConfig::new(profile.to_string_lossy());
+    service.public_hash_list_path = public_hash_list.map(|path| path.to_string_lossy().into_owned());
     CosHost::start(HostConfig { launch: ServiceLaunch::Process(launch), service }).map_err(|e| e.to_string())
 }
 
 /// `test_shell internals`: serves the page for `profile` on `port` until the process is stopped,
 /// or (`dump`) prints the three views as JSON and returns.
-pub fn run(program: &Path, profile: &Path, port: u16, dump: bool) -> Result<(), String> {
-    let host = Arc::new(start_host(program, profile)?);
+pub fn run(
+    program: &Path,
+    profile: &Path,
+    public_hash_list: Option<&Path>,
+    port: u16,
+    dump: bool,
+) -> Result<(), String> {
+    let in_profile = profile.join(PROFILE_PUBLIC_HASH_LIST);
+    let public_hash_list = public_hash_list.or_else(|| in_profile.is_file().then_some(in_profile.as_path()));
+    let host = Arc::new(start_host(program, profile, public_hash_list)?);
     if dump {
         let snapshot =
             Snapshot::read(&host).map_err(|e| format!("the storage service did not answer: {}", e.name()))?;
