@@ -191,6 +191,13 @@ pub(crate) struct SwapFile {
     armed: bool,
 }
 
+impl SwapFile {
+    /// The open swap file (the blob's inode once installed).
+    pub(crate) fn file(&self) -> Arc<File> {
+        self.file.clone()
+    }
+}
+
 impl Drop for SwapFile {
     fn drop(&mut self) {
         if self.armed
