@@ -49,6 +49,24 @@ impl SealedFileBuilder {
         self.file.write_all_at(data, offset)
     }
 
+    /// Fills the whole file with the first bytes of `source` inside the kernel (`sendfile`: one
+    /// copy, from the source's page cache into the memory file, none through user space). For a
+    /// fresh builder only: the copy goes to the builder's file position, which nothing else
+    /// moves. Fails if `source` is shorter.
+    pub fn fill_from(&self, source: impl AsFd) -> io::Result<()> {
+        let mut offset = 0u64;
+        while offset < self.len {
+            let want = usize::try_from(self.len - offset).unwrap_or(usize::MAX).min(1 << 30);
+            match rustix::fs::sendfile(&self.file, &source, Some(&mut offset), want) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the source is shorter")),
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// Seals the file: from now on nobody can change its bytes or its size.
     pub fn seal(self) -> io::Result<SealedFile> {
         fcntl_add_seals(&self.file, REQUIRED_SEALS)?;
@@ -248,6 +266,17 @@ mod tests {
         let file = tempfile_fd();
         assert!(SealedFile::from_received(file, 0).is_err(), "an ordinary file");
         assert!(SealedFile::from_received(sealed.try_clone_fd().unwrap(), 3).is_ok());
+    }
+
+    #[test]
+    fn a_copy_filled_from_a_file_holds_its_bytes() {
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let source = SealedFile::from_bytes(&bytes).unwrap();
+        let builder = SealedFileBuilder::new(bytes.len() as u64).unwrap();
+        builder.fill_from(&source).unwrap();
+        assert_eq!(&builder.seal().unwrap().map(false).unwrap()[..], &bytes[..]);
+        let longer = SealedFileBuilder::new(bytes.len() as u64 + 1).unwrap();
+        assert!(longer.fill_from(&source).is_err(), "a source shorter than the copy");
     }
 
     fn tempfile_fd() -> OwnedFd {

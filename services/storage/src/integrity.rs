@@ -7,10 +7,14 @@
 //! withholds the end of the stream until the digest matched; a range read first hashes the whole
 //! entry. A mismatch fails the read with `NotFoundError`, deletes the entry for everyone and logs
 //! it for the operator. [`scrub`](crate::StorageService::scrub) re-verifies a whole partition.
+//! Each verification also records the identity of the file it verified ([`FileIdentity`]), so
+//! that filling a sealed copy need not hash a file that provably has not changed since.
 //! Off-the-record blobs live in memory and are never re-checked.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::fs::File;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 
 use cos_common::ContentHash;
 pub use cos_common::interface::ScrubReport;
@@ -24,24 +28,124 @@ use crate::blob_store::BlobSource;
 const HASH_QUEUE: usize = 4;
 
 /// The hashes whose blob on disk has been verified since this service started (written now, or
-/// re-hashed on a first read or a scrub).
+/// re-hashed on a first read or a scrub), each with the identity its file had then, when that
+/// identity can vouch for later reads (see [`Observation`]).
 #[derive(Default)]
 pub(crate) struct VerifiedBlobs {
-    hashes: Mutex<HashSet<ContentHash>>,
+    hashes: Mutex<HashMap<ContentHash, Option<FileIdentity>>>,
 }
 
 impl VerifiedBlobs {
     pub(crate) fn contains(&self, hash: &ContentHash) -> bool {
-        self.hashes.lock().contains(hash)
+        self.hashes.lock().contains_key(hash)
     }
 
-    pub(crate) fn insert(&self, hash: ContentHash) {
-        self.hashes.lock().insert(hash);
+    /// Marks `hash` verified, replacing any identity recorded before (a new file may have been
+    /// installed) with `identity`.
+    pub(crate) fn insert(&self, hash: ContentHash, identity: Option<FileIdentity>) {
+        self.hashes.lock().insert(hash, identity);
+    }
+
+    /// Records the identity of a file whose bytes were verified, if `hash` is still verified (a
+    /// mismatch found meanwhile wins over a late record).
+    pub(crate) fn record(&self, hash: &ContentHash, identity: FileIdentity) {
+        if let Some(slot) = self.hashes.lock().get_mut(hash) {
+            *slot = Some(identity);
+        }
+    }
+
+    /// The recorded identity of a verified blob's file, if any.
+    pub(crate) fn identity(&self, hash: &ContentHash) -> Option<FileIdentity> {
+        self.hashes.lock().get(hash).copied().flatten()
     }
 
     pub(crate) fn remove(&self, hash: &ContentHash) {
         self.hashes.lock().remove(hash);
     }
+}
+
+/// What `fstat` says about a blob file: which inode it is, its size, and when its data
+/// (`mtime`) and its inode (`ctime`) last changed, to the nanosecond. Every change of the file
+/// through the kernel sets `ctime` to the current time, which nobody but root (or whoever sets
+/// the system clock back) can undo: an unchanged identity means unchanged bytes (see
+/// ARCHITECTURE.md, "Integrity on read").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileIdentity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    ctime: (i64, i64),
+    mtime: (i64, i64),
+}
+
+impl FileIdentity {
+    /// The identity of the open file now.
+    pub(crate) fn of(file: &File) -> io::Result<Self> {
+        let meta = file.metadata()?;
+        Ok(Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+        })
+    }
+}
+
+/// A file's identity together with the coarse clock read just before it was taken.
+///
+/// The kernel stamps a change with its coarse clock, which advances in ticks (a few
+/// milliseconds): a change made in the same tick as an observation, after it, may leave `ctime`
+/// as observed. An observation is *settled* when the file's `ctime` is older than the coarse
+/// clock read before the `fstat`: every later change is stamped at least that clock, so it is
+/// seen. Only settled identities are recorded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Observation {
+    identity: FileIdentity,
+    settled: bool,
+}
+
+impl Observation {
+    /// Observes the open file now.
+    pub(crate) fn of(file: &File) -> io::Result<Self> {
+        let clock = coarse_clock()?;
+        let identity = FileIdentity::of(file)?;
+        let settled = identity.ctime < clock;
+        Ok(Self { identity, settled })
+    }
+
+    /// Observes the open file until the observation is settled, waiting for the coarse clock to
+    /// pass the file's last change (a tick at most, when the file changed just now); `None` if
+    /// it does not settle or cannot be observed.
+    pub(crate) fn settled_of(file: &File) -> Option<FileIdentity> {
+        // Ticks are 1 to 10 ms (HZ 1000 to 100): a few more tries than the longest needs.
+        for _ in 0..16 {
+            let observation = Self::of(file).ok()?;
+            if let Some(identity) = observation.settled() {
+                return Some(identity);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        None
+    }
+
+    /// The identity, if it can vouch for the file's later reads.
+    pub(crate) fn settled(&self) -> Option<FileIdentity> {
+        self.settled.then_some(self.identity)
+    }
+}
+
+/// The kernel's coarse real-time clock (`CLOCK_REALTIME_COARSE`), the one it stamps file changes
+/// with, as (seconds, nanoseconds). Through libc, whose vDSO call needs no system call the
+/// sandbox would have to allow.
+fn coarse_clock() -> io::Result<(i64, i64)> {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid, writable timespec for the duration of the call, which only
+    // writes the clock's value into it.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut now) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((now.tv_sec, now.tv_nsec))
 }
 
 /// Reads the whole blob, `chunk` bytes at a time, each into a buffer that starts with `header`,

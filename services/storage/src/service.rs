@@ -18,7 +18,7 @@ use crate::error::{Failure, StoreError};
 use crate::faults::Faults;
 use crate::gates::{PrivacyGates, ProbeBudgets, PublicHashList, PublicHashListBuilder};
 use crate::in_flight::Reservation;
-use crate::integrity::stream_hashed;
+use crate::integrity::{FileIdentity, Observation, stream_hashed};
 use crate::partition::{ClearSiteDataReport, CommitOutcome, PartitionStore, RecoveryReport};
 use crate::registry::{EntryRecord, OriginRecord};
 use crate::revocation::{HandleState, IssuedFor};
@@ -351,6 +351,13 @@ impl StorageService {
         self.inner.regular.write_groups()
     }
 
+    /// Test seam: fills of sealed copies in the regular partition that hashed the blob (a fill
+    /// of a blob whose file is unchanged since its verification does not).
+    #[cfg(feature = "testing")]
+    pub fn fill_hashes(&self) -> u64 {
+        self.inner.regular.fill_hashes()
+    }
+
     /// Test seam: registry transactions of the regular partition committed (or attempted) since
     /// the service opened.
     #[cfg(feature = "testing")]
@@ -436,6 +443,7 @@ impl FileHandle {
                     Arc::new(PendingCheck {
                         partition: self.partition.clone(),
                         hash: self.hash,
+                        observed: source.observe(),
                         done: AtomicBool::new(false),
                     })
                 });
@@ -583,6 +591,8 @@ impl WritableFile {
                 DataErrorKind::HashMismatch
             }));
         };
+        // Renaming keeps the inode: this is the file the commit installs.
+        let installed = staged.file();
         let outcome = self
             .partition
             .commit_verified(
@@ -595,6 +605,13 @@ impl WritableFile {
                 &self.handle,
             )
             .map_err(Failure::into_web)?;
+        // What this writer installed, as it is now: a fill that finds the blob file unchanged
+        // need not hash it again (only entries large enough to be handed out are ever filled).
+        if self.size >= SHARED_READ_MIN_BYTES
+            && let Some(identity) = installed.as_deref().and_then(Observation::settled_of)
+        {
+            self.partition.record_identity(&self.target, identity);
+        }
         self.handle.allow_reading();
         let mut outcome = outcome;
         outcome.warnings = self.intent.warnings.clone();
@@ -666,6 +683,8 @@ pub enum SharedRead {
 struct PendingCheck {
     partition: Arc<PartitionStore>,
     hash: ContentHash,
+    /// The blob file as observed before any of it was read, recorded if the hash matches.
+    observed: Option<Observation>,
     done: AtomicBool,
 }
 
@@ -675,7 +694,7 @@ impl PendingCheck {
     fn conclude(&self, digest: [u8; 32]) -> Result<(), CosError> {
         if digest == *self.hash.as_bytes() {
             self.done.store(true, Ordering::Release);
-            self.partition.mark_verified(&self.hash);
+            self.partition.mark_verified(&self.hash, self.observed.and_then(|observed| observed.settled()));
             return Ok(());
         }
         if let Err(error) = self.partition.remove_corrupt(&self.hash) {
@@ -774,12 +793,14 @@ impl FileReader {
 
     /// The whole entry, for a reader that accepts a descriptor: its sealed copy if one is cached
     /// ([`SharedRead::File`]). Otherwise, if the entry is large enough and the budget has room,
-    /// a new copy is filled from the blob and hashed as it fills: a blob verified in this
-    /// generation is then answered with the new copy; the first read of a blob not verified yet
-    /// is streamed to `send` as [`stream`](Self::stream) streams it (and verified), the copy
-    /// filled alongside for the next read. Else the entry is just streamed. A copy is sealed and
-    /// cached only if its digest matched, so it never holds bytes other than the entry's, and a
-    /// blob damaged after its verification is never copied. A mismatch fails the read with
+    /// a new copy is filled from the blob: a blob verified in this generation whose file is
+    /// unchanged since (its recorded identity) is copied without a hash, any other is hashed as
+    /// it fills; a verified blob is then answered with the new copy; the first read of a blob
+    /// not verified yet is streamed to `send` as [`stream`](Self::stream) streams it (and
+    /// verified), the copy filled alongside for the next read. Else the entry is just streamed.
+    /// A copy is sealed and cached only if its digest matched or its file was unchanged, so it
+    /// never holds bytes other than the entry's, and a blob file changed after its verification
+    /// is never copied unhashed. A mismatch fails the read with
     /// `NotFoundError` (a blob not verified yet is deleted, as on any first read; one that was
     /// verified earlier is forgotten as verified, so its next read deletes it).
     pub fn read_shared(
@@ -805,9 +826,29 @@ impl FileReader {
         let (Some(partition), Some(permit), Some(builder)) = (partition, permit, builder) else {
             return self.stream(0, size, header, chunk, send).map(SharedRead::Streamed);
         };
-        // A verified blob is not streamed: the copy is filled (and hashed on a second thread) and
-        // handed out. A first read streams as it fills, so the stream is verified as always.
+        // A verified blob is not streamed: the copy is filled and handed out, without hashing if
+        // its file is provably unchanged since its verification.
         let streaming = self.pending_check().is_some();
+        if !streaming && self.fill_unchanged(&partition, &builder) {
+            match builder.seal() {
+                Ok(copy) => {
+                    let copy = Arc::new(copy);
+                    partition.cache_shared_copy(permit, &self.hash, copy.clone());
+                    return Ok(SharedRead::File(copy));
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "no sealed copy: sealing it failed");
+                    drop(permit);
+                    return self.stream(0, size, header, chunk, send).map(SharedRead::Streamed);
+                }
+            }
+        }
+        // Otherwise the copy is filled and hashed on a second thread; a first read streams as it
+        // fills, so the stream is verified as always. What a matching hash vouches for is the
+        // file as observed before it was read.
+        let observed = if streaming { None } else { self.source.observe() };
+        #[cfg(feature = "testing")]
+        partition.count_fill_hash();
         let (skip, mut position, mut filled) = (if streaming { header.len() } else { 0 }, 0u64, true);
         let fill_header = if streaming { header } else { &[] };
         let digest = stream_hashed(&self.source, fill_header, chunk.max(1), |frame| {
@@ -836,7 +877,11 @@ impl FileReader {
                 partition.forget_verified(&self.hash);
                 return Err(CosError::NotFound);
             }
-            None => {}
+            None => {
+                if let Some(identity) = observed.and_then(|observed| observed.settled()) {
+                    partition.record_identity(&self.hash, identity);
+                }
+            }
         }
         let copy = if filled {
             builder.seal().inspect_err(|error| tracing::debug!(%error, "no sealed copy: sealing it failed")).ok()
@@ -853,6 +898,27 @@ impl FileReader {
             None if streaming => Ok(SharedRead::Streamed(Streamed::Complete)),
             None => self.stream(0, size, header, chunk, send).map(SharedRead::Streamed),
         }
+    }
+
+    /// Fills `builder` from the blob file without hashing it, if the file's identity was recorded
+    /// when it was verified in this generation; true if the identity, taken *after* the copy, is
+    /// still that one. Any change to the file since then (also during the copy) set its `ctime`
+    /// to a later time, so an equal identity means these are the verified bytes (see
+    /// ARCHITECTURE.md, "Integrity on read"). False: the caller hashes the blob as it refills.
+    fn fill_unchanged(&self, partition: &PartitionStore, builder: &cos_ipc::SealedFileBuilder) -> bool {
+        let (Some(recorded), BlobSource::Disk(file, _)) = (partition.verified_identity(&self.hash), &self.source)
+        else {
+            return false;
+        };
+        if let Err(error) = builder.fill_from(&**file) {
+            tracing::debug!(%error, "copying a blob into its sealed copy failed; hashing it instead");
+            return false;
+        }
+        let unchanged = FileIdentity::of(file).is_ok_and(|now| now == recorded);
+        if !unchanged {
+            tracing::warn!(hash = %self.hash.to_hex(), "a verified blob file changed since its verification; hashing it");
+        }
+        unchanged
     }
 
     /// The entry's sealed copy, if its partition is open and has one cached.

@@ -6,9 +6,11 @@
 //! holder of its descriptor could make it writable (`fchmod`, reopen through `/proc`) and change
 //! the bytes every other reader sees. A sealed memory file can change for nobody.
 //!
-//! **Invariant:** every cached file holds bytes whose SHA-256 is the entry's hash, checked while
-//! the file was filled (a fill always re-hashes, even a blob verified earlier in this service
-//! generation), so a blob damaged on disk after its verification is never copied into one. An
+//! **Invariant:** every cached file holds bytes whose SHA-256 is the entry's hash: hashed while
+//! the file was filled, or copied from a blob file whose identity (inode, size, ctime, mtime) is
+//! the one recorded when it was verified in this service generation, so a blob file changed
+//! after its verification is never copied into one unhashed (ARCHITECTURE.md, "Integrity on
+//! read"). An
 //! entry's file leaves the cache when the entry's blob leaves its partition (deletion,
 //! eviction, clear-site-data, damage), when its partition is dropped, or when newer fills need
 //! the room; descriptors already handed out stay valid (they are the same immutable bytes).

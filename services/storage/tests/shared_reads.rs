@@ -31,7 +31,7 @@ fn read_shared(service: &StorageService, who: &CallerContext, bytes: &[u8]) -> R
         true
     })? {
         SharedRead::File(copy) => {
-            assert_eq!(&copy.map(false).unwrap()[..], bytes, "the sealed copy holds the entry's bytes");
+            assert!(copy.map(false).unwrap()[..] == *bytes, "the sealed copy holds the entry's bytes");
             Ok(true)
         }
         SharedRead::Streamed(Streamed::Complete) => {
@@ -181,4 +181,129 @@ fn off_the_record_entries_are_handed_out_sealed_and_dropped_with_their_profile()
     assert_eq!(service.shared_copies().1, 1);
     service.close_off_the_record(id);
     assert_eq!(service.shared_copies(), (0, 0));
+}
+
+/// A service with room for one copy, holding `bytes` and another entry, both stored (so verified)
+/// in this generation, with no copy yet.
+fn one_copy_of_room(profile: &Path, bytes: &[u8], other: &[u8]) -> StorageService {
+    let service = open(profile, SIZE as u64);
+    let a = caller("https://a.example");
+    store(&service, &a, bytes).unwrap();
+    store(&service, &a, other).unwrap();
+    assert_eq!(service.shared_copies(), (0, 0));
+    service
+}
+
+#[test]
+fn a_blob_unchanged_since_its_verification_fills_without_hashing() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = caller("https://a.example");
+    let (bytes, other) = (content(31), content(33));
+    {
+        let service = one_copy_of_room(dir.path(), &bytes, &other);
+        // Installed by a verified write: filled without a hash, and again after an eviction.
+        assert_eq!(read_shared(&service, &a, &bytes), Ok(true));
+        assert_eq!(read_shared(&service, &a, &other), Ok(true));
+        assert_eq!(read_shared(&service, &a, &bytes), Ok(true));
+        assert_eq!(service.fill_hashes(), 0);
+    }
+    // Re-hashed by a first read: the stream (with its fill) hashes, later fills do not.
+    let service = open(dir.path(), SIZE as u64);
+    assert_eq!(read_shared(&service, &a, &bytes), Ok(false));
+    assert_eq!(read_shared(&service, &a, &other), Ok(false));
+    assert_eq!(service.fill_hashes(), 2);
+    assert_eq!(read_shared(&service, &a, &bytes), Ok(true));
+    assert_eq!(service.fill_hashes(), 2);
+    drop(service);
+    // Re-hashed by a scrub: no fill hashes.
+    let service = open(dir.path(), SIZE as u64);
+    service.scrub(Partition::Regular, |_, _| {}).unwrap();
+    assert_eq!(read_shared(&service, &a, &bytes), Ok(true));
+    assert_eq!(read_shared(&service, &a, &other), Ok(true));
+    assert_eq!(service.fill_hashes(), 0);
+}
+
+/// Overwrites one byte of the file in place (same size).
+fn pwrite_flip(path: &Path, at: u64) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x10], at).unwrap();
+}
+
+fn modified(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+/// A change made to a blob file: what it is, whether it damages the bytes, and how it is done.
+type Change = (&'static str, bool, Box<dyn Fn(&Path)>);
+
+/// The ways a verified blob file can be changed through the filesystem, each done to `path`.
+fn changes() -> Vec<Change> {
+    vec![
+        ("pwrite of the same size", true, Box::new(|path| pwrite_flip(path, 100_000))),
+        (
+            "a write, then its mtime restored",
+            true,
+            Box::new(|path| {
+                let mtime = modified(path);
+                pwrite_flip(path, 100_000);
+                let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+                file.set_times(std::fs::FileTimes::new().set_modified(mtime)).unwrap();
+                assert_eq!(modified(path), mtime);
+            }),
+        ),
+        (
+            "chmod only",
+            false,
+            Box::new(|path| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }),
+        ),
+        (
+            "another file of the same size renamed over it, with its mtime",
+            true,
+            Box::new(|path| {
+                let mut damaged = std::fs::read(path).unwrap();
+                damaged[100_000] ^= 0x10;
+                let impostor = path.with_extension("new");
+                std::fs::write(&impostor, &damaged).unwrap();
+                let file = std::fs::OpenOptions::new().write(true).open(&impostor).unwrap();
+                file.set_times(std::fs::FileTimes::new().set_modified(modified(path))).unwrap();
+                std::fs::rename(&impostor, path).unwrap();
+            }),
+        ),
+    ]
+}
+
+#[test]
+fn a_blob_changed_after_its_verification_is_hashed_on_fill_and_never_served_damaged() {
+    let a = caller("https://a.example");
+    for (change, damaging, apply) in changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bytes, other) = (content(35), content(37));
+        let service = one_copy_of_room(dir.path(), &bytes, &other);
+        apply(&blob_path(dir.path(), &hash_of(&bytes)));
+        if damaging {
+            assert_eq!(read_shared(&service, &a, &bytes), Err(CosError::NotFound), "{change}");
+            assert_eq!(service.fill_hashes(), 1, "{change}: re-hashed");
+            assert_eq!(service.shared_copies(), (0, 0), "{change}");
+            // As for any damage found: the next read checks it as a first read and deletes it.
+            assert_eq!(read_shared(&service, &a, &bytes), Err(CosError::NotFound), "{change}");
+            assert_eq!(service.inspect_entry(Partition::Regular, &hash_of(&bytes)).unwrap(), None, "{change}");
+        } else {
+            // The bytes are intact: re-hashed, served, and the new identity recorded, once the
+            // kernel's coarse clock has passed the change (a later change could otherwise carry
+            // the same ctime, so an identity observed in the change's tick is not recorded).
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert_eq!(read_shared(&service, &a, &bytes), Ok(true), "{change}");
+            assert_eq!(service.fill_hashes(), 1, "{change}: re-hashed");
+            assert_eq!(read_shared(&service, &a, &other), Ok(true), "{change}");
+            assert_eq!(read_shared(&service, &a, &bytes), Ok(true), "{change}");
+            assert_eq!(service.fill_hashes(), 1, "{change}: trusted again once re-hashed");
+        }
+        assert!(read_shared(&service, &a, &other).is_ok(), "{change}: the other entry is unaffected");
+    }
 }

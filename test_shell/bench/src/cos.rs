@@ -221,7 +221,7 @@ fn single_page(
         report.note("getFileHandle(create) → createWritable → write → close: verified, durable");
         report.add("cos", format!("read {label}"), Kind::Transfer { bytes: *size }, reads);
         report.note(if *size >= SHARED_READ_MIN_BYTES {
-            "getFileHandle → getFile → arrayBuffer, first after the store: the sealed copy filled, hashed, mapped"
+            "getFileHandle → getFile → arrayBuffer, first after the store: the sealed copy filled from the unchanged blob (not hashed again), mapped"
         } else {
             "getFileHandle → getFile → arrayBuffer, first after the store: streamed"
         });

@@ -272,6 +272,13 @@ impl SwapFile {
     }
 }
 
+impl SwapFile {
+    /// The open swap file (the blob's inode once installed).
+    pub(crate) fn file(&self) -> Arc<File> {
+        self.file.clone()
+    }
+}
+
 impl Drop for SwapFile {
     fn drop(&mut self) {
         if self.armed

@@ -20,6 +20,7 @@ use cos_common::ContentHash;
 pub(crate) use hashing::PrefixHasher;
 
 use crate::error::StoreError;
+use crate::integrity::Observation;
 
 /// Largest piece handed to the I/O pipeline and read back at a time; big enough for ~3 GiB/s
 /// syscalls, small enough to keep a writer's memory bounded.
@@ -154,6 +155,17 @@ pub(crate) enum StagedBlob {
     Memory(Arc<[u8]>),
 }
 
+impl StagedBlob {
+    /// The file that becomes the blob when installed (renaming keeps the inode), so that its
+    /// writer can record the identity of what it installed.
+    pub(crate) fn file(&self) -> Option<Arc<File>> {
+        match self {
+            Self::Disk(swap) => Some(swap.file()),
+            Self::Memory(_) => None,
+        }
+    }
+}
+
 /// An open blob. Blobs are immutable, and an open source keeps its bytes even if the entry is
 /// deleted meanwhile.
 #[derive(Clone)]
@@ -170,6 +182,16 @@ impl BlobSource {
         match self {
             Self::Disk(_, len) => *len,
             Self::Memory(bytes) => bytes.len() as u64,
+        }
+    }
+
+    /// The open file's identity now, for a blob on disk (see `integrity::Observation`).
+    pub(crate) fn observe(&self) -> Option<Observation> {
+        match self {
+            Self::Disk(file, _) => {
+                Observation::of(file).inspect_err(|error| tracing::debug!(%error, "could not observe a blob file")).ok()
+            }
+            Self::Memory(_) => None,
         }
     }
 

@@ -343,7 +343,8 @@ impl PartitionStore {
         self.release_victims(group, &admitted);
         for admitted in admitted {
             let write = &mut group[admitted.member];
-            self.verified.insert(write.hash);
+            // A new file may have been installed: its identity is recorded by its writer.
+            self.verified.insert(write.hash, None);
             write.bytes = Bytes::Taken;
             write.verdict = Some(Ok(CommitOutcome {
                 new_blob: admitted.new_blob,

@@ -34,7 +34,7 @@ use crate::config::StorageLimits;
 use crate::error::StoreError;
 use crate::faults::Faults;
 use crate::in_flight::{InFlight, Reservation};
-use crate::integrity::VerifiedBlobs;
+use crate::integrity::{FileIdentity, VerifiedBlobs};
 use crate::registry::{EntryAccess, EntryRecord, OriginRecord, Registry, RegistryWrite};
 use crate::revocation::IssuedHandles;
 use crate::shared_reads::{FillPermit, PartitionKey, SharedReads, partition_key};
@@ -77,6 +77,9 @@ pub(crate) struct PartitionStore {
     evicted_entries: AtomicU64,
     /// Entries deleted because their blob did not match their hash since the store was opened.
     corrupt_removed: AtomicU64,
+    /// Test seam: fills of sealed copies that hashed the blob.
+    #[cfg(feature = "testing")]
+    fill_hashes: AtomicU64,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -126,6 +129,8 @@ impl PartitionStore {
             in_flight: Arc::default(),
             evicted_entries: AtomicU64::new(0),
             corrupt_removed: AtomicU64::new(0),
+            #[cfg(feature = "testing")]
+            fill_hashes: AtomicU64::new(0),
         }
     }
 
@@ -276,9 +281,23 @@ impl PartitionStore {
         matches!(self.blobs, BlobStore::Disk(_)) && !self.verified.contains(hash)
     }
 
-    /// Records that the blob of `hash` re-hashed correctly.
-    pub(crate) fn mark_verified(&self, hash: &ContentHash) {
-        self.verified.insert(*hash);
+    /// Records that the blob of `hash` re-hashed correctly, with its file's identity as observed
+    /// before it was read (if settled: see `integrity::Observation`).
+    pub(crate) fn mark_verified(&self, hash: &ContentHash, identity: Option<FileIdentity>) {
+        self.verified.insert(*hash, identity);
+    }
+
+    /// Records the identity of a file whose bytes were verified as the blob of `hash` (a fresh
+    /// install, or a fill that re-hashed it), if the blob is still trusted.
+    pub(crate) fn record_identity(&self, hash: &ContentHash, identity: FileIdentity) {
+        self.verified.record(hash, identity);
+    }
+
+    /// The identity the blob file of `hash` had when it was verified in this generation: a fill
+    /// that finds it unchanged need not hash the blob again. `None` if the blob is not verified,
+    /// or its identity was not recorded.
+    pub(crate) fn verified_identity(&self, hash: &ContentHash) -> Option<FileIdentity> {
+        self.verified.identity(hash)
     }
 
     /// The blob of `hash`, verified earlier, no longer matched: it must be re-hashed (and is
@@ -301,6 +320,18 @@ impl PartitionStore {
     /// meanwhile (its removal then either drops the copy or is seen here).
     pub(crate) fn cache_shared_copy(&self, permit: FillPermit, hash: &ContentHash, file: Arc<SealedFile>) {
         self.shared.insert(permit, self.shared_key, *hash, file, || matches!(self.registry.entry(hash), Ok(Some(_))));
+    }
+
+    /// Test seam: counts a fill of a sealed copy that hashed the blob.
+    #[cfg(feature = "testing")]
+    pub(crate) fn count_fill_hash(&self) {
+        self.fill_hashes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Test seam: fills of sealed copies that hashed the blob since the store was opened.
+    #[cfg(feature = "testing")]
+    pub(crate) fn fill_hashes(&self) -> u64 {
+        self.fill_hashes.load(Ordering::Relaxed)
     }
 
     /// Test seam: bytes the service's sealed copies hold (all partitions) and how many there are.

@@ -71,11 +71,14 @@ impl PartitionStore {
                     }
                 }
                 Some(source) => {
+                    let observed = source.observe();
                     let digest = stream_hashed(&source, &[], IO_CHUNK, |_| true);
                     report.entries_checked += 1;
                     report.bytes_checked += source.len();
                     match digest {
-                        Ok(Some(digest)) if digest == *hash.as_bytes() => self.mark_verified(&hash),
+                        Ok(Some(digest)) if digest == *hash.as_bytes() => {
+                            self.mark_verified(&hash, observed.and_then(|o| o.settled()));
+                        }
                         Ok(_) | Err(_) => {
                             if self.remove_corrupt(&hash)? {
                                 report.corrupt_removed += 1;

@@ -200,6 +200,7 @@ pub const ALLOWED: &[Allowed] = &[
     allow(libc::SYS_fsync,           "fsync",           "directory fsync after the install rename; redb"),
     allow(libc::SYS_fdatasync,       "fdatasync",       "swap file before install; redb commits"),
     allow(libc::SYS_sync_file_range, "sync_file_range", "the blob writer's writeback hint every 8 MiB"),
+    allow(libc::SYS_sendfile,        "sendfile",        "filling a sealed copy from a blob whose identity is unchanged"),
     allow(libc::SYS_ftruncate,       "ftruncate",       "WritableFile::truncate; redb file growth; sizing a sealed copy"),
     allow_if(libc::SYS_memfd_create, "memfd_create",    When::ArgsAre(&[(1, (MFD_CLOEXEC | MFD_ALLOW_SEALING) as u64)]),
                                                         "the sealed copies whole reads hand out (close-on-exec, sealable; never exec)"),
