@@ -730,10 +730,13 @@
     async remove() { cos.handleError(this[ID], "remove"); }
     async createSyncAccessHandle() { cos.handleError(this[ID], "createSyncAccessHandle"); }
   }
+  // The native handle goes when its object does (the page's open handles are those it holds).
+  const handleFinalizer = new FinalizationRegistry((id) => cos.dropHandle(id));
   const makeHandle = ({ id, name }) => {
     const handle = Object.create(FileSystemFileHandle.prototype);
     handle[ID] = id;
     handle._name = name;
+    handleFinalizer.register(handle, id);
     return handle;
   };
 
@@ -809,7 +812,9 @@
   }
   handleToWire = (value) => {
     if (!(value instanceof FileSystemFileHandle)) return undefined;
-    return { [HANDLE_TAG]: value[ID] };
+    const pinned = cos.pinHandle(value[ID]);
+    if (pinned === undefined) throw new DOMException("The handle could not be transferred.", "DataCloneError");
+    return { [HANDLE_TAG]: pinned };
   };
   wireToHandle = (wire, sender) => {
     if (sender !== undefined) {

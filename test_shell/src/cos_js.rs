@@ -286,6 +286,31 @@ pub fn install_cos(
         })?,
     )?;
 
+    // A handle object script can no longer reach gives its handle back (a finalizer in
+    // `web.js`), so a page's open handles are the ones it still holds, not every one it opened.
+    let o = objects.clone();
+    cos.set(
+        "dropHandle",
+        Function::new(ctx.clone(), move |id: u32| {
+            let dropped = o.borrow_mut().handles.remove(&id);
+            drop(dropped);
+        })?,
+    )?;
+
+    // A handle being posted: a copy under a new id travels in the message, so the sender may
+    // drop its object before the receiver takes the copy (which then owns it).
+    let o = objects.clone();
+    cos.set(
+        "pinHandle",
+        Function::new(ctx.clone(), move |id: u32| -> Option<u32> {
+            let mut table = o.borrow_mut();
+            let handle = table.handles.get(&id)?.clone();
+            let pinned = table.id();
+            table.handles.insert(pinned, handle);
+            Some(pinned)
+        })?,
+    )?;
+
     let o = objects.clone();
     cos.set(
         "describe",
@@ -368,13 +393,13 @@ fn origins_input(value: Option<Value<'_>>) -> rquickjs::Result<OriginsInput> {
 /// A realm group's object table.
 pub(crate) type Table = Rc<RefCell<Objects>>;
 
-/// Copies handle `id` of `from` into `into`, the table of frame `receiver` (a same-origin frame
-/// receiving it by `postMessage`): the copy shares the sender's handle, so it may read exactly
-/// when that handle may (revocations included), and its calls name the receiver, as the broker
-/// requires. Returns its id there and its
-/// name, or nothing if `from` holds no such handle.
+/// Moves handle `id` of `from` (the copy the sender pinned for this message) into `into`, the
+/// table of frame `receiver` (a same-origin frame receiving it by `postMessage`): the copy shares
+/// the sender's handle, so it may read exactly when that handle may (revocations included), and
+/// its calls name the receiver, as the broker requires. Returns its id there and its name, or
+/// nothing if `from` holds no such handle.
 pub(crate) fn adopt_handle(from: &Table, id: u32, into: &Table, receiver: FrameId) -> Option<(u32, String)> {
-    let handle = from.borrow().handles.get(&id)?.adopted_by(receiver);
+    let handle = from.borrow_mut().handles.remove(&id)?.adopted_by(receiver);
     let name = handle.name();
     let mut table = into.borrow_mut();
     let adopted = table.id();
