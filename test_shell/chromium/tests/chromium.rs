@@ -67,6 +67,18 @@ fn page(runner: &WptRunner, host: &str, path: &str) -> Tab {
     runner.bridge().open(&format!("{base}{path}")).unwrap()
 }
 
+/// Puts the bridge's binding back on `tab`'s global object, where the bridge's script took it
+/// away. Chromium only installs a binding when it is added anew (adding a name a session already
+/// has does nothing), so it is removed first; both are one DevTools session's subscriptions, and
+/// the bridge keeps receiving the calls.
+fn expose_binding(runner: &WptRunner, tab: &Tab) {
+    let bridge = runner.bridge();
+    let name = json!({ "name": bridge.binding_name() });
+    for method in ["Runtime.removeBinding", "Runtime.addBinding"] {
+        bridge.block_on(bridge.client().send(method, name.clone(), Some(tab.session_id()))).unwrap();
+    }
+}
+
 /// Plays a compromised renderer in `tab`'s current document: re-adds the bridge's binding,
 /// puts a recorder where the script's reply function is (before the bridge first fetches it,
 /// so this must precede any API call in the document), sends `payload` raw as call `id` and
@@ -75,8 +87,7 @@ fn forge(runner: &WptRunner, tab: &Tab, id: u64, payload: &Value) -> Value {
     let bridge = runner.bridge();
     let name = json!(bridge.binding_name());
     let reply = json!(bridge.reply_name());
-    let add = json!({ "name": bridge.binding_name() });
-    bridge.block_on(bridge.client().send("Runtime.addBinding", add, Some(tab.session_id()))).unwrap();
+    expose_binding(runner, tab);
     tab.evaluate(&format!(
         "globalThis.__seen = globalThis.__seen || {{}};
          Object.defineProperty(globalThis, {reply}, {{ configurable: true, value: (id, ok, value) => {{ globalThis.__seen[id] = [id, ok, value]; }} }});
@@ -274,8 +285,7 @@ fn oversized_payloads_and_bodies_are_refused(runner: &WptRunner) {
     // A raw binding call past the payload bound is what only a compromised renderer sends.
     let bridge = runner.bridge();
     let before = bridge.targets_closed_for_misbehaviour();
-    let add = json!({ "name": bridge.binding_name() });
-    bridge.block_on(bridge.client().send("Runtime.addBinding", add, Some(a.session_id()))).unwrap();
+    expose_binding(runner, &a);
     let _ = a.evaluate(&format!("globalThis[{}]('1:' + ' '.repeat(1 << 20)); 0", json!(bridge.binding_name())));
     for _ in 0..600 {
         if bridge.targets_closed_for_misbehaviour() > before {
@@ -312,15 +322,19 @@ addEventListener("message", async (event) => {
 </script>"#;
 
 /// Adds an iframe (`src` or `srcdoc`, with `allow` unless null) to the page and returns what the
-/// child's lookup answered.
+/// child's lookup answered. A step that never finishes answers which step it was (a hang guard
+/// that names the hang, not a timing assertion).
 const ASK_CHILD: &str = r#"
+const guard = (promise, step) =>
+  Promise.race([promise, new Promise((resolve) => setTimeout(() => resolve(`hung: ${step}`), 20000))]);
 async function ask(source, allow, what = "go") {
   const frame = document.createElement("iframe");
   if (allow !== null) frame.setAttribute("allow", allow);
-  const loaded = new Promise((resolve) => { frame.onload = resolve; });
+  const loaded = new Promise((resolve) => { frame.onload = () => resolve("loaded"); });
   if (source.startsWith("<")) frame.srcdoc = source; else frame.src = source;
   document.body.appendChild(frame);
-  await loaded;
+  const load = await guard(loaded, "the frame never loaded");
+  if (load !== "loaded") return load;
   const answer = new Promise((resolve) => {
     addEventListener("message", function listener(event) {
       if (event.source === frame.contentWindow) {
@@ -330,7 +344,7 @@ async function ask(source, allow, what = "go") {
     });
   });
   frame.contentWindow.postMessage(what, "*");
-  return answer;
+  return guard(answer, `the child never answered "${what}"`);
 }
 "#;
 
