@@ -127,9 +127,12 @@ fn single_page(
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), BenchError> {
     const URL: &str = "https://bench.example/";
-    let page = bench_page(browser, URL)?;
     let mut seed = 1000;
     for (i, (label, size)) in plan.sizes.iter().enumerate() {
+        // A page per size: every `getFile()` keeps its data pipe until the File is collected,
+        // and a renderer may hold 64; closing the page gives them all back, so the number of
+        // rounds a size takes is bounded by that size alone, not by the sizes before it.
+        let page = bench_page(browser, URL)?;
         // The big size's baselines are taken pair by pair with its COS samples, so that both
         // sides see the same disk, writeback and page-cache state; the other sizes' read
         // baselines (page-cache read, memcpy) too.
@@ -142,13 +145,13 @@ fn single_page(
                 Some(small)
             }
         };
+        let repeats = if big.is_some() { plan.repeats } else { plan.small_repeats };
         progress(&format!(
-            "cos: store and read {label} from JavaScript ({} samples each, interleaved with their baselines)",
-            plan.repeats
+            "cos: store and read {label} from JavaScript ({repeats} samples each, interleaved with their baselines)"
         ));
         let (mut stores, mut reads, mut again, mut touched) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut baseline = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
-        for round in 0..=plan.repeats {
+        for round in 0..=repeats {
             seed += 1;
             let hash = evaluate_string(&page, &format!("cosBench.prepare('file', {size}, {seed})"))?;
             // Which side goes first alternates by round, so neither always follows the other.
@@ -166,8 +169,10 @@ fn single_page(
             if baselines_first {
                 store_baselines(&mut taken)?;
             }
-            if let Some(big) = &big {
-                big.drain_writeback()?;
+            // Every store starts on a flushed disk: a small store's closing fsync otherwise waits
+            // for whatever writeback the previous round (or the big size) left behind.
+            if let Some(base) = big.as_ref().or(small.as_ref()) {
+                base.drain_writeback()?;
             }
             let store = evaluate_number(&page, "cosBench.store('file')")?;
             if !baselines_first {
@@ -233,8 +238,10 @@ fn single_page(
         });
         report.add("cos", format!("read again, touched {label}"), Kind::Transfer { bytes: *size }, touched);
         report.note("the same, and JS reads one byte of every 4 KiB page inside the timing");
+        browser.close(&page)?;
         clear(browser, URL)?;
     }
+    let page = bench_page(browser, URL)?;
     progress(&format!("cos: {} getFileHandle hits and misses", plan.lookups));
     let hash = evaluate_string(&page, "cosBench.prepare('small', 1024, 7)")?;
     evaluate_number(&page, "cosBench.store('small')")?;

@@ -80,6 +80,9 @@ pub(crate) struct Plan {
     pub sizes: Vec<(String, u64)>,
     /// Samples per timed figure (after one warm-up).
     pub repeats: usize,
+    /// Samples of section 2's sizes after the first (the big one): each round costs milliseconds,
+    /// and a median of 5 such short samples moves with a single noisy one.
+    pub small_repeats: usize,
     /// Sequential lookups per latency figure.
     pub lookups: u32,
     /// Raw transport round trips.
@@ -106,6 +109,7 @@ impl Plan {
             big,
             sizes: vec![("177 MiB".into(), big), ("4.5 MiB".into(), 9 * MIB / 2), ("1 KiB".into(), 1024)],
             repeats: 5,
+            small_repeats: 15,
             lookups: 1000,
             round_trips: 10_000,
             concurrent: (8, 50 * MIB),
@@ -124,6 +128,7 @@ impl Plan {
             big,
             sizes: vec![("16 MiB".into(), big), ("4.5 MiB".into(), 9 * MIB / 2), ("1 KiB".into(), 1024)],
             repeats: 2,
+            small_repeats: 3,
             lookups: 200,
             round_trips: 1000,
             concurrent: (4, 4 * MIB),
@@ -246,9 +251,22 @@ mod tests {
     fn the_quick_plan_is_smaller_in_every_part() {
         let (full, quick) = (Plan::full(), Plan::quick());
         assert!(quick.big < full.big && quick.repeats < full.repeats && quick.lookups < full.lookups);
+        assert!(quick.small_repeats < full.small_repeats && full.small_repeats > full.repeats);
         assert!(quick.startup_entries < full.startup_entries && quick.list_digests < full.list_digests);
         assert!(quick.huge.0 * quick.huge.1 < full.huge.0 * full.huge.1);
         assert_eq!(full.huge.0 * full.huge.1, 4 << 30, "the huge store is 4 GiB");
         assert_eq!(full.big, 177 * MIB);
+    }
+
+    /// Section 2 reads each size three times a round (plus the warm-up round) in one page, and
+    /// every `getFile()` holds a data pipe until its File is collected: a size's rounds must fit
+    /// the renderer's allowance, or the bench measures the refusal instead.
+    #[test]
+    fn a_sizes_reads_fit_the_renderers_data_pipes() {
+        let allowance = cos_storage_service::process::MAX_DATA_PIPES_PER_RENDERER;
+        for plan in [Plan::full(), Plan::quick()] {
+            let rounds = plan.repeats.max(plan.small_repeats) + 1;
+            assert!(3 * rounds < allowance, "{rounds} rounds of 3 reads exceed {allowance} data pipes");
+        }
     }
 }
