@@ -9,10 +9,11 @@ pub(crate) mod disk;
 mod hashing;
 pub(crate) mod memory;
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use cos_common::ContentHash;
@@ -45,11 +46,17 @@ impl BlobStore {
     }
 
     /// Makes verified bytes the blob of `hash` (the caller guarantees the hash matched). On disk
-    /// the rename is durable only once the returned directory is synced ([`Self::sync_dir`]),
-    /// which a group of installs shares.
-    pub(crate) fn place(&self, staged: StagedBlob, hash: &ContentHash) -> Result<Option<PathBuf>, StoreError> {
+    /// the rename is durable only once the returned directory is synced ([`Self::sync_dirs`]),
+    /// which a group of installs shares. A blob file the install replaces is pushed to
+    /// `replaced`, still open: see [`disk::DiskBlobs::place`].
+    pub(crate) fn place(
+        &self,
+        staged: StagedBlob,
+        hash: &ContentHash,
+        replaced: &mut Vec<File>,
+    ) -> Result<Option<PathBuf>, StoreError> {
         match (self, staged) {
-            (Self::Disk(disk), StagedBlob::Disk(swap)) => disk.place(swap, hash).map(Some),
+            (Self::Disk(disk), StagedBlob::Disk(swap)) => disk.place(swap, hash, replaced).map(Some),
             (Self::Memory(memory), StagedBlob::Memory(bytes)) => {
                 memory.install(hash, bytes);
                 Ok(None)
@@ -58,10 +65,10 @@ impl BlobStore {
         }
     }
 
-    /// Makes the renames [`Self::place`] did into `dir` durable.
-    pub(crate) fn sync_dir(&self, dir: &Path) -> Result<(), StoreError> {
+    /// Makes the renames [`Self::place`] did into `dirs` durable.
+    pub(crate) fn sync_dirs(&self, dirs: &BTreeSet<PathBuf>) -> Result<(), StoreError> {
         match self {
-            Self::Disk(disk) => disk.sync_placed(dir),
+            Self::Disk(disk) => disk.sync_placed(dirs),
             Self::Memory(_) => Ok(()),
         }
     }
