@@ -216,8 +216,8 @@ fn a_failed_registry_fsync_fails_every_member() {
 
 #[test]
 fn a_failed_shard_directory_sync_fails_every_member_and_leaves_nothing() {
-    // The group's shard directories are synced at once, on several threads: a failure of any
-    // one of them still fails every member, and nothing commits.
+    // A group syncs each shard directory it renamed into: a failure of any one of them (here
+    // the second) fails every member, and nothing commits.
     let profile = Profile::new();
     let injector = FaultInjector::new();
     let writers: Vec<_> =

@@ -13,7 +13,7 @@
 //! `fdatasync`s, and the store renames the file into `blobs/` and `fsync`s the directory. Writers
 //! of the same hash at the same time share one swap file (see `coalesce`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -35,8 +35,6 @@ use crate::faults::{Faults, IoOp};
 const PIPELINE_THRESHOLD: u64 = 2 * IO_CHUNK as u64;
 /// Chunks queued for the I/O thread at most (bounds a writer's memory to a few MiB).
 const PIPELINE_DEPTH: usize = 3;
-/// Threads that sync a group's shard directories at once, at most (a group touches at most 256).
-const CONCURRENT_DIR_SYNCS: usize = 16;
 /// The I/O thread asks the kernel to start writing dirty pages back after this many bytes, so
 /// that the `fdatasync` at close has little left to do.
 const WRITEBACK_EVERY: u64 = 8 << 20;
@@ -175,49 +173,11 @@ impl DiskBlobs {
         Ok(shard)
     }
 
-    /// Syncs the shard directories blobs were renamed into. If this fails the renames may not
-    /// be durable; the caller does not commit the rows, and a blob without a row is never
-    /// visible (recovery deletes it at the next start).
-    ///
-    /// A group's installs land in as many shard directories as it has distinct first bytes of
-    /// their hashes. Synced one after another, each directory waits for its own journal commit
-    /// or device flush; synced at once, they share them (the filesystem and the block layer
-    /// merge concurrent syncs), so a group pays about one whatever its size. At most
-    /// [`CONCURRENT_DIR_SYNCS`] threads sync at once; each takes every n-th directory.
-    pub(crate) fn sync_placed(&self, shards: &BTreeSet<PathBuf>) -> Result<(), StoreError> {
-        let shards: Vec<&PathBuf> = shards.iter().collect();
-        let faults = &self.swap.faults;
-        if shards.len() <= 1 {
-            return shards.first().map_or(Ok(()), |shard| sync_dir(shard, faults));
-        }
-        let threads = shards.len().min(CONCURRENT_DIR_SYNCS);
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = (1..threads)
-                .map(|first| {
-                    let shards = &shards;
-                    std::thread::Builder::new()
-                        .name("cos-dir-sync".into())
-                        .spawn_scoped(scope, move || sync_every(shards, first, threads, faults))
-                })
-                .collect();
-            // This thread takes its share too; a thread that could not start leaves its share
-            // to this one.
-            let mut result = sync_every(&shards, 0, threads, faults);
-            for (first, worker) in (1..threads).zip(workers) {
-                let synced = match worker {
-                    Ok(worker) => worker.join().unwrap_or_else(|_| {
-                        Err(StoreError::io(
-                            "sync directory",
-                            Path::new("blobs"),
-                            io::Error::other("sync thread panicked"),
-                        ))
-                    }),
-                    Err(_) => sync_every(&shards, first, threads, faults),
-                };
-                result = result.and(synced);
-            }
-            result
-        })
+    /// Syncs a shard directory blobs were renamed into. If this fails the renames may not be
+    /// durable; the caller does not commit the rows, and a blob without a row is never visible
+    /// (recovery deletes it at the next start).
+    pub(crate) fn sync_placed(&self, shard: &Path) -> Result<(), StoreError> {
+        sync_dir(shard, &self.swap.faults)
     }
 
     pub(crate) fn open(&self, hash: &ContentHash) -> Result<Option<BlobSource>, StoreError> {
@@ -294,11 +254,6 @@ fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>, StoreError> {
 fn remove_any(path: &Path) -> Result<(), StoreError> {
     let result = if path.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) };
     result.map_err(|e| StoreError::io("remove stray file", path, e))
-}
-
-/// Syncs `shards[first]`, `shards[first + step]`, ...; the first failure stops it.
-fn sync_every(shards: &[&PathBuf], first: usize, step: usize, faults: &Faults) -> Result<(), StoreError> {
-    shards.iter().skip(first).step_by(step).try_for_each(|shard| sync_dir(shard, faults))
 }
 
 /// `fsync` a directory so that a rename or create inside it is durable.

@@ -9,11 +9,10 @@ pub(crate) mod disk;
 mod hashing;
 pub(crate) mod memory;
 
-use std::collections::BTreeSet;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cos_common::ContentHash;
@@ -46,7 +45,7 @@ impl BlobStore {
     }
 
     /// Makes verified bytes the blob of `hash` (the caller guarantees the hash matched). On disk
-    /// the rename is durable only once the returned directory is synced ([`Self::sync_dirs`]),
+    /// the rename is durable only once the returned directory is synced ([`Self::sync_dir`]),
     /// which a group of installs shares. A blob file the install replaces is pushed to
     /// `replaced`, still open: see [`disk::DiskBlobs::place`].
     pub(crate) fn place(
@@ -65,10 +64,10 @@ impl BlobStore {
         }
     }
 
-    /// Makes the renames [`Self::place`] did into `dirs` durable.
-    pub(crate) fn sync_dirs(&self, dirs: &BTreeSet<PathBuf>) -> Result<(), StoreError> {
+    /// Makes the renames [`Self::place`] did into `dir` durable.
+    pub(crate) fn sync_dir(&self, dir: &Path) -> Result<(), StoreError> {
         match self {
-            Self::Disk(disk) => disk.sync_placed(dirs),
+            Self::Disk(disk) => disk.sync_placed(dir),
             Self::Memory(_) => Ok(()),
         }
     }

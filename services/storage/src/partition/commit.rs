@@ -331,9 +331,11 @@ impl PartitionStore {
         // One sync per blob directory the group renamed into, shared by the members. If it fails
         // the renames may not be durable, so nothing commits (a blob without a row is never
         // visible, and recovery deletes it at the next start).
-        if let Err(error) = self.blobs.sync_dirs(&dirs) {
-            fail_all(group, &members, error);
-            return true;
+        for dir in &dirs {
+            if let Err(error) = self.blobs.sync_dir(dir) {
+                fail_all(group, &members, error);
+                return true;
+            }
         }
         if let Err(error) = txn.commit() {
             // Whether the rows landed is unknown (a failed fsync may still have written them),
