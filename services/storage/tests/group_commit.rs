@@ -213,3 +213,60 @@ fn a_failed_registry_fsync_fails_every_member() {
     let after: Vec<bool> = writers.iter().map(|(who, bytes)| read(&service, who, bytes).is_ok()).collect();
     assert_eq!(after, visible);
 }
+
+#[test]
+fn a_failed_shard_directory_sync_fails_every_member_and_leaves_nothing() {
+    // A group syncs each shard directory it renamed into: a failure of any one of them (here
+    // the second) fails every member, and nothing commits.
+    let profile = Profile::new();
+    let injector = FaultInjector::new();
+    let writers: Vec<_> =
+        (0..6u64).map(|i| (caller(&format!("https://site{i}.example")), pattern(i + 40, 3000))).collect();
+    let mut shards: Vec<_> = writers.iter().map(|(_, bytes)| hash_of(bytes).shard()).collect();
+    shards.sort();
+    shards.dedup();
+    assert!(shards.len() >= 3, "the writes land in several shard directories: {shards:?}");
+    for shard in &shards {
+        std::fs::create_dir_all(profile.root().join("blobs").join(shard.as_str())).unwrap();
+    }
+    let service = StorageService::open(profile.config().with_fault_injector(injector.clone())).unwrap().0;
+    let open: Vec<_> = writers.iter().map(|(who, bytes)| written(&service, who, bytes)).collect();
+    // Armed once every writer's own fdatasync is behind it: the second directory sync fails.
+    let verdicts = close_as_group(&service, open, || injector.arm(Fault::SyncFailed, 1));
+    assert_eq!(injector.injected(), 1, "a shard directory's sync met the fault");
+    assert!(verdicts.iter().all(|verdict| *verdict == Err(CosError::Unknown)), "{verdicts:?}");
+    assert_eq!(profile.swap_files(), 0);
+    for (who, bytes) in &writers {
+        assert_eq!(read(&service, who, bytes), Err(CosError::NotFound));
+        assert_eq!(service.inspect_entry(Partition::Regular, &hash_of(bytes)).unwrap(), None);
+    }
+    next_group_commits(&service);
+}
+
+#[test]
+fn a_group_of_rewrites_replaces_the_blobs_and_every_entry_stays_whole() {
+    // Known bytes are installed again (the close costs the same): each rewrite renames over the
+    // blob it replaces, which stays open until the group is answered. Every entry reads whole,
+    // then and after a restart, in its many shard directories.
+    let profile = Profile::new();
+    let service = profile.open_fresh();
+    let entries: Vec<Vec<u8>> = (0..8u64).map(|i| pattern(i + 60, 70_000 + i as usize)).collect();
+    let first = caller("https://first.example");
+    for bytes in &entries {
+        store(&service, &first, bytes).unwrap();
+    }
+    let writers: Vec<_> = (0..8).map(|i| caller(&format!("https://again{i}.example"))).collect();
+    let open: Vec<_> = writers.iter().zip(&entries).map(|(who, bytes)| written(&service, who, bytes)).collect();
+    let verdicts = close_as_group(&service, open, || {});
+    assert!(verdicts.iter().all(|verdict| matches!(verdict, Ok(outcome) if !outcome.new_blob)), "{verdicts:?}");
+    for (who, bytes) in writers.iter().zip(&entries) {
+        assert_eq!(read(&service, who, bytes).unwrap(), *bytes);
+        assert_eq!(read(&service, &first, bytes).unwrap(), *bytes);
+    }
+    assert_eq!(profile.swap_files(), 0);
+    drop(service);
+    let service = profile.open();
+    for (who, bytes) in writers.iter().zip(&entries) {
+        assert_eq!(read(&service, who, bytes).unwrap(), *bytes);
+    }
+}

@@ -132,13 +132,28 @@ impl DiskBlobs {
 
     /// Renames a verified swap file to the blob of `hash`; returns the shard directory, whose
     /// sync ([`Self::sync_placed`]) makes the rename durable.
-    pub(crate) fn place(&self, mut swap: SwapFile, hash: &ContentHash) -> Result<PathBuf, StoreError> {
+    ///
+    /// The blob file it replaces (an identical rewrite installs too) is opened first and pushed
+    /// to `replaced`: while it is open the rename only unlinks it, and the filesystem frees its
+    /// blocks when the caller closes it — after the commit lock is released. Otherwise a rewrite
+    /// of a model of tens of MiB frees them inside the rename, and every writer of the group and
+    /// of the groups queued behind it waits for that.
+    pub(crate) fn place(
+        &self,
+        mut swap: SwapFile,
+        hash: &ContentHash,
+        replaced: &mut Vec<File>,
+    ) -> Result<PathBuf, StoreError> {
         let shard = self.blobs_dir.join(hash.shard());
         if !shard.exists() {
             fs::create_dir_all(&shard).map_err(|e| StoreError::io("create blob shard", &shard, e))?;
             sync_dir(&self.blobs_dir, &self.swap.faults)?;
         }
         let target = shard.join(hash.to_hex());
+        // Absent (new bytes) or unreadable: nothing to keep open, the rename goes on.
+        if let Ok(old) = File::open(&target) {
+            replaced.push(old);
+        }
         self.swap
             .faults
             .check(IoOp::Rename)

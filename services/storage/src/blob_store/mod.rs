@@ -46,10 +46,16 @@ impl BlobStore {
 
     /// Makes verified bytes the blob of `hash` (the caller guarantees the hash matched). On disk
     /// the rename is durable only once the returned directory is synced ([`Self::sync_dir`]),
-    /// which a group of installs shares.
-    pub(crate) fn place(&self, staged: StagedBlob, hash: &ContentHash) -> Result<Option<PathBuf>, StoreError> {
+    /// which a group of installs shares. A blob file the install replaces is pushed to
+    /// `replaced`, still open: see [`disk::DiskBlobs::place`].
+    pub(crate) fn place(
+        &self,
+        staged: StagedBlob,
+        hash: &ContentHash,
+        replaced: &mut Vec<File>,
+    ) -> Result<Option<PathBuf>, StoreError> {
         match (self, staged) {
-            (Self::Disk(disk), StagedBlob::Disk(swap)) => disk.place(swap, hash).map(Some),
+            (Self::Disk(disk), StagedBlob::Disk(swap)) => disk.place(swap, hash, replaced).map(Some),
             (Self::Memory(memory), StagedBlob::Memory(bytes)) => {
                 memory.install(hash, bytes);
                 Ok(None)

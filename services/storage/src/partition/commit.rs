@@ -13,6 +13,7 @@
 //! again without it; a failure of the shared directory sync or commit fails every member.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -219,13 +220,16 @@ impl PartitionStore {
         state.leading = true;
         drop(state);
         let leading = Leading(queue);
+        // Blob files the group's installs replaced, closed (and their blocks freed) only once
+        // the commit lock is released and the members are answered.
+        let mut replaced = Vec::new();
         let group = {
             let _commit = self.commit_lock.lock();
             #[cfg(feature = "testing")]
             self.commit_gate.wait_open();
             // Taken only now: whoever queued while this leader waited for the lock joins.
             let mut group = std::mem::take(&mut queue.state.lock().waiting);
-            self.commit_group(&mut group);
+            self.commit_group(&mut group, &mut replaced);
             group
         };
         let mut state = queue.state.lock();
@@ -236,6 +240,7 @@ impl PartitionStore {
         let verdict = state.verdicts.remove(&ticket);
         drop(state);
         drop(leading);
+        drop(replaced);
         verdict.unwrap_or(Err(Failure::Refused(CosError::Unknown)))
     }
 
@@ -243,13 +248,13 @@ impl PartitionStore {
     /// rows or rename fail gets that failure, and the transaction is begun again without it, so
     /// that its half-written rows cannot reach the others' commit; every attempt decides at least
     /// one member, so this ends.
-    fn commit_group(&self, group: &mut [QueuedWrite]) {
+    fn commit_group(&self, group: &mut [QueuedWrite], replaced: &mut Vec<File>) {
         loop {
             let waiting: Vec<usize> = (0..group.len()).filter(|&i| group[i].verdict.is_none()).collect();
             if waiting.is_empty() {
                 return;
             }
-            if self.attempt_group(group, &waiting) {
+            if self.attempt_group(group, &waiting, replaced) {
                 return;
             }
         }
@@ -257,7 +262,7 @@ impl PartitionStore {
 
     /// One attempt at committing the undecided members `waiting`. False when a member failed
     /// alone and the others are to be tried again in a new transaction.
-    fn attempt_group(&self, group: &mut [QueuedWrite], waiting: &[usize]) -> bool {
+    fn attempt_group(&self, group: &mut [QueuedWrite], waiting: &[usize], replaced: &mut Vec<File>) -> bool {
         let txn = match self.registry.write() {
             Ok(txn) => txn,
             Err(error) => {
@@ -305,7 +310,7 @@ impl PartitionStore {
         for &member in &members {
             let write = &mut group[member];
             let placed = match std::mem::replace(&mut write.bytes, Bytes::Taken) {
-                Bytes::Staged(staged) => self.blobs.place(staged, &write.hash),
+                Bytes::Staged(staged) => self.blobs.place(staged, &write.hash, replaced),
                 Bytes::Placed(dir) => Ok(dir),
                 Bytes::Taken => unreachable!("an undecided member still has its bytes"),
             };
