@@ -87,6 +87,11 @@ fn write_seeds() {
         result: CallResult::Handle { handle: HandleId(5), create: false },
     });
     add("ipc_messages", "service-reply", 10, cos_ipc::encode(&reply).unwrap());
+    let inline = ServiceToBroker::Reply(Reply {
+        request: RequestId(2),
+        result: CallResult::InlineFile { bytes: InlineBytes::new(b"a small entry".to_vec()).unwrap() },
+    });
+    add("ipc_messages", "service-reply-inline", 10, cos_ipc::encode(&inline).unwrap());
     let report = ServiceToBroker::BadMessage { reason: "malformed write frame".into() };
     add("ipc_messages", "service-bad-message", 10, cos_ipc::encode(&report).unwrap());
     let frame = cos_ipc::encode(&WriterFrame::Write { position: Some(3), data: b"some bytes" }).unwrap();

@@ -780,6 +780,44 @@ impl FileReader {
         Ok(Streamed::Complete)
     }
 
+    /// The whole entry, hashed now and handed out only if the digest is the entry's hash (for
+    /// a `getFile` reply that carries a small entry itself, [`CallResult::InlineFile`]). Every
+    /// such read re-hashes, whether or not the blob was verified in this generation: so a blob
+    /// damaged on disk after its verification — even beneath the filesystem — is never handed
+    /// out this way. `None` if the entry is larger than `max` (the caller then opens a data
+    /// pipe). A mismatch answers `NotFoundError`: a blob not verified yet is deleted, as on any
+    /// first read; one verified earlier is forgotten as verified, so its next read deletes it.
+    ///
+    /// [`CallResult::InlineFile`]: cos_common::interface::CallResult::InlineFile
+    pub fn read_inline(&self, max: usize) -> Option<Result<Vec<u8>, CosError>> {
+        use sha2::{Digest, Sha256};
+
+        let size = usize::try_from(self.size()).ok().filter(|&size| size <= max)?;
+        let mut bytes = vec![0u8; size];
+        let read = self.source.read_at(0, &mut bytes).map_err(read_failed);
+        Some(read.and_then(|n| {
+            if n != size {
+                return Err(CosError::NotFound);
+            }
+            let digest: [u8; 32] = Sha256::digest(&bytes).into();
+            match self.pending_check() {
+                Some(check) => check.conclude(digest)?,
+                None if digest != *self.hash.as_bytes() => {
+                    tracing::error!(
+                        hash = %self.hash.to_hex(),
+                        "a blob verified earlier no longer matches its hash; its next read checks it again"
+                    );
+                    if let Some(partition) = self.partition.upgrade() {
+                        partition.forget_verified(&self.hash);
+                    }
+                    return Err(CosError::NotFound);
+                }
+                None => {}
+            }
+            Ok(bytes)
+        }))
+    }
+
     /// Reads up to `buf.len()` bytes at `offset`; returns how many (0 at the end). The blob is
     /// re-hashed first if it has not been since the service started.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, CosError> {

@@ -156,3 +156,46 @@ fn scrub_finds_damaged_and_missing_blobs_and_keeps_the_rest() {
     let again = service.scrub(Partition::Regular, |_, _| {}).unwrap();
     assert_eq!((again.entries_checked, again.corrupt_removed, again.missing_removed), (1, 0, 0));
 }
+
+/// A small entry whose `getFile` reply carries its bytes (`FileReader::read_inline`) is hashed
+/// on every such read, so damage after its verification — here in place, while the service runs —
+/// is refused, and the entry goes on its next read.
+#[test]
+fn a_small_entry_damaged_after_its_verification_is_never_handed_out_inline() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = open(dir.path());
+    let a = caller("https://a.example");
+    let bytes: Vec<u8> = (0..1024u32).map(|i| (i * 7) as u8).collect();
+    store(&service, &a, &bytes).unwrap();
+    let inline = |service: &StorageService| {
+        let handle = service.get_file_handle(&a, hash_of(&bytes), HandleRequest::Read)?;
+        handle.get_file()?.read_inline(64 * 1024 - 1).expect("small enough to go inline")
+    };
+    assert_eq!(inline(&service).unwrap(), bytes, "verified by its write");
+
+    flip_a_bit(&blob_path(dir.path(), &hash_of(&bytes)), 100);
+    assert_eq!(inline(&service), Err(CosError::NotFound), "damaged after its verification");
+    // It is no longer trusted: the next read checks it as a first read does, and deletes it.
+    assert_eq!(inline(&service), Err(CosError::NotFound));
+    assert_entry_gone(&service, &bytes);
+}
+
+#[test]
+fn a_small_entry_damaged_while_the_service_was_down_is_deleted_by_its_first_inline_read() {
+    let bytes: Vec<u8> = (0..2000u32).map(|i| (i * 13) as u8).collect();
+    let (_dir, service) = damaged(&bytes, |path| flip_a_bit(path, 1999));
+    let file = service.get_file_handle(&caller("https://a.example"), hash_of(&bytes), HandleRequest::Read);
+    let file = file.unwrap().get_file().unwrap();
+    assert_eq!(file.read_inline(64 * 1024 - 1), Some(Err(CosError::NotFound)));
+    assert_entry_gone(&service, &bytes);
+    assert_eq!(service.status(Partition::Regular).unwrap().0.corrupt_removed, 1);
+
+    // An intact one reads inline after a restart; a larger one is not read inline at all.
+    let intact: Vec<u8> = (0..70_000u32).map(|i| (i * 3) as u8).collect();
+    let (_dir, service) = damaged(&intact, |_| {});
+    let file = service.get_file_handle(&caller("https://a.example"), hash_of(&intact), HandleRequest::Read);
+    let file = file.unwrap().get_file().unwrap();
+    assert_eq!(file.read_inline(64 * 1024 - 1), None);
+    assert_eq!(file.read_inline(intact.len()), Some(Ok(intact.clone())));
+    assert_eq!(file.read_inline(intact.len()), Some(Ok(intact)));
+}

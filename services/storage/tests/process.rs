@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use cos_common::interface::{
     BrokerToService, BrowserToService, CallResult, CreateOptions, DATA_CHUNK_BYTES, FrameId, HandleCall, HandleId,
-    HandleRequest, InspectionItem, ReaderEnd, ReaderFrame, ReaderRequest, RendererToBroker, Reply, RequestId,
-    ServiceToBroker, ServiceToBrowser, WriterEvent, WriterFrame,
+    HandleRequest, INLINE_READ_MAX_BYTES, InspectionItem, ReaderEnd, ReaderFrame, ReaderRequest, RendererToBroker,
+    Reply, RequestId, ServiceToBroker, ServiceToBrowser, WriterEvent, WriterFrame,
 };
 use cos_common::{
     CallerContext, ContentHash, CosError, DataErrorKind, OffTheRecordProfileId, Origin, OriginsOption, Partition,
@@ -136,11 +136,7 @@ impl Renderer {
     }
 
     fn get_file(&self, handle: HandleId) -> Result<ReadPipe, CosError> {
-        match self.call(|request| BrokerToService::Call(HandleCall::GetFile { request, handle })) {
-            CallResult::File { size, pipe } => Ok(ReadPipe { size, endpoint: pipe.into_endpoint() }),
-            CallResult::Failed(error) => Err(error),
-            other => panic!("unexpected answer to GetFile: {other:?}"),
-        }
+        ReadPipe::from_reply(self.call(|request| BrokerToService::Call(HandleCall::GetFile { request, handle })))
     }
 
     fn release(&self, handle: HandleId) {
@@ -202,14 +198,29 @@ impl Writer {
     }
 }
 
-/// The renderer's end of a read data pipe.
+/// The renderer's end of a read data pipe, or the bytes of a small entry the `getFile` reply
+/// carried instead (`inline`; then `endpoint` is a spare pipe nothing answers on).
 struct ReadPipe {
     size: u64,
     endpoint: Endpoint,
+    inline: Option<Vec<u8>>,
 }
 
 impl ReadPipe {
+    fn from_reply(result: CallResult) -> Result<Self, CosError> {
+        match result {
+            CallResult::File { size, pipe } => Ok(Self { size, endpoint: pipe.into_endpoint(), inline: None }),
+            CallResult::InlineFile { bytes } => {
+                let (endpoint, _) = Endpoint::pair_in_process();
+                Ok(Self { size: bytes.len() as u64, endpoint, inline: Some(bytes.into_vec()) })
+            }
+            CallResult::Failed(error) => Err(error),
+            other => panic!("unexpected answer to GetFile: {other:?}"),
+        }
+    }
+
     fn request(&self, offset: u64, len: u64) {
+        assert!(self.inline.is_none(), "a streamed read of an entry that came inline");
         let bytes = cos_ipc::encode(&ReaderRequest::Read { offset, len }).unwrap();
         self.endpoint.send(&bytes, vec![]).unwrap();
     }
@@ -249,6 +260,10 @@ impl ReadPipe {
     }
 
     fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>, CosError> {
+        if let Some(bytes) = &self.inline {
+            let start = (offset as usize).min(bytes.len());
+            return Ok(bytes[start..start.saturating_add(len as usize).min(bytes.len())].to_vec());
+        }
         self.request(offset, len);
         self.collect()
     }
@@ -711,8 +726,8 @@ fn a_handed_out_descriptor_cannot_change_what_anyone_reads() {
     assert!(on_disk == data, "the blob on disk is untouched");
 }
 
-/// A renderer may ask for a descriptor of an entry too small for one, or send the request
-/// again and again: it gets the stream, or the same sealed copy, and nothing else.
+/// A renderer may send the request for a descriptor again and again: it gets the same sealed
+/// copy, and nothing else. An entry too small for one has no pipe to ask on: it came whole.
 #[test]
 fn asking_for_a_descriptor_gets_nothing_extra() {
     let browser = service();
@@ -721,9 +736,7 @@ fn asking_for_a_descriptor_gets_nothing_extra() {
     let small = content(1000, 1);
     renderer.store(&a, &small);
     let reader = renderer.get_file(renderer.read_handle(&a, hash_of(&small)).unwrap()).unwrap();
-    for _ in 0..3 {
-        assert_eq!(reader.read_shared().unwrap().unwrap_err(), small, "a small entry is always streamed");
-    }
+    assert_eq!(reader.inline.as_deref(), Some(&small[..]), "a small entry comes with getFile");
     let big = content(200_000, 2);
     renderer.store(&a, &big);
     let reader = renderer.get_file(renderer.read_handle(&a, hash_of(&big)).unwrap()).unwrap();
@@ -784,11 +797,9 @@ impl BoundDocument {
 
     fn get_file(&self, handle: HandleId) -> Result<ReadPipe, CosError> {
         let frame = self.frame;
-        match self.call(|request| RendererToBroker::Call { frame, call: HandleCall::GetFile { request, handle } }) {
-            CallResult::File { size, pipe } => Ok(ReadPipe { size, endpoint: pipe.into_endpoint() }),
-            CallResult::Failed(error) => Err(error),
-            other => panic!("unexpected answer to GetFile: {other:?}"),
-        }
+        ReadPipe::from_reply(
+            self.call(|request| RendererToBroker::Call { frame, call: HandleCall::GetFile { request, handle } }),
+        )
     }
 
     fn assert_closed_by_service(&self) {
@@ -967,6 +978,123 @@ fn bindings_count_against_their_renderers_limits() {
             Err(error) => panic!("{error}"),
         }
         assert!(Instant::now() < deadline, "no binding slot came back within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+// ----- small entries answered inline --------------------------------------------------------------
+
+/// An entry of at most `INLINE_READ_MAX_BYTES` comes whole with `getFile`, verified, on the
+/// broker's connection and on a binding alike; one byte more gets a data pipe. An inline read
+/// holds a stream slot only until its reply is sent, so reads one after another never run out.
+#[test]
+fn a_small_entry_comes_whole_with_get_file_and_gives_its_slot_back() {
+    let browser = service();
+    let renderer = browser.bind(1);
+    let who = caller("https://a.example");
+    let largest = content(INLINE_READ_MAX_BYTES, 1);
+    let larger = content(INLINE_READ_MAX_BYTES + 1, 2);
+    renderer.store(&who, &largest);
+    renderer.store(&who, &larger);
+    let bound = renderer.bind_document(10, &who);
+
+    let handle = renderer.read_handle(&who, hash_of(&largest)).unwrap();
+    let on_binding = bound.lookup(hash_of(&largest)).unwrap();
+    for _ in 0..3 * MAX_DATA_PIPES_PER_RENDERER {
+        assert_eq!(renderer.get_file(handle).unwrap().inline.as_deref(), Some(&largest[..]));
+        assert_eq!(bound.get_file(on_binding).unwrap().inline.as_deref(), Some(&largest[..]));
+    }
+    let streamed = renderer.get_file(renderer.read_handle(&who, hash_of(&larger)).unwrap()).unwrap();
+    assert!(streamed.inline.is_none(), "one byte past the bound: a data pipe");
+    assert_eq!(streamed.read(0, streamed.size).unwrap(), larger);
+
+    // Revocation answers exactly as for a streamed read.
+    let clear = BrowserToService::ClearSiteData {
+        request: RequestId(1),
+        partition: Partition::Regular,
+        origin: origin("https://a.example"),
+    };
+    assert_eq!(browser.control_request(RequestId(1), clear), Ok(()));
+    assert_eq!(renderer.get_file(handle).err(), Some(CosError::NotFound));
+    assert_eq!(bound.get_file(on_binding).err(), Some(CosError::NotFound));
+}
+
+/// A small entry damaged on disk after its write verified it is refused by the inline path:
+/// every inline read hashes the bytes it sends.
+#[test]
+fn a_damaged_small_blob_is_refused_inline() {
+    let browser = service();
+    let renderer = browser.bind(1);
+    let who = caller("https://a.example");
+    let bytes = content(1024, 3);
+    let hash = hash_of(&bytes);
+    renderer.store(&who, &bytes);
+    let handle = renderer.read_handle(&who, hash).unwrap();
+    assert_eq!(renderer.get_file(handle).unwrap().inline.as_deref(), Some(&bytes[..]));
+
+    let path = cos_test_support::storage::blob_path(browser.profile_dir(), &hash);
+    let mut on_disk = std::fs::read(&path).unwrap();
+    on_disk[512] ^= 1;
+    std::fs::write(&path, on_disk).unwrap();
+    assert_eq!(renderer.get_file(handle).err(), Some(CosError::NotFound));
+    let bound = renderer.bind_document(10, &who);
+    // The next read deletes it: the lookup misses from then on.
+    assert_eq!(renderer.get_file(handle).err(), Some(CosError::NotFound));
+    assert_eq!(bound.lookup(hash), Err(CosError::NotFound));
+}
+
+/// A renderer that asks for small entries and never reads the replies cannot make the service
+/// hold more of their bytes than its open-stream bound allows: a reply waiting to be sent holds
+/// the slot a stream would, so once every binding's queue is full, nothing else of the renderer
+/// may read until it reads its replies.
+#[test]
+fn unread_inline_replies_hold_the_renderers_stream_slots() {
+    let browser = service();
+    let renderer = browser.bind(1);
+    let who = caller("https://a.example");
+    let bytes = content(INLINE_READ_MAX_BYTES, 4);
+    let hash = hash_of(&bytes);
+    renderer.store(&who, &bytes);
+    let kept = renderer.read_handle(&who, hash).unwrap();
+    let bindings: Vec<(BoundDocument, HandleId)> = (0..MAX_BINDINGS_PER_RENDERER as u64)
+        .map(|frame| {
+            let binding = renderer.bind_document(100 + frame, &who);
+            let handle = binding.lookup(hash).unwrap();
+            (binding, handle)
+        })
+        .collect();
+    assert_eq!(MAX_BINDINGS_PER_RENDERER, MAX_DATA_PIPES_PER_RENDERER, "one blocked binding per slot");
+    // More replies than a binding's queue holds: its thread blocks sending one of them.
+    const ASKED: u64 = 8;
+    for (binding, handle) in &bindings {
+        for request in 0..ASKED {
+            let call = HandleCall::GetFile { request: RequestId(1000 + request), handle: *handle };
+            binding.pipe.send(RendererToBroker::Call { frame: binding.frame, call }).unwrap();
+        }
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match renderer.get_file(kept) {
+            Err(CosError::QuotaExceeded(QuotaScope::Renderer)) => break,
+            Ok(reader) => assert_eq!(reader.inline.as_deref(), Some(&bytes[..])),
+            Err(other) => panic!("{other:?}"),
+        }
+        assert!(Instant::now() < deadline, "unread inline replies held no stream slots within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Reading one binding's replies gives its slot back.
+    let (first, _) = &bindings[0];
+    for _ in 0..ASKED {
+        let reply = first.pipe.recv_timeout(WAIT).expect("a reply");
+        assert!(matches!(reply.result, CallResult::InlineFile { ref bytes } if bytes.len() == INLINE_READ_MAX_BYTES));
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match renderer.get_file(kept) {
+            Ok(reader) => break assert_eq!(reader.inline.as_deref(), Some(&bytes[..])),
+            Err(error) => assert_eq!(error, CosError::QuotaExceeded(QuotaScope::Renderer)),
+        }
+        assert!(Instant::now() < deadline, "no slot came back within {WAIT:?}");
         std::thread::sleep(Duration::from_millis(5));
     }
 }

@@ -228,13 +228,13 @@ fn single_page(
         report.note(if *size >= SHARED_READ_MIN_BYTES {
             "getFileHandle → getFile → arrayBuffer, first after the store: the sealed copy filled from the unchanged blob (not hashed again), mapped"
         } else {
-            "getFileHandle → getFile → arrayBuffer, first after the store: streamed"
+            "getFileHandle → getFile → arrayBuffer, first after the store: the entry inside getFile's reply, hashed"
         });
         report.add("cos", format!("read again {label}"), Kind::Transfer { bytes: *size }, again);
         report.note(if *size >= SHARED_READ_MIN_BYTES {
             "the same: by descriptor, a lazy private mapping of the cached copy (no page touched)"
         } else {
-            "the same, verified entry: streamed (below the descriptor threshold)"
+            "the same: inside getFile's reply (below the descriptor threshold), hashed on every read"
         });
         report.add("cos", format!("read again, touched {label}"), Kind::Transfer { bytes: *size }, touched);
         report.note("the same, and JS reads one byte of every 4 KiB page inside the timing");

@@ -153,7 +153,8 @@ pub enum HandleRequest {
 /// (unchanged, once it checked the caller may use the handle).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HandleCall {
-    /// `handle.getFile()`. The reply carries a read data pipe.
+    /// `handle.getFile()`. The reply carries a read data pipe, or the whole entry if it is small
+    /// ([`CallResult::InlineFile`]).
     GetFile {
         /// Echoed in the reply.
         request: RequestId,
@@ -302,6 +303,13 @@ pub enum CallResult {
         size: u64,
         /// The read data pipe, bound to this read.
         pipe: Attached,
+    },
+    /// `getFile` succeeded for an entry of at most [`INLINE_READ_MAX_BYTES`]: the whole entry,
+    /// verified against its hash just before this reply was sent, instead of a data pipe (one
+    /// message answers both `getFile` and every later read of the `File`).
+    InlineFile {
+        /// The entry's bytes (its size is their length).
+        bytes: InlineBytes,
     },
     /// `createWritable` succeeded.
     Writable {
@@ -661,11 +669,82 @@ pub enum ServiceToBrowser {
 /// Largest data payload in one data-pipe frame: with its header it stays one datagram.
 pub const DATA_CHUNK_BYTES: usize = 128 * 1024;
 
-/// Entries smaller than this are always streamed, never handed out as a sealed memory file
+/// Entries smaller than this are never handed out as a sealed memory file
 /// ([`ReaderRequest::ReadShared`]): a descriptor, its checks and a mapping cost more than
-/// sending a few chunks. The renderer asks for a descriptor only from this size on, and the
-/// service answers a smaller entry with the stream whatever it was asked.
+/// sending the bytes, which the `getFile` reply then carries ([`INLINE_READ_MAX_BYTES`]). The
+/// renderer asks for a descriptor only from this size on, and the service answers a smaller
+/// entry with the stream whatever it was asked.
 pub const SHARED_READ_MIN_BYTES: u64 = 64 * 1024;
+
+/// Entries of at most this many bytes are answered whole inside the `getFile` reply
+/// ([`CallResult::InlineFile`]): no data pipe, no service thread, no second round trip. Every
+/// smaller size than the descriptor path's ([`SHARED_READ_MIN_BYTES`]) is inline, so each whole
+/// read is one message either way. The reply stays well inside one message
+/// (`cos_ipc::MAX_MESSAGE_BYTES`) and inside a socket's default send queue, and hashing this much
+/// on every read costs about one round trip.
+pub const INLINE_READ_MAX_BYTES: usize = 64 * 1024 - 1;
+
+const _: () = assert!(INLINE_READ_MAX_BYTES as u64 + 1 == SHARED_READ_MIN_BYTES);
+
+/// The bytes of a whole entry carried in a reply ([`CallResult::InlineFile`]): at most
+/// [`INLINE_READ_MAX_BYTES`], refused on decoding beyond.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InlineBytes(Vec<u8>);
+
+impl InlineBytes {
+    /// `bytes`, if there are at most [`INLINE_READ_MAX_BYTES`] of them.
+    pub fn new(bytes: Vec<u8>) -> Option<Self> {
+        (bytes.len() <= INLINE_READ_MAX_BYTES).then_some(Self(bytes))
+    }
+
+    /// The bytes.
+    pub fn into_vec(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+impl std::ops::Deref for InlineBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for InlineBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "InlineBytes({} bytes)", self.0.len())
+    }
+}
+
+impl Serialize for InlineBytes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for InlineBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Bounded;
+
+        impl serde::de::Visitor<'_> for Bounded {
+            type Value = InlineBytes;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "at most {INLINE_READ_MAX_BYTES} bytes")
+            }
+
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<InlineBytes, E> {
+                if bytes.len() > INLINE_READ_MAX_BYTES {
+                    return Err(E::invalid_length(bytes.len(), &self));
+                }
+                Ok(InlineBytes(bytes.to_vec()))
+            }
+        }
+
+        deserializer.deserialize_bytes(Bounded)
+    }
+}
 
 /// The send queue each side of a data pipe asks for, so that several chunks are in flight.
 pub const DATA_PIPE_SEND_BUFFER: usize = 2 << 20;
@@ -825,6 +904,51 @@ mod tests {
         for warning in [WriteWarning::OriginsListFull, WriteWarning::NoUserActivation] {
             assert!(warning.message().starts_with("Cross-Origin Storage: ") && !warning.message().contains("://"));
         }
+    }
+
+    #[test]
+    fn inline_bytes_round_trip_up_to_their_bound_and_no_further() {
+        let largest = InlineBytes::new(vec![5; INLINE_READ_MAX_BYTES]).unwrap();
+        let reply = Reply { request: RequestId(3), result: CallResult::InlineFile { bytes: largest } };
+        let encoded = cos_ipc::encode(&reply).unwrap();
+        assert!(encoded.len() < cos_ipc::MAX_MESSAGE_BYTES);
+        assert_eq!(cos_ipc::decode::<Reply>(&encoded).unwrap(), reply);
+
+        assert!(InlineBytes::new(vec![0; INLINE_READ_MAX_BYTES + 1]).is_none());
+        // A peer that encodes more than the bound anyway: the reply does not decode.
+        #[derive(Serialize)]
+        enum ForgedResult<'a> {
+            _Handle,
+            _File,
+            InlineFile {
+                #[serde(with = "serde_bytes_forged")]
+                bytes: &'a [u8],
+            },
+        }
+        mod serde_bytes_forged {
+            pub(super) fn serialize<S: serde::Serializer>(bytes: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(bytes)
+            }
+        }
+        #[derive(Serialize)]
+        struct ForgedReply<'a> {
+            request: RequestId,
+            result: ForgedResult<'a>,
+        }
+        let too_many = vec![0u8; INLINE_READ_MAX_BYTES + 1];
+        let forged = cos_ipc::encode(&ForgedReply {
+            request: RequestId(3),
+            result: ForgedResult::InlineFile { bytes: &too_many },
+        })
+        .unwrap();
+        assert!(cos_ipc::decode::<Reply>(&forged).is_err());
+        let fitting = vec![0u8; INLINE_READ_MAX_BYTES];
+        let forged = cos_ipc::encode(&ForgedReply {
+            request: RequestId(3),
+            result: ForgedResult::InlineFile { bytes: &fitting },
+        })
+        .unwrap();
+        assert!(cos_ipc::decode::<Reply>(&forged).is_ok(), "the forged layout is the real one");
     }
 
     #[test]

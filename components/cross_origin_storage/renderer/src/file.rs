@@ -1,4 +1,5 @@
-//! `File` for a COS entry: immutable bytes read through the entry's data pipe.
+//! `File` for a COS entry: immutable bytes read through the entry's data pipe, or held whole
+//! when the service answered `getFile` with a small entry's verified bytes.
 
 use std::ops::{Deref, DerefMut};
 
@@ -8,7 +9,10 @@ use cos_ipc::{Endpoint, IpcError, Mapping, Received, SealedFile};
 use parking_lot::{Mutex, MutexGuard};
 
 /// An opened entry. Reads stream through a data pipe bound to this file; the bytes are never
-/// copied into the renderer until asked for.
+/// copied into the renderer until asked for. A small entry (at most
+/// [`INLINE_READ_MAX_BYTES`](cos_common::interface::INLINE_READ_MAX_BYTES)) came whole with
+/// `getFile`'s reply, verified by the service, and every read of it is answered from those bytes
+/// without asking the service again.
 ///
 /// ```
 /// use cos_common::CosError;
@@ -35,9 +39,17 @@ use parking_lot::{Mutex, MutexGuard};
 pub struct File {
     name: String,
     size: u64,
-    pipe: Mutex<Endpoint>,
+    body: Body,
     /// Whether whole reads may ask for a sealed memory file (see [`File::read_whole`]).
     takes_files: bool,
+}
+
+/// Where a [`File`]'s bytes come from.
+enum Body {
+    /// The entry's data pipe.
+    Pipe(Mutex<Endpoint>),
+    /// The whole entry, as the `getFile` reply carried it.
+    Inline(Box<[u8]>),
 }
 
 /// The bytes of a whole-file read ([`File::read_whole`]): the renderer's own buffer, or a
@@ -73,7 +85,24 @@ impl DerefMut for FileBytes {
 
 impl File {
     pub(crate) fn new(name: String, size: u64, pipe: Endpoint, takes_files: bool) -> Self {
-        Self { name, size, pipe: Mutex::new(pipe), takes_files }
+        Self { name, size, body: Body::Pipe(Mutex::new(pipe)), takes_files }
+    }
+
+    /// A file whose whole bytes came with the `getFile` reply.
+    pub(crate) fn inline(name: String, bytes: Vec<u8>) -> Self {
+        Self { name, size: bytes.len() as u64, body: Body::Inline(bytes.into_boxed_slice()), takes_files: false }
+    }
+
+    /// The data pipe, or the bytes of `[offset, offset + len)` clamped to the file.
+    fn source(&self, offset: u64, len: u64) -> Result<&Mutex<Endpoint>, &[u8]> {
+        match &self.body {
+            Body::Pipe(pipe) => Ok(pipe),
+            Body::Inline(bytes) => {
+                let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
+                let end = start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX)).min(bytes.len());
+                Err(&bytes[start..end])
+            }
+        }
     }
 
     /// `name`: the hash's hex value.
@@ -89,7 +118,13 @@ impl File {
     /// Streams `len` bytes from `offset` (clamped to the file) into `sink`, chunk by chunk.
     /// Blocks while the data flows.
     pub fn read_with(&self, offset: u64, len: u64, mut sink: impl FnMut(&[u8])) -> Result<u64, CosError> {
-        let pipe = self.pipe.lock();
+        let pipe = match self.source(offset, len) {
+            Ok(pipe) => pipe.lock(),
+            Err(bytes) => {
+                sink(bytes);
+                return Ok(bytes.len() as u64);
+            }
+        };
         let request = cos_ipc::encode(&ReaderRequest::Read { offset, len }).map_err(|_| CosError::Unknown)?;
         pipe.send(&request, Vec::new()).map_err(abort)?;
         let mut received = 0u64;
@@ -111,12 +146,16 @@ impl File {
     /// Reads a range into a new buffer (`slice(start, end).arrayBuffer()`). The data pipe
     /// delivers each chunk straight into the result: no intermediate copy.
     pub fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>, CosError> {
+        let pipe = match self.source(offset, len) {
+            Ok(pipe) => pipe,
+            Err(bytes) => return Ok(bytes.to_vec()),
+        };
         let expected = usize::try_from(len.min(self.size.saturating_sub(offset))).map_err(|_| CosError::Unknown)?;
         // Zeroed pages from the allocator are mapped lazily; mapping them in one call up front
         // is cheaper than a page fault per 4 KiB during the transfer.
         let mut out = vec![0u8; expected];
         prefault(&mut out);
-        let pipe = self.pipe.lock();
+        let pipe = pipe.lock();
         let request =
             cos_ipc::encode(&ReaderRequest::Read { offset, len: expected as u64 }).map_err(|_| CosError::Unknown)?;
         pipe.send(&request, Vec::new()).map_err(abort)?;
@@ -164,11 +203,12 @@ impl File {
     }
 
     fn read_whole_with(&self, populate: bool) -> Result<FileBytes, CosError> {
-        if !self.takes_files || self.size < SHARED_READ_MIN_BYTES {
-            return self.read_all().map(FileBytes::Owned);
-        }
+        let pipe = match self.source(0, self.size) {
+            Ok(pipe) if self.takes_files && self.size >= SHARED_READ_MIN_BYTES => pipe.lock(),
+            Ok(_) => return self.read_all().map(FileBytes::Owned),
+            Err(bytes) => return Ok(FileBytes::Owned(bytes.to_vec())),
+        };
         let expected = usize::try_from(self.size).map_err(|_| CosError::Unknown)?;
-        let pipe = self.pipe.lock();
         let request = cos_ipc::encode(&ReaderRequest::ReadShared).map_err(|_| CosError::Unknown)?;
         pipe.send(&request, Vec::new()).map_err(abort)?;
         let (bytes, file) = pipe
@@ -264,6 +304,19 @@ mod tests {
 
     fn bytes() -> Vec<u8> {
         (0..SIZE).map(|i| (i * 7) as u8).collect()
+    }
+
+    #[test]
+    fn a_file_that_came_inline_answers_every_read_from_its_bytes() {
+        let file = File::inline("name".into(), b"0123456789".to_vec());
+        assert_eq!(file.size(), 10);
+        assert_eq!(&file.read_whole().unwrap()[..], b"0123456789");
+        assert_eq!(file.read_range(2, 4).unwrap(), b"2345");
+        assert_eq!(file.read_range(8, 100).unwrap(), b"89");
+        assert_eq!(file.read_range(11, 1).unwrap(), b"");
+        let mut streamed = Vec::new();
+        assert_eq!(file.read_with(7, u64::MAX, |chunk| streamed.extend_from_slice(chunk)).unwrap(), 3);
+        assert_eq!(streamed, b"789");
     }
 
     #[test]

@@ -136,6 +136,7 @@ impl FileSystemFileHandle {
             CallResult::File { size, pipe } => {
                 Ok(File::new(self.name(), size, pipe.into_endpoint(), self.inner.connection.takes_files()))
             }
+            CallResult::InlineFile { bytes } => Ok(File::inline(self.name(), bytes.into_vec())),
             CallResult::Failed(error) => Err(error),
             _ => Err(CosError::Unknown),
         }

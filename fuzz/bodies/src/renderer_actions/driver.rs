@@ -397,6 +397,12 @@ impl World {
                 let endpoint = pipe.into_endpoint();
                 attacker.readers.push(ReaderState { endpoint, content: Some(content), size });
             }
+            CallResult::InlineFile { bytes } => {
+                assert!(handle.may_read, "getFile succeeded on a handle that may not read: {handle:?}");
+                assert!(pipes_before < MAX_DATA_PIPES_PER_RENDERER, "an inline read past the renderer's bound");
+                let content = handle.content.expect("a readable handle has a content");
+                assert!(bytes[..] == CONTENTS[content][..], "an inline read of content {content} carried other bytes");
+            }
             CallResult::Failed(CosError::NotAllowed(NotAllowedKind::HandleNotReadable)) => {
                 assert!(!handle.may_read, "a readable handle refused to read");
             }
@@ -518,6 +524,9 @@ impl World {
                 let endpoint = pipe.into_endpoint();
                 let bytes = read_range(&endpoint, 0, size);
                 assert!(bytes == CONTENTS[content], "a verified entry reads back other bytes");
+            }
+            CallResult::InlineFile { bytes } => {
+                assert!(bytes[..] == CONTENTS[content][..], "a verified entry reads back other bytes inline");
             }
             // The renderer's data pipes may all be in use; a concurrent clear may have deleted it.
             CallResult::Failed(CosError::QuotaExceeded(QuotaScope::Renderer) | CosError::NotFound) => {}

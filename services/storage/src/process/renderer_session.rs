@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use cos_common::interface::{
-    BrokerToService, CallResult, FrameId, HandleCall, HandleId, HandleRequest, RendererId, RendererToBroker, Reply,
-    ServiceToBroker,
+    BrokerToService, CallResult, FrameId, HandleCall, HandleId, HandleRequest, INLINE_READ_MAX_BYTES, InlineBytes,
+    RendererId, RendererToBroker, Reply, ServiceToBroker,
 };
 use cos_common::{CallerContext, ContentHash, CosError, QuotaScope};
 use cos_ipc::{Attached, Endpoint, IpcError, Pipe};
@@ -58,6 +58,8 @@ struct Calls {
     handles: HashMap<HandleId, FileHandle>,
     allowance: Arc<RendererAllowance>,
     pipes: Vec<Served>,
+    /// The data-pipe slot an inline `getFile` reply holds until it is sent ([`Calls::sent`]).
+    replying: Option<PipeSlot>,
     /// Requests refused in a row for this renderer's own limits; see [`pause_after_refusals`].
     refusals_in_a_row: u32,
 }
@@ -133,7 +135,9 @@ impl RendererSession {
                 }
             };
             self.calls.hold_back_repeated_refusals(&result);
-            if let Err(error) = self.pipe.send(ServiceToBroker::Reply(Reply { request, result })) {
+            let sent = self.pipe.send(ServiceToBroker::Reply(Reply { request, result }));
+            self.calls.sent();
+            if let Err(error) = sent {
                 tracing::warn!(renderer = renderer.0, %error, "could not reply to the broker");
                 return;
             }
@@ -217,7 +221,9 @@ impl Binding {
                 }
             };
             self.calls.hold_back_repeated_refusals(&result);
-            if self.pipe.send(Reply { request, result }).is_err() {
+            let sent = self.pipe.send(Reply { request, result });
+            self.calls.sent();
+            if sent.is_err() {
                 return; // closed: the document navigated or went away
             }
         }
@@ -239,6 +245,7 @@ impl Calls {
             handles: HashMap::new(),
             allowance,
             pipes: Vec::new(),
+            replying: None,
             refusals_in_a_row: 0,
         }
     }
@@ -277,6 +284,12 @@ impl Calls {
         }
     }
 
+    /// The reply to the last request left (or could not be sent): the bytes an inline read
+    /// held in flight are gone, and so is their slot.
+    fn sent(&mut self) {
+        self.replying = None;
+    }
+
     fn release(&mut self, handle: HandleId) {
         if self.handles.remove(&handle).is_some() {
             self.allowance.handles.fetch_sub(1, Ordering::AcqRel);
@@ -299,6 +312,7 @@ impl Calls {
             CallResult::Failed(_) => {}
             CallResult::Handle { .. }
             | CallResult::File { .. }
+            | CallResult::InlineFile { .. }
             | CallResult::Writable { .. }
             | CallResult::Bound { .. } => self.refusals_in_a_row = 0,
         }
@@ -329,6 +343,19 @@ impl Calls {
         let Some(slot) = self.reserve_pipe() else {
             return CallResult::Failed(CosError::QuotaExceeded(QuotaScope::Renderer));
         };
+        // A small entry travels in the reply. Its bytes hold the slot a stream would until the
+        // reply is sent, so what a renderer can make this process buffer stays within the same
+        // bound (its open streams) however it times its calls and however slowly it reads.
+        if let Some(read) = file.read_inline(INLINE_READ_MAX_BYTES) {
+            return match read.map(InlineBytes::new) {
+                Ok(Some(bytes)) => {
+                    self.replying = Some(slot);
+                    CallResult::InlineFile { bytes }
+                }
+                Ok(None) => CallResult::Failed(CosError::Unknown),
+                Err(error) => CallResult::Failed(error),
+            };
+        }
         let size = file.size();
         match self.spawn_pipe("cos-read", move |endpoint, report| serve_read(file, endpoint, report, slot)) {
             Ok(pipe) => CallResult::File { size, pipe },

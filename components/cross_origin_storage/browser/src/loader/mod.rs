@@ -142,12 +142,14 @@ impl Loader {
     /// entry's body if the document may read it, `None` otherwise — for a miss and for every
     /// refusal alike. The embedder then fetches from the network as usual.
     ///
-    /// Blocks for one round trip to the service (two on a hit).
+    /// Blocks for one round trip to the service (two on a hit; a small entry's bytes come with
+    /// the second).
     pub fn lookup(&self, frame: FrameId, hash: ContentHash) -> Option<CosBody> {
         let (_, caller) = self.caller(frame)?;
         let handle = self.open_handle(caller, hash, HandleRequest::Read)?;
         match self.inner.call(|request| BrokerToService::Call(HandleCall::GetFile { request, handle: handle.handle })) {
             Some(CallResult::File { size, pipe }) => Some(CosBody::new(size, pipe.into_endpoint(), handle)),
+            Some(CallResult::InlineFile { bytes }) => Some(CosBody::inline(bytes.into_vec(), handle)),
             _ => None,
         }
     }
