@@ -121,6 +121,23 @@ impl Endpoint {
         }
     }
 
+    /// Sends one message without attachments whose payload is `head` followed by `tail`, as
+    /// [`send`](Endpoint::send) would send them joined, but without joining them first: a bulk
+    /// sender puts a small encoded header before data it only borrows, and the kernel gathers
+    /// both (one copy of the data, into the socket).
+    ///
+    /// Errors as for [`send`](Endpoint::send).
+    pub fn send_parts(&self, head: &[u8], tail: &[u8]) -> Result<(), IpcError> {
+        let len = head.len().saturating_add(tail.len());
+        if len > MAX_MESSAGE_BYTES {
+            return Err(IpcError::Oversized { len });
+        }
+        match &self.inner {
+            Inner::Os(fd) => os::send_parts(fd.as_fd(), head, tail),
+            Inner::InProcess(core) => core.send([head, tail].concat(), Vec::new(), None),
+        }
+    }
+
     /// Sends one message with a file attached instead of endpoints (on Linux, as an `SCM_RIGHTS`
     /// descriptor): only [`recv_with_file`](Endpoint::recv_with_file) accepts it; every other
     /// receive refuses it as [`IpcError::BadAttachment`]. The receiver must judge the file itself
@@ -510,6 +527,22 @@ mod tests {
             // The over-long message was discarded; the pipe still works.
             a.send(b"ok", Vec::new()).unwrap();
             assert_eq!(b.recv().unwrap().bytes, b"ok");
+        }
+    }
+
+    #[test]
+    fn send_parts_is_one_message_of_both_parts_and_bounded() {
+        for (a, b) in [Endpoint::pair().unwrap(), Endpoint::pair_in_process()] {
+            a.send_parts(b"head:", b"tail").unwrap();
+            a.send_parts(b"", b"").unwrap();
+            assert_eq!(b.recv().unwrap().bytes, b"head:tail");
+            assert_eq!(b.recv().unwrap().bytes, b"");
+            let tail = vec![1u8; MAX_MESSAGE_BYTES];
+            assert!(
+                matches!(a.send_parts(b"x", &tail), Err(IpcError::Oversized { len }) if len == MAX_MESSAGE_BYTES + 1)
+            );
+            a.send_parts(b"", &tail).unwrap();
+            assert_eq!(b.recv().unwrap().bytes.len(), MAX_MESSAGE_BYTES);
         }
     }
 

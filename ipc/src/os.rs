@@ -134,18 +134,30 @@ fn wait_for(fd: BorrowedFd<'_>, events: PollFlags, deadline: Option<Instant>) ->
 /// copies may be closed as soon as this returns.
 pub(crate) fn send(fd: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), IpcError> {
     debug_assert!(bytes.len() <= MAX_MESSAGE_BYTES && fds.len() <= MAX_ATTACHMENTS);
-    send_frame(fd, FRAME_TAG | fds.len() as u8, bytes, fds)
+    send_frame(fd, FRAME_TAG | fds.len() as u8, &[bytes], fds)
+}
+
+/// Sends one frame without attachments whose payload is `head` followed by `tail`, gathered by
+/// the kernel (no copy into one buffer first).
+pub(crate) fn send_parts(fd: BorrowedFd<'_>, head: &[u8], tail: &[u8]) -> Result<(), IpcError> {
+    debug_assert!(head.len() + tail.len() <= MAX_MESSAGE_BYTES);
+    send_frame(fd, FRAME_TAG, &[head, tail], &[])
 }
 
 /// Sends one frame carrying `file` (any descriptor; the receiver judges it).
 pub(crate) fn send_file(fd: BorrowedFd<'_>, bytes: &[u8], file: BorrowedFd<'_>) -> Result<(), IpcError> {
     debug_assert!(bytes.len() <= MAX_MESSAGE_BYTES);
-    send_frame(fd, FILE_FRAME_HEADER, bytes, &[file])
+    send_frame(fd, FILE_FRAME_HEADER, &[bytes], &[file])
 }
 
-fn send_frame(fd: BorrowedFd<'_>, header: u8, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), IpcError> {
+fn send_frame(fd: BorrowedFd<'_>, header: u8, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<(), IpcError> {
     let header = [header];
-    let iov = [IoSlice::new(&header), IoSlice::new(bytes)];
+    let mut iov = [IoSlice::new(&header), IoSlice::new(&[]), IoSlice::new(&[])];
+    debug_assert!(parts.len() < iov.len());
+    for (slot, part) in iov[1..].iter_mut().zip(parts) {
+        *slot = IoSlice::new(part);
+    }
+    let payload: usize = parts.iter().map(|part| part.len()).sum();
     let mut space = [MaybeUninit::<u8>::uninit(); SEND_CMSG_LEN];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
@@ -155,7 +167,7 @@ fn send_frame(fd: BorrowedFd<'_>, header: u8, bytes: &[u8], fds: &[BorrowedFd<'_
         match sendmsg(fd, &iov, &mut control, SendFlags::NOSIGNAL) {
             Ok(sent) => {
                 // SEQPACKET sends are atomic: either the whole datagram was queued or nothing.
-                debug_assert_eq!(sent, HEADER_LEN + bytes.len());
+                debug_assert_eq!(sent, HEADER_LEN + payload);
                 return Ok(());
             }
             Err(Errno::INTR) => {}

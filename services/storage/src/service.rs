@@ -12,7 +12,7 @@ use cos_common::{
 };
 use parking_lot::RwLock;
 
-use crate::blob_store::{BlobSink, BlobSource, IO_CHUNK, PrefixHasher};
+use crate::blob_store::{BlobSink, BlobSource, IO_CHUNK, Lent, PrefixHasher};
 use crate::config::ServiceConfig;
 use crate::error::{Failure, StoreError};
 use crate::faults::Faults;
@@ -528,6 +528,31 @@ impl WritableFile {
     /// `write({type: "write", position, data})`: moves the cursor to `position`, then writes.
     /// Writing past the end fills the gap with zeros.
     pub fn write_at(&mut self, position: u64, data: &[u8]) -> Result<(), CosError> {
+        self.write_from(position, data, None)
+    }
+
+    /// `write_at` (or `write` when `position` is `None`) of `lent[range]`, a chunk received into
+    /// that buffer: the writer may hand the buffer itself to its I/O thread after hashing it
+    /// (see [`Lent`]) instead of copying the chunk.
+    pub(crate) fn write_lent(
+        &mut self,
+        position: Option<u64>,
+        lent: &Lent,
+        range: std::ops::Range<usize>,
+    ) -> Result<(), CosError> {
+        self.write_from(position.unwrap_or(self.cursor), &lent[range], Some(lent))
+    }
+
+    /// A buffer the writer's I/O thread has written and given back, for the next chunk to be
+    /// received into.
+    pub(crate) fn spare_buffer(&mut self) -> Option<Vec<u8>> {
+        match &mut self.state {
+            WriterState::Open { sink, .. } => sink.spare_buffer(),
+            WriterState::Errored(_) => None,
+        }
+    }
+
+    fn write_from(&mut self, position: u64, data: &[u8], lent: Option<&Lent>) -> Result<(), CosError> {
         let Some(end) = position.checked_add(data.len() as u64) else {
             return Err(match &self.state {
                 WriterState::Errored(error) => error.clone(),
@@ -541,7 +566,7 @@ impl WritableFile {
             // Standard), which a zero-byte pwrite would not do.
             sink.set_len(end, prefix)
         } else {
-            sink.write_at(position, data, prefix)
+            sink.write_at(position, data, lent, prefix)
         };
         if let Err(error) = result {
             return Err(self.fail(error.to_web_error()));

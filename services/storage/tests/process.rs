@@ -312,6 +312,26 @@ fn full_round_trip_write_overwrite_close_then_ranged_and_whole_reads() {
     assert_eq!(own.read(0, own.size).unwrap(), data);
 }
 
+/// Past its first 2 MiB a writer lends each received chunk's buffer to its I/O thread and
+/// reuses only the buffers the thread gave back: were a buffer reused while still queued, the
+/// file would hold later chunks where the hash saw earlier ones, and an entry whose bytes do not
+/// hash to its name would be installed.
+#[test]
+fn chunks_lent_to_the_io_thread_reach_the_blob_as_they_were_hashed() {
+    let browser = service();
+    let renderer = browser.bind(1);
+    let origin = caller("https://a.example");
+    // Every chunk different, so a chunk written in another's place changes the file.
+    let data: Vec<u8> = (0..96u8).flat_map(|seed| content(DATA_CHUNK_BYTES, seed)).collect();
+    let hash = hash_of(&data);
+    let writer = renderer.create_writable(renderer.create_handle(&origin, hash)).unwrap();
+    writer.write_all(&data);
+    assert_eq!(writer.close(), Ok(()));
+    let on_disk = std::fs::read(cos_test_support::storage::blob_path(browser.profile_dir(), &hash)).unwrap();
+    assert!(on_disk == data, "the blob holds other bytes than were hashed");
+    assert!(renderer.read_entry(&origin, hash).unwrap() == data);
+}
+
 #[test]
 fn mismatching_write_closes_with_data_error_and_stores_nothing() {
     let browser = service();

@@ -771,6 +771,22 @@ pub enum WriterFrame<'a> {
     Abort,
 }
 
+impl WriterFrame<'_> {
+    /// The encoding of `Write { position, data }` without `data`'s bytes, which follow it in
+    /// the frame: a sender passes this header and the borrowed chunk to
+    /// `cos_ipc::Endpoint::send_parts`, so the chunk is copied once (into the socket) rather
+    /// than first into an encoded frame. Sent together they are exactly the frame's encoding.
+    pub fn write_header(position: Option<u64>, len: usize) -> Result<Vec<u8>, cos_ipc::IpcError> {
+        // Bytes are encoded as their length, then themselves: the empty chunk's encoding ends
+        // with the length 0, which becomes `len`.
+        let mut header = cos_ipc::encode(&WriterFrame::Write { position, data: &[] })?;
+        let empty_len = header.pop();
+        debug_assert_eq!(empty_len, Some(0));
+        header.extend_from_slice(&cos_ipc::encode(&(len as u64))?);
+        Ok(header)
+    }
+}
+
 /// A data chunk as serde bytes (one length, then the bytes: no per-byte encoding), refused on
 /// decoding beyond [`DATA_CHUNK_BYTES`].
 mod chunk {
@@ -858,6 +874,23 @@ pub enum ReaderEnd {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_header_and_its_chunk_are_the_frame() {
+        let data = vec![9u8; DATA_CHUNK_BYTES];
+        for position in [None, Some(0), Some(127), Some(128), Some(1 << 40), Some(u64::MAX)] {
+            for len in [0, 1, 127, 128, 16_383, 16_384, DATA_CHUNK_BYTES - 1, DATA_CHUNK_BYTES] {
+                let chunk = &data[..len];
+                let mut joined = WriterFrame::write_header(position, len).unwrap();
+                joined.extend_from_slice(chunk);
+                assert_eq!(joined, cos_ipc::encode(&WriterFrame::Write { position, data: chunk }).unwrap());
+                assert_eq!(
+                    cos_ipc::decode_borrowed::<WriterFrame<'_>>(&joined).unwrap(),
+                    WriterFrame::Write { position, data: chunk }
+                );
+            }
+        }
+    }
 
     #[test]
     fn writer_frames_round_trip_without_copying_data() {

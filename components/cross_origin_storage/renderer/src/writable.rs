@@ -43,7 +43,7 @@ impl FileSystemWritableFileStream {
         if let Err(error) = pipe.set_send_buffer(DATA_PIPE_SEND_BUFFER) {
             tracing::debug!(%error, "could not deepen a write pipe's send queue");
         }
-        Self { pipe, errored: None, frame: Vec::with_capacity(DATA_CHUNK_BYTES + 16) }
+        Self { pipe, errored: None, frame: Vec::new() }
     }
 
     /// Picks up a failure the service reported asynchronously.
@@ -72,15 +72,18 @@ impl FileSystemWritableFileStream {
     }
 
     fn send(&mut self, frame: WriterFrame<'_>) -> Result<(), CosError> {
-        // One buffer for every frame: a chunk is copied once, into the message.
-        self.frame = match cos_ipc::encode_into(&frame, std::mem::take(&mut self.frame)) {
-            Ok(bytes) => bytes,
-            Err(error) => return Err(self.lost(error)),
+        let sent = match frame {
+            // The chunk goes from the caller's buffer straight into the socket, after its header.
+            WriterFrame::Write { position, data } => {
+                WriterFrame::write_header(position, data.len()).and_then(|head| self.pipe.send_parts(&head, data))
+            }
+            // One buffer for every other frame.
+            frame => cos_ipc::encode_into(&frame, std::mem::take(&mut self.frame)).and_then(|bytes| {
+                self.frame = bytes;
+                self.pipe.send(&self.frame, Vec::new())
+            }),
         };
-        match self.pipe.send(&self.frame, Vec::new()) {
-            Ok(()) => Ok(()),
-            Err(error) => Err(self.lost(error)),
-        }
+        sent.map_err(|error| self.lost(error))
     }
 
     /// `write(data)`: at the cursor.

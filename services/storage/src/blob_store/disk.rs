@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::ops::Range;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,8 +34,11 @@ use crate::faults::{Faults, IoOp};
 /// Bytes a writer writes synchronously before it starts its I/O thread: small files never pay
 /// for a thread.
 const PIPELINE_THRESHOLD: u64 = 2 * IO_CHUNK as u64;
-/// Chunks queued for the I/O thread at most (bounds a writer's memory to a few MiB).
-const PIPELINE_DEPTH: usize = 3;
+/// Jobs queued for the I/O thread at most (bounds a writer's memory to a few MiB: a job is a
+/// received chunk of at most one message, or a copy of at most [`COPY_JOB_BYTES`]).
+const PIPELINE_DEPTH: usize = 16;
+/// The largest piece of a copied write handed to the I/O thread.
+const COPY_JOB_BYTES: usize = 128 << 10;
 /// The I/O thread asks the kernel to start writing dirty pages back after this many bytes, so
 /// that the `fdatasync` at close has little left to do.
 const WRITEBACK_EVERY: u64 = 8 << 20;
@@ -326,15 +330,30 @@ enum Mode {
     Gone,
 }
 
+/// A received chunk's buffer, lent to the I/O thread rather than copied for it. The writer
+/// hashed the bytes in it before lending it; while it is shared nobody can change them, so the
+/// bytes written are the bytes hashed. The I/O thread gives it back once written.
+pub(crate) type Lent = Arc<Vec<u8>>;
+
 enum IoJob {
     Write(u64, Vec<u8>),
+    WriteLent(u64, Lent, Range<usize>),
     SetLen(u64),
 }
 
 struct Pipeline {
     jobs: Sender<IoJob>,
     spare: Receiver<Vec<u8>>,
+    /// Lent buffers the I/O thread has written.
+    returned: Receiver<Lent>,
     thread: JoinHandle<io::Result<()>>,
+}
+
+/// Where `data` lies in `lent`, if it is a part of it.
+fn range_within(lent: &Lent, data: &[u8]) -> Option<Range<usize>> {
+    let start = (data.as_ptr() as usize).checked_sub(lent.as_ptr() as usize)?;
+    let end = start.checked_add(data.len())?;
+    (end <= lent.len()).then_some(start..end)
 }
 
 /// Whose appends to a shared file a pipeline writes: the group hears each one that landed.
@@ -347,24 +366,33 @@ impl Pipeline {
     fn start(file: Arc<File>, area: Arc<SwapArea>, appends: Option<Appends>) -> io::Result<Self> {
         let (jobs, job_rx) = crossbeam_channel::bounded::<IoJob>(PIPELINE_DEPTH);
         let (spare_tx, spare) = crossbeam_channel::bounded::<Vec<u8>>(PIPELINE_DEPTH + 2);
+        let (returned_tx, returned) = crossbeam_channel::bounded::<Lent>(PIPELINE_DEPTH + 2);
         let thread = std::thread::Builder::new().name("cos-blob-writer".into()).spawn(move || {
             let mut since_writeback = 0u64;
-            let run = || {
+            let mut write = |position: u64, bytes: &[u8]| -> io::Result<()> {
+                area.faults.check(IoOp::Write)?;
+                file.write_all_at(bytes, position)?;
+                area.count(bytes.len());
+                if let Some(appends) = &appends {
+                    appends.group.appended(position + bytes.len() as u64);
+                }
+                since_writeback += bytes.len() as u64;
+                if since_writeback >= WRITEBACK_EVERY {
+                    start_writeback(&file);
+                    since_writeback = 0;
+                }
+                Ok(())
+            };
+            let run = || -> io::Result<()> {
                 for job in job_rx {
                     match job {
                         IoJob::Write(position, buffer) => {
-                            area.faults.check(IoOp::Write)?;
-                            file.write_all_at(&buffer, position)?;
-                            area.count(buffer.len());
-                            if let Some(appends) = &appends {
-                                appends.group.appended(position + buffer.len() as u64);
-                            }
-                            since_writeback += buffer.len() as u64;
-                            if since_writeback >= WRITEBACK_EVERY {
-                                start_writeback(&file);
-                                since_writeback = 0;
-                            }
+                            write(position, &buffer)?;
                             let _ = spare_tx.try_send(buffer);
+                        }
+                        IoJob::WriteLent(position, lent, range) => {
+                            write(position, &lent[range])?;
+                            let _ = returned_tx.try_send(lent);
                         }
                         IoJob::SetLen(len) => {
                             area.faults.check(IoOp::Write)?;
@@ -382,7 +410,7 @@ impl Pipeline {
             }
             result
         })?;
-        Ok(Self { jobs, spare, thread })
+        Ok(Self { jobs, spare, returned, thread })
     }
 
     fn submit(&mut self, job: IoJob) -> Result<(), ()> {
@@ -431,21 +459,42 @@ impl DiskSink {
 
     /// Writes `data` at `position`; `prefix` hashes what a private writer writes in order (a
     /// shared writer's appends are hashed by its group, and what it compares needs no hash).
-    pub(crate) fn write_at(&mut self, position: u64, data: &[u8], prefix: &mut PrefixHasher) -> Result<(), StoreError> {
+    ///
+    /// With `lent`, `data` is a part of that buffer, which the I/O thread may then write from
+    /// instead of a copy (see [`Lent`]): the bytes are hashed here first, and the buffer cannot
+    /// change while it is shared.
+    pub(crate) fn write_at(
+        &mut self,
+        position: u64,
+        data: &[u8],
+        lent: Option<&Lent>,
+        prefix: &mut PrefixHasher,
+    ) -> Result<(), StoreError> {
         if let Mode::Shared(member) = &self.mode {
             // An empty write changes nothing (the caller zero-fills past the end with `set_len`).
             if position == member.len || data.is_empty() {
-                return self.write_shared(data, prefix);
+                return self.write_shared(data, lent, prefix);
             }
             self.go_private(false, prefix)?;
         }
         prefix.observe_write(position, data);
-        self.write_private(position, data)
+        self.write_private(position, data, lent)
+    }
+
+    /// A buffer the I/O thread has written and given back, for the next received chunk.
+    pub(crate) fn spare_buffer(&mut self) -> Option<Vec<u8>> {
+        let returned = &self.pipeline.as_ref()?.returned;
+        returned.try_iter().find_map(|lent| Arc::try_unwrap(lent).ok())
     }
 
     /// Appends `data` at the writer's length in its group: compared with what the file holds
     /// there, appended past it.
-    fn write_shared(&mut self, mut data: &[u8], prefix: &mut PrefixHasher) -> Result<(), StoreError> {
+    fn write_shared(
+        &mut self,
+        mut data: &[u8],
+        lent: Option<&Lent>,
+        prefix: &mut PrefixHasher,
+    ) -> Result<(), StoreError> {
         while !data.is_empty() {
             let Mode::Shared(member) = &self.mode else { break };
             let want = data.len().min(IO_CHUNK);
@@ -467,11 +516,11 @@ impl DiskSink {
                     } else {
                         self.go_private(true, prefix)?;
                         prefix.observe_write(position, data);
-                        return self.write_private(position, data);
+                        return self.write_private(position, data, lent);
                     }
                 }
                 Next::Append(position, n) => {
-                    self.append_shared(position, &data[..n])?;
+                    self.append_shared(position, &data[..n], lent)?;
                     let Mode::Shared(member) = &mut self.mode else { unreachable!() };
                     member.advance(n as u64);
                     data = &data[n..];
@@ -479,7 +528,7 @@ impl DiskSink {
                 Next::Leave(position) => {
                     self.go_private(false, prefix)?;
                     prefix.observe_write(position, data);
-                    return self.write_private(position, data);
+                    return self.write_private(position, data, lent);
                 }
                 Next::Failed => return Err(self.pipeline_failure()),
             }
@@ -488,7 +537,7 @@ impl DiskSink {
     }
 
     /// Writes bytes this writer claimed at the end of its group's file.
-    fn append_shared(&mut self, position: u64, data: &[u8]) -> Result<(), StoreError> {
+    fn append_shared(&mut self, position: u64, data: &[u8], lent: Option<&Lent>) -> Result<(), StoreError> {
         let Mode::Shared(member) = &self.mode else { unreachable!("only a shared writer appends") };
         let (group, id) = (member.group.clone(), member.id);
         // Hashed before it can reach the file: the group's hash covers what was claimed, in order.
@@ -518,10 +567,10 @@ impl DiskSink {
                 }
             };
         }
-        self.submit(position, data)
+        self.submit(position, data, lent)
     }
 
-    fn write_private(&mut self, position: u64, data: &[u8]) -> Result<(), StoreError> {
+    fn write_private(&mut self, position: u64, data: &[u8], lent: Option<&Lent>) -> Result<(), StoreError> {
         let Mode::Private(swap) = &self.mode else {
             return Err(StoreError::io("write swap file", Path::new("swap"), io::Error::other("no swap file")));
         };
@@ -540,15 +589,25 @@ impl DiskSink {
             self.area.count(data.len());
             return Ok(());
         }
-        self.submit(position, data)
+        self.submit(position, data, lent)
     }
 
-    /// Hands `data` to the I/O thread, 1 MiB at a time.
-    fn submit(&mut self, position: u64, data: &[u8]) -> Result<(), StoreError> {
+    /// Hands `data` to the I/O thread: the buffer it lies in when that is lent, else a copy,
+    /// [`COPY_JOB_BYTES`] at a time.
+    fn submit(&mut self, position: u64, data: &[u8], lent: Option<&Lent>) -> Result<(), StoreError> {
         let Some(pipeline) = self.pipeline.as_mut() else { unreachable!("a pipeline was started") };
+        if let Some(lent) = lent
+            && let Some(range) = range_within(lent, data)
+        {
+            debug_assert_eq!(lent[range.clone()].as_ptr(), data.as_ptr());
+            if pipeline.submit(IoJob::WriteLent(position, lent.clone(), range)).is_err() {
+                return Err(self.pipeline_failure());
+            }
+            return Ok(());
+        }
         let mut offset = position;
-        for piece in data.chunks(IO_CHUNK) {
-            let mut buffer = pipeline.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(IO_CHUNK));
+        for piece in data.chunks(COPY_JOB_BYTES) {
+            let mut buffer = pipeline.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(COPY_JOB_BYTES));
             buffer.clear();
             buffer.extend_from_slice(piece);
             if pipeline.submit(IoJob::Write(offset, buffer)).is_err() {
@@ -641,7 +700,7 @@ impl DiskSink {
             if let Some(prefix) = prefix.as_deref_mut() {
                 prefix.observe_write(position, &buffer[..want]);
             }
-            self.write_private(position, &buffer[..want])?;
+            self.write_private(position, &buffer[..want], None)?;
             position += want as u64;
         }
         self.scratch = buffer;

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use cos_common::ContentHash;
 
+pub(crate) use disk::Lent;
 pub(crate) use hashing::PrefixHasher;
 
 use crate::error::StoreError;
@@ -104,9 +105,17 @@ impl BlobSink {
     /// Writes `data` at `position` (positions past the end leave a zero-filled gap). `prefix`
     /// hashes the writer's bytes as they are written in order (a shared disk writer's are hashed
     /// by its group instead: see `coalesce`).
-    pub(crate) fn write_at(&mut self, position: u64, data: &[u8], prefix: &mut PrefixHasher) -> Result<(), StoreError> {
+    /// With `lent`, `data` is a part of that buffer, which a disk writer's I/O thread may write
+    /// from instead of a copy (see [`Lent`]).
+    pub(crate) fn write_at(
+        &mut self,
+        position: u64,
+        data: &[u8],
+        lent: Option<&Lent>,
+        prefix: &mut PrefixHasher,
+    ) -> Result<(), StoreError> {
         match self {
-            Self::Disk(sink) => sink.write_at(position, data, prefix),
+            Self::Disk(sink) => sink.write_at(position, data, lent, prefix),
             Self::Memory(buffer) => {
                 let start = usize::try_from(position).map_err(|_| StoreError::TooLarge)?;
                 let end = start.checked_add(data.len()).ok_or(StoreError::TooLarge)?;
@@ -117,6 +126,14 @@ impl BlobSink {
                 buffer[start..end].copy_from_slice(data);
                 Ok(())
             }
+        }
+    }
+
+    /// A buffer a disk writer's I/O thread has written and given back.
+    pub(crate) fn spare_buffer(&mut self) -> Option<Vec<u8>> {
+        match self {
+            Self::Disk(sink) => sink.spare_buffer(),
+            Self::Memory(_) => None,
         }
     }
 

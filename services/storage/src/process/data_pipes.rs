@@ -1,6 +1,7 @@
 //! The data pipes: one thread per open writer or read, bound to that writer or read, carrying
 //! the renderer's bulk bytes directly (the broker is not on this path).
 
+use std::io::IoSliceMut;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -8,7 +9,7 @@ use cos_common::interface::{
     DATA_CHUNK_BYTES, DATA_PIPE_SEND_BUFFER, ReaderEnd, ReaderFrame, ReaderRequest, RendererId, ServiceToBroker,
     WriterEvent, WriterFrame,
 };
-use cos_ipc::{BULK_PREFIX, Endpoint, IpcError, Pipe};
+use cos_ipc::{BULK_PREFIX, Endpoint, IpcError, MAX_MESSAGE_BYTES, Pipe};
 
 use super::renderer_session::BrokerConnection;
 use crate::service::{FileReader, SharedRead, Streamed, WritableFile};
@@ -55,9 +56,14 @@ pub(super) fn serve_write(mut writer: WritableFile, endpoint: Endpoint, report: 
     // Declared after the pipe, so it is released before the renderer can see the pipe end.
     let slot = slot;
     let mut failed = false;
+    // Each frame is received straight into a buffer the writer can lend to its I/O thread once
+    // it hashed the chunk in it (no copy on the service's side but the socket's), then take back.
+    let mut inbox = vec![0u8; MAX_MESSAGE_BYTES];
     loop {
-        let mut message = match events.endpoint().recv() {
-            Ok(message) => message,
+        let len = match events.endpoint().recv_vectored(&mut [IoSliceMut::new(&mut inbox)]) {
+            Ok((len, attachments)) if attachments.is_empty() => len,
+            // No write frame carries endpoints (they are closed).
+            Ok(_) => return report.send("malformed write frame"),
             Err(IpcError::Disconnected) => return, // dropping the writer aborts it
             Err(error) if error.is_peer_misbehaviour() => return report.send(&error.to_string()),
             Err(error) => {
@@ -65,11 +71,22 @@ pub(super) fn serve_write(mut writer: WritableFile, endpoint: Endpoint, report: 
                 return;
             }
         };
-        // The chunk is borrowed from the message; a frame with attachments does not decode.
-        let Ok(frame) = message.decode::<WriterFrame<'_>>() else {
+        let Ok(frame) = cos_ipc::decode_borrowed::<WriterFrame<'_>>(&inbox[..len]) else {
             return report.send("malformed write frame");
         };
         let result = match frame {
+            // The chunk is the frame's last field, so it ends the received bytes.
+            WriterFrame::Write { position, data } if inbox[len - data.len()..len].as_ptr() == data.as_ptr() => {
+                let range = len - data.len()..len;
+                let lent = Arc::new(std::mem::take(&mut inbox));
+                let result = writer.write_lent(position, &lent, range);
+                inbox = match Arc::try_unwrap(lent) {
+                    Ok(inbox) => inbox,
+                    // Lent to the I/O thread: take one it gave back, or a new one.
+                    Err(_) => writer.spare_buffer().unwrap_or_else(|| vec![0u8; MAX_MESSAGE_BYTES]),
+                };
+                result
+            }
             WriterFrame::Write { position: Some(position), data } => writer.write_at(position, data),
             WriterFrame::Write { position: None, data } => writer.write(data),
             WriterFrame::Seek(position) => writer.seek(position),

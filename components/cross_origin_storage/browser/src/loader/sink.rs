@@ -33,7 +33,7 @@ impl StoreSink {
         if let Err(error) = pipe.set_send_buffer(DATA_PIPE_SEND_BUFFER) {
             tracing::debug!(%error, "could not deepen a store pipe's send queue");
         }
-        Self { pipe, failed: None, done: false, frame: Vec::with_capacity(DATA_CHUNK_BYTES + 16), _handle: handle }
+        Self { pipe, failed: None, done: false, frame: Vec::new(), _handle: handle }
     }
 
     /// Whether the store already failed (the rest of the body need not be teed).
@@ -69,10 +69,16 @@ impl StoreSink {
     }
 
     fn send(&mut self, frame: WriterFrame<'_>) -> Result<(), ()> {
-        let sent = cos_ipc::encode_into(&frame, std::mem::take(&mut self.frame)).and_then(|bytes| {
-            self.frame = bytes;
-            self.pipe.send(&self.frame, Vec::new())
-        });
+        let sent = match frame {
+            // The chunk goes from the body's buffer straight into the socket, after its header.
+            WriterFrame::Write { position, data } => {
+                WriterFrame::write_header(position, data.len()).and_then(|head| self.pipe.send_parts(&head, data))
+            }
+            frame => cos_ipc::encode_into(&frame, std::mem::take(&mut self.frame)).and_then(|bytes| {
+                self.frame = bytes;
+                self.pipe.send(&self.frame, Vec::new())
+            }),
+        };
         sent.map_err(|_| {
             self.failed.get_or_insert(CosError::Abort);
         })
